@@ -1,0 +1,142 @@
+// Package certs holds a device's identity: an ECDSA P-256 key and a
+// self-signed certificate kept in the state directory, and the DeviceID
+// derived from the certificate's public key that peers pin when they pair.
+//
+// The key file is written with mode 0600 and replaced atomically, so a crash
+// during creation leaves either no identity or a complete one.
+package certs
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// File names inside the state directory.
+const (
+	CertFile = "device-cert.pem"
+	KeyFile  = "device-key.pem"
+)
+
+// Identity is this device's certificate, key and ID.
+type Identity struct {
+	// Certificate is ready for tls.Config.Certificates.
+	Certificate tls.Certificate
+	// ID is derived from Certificate's public key.
+	ID DeviceID
+}
+
+// LoadOrCreate loads the identity stored in dir, creating dir and a new
+// identity if there is none. An identity that exists but cannot be read is
+// an error, never silently replaced: peers have pinned it.
+func LoadOrCreate(dir string) (*Identity, error) {
+	id, err := Load(dir)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("certs: create state dir %s: %w", dir, err)
+	}
+	certPEM, keyPEM, err := generate()
+	if err != nil {
+		return nil, err
+	}
+	// The key is written last: Load treats a missing key as "no identity".
+	if err := writeFileAtomic(filepath.Join(dir, CertFile), certPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, KeyFile), keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	return Load(dir)
+}
+
+// Load reads the identity stored in dir. It returns an error wrapping
+// fs.ErrNotExist when dir holds no identity.
+func Load(dir string) (*Identity, error) {
+	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
+	if _, err := os.Stat(keyPath); err != nil {
+		return nil, fmt.Errorf("certs: %s: %w", keyPath, err)
+	}
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("certs: load identity from %s: %w", dir, err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("certs: parse %s: %w", certPath, err)
+	}
+	pair.Leaf = leaf
+	return &Identity{Certificate: pair, ID: DeviceIDFromCertificate(leaf)}, nil
+}
+
+func generate() (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: generate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: serial: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "drive-node"},
+		DNSNames:     []string{"drive-node"},
+		NotBefore:    now.Add(-24 * time.Hour),
+		// Trust comes from the pinned key, not from the validity period;
+		// a long one keeps a box that is left alone for years working.
+		NotAfter:              now.AddDate(100, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: self-sign: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return fmt.Errorf("certs: write %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("certs: write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,314 @@
+// Command drive-node keeps one folder identical on the devices of a local
+// network, with no server and no internet.
+//
+//	drive-node --folder DIR [--state DIR] [--listen ADDR] [--name NAME] [--peer HOST:PORT]...
+//	drive-node id     [--folder DIR | --state DIR]
+//	drive-node pair   [--folder DIR | --state DIR] [--name NAME] ID
+//	drive-node status [--folder DIR | --state DIR] [--json]
+//	drive-node version
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/node"
+	"github.com/spf13/pflag"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit code. Every failure is
+// one line on stderr naming the problem.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "":
+		err = runDaemon(args, stdout, stderr)
+	case "id":
+		err = runID(args, stdout)
+	case "pair":
+		err = runPair(args, stdout)
+	case "status":
+		err = runStatus(args, stdout)
+	case "version":
+		printVersion(stdout)
+	case "help":
+		usage(stdout)
+	default:
+		err = fmt.Errorf("unknown command %q (want id, pair, status, version or no command to run the daemon)", cmd)
+	}
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "drive-node: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `drive-node keeps one folder identical on the devices of a local network.
+
+  drive-node --folder DIR [--state DIR] [--listen ADDR] [--name NAME] [--peer HOST:PORT]...
+  drive-node id     [--folder DIR | --state DIR]          print this device's ID
+  drive-node pair   [--folder DIR | --state DIR] ID       trust the device ID
+  drive-node status [--folder DIR | --state DIR] [--json]
+  drive-node version
+`)
+}
+
+func printVersion(w io.Writer) {
+	commit := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				commit = s.Value
+			}
+		}
+	}
+	fmt.Fprintf(w, "drive-node %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// locationFlags are the --folder/--state pair every command takes.
+type locationFlags struct{ folder, state string }
+
+func (l *locationFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&l.folder, "folder", "", "the synced folder")
+	fs.StringVar(&l.state, "state", "", "state directory (default FOLDER/.drive-node)")
+}
+
+// stateDir resolves where the state lives; the folder must exist when it
+// is what locates the state.
+func (l *locationFlags) stateDir() (string, error) {
+	if l.state != "" {
+		return node.DefaultStateDir("", l.state), nil
+	}
+	if l.folder == "" {
+		return "", errors.New("give --folder DIR or --state DIR")
+	}
+	if err := node.CheckFolder(l.folder); err != nil {
+		return "", err
+	}
+	abs, err := filepath.Abs(l.folder)
+	if err != nil {
+		return "", fmt.Errorf("folder %s: %w", l.folder, err)
+	}
+	return node.DefaultStateDir(abs, ""), nil
+}
+
+func newFlagSet(name string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SortFlags = false
+	return fs
+}
+
+func runDaemon(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("drive-node")
+	var cfg node.Config
+	var showVersion bool
+	var logLevel, logFormat string
+	fs.StringVar(&cfg.Folder, "folder", "", "the folder to keep in sync (required)")
+	fs.StringVar(&cfg.StateDir, "state", "", "state directory (default FOLDER/.drive-node)")
+	fs.StringVar(&cfg.Listen, "listen", ":22000", "UDP address to listen on")
+	fs.StringVar(&cfg.Name, "name", "", "name shown to peers (default host name)")
+	fs.StringArrayVar(&cfg.Peers, "peer", nil, "static peer address HOST:PORT (repeatable)")
+	fs.BoolVar(&cfg.NoDiscovery, "no-discovery", false, "do not announce or look for peers with mDNS")
+	fs.DurationVar(&cfg.RescanInterval, "rescan", 10*time.Minute, "full rescan period")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if showVersion {
+		printVersion(stdout)
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	logger, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logger
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	runErr := n.Run(ctx)
+	closeErr := n.Close()
+	if runErr != nil {
+		return runErr
+	}
+	if closeErr != nil {
+		return closeErr
+	}
+	logger.Info("drive-node stopped")
+	return nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runID(args []string, stdout io.Writer) error {
+	fs := newFlagSet("id")
+	var loc locationFlags
+	loc.add(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := loc.stateDir()
+	if err != nil {
+		return err
+	}
+	id, err := node.Identity(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Device ID of this drive-node (state %s):\n%s\n", dir, id.ID)
+	return nil
+}
+
+func runPair(args []string, stdout io.Writer) error {
+	fs := newFlagSet("pair")
+	var loc locationFlags
+	var name string
+	loc.add(fs)
+	fs.StringVar(&name, "name", "", "a name for the device, shown in status")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("pair takes exactly one device ID (see `drive-node id` on the other device)")
+	}
+	id, err := certs.ParseDeviceID(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	dir, err := loc.stateDir()
+	if err != nil {
+		return err
+	}
+	if err := node.Pair(context.Background(), dir, id, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Paired with %s. Pair this device on the other side too.\n", id)
+	return nil
+}
+
+func runStatus(args []string, stdout io.Writer) error {
+	fs := newFlagSet("status")
+	var loc locationFlags
+	var asJSON bool
+	loc.add(fs)
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := loc.stateDir()
+	if err != nil {
+		return err
+	}
+	st, err := node.ReadStatus(context.Background(), dir)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(stdout, st)
+	return nil
+}
+
+func printStatus(w io.Writer, st node.Status) {
+	run := "not running"
+	if st.Running {
+		run = fmt.Sprintf("running (pid %d)", st.PID)
+		if !st.Ready {
+			run += ", start-up scan in progress"
+		}
+	}
+	fmt.Fprintf(w, "device:      %s\nfolder:      %s\nstate:       %s\ndaemon:      %s\n", st.Device, st.Folder, st.StateDir, run)
+	fmt.Fprintf(w, "tracked:     %d files, %d directories, %s\nops in log:  %d\n", st.Files, st.Dirs, humanBytes(st.Bytes), st.Ops)
+	if st.LastChange != nil {
+		fmt.Fprintf(w, "last change: %s\n", st.LastChange.Local().Format(time.DateTime))
+	}
+	fmt.Fprintf(w, "peers:       %d\n", len(st.Peers))
+	for _, p := range st.Peers {
+		conn := "disconnected"
+		if p.Connected {
+			conn = "connected " + p.Address
+		}
+		seen := "never"
+		if p.LastSeen != nil {
+			seen = p.LastSeen.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(w, "  %s %s: %s, last seen %s, %d ops behind", p.ID, p.Name, conn, seen, p.Behind)
+		if p.Error != "" {
+			fmt.Fprintf(w, ", %s", p.Error)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(st.Conflicts) > 0 {
+		fmt.Fprintf(w, "conflicts:   %d\n", len(st.Conflicts))
+		for _, c := range st.Conflicts {
+			fmt.Fprintf(w, "  %s (copy of %s)\n", c.Copy, c.Original)
+		}
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

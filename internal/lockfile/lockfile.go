@@ -1,0 +1,69 @@
+// Package lockfile gives a process exclusive use of a directory through an
+// OS advisory lock on a file inside it. The lock is released by the OS
+// when the process dies, so a crash never leaves a stale lock behind.
+package lockfile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// ErrLocked is wrapped by Acquire when another process holds the lock.
+var ErrLocked = errors.New("in use by another drive-node")
+
+// Lock is a held lock.
+type Lock struct {
+	f    *os.File
+	path string
+}
+
+// Acquire takes the lock at path without waiting. When another process
+// holds it, the error wraps ErrLocked and names that process's pid if it
+// wrote one.
+func Acquire(path string) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := lock(f); err != nil {
+		f.Close()
+		if errors.Is(err, errWouldBlock) {
+			holder := ""
+			if b, rerr := os.ReadFile(path); rerr == nil && len(strings.TrimSpace(string(b))) > 0 {
+				holder = " (pid " + strings.TrimSpace(string(b)) + ")"
+			}
+			return nil, fmt.Errorf("%s is %w%s", path, ErrLocked, holder)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	// The pid is informational; failing to write it does not matter.
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return &Lock{f: f, path: path}, nil
+}
+
+// Held reports whether some process holds the lock at path, without
+// taking it for longer than the check.
+func Held(path string) bool {
+	l, err := Acquire(path)
+	if err != nil {
+		return errors.Is(err, ErrLocked)
+	}
+	l.f.Truncate(0)
+	l.Release()
+	return false
+}
+
+// Release gives the lock up.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	unlock(l.f)
+	err := l.f.Close()
+	l.f = nil
+	return err
+}

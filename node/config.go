@@ -1,0 +1,130 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// StateDirName is the state directory's name when it lives in the folder.
+const StateDirName = ".drive-node"
+
+// TempPrefix starts the name of every temporary file the node writes in the
+// folder; the watcher ignores such files and a restart removes stale ones.
+const TempPrefix = ".drive-node-tmp-"
+
+// Config says what a node syncs and where it keeps its state.
+type Config struct {
+	// Folder is the directory kept identical on every peer. It must exist.
+	Folder string
+	// StateDir holds the identity, op log and database; default
+	// Folder/.drive-node. It is never synced.
+	StateDir string
+	// Listen is the UDP address the transport listens on.
+	Listen string
+	// Name is shown to peers; default the host name.
+	Name string
+	// Peers are static peer addresses (host:port) dialled in addition to
+	// those discovered.
+	Peers []string
+	// NoDiscovery turns mDNS discovery off (static peers only).
+	NoDiscovery bool
+	// RescanInterval is the period of the safety-net full scan.
+	RescanInterval time.Duration
+	// Logger receives the node's logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Errors a caller may want to tell apart; each is wrapped with the path.
+var (
+	ErrFolderMissing    = errors.New("folder does not exist")
+	ErrNotADirectory    = errors.New("is not a directory")
+	ErrStateNotWritable = errors.New("state dir is not writable")
+)
+
+// withDefaults validates c and fills in defaults, returning absolute paths.
+func (c Config) withDefaults() (Config, error) {
+	if c.Folder == "" {
+		return c, fmt.Errorf("no folder given (use --folder DIR)")
+	}
+	abs, err := filepath.Abs(c.Folder)
+	if err != nil {
+		return c, fmt.Errorf("folder %s: %w", c.Folder, err)
+	}
+	c.Folder = abs
+	if err := CheckFolder(c.Folder); err != nil {
+		return c, err
+	}
+	c.StateDir = DefaultStateDir(c.Folder, c.StateDir)
+	if c.Name == "" {
+		c.Name, _ = os.Hostname()
+	}
+	if c.Listen == "" {
+		c.Listen = ":22000"
+	}
+	if c.RescanInterval == 0 {
+		c.RescanInterval = 10 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// DefaultStateDir returns stateDir made absolute, or folder's own state
+// directory when stateDir is empty.
+func DefaultStateDir(folder, stateDir string) string {
+	if stateDir == "" {
+		return filepath.Join(folder, StateDirName)
+	}
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		return abs
+	}
+	return stateDir
+}
+
+// CheckFolder returns an error naming path unless it is an existing
+// directory.
+func CheckFolder(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("folder %s: %w", path, ErrFolderMissing)
+	case err != nil:
+		return fmt.Errorf("folder %s: %w", path, err)
+	case !st.IsDir():
+		return fmt.Errorf("folder %s %w", path, ErrNotADirectory)
+	}
+	return nil
+}
+
+// prepareStateDir creates dir if needed and proves it writable.
+func prepareStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrStateNotWritable, dir, err)
+	}
+	probe := filepath.Join(dir, ".write-test")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrStateNotWritable, dir, err)
+	}
+	return os.Remove(probe)
+}
+
+// ignoreFunc returns the watcher's ignore rule: the state dir when it lies
+// inside the folder, and the node's own temporary files.
+func ignoreFunc(folder, stateDir string) func(string) bool {
+	stateRel := ""
+	if rel, err := filepath.Rel(folder, stateDir); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+		stateRel = filepath.ToSlash(rel)
+	}
+	return func(p string) bool {
+		if stateRel != "" && (p == stateRel || strings.HasPrefix(p, stateRel+"/")) {
+			return true
+		}
+		return strings.HasPrefix(p[strings.LastIndexByte(p, '/')+1:], TempPrefix)
+	}
+}

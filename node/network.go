@@ -1,0 +1,81 @@
+package node
+
+import (
+	"context"
+
+	"github.com/drive-node/drive-node/quicnet"
+	"github.com/drive-node/drive-node/watcher"
+)
+
+// startNetwork opens the transport, starts LAN discovery and keeps
+// connections to every known peer.
+func (n *Node) startNetwork(ctx context.Context) error {
+	tr, err := quicnet.Listen(ctx, quicnet.Config{
+		Identity: n.id,
+		Listen:   n.cfg.Listen,
+		Paired:   n.paired,
+		Content:  n,
+		OnPeer:   n.servePeer,
+		Logger:   n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.tr = tr
+	n.log.Info("listening", "addr", tr.Addr().String())
+	redial := tr.NewRedialer(ctx)
+	for _, p := range n.cfg.Peers {
+		redial.AddStatic(p)
+	}
+	if n.cfg.NoDiscovery {
+		return nil
+	}
+	disc, err := quicnet.StartDiscovery(ctx, quicnet.DiscoveryConfig{ID: n.id.ID, Port: tr.Addr().Port, Logger: n.log}, func(f quicnet.Found) {
+		if n.paired(f.ID) {
+			redial.Found(f.ID, f.Addrs)
+		}
+	})
+	if err != nil {
+		// Static peers still work on a network without multicast.
+		n.log.Warn("LAN discovery unavailable; only --peer addresses are dialled", "err", err)
+		return nil
+	}
+	go func() {
+		<-ctx.Done()
+		disc.Close()
+	}()
+	return nil
+}
+
+// observeLocked records the current state of paths as local changes: a
+// conflict copy the node wrote, a directory that had to stay.
+func (n *Node) observeLocked(ctx context.Context, paths ...string) error {
+	var obs []watcher.Observation
+	for _, p := range paths {
+		o, err := n.observe(ctx, p)
+		if err != nil {
+			return err
+		}
+		obs = append(obs, o...)
+	}
+	return n.recordLocalLocked(ctx, obs)
+}
+
+// recordIfChangedLocked records p as a local change when the disk differs
+// from the database at p (the watcher has not reported it yet).
+func (n *Node) recordIfChangedLocked(ctx context.Context, p string) error {
+	rec, ok, err := n.db.File(ctx, p)
+	if err != nil {
+		return err
+	}
+	st, serr := n.root.Lstat(p)
+	live := ok && !rec.Deleted
+	switch {
+	case serr != nil && !live:
+		return nil
+	case serr == nil && live && st.IsDir() == rec.Dir &&
+		(rec.Dir || (st.Size() == rec.Size && st.ModTime().UnixNano() == rec.MTime)):
+		return nil
+	}
+	return n.observeLocked(ctx, p)
+}

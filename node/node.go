@@ -1,0 +1,303 @@
+// Package node is drive-node's engine: the one package that knows the
+// others. A local change flows watcher → node → oplog (synced) → state →
+// peers; a change from a peer flows transport → node → oplog → folder →
+// state.
+//
+// Guarantees: an op is in the op log, synced, before the state database
+// records it and before any peer can hear of it; the state database never
+// runs ahead of the log, and a node that starts behind (a crash between
+// the two, or a lost database) catches it up from the log before it does
+// anything else.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/lockfile"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/quicnet"
+	"github.com/drive-node/drive-node/state"
+	"github.com/drive-node/drive-node/watcher"
+)
+
+// Files inside the state directory.
+const (
+	lockName  = "lock"
+	dbName    = "state.db"
+	oplogName = "oplog"
+)
+
+// Meta keys written to the state database for `drive-node status`.
+const (
+	metaPID        = "pid"
+	metaStartedAt  = "started_at"
+	metaReadyAt    = "ready_at"
+	metaLastChange = "last_change"
+	metaFolder     = "folder"
+)
+
+// Node is a running engine for one folder.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	id   *certs.Identity
+	lock *lockfile.Lock
+	ops  *oplog.Log
+	db   *state.DB
+	w    *watcher.Watcher
+	root *os.Root // the folder; every write goes through it, so nothing escapes it
+
+	tr        *quicnet.Transport
+	logWatch  logWatch
+	applyKick chan struct{}
+	peersMu   sync.Mutex
+	peers     map[certs.DeviceID]*peerState
+
+	// commitMu serialises turning changes into ops and applying them, so
+	// the state database sees ops in the order the log accepted them.
+	commitMu sync.Mutex
+
+	// now is the clock; tests replace it.
+	now func() time.Time
+
+	readyOnce sync.Once
+	ready     chan struct{}
+}
+
+// Open validates cfg, takes the state directory's lock, and opens the
+// identity, op log and database, catching the database up from the log.
+// The returned node does nothing until Run.
+func Open(ctx context.Context, cfg Config) (n *Node, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareStateDir(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger, now: time.Now, ready: make(chan struct{}),
+		applyKick: make(chan struct{}, 1), peers: map[certs.DeviceID]*peerState{}}
+	defer func() {
+		if err != nil {
+			n.Close()
+			n = nil
+		}
+	}()
+	if n.lock, err = lockfile.Acquire(filepath.Join(cfg.StateDir, lockName)); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", cfg.StateDir, err)
+	}
+	if n.id, err = certs.LoadOrCreate(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if n.ops, err = oplog.Open(filepath.Join(cfg.StateDir, oplogName), n.id.ID, n.log); err != nil {
+		return nil, err
+	}
+	if n.db, err = state.Open(ctx, filepath.Join(cfg.StateDir, dbName)); err != nil {
+		return nil, err
+	}
+	if n.root, err = os.OpenRoot(cfg.Folder); err != nil {
+		return nil, fmt.Errorf("folder %s: %w", cfg.Folder, err)
+	}
+	n.removeStaleTemps()
+	// The database may be behind the log (a crash between the two, or a
+	// lost database): record what it lacks before looking at the folder.
+	if err := n.applyPending(ctx); err != nil {
+		n.log.Warn("some received changes wait for a peer", "err", err)
+	}
+	if err := n.db.ResetPeerStatus(ctx); err != nil {
+		return nil, err
+	}
+	n.w, err = watcher.New(watcher.Options{
+		Root:           cfg.Folder,
+		Index:          dbIndex{n.db},
+		Ignore:         ignoreFunc(cfg.Folder, cfg.StateDir),
+		RescanInterval: cfg.RescanInterval,
+		Logger:         n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// ID returns this device's ID.
+func (n *Node) ID() certs.DeviceID { return n.id.ID }
+
+// Ready is closed once the start-up scan's findings are all in the log and
+// the database.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// Close releases everything Open acquired. It is safe on a partly opened
+// node.
+func (n *Node) Close() error {
+	var errs []error
+	if n.root != nil {
+		errs = append(errs, n.root.Close())
+	}
+	if n.db != nil {
+		errs = append(errs, n.db.Close())
+	}
+	if n.ops != nil {
+		errs = append(errs, n.ops.Close())
+	}
+	if n.lock != nil {
+		errs = append(errs, n.lock.Release())
+	}
+	return errors.Join(errs...)
+}
+
+// Run watches the folder and records every change until ctx ends. It
+// returns nil when ctx was cancelled, or the error that stopped it.
+func (n *Node) Run(ctx context.Context) error {
+	now := n.now().UnixNano()
+	for k, v := range map[string]string{
+		metaPID: strconv.Itoa(os.Getpid()), metaStartedAt: strconv.FormatInt(now, 10), metaFolder: n.cfg.Folder,
+	} {
+		if err := n.db.SetMeta(ctx, k, v); err != nil {
+			return err
+		}
+	}
+	n.log.Info("drive-node started", "folder", n.cfg.Folder, "state", n.cfg.StateDir, "device", n.id.ID.String(), "ops", n.ops.Count())
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := n.startNetwork(ctx); err != nil {
+		return err
+	}
+	defer n.tr.Close()
+	go n.applyLoop(ctx)
+
+	obs := make(chan []watcher.Observation) // unbuffered: see the ready logic below
+	werr := make(chan error, 1)
+	go func() { werr <- n.w.Run(ctx, obs) }()
+
+	scanned := n.w.Scanned()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-werr:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("watching %s: %w", n.cfg.Folder, err)
+		case batch := <-obs:
+			if err := n.recordLocal(ctx, batch); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				// The changes are still on disk; the next scan finds them.
+				n.log.Error("recording local changes failed; will retry on rescan", "err", err)
+				n.w.Rescan()
+			}
+		case <-scanned:
+			// The channel is unbuffered and the watcher closes Scanned
+			// after its last scan batch was received, so every start-up
+			// finding has been recorded by now.
+			scanned = nil
+			n.markReady(ctx)
+		}
+	}
+}
+
+func (n *Node) markReady(ctx context.Context) {
+	n.readyOnce.Do(func() {
+		if err := n.db.SetMeta(ctx, metaReadyAt, strconv.FormatInt(n.now().UnixNano(), 10)); err != nil {
+			n.log.Warn("recording readiness failed", "err", err)
+		}
+		n.log.Info("start-up scan complete", "ops", n.ops.Count())
+		close(n.ready)
+	})
+}
+
+// recordLocal turns observations into ops, logs them durably, then records
+// them in the database.
+func (n *Node) recordLocal(ctx context.Context, obs []watcher.Observation) error {
+	n.commitMu.Lock()
+	defer n.commitMu.Unlock()
+	return n.recordLocalLocked(ctx, obs)
+}
+
+func (n *Node) recordLocalLocked(ctx context.Context, obs []watcher.Observation) error {
+	known := make(map[string]state.File, len(obs))
+	for _, o := range obs {
+		f, ok, err := n.db.File(ctx, o.Path)
+		if err != nil {
+			return err
+		}
+		if ok {
+			known[o.Path] = f
+		}
+	}
+	plan := planLocal(obs, known)
+	if len(plan.ops) == 0 && len(plan.metaOnly) == 0 {
+		return nil
+	}
+	var accepted []oplog.Op
+	if len(plan.ops) > 0 {
+		var err error
+		if accepted, err = n.ops.Append(ctx, plan.ops...); err != nil {
+			return err
+		}
+	}
+	// From here the ops are accepted: peers may hear of them. If recording
+	// them below fails, applyPending records them from the log later.
+	if len(accepted) > 0 {
+		n.logWatch.notify()
+	}
+	inodes := make(map[string]uint64, len(obs))
+	for _, o := range obs {
+		inodes[o.Path] = o.Inode
+	}
+	at := n.now().UnixNano()
+	b := state.Batch{Files: plan.metaOnly}
+	for _, op := range accepted {
+		for _, r := range recordsFor(op, at) {
+			if !r.Deleted {
+				r.Inode = inodes[r.Path]
+			}
+			b.Files = append(b.Files, r)
+		}
+		n.log.Debug("local change", "op", op.String())
+	}
+	if len(accepted) > 0 {
+		b.Applied = map[certs.DeviceID]uint64{n.id.ID: accepted[len(accepted)-1].Seq}
+	}
+	if err := n.db.Apply(ctx, b); err != nil {
+		n.kickApply()
+		return err
+	}
+	if len(accepted) > 0 {
+		return n.db.SetMeta(ctx, metaLastChange, strconv.FormatInt(at, 10))
+	}
+	return nil
+}
+
+// dbIndex lets the watcher read what the node has recorded.
+type dbIndex struct{ db *state.DB }
+
+func (x dbIndex) Lookup(path string) (watcher.Known, bool) {
+	f, ok, err := x.db.File(context.Background(), path)
+	if err != nil || !ok || f.Deleted {
+		return watcher.Known{}, false
+	}
+	return watcher.Known{Dir: f.Dir, Size: f.Size, MTime: f.MTime, Inode: f.Inode, Hash: f.Hash}, true
+}
+
+func (x dbIndex) Under(dir string) []string {
+	var out []string
+	x.db.FilesUnder(context.Background(), dir, func(f state.File) error {
+		out = append(out, f.Path)
+		return nil
+	})
+	return out
+}

@@ -1,0 +1,229 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+)
+
+// testLog collects a node's logs for failure messages and assertions.
+type testLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *testLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *testLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+type runningNode struct {
+	*Node
+	folder string
+	addr   string
+	logs   *testLog
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func freeUDPPort(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+// identityOf creates (or loads) the identity of a folder's default state dir.
+func identityOf(t *testing.T, folder string) certs.DeviceID {
+	t.Helper()
+	id, err := Identity(DefaultStateDir(folder, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.ID
+}
+
+func pairFolders(t *testing.T, a, b string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := Pair(ctx, DefaultStateDir(a, ""), identityOf(t, b), "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Pair(ctx, DefaultStateDir(b, ""), identityOf(t, a), "a"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startNode runs a node on folder, listening on loopback, dialling peers,
+// with mDNS off (tests stay on loopback), and waits until it is ready.
+func startNode(t *testing.T, folder, addr string, peers ...string) *runningNode {
+	t.Helper()
+	logs := &testLog{}
+	n, err := Open(context.Background(), Config{
+		Folder: folder, Listen: addr, Peers: peers, NoDiscovery: true, Name: filepath.Base(folder),
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningNode{Node: n, folder: folder, addr: addr, logs: logs, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- n.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	select {
+	case <-n.Ready():
+	case err := <-r.done:
+		t.Fatalf("node stopped: %v\n%s", err, logs)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("node not ready\n%s", logs)
+	}
+	return r
+}
+
+func (r *runningNode) stop(t *testing.T) {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	if err := <-r.done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	r.Node.Close()
+	if t.Failed() {
+		t.Logf("logs of %s:\n%s", r.folder, r.logs)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	last := ""
+	for time.Now().Before(deadline) {
+		if last = cond(); last == "" {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: %s", what, last)
+}
+
+// sameTree returns "" when a and b hold the same files, directories and
+// contents (drive-node's own files left out), or what differs.
+func sameTree(a, b string) string {
+	read := func(root string) map[string]string {
+		out := map[string]string{}
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			rel, _ := filepath.Rel(root, p)
+			if rel == "." {
+				return nil
+			}
+			if d.Name() == StateDirName || strings.HasPrefix(d.Name(), TempPrefix) {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if d.IsDir() {
+				out[filepath.ToSlash(rel)] = "dir"
+				return nil
+			}
+			b, _ := os.ReadFile(p)
+			out[filepath.ToSlash(rel)] = content.Sum(b).Short()
+			return nil
+		})
+		return out
+	}
+	ta, tb := read(a), read(b)
+	var diffs []string
+	for p, h := range ta {
+		if tb[p] != h {
+			diffs = append(diffs, p+": "+h+" vs "+tb[p])
+		}
+	}
+	for p := range tb {
+		if _, ok := ta[p]; !ok {
+			diffs = append(diffs, "extra "+p)
+		}
+	}
+	return strings.Join(diffs, "; ")
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTwoNodesSync(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	pairFolders(t, a, b)
+	write(t, filepath.Join(a, "before.txt"), "made before start")
+	addrA, addrB := freeUDPPort(t), freeUDPPort(t)
+	na := startNode(t, a, addrA, addrB)
+	nb := startNode(t, b, addrB, addrA)
+	waitFor(t, "initial sync", func() string { return sameTree(a, b) })
+
+	write(t, filepath.Join(a, "docs/report.txt"), "v1")
+	write(t, filepath.Join(a, "empty"), "")
+	waitFor(t, "create", func() string { return sameTree(a, b) })
+	write(t, filepath.Join(a, "docs/report.txt"), "v2, longer")
+	os.Rename(filepath.Join(a, "before.txt"), filepath.Join(a, "docs/renamed.txt"))
+	os.MkdirAll(filepath.Join(a, "x/y/z"), 0o755)
+	waitFor(t, "modify, rename, mkdir", func() string { return sameTree(a, b) })
+	os.Remove(filepath.Join(a, "empty"))
+	os.RemoveAll(filepath.Join(a, "x"))
+	write(t, filepath.Join(b, "from-b.txt"), "b's file")
+	waitFor(t, "delete, rmdir, and a change from b", func() string { return sameTree(a, b) })
+
+	// The files b received did not come back as local ops: b made one.
+	if got := nb.ops.Highest(nb.ID()); got != 1 {
+		t.Fatalf("b has %d ops of its own, want 1 (its received files came back as local changes)", got)
+	}
+	if na.ops.Highest(nb.ID()) != 1 || nb.ops.Highest(na.ID()) != na.ops.Highest(na.ID()) {
+		t.Fatalf("logs did not converge: a %v, b %v", na.ops.Vector(), nb.ops.Vector())
+	}
+}
+
+// memSource is a content source for a hostile test peer.
+type memSource struct {
+	mu   sync.Mutex
+	data map[content.Hash][]byte
+	bad  map[content.Hash]int // serve wrong bytes this many times first
+}
+
+func (m *memSource) OpenContent(_ context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.data[h]
+	if !ok {
+		return nil, 0, fs.ErrNotExist
+	}
+	if m.bad[h] > 0 {
+		m.bad[h]--
+		b = bytes.Repeat([]byte("X"), len(b))
+	}
+	return readSeekNopCloser{bytes.NewReader(b)}, int64(len(b)), nil
+}
+
+type readSeekNopCloser struct{ *bytes.Reader }
+
+func (readSeekNopCloser) Close() error { return nil }

@@ -1,0 +1,323 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/quicnet"
+	"github.com/drive-node/drive-node/wire"
+)
+
+// opsPerFrame bounds how many ops one Ops message carries.
+const opsPerFrame = 2000
+
+// logWatch lets senders wait for the op log to grow without polling.
+type logWatch struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// changed returns a channel closed at the next notify.
+func (w *logWatch) changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+func (w *logWatch) notify() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+}
+
+// servePeer runs the sync protocol with one connected peer until the
+// connection ends: exchange Hello (each side's log vector), then each side
+// streams the ops the other lacks, and keeps streaming new ones as its log
+// grows. Received ops are persisted in the log before anything else.
+func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
+	log := n.log.With("peer", p.ID.Short())
+	if err := p.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion, Name: n.cfg.Name, Have: n.ops.Vector()}); err != nil {
+		log.Warn("sending hello failed", "err", err)
+		return
+	}
+	m, err := p.Recv(ctx)
+	if err != nil {
+		log.Warn("no hello from peer", "err", err)
+		return
+	}
+	hello, ok := m.(*wire.Hello)
+	if !ok || hello.Version != wire.ProtocolVersion {
+		log.Warn("peer speaks another protocol; closing", "got", m.Type().String())
+		p.CloseWithError(fmt.Sprintf("want hello version %d", wire.ProtocolVersion))
+		return
+	}
+	n.peerUp(ctx, p, hello)
+	defer n.peerDown(p)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if err := n.sendOps(ctx, p, hello.Have); err != nil && ctx.Err() == nil {
+			log.Warn("sending ops failed", "err", err)
+			p.CloseWithError("send failed")
+		}
+	}()
+	for {
+		m, err := p.Recv(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Info("connection ended", "err", err)
+			}
+			return
+		}
+		switch m := m.(type) {
+		case *wire.Ops:
+			if err := n.receiveOps(ctx, p, m.Ops); err != nil {
+				log.Warn("receiving ops failed; reconnecting resynchronises", "err", err)
+				p.CloseWithError("bad ops")
+				return
+			}
+		case *wire.Progress:
+			n.peerProgress(ctx, p.ID, m.Have)
+		default:
+			log.Warn("unexpected message on the control stream", "type", m.Type().String())
+		}
+	}
+}
+
+// sendOps streams to p every op in the log beyond have, then waits for the
+// log to grow and repeats.
+func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, have map[certs.DeviceID]uint64) error {
+	sent := maps.Clone(have)
+	if sent == nil {
+		sent = map[certs.DeviceID]uint64{}
+	}
+	for {
+		changed := n.logWatch.changed()
+		mine := n.ops.Vector()
+		origins := make([]certs.DeviceID, 0, len(mine))
+		for o := range mine {
+			origins = append(origins, o)
+		}
+		sort.Slice(origins, func(i, j int) bool { return string(origins[i][:]) < string(origins[j][:]) })
+		var batch []oplog.Op
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := p.Send(ctx, &wire.Ops{Ops: batch})
+			batch = batch[:0]
+			return err
+		}
+		for _, o := range origins {
+			if mine[o] <= sent[o] {
+				continue
+			}
+			err := n.ops.Iterate(ctx, o, sent[o]+1, func(op oplog.Op) error {
+				if op.Seq > mine[o] {
+					return errStop
+				}
+				batch = append(batch, op)
+				sent[o] = op.Seq
+				if len(batch) >= opsPerFrame {
+					return flush()
+				}
+				return nil
+			})
+			if err != nil && err != errStop {
+				return err
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+var errStop = fmt.Errorf("stop")
+
+// receiveOps persists ops from a peer, acknowledges them, and wakes the
+// applier. Ops that would leave a gap fail the call: the connection is
+// then reset and the Hello exchange starts over from what is durable.
+func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op) error {
+	for _, op := range ops {
+		for _, path := range []string{op.Path, op.NewPath} {
+			if path == "" {
+				continue
+			}
+			if err := checkPath(path); err != nil {
+				// Kept in the log (every device's log stays the same),
+				// never applied: execute refuses it too.
+				n.log.Error("peer sent an op with an unsafe path; it will not be applied", "peer", p.ID.Short(), "op", op.String(), "err", err)
+			}
+		}
+	}
+	inserted, err := n.ops.Insert(ctx, ops...)
+	if len(inserted) > 0 {
+		n.logWatch.notify()
+		n.kickApply()
+	}
+	if err != nil {
+		return err
+	}
+	return p.Send(ctx, &wire.Progress{Have: n.ops.Vector()})
+}
+
+func (n *Node) kickApply() {
+	select {
+	case n.applyKick <- struct{}{}:
+	default:
+	}
+}
+
+// applyLoop applies received ops as they arrive, and retries ops left
+// pending (content not yet available) every few seconds.
+func (n *Node) applyLoop(ctx context.Context) {
+	retry := time.NewTicker(3 * time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.applyKick:
+		case <-retry.C:
+		}
+		if err := n.applyPending(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("applying received changes: some wait for a retry", "err", err)
+		}
+	}
+}
+
+// peerUp records a new connection.
+func (n *Node) peerUp(ctx context.Context, p *quicnet.Peer, hello *wire.Hello) {
+	n.peersMu.Lock()
+	n.peers[p.ID] = &peerState{p: p, have: maps.Clone(hello.Have)}
+	n.peersMu.Unlock()
+	n.kickApply() // content that was missing may be here now
+	n.updatePeerRow(ctx, p.ID, true, p.RemoteAddr().String())
+}
+
+func (n *Node) peerDown(p *quicnet.Peer) {
+	n.peersMu.Lock()
+	if ps, ok := n.peers[p.ID]; ok && ps.p == p {
+		delete(n.peers, p.ID)
+	}
+	n.peersMu.Unlock()
+	n.updatePeerRow(context.Background(), p.ID, false, "")
+}
+
+func (n *Node) peerProgress(ctx context.Context, id certs.DeviceID, have map[certs.DeviceID]uint64) {
+	n.peersMu.Lock()
+	if ps, ok := n.peers[id]; ok {
+		ps.have = maps.Clone(have)
+	}
+	n.peersMu.Unlock()
+	for origin, seq := range have {
+		n.db.SetPeerProgress(ctx, id, origin, seq)
+	}
+	n.updatePeerRow(ctx, id, true, "")
+}
+
+// updatePeerRow writes the peer's connection status for `drive-node status`.
+func (n *Node) updatePeerRow(ctx context.Context, id certs.DeviceID, connected bool, addr string) {
+	row, ok, err := n.db.Peer(ctx, id)
+	if err != nil || !ok {
+		return
+	}
+	row.Connected = connected
+	row.LastSeen = n.now().UnixNano()
+	if addr != "" {
+		row.Address = addr
+		row.Addresses = []string{addr}
+	}
+	if !connected {
+		row.Address = ""
+	}
+	n.peersMu.Lock()
+	if ps, ok := n.peers[id]; ok {
+		row.Behind = behind(n.ops.Vector(), ps.have)
+	}
+	n.peersMu.Unlock()
+	if err := n.db.UpdatePeerStatus(ctx, row); err != nil {
+		n.log.Debug("updating peer status failed", "peer", id.Short(), "err", err)
+	}
+}
+
+// behind counts the ops in mine that have lacks.
+func behind(mine, have map[certs.DeviceID]uint64) uint64 {
+	var n uint64
+	for o, s := range mine {
+		if s > have[o] {
+			n += s - have[o]
+		}
+	}
+	return n
+}
+
+// peerState is what the node knows of a connected peer.
+type peerState struct {
+	p    *quicnet.Peer
+	have map[certs.DeviceID]uint64
+}
+
+// fetchers returns the connected peers to fetch content from.
+func (n *Node) fetchers() []contentFetcher {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	out := make([]contentFetcher, 0, len(n.peers))
+	for _, ps := range n.peers {
+		out = append(out, ps.p)
+	}
+	return out
+}
+
+// OpenContent serves content to peers from the folder: a live recorded
+// file with that hash whose size and mtime still match the record.
+func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
+	files, err := n.db.FilesByHash(ctx, h)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, f := range files {
+		fh, err := n.root.Open(f.Path)
+		if err != nil {
+			continue
+		}
+		st, err := fh.Stat()
+		if err != nil || !st.Mode().IsRegular() || st.Size() != f.Size || st.ModTime().UnixNano() != f.MTime {
+			fh.Close()
+			continue
+		}
+		return fh, st.Size(), nil
+	}
+	return nil, 0, fmt.Errorf("content %s: %w", h.Short(), fs.ErrNotExist)
+}
+
+// paired is the transport's pairing check.
+func (n *Node) paired(id certs.DeviceID) bool {
+	ok, err := n.db.IsPaired(context.Background(), id)
+	if err != nil {
+		n.log.Warn("pairing check failed", "peer", id.Short(), "err", err)
+	}
+	return ok && err == nil
+}

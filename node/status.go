@@ -1,0 +1,149 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/lockfile"
+	"github.com/drive-node/drive-node/state"
+)
+
+// Status is what `drive-node status` shows. It is read from the state
+// directory, so it works whether or not the daemon runs.
+type Status struct {
+	Device     string       `json:"device"`
+	Folder     string       `json:"folder"`
+	StateDir   string       `json:"state_dir"`
+	Running    bool         `json:"running"`
+	PID        int          `json:"pid,omitempty"`
+	Ready      bool         `json:"ready"` // running and its start-up scan is recorded
+	Files      int          `json:"files"`
+	Dirs       int          `json:"dirs"`
+	Tombstones int          `json:"tombstones"`
+	Bytes      int64        `json:"bytes"`
+	Ops        uint64       `json:"ops"`
+	LastChange *time.Time   `json:"last_change,omitempty"`
+	Peers      []PeerStatus `json:"peers"`
+	Conflicts  []Conflict   `json:"conflicts"`
+}
+
+// PeerStatus is one paired device as status shows it.
+type PeerStatus struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name,omitempty"`
+	Connected bool       `json:"connected"`
+	Address   string     `json:"address,omitempty"`
+	LastSeen  *time.Time `json:"last_seen,omitempty"`
+	Behind    uint64     `json:"ops_behind"`
+	Error     string     `json:"error,omitempty"`
+}
+
+// Conflict is a conflict copy the node made.
+type Conflict struct {
+	Copy     string    `json:"copy"`
+	Original string    `json:"original"`
+	Created  time.Time `json:"created"`
+}
+
+// openStateDB opens the database of a state dir that must already exist,
+// without taking the daemon's lock: SQLite lets the CLI and the daemon
+// share it.
+func openStateDB(ctx context.Context, stateDir string) (*state.DB, error) {
+	if _, err := os.Stat(stateDir); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w (has drive-node run on this folder?)", stateDir, err)
+	}
+	return state.Open(ctx, filepath.Join(stateDir, dbName))
+}
+
+// ReadStatus reads the status of the node whose state lives in stateDir.
+func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
+	st := Status{StateDir: stateDir, Peers: []PeerStatus{}, Conflicts: []Conflict{}}
+	if id, err := certs.Load(stateDir); err == nil {
+		st.Device = id.ID.String()
+	}
+	db, err := openStateDB(ctx, stateDir)
+	if err != nil {
+		return st, err
+	}
+	defer db.Close()
+	st.Running = lockfile.Held(filepath.Join(stateDir, lockName))
+	meta := func(k string) int64 {
+		v, _, _ := db.Meta(ctx, k)
+		i, _ := strconv.ParseInt(v, 10, 64)
+		return i
+	}
+	st.Folder, _, _ = db.Meta(ctx, metaFolder)
+	if st.Running {
+		st.PID = int(meta(metaPID))
+		st.Ready = meta(metaReadyAt) >= meta(metaStartedAt) && meta(metaStartedAt) != 0
+	}
+	if t := meta(metaLastChange); t != 0 {
+		tt := time.Unix(0, t).UTC()
+		st.LastChange = &tt
+	}
+	stats, err := db.Stats(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Files, st.Dirs, st.Tombstones, st.Bytes, st.Ops = stats.Files, stats.Dirs, stats.Tombstones, stats.Bytes, stats.Ops
+	peers, err := db.Peers(ctx)
+	if err != nil {
+		return st, err
+	}
+	for _, p := range peers {
+		ps := PeerStatus{ID: p.ID.String(), Name: p.Name, Connected: p.Connected && st.Running, Address: p.Address, Behind: p.Behind, Error: p.Error}
+		if p.LastSeen != 0 {
+			t := time.Unix(0, p.LastSeen).UTC()
+			ps.LastSeen = &t
+		}
+		st.Peers = append(st.Peers, ps)
+	}
+	conflicts, err := db.Conflicts(ctx)
+	if err != nil {
+		return st, err
+	}
+	for _, c := range conflicts {
+		st.Conflicts = append(st.Conflicts, Conflict{Copy: c.CopyPath, Original: c.OriginalPath, Created: time.Unix(0, c.CreatedAt).UTC()})
+	}
+	return st, nil
+}
+
+// ErrPairSelf is returned by Pair for the device's own ID.
+var ErrPairSelf = errors.New("that is this device's own ID")
+
+// Pair trusts the device id for the node whose state lives in stateDir,
+// creating the state dir and identity if needed. It works while the daemon
+// runs: the daemon checks the database at every handshake.
+func Pair(ctx context.Context, stateDir string, id certs.DeviceID, name string) error {
+	if err := prepareStateDir(stateDir); err != nil {
+		return err
+	}
+	self, err := certs.LoadOrCreate(stateDir)
+	if err != nil {
+		return err
+	}
+	if self.ID == id {
+		return fmt.Errorf("pair %s: %w", id, ErrPairSelf)
+	}
+	db, err := state.Open(ctx, filepath.Join(stateDir, dbName))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Pair(ctx, id, name)
+}
+
+// Identity returns the identity kept in stateDir, creating it (and the
+// directory) if there is none.
+func Identity(stateDir string) (*certs.Identity, error) {
+	if err := prepareStateDir(stateDir); err != nil {
+		return nil, err
+	}
+	return certs.LoadOrCreate(stateDir)
+}

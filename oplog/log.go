@@ -1,0 +1,338 @@
+// Package oplog is drive-node's durable record of every accepted change: an
+// append-only log of operations kept in pebble, keyed by (origin device,
+// sequence).
+//
+// Guarantees:
+//   - Append and Insert return only after the ops are synced to disk (one
+//     pebble WAL fsync per commit group); an op that was returned to a
+//     caller survives any crash.
+//   - Local sequences are assigned at commit time, so a sequence is never
+//     seen by anyone before it is durable, and a crash can never make the
+//     log hand out a sequence that an acknowledged op already has.
+//   - Each origin's ops are stored contiguously from 1: Insert refuses an op
+//     that would leave a gap, and ignores ones already present.
+//   - Concurrent callers are grouped: everything waiting when a commit
+//     starts shares the next fsync.
+package oplog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/drive-node/drive-node/certs"
+)
+
+// ErrGap is returned by Insert when an op's sequence is not the next one
+// expected from its origin.
+var ErrGap = errors.New("oplog: sequence gap")
+
+// ErrClosed is returned by calls made after Close.
+var ErrClosed = errors.New("oplog: closed")
+
+// Key prefixes. An op lives at 'o'+origin+seq (big-endian, so pebble's
+// order is sequence order); 'h'+origin holds the origin's highest sequence,
+// written in the same batch as the op, and 'l' the highest Lamport clock.
+const (
+	prefixOp      = 'o'
+	prefixHighest = 'h'
+	keyLamport    = "l"
+)
+
+// Log is an open op log. It is safe for concurrent use.
+type Log struct {
+	db   *pebble.DB
+	self certs.DeviceID
+	dir  string
+
+	reqs   chan *request
+	done   chan struct{}
+	closed sync.Once
+
+	mu      sync.RWMutex // guards highest and lamport (read by Vector, written by committer)
+	highest map[certs.DeviceID]uint64
+	lamport uint64
+}
+
+type request struct {
+	ops    []Op
+	local  bool
+	result []Op
+	err    error
+	done   chan struct{}
+}
+
+// Open opens (creating if needed) the op log in dir for the device self.
+func Open(dir string, self certs.DeviceID, logger *slog.Logger) (*Log, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger}})
+	if err != nil {
+		return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
+	}
+	l := &Log{db: db, self: self, dir: dir, reqs: make(chan *request, 1024), done: make(chan struct{}), highest: map[certs.DeviceID]uint64{}}
+	if err := l.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go l.commitLoop()
+	return l, nil
+}
+
+func (l *Log) load() error {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHighest}, UpperBound: []byte{prefixHighest + 1}})
+	if err != nil {
+		return fmt.Errorf("oplog: read %s: %w", l.dir, err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 33 || len(v) != 8 {
+			it.Close()
+			return fmt.Errorf("oplog: %s: corrupt highest-sequence record %x", l.dir, k)
+		}
+		var id certs.DeviceID
+		copy(id[:], k[1:])
+		l.highest[id] = binary.BigEndian.Uint64(v)
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("oplog: read %s: %w", l.dir, err)
+	}
+	v, closer, err := l.db.Get([]byte(keyLamport))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("oplog: read %s: %w", l.dir, err)
+	default:
+		l.lamport = binary.BigEndian.Uint64(v)
+		closer.Close()
+	}
+	return nil
+}
+
+// Close waits for pending commits and closes the log.
+func (l *Log) Close() error {
+	var err error
+	l.closed.Do(func() {
+		close(l.reqs)
+		<-l.done
+		err = l.db.Close()
+	})
+	return err
+}
+
+// Self returns the device whose local ops this log numbers.
+func (l *Log) Self() certs.DeviceID { return l.self }
+
+// Append durably records ops made on this device. Origin, Seq and Lamport
+// of each op are assigned here; the ops are returned as stored, in order,
+// once synced.
+func (l *Log) Append(ctx context.Context, ops ...Op) ([]Op, error) {
+	return l.submit(ctx, ops, true)
+}
+
+// Insert durably records ops received from peers, as they are. Ops already
+// in the log are skipped; the ops newly stored are returned in order. An op
+// whose sequence would leave a gap fails the call with ErrGap; the ops
+// before it in the same call are stored.
+func (l *Log) Insert(ctx context.Context, ops ...Op) ([]Op, error) {
+	return l.submit(ctx, ops, false)
+}
+
+func (l *Log) submit(ctx context.Context, ops []Op, local bool) (out []Op, err error) {
+	defer func() {
+		if r := recover(); r != nil { // send on closed channel
+			out, err = nil, ErrClosed
+		}
+	}()
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	r := &request{ops: ops, local: local, done: make(chan struct{})}
+	select {
+	case l.reqs <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Once queued the request is committed whatever ctx does: the caller
+	// may stop waiting, but the op is not lost or half-written.
+	select {
+	case <-r.done:
+		return r.result, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// maxGroup bounds how many requests share one commit, so one huge group
+// cannot delay everyone behind it indefinitely.
+const maxGroup = 4096
+
+func (l *Log) commitLoop() {
+	defer close(l.done)
+	for first := range l.reqs {
+		group := []*request{first}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case r, ok := <-l.reqs:
+				if !ok {
+					break drain
+				}
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		l.commit(group)
+	}
+}
+
+func (l *Log) commit(group []*request) {
+	l.mu.RLock()
+	highest := maps.Clone(l.highest)
+	lamport := l.lamport
+	l.mu.RUnlock()
+
+	b := l.db.NewBatch()
+	defer b.Close()
+	touched := map[certs.DeviceID]bool{}
+	var buf []byte
+	for _, r := range group {
+		for _, op := range r.ops {
+			if r.local {
+				op.Origin = l.self
+				op.Seq = highest[l.self] + 1
+				lamport++
+				op.Lamport = lamport
+			} else {
+				have := highest[op.Origin]
+				if op.Seq <= have {
+					continue
+				}
+				if op.Seq != have+1 || op.Origin.IsZero() {
+					r.err = fmt.Errorf("%w: %s after %d", ErrGap, op, have)
+					break
+				}
+				lamport = max(lamport, op.Lamport)
+			}
+			var err error
+			buf, err = op.AppendBinary(buf[:0])
+			if err != nil {
+				r.err = err
+				break
+			}
+			if err := b.Set(opKey(op.Origin, op.Seq), buf, nil); err != nil {
+				r.err = fmt.Errorf("oplog: stage %s: %w", op, err)
+				break
+			}
+			highest[op.Origin] = op.Seq
+			touched[op.Origin] = true
+			r.result = append(r.result, op)
+		}
+	}
+	for id := range touched {
+		b.Set(highestKey(id), binary.BigEndian.AppendUint64(nil, highest[id]), nil)
+	}
+	b.Set([]byte(keyLamport), binary.BigEndian.AppendUint64(nil, lamport), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		err = fmt.Errorf("oplog: commit to %s: %w", l.dir, err)
+		for _, r := range group {
+			r.result, r.err = nil, err
+			close(r.done)
+		}
+		return
+	}
+	l.mu.Lock()
+	l.highest, l.lamport = highest, lamport
+	l.mu.Unlock()
+	for _, r := range group {
+		close(r.done)
+	}
+}
+
+// Vector returns, for every origin, the highest sequence in the log. The
+// returned map is the caller's.
+func (l *Log) Vector() map[certs.DeviceID]uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return maps.Clone(l.highest)
+}
+
+// Highest returns the highest sequence stored for origin (0 if none).
+func (l *Log) Highest(origin certs.DeviceID) uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.highest[origin]
+}
+
+// Lamport returns the highest Lamport clock in the log.
+func (l *Log) Lamport() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.lamport
+}
+
+// Count returns the number of ops in the log.
+func (l *Log) Count() uint64 {
+	var n uint64
+	for _, s := range l.Vector() {
+		n += s
+	}
+	return n
+}
+
+// Iterate calls fn for each op of origin with sequence >= from, in sequence
+// order, until fn returns an error (which Iterate returns) or the ops run
+// out. Ops committed while iterating may or may not be seen.
+func (l *Log) Iterate(ctx context.Context, origin certs.DeviceID, from uint64, fn func(Op) error) error {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: opKey(origin, from), UpperBound: opKey(origin, ^uint64(0))})
+	if err != nil {
+		return fmt.Errorf("oplog: iterate %s: %w", origin.Short(), err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var op Op
+		if err := op.UnmarshalBinary(it.Value()); err != nil {
+			return fmt.Errorf("oplog: %s: op %x: %w", l.dir, it.Key(), err)
+		}
+		if err := fn(op); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func opKey(origin certs.DeviceID, seq uint64) []byte {
+	k := make([]byte, 0, 41)
+	k = append(k, prefixOp)
+	k = append(k, origin[:]...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func highestKey(origin certs.DeviceID) []byte {
+	return append([]byte{prefixHighest}, origin[:]...)
+}
+
+// pebbleLogger routes pebble's messages to slog at debug level: they are
+// about compactions and WAL recycling, not about the user's files.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug("pebble: " + fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error("pebble: fatal: " + fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,239 @@
+package oplog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/vclock"
+)
+
+// Kind is what an operation does to its path.
+type Kind uint8
+
+// The kinds of operation.
+const (
+	KindWrite  Kind = iota + 1 // create or modify a regular file
+	KindDelete                 // remove a file
+	KindRename                 // move Path to NewPath, content unchanged
+	KindMkdir                  // create a directory
+	KindRmdir                  // remove an (empty) directory
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindWrite:
+		return "write"
+	case KindDelete:
+		return "delete"
+	case KindRename:
+		return "rename"
+	case KindMkdir:
+		return "mkdir"
+	case KindRmdir:
+		return "rmdir"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Op is one accepted change to the folder, made by device Origin as its
+// Seq-th operation.
+type Op struct {
+	Origin  certs.DeviceID
+	Seq     uint64 // 1, 2, 3, … per origin, never reused
+	Lamport uint64 // Lamport clock at the origin when the op was made
+	Kind    Kind
+	Path    string // slash-separated, relative to the folder root
+	NewPath string // rename target, empty otherwise
+	Hash    content.Hash
+	Size    int64
+	Mode    uint32 // permission bits
+	MTime   int64  // unix nanoseconds
+	// Parent is the version of Path the origin had when it made the op:
+	// the op's own version is Parent with Origin's entry set to Seq.
+	Parent vclock.Vector
+}
+
+// Version returns the version of the path that this op produces.
+func (o Op) Version() vclock.Vector { return o.Parent.With(o.Origin, o.Seq) }
+
+// String describes the op for logs.
+func (o Op) String() string {
+	s := fmt.Sprintf("%s#%d %s %q", o.Origin.Short(), o.Seq, o.Kind, o.Path)
+	if o.Kind == KindRename {
+		s += fmt.Sprintf(" -> %q", o.NewPath)
+	}
+	return s
+}
+
+// Limits enforced when decoding, so a malformed or hostile encoding cannot
+// make the decoder allocate without bound.
+const (
+	MaxPathLen    = 4096
+	MaxVectorLen  = 4096
+	encodingV1    = 1
+	fixedOverhead = 1 + 1 + 32 + 32 // version, kind, origin, hash
+)
+
+// ErrMalformed is wrapped by every decoding error.
+var ErrMalformed = errors.New("oplog: malformed op")
+
+// AppendBinary appends the binary encoding of o to b.
+func (o Op) AppendBinary(b []byte) ([]byte, error) {
+	if len(o.Path) > MaxPathLen || len(o.NewPath) > MaxPathLen {
+		return b, fmt.Errorf("oplog: path of %s longer than %d bytes", o, MaxPathLen)
+	}
+	if len(o.Parent) > MaxVectorLen {
+		return b, fmt.Errorf("oplog: version of %s has more than %d entries", o, MaxVectorLen)
+	}
+	b = append(b, encodingV1, byte(o.Kind))
+	b = append(b, o.Origin[:]...)
+	b = binary.AppendUvarint(b, o.Seq)
+	b = binary.AppendUvarint(b, o.Lamport)
+	b = binary.AppendUvarint(b, uint64(len(o.Path)))
+	b = append(b, o.Path...)
+	b = binary.AppendUvarint(b, uint64(len(o.NewPath)))
+	b = append(b, o.NewPath...)
+	b = append(b, o.Hash[:]...)
+	b = binary.AppendVarint(b, o.Size)
+	b = binary.AppendUvarint(b, uint64(o.Mode))
+	b = binary.AppendVarint(b, o.MTime)
+	b = binary.AppendUvarint(b, uint64(len(o.Parent)))
+	for _, e := range o.Parent {
+		b = append(b, e.Device[:]...)
+		b = binary.AppendUvarint(b, e.Counter)
+	}
+	return b, nil
+}
+
+// MarshalBinary returns the binary encoding of o.
+func (o Op) MarshalBinary() ([]byte, error) {
+	return o.AppendBinary(make([]byte, 0, 128+len(o.Path)+len(o.NewPath)))
+}
+
+// UnmarshalBinary decodes an op written by MarshalBinary. Every error wraps
+// ErrMalformed and says which field was bad.
+func (o *Op) UnmarshalBinary(b []byte) error {
+	d := decoder{b: b}
+	if v := d.byte("encoding version"); d.err == nil && v != encodingV1 {
+		return fmt.Errorf("%w: unknown encoding version %d", ErrMalformed, v)
+	}
+	var out Op
+	out.Kind = Kind(d.byte("kind"))
+	d.fixed(out.Origin[:], "origin")
+	out.Seq = d.uvarint("seq")
+	out.Lamport = d.uvarint("lamport")
+	out.Path = d.str("path")
+	out.NewPath = d.str("new path")
+	d.fixed(out.Hash[:], "hash")
+	out.Size = d.varint("size")
+	mode := d.uvarint("mode")
+	out.MTime = d.varint("mtime")
+	n := d.uvarint("version length")
+	if d.err == nil && n > MaxVectorLen {
+		d.fail("version length %d over limit %d", n, MaxVectorLen)
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		var e vclock.Entry
+		d.fixed(e.Device[:], "version device")
+		e.Counter = d.uvarint("version counter")
+		out.Parent = append(out.Parent, e)
+	}
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.b) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	}
+	if out.Kind < KindWrite || out.Kind > KindRmdir {
+		return fmt.Errorf("%w: unknown kind %d", ErrMalformed, out.Kind)
+	}
+	if mode > 0o7777 {
+		return fmt.Errorf("%w: mode %o out of range", ErrMalformed, mode)
+	}
+	out.Mode = uint32(mode)
+	*o = out
+	return nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+	}
+}
+
+func (d *decoder) byte(what string) byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 1 {
+		d.fail("truncated at %s", what)
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) fixed(dst []byte, what string) {
+	if d.err != nil {
+		return
+	}
+	if len(d.b) < len(dst) {
+		d.fail("truncated at %s", what)
+		return
+	}
+	copy(dst, d.b)
+	d.b = d.b[len(dst):]
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad varint at %s", what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint at %s", what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str(what string) string {
+	n := d.uvarint(what + " length")
+	if d.err != nil {
+		return ""
+	}
+	if n > MaxPathLen {
+		d.fail("%s length %d over limit %d", what, n, MaxPathLen)
+		return ""
+	}
+	if uint64(len(d.b)) < n {
+		d.fail("truncated at %s", what)
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}

@@ -1,0 +1,197 @@
+package quicnet
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+)
+
+// Backoff bounds for redialling a peer that cannot be reached.
+const (
+	minBackoff = 500 * time.Millisecond
+	maxBackoff = 30 * time.Second
+)
+
+// target is an address worth dialling: a discovered peer (id known) or a
+// static address (id zero until it answers).
+type target struct {
+	id      certs.DeviceID
+	addrs   []netip.AddrPort
+	static  string // HOST:PORT as given, resolved at each attempt
+	backoff time.Duration
+	next    time.Time
+	dialing bool
+}
+
+// Redialer keeps connections to known peers up: it dials each target that
+// is not connected, backing off exponentially while it fails, and uses the
+// newest addresses it was told.
+type Redialer struct {
+	t       *Transport
+	mu      sync.Mutex
+	targets map[string]*target // by device ID string or static address
+	kick    chan struct{}
+}
+
+// NewRedialer starts a Redialer that works until ctx ends.
+func (t *Transport) NewRedialer(ctx context.Context) *Redialer {
+	r := &Redialer{t: t, targets: map[string]*target{}, kick: make(chan struct{}, 1)}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		r.loop(ctx)
+	}()
+	return r
+}
+
+// Found records addresses at which device id was seen; a peer's changed
+// address replaces the old one, and a not-connected peer is dialled soon.
+func (r *Redialer) Found(id certs.DeviceID, addrs []netip.AddrPort) {
+	if len(addrs) == 0 {
+		return
+	}
+	r.mu.Lock()
+	tg, ok := r.targets[id.String()]
+	if !ok {
+		tg = &target{id: id}
+		r.targets[id.String()] = tg
+	}
+	if !sameAddrs(tg.addrs, addrs) {
+		tg.addrs = append([]netip.AddrPort(nil), addrs...)
+		tg.backoff, tg.next = 0, time.Time{} // a new address deserves an immediate try
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
+// AddStatic adds a HOST:PORT that is dialled whenever no peer that
+// answered there before is connected.
+func (r *Redialer) AddStatic(hostport string) {
+	r.mu.Lock()
+	r.targets["static "+hostport] = &target{static: hostport}
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *Redialer) poke() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Redialer) loop(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r.dialDue(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.t.ctx.Done():
+			return
+		case <-tick.C:
+		case <-r.kick:
+		}
+	}
+}
+
+func (r *Redialer) dialDue(ctx context.Context) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, tg := range r.targets {
+		if tg.dialing || now.Before(tg.next) {
+			continue
+		}
+		if tg.static == "" && r.t.Connected(tg.id) {
+			tg.backoff = 0
+			continue
+		}
+		tg.dialing = true
+		go r.attempt(ctx, tg)
+	}
+}
+
+func (r *Redialer) attempt(ctx context.Context, tg *target) {
+	r.mu.Lock()
+	addrs, static, id := tg.addrs, tg.static, tg.id
+	r.mu.Unlock()
+	if static != "" {
+		addrs = resolve(ctx, static)
+	}
+	if static != "" && !id.IsZero() && r.t.Connected(id) {
+		r.mu.Lock()
+		tg.dialing, tg.next = false, time.Now().Add(2*time.Second)
+		r.mu.Unlock()
+		return
+	}
+	expect := id
+	if static != "" {
+		expect = certs.DeviceID{} // whoever answers there, if paired
+	}
+	ok := false
+	for _, a := range addrs {
+		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		got, err := r.t.Dial(dctx, a, expect)
+		cancel()
+		if err == nil {
+			ok = true
+			if static != "" {
+				r.mu.Lock()
+				tg.id = got
+				r.mu.Unlock()
+			}
+			break
+		}
+		r.t.log.Debug("dial failed", "addr", a.String(), "err", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tg.dialing = false
+	if ok {
+		tg.backoff = 0
+		// A static address is retried after the connection it gave ends;
+		// checking every few seconds is cheap.
+		tg.next = time.Now().Add(2 * time.Second)
+		return
+	}
+	tg.backoff = min(max(2*tg.backoff, minBackoff), maxBackoff)
+	tg.next = time.Now().Add(tg.backoff)
+}
+
+func resolve(ctx context.Context, hostport string) []netip.AddrPort {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil
+	}
+	pn, err := net.DefaultResolver.LookupPort(ctx, "udp", port)
+	if err != nil {
+		return nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil
+	}
+	var out []netip.AddrPort
+	for _, ip := range ips {
+		out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(pn)))
+	}
+	return out
+}
+
+func sameAddrs(a, b []netip.AddrPort) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

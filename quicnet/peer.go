@@ -1,0 +1,255 @@
+package quicnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/wire"
+	"github.com/quic-go/quic-go"
+)
+
+// ErrNotFound is returned by Fetch when the peer does not have the content.
+var ErrNotFound = errors.New("peer does not have that content")
+
+// Peer is one live connection to a paired device.
+type Peer struct {
+	// ID is the peer's device ID, proven by the TLS handshake.
+	ID certs.DeviceID
+
+	t       *Transport
+	conn    *quic.Conn
+	dialed  bool
+	started time.Time
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	control     *quic.Stream
+	controlOnce sync.Once
+	controlCh   chan struct{} // closed when control is set
+	sendMu      sync.Mutex
+
+	fetchSlots chan struct{}
+}
+
+func newPeer(t *Transport, conn *quic.Conn, id certs.DeviceID, dialed bool) *Peer {
+	ctx, cancel := context.WithCancel(t.ctx)
+	go func() {
+		select {
+		case <-conn.Context().Done():
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return &Peer{
+		ID: id, t: t, conn: conn, dialed: dialed, started: time.Now(), ctx: ctx, cancel: cancel,
+		controlCh: make(chan struct{}), fetchSlots: make(chan struct{}, t.cfg.ContentStreams),
+	}
+}
+
+// RemoteAddr returns the peer's UDP address.
+func (p *Peer) RemoteAddr() net.Addr { return p.conn.RemoteAddr() }
+
+// Context ends when the connection closes.
+func (p *Peer) Context() context.Context { return p.ctx }
+
+func (p *Peer) close(code quic.ApplicationErrorCode, why string) {
+	p.cancel()
+	p.conn.CloseWithError(code, why)
+}
+
+// CloseWithError closes the connection, telling the peer why.
+func (p *Peer) CloseWithError(why string) { p.close(codeProtocol, why) }
+
+func (p *Peer) setControl(s *quic.Stream) bool {
+	set := false
+	p.controlOnce.Do(func() {
+		p.control = s
+		close(p.controlCh)
+		set = true
+	})
+	return set
+}
+
+func (p *Peer) openControl() error {
+	s, err := p.conn.OpenStreamSync(p.ctx)
+	if err != nil {
+		return fmt.Errorf("quicnet: %s: open control stream: %w", p.ID.Short(), err)
+	}
+	// The marker makes the stream visible to the peer at once.
+	if _, err := s.Write([]byte{streamControl}); err != nil {
+		return fmt.Errorf("quicnet: %s: open control stream: %w", p.ID.Short(), err)
+	}
+	p.setControl(s)
+	return nil
+}
+
+func (p *Peer) waitControl(ctx context.Context) error {
+	select {
+	case <-p.controlCh:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.ctx.Done():
+		return fmt.Errorf("quicnet: %s: connection closed", p.ID.Short())
+	}
+}
+
+// Send writes m on the control stream. It is safe for concurrent use.
+func (p *Peer) Send(ctx context.Context, m wire.Message) error {
+	if err := p.waitControl(ctx); err != nil {
+		return err
+	}
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	if err := wire.WriteFrame(p.control, m); err != nil {
+		return fmt.Errorf("quicnet: send %s to %s: %w", m.Type(), p.ID.Short(), err)
+	}
+	return nil
+}
+
+// Recv reads the next message from the control stream. Only one goroutine
+// may call it at a time.
+func (p *Peer) Recv(ctx context.Context) (wire.Message, error) {
+	if err := p.waitControl(ctx); err != nil {
+		return nil, err
+	}
+	m, err := wire.ReadFrame(p.control)
+	if err != nil {
+		return nil, fmt.Errorf("quicnet: receive from %s: %w", p.ID.Short(), err)
+	}
+	return m, nil
+}
+
+// Fetch asks the peer for the content with hash h from offset on and
+// copies it to dst, returning the content's full size. At most
+// Config.ContentStreams fetches run at once per peer; others wait. The
+// caller verifies the hash.
+func (p *Peer) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.Writer) (int64, error) {
+	select {
+	case p.fetchSlots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-p.ctx.Done():
+		return 0, fmt.Errorf("quicnet: fetch %s from %s: connection closed", h.Short(), p.ID.Short())
+	}
+	defer func() { <-p.fetchSlots }()
+
+	s, err := p.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
+	}
+	stop := context.AfterFunc(ctx, func() { s.CancelRead(0); s.CancelWrite(0) })
+	defer stop()
+	if _, err := s.Write([]byte{streamContent}); err == nil {
+		err = wire.WriteFrame(s, &wire.ContentRequest{Hash: h, Offset: offset})
+	}
+	if err != nil {
+		s.CancelRead(0)
+		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
+	}
+	s.Close() // our side is done writing
+	m, err := wire.ReadFrame(s)
+	if err != nil {
+		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
+	}
+	resp, ok := m.(*wire.ContentResponse)
+	if !ok {
+		return 0, fmt.Errorf("quicnet: fetch %s from %s: got %s, want content-response", h.Short(), p.ID.Short(), m.Type())
+	}
+	if !resp.Found {
+		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), ErrNotFound)
+	}
+	want := resp.Size - offset
+	n, err := io.CopyN(dst, s, want)
+	if err != nil {
+		return resp.Size, fmt.Errorf("quicnet: fetch %s from %s: %d of %d bytes: %w", h.Short(), p.ID.Short(), n, want, err)
+	}
+	return resp.Size, nil
+}
+
+// acceptStreams routes the streams the peer opens: the control stream to
+// Recv, content streams to the content server.
+func (p *Peer) acceptStreams() {
+	for {
+		s, err := p.conn.AcceptStream(p.ctx)
+		if err != nil {
+			return
+		}
+		go p.routeStream(s)
+	}
+}
+
+func (p *Peer) routeStream(s *quic.Stream) {
+	var kind [1]byte
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(s, kind[:]); err != nil {
+		s.CancelRead(0)
+		s.CancelWrite(0)
+		return
+	}
+	s.SetReadDeadline(time.Time{})
+	switch kind[0] {
+	case streamControl:
+		if !p.setControl(s) {
+			p.t.log.Warn("peer opened a second control stream", "peer", p.ID.Short())
+			s.CancelRead(0)
+			s.CancelWrite(0)
+		}
+	case streamContent:
+		p.serveContent(s)
+	default:
+		p.t.log.Warn("peer opened a stream of unknown kind", "peer", p.ID.Short(), "kind", kind[0])
+		s.CancelRead(0)
+		s.CancelWrite(0)
+	}
+}
+
+func (p *Peer) serveContent(s *quic.Stream) {
+	defer s.Close()
+	m, err := wire.ReadFrame(s)
+	if err != nil {
+		p.t.log.Warn("bad content request", "peer", p.ID.Short(), "err", err)
+		s.CancelWrite(0)
+		return
+	}
+	req, ok := m.(*wire.ContentRequest)
+	if !ok {
+		p.t.log.Warn("unexpected message on a content stream", "peer", p.ID.Short(), "type", m.Type())
+		s.CancelWrite(0)
+		return
+	}
+	r, size, err := p.t.cfg.Content.OpenContent(p.ctx, req.Hash)
+	if err != nil || req.Offset > size {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			p.t.log.Warn("serving content failed", "peer", p.ID.Short(), "hash", req.Hash.Short(), "err", err)
+		}
+		if r != nil {
+			r.Close()
+		}
+		wire.WriteFrame(s, &wire.ContentResponse{})
+		return
+	}
+	defer r.Close()
+	if req.Offset > 0 {
+		if _, err := r.Seek(req.Offset, io.SeekStart); err != nil {
+			wire.WriteFrame(s, &wire.ContentResponse{})
+			return
+		}
+	}
+	if err := wire.WriteFrame(s, &wire.ContentResponse{Found: true, Size: size}); err != nil {
+		return
+	}
+	if _, err := io.CopyN(s, r, size-req.Offset); err != nil {
+		// The file changed or vanished under us; the receiver's hash
+		// check refuses what it got and asks again.
+		s.CancelWrite(0)
+	}
+}

@@ -1,0 +1,331 @@
+// Package quicnet is drive-node's transport: one QUIC connection per paired
+// peer, TLS 1.3 with each device's self-signed certificate, a control
+// stream for the sync protocol and parallel content streams; plus LAN
+// discovery over mDNS.
+//
+// Guarantees:
+//   - A connection exists only with a device whose certificate key hashes
+//     to an ID the Paired callback accepts, checked by both the dialer and
+//     the listener during the handshake; an unpaired device gets no stream
+//     and is logged once with its ID.
+//   - At most one connection per peer is handed to OnPeer at a time. When
+//     both sides dial at once, both keep the connection dialed by the
+//     device with the smaller ID; otherwise a newer connection replaces an
+//     older one (a peer that restarted reconnects at once).
+//   - Frames are read with the limits of package wire.
+//
+// The transport knows nothing of files: it moves wire messages and content
+// bytes named by hash.
+package quicnet
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/quic-go/quic-go"
+)
+
+// ALPN is the TLS application protocol of drive-node connections.
+const ALPN = "drive-node/1"
+
+// Stream kinds: the first byte of every stream says what it carries.
+const (
+	streamControl byte = 'C'
+	streamContent byte = 'D'
+)
+
+// Application error codes used when closing connections.
+const (
+	codeNormal    quic.ApplicationErrorCode = 0
+	codeDuplicate quic.ApplicationErrorCode = 1
+	codeProtocol  quic.ApplicationErrorCode = 2
+)
+
+// ErrUnpaired is wrapped by handshake errors caused by an unpaired device.
+var ErrUnpaired = errors.New("device is not paired")
+
+// ContentSource gives the bytes a peer asks for by hash.
+type ContentSource interface {
+	// OpenContent returns a reader of the content with hash h and its
+	// size, or an error wrapping fs.ErrNotExist when this device does not
+	// have it. The transport closes the reader.
+	OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error)
+}
+
+// Config configures a Transport.
+type Config struct {
+	Identity *certs.Identity
+	// Listen is the UDP address, e.g. ":22000" or "10.0.0.2:0".
+	Listen string
+	// Paired reports whether id may connect. It is called at every
+	// handshake, so pairing takes effect without a restart.
+	Paired func(id certs.DeviceID) bool
+	// Content serves content requests from peers.
+	Content ContentSource
+	// OnPeer runs the sync protocol on a connection, in its own goroutine.
+	// Its context ends when the connection closes or is replaced; it
+	// should return then.
+	OnPeer func(ctx context.Context, p *Peer)
+	// ContentStreams bounds the content streams each peer connection
+	// fetches on at once; default 16.
+	ContentStreams int
+	Logger         *slog.Logger
+}
+
+// Transport owns the UDP socket, the QUIC listener and the connections.
+type Transport struct {
+	cfg  Config
+	log  *slog.Logger
+	udp  *net.UDPConn
+	tr   *quic.Transport
+	ln   *quic.Listener
+	qcfg *quic.Config
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu           sync.Mutex
+	peers        map[certs.DeviceID]*Peer
+	loggedUnpair map[certs.DeviceID]bool
+}
+
+// quicConfig is tuned for a LAN: receive windows that let one stream fill a
+// gigabit link at LAN round-trip times, keep-alives so idle peers stay
+// connected through NAT-less LANs, and an idle timeout that notices a gone
+// peer within seconds.
+func quicConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:           5 * time.Second,
+		MaxIdleTimeout:                 15 * time.Second,
+		KeepAlivePeriod:                5 * time.Second,
+		InitialStreamReceiveWindow:     2 << 20,
+		MaxStreamReceiveWindow:         16 << 20,
+		InitialConnectionReceiveWindow: 4 << 20,
+		MaxConnectionReceiveWindow:     32 << 20,
+		MaxIncomingStreams:             256,
+		MaxIncomingUniStreams:          -1,
+	}
+}
+
+// udpBuffer is the socket buffer size requested; the kernel caps it at
+// net.core.rmem_max / wmem_max unless the process may override that.
+const udpBuffer = 8 << 20
+
+// Listen opens the UDP socket and starts accepting connections.
+func Listen(ctx context.Context, cfg Config) (*Transport, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ContentStreams <= 0 {
+		cfg.ContentStreams = 16
+	}
+	addr, err := net.ResolveUDPAddr("udp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("quicnet: listen address %q: %w", cfg.Listen, err)
+	}
+	udp, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("quicnet: listen on %s: %w", cfg.Listen, err)
+	}
+	udp.SetReadBuffer(udpBuffer)
+	udp.SetWriteBuffer(udpBuffer)
+	t := &Transport{
+		cfg: cfg, log: cfg.Logger, udp: udp, qcfg: quicConfig(),
+		peers: map[certs.DeviceID]*Peer{}, loggedUnpair: map[certs.DeviceID]bool{},
+	}
+	// A reset key derived from the device key lets a restarted node reset
+	// connections its previous run left in peers, so they reconnect at once.
+	key := resetKey(cfg.Identity)
+	t.tr = &quic.Transport{Conn: udp, StatelessResetKey: &key}
+	t.ln, err = t.tr.Listen(t.tlsConfig(certs.DeviceID{}), t.qcfg)
+	if err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("quicnet: listen on %s: %w", cfg.Listen, err)
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.wg.Add(1)
+	go t.acceptLoop()
+	return t, nil
+}
+
+func resetKey(id *certs.Identity) quic.StatelessResetKey {
+	h := sha256.New()
+	h.Write([]byte("drive-node stateless reset key"))
+	der, _ := x509.MarshalPKCS8PrivateKey(id.Certificate.PrivateKey)
+	h.Write(der)
+	var key quic.StatelessResetKey
+	copy(key[:], h.Sum(nil))
+	return key
+}
+
+// Addr returns the local UDP address.
+func (t *Transport) Addr() *net.UDPAddr { return t.udp.LocalAddr().(*net.UDPAddr) }
+
+// Close closes every connection and the socket, and waits for the
+// transport's goroutines (OnPeer calls included) to return.
+func (t *Transport) Close() error {
+	t.cancel()
+	t.mu.Lock()
+	for _, p := range t.peers {
+		p.conn.CloseWithError(codeNormal, "shutting down")
+	}
+	t.mu.Unlock()
+	t.ln.Close()
+	err := t.tr.Close()
+	t.wg.Wait()
+	return err
+}
+
+// tlsConfig verifies the peer's certificate against the pairing list and,
+// when expect is not zero, against that one ID.
+func (t *Transport) tlsConfig(expect certs.DeviceID) *tls.Config {
+	return &tls.Config{
+		Certificates:          []tls.Certificate{t.cfg.Identity.Certificate},
+		MinVersion:            tls.VersionTLS13,
+		NextProtos:            []string{ALPN},
+		ServerName:            "drive-node",
+		ClientAuth:            tls.RequireAnyClientCert,
+		InsecureSkipVerify:    true, // trust is the pinned key, checked below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error { return t.verify(raw, expect) },
+	}
+}
+
+func (t *Transport) verify(raw [][]byte, expect certs.DeviceID) error {
+	if len(raw) == 0 {
+		return errors.New("quicnet: peer sent no certificate")
+	}
+	cert, err := x509.ParseCertificate(raw[0])
+	if err != nil {
+		return fmt.Errorf("quicnet: peer certificate: %w", err)
+	}
+	id := certs.DeviceIDFromCertificate(cert)
+	if id == t.cfg.Identity.ID {
+		return errors.New("quicnet: connected to myself")
+	}
+	if !expect.IsZero() && id != expect {
+		return fmt.Errorf("quicnet: expected device %s, got %s", expect.Short(), id.Short())
+	}
+	if !t.cfg.Paired(id) {
+		t.mu.Lock()
+		first := !t.loggedUnpair[id]
+		t.loggedUnpair[id] = true
+		t.mu.Unlock()
+		if first {
+			t.log.Warn("refused a device that is not paired; to trust it run: drive-node pair ID", "id", id.String())
+		}
+		return fmt.Errorf("quicnet: %s: %w", id.Short(), ErrUnpaired)
+	}
+	return nil
+}
+
+func (t *Transport) acceptLoop() {
+	defer t.wg.Done()
+	for {
+		conn, err := t.ln.Accept(t.ctx)
+		if err != nil {
+			return
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.register(conn, false)
+		}()
+	}
+}
+
+// Dial connects to addr. A non-zero expect requires that device; a zero
+// one accepts any paired device (static peer addresses). Dialing a peer
+// that is already connected returns at once without a new connection. It
+// returns the ID of the device that answered.
+func (t *Transport) Dial(ctx context.Context, addr netip.AddrPort, expect certs.DeviceID) (certs.DeviceID, error) {
+	if !expect.IsZero() && t.Connected(expect) {
+		return expect, nil
+	}
+	conn, err := t.tr.Dial(ctx, net.UDPAddrFromAddrPort(addr), t.tlsConfig(expect), t.qcfg)
+	if err != nil {
+		return certs.DeviceID{}, fmt.Errorf("quicnet: dial %s: %w", addr, err)
+	}
+	id := certs.DeviceIDFromCertificate(conn.ConnectionState().TLS.PeerCertificates[0])
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		t.register(conn, true)
+	}()
+	return id, nil
+}
+
+// Connected reports whether id has a live connection.
+func (t *Transport) Connected(id certs.DeviceID) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.peers[id]
+	return ok
+}
+
+// simultaneous is how close in time two connections to one peer must be to
+// count as both sides dialing at once.
+const simultaneous = 3 * time.Second
+
+// register decides whether conn survives and, if so, runs OnPeer on it
+// until it closes.
+func (t *Transport) register(conn *quic.Conn, dialed bool) {
+	id := certs.DeviceIDFromCertificate(conn.ConnectionState().TLS.PeerCertificates[0])
+	p := newPeer(t, conn, id, dialed)
+	t.mu.Lock()
+	if t.ctx.Err() != nil {
+		t.mu.Unlock()
+		conn.CloseWithError(codeNormal, "shutting down")
+		return
+	}
+	if old, ok := t.peers[id]; ok {
+		keepOld := false
+		if p.started.Sub(old.started) < simultaneous {
+			// Both dialed at once: both sides keep the connection dialed
+			// by the smaller device ID.
+			selfSmaller := bytes.Compare(t.cfg.Identity.ID[:], id[:]) < 0
+			keepOld = old.dialed == selfSmaller
+		}
+		if keepOld {
+			t.mu.Unlock()
+			conn.CloseWithError(codeDuplicate, "duplicate connection")
+			return
+		}
+		old.close(codeDuplicate, "replaced by a newer connection")
+	}
+	t.peers[id] = p
+	t.mu.Unlock()
+
+	t.log.Info("peer connected", "peer", id.Short(), "addr", conn.RemoteAddr().String(), "dialed", dialed)
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		p.acceptStreams()
+	}()
+	if dialed {
+		if err := p.openControl(); err != nil {
+			p.close(codeProtocol, "no control stream")
+		}
+	}
+	t.cfg.OnPeer(p.ctx, p)
+	p.close(codeNormal, "done")
+	t.mu.Lock()
+	if t.peers[id] == p {
+		delete(t.peers, id)
+	}
+	t.mu.Unlock()
+	t.log.Info("peer disconnected", "peer", id.Short(), "addr", conn.RemoteAddr().String())
+}

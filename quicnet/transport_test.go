@@ -1,0 +1,212 @@
+package quicnet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/wire"
+)
+
+// memContent serves contents from a map.
+type memContent map[content.Hash][]byte
+
+func (m memContent) OpenContent(_ context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
+	b, ok := m[h]
+	if !ok {
+		return nil, 0, fs.ErrNotExist
+	}
+	return nopCloser{bytes.NewReader(b)}, int64(len(b)), nil
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type testNode struct {
+	id     *certs.Identity
+	t      *Transport
+	logs   *syncBuffer
+	mu     sync.Mutex
+	paired map[certs.DeviceID]bool
+	peers  chan *Peer
+}
+
+func newTestNode(t *testing.T, data memContent) *testNode {
+	t.Helper()
+	id, err := certs.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{id: id, logs: &syncBuffer{}, paired: map[certs.DeviceID]bool{}, peers: make(chan *Peer, 16)}
+	n.t, err = Listen(context.Background(), Config{
+		Identity: id, Listen: "127.0.0.1:0", Content: data,
+		Paired: func(d certs.DeviceID) bool { n.mu.Lock(); defer n.mu.Unlock(); return n.paired[d] },
+		OnPeer: func(ctx context.Context, p *Peer) { n.peers <- p; <-ctx.Done() },
+		Logger: slog.New(slog.NewTextHandler(n.logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.t.Close() })
+	return n
+}
+
+func (n *testNode) pair(other *testNode) {
+	n.mu.Lock()
+	n.paired[other.id.ID] = true
+	n.mu.Unlock()
+}
+
+func (n *testNode) addr() netip.AddrPort { return n.t.Addr().AddrPort() }
+
+func waitPeer(t *testing.T, n *testNode) *Peer {
+	t.Helper()
+	select {
+	case p := <-n.peers:
+		return p
+	case <-time.After(5 * time.Second):
+		t.Fatal("no peer connected")
+		return nil
+	}
+}
+
+func TestPairedPeersTalkAndFetch(t *testing.T) {
+	data := []byte(strings.Repeat("drive-node ", 100000))
+	h := content.Sum(data)
+	a, b := newTestNode(t, memContent{}), newTestNode(t, memContent{h: data})
+	a.pair(b)
+	b.pair(a)
+	ctx := context.Background()
+	if _, err := a.t.Dial(ctx, b.addr(), b.id.ID); err != nil {
+		t.Fatal(err)
+	}
+	pa, pb := waitPeer(t, a), waitPeer(t, b)
+	if pa.ID != b.id.ID || pb.ID != a.id.ID {
+		t.Fatal("peer IDs do not match the certificates")
+	}
+	if err := pa.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion, Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := pb.Recv(ctx)
+	if err != nil || m.(*wire.Hello).Name != "a" {
+		t.Fatalf("recv: %v %v", m, err)
+	}
+	// Both directions work on the control stream.
+	if err := pb.Send(ctx, &wire.Progress{Have: map[certs.DeviceID]uint64{b.id.ID: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := pa.Recv(ctx); err != nil || m.(*wire.Progress).Have[b.id.ID] != 3 {
+		t.Fatalf("recv progress: %v %v", m, err)
+	}
+	var got bytes.Buffer
+	size, err := pa.Fetch(ctx, h, 0, &got)
+	if err != nil || size != int64(len(data)) || content.Sum(got.Bytes()) != h {
+		t.Fatalf("fetch: size %d err %v", size, err)
+	}
+	got.Reset()
+	if _, err := pa.Fetch(ctx, h, 1000, &got); err != nil || !bytes.Equal(got.Bytes(), data[1000:]) {
+		t.Fatalf("fetch from offset: %v", err)
+	}
+	if _, err := pa.Fetch(ctx, content.Sum([]byte("missing")), 0, io.Discard); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing content: %v", err)
+	}
+}
+
+func TestUnpairedDeviceIsRefusedAndLoggedOnce(t *testing.T) {
+	a, b := newTestNode(t, memContent{}), newTestNode(t, memContent{})
+	a.pair(b) // b has not paired a
+	for i := 0; i < 3; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := a.t.Dial(ctx, b.addr(), certs.DeviceID{})
+		cancel()
+		if err == nil {
+			// The dialer may finish its side of the handshake before the
+			// listener's refusal arrives; the connection must die at once.
+			p := waitPeer(t, a)
+			select {
+			case <-p.Context().Done():
+			case <-time.After(3 * time.Second):
+				t.Fatal("connection to a device that refused us stayed up")
+			}
+		}
+	}
+	select {
+	case p := <-b.peers:
+		t.Fatalf("unpaired device %s got a connection", p.ID.Short())
+	case <-time.After(200 * time.Millisecond):
+	}
+	if n := strings.Count(b.logs.String(), a.id.ID.String()); n != 1 {
+		t.Fatalf("unpaired device logged %d times, want once:\n%s", n, b.logs.String())
+	}
+	// The dialer refuses an unpaired listener too.
+	c := newTestNode(t, memContent{})
+	c.pair(a)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := b.t.Dial(ctx, c.addr(), certs.DeviceID{}); err == nil {
+		t.Fatal("dialer accepted an unpaired listener")
+	}
+	if !strings.Contains(b.logs.String(), c.id.ID.String()) {
+		t.Fatal("dialer did not log the unpaired listener's ID")
+	}
+}
+
+func TestSimultaneousDialsLeaveOneConnection(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		a, b := newTestNode(t, memContent{}), newTestNode(t, memContent{})
+		a.pair(b)
+		b.pair(a)
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); a.t.Dial(ctx, b.addr(), b.id.ID) }()
+		go func() { defer wg.Done(); b.t.Dial(ctx, a.addr(), a.id.ID) }()
+		wg.Wait()
+		time.Sleep(300 * time.Millisecond) // let the loser's close arrive
+		alive := func(n *testNode) []*Peer {
+			var out []*Peer
+			for {
+				select {
+				case p := <-n.peers:
+					if p.Context().Err() == nil {
+						out = append(out, p)
+					}
+				default:
+					return out
+				}
+			}
+		}
+		pa, pb := alive(a), alive(b)
+		if len(pa) != 1 || len(pb) != 1 {
+			t.Fatalf("round %d: %d live connections on a, %d on b", i, len(pa), len(pb))
+		}
+		// The same connection is dialed on one side and accepted on the other.
+		if pa[0].dialed == pb[0].dialed {
+			t.Fatalf("round %d: the surviving connections are not the same one", i)
+		}
+	}
+}

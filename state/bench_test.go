@@ -1,0 +1,74 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/vclock"
+)
+
+// benchFile returns the i'th file of a folder walked in order, as an
+// initial scan produces them: paths ascend, hashes are random.
+func benchFile(i int) File {
+	p := fmt.Sprintf("dir%03d/sub/file%07d.dat", i/2000, i)
+	return File{
+		Path: p, Hash: content.Sum([]byte(p)), Size: int64(i), Mode: 0o644, MTime: int64(i) * 1e9, Inode: uint64(i),
+		Version: vclock.Vector{}.With(dev(1), uint64(i)).With(dev(2), 3), Lamport: uint64(i), Origin: dev(1), Seq: uint64(i),
+	}
+}
+
+// TestApplyTenThousand applies the hot path's typical large batch.
+func TestApplyTenThousand(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	const n = 10000
+	b := Batch{Files: make([]File, n), Applied: map[certs.DeviceID]uint64{dev(1): n}}
+	for i := range b.Files {
+		b.Files[i] = benchFile(i + 1)
+	}
+	start := time.Now()
+	if err := db.Apply(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d rows in one Apply: %v", n, time.Since(start))
+	st, err := db.Stats(ctx)
+	if err != nil || st.Files != n || st.Ops != n {
+		t.Fatalf("Stats = %+v, %v", st, err)
+	}
+}
+
+func BenchmarkApply(b *testing.B) {
+	ctx := context.Background()
+	db := newDB(b)
+	const batch = 1000
+	rows := 0
+	for b.Loop() {
+		bt := Batch{Files: make([]File, batch), Applied: map[certs.DeviceID]uint64{}}
+		for i := range bt.Files {
+			rows++
+			bt.Files[i] = benchFile(rows)
+		}
+		bt.Applied[dev(1)] = uint64(rows)
+		if err := db.Apply(ctx, bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+func BenchmarkApplySingle(b *testing.B) {
+	ctx := context.Background()
+	db := newDB(b)
+	rows := 0
+	for b.Loop() {
+		rows++
+		if err := db.Apply(ctx, Batch{Files: []File{benchFile(rows)}, Applied: map[certs.DeviceID]uint64{dev(1): uint64(rows)}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+}

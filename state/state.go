@@ -1,0 +1,297 @@
+// Package state keeps a node's view of its folder and of its peers in a
+// SQLite database (modernc.org/sqlite, pure Go).
+//
+// What it guarantees:
+//
+//   - Every write method runs in one transaction: it happens completely or
+//     not at all. In particular DB.Apply stores a whole Batch (its rows and
+//     the raised applied vector) atomically, so the rows never reflect more
+//     or less of an origin's op log than Applied says.
+//   - The database may be opened by several processes at once: the daemon
+//     keeps it open while the CLI (`drive-node pair`, `drive-node status`)
+//     opens the same file. The database runs in WAL mode, so readers never
+//     block the writer nor the writer the readers, and writers from other
+//     processes wait up to five seconds (busy_timeout) for the write lock
+//     instead of failing. Write transactions take the lock when they begin
+//     (BEGIN IMMEDIATE), so they never fail half-way on a lock upgrade.
+//     Within one process writes are serialised before they reach SQLite.
+//   - Readers see a consistent snapshot: one call never mixes the states
+//     before and after another writer's transaction.
+//   - Durability is relaxed (synchronous=NORMAL): after a power loss the
+//     last committed transactions may be missing, but the database is never
+//     corrupt. That is acceptable because the op log, not this database, is
+//     the durable record: Reset and replaying the log rebuilds it.
+//   - The schema is versioned (PRAGMA user_version) and migrated forward by
+//     Open, each migration in its own transaction with the version bump. A
+//     database written by a newer drive-node is refused, never modified.
+//
+// Unsigned integers (sequence numbers, counters, inode numbers) are stored
+// as their two's-complement int64 bit pattern and read back unchanged;
+// comparisons of them happen in Go, never in SQL.
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// busyTimeoutMS is how long a connection waits for another connection's
+// lock before failing with SQLITE_BUSY.
+const busyTimeoutMS = 5000
+
+// DB is an open state database. It is safe for concurrent use.
+type DB struct {
+	path string
+	sql  *sql.DB
+	// writeSem (capacity 1) serialises this process's write transactions,
+	// so that they queue in Go, honouring their contexts, rather than in
+	// SQLite's busy handler. Other processes are held off by busy_timeout.
+	writeSem chan struct{}
+}
+
+// migrations returns the schema migrations in order: migration i (0-based)
+// takes the database from version i to version i+1.
+func migrations() [][]string {
+	return [][]string{
+		// 1: files, applied vector, peers, peer progress, meta.
+		{
+			`CREATE TABLE files (
+				path       TEXT    NOT NULL PRIMARY KEY,
+				dir        INTEGER NOT NULL,
+				hash       BLOB    CHECK (hash IS NULL OR length(hash) = 32),
+				size       INTEGER NOT NULL,
+				mode       INTEGER NOT NULL,
+				mtime_ns   INTEGER NOT NULL,
+				inode      INTEGER NOT NULL,
+				version    BLOB    NOT NULL,
+				lamport    INTEGER NOT NULL,
+				origin     BLOB    NOT NULL CHECK (length(origin) = 32),
+				seq        INTEGER NOT NULL,
+				deleted    INTEGER NOT NULL,
+				deleted_ns INTEGER NOT NULL,
+				updated_ns INTEGER NOT NULL
+			) WITHOUT ROWID`,
+			`CREATE INDEX files_by_hash ON files (hash) WHERE hash IS NOT NULL AND deleted = 0`,
+			`CREATE INDEX files_tombstones ON files (deleted_ns) WHERE deleted = 1`,
+			`CREATE TABLE applied (
+				origin BLOB    NOT NULL PRIMARY KEY CHECK (length(origin) = 32),
+				seq    INTEGER NOT NULL
+			) WITHOUT ROWID`,
+			`CREATE TABLE peers (
+				id           BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 32),
+				name         TEXT    NOT NULL DEFAULT '',
+				addresses    TEXT    NOT NULL DEFAULT '[]',
+				last_seen_ns INTEGER NOT NULL DEFAULT 0,
+				connected    INTEGER NOT NULL DEFAULT 0,
+				address      TEXT    NOT NULL DEFAULT '',
+				behind       INTEGER NOT NULL DEFAULT 0,
+				error        TEXT    NOT NULL DEFAULT '',
+				paired_ns    INTEGER NOT NULL
+			) WITHOUT ROWID`,
+			`CREATE TABLE peer_progress (
+				peer   BLOB    NOT NULL REFERENCES peers (id) ON DELETE CASCADE,
+				origin BLOB    NOT NULL CHECK (length(origin) = 32),
+				seq    INTEGER NOT NULL,
+				PRIMARY KEY (peer, origin)
+			) WITHOUT ROWID`,
+			`CREATE TABLE meta (
+				key   TEXT NOT NULL PRIMARY KEY,
+				value TEXT NOT NULL
+			) WITHOUT ROWID`,
+		},
+		// 2: conflict copies.
+		{
+			`CREATE TABLE conflicts (
+				copy_path     TEXT    NOT NULL PRIMARY KEY,
+				original_path TEXT    NOT NULL,
+				winner_origin BLOB    NOT NULL CHECK (length(winner_origin) = 32),
+				loser_origin  BLOB    NOT NULL CHECK (length(loser_origin) = 32),
+				created_ns    INTEGER NOT NULL
+			) WITHOUT ROWID`,
+		},
+	}
+}
+
+// latestVersion is the schema version this code writes.
+func latestVersion() int { return len(migrations()) }
+
+// Open opens the state database at path, creating the file (mode 0600) if
+// it is missing, and migrates its schema to the latest version. The
+// directory holding path must exist. A database whose schema is newer than
+// this code knows is an error.
+func Open(ctx context.Context, path string) (*DB, error) {
+	return openAt(ctx, path, latestVersion())
+}
+
+// openAt is Open migrating only up to version target; tests use it to make
+// databases of older versions.
+func openAt(ctx context.Context, path string, target int) (*DB, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	// Create the file ourselves so that it (and the -wal and -shm files
+	// SQLite derives from it) is private to the user.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	sqldb, err := sql.Open("sqlite", dsn(abs))
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	db := &DB{path: path, sql: sqldb, writeSem: make(chan struct{}, 1)}
+	if err := db.init(ctx, target); err != nil {
+		sqldb.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// dsn builds the driver's connection string for the absolute path abs.
+// Every pooled connection gets the same pragmas.
+func dsn(abs string) string {
+	p := filepath.ToSlash(abs)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // Windows: C:/x -> /C:/x
+	}
+	u := url.URL{Scheme: "file", Path: p}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	// url.URL would render "file:///abs"; SQLite accepts that too, but the
+	// query must be encoded by us, as the driver splits at the first '?'.
+	return "file://" + u.EscapedPath() + "?" + q.Encode()
+}
+
+// init checks the connection settings and migrates the schema to target.
+func (db *DB) init(ctx context.Context, target int) error {
+	var mode string
+	if err := db.sql.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("state: open %s: %w", db.path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("state: open %s: journal mode is %q, not WAL (is it on a network file system?)", db.path, mode)
+	}
+	// The common case, an up-to-date schema, needs no write lock: the CLI
+	// opening the database must not queue behind the daemon's writes.
+	v, err := db.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v == target && v <= latestVersion() {
+		return nil
+	}
+	for {
+		done, err := db.migrateOne(ctx, target)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// migrateOne applies the next migration, if the database is below target,
+// in one transaction with the version bump. The version is read inside the
+// write transaction, so two processes opening an old database at once
+// migrate it once.
+func (db *DB) migrateOne(ctx context.Context, target int) (done bool, err error) {
+	all := migrations()
+	err = db.write(ctx, func(tx *sql.Tx) error {
+		var v int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if v > len(all) {
+			return fmt.Errorf("schema version %d is newer than this drive-node supports (%d); upgrade drive-node", v, len(all))
+		}
+		if v >= target {
+			done = true
+			return nil
+		}
+		for _, stmt := range all[v] {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("migrate schema %d -> %d: %w", v, v+1, err)
+			}
+		}
+		// PRAGMA takes no bound parameters; v is an int we control.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			return fmt.Errorf("migrate schema %d -> %d: set version: %w", v, v+1, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("state: open %s: %w", db.path, err)
+	}
+	return done, nil
+}
+
+// Close closes the database. Calls in progress may fail.
+func (db *DB) Close() error {
+	if err := db.sql.Close(); err != nil {
+		return fmt.Errorf("state: close %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// SchemaVersion returns the database's schema version.
+func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := db.sql.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("state: %s: read schema version: %w", db.path, err)
+	}
+	return v, nil
+}
+
+// write runs fn in a write transaction (BEGIN IMMEDIATE, see dsn) and
+// commits it if fn returns nil. Errors are returned unwrapped; callers add
+// the path and what they were doing.
+func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	select {
+	case db.writeSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-db.writeSem }()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	return tx.Commit()
+}
+
+// read runs fn in a read-only transaction: a consistent snapshot that does
+// not take the write lock.
+func (db *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.sql.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,431 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+)
+
+func testPath(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(t.TempDir(), "state.db")
+}
+
+func openTest(t testing.TB, path string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return db
+}
+
+func newDB(t testing.TB) *DB {
+	t.Helper()
+	return openTest(t, testPath(t))
+}
+
+// dev returns a distinct device ID for each n.
+func dev(n byte) certs.DeviceID {
+	var id certs.DeviceID
+	for i := range id {
+		id[i] = n ^ byte(i*7)
+	}
+	return id
+}
+
+func TestOpenFreshIsLatestWithPragmas(t *testing.T) {
+	ctx := context.Background()
+	path := testPath(t)
+	db := openTest(t, path)
+	v, err := db.SchemaVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != latestVersion() || v < 2 {
+		t.Fatalf("fresh schema version %d, want %d", v, latestVersion())
+	}
+	// Every pooled connection must carry the pragmas: check on several at
+	// once by holding them in transactions.
+	for i := 0; i < 3; i++ {
+		conn, err := db.sql.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for _, tc := range []struct {
+			pragma string
+			want   string
+		}{
+			{"journal_mode", "wal"},
+			{"busy_timeout", "5000"},
+			{"foreign_keys", "1"},
+			{"synchronous", "1"}, // NORMAL
+		} {
+			var got string
+			if err := conn.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("conn %d: PRAGMA %s = %s, want %s", i, tc.pragma, got, tc.want)
+			}
+		}
+	}
+	if runtime.GOOS != "windows" {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("database file mode %v, want 0600", st.Mode().Perm())
+		}
+	}
+}
+
+func TestOpenPathNeedingEscapes(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "a dir?#%x", "state.db")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db := openTest(t, path)
+	if err := db.SetMeta(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at the path given: %v", err)
+	}
+}
+
+func TestOpenMissingDirNamesPath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing", "state.db")
+	_, err := Open(context.Background(), path)
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open in a missing dir: %v, want error naming %s", err, path)
+	}
+}
+
+func TestOpenNotADatabase(t *testing.T) {
+	path := testPath(t)
+	if err := os.WriteFile(path, []byte(strings.Repeat("not sqlite ", 1000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(context.Background(), path)
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open of a non-database: %v, want error naming %s", err, path)
+	}
+}
+
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := testPath(t)
+	old, err := openAt(ctx, path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := old.SchemaVersion(ctx); err != nil || v != 1 {
+		t.Fatalf("openAt(1): version %d, %v", v, err)
+	}
+	// Version 1 has no conflicts table.
+	if err := old.RecordConflict(ctx, Conflict{CopyPath: "x", Winner: dev(1), Loser: dev(2)}); err == nil {
+		t.Fatal("conflicts table exists at version 1")
+	}
+	f := File{Path: "kept", Size: 3, Origin: dev(1), Seq: 7}
+	if err := old.Apply(ctx, Batch{Files: []File{f}, Applied: map[certs.DeviceID]uint64{dev(1): 7}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Pair(ctx, dev(9), "nine"); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db := openTest(t, path)
+	if v, err := db.SchemaVersion(ctx); err != nil || v != latestVersion() {
+		t.Fatalf("after migration: version %d, %v; want %d", v, err, latestVersion())
+	}
+	got, ok, err := db.File(ctx, "kept")
+	if err != nil || !ok || got.Size != 3 || got.Seq != 7 {
+		t.Fatalf("row lost in migration: %+v %v %v", got, ok, err)
+	}
+	if p, ok, err := db.Peer(ctx, dev(9)); err != nil || !ok || p.Name != "nine" {
+		t.Fatalf("peer lost in migration: %+v %v %v", p, ok, err)
+	}
+	c := Conflict{CopyPath: "a.conflict", OriginalPath: "a", Winner: dev(1), Loser: dev(2), CreatedAt: 5}
+	if err := db.RecordConflict(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := db.Conflicts(ctx)
+	if err != nil || len(cs) != 1 || cs[0] != c {
+		t.Fatalf("Conflicts = %+v, %v; want [%+v]", cs, err, c)
+	}
+}
+
+func TestOpenFutureVersionFails(t *testing.T) {
+	ctx := context.Background()
+	path := testPath(t)
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	future := latestVersion() + 3
+	if _, err := db.sql.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", future)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = Open(ctx, path)
+	if err == nil {
+		t.Fatal("opened a database from the future")
+	}
+	for _, want := range []string{path, fmt.Sprint(future), fmt.Sprint(latestVersion())} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestMetaRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	if _, ok, err := db.Meta(ctx, "paused"); err != nil || ok {
+		t.Fatalf("Meta of unset key: ok=%v err=%v", ok, err)
+	}
+	for _, v := range []string{"1", "", "0"} {
+		if err := db.SetMeta(ctx, "paused", v); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := db.Meta(ctx, "paused")
+		if err != nil || !ok || got != v {
+			t.Fatalf("Meta = %q %v %v, want %q", got, ok, err, v)
+		}
+	}
+}
+
+func TestConflictsOrdered(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	in := []Conflict{
+		{CopyPath: "b.c", OriginalPath: "b", Winner: dev(1), Loser: dev(2), CreatedAt: 20},
+		{CopyPath: "a.c", OriginalPath: "a", Winner: dev(2), Loser: dev(1), CreatedAt: 10},
+		{CopyPath: "c.c", OriginalPath: "c", Winner: dev(3), Loser: dev(1), CreatedAt: 10},
+	}
+	for _, c := range in {
+		if err := db.RecordConflict(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := db.Conflicts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Conflict{in[1], in[2], in[0]}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Conflicts = %+v, want %+v", got, want)
+	}
+}
+
+// TestTwoHandles opens the file twice, as the daemon and the CLI do.
+func TestTwoHandles(t *testing.T) {
+	ctx := context.Background()
+	path := testPath(t)
+	daemon := openTest(t, path)
+	cli := openTest(t, path)
+
+	if err := cli.Pair(ctx, dev(1), "laptop"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := daemon.IsPaired(ctx, dev(1)); err != nil || !ok {
+		t.Fatalf("daemon does not see the CLI's pairing: %v %v", ok, err)
+	}
+	if err := daemon.Apply(ctx, Batch{Files: []File{{Path: "f", Size: 9}}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := cli.Stats(ctx); err != nil || st.Files != 1 || st.Bytes != 9 {
+		t.Fatalf("CLI does not see the daemon's file: %+v %v", st, err)
+	}
+
+	// While the daemon holds the write lock, the CLI's write waits for it
+	// (busy_timeout) instead of failing.
+	tx, err := daemon.sql.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('held', '1')`); err != nil {
+		t.Fatal(err)
+	}
+	// A reader is not blocked by the writer, and does not see its
+	// uncommitted write.
+	if _, ok, err := cli.Meta(ctx, "held"); err != nil || ok {
+		t.Fatalf("reader during a write: ok=%v err=%v", ok, err)
+	}
+	// Nor is `drive-node status` opening the database afresh: Open of an
+	// up-to-date database takes no write lock (if it did, this would fail
+	// after busy_timeout, as the lock is held until after it returns).
+	status, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open while another handle writes: %v", err)
+	}
+	if st, err := status.Stats(ctx); err != nil || st.Files != 1 {
+		t.Fatalf("Stats while another handle writes: %+v %v", st, err)
+	}
+	if err := status.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const hold = 300 * time.Millisecond
+	go func() {
+		time.Sleep(hold)
+		tx.Commit()
+	}()
+	start := time.Now()
+	if err := cli.Pair(ctx, dev(2), "phone"); err != nil {
+		t.Fatalf("write while the other handle held the lock: %v", err)
+	}
+	if waited := time.Since(start); waited < hold/2 {
+		t.Fatalf("write did not wait for the lock (%v); was the transaction not holding it?", waited)
+	}
+	if v, ok, err := cli.Meta(ctx, "held"); err != nil || !ok || v != "1" {
+		t.Fatalf("held write lost: %q %v %v", v, ok, err)
+	}
+	if ok, err := daemon.IsPaired(ctx, dev(2)); err != nil || !ok {
+		t.Fatalf("daemon does not see the second pairing: %v %v", ok, err)
+	}
+}
+
+// TestConcurrentWritersTwoHandles has two handles write at once; none may
+// fail with SQLITE_BUSY.
+func TestConcurrentWritersTwoHandles(t *testing.T) {
+	ctx := context.Background()
+	path := testPath(t)
+	a, b := openTest(t, path), openTest(t, path)
+	const n = 50
+	errc := make(chan error, 2)
+	for i, db := range []*DB{a, b} {
+		go func() {
+			for j := 0; j < n; j++ {
+				f := File{Path: fmt.Sprintf("h%d/%03d", i, j), Size: 1}
+				if err := db.Apply(ctx, Batch{Files: []File{f}, Applied: map[certs.DeviceID]uint64{dev(byte(i)): uint64(j + 1)}}); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := a.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Files != 2*n || st.Ops != 2*n {
+		t.Fatalf("Stats after concurrent writes: %+v, want %d files and ops", st, 2*n)
+	}
+}
+
+const helperEnv = "STATE_TEST_HELPER_DB"
+
+// TestHelperProcess is the second process of TestSecondProcess.
+func TestHelperProcess(t *testing.T) {
+	path := os.Getenv(helperEnv)
+	if path == "" {
+		t.Skip("helper process only")
+	}
+	ctx := context.Background()
+	db, err := Open(ctx, path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	defer db.Close()
+	if err := db.Pair(ctx, dev(42), "from-cli"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	st, err := db.Stats(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(4)
+	}
+	fmt.Printf("files=%d\n", st.Files)
+}
+
+// TestSecondProcess runs the CLI's access from a real second process while
+// this one keeps the database open and writes to it.
+func TestSecondProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	ctx := context.Background()
+	path := testPath(t)
+	daemon := openTest(t, path)
+	if err := daemon.Apply(ctx, Batch{Files: []File{{Path: "x"}, {Path: "y"}}}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	writerDone := make(chan error, 1)
+	go func() { // the daemon keeps writing meanwhile
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				writerDone <- nil
+				return
+			default:
+			}
+			if err := daemon.SetMeta(ctx, "tick", fmt.Sprint(i)); err != nil {
+				writerDone <- err
+				return
+			}
+		}
+	}()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+path)
+	out, err := cmd.Output()
+	close(stop)
+	if werr := <-writerDone; werr != nil {
+		t.Fatalf("daemon write failed while the CLI ran: %v", werr)
+	}
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("helper failed: %v\n%s\n%s", err, out, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "files=2") {
+		t.Fatalf("helper output %q, want files=2", out)
+	}
+	if ok, err := daemon.IsPaired(ctx, dev(42)); err != nil || !ok {
+		t.Fatalf("daemon does not see the other process's pairing: %v %v", ok, err)
+	}
+}
+
+func TestContextCancelled(t *testing.T) {
+	db := newDB(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := db.Apply(ctx, Batch{Files: []File{{Path: "a"}}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply with cancelled context: %v", err)
+	}
+	if _, ok, err := db.File(context.Background(), "a"); err != nil || ok {
+		t.Fatalf("cancelled Apply stored something: ok=%v err=%v", ok, err)
+	}
+}

@@ -1,0 +1,73 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/oplog"
+)
+
+// maxOpBytes bounds one encoded op inside an Ops message.
+const maxOpBytes = 2*oplog.MaxPathLen + 64*1024
+
+// Ops carries ops the receiver lacks, each origin's in sequence order.
+type Ops struct {
+	Ops []oplog.Op
+}
+
+// Type implements Message.
+func (*Ops) Type() Type { return TypeOps }
+
+// AppendBody implements Message.
+func (m *Ops) AppendBody(b []byte) ([]byte, error) {
+	b = binary.AppendUvarint(b, uint64(len(m.Ops)))
+	var tmp []byte
+	for _, op := range m.Ops {
+		var err error
+		tmp, err = op.AppendBinary(tmp[:0])
+		if err != nil {
+			return b, fmt.Errorf("wire: encode %s: %w", op, err)
+		}
+		b = appendBytes(b, tmp)
+	}
+	return b, nil
+}
+
+func (m *Ops) decode(d *decoder) {
+	n := d.uvarint("op count")
+	if d.err != nil {
+		return
+	}
+	if n > uint64(len(d.b)) { // every op takes more than one byte
+		d.fail("op count %d larger than the frame", n)
+		return
+	}
+	m.Ops = make([]oplog.Op, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		raw := d.bytes("op", maxOpBytes)
+		if d.err != nil {
+			return
+		}
+		var op oplog.Op
+		if err := op.UnmarshalBinary(raw); err != nil {
+			d.fail("op %d: %v", i, err)
+			return
+		}
+		m.Ops = append(m.Ops, op)
+	}
+}
+
+// Progress tells the peer how far the sender now has every origin's log,
+// after it persisted ops the peer sent.
+type Progress struct {
+	Have map[certs.DeviceID]uint64
+}
+
+// Type implements Message.
+func (*Progress) Type() Type { return TypeProgress }
+
+// AppendBody implements Message.
+func (m *Progress) AppendBody(b []byte) ([]byte, error) { return appendVector(b, m.Have), nil }
+
+func (m *Progress) decode(d *decoder) { m.Have = d.vector("have") }

@@ -1,0 +1,167 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"testing"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/vclock"
+)
+
+func dev(b byte) certs.DeviceID { var d certs.DeviceID; d[0] = b; return d }
+
+func sampleOps(n int) *Ops {
+	m := &Ops{}
+	for i := 0; i < n; i++ {
+		m.Ops = append(m.Ops, oplog.Op{
+			Origin: dev(1), Seq: uint64(i + 1), Lamport: uint64(i + 7), Kind: oplog.KindWrite,
+			Path: fmt.Sprintf("dir%02d/file%05d.txt", i%100, i), Hash: content.Sum([]byte{byte(i)}),
+			Size: 4096, Mode: 0o644, MTime: 1700000000000000000, Parent: vclock.Vector{}.With(dev(2), 3),
+		})
+	}
+	return m
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, m := range []Message{
+		&Hello{Version: ProtocolVersion, Name: "nas", Have: map[certs.DeviceID]uint64{dev(1): 5, dev(2): 1 << 40}},
+		&Hello{Version: ProtocolVersion, Have: map[certs.DeviceID]uint64{}},
+		sampleOps(3),
+		&Ops{Ops: []oplog.Op{}},
+		&Progress{Have: map[certs.DeviceID]uint64{dev(9): 1}},
+		&ContentRequest{Hash: content.Sum([]byte("x")), Offset: 1 << 33},
+		&ContentResponse{Found: true, Size: 12345},
+		&ContentResponse{},
+	} {
+		var buf bytes.Buffer
+		if err := WriteFrame(&buf, m); err != nil {
+			t.Fatalf("%s: %v", m.Type(), err)
+		}
+		got, err := ReadFrame(&buf)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Type(), err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("%s: got %+v want %+v", m.Type(), got, m)
+		}
+		if buf.Len() != 0 {
+			t.Fatalf("%s: %d bytes left", m.Type(), buf.Len())
+		}
+	}
+}
+
+// countingReader fails the test if more than limit bytes are read.
+type countingReader struct {
+	r     io.Reader
+	n     int
+	limit int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+func TestOversizedFrameRefusedBeforeReading(t *testing.T) {
+	hdr := binary.BigEndian.AppendUint32(nil, MaxFrame+1)
+	r := &countingReader{r: io.MultiReader(bytes.NewReader(hdr), bytes.NewReader(make([]byte, 1<<20)))}
+	_, err := ReadFrame(r)
+	if !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("got %v", err)
+	}
+	if r.n != 4 {
+		t.Fatalf("read %d bytes of an oversized frame", r.n)
+	}
+	big := &Ops{Ops: make([]oplog.Op, 0)}
+	for i := 0; len(big.Ops) < 3000; i++ {
+		big.Ops = append(big.Ops, oplog.Op{Origin: dev(1), Seq: uint64(i + 1), Kind: oplog.KindWrite, Path: string(bytes.Repeat([]byte("p"), 4000))})
+	}
+	if err := WriteFrame(io.Discard, big); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("oversized write: %v", err)
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	frame := func(typ Type, body []byte) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(len(body)+1))
+		return append(append(b, byte(typ)), body...)
+	}
+	for name, b := range map[string][]byte{
+		"unknown type":   frame(99, nil),
+		"empty frame":    {0, 0, 0, 0},
+		"hello trailing": frame(TypeHello, []byte{1, 0, 0, 7}),
+		"hello vector":   frame(TypeHello, []byte{1, 0, 200}),
+		"ops count":      frame(TypeOps, []byte{0xff, 0xff, 0x03}),
+		"ops bad op":     frame(TypeOps, []byte{1, 2, 9, 9}),
+		"content flag":   frame(TypeContentResponse, []byte{2, 0}),
+		"short hash":     frame(TypeContentRequest, []byte{1, 2, 3}),
+	} {
+		if _, err := ReadFrame(bytes.NewReader(b)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: got %v, want ErrMalformed", name, err)
+		}
+	}
+	if _, err := ReadFrame(bytes.NewReader([]byte{0, 0, 0, 9, 1})); err == nil || errors.Is(err, ErrMalformed) {
+		t.Errorf("truncated frame: %v", err)
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	var buf bytes.Buffer
+	WriteFrame(&buf, sampleOps(2))
+	f.Add(buf.Bytes())
+	buf.Reset()
+	WriteFrame(&buf, &Hello{Version: 1, Name: "x", Have: map[certs.DeviceID]uint64{dev(1): 1}})
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ReadFrame(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		if err := WriteFrame(&out, m); err != nil {
+			t.Fatalf("decoded %s does not encode: %v", m.Type(), err)
+		}
+		again, err := ReadFrame(&out)
+		if err != nil || !reflect.DeepEqual(again, m) {
+			t.Fatalf("%s: re-encoding not stable: %v", m.Type(), err)
+		}
+	})
+}
+
+// BenchmarkEncodeOps encodes a frame of 1,000 ops, the unit of catch-up.
+func BenchmarkEncodeOps(b *testing.B) {
+	m := sampleOps(1000)
+	var buf bytes.Buffer
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf.Reset()
+		if err := WriteFrame(&buf, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(buf.Len()))
+	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// BenchmarkDecodeOps decodes a frame of 1,000 ops.
+func BenchmarkDecodeOps(b *testing.B) {
+	var buf bytes.Buffer
+	WriteFrame(&buf, sampleOps(1000))
+	frame := buf.Bytes()
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := ReadFrame(bytes.NewReader(frame)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "ops/s")
+}
