@@ -43,7 +43,7 @@ type Config struct {
 var (
 	ErrFolderMissing    = errors.New("folder does not exist")
 	ErrNotADirectory    = errors.New("is not a directory")
-	ErrStateNotWritable = errors.New("state dir is not writable")
+	ErrStateNotWritable = errors.New("is not writable")
 )
 
 // withDefaults validates c and fills in defaults, returning absolute paths.
@@ -105,11 +105,11 @@ func CheckFolder(path string) error {
 // prepareStateDir creates dir if needed and proves it writable.
 func prepareStateDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrStateNotWritable, dir, err)
+		return fmt.Errorf("state dir %s %w: %w", dir, ErrStateNotWritable, err)
 	}
 	probe := filepath.Join(dir, ".write-test")
 	if err := os.WriteFile(probe, nil, 0o600); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrStateNotWritable, dir, err)
+		return fmt.Errorf("state dir %s %w: %w", dir, ErrStateNotWritable, err)
 	}
 	return os.Remove(probe)
 }

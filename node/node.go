@@ -76,7 +76,7 @@ type Node struct {
 // Open validates cfg, takes the state directory's lock, and opens the
 // identity, op log and database, catching the database up from the log.
 // The returned node does nothing until Run.
-func Open(ctx context.Context, cfg Config) (n *Node, err error) {
+func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -84,15 +84,14 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := prepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, now: time.Now, ready: make(chan struct{}),
+	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, ready: make(chan struct{}),
 		applyKick: make(chan struct{}, 1), peers: map[certs.DeviceID]*peerState{}}
 	defer func() {
 		if err != nil {
 			n.Close()
-			n = nil
 		}
 	}()
-	if n.lock, err = lockfile.Acquire(filepath.Join(cfg.StateDir, lockName)); err != nil {
+	if n.lock, err = lockfile.AcquireWait(filepath.Join(cfg.StateDir, lockName), 2*time.Second); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", cfg.StateDir, err)
 	}
 	if n.id, err = certs.LoadOrCreate(cfg.StateDir); err != nil {
@@ -103,6 +102,14 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	if n.db, err = state.Open(ctx, filepath.Join(cfg.StateDir, dbName)); err != nil {
 		return nil, err
+	}
+	// Status tells this run's readiness from an earlier run's by these.
+	for k, v := range map[string]string{
+		metaPID: strconv.Itoa(os.Getpid()), metaStartedAt: strconv.FormatInt(n.now().UnixNano(), 10), metaFolder: cfg.Folder,
+	} {
+		if err := n.db.SetMeta(ctx, k, v); err != nil {
+			return nil, err
+		}
 	}
 	if n.root, err = os.OpenRoot(cfg.Folder); err != nil {
 		return nil, fmt.Errorf("folder %s: %w", cfg.Folder, err)
@@ -158,14 +165,6 @@ func (n *Node) Close() error {
 // Run watches the folder and records every change until ctx ends. It
 // returns nil when ctx was cancelled, or the error that stopped it.
 func (n *Node) Run(ctx context.Context) error {
-	now := n.now().UnixNano()
-	for k, v := range map[string]string{
-		metaPID: strconv.Itoa(os.Getpid()), metaStartedAt: strconv.FormatInt(now, 10), metaFolder: n.cfg.Folder,
-	} {
-		if err := n.db.SetMeta(ctx, k, v); err != nil {
-			return err
-		}
-	}
 	n.log.Info("drive-node started", "folder", n.cfg.Folder, "state", n.cfg.StateDir, "device", n.id.ID.String(), "ops", n.ops.Count())
 
 	ctx, cancel := context.WithCancel(ctx)

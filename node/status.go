@@ -72,7 +72,8 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 		return st, err
 	}
 	defer db.Close()
-	st.Running = lockfile.Held(filepath.Join(stateDir, lockName))
+	lockPath := filepath.Join(stateDir, lockName)
+	st.Running = lockfile.Held(lockPath)
 	meta := func(k string) int64 {
 		v, _, _ := db.Meta(ctx, k)
 		i, _ := strconv.ParseInt(v, 10, 64)
@@ -80,8 +81,10 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 	}
 	st.Folder, _, _ = db.Meta(ctx, metaFolder)
 	if st.Running {
-		st.PID = int(meta(metaPID))
-		st.Ready = meta(metaReadyAt) >= meta(metaStartedAt) && meta(metaStartedAt) != 0
+		st.PID = lockfile.HolderPID(lockPath)
+		// Ready only when this run (the lock holder) wrote the start and
+		// then the readiness: values from an earlier run do not count.
+		st.Ready = int64(st.PID) == meta(metaPID) && meta(metaStartedAt) != 0 && meta(metaReadyAt) >= meta(metaStartedAt)
 	}
 	if t := meta(metaLastChange); t != 0 {
 		tt := time.Unix(0, t).UTC()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrLocked is wrapped by Acquire when another process holds the lock.
@@ -45,6 +46,20 @@ func Acquire(path string) (*Lock, error) {
 	return &Lock{f: f, path: path}, nil
 }
 
+// AcquireWait is Acquire retried for up to wait while the lock is held,
+// so a brief holder (Held, probing from another process) does not make
+// the caller fail.
+func AcquireWait(path string, wait time.Duration) (*Lock, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		l, err := Acquire(path)
+		if err == nil || !errors.Is(err, ErrLocked) || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Held reports whether some process holds the lock at path, without
 // taking it for longer than the check.
 func Held(path string) bool {
@@ -55,6 +70,17 @@ func Held(path string) bool {
 	l.f.Truncate(0)
 	l.Release()
 	return false
+}
+
+// HolderPID returns the pid the current or last holder wrote into the lock
+// file at path, or 0.
+func HolderPID(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
 }
 
 // Release gives the lock up.

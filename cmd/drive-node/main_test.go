@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/drive-node/drive-node/certs"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestErrorsAreOneClearLine(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--folder", filepath.Join(dir, "missing")}, "does not exist"},
+		{[]string{"--folder", file}, "is not a directory"},
+		{[]string{}, "no folder given"},
+		{[]string{"--folder", dir, "--log-level", "loud"}, "--log-level"},
+		{[]string{"pair", "--folder", dir, "AAAAAAA-BBBBBBB"}, "malformed device ID"},
+		{[]string{"pair", "--folder", dir}, "exactly one device ID"},
+		{[]string{"status", "--folder", filepath.Join(dir, "missing")}, "does not exist"},
+		{[]string{"id"}, "--folder DIR or --state DIR"},
+		{[]string{"frobnicate"}, "unknown command"},
+	} {
+		code, _, stderr := runCLI(tc.args...)
+		if code == 0 {
+			t.Errorf("%v: exit 0", tc.args)
+		}
+		if !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimRight(stderr, "\n"), "\n") != 0 {
+			t.Errorf("%v: stderr %q, want one line containing %q", tc.args, stderr, tc.want)
+		}
+	}
+}
+
+func TestIDPairStatus(t *testing.T) {
+	dir := t.TempDir()
+	code, out, stderr := runCLI("id", "--folder", dir)
+	if code != 0 {
+		t.Fatalf("id: %s", stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	self, err := certs.ParseDeviceID(lines[len(lines)-1])
+	if err != nil {
+		t.Fatalf("last line of id is not an ID: %v", err)
+	}
+	if _, out2, _ := runCLI("id", "--folder", dir); !strings.Contains(out2, self.String()) {
+		t.Fatal("id changed between calls")
+	}
+	if code, _, stderr := runCLI("pair", "--folder", dir, self.String()); code == 0 || !strings.Contains(stderr, "own ID") {
+		t.Fatalf("pairing with itself: %d %q", code, stderr)
+	}
+	other := certs.DeviceIDFromDER([]byte("another device"))
+	if code, _, stderr := runCLI("pair", "--folder", dir, "--name", "nas", strings.ToLower(other.String())); code != 0 {
+		t.Fatalf("pair: %s", stderr)
+	}
+	code, out, stderr = runCLI("status", "--folder", dir, "--json")
+	if code != 0 {
+		t.Fatalf("status: %s", stderr)
+	}
+	var st struct {
+		Device  string
+		Running bool
+		Peers   []struct{ ID, Name string }
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Device != self.String() || st.Running || len(st.Peers) != 1 || st.Peers[0].ID != other.String() || st.Peers[0].Name != "nas" {
+		t.Fatalf("status: %+v", st)
+	}
+	if code, out, _ := runCLI("status", "--state", filepath.Join(dir, ".drive-node")); code != 0 || !strings.Contains(out, "not running") {
+		t.Fatalf("text status via --state: %s", out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, _ := runCLI(args...)
+		if code != 0 || !strings.HasPrefix(out, "drive-node ") || !strings.Contains(out, "go1") {
+			t.Fatalf("%v: %d %q", args, code, out)
+		}
+	}
+}

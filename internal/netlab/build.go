@@ -1,0 +1,48 @@
+package netlab
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// builds caches binaries per test process: building once per package test
+// run keeps the end-to-end tests fast. Test support only.
+var builds sync.Map // key -> *buildResult
+
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+	out  []byte
+}
+
+// BuildBinary builds the Go package pkg (CGO_ENABLED=0, plus env such as
+// GOARCH=arm64) once per test process and returns the binary's path.
+func BuildBinary(t testing.TB, pkg string, env ...string) string {
+	t.Helper()
+	key := pkg + "|" + strings.Join(env, " ")
+	v, _ := builds.LoadOrStore(key, &buildResult{})
+	r := v.(*buildResult)
+	r.once.Do(func() {
+		sum := sha256.Sum256([]byte(key))
+		dir, err := os.MkdirTemp("", "netlab-bin-")
+		if err != nil {
+			r.err = err
+			return
+		}
+		r.path = filepath.Join(dir, filepath.Base(pkg)+"-"+hex.EncodeToString(sum[:4]))
+		cmd := exec.Command("go", "build", "-o", r.path, pkg)
+		cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
+		r.out, r.err = cmd.CombinedOutput()
+	})
+	if r.err != nil {
+		t.Fatalf("netlab: build %s: %v\n%s", pkg, r.err, r.out)
+	}
+	return r.path
+}
