@@ -62,7 +62,7 @@ func TestSeedScenario(t *testing.T) {
 	os.MkdirAll(dirA, 0o755)
 	os.MkdirAll(dirB, 0o755)
 	pairHosts(t, bin, a, b, dirA, dirB)
-	pa := startDaemon(t, a, bin, dirA, "A", "--peer", b.Addr.String()+":22000")
+	pa := startDaemon(t, a, bin, dirA, "A")
 	pb := startDaemon(t, b, bin, dirB, "B")
 	defer func() {
 		if t.Failed() {
