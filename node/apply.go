@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -62,6 +63,13 @@ func (n *Node) applyPending(ctx context.Context) error {
 		return err
 	}
 	staged, stageErrs := n.stageContents(ctx, ops)
+	// A write that a later op in this batch overwrites needs no content.
+	lastWrite := map[string]int{}
+	for i, op := range ops {
+		if op.Kind == oplog.KindWrite {
+			lastWrite[op.Path] = i
+		}
+	}
 
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
@@ -73,7 +81,7 @@ func (n *Node) applyPending(ctx context.Context) error {
 		return err
 	}
 	var followUps []string // paths to record as local changes afterwards
-	for _, op := range ops {
+	for i, op := range ops {
 		if blocked[op.Origin] || op.Seq <= applied[op.Origin] {
 			continue
 		}
@@ -82,7 +90,8 @@ func (n *Node) applyPending(ctx context.Context) error {
 			recs = recordsFor(op, at)
 		} else {
 			var more []string
-			recs, more, err = n.execute(ctx, op, staged, b.Files)
+			superseded := op.Kind == oplog.KindWrite && lastWrite[op.Path] != i
+			recs, more, err = n.execute(ctx, op, staged, b.Files, superseded)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -96,8 +105,8 @@ func (n *Node) applyPending(ctx context.Context) error {
 		b.Files = append(b.Files, recs...)
 		b.Applied[op.Origin] = op.Seq
 	}
-	for _, name := range staged {
-		n.root.Remove(name) // left over when a later op superseded it
+	for _, name := range staged.temp {
+		n.root.Remove(name) // not needed after all (a later op superseded it)
 	}
 	if err := n.db.Apply(ctx, b); err != nil {
 		return err
@@ -117,7 +126,7 @@ func (n *Node) applyPending(ctx context.Context) error {
 // to its path among ops (earlier ones would be overwritten at once) and
 // that the folder does not already hold. It returns staged temp names by
 // hash.
-func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (map[content.Hash]string, []error) {
+func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (*stagedSet, []error) {
 	last := map[string]int{}
 	for i, op := range ops {
 		if op.Origin == n.id.ID {
@@ -150,7 +159,7 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (map[content.H
 		seen[op.Hash] = true
 		wants = append(wants, want{op.Hash, op.Size})
 	}
-	staged := map[content.Hash]string{}
+	staged := &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}}
 	if len(wants) == 0 {
 		return staged, nil
 	}
@@ -177,7 +186,7 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (map[content.H
 			errs = append(errs, r.err)
 			continue
 		}
-		staged[r.h] = r.name
+		staged.temp[r.h] = r.name
 	}
 	return staged, errs
 }
@@ -201,12 +210,16 @@ func (n *Node) sourceUsable(ctx context.Context, op oplog.Op) bool {
 // (conflict copies, directories that had to stay). pendingRecs are rows
 // recorded earlier in the same batch, which take precedence over the
 // database.
-func (n *Node) execute(ctx context.Context, op oplog.Op, staged map[content.Hash]string, pendingRecs []state.File) ([]state.File, []string, error) {
+func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pendingRecs []state.File, superseded bool) ([]state.File, []string, error) {
 	for _, p := range []string{op.Path, op.NewPath} {
 		if p == "" && op.Kind != oplog.KindRename {
 			continue
 		}
-		if err := checkPath(p); err != nil {
+		err := checkPath(p)
+		if err == nil {
+			err = n.throughSymlink(p)
+		}
+		if err != nil {
 			n.log.Error("refusing op from peer: it names a path outside the folder", "op", op.String(), "err", err)
 			return nil, nil, nil // recorded as handled, never applied
 		}
@@ -241,6 +254,14 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged map[content.Hash
 	}
 	v := decide(local, op)
 	n.log.Debug("remote op", "op", op.String(), "verdict", v.String())
+	if superseded && v == apply {
+		// Overwritten later in this batch: only its version is recorded.
+		recs := recordsFor(op, at)
+		if local != nil {
+			recs[0].Version = recs[0].Version.Merge(local.Version)
+		}
+		return recs, nil, nil
+	}
 	switch v {
 	case ignore:
 		return nil, nil, nil
@@ -274,8 +295,24 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged map[content.Hash
 	return recs, nil, err
 }
 
+// throughSymlink refuses a path whose existing parent directories include
+// a symlink: following it could lead out of the folder. (os.Root refuses
+// such writes as well; this turns them into a clear refusal instead of a
+// retry.)
+func (n *Node) throughSymlink(p string) error {
+	dir := parentDir(p)
+	for dir != "" {
+		st, err := n.root.Lstat(dir)
+		if err == nil && st.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%w %q: goes through the symlink %q", ErrUnsafePath, p, dir)
+		}
+		dir = parentDir(dir)
+	}
+	return nil
+}
+
 // applyAt makes op.Path on disk what op says and returns its record.
-func (n *Node) applyAt(ctx context.Context, op oplog.Op, local *state.File, staged map[content.Hash]string) ([]state.File, error) {
+func (n *Node) applyAt(ctx context.Context, op oplog.Op, local *state.File, staged *stagedSet) ([]state.File, error) {
 	at := n.now().UnixNano()
 	recs := recordsFor(op, at)
 	if local != nil {
@@ -320,7 +357,7 @@ func (n *Node) applyAt(ctx context.Context, op oplog.Op, local *state.File, stag
 // and otherwise writes the target from fetched content. The source is
 // removed only when the op may remove it (an edit made here concurrently
 // keeps the file, as with a delete).
-func (n *Node) executeRename(ctx context.Context, op oplog.Op, src *state.File, lookup func(string) (*state.File, error), staged map[content.Hash]string, at int64) ([]state.File, []string, error) {
+func (n *Node) executeRename(ctx context.Context, op oplog.Op, src *state.File, lookup func(string) (*state.File, error), staged *stagedSet, at int64) ([]state.File, []string, error) {
 	dst, err := lookup(op.NewPath)
 	if err != nil {
 		return nil, nil, err
@@ -391,52 +428,62 @@ func (n *Node) executeRename(ctx context.Context, op oplog.Op, src *state.File, 
 	return recs, follow, nil
 }
 
-// place puts op's content at p: from the staged temp file (moved, or
-// copied when other ops still need it) with op's mode and mtime, fsynced
-// before the rename so p holds either its old or its new content after a
-// crash, never a torn one.
-func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged map[content.Hash]string) error {
-	name, ok := staged[op.Hash]
-	if !ok {
-		if op.Hash == content.EmptyHash {
-			var err error
-			if name, err = n.stage(ctx, op.Hash, 0, nil); err != nil {
-				return err
-			}
-		} else {
-			return fmt.Errorf("content %s of %s not available", op.Hash.Short(), p)
-		}
-	}
+// stagedSet is the content fetched for one batch: temp files not yet
+// used, and where content already placed in this batch can be copied from.
+type stagedSet struct {
+	temp   map[content.Hash]string
+	placed map[content.Hash]string
+}
+
+// place puts op's content at p with op's mode and mtime. The first use of
+// fetched content moves its temp file into place; a further use copies
+// from where it was placed (checking the hash, since a later op may have
+// changed that file). Every file is fsynced before the rename, so p holds
+// either its old or its new content after a crash, never a torn one.
+func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedSet) error {
 	if dir := parentDir(p); dir != "" {
 		if err := n.root.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("write %s: %w", p, err)
 		}
 	}
-	// A fresh copy keeps the staged file for other paths with the same
-	// content; it is removed when the batch ends.
-	tmp := path.Join(parentDir(p), TempPrefix+"w-"+op.Hash.String()[:16])
-	if err := copyInRoot(ctx, n.root, name, tmp); err != nil {
-		n.root.Remove(tmp)
-		return fmt.Errorf("write %s: %w", p, err)
+	name, fetched := staged.temp[op.Hash]
+	if !fetched {
+		name = path.Join(parentDir(p), TempPrefix+"w-"+op.Hash.String()[:16])
+		src, ok := staged.placed[op.Hash]
+		switch {
+		case ok:
+			if err := copyInRoot(ctx, n.root, src, name, op.Hash); err != nil {
+				n.root.Remove(name)
+				return fmt.Errorf("write %s from %s: %w", p, src, err)
+			}
+		case op.Hash == content.EmptyHash:
+			if err := n.root.WriteFile(name, nil, 0o600); err != nil {
+				return fmt.Errorf("write %s: %w", p, err)
+			}
+		default:
+			return fmt.Errorf("content %s of %s not available", op.Hash.Short(), p)
+		}
 	}
 	mt := time.Unix(0, op.MTime)
-	n.root.Chmod(tmp, fileMode(op.Mode))
-	n.root.Chtimes(tmp, mt, mt)
+	n.root.Chmod(name, fileMode(op.Mode))
+	n.root.Chtimes(name, mt, mt)
 	if st, err := n.root.Lstat(p); err == nil && st.IsDir() {
 		if err := n.root.Remove(p); err != nil { // only an empty directory
-			n.root.Remove(tmp)
 			return fmt.Errorf("write %s: a directory is in the way: %w", p, err)
 		}
 	}
-	if err := n.root.Rename(tmp, p); err != nil {
-		n.root.Remove(tmp)
+	if err := n.root.Rename(name, p); err != nil {
+		n.root.Remove(name)
 		return fmt.Errorf("write %s: %w", p, err)
 	}
+	delete(staged.temp, op.Hash)
+	staged.placed[op.Hash] = p
 	return syncDir(n.root, parentDir(p))
 }
 
-// copyInRoot copies src to dst inside root and fsyncs dst.
-func copyInRoot(ctx context.Context, root *os.Root, src, dst string) error {
+// copyInRoot copies src to dst inside root, checks that the bytes hash to
+// want, and fsyncs dst.
+func copyInRoot(ctx context.Context, root *os.Root, src, dst string, want content.Hash) error {
 	in, err := root.Open(src)
 	if err != nil {
 		return err
@@ -446,9 +493,14 @@ func copyInRoot(ctx context.Context, root *os.Root, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := out.ReadFrom(in); err != nil {
+	h := content.NewHasher()
+	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
 		out.Close()
 		return err
+	}
+	if h.Sum() != want {
+		out.Close()
+		return ErrHashMismatch
 	}
 	if err := out.Sync(); err != nil {
 		out.Close()
