@@ -58,15 +58,8 @@ func fileSHA(t *testing.T, path string) string {
 func TestLargeFileBoundedMemory(t *testing.T) {
 	const size = 1 << 30
 	const rssLimit = 256 << 20
-	bin := netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node")
-	lab := netlab.New(t, 2)
-	a, b := lab.Host(0), lab.Host(1)
-	dirA, dirB := filepath.Join(t.TempDir(), "A"), filepath.Join(t.TempDir(), "B")
-	os.MkdirAll(dirA, 0o755)
-	os.MkdirAll(dirB, 0o755)
-	pairHosts(t, bin, a, b, dirA, dirB)
-	pa := startDaemon(t, a, bin, dirA, "A")
-	pb := startDaemon(t, b, bin, dirB, "B")
+	p := newPair(t)
+	dirA, dirB, pa, pb := p.dirA, p.dirB, p.pa, p.pb
 
 	// Write the file outside the folder, then move it in: a complete file
 	// appears at once, as a user's copy-then-move would.

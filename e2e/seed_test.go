@@ -12,6 +12,36 @@ import (
 	"github.com/drive-node/drive-node/internal/netlab"
 )
 
+// pair is two paired hosts on a lab LAN, each with a folder and a
+// running daemon.
+type pair struct {
+	lab        *netlab.Lab
+	bin        string
+	a, b       *netlab.Host
+	dirA, dirB string
+	pa, pb     *netlab.Process
+}
+
+// newPair builds a two-host lab, pairs the hosts and starts both daemons.
+// Their logs are printed if the test fails.
+func newPair(t *testing.T) *pair {
+	t.Helper()
+	p := &pair{bin: netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node"), lab: netlab.New(t, 2)}
+	p.a, p.b = p.lab.Host(0), p.lab.Host(1)
+	p.dirA, p.dirB = filepath.Join(t.TempDir(), "A"), filepath.Join(t.TempDir(), "B")
+	os.MkdirAll(p.dirA, 0o755)
+	os.MkdirAll(p.dirB, 0o755)
+	pairHosts(t, p.bin, p.a, p.b, p.dirA, p.dirB)
+	p.pa = startDaemon(t, p.a, p.bin, p.dirA, "A")
+	p.pb = startDaemon(t, p.b, p.bin, p.dirB, "B")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("A's log:\n%s\nB's log:\n%s", p.pa.Log(), p.pb.Log())
+		}
+	})
+	return p
+}
+
 // pairHosts creates both identities and pairs each host with the other.
 func pairHosts(t *testing.T, bin string, a, b *netlab.Host, dirA, dirB string) {
 	t.Helper()
@@ -42,7 +72,7 @@ func randomBytes(t *testing.T, n int) []byte {
 }
 
 // converge waits until both folders are the same, logging how long it took.
-func converge(t *testing.T, step, a, b string, deadline time.Duration, procs ...*netlab.Process) {
+func converge(t *testing.T, step, a, b string, deadline time.Duration) {
 	t.Helper()
 	took := netlab.Eventually(t, deadline, step, func() (bool, string) {
 		d := treeDiff(a, b)
@@ -55,20 +85,8 @@ func converge(t *testing.T, step, a, b string, deadline time.Duration, procs ...
 // on a LAN, a change on A reaches B; with the internet gone it still does;
 // B off while A changes, B back on catches up; and a change on B reaches A.
 func TestSeedScenario(t *testing.T) {
-	bin := netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node")
-	lab := netlab.New(t, 2)
-	a, b := lab.Host(0), lab.Host(1)
-	dirA, dirB := filepath.Join(t.TempDir(), "A"), filepath.Join(t.TempDir(), "B")
-	os.MkdirAll(dirA, 0o755)
-	os.MkdirAll(dirB, 0o755)
-	pairHosts(t, bin, a, b, dirA, dirB)
-	pa := startDaemon(t, a, bin, dirA, "A")
-	pb := startDaemon(t, b, bin, dirB, "B")
-	defer func() {
-		if t.Failed() {
-			t.Logf("A's log:\n%s\nB's log:\n%s", pa.Log(), pb.Log())
-		}
-	}()
+	p := newPair(t)
+	lab, bin, b, dirA, dirB := p.lab, p.bin, p.b, p.dirA, p.dirB
 
 	// (1) A file created on A appears on B.
 	writeFile(t, filepath.Join(dirA, "hello.txt"), []byte("hello from A\n"))
@@ -85,7 +103,7 @@ func TestSeedScenario(t *testing.T) {
 	converge(t, "(3) edit with no default route reaches B", dirA, dirB, 20*time.Second)
 
 	// (4) B is killed; A changes a lot; B comes back and catches up.
-	pb.Kill()
+	p.pb.Kill()
 	writeFile(t, filepath.Join(dirA, "hello.txt"), []byte("changed while B was off\n"))
 	for i := 0; i < 200; i++ {
 		writeFile(t, filepath.Join(dirA, fmt.Sprintf("batch/dir%02d/file%03d.txt", i%10, i)), []byte(fmt.Sprintf("file %d\n", i)))
@@ -97,7 +115,7 @@ func TestSeedScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond) // A records the changes while B is away
-	pb = startDaemon(t, b, bin, dirB, "B")
+	p.pb = startDaemon(t, b, bin, dirB, "B")
 	converge(t, "(4) B restarted after kill -9 catches up", dirA, dirB, 30*time.Second)
 
 	// (5) A change on B reaches A.
