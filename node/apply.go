@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
@@ -63,13 +64,7 @@ func (n *Node) applyPending(ctx context.Context) error {
 		return err
 	}
 	staged, stageErrs := n.stageContents(ctx, ops)
-	// A write that a later op in this batch overwrites needs no content.
-	lastWrite := map[string]int{}
-	for i, op := range ops {
-		if op.Kind == oplog.KindWrite {
-			lastWrite[op.Path] = i
-		}
-	}
+	skip := supersededInBatch(ops)
 
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
@@ -90,8 +85,11 @@ func (n *Node) applyPending(ctx context.Context) error {
 			recs = recordsFor(op, at)
 		} else {
 			var more []string
-			superseded := op.Kind == oplog.KindWrite && lastWrite[op.Path] != i
-			recs, more, err = n.execute(ctx, op, staged, b.Files, superseded)
+			if skip[i] {
+				b.Applied[op.Origin] = op.Seq
+				continue
+			}
+			recs, more, err = n.execute(ctx, op, staged, b.Files)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -122,21 +120,21 @@ func (n *Node) applyPending(ctx context.Context) error {
 	return nil
 }
 
-// stageContents fetches the content of every write that is the last write
-// to its path among ops (earlier ones would be overwritten at once) and
-// that the folder does not already hold. It returns staged temp names by
-// hash.
+// stageContents fetches the content of the remote writes and renames
+// among ops that no later op in the batch supersedes and whose content the
+// folder does not hold already. It returns the staged temp files.
 func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (*stagedSet, []error) {
+	skip := supersededInBatch(ops)
 	last := map[string]int{}
 	for i, op := range ops {
-		if op.Origin == n.id.ID {
+		if op.Origin == n.id.ID || skip[i] {
 			continue
 		}
 		switch op.Kind {
 		case oplog.KindWrite:
-			last[op.Path] = i
+			last[op.Path+"\x00"+op.Hash.String()] = i
 		case oplog.KindRename:
-			last[op.NewPath] = i
+			last[op.NewPath+"\x00"+op.Hash.String()] = i
 		}
 	}
 	type want struct {
@@ -145,8 +143,9 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (*stagedSet, [
 	}
 	var wants []want
 	seen := map[content.Hash]bool{}
-	for p, i := range last {
+	for key, i := range last {
 		op := ops[i]
+		p := key[:strings.IndexByte(key, 0)]
 		if checkPath(p) != nil || seen[op.Hash] {
 			continue
 		}
@@ -191,6 +190,25 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (*stagedSet, [
 	return staged, errs
 }
 
+// supersededInBatch marks the ops that a later op in the same batch on
+// the same path was made after seeing: they never become heads, so they
+// are skipped (their content is never needed).
+func supersededInBatch(ops []oplog.Op) []bool {
+	skip := make([]bool, len(ops))
+	latest := map[string]int{}
+	for i := len(ops) - 1; i >= 0; i-- {
+		op := ops[i]
+		if op.Kind != oplog.KindRename {
+			if j, ok := latest[op.Path]; ok && ops[j].Parent.Dominates(op.Version()) {
+				skip[i] = true
+				continue
+			}
+			latest[op.Path] = i
+		}
+	}
+	return skip
+}
+
 // sourceUsable reports whether a rename's source is on disk as the op
 // expects, so it can be moved instead of fetched.
 func (n *Node) sourceUsable(ctx context.Context, op oplog.Op) bool {
@@ -205,12 +223,12 @@ func (n *Node) sourceUsable(ctx context.Context, op oplog.Op) bool {
 	return err == nil && st.Mode().IsRegular() && st.Size() == cur.Size && st.ModTime().UnixNano() == cur.MTime
 }
 
-// execute carries out one remote op on the folder and returns the rows to
-// record, plus paths whose new local state must be recorded as local ops
-// (conflict copies, directories that had to stay). pendingRecs are rows
+// execute carries out one remote op on the folder: planRemote decides,
+// this runs the plan's effects and returns the rows to record and the
+// paths to record as local changes afterwards. pendingRecs are rows
 // recorded earlier in the same batch, which take precedence over the
 // database.
-func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pendingRecs []state.File, superseded bool) ([]state.File, []string, error) {
+func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pendingRecs []state.File) ([]state.File, []string, error) {
 	for _, p := range []string{op.Path, op.NewPath} {
 		if p == "" && op.Kind != oplog.KindRename {
 			continue
@@ -224,208 +242,120 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 			return nil, nil, nil // recorded as handled, never applied
 		}
 	}
-	lookup := func(p string) (*state.File, error) {
-		for i := len(pendingRecs) - 1; i >= 0; i-- {
-			if pendingRecs[i].Path == p {
-				f := pendingRecs[i]
-				return &f, nil
-			}
-		}
-		// A change on disk that the watcher has not reported yet is
-		// recorded first, so it takes part in the decision and is not
-		// overwritten unseen.
-		if err := n.recordIfChangedLocked(ctx, p); err != nil {
-			return nil, err
-		}
-		f, ok, err := n.db.File(ctx, p)
-		if err != nil || !ok {
-			return nil, err
-		}
-		return &f, nil
-	}
-	local, err := lookup(op.Path)
-	if err != nil {
-		return nil, nil, err
-	}
-	at := n.now().UnixNano()
-	switch op.Kind {
-	case oplog.KindRename:
-		return n.executeRename(ctx, op, local, lookup, staged, at)
-	}
-	v := decide(local, op)
-	n.log.Debug("remote op", "op", op.String(), "verdict", v.String())
-	if superseded && v == apply {
-		// Overwritten later in this batch: only its version is recorded.
-		recs := recordsFor(op, at)
-		if local != nil {
-			recs[0].Version = recs[0].Version.Merge(local.Version)
-		}
-		return recs, nil, nil
-	}
-	switch v {
-	case ignore:
-		return nil, nil, nil
-	case merge:
-		keep := *local
-		return []state.File{mergedRecord(keep, local, op)}, nil, nil
-	case conflictRemoteLoses:
-		copyPath := conflictName(op.Path, op.Origin.Short(), time.Unix(0, op.MTime))
-		if err := n.place(ctx, copyPath, op, staged); err != nil {
-			return nil, nil, err
-		}
-		n.recordConflict(ctx, copyPath, op.Path, local.Origin, op.Origin)
-		return []state.File{mergedRecord(*local, local, op)}, []string{copyPath}, nil
-	case conflictLocalLoses:
-		copyPath := conflictName(op.Path, local.Origin.Short(), time.Unix(0, local.MTime))
-		if err := n.root.Rename(op.Path, copyPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, fmt.Errorf("keep conflict copy %s: %w", copyPath, err)
-		}
-		n.recordConflict(ctx, copyPath, op.Path, op.Origin, local.Origin)
-		recs, err := n.applyAt(ctx, op, local, staged)
-		return recs, []string{copyPath}, err
-	}
-	recs, err := n.applyAt(ctx, op, local, staged)
-	if err == nil && op.Kind == oplog.KindRmdir {
-		// A directory that still holds something this op did not know of
-		// stays, and comes back on every peer as a local mkdir.
-		if st, serr := n.root.Lstat(op.Path); serr == nil && st.IsDir() {
-			return recs, []string{op.Path}, nil
-		}
-	}
-	return recs, nil, err
-}
-
-// throughSymlink refuses a path whose existing parent directories include
-// a symlink: following it could lead out of the folder. (os.Root refuses
-// such writes as well; this turns them into a clear refusal instead of a
-// retry.)
-func (n *Node) throughSymlink(p string) error {
-	dir := parentDir(p)
-	for dir != "" {
-		st, err := n.root.Lstat(dir)
-		if err == nil && st.Mode()&fs.ModeSymlink != 0 {
-			return fmt.Errorf("%w %q: goes through the symlink %q", ErrUnsafePath, p, dir)
-		}
-		dir = parentDir(dir)
-	}
-	return nil
-}
-
-// applyAt makes op.Path on disk what op says and returns its record.
-func (n *Node) applyAt(ctx context.Context, op oplog.Op, local *state.File, staged *stagedSet) ([]state.File, error) {
-	at := n.now().UnixNano()
-	recs := recordsFor(op, at)
-	if local != nil {
-		for i := range recs {
-			recs[i].Version = recs[i].Version.Merge(local.Version)
-		}
-	}
-	switch op.Kind {
-	case oplog.KindWrite:
-		if err := n.place(ctx, op.Path, op, staged); err != nil {
-			return nil, err
-		}
-		n.fillFromDisk(&recs[0])
-	case oplog.KindMkdir:
-		if st, err := n.root.Lstat(op.Path); err == nil && !st.IsDir() {
-			if err := n.root.Remove(op.Path); err != nil {
-				return nil, fmt.Errorf("replace %s with a directory: %w", op.Path, err)
-			}
-		}
-		if err := n.root.MkdirAll(op.Path, dirMode(op.Mode)); err != nil {
-			return nil, fmt.Errorf("mkdir %s: %w", op.Path, err)
-		}
-		n.fillFromDisk(&recs[0])
-	case oplog.KindDelete:
-		if err := n.root.Remove(op.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			// A directory in the way is not this op's to remove.
-			if st, serr := n.root.Lstat(op.Path); serr == nil && st.IsDir() {
-				return recs, nil
-			}
-			return nil, fmt.Errorf("delete %s: %w", op.Path, err)
-		}
-		syncDir(n.root, parentDir(op.Path))
-	case oplog.KindRmdir:
-		// Only an empty directory goes: Remove fails on a non-empty one,
-		// and the caller then keeps it.
-		n.root.Remove(op.Path)
-	}
-	return recs, nil
-}
-
-// executeRename moves the file when the source is here as the op expects,
-// and otherwise writes the target from fetched content. The source is
-// removed only when the op may remove it (an edit made here concurrently
-// keeps the file, as with a delete).
-func (n *Node) executeRename(ctx context.Context, op oplog.Op, src *state.File, lookup func(string) (*state.File, error), staged *stagedSet, at int64) ([]state.File, []string, error) {
-	dst, err := lookup(op.NewPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	srcVerdict := decide(src, op)
-	asWrite := op
-	asWrite.Kind, asWrite.Path, asWrite.NewPath = oplog.KindWrite, op.NewPath, ""
-	dstVerdict := decide(dst, asWrite)
-	var recs []state.File
-	var follow []string
-	recs = append(recs, recordsFor(op, at)[0]) // the source's tombstone
-	if src != nil {
-		recs[0].Version = recs[0].Version.Merge(src.Version)
-	}
-	moved := false
-	if srcVerdict == apply && dstVerdict == apply && n.sourceUsable(ctx, op) {
-		if err := n.root.MkdirAll(parentDir(op.NewPath), 0o755); err != nil && parentDir(op.NewPath) != "" {
-			return nil, nil, fmt.Errorf("rename %s: %w", op, err)
-		}
-		if err := n.root.Rename(op.Path, op.NewPath); err != nil {
-			return nil, nil, fmt.Errorf("rename %s: %w", op, err)
-		}
-		syncDir(n.root, parentDir(op.NewPath))
-		syncDir(n.root, parentDir(op.Path))
-		moved = true
-	}
-	switch {
-	case moved:
-	case srcVerdict == apply:
-		n.root.Remove(op.Path)
-	case srcVerdict == merge || srcVerdict == conflictLocalLoses || srcVerdict == conflictRemoteLoses:
-		// Edited here while renamed there: the edit stays.
-		recs[0] = mergedRecord(*src, src, op)
-	default: // ignore
-		recs = recs[:0]
-	}
-	switch dstVerdict {
-	case ignore:
-	case merge:
-		recs = append(recs, mergedRecord(*dst, dst, asWrite))
-	case conflictRemoteLoses:
-		copyPath := conflictName(op.NewPath, op.Origin.Short(), time.Unix(0, op.MTime))
-		if err := n.place(ctx, copyPath, asWrite, staged); err != nil {
-			return nil, nil, err
-		}
-		recs = append(recs, mergedRecord(*dst, dst, asWrite))
-		follow = append(follow, copyPath)
-	default:
-		if dstVerdict == conflictLocalLoses {
-			copyPath := conflictName(op.NewPath, dst.Origin.Short(), time.Unix(0, dst.MTime))
-			if err := n.root.Rename(op.NewPath, copyPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, nil, err
-			}
-			follow = append(follow, copyPath)
-		}
-		if !moved {
-			if err := n.place(ctx, op.NewPath, asWrite, staged); err != nil {
+	v := &nodeView{n: n, ctx: ctx, pending: pendingRecs}
+	// A change on disk the watcher has not reported yet is recorded first,
+	// so it takes part in the decision and is never overwritten unseen.
+	for _, p := range []string{op.Path, op.NewPath} {
+		if p != "" {
+			if err := n.recordIfChangedLocked(ctx, p); err != nil {
 				return nil, nil, err
 			}
 		}
-		r := recordsFor(op, at)[1]
-		if dst != nil {
-			r.Version = r.Version.Merge(dst.Version)
-		}
-		n.fillFromDisk(&r)
-		recs = append(recs, r)
 	}
-	return recs, follow, nil
+	usable := op.Kind == oplog.KindRename && n.sourceUsable(ctx, op)
+	plan := planRemote(op, v, usable, n.now().UnixNano())
+	if v.err != nil {
+		return nil, nil, v.err
+	}
+	n.log.Debug("remote op", "op", op.String(), "effects", len(plan.effects), "records", len(plan.records))
+	observe := plan.observe
+	for _, e := range plan.effects {
+		stays, err := n.runEffect(ctx, e, staged)
+		if err != nil {
+			return nil, nil, err
+		}
+		if stays {
+			observe = append(observe, e.path)
+		}
+	}
+	for i := range plan.records {
+		if !plan.records[i].Deleted {
+			n.fillFromDisk(&plan.records[i])
+		}
+	}
+	for _, c := range plan.conflicts {
+		n.recordConflict(ctx, c.copyPath, c.original, c.winner, c.loser)
+	}
+	return plan.records, observe, nil
+}
+
+// nodeView is planRemote's view of this node.
+type nodeView struct {
+	n       *Node
+	ctx     context.Context
+	pending []state.File
+	err     error
+}
+
+func (v *nodeView) record(p string) *state.File {
+	for i := len(v.pending) - 1; i >= 0; i-- {
+		if v.pending[i].Path == p {
+			f := v.pending[i]
+			return &f
+		}
+	}
+	f, ok, err := v.n.db.File(v.ctx, p)
+	if err != nil && v.err == nil {
+		v.err = err
+	}
+	if !ok {
+		return nil
+	}
+	return &f
+}
+
+func (v *nodeView) op(id state.OpID) (oplog.Op, bool) {
+	op, ok, err := v.n.ops.Get(id.Origin, id.Seq)
+	if err != nil && v.err == nil {
+		v.err = err
+	}
+	return op, ok
+}
+
+// runEffect carries out one effect. stays reports a directory that an
+// effRmdir could not remove because it is not empty.
+func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stays bool, err error) {
+	switch e.kind {
+	case effPlace:
+		return false, n.place(ctx, e.path, e.op, staged)
+	case effMove, effMoveAside:
+		if dir := parentDir(e.to); dir != "" {
+			if err := n.root.MkdirAll(dir, 0o755); err != nil {
+				return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
+			}
+		}
+		if err := n.root.Rename(e.path, e.to); err != nil {
+			if e.kind == effMoveAside && errors.Is(err, fs.ErrNotExist) {
+				return false, nil
+			}
+			return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
+		}
+		syncDir(n.root, parentDir(e.to))
+		return false, syncDir(n.root, parentDir(e.path))
+	case effRemove:
+		if err := n.root.Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if st, serr := n.root.Lstat(e.path); serr == nil && st.IsDir() {
+				return false, nil // a directory in the way is not this op's to remove
+			}
+			return false, fmt.Errorf("delete %s: %w", e.path, err)
+		}
+		return false, syncDir(n.root, parentDir(e.path))
+	case effRmdir:
+		n.root.Remove(e.path) // fails on a non-empty directory, which stays
+		st, err := n.root.Lstat(e.path)
+		return err == nil && st.IsDir(), nil
+	case effMkdir:
+		if st, err := n.root.Lstat(e.path); err == nil && !st.IsDir() {
+			if err := n.root.Remove(e.path); err != nil {
+				return false, fmt.Errorf("replace %s with a directory: %w", e.path, err)
+			}
+		}
+		if err := n.root.MkdirAll(e.path, dirMode(e.op.Mode)); err != nil {
+			return false, fmt.Errorf("mkdir %s: %w", e.path, err)
+		}
+		return false, nil
+	}
+	return false, fmt.Errorf("unknown effect %d", e.kind)
 }
 
 // stagedSet is the content fetched for one batch: temp files not yet

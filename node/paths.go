@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"unicode/utf8"
 )
@@ -48,6 +49,22 @@ func checkPath(p string) error {
 		case c == StateDirName || strings.HasPrefix(c, TempPrefix):
 			return bad("names drive-node's own files")
 		}
+	}
+	return nil
+}
+
+// throughSymlink refuses a path whose existing parent directories include
+// a symlink: following it could lead out of the folder. (os.Root refuses
+// such writes as well; this turns them into a clear refusal instead of a
+// retry.)
+func (n *Node) throughSymlink(p string) error {
+	dir := parentDir(p)
+	for dir != "" {
+		st, err := n.root.Lstat(dir)
+		if err == nil && st.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%w %q: goes through the symlink %q", ErrUnsafePath, p, dir)
+		}
+		dir = parentDir(dir)
 	}
 	return nil
 }

@@ -161,6 +161,7 @@ func recordsFor(op oplog.Op, at int64) []state.File {
 	base := state.File{
 		Path: op.Path, Hash: op.Hash, Size: op.Size, Mode: op.Mode, MTime: op.MTime,
 		Version: op.Version(), Lamport: op.Lamport, Origin: op.Origin, Seq: op.Seq,
+		Heads: []state.OpID{{Origin: op.Origin, Seq: op.Seq}},
 	}
 	switch op.Kind {
 	case oplog.KindWrite:

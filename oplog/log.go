@@ -311,6 +311,23 @@ func (l *Log) Iterate(ctx context.Context, origin certs.DeviceID, from uint64, f
 	return it.Error()
 }
 
+// Get returns the op of origin with sequence seq, if the log has it.
+func (l *Log) Get(origin certs.DeviceID, seq uint64) (Op, bool, error) {
+	v, closer, err := l.db.Get(opKey(origin, seq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Op{}, false, nil
+	}
+	if err != nil {
+		return Op{}, false, fmt.Errorf("oplog: get %s#%d: %w", origin.Short(), seq, err)
+	}
+	defer closer.Close()
+	var op Op
+	if err := op.UnmarshalBinary(v); err != nil {
+		return Op{}, false, fmt.Errorf("oplog: %s: op %s#%d: %w", l.dir, origin.Short(), seq, err)
+	}
+	return op, true, nil
+}
+
 func opKey(origin certs.DeviceID, seq uint64) []byte {
 	k := make([]byte, 0, 41)
 	k = append(k, prefixOp)

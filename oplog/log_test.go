@@ -101,6 +101,12 @@ func TestInsertSkipsDuplicatesAndRefusesGaps(t *testing.T) {
 	if ops := collect(t, l, 2, 3); len(ops) != 2 || ops[0].Seq != 3 {
 		t.Fatalf("iterate from 3: %v", ops)
 	}
+	if op, ok, err := l.Get(dev(2), 3); err != nil || !ok || op.Path != "3" {
+		t.Fatalf("get: %v %v %v", op, ok, err)
+	}
+	if _, ok, err := l.Get(dev(2), 99); err != nil || ok {
+		t.Fatalf("get of a missing op: %v %v", ok, err)
+	}
 	v := l.Vector()
 	if v[dev(1)] != 1 || v[dev(2)] != 4 || len(v) != 2 {
 		t.Fatalf("vector %v", v)

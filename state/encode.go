@@ -85,3 +85,33 @@ func boolInt(b bool) int64 {
 	}
 	return 0
 }
+
+// opIDSize is the encoded size of an OpID: device ID then sequence.
+const opIDSize = len(certs.DeviceID{}) + 8
+
+// encodeHeads encodes op IDs back to back.
+func encodeHeads(ids []OpID) []byte {
+	b := make([]byte, 0, len(ids)*opIDSize)
+	for _, id := range ids {
+		b = append(b, id.Origin[:]...)
+		b = binary.BigEndian.AppendUint64(b, id.Seq)
+	}
+	return b
+}
+
+// decodeHeads reverses encodeHeads.
+func decodeHeads(b []byte) ([]OpID, error) {
+	if len(b)%opIDSize != 0 {
+		return nil, fmt.Errorf("heads of %d bytes are not a multiple of %d", len(b), opIDSize)
+	}
+	if len(b) == 0 {
+		return nil, nil
+	}
+	ids := make([]OpID, len(b)/opIDSize)
+	for i := range ids {
+		e := b[i*opIDSize:]
+		copy(ids[i].Origin[:], e)
+		ids[i].Seq = binary.BigEndian.Uint64(e[len(certs.DeviceID{}):])
+	}
+	return ids, nil
+}

@@ -45,6 +45,15 @@ type File struct {
 	// DeletedAt is when the tombstone was recorded, in unix nanoseconds; 0
 	// for live records.
 	DeletedAt int64
+	// Heads are the ops whose versions of the path no other op has
+	// superseded: one after ordered edits, several after concurrent ones.
+	Heads []OpID
+}
+
+// OpID names an op: its origin device and sequence.
+type OpID struct {
+	Origin certs.DeviceID
+	Seq    uint64
 }
 
 // Batch is a set of changes that DB.Apply stores atomically.
@@ -57,7 +66,7 @@ type Batch struct {
 	Applied map[certs.DeviceID]uint64
 }
 
-const fileColumns = `path, dir, hash, size, mode, mtime_ns, inode, version, lamport, origin, seq, deleted, deleted_ns`
+const fileColumns = `path, dir, hash, size, mode, mtime_ns, inode, version, lamport, origin, seq, deleted, deleted_ns, heads`
 
 // Apply stores b in one transaction: either every file and the raised
 // applied vector are stored, or (on error) nothing is.
@@ -74,7 +83,7 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		if len(b.Files) > 0 {
 			stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO files (`+fileColumns+`, updated_ns)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 			if err != nil {
 				return err
 			}
@@ -83,7 +92,7 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 				f := &b.Files[i]
 				if _, err := stmt.ExecContext(ctx, f.Path, boolInt(f.Dir), hashArg(f.Hash), f.Size, int64(f.Mode),
 					f.MTime, u64(f.Inode), encodeVector(f.Version), u64(f.Lamport), f.Origin[:], u64(f.Seq),
-					boolInt(f.Deleted), f.DeletedAt, now); err != nil {
+					boolInt(f.Deleted), f.DeletedAt, encodeHeads(f.Heads), now); err != nil {
 					return fmt.Errorf("store %q: %w", f.Path, err)
 				}
 			}
@@ -136,11 +145,12 @@ func scanFile(s scanner) (File, error) {
 	var (
 		f                     File
 		hash, version, origin []byte
+		heads                 []byte
 		mode                  int64
 		inode, lamport, seq   int64
 	)
 	if err := s.Scan(&f.Path, &f.Dir, &hash, &f.Size, &mode, &f.MTime, &inode, &version, &lamport, &origin,
-		&seq, &f.Deleted, &f.DeletedAt); err != nil {
+		&seq, &f.Deleted, &f.DeletedAt, &heads); err != nil {
 		return f, err
 	}
 	var err error
@@ -152,6 +162,9 @@ func scanFile(s scanner) (File, error) {
 	}
 	if f.Origin, err = scanID(origin); err != nil {
 		return f, fmt.Errorf("record %q: origin: %w", f.Path, err)
+	}
+	if f.Heads, err = decodeHeads(heads); err != nil {
+		return f, fmt.Errorf("record %q: %w", f.Path, err)
 	}
 	f.Mode, f.Inode, f.Lamport, f.Seq = uint32(mode), fromU64(inode), fromU64(lamport), fromU64(seq)
 	return f, nil

@@ -117,6 +117,10 @@ func migrations() [][]string {
 				created_ns    INTEGER NOT NULL
 			) WITHOUT ROWID`,
 		},
+		// 3: the ops whose versions of a path are not superseded (its heads).
+		{
+			`ALTER TABLE files ADD COLUMN heads BLOB NOT NULL DEFAULT x''`,
+		},
 	}
 }
 

@@ -144,8 +144,10 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err := old.RecordConflict(ctx, Conflict{CopyPath: "x", Winner: dev(1), Loser: dev(2)}); err == nil {
 		t.Fatal("conflicts table exists at version 1")
 	}
-	f := File{Path: "kept", Size: 3, Origin: dev(1), Seq: 7}
-	if err := old.Apply(ctx, Batch{Files: []File{f}, Applied: map[certs.DeviceID]uint64{dev(1): 7}}); err != nil {
+	// A row as version 1 wrote it (no heads column yet).
+	o := dev(1)
+	if _, err := old.sql.ExecContext(ctx, `INSERT INTO files (path, dir, hash, size, mode, mtime_ns, inode, version, lamport, origin, seq, deleted, deleted_ns, updated_ns)
+		VALUES ('kept', 0, NULL, 3, 420, 0, 0, x'', 1, ?, 7, 0, 0, 0)`, o[:]); err != nil {
 		t.Fatal(err)
 	}
 	if err := old.Pair(ctx, dev(9), "nine"); err != nil {
@@ -160,8 +162,16 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatalf("after migration: version %d, %v; want %d", v, err, latestVersion())
 	}
 	got, ok, err := db.File(ctx, "kept")
-	if err != nil || !ok || got.Size != 3 || got.Seq != 7 {
+	if err != nil || !ok || got.Size != 3 || got.Seq != 7 || len(got.Heads) != 0 {
 		t.Fatalf("row lost in migration: %+v %v %v", got, ok, err)
+	}
+	// Version 3 stores heads.
+	got.Heads = []OpID{{dev(1), 7}, {dev(2), 3}}
+	if err := db.Apply(ctx, Batch{Files: []File{got}}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _, _ := db.File(ctx, "kept"); len(again.Heads) != 2 || again.Heads[1] != (OpID{dev(2), 3}) {
+		t.Fatalf("heads not stored: %+v", again.Heads)
 	}
 	if p, ok, err := db.Peer(ctx, dev(9)); err != nil || !ok || p.Name != "nine" {
 		t.Fatalf("peer lost in migration: %+v %v %v", p, ok, err)

@@ -1,0 +1,261 @@
+package node
+
+import (
+	"path"
+	"sort"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
+	"github.com/drive-node/drive-node/vclock"
+)
+
+// The sync decision. A path's state is a function of its heads: the ops on
+// it that no other op on it has superseded (made after seeing them). A set
+// of versions has one frontier whatever order its members arrive in, so
+// every replica that has the same ops has the same heads, the same
+// winner and the same record — that is what makes replicas converge.
+//
+// Among the heads, a live version (a write or a directory) beats a
+// deletion, so an edit concurrent with a delete stays; among live ones the
+// higher (Lamport, device ID) wins. Every other live head with different
+// content is kept as a conflict copy beside the path, so no accepted write
+// is dropped.
+
+// effectKind is one change a remote op makes to the folder.
+type effectKind int
+
+const (
+	// effPlace writes the content described by op (hash, mode, mtime) at path.
+	effPlace effectKind = iota
+	// effMove renames path to to; the source must be there.
+	effMove
+	// effMoveAside renames path to to if path is there (a losing local
+	// version kept as a conflict copy).
+	effMoveAside
+	// effRemove removes the file at path if it is there.
+	effRemove
+	// effRmdir removes the directory at path if it is empty; one that is
+	// not stays, and is recorded again as a local mkdir.
+	effRmdir
+	// effMkdir creates the directory path (and its parents).
+	effMkdir
+)
+
+// effect is one step of a remotePlan.
+type effect struct {
+	kind     effectKind
+	path, to string
+	op       oplog.Op // content, mode and mtime for effPlace and effMkdir
+}
+
+// conflictNote records a conflict copy for `drive-node status`.
+type conflictNote struct {
+	copyPath, original string
+	winner, loser      certs.DeviceID
+}
+
+// remotePlan is what a remote op does: effects on the folder in order, the
+// rows to record, conflicts to report, and paths whose resulting state must
+// be recorded as local changes (conflict copies, directories brought back).
+type remotePlan struct {
+	effects   []effect
+	records   []state.File
+	conflicts []conflictNote
+	observe   []string
+}
+
+// view is what planRemote may know of the replica: its records (with the
+// batch's earlier ops applied) and the ops in its log.
+type view interface {
+	record(path string) *state.File
+	op(id state.OpID) (oplog.Op, bool)
+}
+
+// head is one op's version of one path.
+type head struct {
+	id      state.OpID
+	op      oplog.Op
+	live    bool // a file or directory is there
+	dir     bool
+	content oplog.Op // hash, size, mode and mtime of what is there
+	version vclock.Vector
+}
+
+// headOf returns op's version of path p (a rename is a removal at its
+// source and a write of its content at its target).
+func headOf(op oplog.Op, p string) head {
+	h := head{id: state.OpID{Origin: op.Origin, Seq: op.Seq}, op: op, content: op, version: op.Version()}
+	switch op.Kind {
+	case oplog.KindWrite:
+		h.live = true
+	case oplog.KindMkdir:
+		h.live, h.dir = true, true
+	case oplog.KindRename:
+		h.live = p == op.NewPath
+	}
+	return h
+}
+
+// heads returns the heads recorded for r, read from the log.
+func heads(v view, r *state.File) []head {
+	if r == nil {
+		return nil
+	}
+	out := make([]head, 0, len(r.Heads))
+	for _, id := range r.Heads {
+		if op, ok := v.op(id); ok {
+			out = append(out, headOf(op, r.Path))
+		}
+	}
+	return out
+}
+
+// addHead returns the frontier of hs and h, and whether h changed it (it
+// is not already there and no head has seen it).
+func addHead(hs []head, h head) ([]head, bool) {
+	for _, x := range hs {
+		if x.id == h.id || x.version.Dominates(h.version) {
+			return hs, false
+		}
+	}
+	out := make([]head, 0, len(hs)+1)
+	for _, x := range hs {
+		if !h.op.Parent.Dominates(x.version) {
+			out = append(out, x)
+		}
+	}
+	out = append(out, h)
+	sort.Slice(out, func(i, j int) bool { return beats(out[i], out[j]) })
+	return out, true
+}
+
+// beats orders heads: live before deleted, then higher (Lamport, device).
+func beats(a, b head) bool {
+	if a.live != b.live {
+		return a.live
+	}
+	return wins(a.op.Lamport, a.op.Origin[:], b.op.Lamport, b.op.Origin[:])
+}
+
+// losers are the live file heads, other than the winner hs[0], whose
+// content differs from the winner's: each is kept as a conflict copy.
+func losers(hs []head) []head {
+	var out []head
+	for _, h := range hs[1:] {
+		if h.live && !h.dir && (hs[0].dir || !hs[0].live || h.content.Hash != hs[0].content.Hash) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// recordOf is the row for path p with heads hs (sorted, winner first).
+func recordOf(p string, hs []head, at int64) state.File {
+	w := hs[0]
+	r := state.File{Path: p, Dir: w.dir, Lamport: w.op.Lamport, Origin: w.op.Origin, Seq: w.op.Seq, Deleted: !w.live}
+	if w.live && !w.dir {
+		r.Hash, r.Size = w.content.Hash, w.content.Size
+	}
+	if w.live {
+		r.Mode, r.MTime = w.content.Mode, w.content.MTime
+	} else {
+		r.DeletedAt = at
+	}
+	for _, h := range hs {
+		r.Version = r.Version.Merge(h.version)
+		r.Heads = append(r.Heads, h.id)
+	}
+	return r
+}
+
+// planRemote decides what a remote op does here. It is pure: the folder
+// and database are read only through v (whose records describe the disk:
+// changes not yet recorded are recorded before it is called), and nothing
+// is changed. sourceUsable says whether a rename's source is on disk as
+// the op expects, so it can be moved rather than fetched.
+func planRemote(op oplog.Op, v view, sourceUsable bool, at int64) remotePlan {
+	var p remotePlan
+	paths := []string{op.Path}
+	if op.Kind == oplog.KindRename {
+		paths = []string{op.NewPath, op.Path} // target first: it may take the source's file
+	}
+	moved := false
+	for _, path := range paths {
+		cur := v.record(path)
+		hs, changed := addHead(heads(v, cur), headOf(op, path))
+		if !changed {
+			continue
+		}
+		rec := recordOf(path, hs, at)
+		p.records = append(p.records, rec)
+		curLive := cur != nil && !cur.Deleted
+		curHash := content.Hash{}
+		if curLive && !cur.Dir {
+			curHash = cur.Hash
+		}
+		// Keep every losing version that is not kept already.
+		for _, l := range losers(hs) {
+			cp := conflictName(path, l.op.Origin.Short(), time.Unix(0, l.content.MTime), l.content.Hash)
+			if v.record(cp) != nil {
+				continue // made before (and perhaps deleted since by a user)
+			}
+			if curHash == l.content.Hash && !curHash.IsZero() {
+				p.effects = append(p.effects, effect{kind: effMoveAside, path: path, to: cp})
+				curLive, curHash = false, content.Hash{}
+			} else {
+				p.effects = append(p.effects, effect{kind: effPlace, path: cp, op: l.content})
+			}
+			p.conflicts = append(p.conflicts, conflictNote{cp, path, hs[0].op.Origin, l.op.Origin})
+			p.observe = append(p.observe, cp)
+		}
+		// Make the disk hold the winner.
+		w := hs[0]
+		switch {
+		case w.live && w.dir:
+			if !curLive || !cur.Dir {
+				p.effects = append(p.effects, effect{kind: effMkdir, path: path, op: w.content})
+				p.observe = append(p.observe, missingParents(v, path)...)
+			}
+		case w.live:
+			if curHash == w.content.Hash && curLive {
+				break
+			}
+			if op.Kind == oplog.KindRename && path == op.NewPath && w.id.Origin == op.Origin && w.id.Seq == op.Seq && sourceUsable && sourceGoes(v, op, at) {
+				p.effects = append(p.effects, effect{kind: effMove, path: op.Path, to: path})
+				moved = true
+			} else {
+				p.effects = append(p.effects, effect{kind: effPlace, path: path, op: w.content})
+			}
+			p.observe = append(p.observe, missingParents(v, path)...)
+		case curLive && cur.Dir:
+			p.effects = append(p.effects, effect{kind: effRmdir, path: path})
+		case curLive && !(moved && path == op.Path):
+			p.effects = append(p.effects, effect{kind: effRemove, path: path})
+		}
+	}
+	return p
+}
+
+// sourceGoes reports whether a rename leaves its source deleted here (no
+// concurrent edit keeps it), so its file may be moved to the target.
+func sourceGoes(v view, op oplog.Op, at int64) bool {
+	cur := v.record(op.Path)
+	hs, changed := addHead(heads(v, cur), headOf(op, op.Path))
+	return changed && !hs[0].live
+}
+
+// missingParents lists the directories above p that have no live record:
+// writing p creates them, and they must be recorded (a file made inside a
+// directory that another device removed brings the directory back).
+func missingParents(v view, p string) []string {
+	var out []string
+	for dir := path.Dir(p); dir != "." && dir != "/"; dir = path.Dir(dir) {
+		if r := v.record(dir); r == nil || r.Deleted {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
