@@ -39,8 +39,15 @@ func (n *Node) pendingOps(ctx context.Context) ([]oplog.Op, error) {
 			return nil, err
 		}
 	}
-	sort.Slice(missing, func(i, j int) bool {
-		a, b := missing[i], missing[j]
+	sortCausal(missing)
+	return missing, nil
+}
+
+// sortCausal orders ops by (Lamport, origin, sequence): an order that
+// respects causality across origins.
+func sortCausal(ops []oplog.Op) {
+	sort.Slice(ops, func(i, j int) bool {
+		a, b := ops[i], ops[j]
 		if a.Lamport != b.Lamport {
 			return a.Lamport < b.Lamport
 		}
@@ -49,7 +56,6 @@ func (n *Node) pendingOps(ctx context.Context) ([]oplog.Op, error) {
 		}
 		return a.Seq < b.Seq
 	})
-	return missing, nil
 }
 
 // applyPending brings the folder and the database up to the log: local ops

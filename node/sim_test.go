@@ -142,16 +142,7 @@ func (r *replica) applyPending() {
 	for o, ops := range r.log {
 		pending = append(pending, ops[r.applied[o]:]...)
 	}
-	sort.Slice(pending, func(i, j int) bool {
-		a, b := pending[i], pending[j]
-		if a.Lamport != b.Lamport {
-			return a.Lamport < b.Lamport
-		}
-		if a.Origin != b.Origin {
-			return string(a.Origin[:]) < string(b.Origin[:])
-		}
-		return a.Seq < b.Seq
-	})
+	sortCausal(pending)
 	skip := supersededInBatch(pending)
 	var follow []string
 	for i, op := range pending {
