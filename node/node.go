@@ -174,6 +174,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer n.tr.Close()
 	go n.applyLoop(ctx)
+	go n.purgeLoop(ctx)
 
 	obs := make(chan []watcher.Observation) // unbuffered: see the ready logic below
 	werr := make(chan error, 1)
@@ -204,6 +205,31 @@ func (n *Node) Run(ctx context.Context) error {
 			// finding has been recorded by now.
 			scanned = nil
 			n.markReady(ctx)
+		}
+	}
+}
+
+// TombstoneRetention is how long a deletion's record is kept. The op log,
+// not the tombstone, is what stops a peer that was away from bringing a
+// deleted file back (ops it sends that others already have are recognised
+// by origin and sequence); the tombstone keeps the deletion's version for
+// edits that were concurrent with it, which arrive within days, not months.
+const TombstoneRetention = 90 * 24 * time.Hour
+
+// purgeLoop drops tombstones older than TombstoneRetention, daily.
+func (n *Node) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		if k, err := n.db.PurgeTombstones(ctx, n.now().Add(-TombstoneRetention).UnixNano()); err != nil {
+			n.log.Warn("purging old tombstones failed", "err", err)
+		} else if k > 0 {
+			n.log.Info("purged old tombstones", "count", k)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
