@@ -112,6 +112,9 @@ func (n *Node) applyPending(ctx context.Context) error {
 	for _, name := range staged.temp {
 		n.root.Remove(name) // not needed after all (a later op superseded it)
 	}
+	if err := n.syncDirs(staged); err != nil {
+		return err
+	}
 	if err := n.db.Apply(ctx, b); err != nil {
 		return err
 	}
@@ -164,7 +167,7 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (*stagedSet, [
 		seen[op.Hash] = true
 		wants = append(wants, want{op.Hash, op.Size})
 	}
-	staged := &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}}
+	staged := &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}}
 	if len(wants) == 0 {
 		return staged, nil
 	}
@@ -336,8 +339,8 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 			}
 			return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
 		}
-		syncDir(n.root, parentDir(e.to))
-		return false, syncDir(n.root, parentDir(e.path))
+		staged.touch(e.to, e.path)
+		return false, nil
 	case effRemove:
 		if err := n.root.Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			if st, serr := n.root.Lstat(e.path); serr == nil && st.IsDir() {
@@ -345,7 +348,8 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 			}
 			return false, fmt.Errorf("delete %s: %w", e.path, err)
 		}
-		return false, syncDir(n.root, parentDir(e.path))
+		staged.touch(e.path)
+		return false, nil
 	case effRmdir:
 		n.root.Remove(e.path) // fails on a non-empty directory, which stays
 		st, err := n.root.Lstat(e.path)
@@ -369,6 +373,26 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 type stagedSet struct {
 	temp   map[content.Hash]string
 	placed map[content.Hash]string
+	dirs   map[string]bool // directories whose entries the batch changed
+}
+
+// touch notes the directories of paths whose entries changed; they are
+// fsynced once per batch, before the batch is recorded.
+func (s *stagedSet) touch(paths ...string) {
+	for _, p := range paths {
+		s.dirs[parentDir(p)] = true
+	}
+}
+
+// syncDirs makes the batch's renames and removals durable: after it a
+// crash cannot undo on disk what the database is about to record.
+func (n *Node) syncDirs(s *stagedSet) error {
+	for dir := range s.dirs {
+		if err := syncDir(n.root, dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("sync directory %q: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 // place puts op's content at p with op's mode and mtime. The first use of
@@ -414,7 +438,8 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	}
 	delete(staged.temp, op.Hash)
 	staged.placed[op.Hash] = p
-	return syncDir(n.root, parentDir(p))
+	staged.touch(p)
+	return nil
 }
 
 // copyInRoot copies src to dst inside root, checks that the bytes hash to
@@ -454,6 +479,7 @@ func (n *Node) fillFromDisk(r *state.File) {
 		return
 	}
 	r.MTime = st.ModTime().UnixNano()
+	r.Mode = uint32(st.Mode().Perm())
 	r.Inode = watcher.InodeOf(st)
 	if !r.Dir {
 		r.Size = st.Size()

@@ -315,7 +315,7 @@ func (x dbIndex) Lookup(path string) (watcher.Known, bool) {
 	if err != nil || !ok || f.Deleted {
 		return watcher.Known{}, false
 	}
-	return watcher.Known{Dir: f.Dir, Size: f.Size, MTime: f.MTime, Inode: f.Inode, Hash: f.Hash}, true
+	return watcher.Known{Dir: f.Dir, Size: f.Size, MTime: f.MTime, Inode: f.Inode, Hash: f.Hash, Mode: f.Mode}, true
 }
 
 func (x dbIndex) Under(dir string) []string {

@@ -72,7 +72,11 @@ func Open(dir string, self certs.DeviceID, logger *slog.Logger) (*Log, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger}})
+	// A small cache and memtable: ops are written once and read mostly
+	// in order (catch-up), so large caches buy little on a small board.
+	cache := pebble.NewCache(4 << 20)
+	defer cache.Unref()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger}, Cache: cache, MemTableSize: 2 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
 	}

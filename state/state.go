@@ -155,6 +155,10 @@ func openAt(ctx context.Context, path string, target int) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
+	// Few connections: writes are serialised anyway, and each connection
+	// holds its own page cache.
+	sqldb.SetMaxOpenConns(4)
+	sqldb.SetMaxIdleConns(2)
 	db := &DB{path: path, sql: sqldb, writeSem: make(chan struct{}, 1)}
 	if err := db.init(ctx, target); err != nil {
 		sqldb.Close()
@@ -176,6 +180,9 @@ func dsn(abs string) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// 1 MiB of page cache per connection: the daemon's memory budget is
+	// small, and the hot rows are few.
+	q.Add("_pragma", "cache_size(-1024)")
 	q.Set("_txlock", "immediate")
 	// url.URL would render "file:///abs"; SQLite accepts that too, but the
 	// query must be encoded by us, as the driver splits at the first '?'.

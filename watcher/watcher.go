@@ -1,44 +1,69 @@
-// Package watcher reports what happens in a folder: a recursive fsnotify
-// watch (directories created later included), a full scan at start that
-// finds what changed while nothing was watching, and a periodic rescan as
-// the safety net for lost or overflowing events.
+// Package watcher reports what is in a folder and what happens in it: a full
+// scan at start that finds what changed while nothing was watching, a
+// recursive fsnotify watch (directories created later included), and a
+// periodic rescan as the safety net for lost or overflowing events.
 //
-// The watcher only reports what it saw; it decides nothing. Guarantees:
-//   - every path that differs from the Index (new, changed, gone) is
-//     reported by the first full scan, and every later change by an event
-//     or, at the latest, by the next rescan;
-//   - a file is hashed only once its mtime is StableFor old, and hashed
-//     again if it changed while being hashed, so a reported hash belongs
-//     to the size and mtime reported with it;
-//   - hashing streams the file: memory does not grow with file size;
-//   - a directory that vanishes is reported together with every path the
-//     Index has under it.
+// The watcher only reports what it saw; it decides nothing. It compares
+// what it sees with an Index the caller keeps (what was last recorded) so
+// that unchanged files are neither hashed nor reported, and so that it can
+// name the recorded paths that vanished.
+//
+// Guarantees:
+//   - Every path that differs from the Index (new, changed, gone) is
+//     reported by the first full scan; every later change is reported by
+//     an event or, at the latest, by the next rescan.
+//   - A file is hashed only once it has been quiet for StableFor (its mtime
+//     is that old, or its size, mtime and inode did not change across
+//     looks that far apart), and it is hashed again if it changed while it
+//     was being hashed, so a reported hash belongs to the size and mtime
+//     reported with it.
+//   - Hashing streams the file through [content.File]: memory does not grow
+//     with file size.
+//   - A path that vanished is reported together with every path the Index
+//     has under it. Nothing is reported gone because it could not be read:
+//     the contents of a directory that cannot be listed, and files that
+//     cannot be read, are left as recorded (and logged).
+//   - If the folder itself disappears or is replaced (deleted, moved,
+//     unmounted), Run and Scan return an error instead of reporting every
+//     recorded path gone.
+//   - Symlinks are never followed and, like fifos, sockets and devices, are
+//     never reported as existing.
+//   - The ignore function is applied to every path and its ancestors;
+//     ignored directories are not descended into or watched.
+//
+// Observations are sent as slices. Within the slices sent for one scan or
+// one settled group of events, each path appears at most once, in this
+// order: paths that exist, sorted by path (so directories come before what
+// they contain), each new file whose content matches the recorded hash of
+// a vanished file immediately followed by that vanished path (a likely
+// rename; the pair is never split across slices); then the remaining
+// vanished paths, children before their parents; then paths where a
+// recorded directory has become a file.
 package watcher
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drive-node/drive-node/content"
-	"github.com/fsnotify/fsnotify"
 )
 
 // Observation is what the watcher saw at one path at one moment.
 type Observation struct {
-	Path   string // slash-separated, relative to Root; never empty
-	Exists bool   // false: nothing at Path any more
+	Path   string // slash-separated, relative to Root; never "" (the root itself is not reported)
+	Exists bool   // false: nothing (that is synced) at Path any more
 	Dir    bool
 	Size   int64
-	Mode   uint32 // permission bits
+	Mode   uint32 // permission bits (fs.FileMode.Perm())
 	MTime  int64  // unix nanoseconds
 	Inode  uint64 // 0 where the OS has none
 	Hash   content.Hash
@@ -50,87 +75,141 @@ type Known struct {
 	Size  int64
 	MTime int64
 	Inode uint64
-	Hash  content.Hash
+	// Mode is the recorded permission bits. Zero means "not recorded":
+	// then a change of permission bits alone (which changes neither size
+	// nor mtime) is not noticed. When set and different from the file's,
+	// the file is reported with Hash taken from here, without re-hashing.
+	Mode uint32
+	Hash content.Hash
 }
 
-// Index is the node's record, read by the watcher; it must be safe for
+// Index is the node's record, read by the watcher. It must be safe for
 // concurrent use.
 type Index interface {
 	// Lookup returns the live record at path.
 	Lookup(path string) (Known, bool)
 	// Under returns the live recorded paths strictly under dir ("" for
-	// all).
+	// all), used to report what vanished with a directory.
 	Under(dir string) []string
 }
 
 // Options configures a Watcher.
 type Options struct {
-	Root  string
+	// Root is the folder to watch.
+	Root string
+	// Index is what the node last recorded; required.
 	Index Index
-	// Ignore reports paths never to report or descend into. When nil,
-	// ".drive-node" and names starting with ".drive-node-tmp-" are ignored.
+	// Ignore reports slash-separated relative paths never to report or
+	// descend into; it is also applied to every ancestor of a path. When
+	// nil, ".drive-node" (with everything in it) and names starting with
+	// ".drive-node-tmp-" are ignored.
 	Ignore func(path string) bool
-	// RescanInterval is the period of full scans; default 10 minutes,
-	// negative to disable.
+	// RescanInterval is the period of full scans, the safety net for lost
+	// events; default 10 minutes, negative to disable.
 	RescanInterval time.Duration
-	// Settle is how long a path must be quiet before it is looked at;
-	// default 15 ms.
+	// Settle is how long events must have stopped before the paths they
+	// name are looked at; default 15 ms.
 	Settle time.Duration
-	// StableFor is how old a file's mtime must be before it is hashed;
-	// default 50 ms.
+	// StableFor is how long a file must have been quiet before it is
+	// hashed; default 50 ms. A file moved in from elsewhere keeps its old
+	// mtime and is hashed at once.
 	StableFor time.Duration
-	Logger    *slog.Logger
+	// Logger receives the watcher's logs; default slog.Default().
+	Logger *slog.Logger
 }
 
-// scanBatch bounds how many observations one slice of a scan carries.
-const scanBatch = 1000
+const (
+	// scanBatch bounds the length of one slice of observations.
+	scanBatch = 1000
+	// eventBuffer is the fsnotify event channel's capacity, so events
+	// queue while a scan or a hash runs.
+	eventBuffer = 4096
+	// maxLatencySettles bounds, in Settle periods, how long a stream of
+	// events that never pauses defers looking at the paths it names.
+	maxLatencySettles = 20
+)
 
-// Watcher watches one folder.
+// Watcher watches one folder. Create it with New.
 type Watcher struct {
-	o         Options
-	log       *slog.Logger
-	rescan    chan struct{}
-	scanned   chan struct{}
-	scanOnce  sync.Once
-	fsw       *fsnotify.Watcher // nil outside Run
-	watched   map[string]bool   // relative dirs with a watch
-	symlinked sync.Map          // paths logged once as skipped symlinks
+	o        Options
+	root     string // absolute, cleaned
+	rootPfx  string // root with a trailing separator
+	rootInfo fs.FileInfo
+	log      *slog.Logger
+	rescan   chan struct{}
+	scanned  chan struct{}
+	scanOnce sync.Once
+	running  atomic.Bool
+	skipped  sync.Map // relative paths of symlinks and special files already logged
+
+	// Seams for tests.
+	readDir func(dir string) ([]fs.DirEntry, error)
+	onHash  func(rel string, st fs.FileInfo)
 }
 
-// New checks the root and returns a Watcher; nothing runs until Run.
-func New(o Options) (*Watcher, error) {
-	st, err := os.Stat(o.Root)
+// New checks the options and returns a Watcher; nothing runs until Run or
+// Scan. It fails, naming the path, if Root is missing or not a directory.
+func New(opts Options) (*Watcher, error) {
+	if opts.Root == "" {
+		return nil, errors.New("watcher: no folder given")
+	}
+	if opts.Index == nil {
+		return nil, errors.New("watcher: no index given")
+	}
+	root, err := filepath.Abs(opts.Root)
 	if err != nil {
-		return nil, fmt.Errorf("watcher: folder %s: %w", o.Root, err)
+		return nil, fmt.Errorf("watcher: folder %s: %w", opts.Root, err)
+	}
+	st, err := os.Stat(root)
+	if err != nil {
+		return nil, fmt.Errorf("watcher: folder %s: %w", opts.Root, err)
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("watcher: folder %s is not a directory", o.Root)
+		return nil, fmt.Errorf("watcher: folder %s is not a directory", opts.Root)
 	}
-	if o.Ignore == nil {
-		o.Ignore = func(p string) bool {
-			base := p[strings.LastIndexByte(p, '/')+1:]
-			return p == ".drive-node" || strings.HasPrefix(p, ".drive-node/") || strings.HasPrefix(base, ".drive-node-tmp-")
-		}
+	if opts.Ignore == nil {
+		opts.Ignore = defaultIgnore
 	}
-	if o.RescanInterval == 0 {
-		o.RescanInterval = 10 * time.Minute
+	if opts.RescanInterval == 0 {
+		opts.RescanInterval = 10 * time.Minute
 	}
-	if o.Settle <= 0 {
-		o.Settle = 15 * time.Millisecond
+	if opts.Settle <= 0 {
+		opts.Settle = 15 * time.Millisecond
 	}
-	if o.StableFor <= 0 {
-		o.StableFor = 50 * time.Millisecond
+	if opts.StableFor <= 0 {
+		opts.StableFor = 50 * time.Millisecond
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
-	return &Watcher{o: o, log: o.Logger, rescan: make(chan struct{}, 1), scanned: make(chan struct{}), watched: map[string]bool{}}, nil
+	pfx := root
+	if !strings.HasSuffix(pfx, string(filepath.Separator)) {
+		pfx += string(filepath.Separator)
+	}
+	return &Watcher{
+		o:        opts,
+		root:     root,
+		rootPfx:  pfx,
+		rootInfo: st,
+		log:      opts.Logger,
+		rescan:   make(chan struct{}, 1),
+		scanned:  make(chan struct{}),
+		readDir:  os.ReadDir,
+	}, nil
 }
 
-// Scanned is closed once Run's first full scan has been sent entirely.
+// defaultIgnore ignores the default state directory and temporary files.
+func defaultIgnore(p string) bool {
+	return p == ".drive-node" || strings.HasPrefix(p, ".drive-node/") ||
+		strings.HasPrefix(path.Base(p), ".drive-node-tmp-")
+}
+
+// Scanned returns a channel closed once Run's first full scan has been
+// sent entirely: every slice of it has been received from out.
 func (w *Watcher) Scanned() <-chan struct{} { return w.scanned }
 
-// Rescan asks a running Run loop for a full scan soon; it never blocks.
+// Rescan asks a running Run loop for a full scan soon. It never blocks;
+// requests made while one is pending are merged.
 func (w *Watcher) Rescan() {
 	select {
 	case w.rescan <- struct{}{}:
@@ -138,326 +217,60 @@ func (w *Watcher) Rescan() {
 	}
 }
 
-func (w *Watcher) abs(rel string) string { return filepath.Join(w.o.Root, filepath.FromSlash(rel)) }
+// abs returns the OS path of a relative slash path.
+func (w *Watcher) abs(rel string) string {
+	if rel == "" {
+		return w.root
+	}
+	return filepath.Join(w.root, filepath.FromSlash(rel))
+}
 
-func (w *Watcher) rel(abs string) (string, bool) {
-	r, err := filepath.Rel(w.o.Root, abs)
-	if err != nil || r == "." || strings.HasPrefix(r, "..") {
+// relOf returns the relative slash path of an OS path strictly inside the
+// root.
+func (w *Watcher) relOf(abs string) (string, bool) {
+	if !strings.HasPrefix(abs, w.rootPfx) || len(abs) == len(w.rootPfx) {
 		return "", false
 	}
-	return filepath.ToSlash(r), true
+	return filepath.ToSlash(abs[len(w.rootPfx):]), true
 }
 
-// Run scans the folder, then reports events until ctx ends. It returns
-// ctx.Err() when cancelled, or an error if the folder cannot be watched.
-func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
-	fsw, err := fsnotify.NewBufferedWatcher(4096)
-	if err != nil {
-		return fmt.Errorf("watcher: %w", err)
-	}
-	defer fsw.Close()
-	w.fsw = fsw
-	if err := fsw.Add(w.o.Root); err != nil {
-		return fmt.Errorf("watcher: watch %s: %w", w.o.Root, err)
-	}
-	if err := w.Scan(ctx, out); err != nil {
-		return err
-	}
-	w.scanOnce.Do(func() { close(w.scanned) })
-
-	var tick <-chan time.Time
-	if w.o.RescanInterval > 0 {
-		t := time.NewTicker(w.o.RescanInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	pending := map[string]time.Time{} // path -> when it may be looked at
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	arm := func() {
-		var next time.Time
-		for _, t := range pending {
-			if next.IsZero() || t.Before(next) {
-				next = t
-			}
-		}
-		if !next.IsZero() {
-			timer.Reset(max(time.Until(next), time.Millisecond))
-		}
-	}
+// ignored applies Ignore to p and each of its ancestors.
+func (w *Watcher) ignored(p string) bool {
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ev, ok := <-fsw.Events:
-			if !ok {
-				return errors.New("watcher: event stream closed")
-			}
-			rel, ok := w.rel(ev.Name)
-			if !ok || w.o.Ignore(rel) {
-				continue
-			}
-			pending[rel] = time.Now().Add(w.o.Settle)
-			arm()
-		case err, ok := <-fsw.Errors:
-			if !ok {
-				return errors.New("watcher: error stream closed")
-			}
-			w.log.Warn("file events lost; rescanning the folder", "err", err)
-			w.Rescan()
-		case <-timer.C:
-			now := time.Now()
-			var due []string
-			for p, t := range pending {
-				if !t.After(now) {
-					due = append(due, p)
-					delete(pending, p)
-				}
-			}
-			sort.Strings(due)
-			batch, retry := w.observePaths(ctx, due)
-			for _, p := range retry {
-				pending[p] = time.Now().Add(w.o.StableFor)
-			}
-			if len(batch) > 0 {
-				select {
-				case out <- batch:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-			arm()
-		case <-tick:
-			w.Rescan()
-		case <-w.rescan:
-			if err := w.Scan(ctx, out); err != nil {
-				return err
-			}
+		if w.o.Ignore(p) {
+			return true
 		}
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			return false
+		}
+		p = p[:i]
 	}
 }
 
-// observePaths looks at paths that had events. Files not yet stable are
-// returned for a later look.
-func (w *Watcher) observePaths(ctx context.Context, paths []string) (batch []Observation, retry []string) {
-	seen := map[string]bool{}
-	add := func(o Observation) {
-		if !seen[o.Path] {
-			seen[o.Path] = true
-			batch = append(batch, o)
-		}
-	}
-	for _, p := range paths {
-		st, err := os.Lstat(w.abs(p))
-		switch {
-		case errors.Is(err, fs.ErrNotExist) || (err == nil && !st.IsDir() && !st.Mode().IsRegular()):
-			w.forget(p)
-			if _, ok := w.o.Index.Lookup(p); ok || !seen[p] {
-				add(Observation{Path: p})
-			}
-			for _, child := range w.o.Index.Under(p) {
-				add(Observation{Path: child})
-			}
-		case err != nil:
-			w.log.Warn("cannot look at a changed path", "path", p, "err", err)
-		case st.IsDir():
-			// A new directory may have been filled before its watch
-			// existed: walk it.
-			obs, unstable, _ := w.walk(ctx, p)
-			for _, o := range obs {
-				add(o)
-			}
-			retry = append(retry, unstable...)
-		default:
-			o, stable, err := w.observeFile(ctx, p, st)
-			switch {
-			case err != nil:
-				if !errors.Is(err, fs.ErrNotExist) {
-					w.log.Warn("cannot read a changed file", "path", p, "err", err)
-				}
-				retry = append(retry, p)
-			case !stable:
-				retry = append(retry, p)
-			case o != nil:
-				add(*o)
-			}
-		}
-	}
-	// Report parents before children and removals in a stable order; the
-	// node sorts again for its own needs.
-	sort.SliceStable(batch, func(i, j int) bool { return batch[i].Path < batch[j].Path })
-	return batch, retry
-}
-
-func (w *Watcher) forget(p string) {
-	for d := range w.watched {
-		if d == p || strings.HasPrefix(d, p+"/") {
-			delete(w.watched, d)
-		}
-	}
-}
-
-// observeFile returns the observation of a regular file, nil when it
-// matches the Index, or stable=false when it is still being written.
-func (w *Watcher) observeFile(ctx context.Context, p string, st fs.FileInfo) (*Observation, bool, error) {
-	o := fileObservation(p, st)
-	if k, ok := w.o.Index.Lookup(p); ok && !k.Dir && k.Size == o.Size && k.MTime == o.MTime && (k.Inode == 0 || o.Inode == 0 || k.Inode == o.Inode) {
-		return nil, true, nil
-	}
-	if time.Since(st.ModTime()) < w.o.StableFor {
-		return nil, false, nil
-	}
-	h, n, err := content.File(ctx, w.abs(p))
+// checkRoot fails if the folder is gone or is no longer the directory New
+// found (replaced, or a mount point whose file system went away).
+func (w *Watcher) checkRoot() error {
+	st, err := os.Stat(w.root)
 	if err != nil {
-		return nil, false, err
+		return fmt.Errorf("watcher: folder %s: %w", w.root, err)
 	}
-	after, err := os.Lstat(w.abs(p))
-	if err != nil {
-		return nil, false, err
-	}
-	if n != after.Size() || after.Size() != st.Size() || !after.ModTime().Equal(st.ModTime()) {
-		return nil, false, nil // changed while hashed
-	}
-	o.Hash = h
-	return &o, true, nil
-}
-
-func fileObservation(p string, st fs.FileInfo) Observation {
-	return Observation{Path: p, Exists: true, Size: st.Size(), Mode: uint32(st.Mode().Perm()), MTime: st.ModTime().UnixNano(), Inode: InodeOf(st)}
-}
-
-// walk visits dir (relative; "" for the root) and everything below it,
-// adding watches when running, and returns what differs from the Index,
-// the files not yet stable, and every path it saw.
-func (w *Watcher) walk(ctx context.Context, dir string) (obs []Observation, unstable []string, seen map[string]bool) {
-	seen = map[string]bool{}
-	start := w.abs(dir)
-	filepath.WalkDir(start, func(abs string, d fs.DirEntry, err error) error {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		rel, ok := w.rel(abs)
-		if err != nil {
-			if ok || abs == start {
-				w.log.Warn("cannot read in the folder", "path", abs, "err", err)
-			}
-			if d != nil && d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !ok { // the root itself
-			if w.fsw != nil && dir == "" {
-				w.watch("")
-			}
-			return nil
-		}
-		if w.o.Ignore(rel) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		switch {
-		case d.IsDir():
-			if w.fsw != nil {
-				w.watch(rel)
-			}
-			seen[rel] = true
-			st, err := d.Info()
-			if err != nil {
-				return nil
-			}
-			if k, ok := w.o.Index.Lookup(rel); !ok || !k.Dir {
-				obs = append(obs, Observation{Path: rel, Exists: true, Dir: true, Mode: uint32(st.Mode().Perm()), MTime: st.ModTime().UnixNano(), Inode: InodeOf(st)})
-			}
-		case d.Type().IsRegular():
-			seen[rel] = true
-			st, err := d.Info()
-			if err != nil {
-				return nil
-			}
-			o, stable, err := w.observeFile(ctx, rel, st)
-			switch {
-			case err != nil:
-				unstable = append(unstable, rel)
-			case !stable:
-				unstable = append(unstable, rel)
-			case o != nil:
-				obs = append(obs, *o)
-			}
-		default:
-			if _, logged := w.symlinked.LoadOrStore(rel, true); !logged {
-				w.log.Debug("not syncing a symlink or special file", "path", rel)
-			}
-		}
-		return nil
-	})
-	return obs, unstable, seen
-}
-
-func (w *Watcher) watch(rel string) {
-	if w.watched[rel] {
-		return
-	}
-	if err := w.fsw.Add(w.abs(rel)); err != nil {
-		w.log.Warn("cannot watch a directory; the periodic rescan covers it", "path", rel, "err", err)
-		return
-	}
-	w.watched[rel] = true
-}
-
-// Scan walks the whole folder once and sends, in slices of at most 1000,
-// every path that differs from the Index: new and changed files (hashed),
-// new directories, and recorded paths that are gone. Files still being
-// written are waited for.
-func (w *Watcher) Scan(ctx context.Context, out chan<- []Observation) error {
-	obs, unstable, seen := w.walk(ctx, "")
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	for _, p := range w.o.Index.Under("") {
-		if !seen[p] && !w.o.Ignore(p) {
-			obs = append(obs, Observation{Path: p})
-		}
-	}
-	// Files still being written: look again until they settle (or vanish).
-	for tries := 0; len(unstable) > 0 && tries < 200; tries++ {
-		select {
-		case <-time.After(w.o.StableFor):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		var again []string
-		for _, p := range unstable {
-			st, err := os.Lstat(w.abs(p))
-			if err != nil {
-				if _, ok := w.o.Index.Lookup(p); ok {
-					obs = append(obs, Observation{Path: p})
-				}
-				continue
-			}
-			if !st.Mode().IsRegular() {
-				continue
-			}
-			o, stable, err := w.observeFile(ctx, p, st)
-			switch {
-			case err != nil || !stable:
-				again = append(again, p)
-			case o != nil:
-				obs = append(obs, *o)
-			}
-		}
-		unstable = again
-	}
-	for len(obs) > 0 {
-		n := min(len(obs), scanBatch)
-		select {
-		case out <- obs[:n]:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		obs = obs[n:]
+	if !st.IsDir() || !os.SameFile(st, w.rootInfo) {
+		return fmt.Errorf("watcher: folder %s was replaced or unmounted", w.root)
 	}
 	return nil
+}
+
+// skip logs, once per path, that a symlink or special file is not synced.
+func (w *Watcher) skip(rel string, t fs.FileMode) {
+	if _, dup := w.skipped.LoadOrStore(rel, struct{}{}); !dup {
+		w.log.Debug("not syncing a symlink or special file", "path", rel, "type", t.String())
+	}
+}
+
+func parentOf(rel string) string {
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		return rel[:i]
+	}
+	return ""
 }

@@ -131,6 +131,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	var cfg node.Config
 	var showVersion bool
 	var logLevel, logFormat string
+	var maxMemory int64
 	fs.StringVar(&cfg.Folder, "folder", "", "the folder to keep in sync (required)")
 	fs.StringVar(&cfg.StateDir, "state", "", "state directory (default FOLDER/.drive-node)")
 	fs.StringVar(&cfg.Listen, "listen", ":22000", "UDP address to listen on")
@@ -140,6 +141,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.RescanInterval, "rescan", 10*time.Minute, "full rescan period")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.Int64Var(&maxMemory, "max-memory", 64, "soft memory limit in MiB (the Go heap is collected harder near it; 0 for none)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
@@ -157,6 +159,11 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = logger
+	if maxMemory > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		// A small board shares its memory with other services; the
+		// daemon's transfers stream, so a modest heap suffices.
+		debug.SetMemoryLimit(maxMemory << 20)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,6 +38,23 @@ func (h *Host) Run(t testing.TB, name string, args ...string) string {
 		t.Fatalf("netlab: %s on %s %s: %v\nstdout: %s\nstderr: %s", name, h.Name, strings.Join(args, " "), err, out, stderr.String())
 	}
 	return string(out)
+}
+
+// KillAll sends SIGKILL to every process in the host's namespace: what a
+// power cut does, including to children that left their process group.
+func (h *Host) KillAll() {
+	out, _ := exec.Command("ip", "netns", "pids", h.Name).Output()
+	for _, pid := range strings.Fields(string(out)) {
+		if n, err := strconv.Atoi(pid); err == nil {
+			syscall.Kill(n, syscall.SIGKILL)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		if out, _ := exec.Command("ip", "netns", "pids", h.Name).Output(); len(strings.TrimSpace(string(out))) == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Process is a command started on a host, its output captured to a file.
@@ -80,13 +98,10 @@ func (h *Host) Start(t testing.TB, name string, args ...string) *Process {
 // so it is the command's own).
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
-// Kill sends SIGKILL to the whole process group and waits for the exit.
+// Kill sends SIGKILL to the whole process group — also when the leader
+// has exited already, so children it left behind go too — and waits for
+// the leader's exit.
 func (p *Process) Kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
 	p.mu.Lock()
 	p.killed = true
 	p.mu.Unlock()

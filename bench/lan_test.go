@@ -1,0 +1,387 @@
+// Package bench holds the LAN benchmark that compares drive-node with
+// Syncthing (run it with bench/lan.sh).
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"encoding/json"
+
+	"github.com/drive-node/drive-node/internal/netlab"
+)
+
+// tool is a sync program under test: how to set it up and start it on a
+// host.
+type tool struct {
+	name  string
+	setup func(b *testing.B, lab *netlab.Lab, dirA, dirB string)
+	start func(b *testing.B, h *netlab.Host, dir string) *netlab.Process
+	// settled waits until the daemon on h has taken in its folder's
+	// changes (used before a peer comes back for the catch-up figure).
+	settled func(b *testing.B, h *netlab.Host, dir string)
+}
+
+// figures are one tool's results.
+type figures struct {
+	editLatency  time.Duration // median of 7
+	bigMiBps     float64
+	smallPerSec  float64
+	catchUp      time.Duration
+	rssBothBytes int64
+}
+
+const (
+	editSamples = 7
+	bigSize     = 512 << 20
+	smallFiles  = 10000
+	smallSize   = 4 << 10
+	catchFiles  = 1000
+	catchSize   = 2 << 10
+)
+
+func BenchmarkLAN(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the LAN benchmark needs root for network namespaces (run bench/lan.sh as root)")
+	}
+	dn := netlab.BuildBinary(b, "github.com/drive-node/drive-node/cmd/drive-node")
+	tools := []tool{driveNode(dn), syncthing()}
+	results := map[string]figures{}
+	var iperf float64
+	for _, tl := range tools {
+		lab := netlab.New(b, 2)
+		lab.Shape(b, "1gbit")
+		if iperf == 0 {
+			iperf = iperfMbps(b, lab)
+		}
+		results[tl.name] = run(b, lab, tl)
+		b.Logf("%s: %+v", tl.name, results[tl.name])
+	}
+	printTable(b, iperf, results["drive-node"], results["Syncthing"])
+}
+
+func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
+	var f figures
+	a, h := lab.Host(0), lab.Host(1)
+	root := b.TempDir()
+	dirA, dirB, stage := filepath.Join(root, "A"), filepath.Join(root, "B"), filepath.Join(root, "stage")
+	for _, d := range []string{dirA, dirB, stage} {
+		os.MkdirAll(d, 0o755)
+	}
+	tl.setup(b, lab, dirA, dirB)
+	pa, pb := tl.start(b, a, dirA), tl.start(b, h, dirB)
+	defer func() { a.KillAll(); h.KillAll() }()
+
+	// Warm up: the two must be connected before anything is timed.
+	moveIn(b, stage, dirA, "warmup.txt", []byte("warm"))
+	waitFiles(b, dirB, "warmup.txt", 1, 2*time.Minute)
+
+	// Edit latency: a small file moved into A's folder until identical on B.
+	var lat []time.Duration
+	for i := 0; i < editSamples; i++ {
+		name := fmt.Sprintf("edit-%d.txt", i)
+		data := []byte(fmt.Sprintf("edit number %d at %s\n", i, time.Now()))
+		start := moveIn(b, stage, dirA, name, data)
+		for {
+			got, err := os.ReadFile(filepath.Join(dirB, name))
+			if err == nil && bytes.Equal(got, data) {
+				break
+			}
+			if time.Since(start) > time.Minute {
+				b.Fatalf("%s: edit %d never arrived", tl.name, i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		lat = append(lat, time.Since(start))
+		time.Sleep(300 * time.Millisecond)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	f.editLatency = lat[len(lat)/2]
+
+	// One big file.
+	big := filepath.Join(stage, "big.bin")
+	writeRandom(b, big, bigSize)
+	start := time.Now()
+	if err := os.Rename(big, filepath.Join(dirA, "big.bin")); err != nil {
+		b.Fatal(err)
+	}
+	waitSize(b, filepath.Join(dirB, "big.bin"), bigSize, 10*time.Minute)
+	f.bigMiBps = float64(bigSize>>20) / time.Since(start).Seconds()
+	if sum(b, filepath.Join(dirA, "big.bin")) != sum(b, filepath.Join(dirB, "big.bin")) {
+		b.Fatalf("%s: big file differs", tl.name)
+	}
+
+	// Many small files in 100 folders, moved in at once.
+	makeTree(b, filepath.Join(stage, "small"), smallFiles, smallSize)
+	start = time.Now()
+	if err := os.Rename(filepath.Join(stage, "small"), filepath.Join(dirA, "small")); err != nil {
+		b.Fatal(err)
+	}
+	waitFiles(b, filepath.Join(dirB, "small"), "", smallFiles, 20*time.Minute)
+	f.smallPerSec = smallFiles / time.Since(start).Seconds()
+	time.Sleep(2 * time.Second)
+	f.rssBothBytes = rss(b, pa.Pid()) + rss(b, pb.Pid())
+
+	// Catch-up: B killed (every process on the host), 1,000 files added
+	// on A, B restarted.
+	h.KillAll()
+	pb.Kill()
+	makeTree(b, filepath.Join(stage, "catch"), catchFiles, catchSize)
+	if err := os.Rename(filepath.Join(stage, "catch"), filepath.Join(dirA, "catch")); err != nil {
+		b.Fatal(err)
+	}
+	tl.settled(b, a, dirA)
+	start = time.Now()
+	pb = tl.start(b, h, dirB)
+	waitFiles(b, filepath.Join(dirB, "catch"), "", catchFiles, 10*time.Minute)
+	f.catchUp = time.Since(start)
+	return f
+}
+
+// moveIn writes data outside the folder, then renames it in: the file
+// appears complete at once. It returns the moment of the rename.
+func moveIn(b *testing.B, stage, dir, name string, data []byte) time.Time {
+	p := filepath.Join(stage, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	t := time.Now()
+	if err := os.Rename(p, filepath.Join(dir, name)); err != nil {
+		b.Fatal(err)
+	}
+	return t
+}
+
+func writeRandom(b *testing.B, path string, size int) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	rng := rand.NewChaCha8([32]byte{7})
+	buf := make([]byte, 4<<20)
+	for n := 0; n < size; n += len(buf) {
+		rng.Read(buf)
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func makeTree(b *testing.B, root string, n, size int) {
+	rng := rand.NewChaCha8([32]byte{byte(n)})
+	buf := make([]byte, size)
+	for i := 0; i < n; i++ {
+		p := filepath.Join(root, fmt.Sprintf("d%02d", i%100), fmt.Sprintf("f%05d.bin", i))
+		if i < 100 {
+			os.MkdirAll(filepath.Dir(p), 0o755)
+		}
+		rng.Read(buf)
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// waitFiles waits until root holds n regular files (or the one named).
+func waitFiles(b *testing.B, root, name string, n int, limit time.Duration) {
+	start := time.Now()
+	for time.Since(start) < limit {
+		if name != "" {
+			if _, err := os.Stat(filepath.Join(root, name)); err == nil {
+				return
+			}
+		} else if countFiles(root) >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatalf("%s: %d files not there after %v (have %d)", root, n, limit, countFiles(root))
+}
+
+func countFiles(root string) int {
+	n := 0
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+func waitSize(b *testing.B, path string, size int64, limit time.Duration) {
+	start := time.Now()
+	for time.Since(start) < limit {
+		if st, err := os.Stat(path); err == nil && st.Size() == size {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("%s not complete after %v", path, limit)
+}
+
+func sum(b *testing.B, path string) string {
+	out, err := exec.Command("sha256sum", path).Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.Fields(string(out))[0]
+}
+
+func rss(b *testing.B, pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func iperfMbps(b *testing.B, lab *netlab.Lab) float64 {
+	srv := lab.Host(1).Start(b, "iperf3", "-s", "-1")
+	defer srv.Kill()
+	time.Sleep(300 * time.Millisecond)
+	out := lab.Host(0).Run(b, "iperf3", "-c", lab.Host(1).Addr.String(), "-t", "5", "-J")
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		b.Fatalf("iperf3 output: %v", err)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e6
+}
+
+func driveNode(bin string) tool {
+	return tool{
+		name: "drive-node",
+		setup: func(b *testing.B, lab *netlab.Lab, dirA, dirB string) {
+			last := func(s string) string {
+				l := strings.Split(strings.TrimSpace(s), "\n")
+				return l[len(l)-1]
+			}
+			idA := last(lab.Host(0).Run(b, bin, "id", "--folder", dirA))
+			idB := last(lab.Host(1).Run(b, bin, "id", "--folder", dirB))
+			lab.Host(0).Run(b, bin, "pair", "--folder", dirA, idB)
+			lab.Host(1).Run(b, bin, "pair", "--folder", dirB, idA)
+		},
+		start: func(b *testing.B, h *netlab.Host, dir string) *netlab.Process {
+			return h.Start(b, bin, "--folder", dir, "--listen", ":22000", "--log-level", "warn")
+		},
+		settled: func(b *testing.B, h *netlab.Host, dir string) {
+			// The files are recorded when status shows them tracked.
+			start := time.Now()
+			for time.Since(start) < time.Minute {
+				out, err := h.Command(b.Context(), bin, "status", "--folder", dir, "--json").Output()
+				var st struct{ Files int }
+				if err == nil && json.Unmarshal(out, &st) == nil && st.Files >= catchFiles+smallFiles+editSamples+2 {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			b.Fatal("drive-node on A did not record the catch-up files")
+		},
+	}
+}
+
+func syncthing() tool {
+	homes := map[string]string{}
+	return tool{
+		name: "Syncthing",
+		setup: func(b *testing.B, lab *netlab.Lab, dirA, dirB string) {
+			ids := map[string]string{}
+			for _, d := range []string{dirA, dirB} {
+				home := d + "-syncthing"
+				homes[d] = home
+				out, err := exec.Command("syncthing", "-generate="+home).CombinedOutput()
+				if err != nil {
+					b.Fatalf("syncthing -generate: %v\n%s", err, out)
+				}
+				m := regexp.MustCompile(`Device ID: ([A-Z0-9-]+)`).FindSubmatch(out)
+				if m == nil {
+					b.Fatalf("no device ID in %s", out)
+				}
+				ids[d] = string(m[1])
+			}
+			for _, d := range []string{dirA, dirB} {
+				cfg := fmt.Sprintf(syncthingConfig, d, ids[dirA], ids[dirB],
+					ids[dirA], lab.Host(0).Addr, ids[dirB], lab.Host(1).Addr)
+				if err := os.WriteFile(filepath.Join(homes[d], "config.xml"), []byte(cfg), 0o600); err != nil {
+					b.Fatal(err)
+				}
+			}
+		},
+		start: func(b *testing.B, h *netlab.Host, dir string) *netlab.Process {
+			return h.Start(b, "env", "STNORESTART=1", "STNOUPGRADE=1", "syncthing", "-home="+homes[dir], "-no-browser", "-no-restart")
+		},
+		settled: func(b *testing.B, h *netlab.Host, dir string) {
+			time.Sleep(3 * time.Second) // watcher delay 1 s, then its scan
+		},
+	}
+}
+
+// syncthingConfig: watcher delay 1 s; global discovery, local discovery
+// (static addresses instead), relays, NAT traversal, usage reporting,
+// crash reporting and upgrades off.
+const syncthingConfig = `<configuration version="36">
+    <folder id="bench" label="bench" path="%s" type="sendreceive" rescanIntervalS="3600" fsWatcherEnabled="true" fsWatcherDelayS="1" ignorePerms="false" autoNormalize="true">
+        <filesystemType>basic</filesystemType>
+        <device id="%s" introducedBy=""></device>
+        <device id="%s" introducedBy=""></device>
+    </folder>
+    <device id="%s" name="A" compression="metadata" introducer="false" skipIntroductionRemovals="false" introducedBy="">
+        <address>tcp://%s:22000</address>
+    </device>
+    <device id="%s" name="B" compression="metadata" introducer="false" skipIntroductionRemovals="false" introducedBy="">
+        <address>tcp://%s:22000</address>
+    </device>
+    <gui enabled="true" tls="false"><address>127.0.0.1:8384</address><apikey>drive-node-bench</apikey></gui>
+    <options>
+        <listenAddress>tcp://0.0.0.0:22000</listenAddress>
+        <globalAnnounceEnabled>false</globalAnnounceEnabled>
+        <localAnnounceEnabled>false</localAnnounceEnabled>
+        <relaysEnabled>false</relaysEnabled>
+        <natEnabled>false</natEnabled>
+        <urAccepted>-1</urAccepted>
+        <startBrowser>false</startBrowser>
+        <autoUpgradeIntervalH>0</autoUpgradeIntervalH>
+        <crashReportingEnabled>false</crashReportingEnabled>
+    </options>
+</configuration>
+`
+
+func printTable(b *testing.B, iperf float64, d, s figures) {
+	var w strings.Builder
+	fmt.Fprintf(&w, "\nLAN benchmark, %s, two namespace hosts on one machine, links shaped to 1 Gbit/s\n", time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&w, "iperf3 TCP: %.0f Mbit/s (%.1f MiB/s)\n\n", iperf, iperf*1e6/8/(1<<20))
+	fmt.Fprintf(&w, "| figure | drive-node | Syncthing | ratio | target |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&w, "| edit latency, median of %d | %.3f s | %.3f s | %.1f× faster | ≤ 0.10 s |\n", editSamples, d.editLatency.Seconds(), s.editLatency.Seconds(), s.editLatency.Seconds()/d.editLatency.Seconds())
+	fmt.Fprintf(&w, "| 512 MiB file | %.1f MiB/s (%.0f %% of iperf3) | %.1f MiB/s | %.2f× | ≥ 95 %% of iperf3 |\n", d.bigMiBps, 100*d.bigMiBps/(iperf*1e6/8/(1<<20)), s.bigMiBps, d.bigMiBps/s.bigMiBps)
+	fmt.Fprintf(&w, "| 10,000 × 4 KiB files | %.0f files/s | %.0f files/s | %.2f× | ≥ 3.5× Syncthing |\n", d.smallPerSec, s.smallPerSec, d.smallPerSec/s.smallPerSec)
+	fmt.Fprintf(&w, "| catch-up of 1,000 files | %.2f s | %.2f s | %.1f× faster | ≤ 0.8 s and ≥ 4× |\n", d.catchUp.Seconds(), s.catchUp.Seconds(), s.catchUp.Seconds()/d.catchUp.Seconds())
+	fmt.Fprintf(&w, "| RSS of both daemons | %d MiB | %d MiB | %.2f× | ≤ 80 MiB |\n", d.rssBothBytes>>20, s.rssBothBytes>>20, float64(d.rssBothBytes)/float64(s.rssBothBytes))
+	b.Log(w.String())
+	fmt.Print(w.String())
+}

@@ -1,0 +1,292 @@
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// watchSet tracks the directories with an fsnotify watch. It belongs to
+// one Run loop; a nil *watchSet watches nothing (a standalone Scan).
+type watchSet struct {
+	w        *Watcher
+	fsw      *fsnotify.Watcher
+	dirs     map[string]bool                // relative dirs with a watch
+	kids     map[string]map[string]struct{} // dir -> watched dirs directly in it
+	failures int
+}
+
+func newWatchSet(w *Watcher, fsw *fsnotify.Watcher) *watchSet {
+	return &watchSet{w: w, fsw: fsw, dirs: map[string]bool{}, kids: map[string]map[string]struct{}{}}
+}
+
+func (s *watchSet) has(rel string) bool { return s != nil && s.dirs[rel] }
+
+func (s *watchSet) add(rel string) {
+	if s == nil || s.dirs[rel] {
+		return
+	}
+	if err := s.fsw.Add(s.w.abs(rel)); err != nil {
+		s.failures++
+		level := slog.LevelDebug
+		if s.failures == 1 || s.failures%1000 == 0 {
+			level = slog.LevelWarn
+		}
+		s.w.log.Log(context.Background(), level, "cannot watch a directory; changes in it are found by the periodic rescan",
+			"path", rel, "err", err, "failures", s.failures)
+		return
+	}
+	s.dirs[rel] = true
+	if rel != "" {
+		p := parentOf(rel)
+		m := s.kids[p]
+		if m == nil {
+			m = map[string]struct{}{}
+			s.kids[p] = m
+		}
+		m[rel] = struct{}{}
+	}
+}
+
+// drop removes the watches on rel and every directory below it. Called
+// when something at rel was removed, renamed or created: a directory moved
+// elsewhere keeps its kernel watches, and fsnotify would go on naming
+// events in it by the old path, so they are removed and the directory is
+// watched afresh wherever it is found.
+func (s *watchSet) drop(rel string) {
+	if s == nil || rel == "" {
+		return
+	}
+	if _, ok := s.dirs[rel]; !ok && len(s.kids[rel]) == 0 {
+		return
+	}
+	stack := []string{rel}
+	for len(stack) > 0 {
+		d := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for k := range s.kids[d] {
+			stack = append(stack, k)
+		}
+		delete(s.kids, d)
+		if s.dirs[d] {
+			delete(s.dirs, d)
+			// Fails harmlessly when the kernel already dropped it.
+			_ = s.fsw.Remove(s.w.abs(d))
+		}
+	}
+	if m := s.kids[parentOf(rel)]; m != nil {
+		delete(m, rel)
+	}
+}
+
+// loop is the state of one Run.
+type loop struct {
+	w       *Watcher
+	ws      *watchSet
+	pending map[string]struct{} // paths named by events not yet looked at
+	first   time.Time           // first event of the pending group
+	last    time.Time           // last event of the pending group
+	held    map[string]look     // earlier looks at pending paths
+	retry   map[string]look     // files not stable yet, none of them pending
+	retryAt time.Time           // when the earliest retry is due; zero if none
+}
+
+// Run does a full scan, then reports fsnotify events until ctx ends.
+// Observations are sent in slices: one per scan or settled group of events
+// (split at 1000 observations). Paths named by events are looked at once
+// events have paused for Settle (or after 20 Settle periods of unbroken
+// events). It returns ctx.Err() when cancelled, or an error if the folder
+// cannot be watched or disappears. Only one Run may be active at a time.
+func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("watcher: Run is already running")
+	}
+	defer w.running.Store(false)
+	if err := w.checkRoot(); err != nil {
+		return err
+	}
+	fsw, err := fsnotify.NewBufferedWatcher(eventBuffer)
+	if err != nil {
+		return fmt.Errorf("watcher: %w", err)
+	}
+	defer fsw.Close()
+	ws := newWatchSet(w, fsw)
+	if err := fsw.Add(w.root); err != nil {
+		return fmt.Errorf("watcher: watch folder %s: %w", w.root, err)
+	}
+	ws.dirs[""] = true
+
+	l := &loop{w: w, ws: ws, pending: map[string]struct{}{}, held: map[string]look{}, retry: map[string]look{}}
+	left, err := w.scan(ctx, out, ws, w.scanWait())
+	if err != nil {
+		return err
+	}
+	l.addRetries(left)
+	w.scanOnce.Do(func() { close(w.scanned) })
+
+	var tick <-chan time.Time
+	if w.o.RescanInterval > 0 {
+		t := time.NewTicker(w.o.RescanInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if next := l.next(); next.IsZero() {
+			timer.Stop()
+		} else {
+			timer.Reset(max(time.Until(next), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-fsw.Events:
+			if !ok {
+				return errors.New("watcher: event stream closed")
+			}
+			if err := l.event(ev); err != nil {
+				return err
+			}
+		case err, ok := <-fsw.Errors:
+			if !ok {
+				return errors.New("watcher: event stream closed")
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				w.log.Warn("file events overflowed; rescanning the folder")
+			} else {
+				w.log.Warn("file watching failed; rescanning the folder", "err", err)
+			}
+			w.Rescan()
+		case <-timer.C:
+			if err := l.flush(ctx, out); err != nil {
+				return err
+			}
+		case <-tick:
+			w.Rescan()
+		case <-w.rescan:
+			left, err := w.scan(ctx, out, ws, 0)
+			if err != nil {
+				return err
+			}
+			l.addRetries(left)
+		}
+	}
+}
+
+// event notes a path named by an event.
+func (l *loop) event(ev fsnotify.Event) error {
+	w := l.w
+	rel, ok := w.relOf(ev.Name)
+	if !ok {
+		if ev.Name == w.root && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+			return w.checkRoot()
+		}
+		return nil
+	}
+	if w.ignored(rel) {
+		return nil
+	}
+	if ev.Has(fsnotify.Create | fsnotify.Remove | fsnotify.Rename) {
+		// Whatever was watched at rel is no longer there.
+		l.ws.drop(rel)
+	}
+	if lk, ok := l.retry[rel]; ok {
+		// Looked at with the pending group; retryAt may now be early,
+		// which costs one idle wake-up.
+		l.held[rel] = lk
+		delete(l.retry, rel)
+	}
+	now := time.Now()
+	l.pending[rel] = struct{}{}
+	l.last = now
+	if l.first.IsZero() {
+		l.first = now
+	}
+	return nil
+}
+
+// flushAt is when the pending group is looked at.
+func (l *loop) flushAt() time.Time {
+	s := l.w.o.Settle
+	return minTime(l.last.Add(s), l.first.Add(maxLatencySettles*s))
+}
+
+// next is when the loop must wake next; zero if nothing waits.
+func (l *loop) next() time.Time {
+	var t time.Time
+	if len(l.pending) > 0 {
+		t = l.flushAt()
+	}
+	if !l.retryAt.IsZero() && (t.IsZero() || l.retryAt.Before(t)) {
+		t = l.retryAt
+	}
+	return t
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func (l *loop) addRetries(m map[string]look) {
+	for p, lk := range m {
+		if _, ok := l.pending[p]; ok {
+			if _, ok := l.held[p]; !ok {
+				l.held[p] = lk
+			}
+		} else if _, ok := l.retry[p]; !ok {
+			l.retry[p] = lk
+		}
+	}
+	l.updateRetryAt()
+}
+
+func (l *loop) updateRetryAt() {
+	l.retryAt = time.Time{}
+	if len(l.retry) > 0 {
+		l.retryAt = earliest(l.retry).Add(l.w.o.StableFor)
+	}
+}
+
+// flush looks at the pending group if it settled and at the files due for
+// another look, and sends what differs as one group.
+func (l *loop) flush(ctx context.Context, out chan<- []Observation) error {
+	now := time.Now()
+	var paths []string
+	prevs := map[string]look{}
+	if len(l.pending) > 0 && !now.Before(l.flushAt()) {
+		for p := range l.pending {
+			paths = append(paths, p)
+			if lk, ok := l.held[p]; ok {
+				prevs[p] = lk
+			}
+		}
+		clear(l.pending)
+		clear(l.held)
+		l.first, l.last = time.Time{}, time.Time{}
+	}
+	for p, lk := range l.retry {
+		if now.Sub(lk.at) >= l.w.o.StableFor {
+			paths = append(paths, p)
+			prevs[p] = lk
+			delete(l.retry, p)
+		}
+	}
+	if len(paths) == 0 {
+		l.updateRetryAt()
+		return nil
+	}
+	r, err := l.w.lookPaths(ctx, paths, prevs, l.ws)
+	if err != nil {
+		return err
+	}
+	l.addRetries(r.unstable)
+	return l.w.send(ctx, out, r.present, r.gone)
+}

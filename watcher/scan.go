@@ -1,0 +1,471 @@
+package watcher
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/drive-node/drive-node/content"
+)
+
+// sig is what tells whether a file changed without reading it.
+type sig struct {
+	size, mtime int64
+	inode       uint64
+}
+
+func sigOf(st fs.FileInfo) sig {
+	return sig{size: st.Size(), mtime: st.ModTime().UnixNano(), inode: InodeOf(st)}
+}
+
+// matches reports whether k records the file s describes. An inode of 0
+// on either side means "unknown" and matches.
+func (s sig) matches(k Known) bool {
+	return !k.Dir && k.Size == s.size && k.MTime == s.mtime &&
+		(k.Inode == 0 || s.inode == 0 || k.Inode == s.inode)
+}
+
+// look is an earlier look at a file that was not stable yet.
+type look struct {
+	sig sig
+	at  time.Time
+}
+
+func fileObservation(rel string, st fs.FileInfo) Observation {
+	return Observation{Path: rel, Exists: true, Size: st.Size(), Mode: uint32(st.Mode().Perm()), MTime: st.ModTime().UnixNano(), Inode: InodeOf(st)}
+}
+
+func dirObservation(rel string, st fs.FileInfo) Observation {
+	return Observation{Path: rel, Exists: true, Dir: true, Mode: uint32(st.Mode().Perm()), MTime: st.ModTime().UnixNano(), Inode: InodeOf(st)}
+}
+
+func notExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// lookFile decides about the regular file rel, which st describes. It
+// returns the observation to report; or nil and nil when the file matches
+// the Index (or cannot be read, which is logged); or again when the file is
+// not stable yet and must be looked at again StableFor later. prev is the
+// previous look that found it unstable, if any. Only a cancelled ctx is an
+// error.
+func (w *Watcher) lookFile(ctx context.Context, rel string, st fs.FileInfo, prev *look) (o *Observation, again *look, err error) {
+	cur := sigOf(st)
+	obs := fileObservation(rel, st)
+	if k, ok := w.o.Index.Lookup(rel); ok && cur.matches(k) {
+		if k.Mode == 0 || k.Mode == obs.Mode {
+			return nil, nil, nil
+		}
+		if !k.Hash.IsZero() { // permission bits alone changed
+			obs.Hash = k.Hash
+			return &obs, nil, nil
+		}
+	}
+	now := time.Now()
+	quiet := now.Sub(st.ModTime()) >= w.o.StableFor ||
+		(prev != nil && prev.sig == cur && now.Sub(prev.at) >= w.o.StableFor)
+	if !quiet {
+		return nil, &look{cur, now}, nil
+	}
+	if w.onHash != nil {
+		w.onHash(rel, st)
+	}
+	abs := w.abs(rel)
+	h, n, err := content.File(ctx, abs)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		if notExist(err) { // look again: it will be reported gone
+			return nil, &look{cur, now}, nil
+		}
+		w.log.Warn("cannot read a file; it stays as recorded until it can be read", "path", rel, "err", err)
+		return nil, nil, nil
+	}
+	after, err := os.Lstat(abs)
+	if err != nil {
+		if notExist(err) {
+			return nil, &look{cur, now}, nil
+		}
+		w.log.Warn("cannot look at a file", "path", rel, "err", err)
+		return nil, nil, nil
+	}
+	if as := sigOf(after); as != cur || n != cur.size || !after.Mode().IsRegular() {
+		// Changed while it was hashed: hash it again once it is quiet.
+		return nil, &look{as, time.Now()}, nil
+	}
+	obs.Hash = h
+	return &obs, nil, nil
+}
+
+// walkResult accumulates what a walk found.
+type walkResult struct {
+	present  []Observation       // existing paths that differ from the Index
+	unstable map[string]look     // files to look at again
+	seen     map[string]bool     // paths found on disk (or whose state is unknown)
+	opaque   map[string]bool     // directories whose contents could not be listed
+	gone     []Observation       // vanished paths (lookPaths only)
+	goneSet  map[string]struct{} // paths in gone
+}
+
+func newWalkResult() *walkResult {
+	return &walkResult{unstable: map[string]look{}, seen: map[string]bool{}, opaque: map[string]bool{}, goneSet: map[string]struct{}{}}
+}
+
+// hidden reports whether p lies inside a directory that could not be
+// listed, so nothing is known about it.
+func (r *walkResult) hidden(p string) bool {
+	for p != "" {
+		p = parentOf(p)
+		if r.opaque[p] {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *walkResult) markGone(p string) {
+	if r.seen[p] {
+		return
+	}
+	if _, dup := r.goneSet[p]; !dup {
+		r.goneSet[p] = struct{}{}
+		r.gone = append(r.gone, Observation{Path: p})
+	}
+}
+
+// missing adds to r.gone every live recorded path strictly under dir that
+// the walk did not find, except where nothing is known.
+func (w *Watcher) missing(dir string, r *walkResult) {
+	for _, p := range w.o.Index.Under(dir) {
+		if !r.seen[p] && !r.hidden(p) && !w.ignored(p) {
+			r.markGone(p)
+		}
+	}
+}
+
+// walkTree records the directory rel (which st describes; nil for the
+// root) and walks everything below it, adding watches to ws if not nil.
+func (w *Watcher) walkTree(ctx context.Context, rel string, st fs.FileInfo, r *walkResult, ws *watchSet) error {
+	if rel != "" {
+		r.seen[rel] = true
+		if k, ok := w.o.Index.Lookup(rel); !ok || !k.Dir {
+			r.present = append(r.present, dirObservation(rel, st))
+		}
+	}
+	// Watch before listing, so nothing created in between is missed.
+	ws.add(rel)
+	return w.walkDir(ctx, rel, r, ws)
+}
+
+func (w *Watcher) walkDir(ctx context.Context, rel string, r *walkResult, ws *watchSet) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	entries, err := w.readDir(w.abs(rel))
+	if err != nil {
+		if rel == "" {
+			// Never report everything gone because the root is unreadable.
+			if cerr := w.checkRoot(); cerr != nil {
+				return cerr
+			}
+			return &fs.PathError{Op: "watcher: read folder", Path: w.root, Err: err}
+		}
+		r.opaque[rel] = true
+		if !notExist(err) {
+			w.log.Warn("cannot read a directory; what is recorded under it stays as it is", "path", rel, "err", err)
+		}
+		return nil
+	}
+	for _, e := range entries {
+		child := e.Name()
+		if rel != "" {
+			child = rel + "/" + child
+		}
+		if w.o.Ignore(child) {
+			continue
+		}
+		t := e.Type()
+		if !t.IsDir() && !t.IsRegular() {
+			w.skip(child, t)
+			continue
+		}
+		st, err := e.Info()
+		if err != nil {
+			if !notExist(err) { // unknown state: do not report it gone
+				r.seen[child] = true
+				r.opaque[child] = true
+				w.log.Warn("cannot look at a path", "path", child, "err", err)
+			}
+			continue
+		}
+		if t.IsDir() {
+			if err := w.walkTree(ctx, child, st, r, ws); err != nil {
+				return err
+			}
+			continue
+		}
+		r.seen[child] = true
+		o, again, err := w.lookFile(ctx, child, st, nil)
+		switch {
+		case err != nil:
+			return err
+		case again != nil:
+			r.unstable[child] = *again
+		case o != nil:
+			r.present = append(r.present, *o)
+		}
+	}
+	return nil
+}
+
+// lookPaths looks at paths that had events or were not stable before
+// (prevs holds the earlier looks). A new or replaced directory is walked
+// (and watched, if ws is not nil); a vanished path is reported with every
+// recorded path under it.
+func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[string]look, ws *watchSet) (*walkResult, error) {
+	sort.Strings(paths) // ancestors first: a walk covers what is below
+	r := newWalkResult()
+	vanished := func(p string) {
+		ws.drop(p)
+		r.markGone(p)
+		for _, c := range w.o.Index.Under(p) {
+			if !w.ignored(c) {
+				r.markGone(c)
+			}
+		}
+	}
+	for _, p := range paths {
+		if r.seen[p] || r.hidden(p) {
+			continue
+		}
+		if _, done := r.goneSet[p]; done {
+			continue
+		}
+		st, err := os.Lstat(w.abs(p))
+		switch {
+		case err != nil && notExist(err):
+			vanished(p)
+		case err != nil:
+			w.log.Warn("cannot look at a changed path", "path", p, "err", err)
+		case st.IsDir():
+			if ws.has(p) { // a known, watched directory: only itself changed
+				r.seen[p] = true
+				if k, ok := w.o.Index.Lookup(p); !ok || !k.Dir {
+					r.present = append(r.present, dirObservation(p, st))
+				}
+				continue
+			}
+			// New or replaced: it may have been filled before its watch
+			// existed.
+			if err := w.walkTree(ctx, p, st, r, ws); err != nil {
+				return nil, err
+			}
+			w.missing(p, r)
+		case st.Mode().IsRegular():
+			r.seen[p] = true
+			var prev *look
+			if lk, ok := prevs[p]; ok {
+				prev = &lk
+			}
+			o, again, err := w.lookFile(ctx, p, st, prev)
+			switch {
+			case err != nil:
+				return nil, err
+			case again != nil:
+				r.unstable[p] = *again
+			case o != nil:
+				r.present = append(r.present, *o)
+			}
+		default: // a symlink or special file is not synced: what was here is gone
+			w.skip(p, st.Mode().Type())
+			vanished(p)
+		}
+	}
+	return r, nil
+}
+
+// Scan walks the whole folder once and sends, in slices of at most 1000,
+// every path that differs from the Index: new and changed files (hashed),
+// new directories, and recorded paths that are gone. Files still being
+// written are waited for, for a while; any still unstable after that are
+// not reported (the next event or scan does). It returns an error, having
+// sent nothing, if the folder is gone, replaced or unreadable. Scan may run
+// concurrently with Run; Run does its own scans (see Rescan).
+func (w *Watcher) Scan(ctx context.Context, out chan<- []Observation) error {
+	left, err := w.scan(ctx, out, nil, w.scanWait())
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		w.log.Info("files still being written were not reported yet", "count", len(left))
+	}
+	return nil
+}
+
+// scanWait is how long a full scan waits for files being written.
+func (w *Watcher) scanWait() time.Duration { return max(2*time.Second, 20*w.o.StableFor) }
+
+// scan walks the whole folder, waits up to wait for unstable files, sends
+// the result, and returns the files still unstable.
+func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchSet, wait time.Duration) (map[string]look, error) {
+	if err := w.checkRoot(); err != nil {
+		return nil, err
+	}
+	r := newWalkResult()
+	if err := w.walkTree(ctx, "", nil, r, ws); err != nil {
+		return nil, err
+	}
+	w.missing("", r)
+	present, gone := r.present, r.gone
+
+	unstable := r.unstable
+	deadline := time.Now().Add(wait)
+	for len(unstable) > 0 {
+		next := earliest(unstable).Add(w.o.StableFor)
+		if next.After(deadline) {
+			break
+		}
+		if err := sleepUntil(ctx, next); err != nil {
+			return nil, err
+		}
+		due, prevs := takeDue(unstable, time.Now(), w.o.StableFor)
+		rr, err := w.lookPaths(ctx, due, prevs, ws)
+		if err != nil {
+			return nil, err
+		}
+		present = append(present, rr.present...)
+		gone = append(gone, rr.gone...)
+		for p, lk := range rr.unstable {
+			unstable[p] = lk
+		}
+	}
+	return unstable, w.send(ctx, out, present, gone)
+}
+
+// earliest returns the earliest look in m, which is not empty.
+func earliest(m map[string]look) time.Time {
+	var t time.Time
+	for _, lk := range m {
+		if t.IsZero() || lk.at.Before(t) {
+			t = lk.at
+		}
+	}
+	return t
+}
+
+// takeDue removes from m the looks at least stableFor old at now.
+func takeDue(m map[string]look, now time.Time, stableFor time.Duration) ([]string, map[string]look) {
+	var due []string
+	prevs := map[string]look{}
+	for p, lk := range m {
+		if now.Sub(lk.at) >= stableFor {
+			due = append(due, p)
+			prevs[p] = lk
+			delete(m, p)
+		}
+	}
+	return due, prevs
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// send arranges observations (see the package comment for the order) and
+// sends them in slices of at most scanBatch.
+func (w *Watcher) send(ctx context.Context, out chan<- []Observation, present, gone []Observation) error {
+	list, joined := w.arrange(present, gone)
+	for len(list) > 0 {
+		n := min(len(list), scanBatch)
+		if n < len(list) && n > 1 && joined[n-1] {
+			n-- // do not split a likely rename
+		}
+		select {
+		case out <- list[:n:n]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		list, joined = list[n:], joined[n:]
+	}
+	return nil
+}
+
+// arrange orders observations for sending; joined[i] is true when list[i]
+// and list[i+1] must travel in the same slice.
+func (w *Watcher) arrange(present, gone []Observation) (list []Observation, joined []bool) {
+	if len(present)+len(gone) == 0 {
+		return nil, nil
+	}
+	have := make(map[string]bool, len(present))
+	var pres []Observation
+	for _, o := range present {
+		if !have[o.Path] {
+			have[o.Path] = true
+			pres = append(pres, o)
+		}
+	}
+	var gs []Observation
+	for _, o := range gone {
+		if !have[o.Path] {
+			have[o.Path] = true
+			gs = append(gs, o)
+		}
+	}
+	sort.Slice(pres, func(i, j int) bool { return pres[i].Path < pres[j].Path })
+	sort.Slice(gs, func(i, j int) bool { return gs[i].Path > gs[j].Path })
+
+	// Recorded content of vanished files, to put a moved file next to
+	// where it came from.
+	from := map[content.Hash][]int{}
+	for i, g := range gs {
+		if k, ok := w.o.Index.Lookup(g.Path); ok && !k.Dir && !k.Hash.IsZero() {
+			from[k.Hash] = append(from[k.Hash], i)
+		}
+	}
+	used := make([]bool, len(gs))
+	list = make([]Observation, 0, len(pres)+len(gs))
+	joined = make([]bool, 0, len(pres)+len(gs))
+	var late []Observation
+	for _, o := range pres {
+		if o.Dir {
+			list, joined = append(list, o), append(joined, false)
+			continue
+		}
+		k, known := w.o.Index.Lookup(o.Path)
+		if known && k.Dir { // a directory became a file: after what was in it
+			late = append(late, o)
+			continue
+		}
+		list, joined = append(list, o), append(joined, false)
+		if known {
+			continue
+		}
+		if c := from[o.Hash]; len(c) > 0 {
+			from[o.Hash] = c[1:]
+			used[c[0]] = true
+			joined[len(joined)-1] = true
+			list, joined = append(list, gs[c[0]]), append(joined, false)
+		}
+	}
+	for i, g := range gs {
+		if !used[i] {
+			list, joined = append(list, g), append(joined, false)
+		}
+	}
+	for _, o := range late {
+		list, joined = append(list, o), append(joined, false)
+	}
+	return list, joined
+}
