@@ -1,41 +1,26 @@
 package e2e
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/drive-node/drive-node/internal/netlab"
 )
 
-// peakRSS returns the peak resident set size of pid in bytes (VmHWM).
+// peakRSS returns the peak resident set size of pid in bytes.
 func peakRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := netlab.MemoryBytes(pid, "VmHWM")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no VmHWM for pid %d", pid)
-	return 0
+	return n
 }
 
 func fileSHA(t *testing.T, path string) string {
