@@ -37,7 +37,8 @@ type figures struct {
 	bigMiBps     float64
 	smallPerSec  float64
 	catchUp      time.Duration
-	rssBothBytes int64
+	rssBothBytes int64 // VmRSS summed: the binary's pages counted twice
+	pssBothBytes int64 // PSS summed: memory the two use together
 }
 
 const (
@@ -78,7 +79,8 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 		os.MkdirAll(d, 0o755)
 	}
 	tl.setup(b, lab, dirA, dirB)
-	pa, pb := tl.start(b, a, dirA), tl.start(b, h, dirB)
+	tl.start(b, a, dirA)
+	pb := tl.start(b, h, dirB)
 	defer func() { a.KillAll(); h.KillAll() }()
 
 	// Warm up: the two must be connected before anything is timed.
@@ -129,7 +131,14 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 	waitFiles(b, filepath.Join(dirB, "small"), "", smallFiles, 20*time.Minute)
 	f.smallPerSec = smallFiles / time.Since(start).Seconds()
 	time.Sleep(2 * time.Second)
-	f.rssBothBytes = rss(b, pa.Pid()) + rss(b, pb.Pid())
+	// Every process of each host counts (Syncthing runs a monitor and a
+	// worker process).
+	for _, host := range []*netlab.Host{a, h} {
+		for _, pid := range host.Pids() {
+			f.rssBothBytes += mem(b, pid, "VmRSS")
+			f.pssBothBytes += mem(b, pid, "Pss")
+		}
+	}
 
 	// Catch-up: B killed (every process on the host), 1,000 files added
 	// on A, B restarted.
@@ -238,8 +247,8 @@ func sum(b *testing.B, path string) string {
 	return strings.Fields(string(out))[0]
 }
 
-func rss(b *testing.B, pid int) int64 {
-	n, err := netlab.MemoryBytes(pid, "VmRSS")
+func mem(b *testing.B, pid int, field string) int64 {
+	n, err := netlab.MemoryBytes(pid, field)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -371,7 +380,8 @@ func printTable(b *testing.B, iperf float64, d, s figures) {
 	fmt.Fprintf(&w, "| 512 MiB file | %.1f MiB/s (%.0f %% of iperf3) | %.1f MiB/s | %.2f× | ≥ 95 %% of iperf3 |\n", d.bigMiBps, 100*d.bigMiBps/(iperf*1e6/8/(1<<20)), s.bigMiBps, d.bigMiBps/s.bigMiBps)
 	fmt.Fprintf(&w, "| 10,000 × 4 KiB files | %.0f files/s | %.0f files/s | %.2f× | ≥ 3.5× Syncthing |\n", d.smallPerSec, s.smallPerSec, d.smallPerSec/s.smallPerSec)
 	fmt.Fprintf(&w, "| catch-up of 1,000 files | %.2f s | %.2f s | %.1f× faster | ≤ 0.8 s and ≥ 4× |\n", d.catchUp.Seconds(), s.catchUp.Seconds(), s.catchUp.Seconds()/d.catchUp.Seconds())
-	fmt.Fprintf(&w, "| RSS of both daemons | %d MiB | %d MiB | %.2f× | ≤ 80 MiB |\n", d.rssBothBytes>>20, s.rssBothBytes>>20, float64(d.rssBothBytes)/float64(s.rssBothBytes))
+	fmt.Fprintf(&w, "| memory of both daemons, PSS (shared binary pages once) | %d MiB | %d MiB | %.2f× | ≤ 80 MiB |\n", d.pssBothBytes>>20, s.pssBothBytes>>20, float64(d.pssBothBytes)/float64(s.pssBothBytes))
+	fmt.Fprintf(&w, "| memory of both daemons, VmRSS summed | %d MiB | %d MiB | %.2f× | ≤ 80 MiB |\n", d.rssBothBytes>>20, s.rssBothBytes>>20, float64(d.rssBothBytes)/float64(s.rssBothBytes))
 	b.Log(w.String())
 	fmt.Print(w.String())
 }

@@ -70,6 +70,13 @@ func (n *Node) applyPending(ctx context.Context) error {
 		return err
 	}
 	staged, stageErrs := n.stageContents(ctx, ops)
+	if batchSync && len(staged.temp) > 0 {
+		// One flush for the whole batch: every fetched file is on disk
+		// before any is renamed into place.
+		if err := syncFS(n.root); err != nil {
+			return fmt.Errorf("flush received files: %w", err)
+		}
+	}
 	skip := supersededInBatch(ops)
 
 	n.commitMu.Lock()
@@ -421,7 +428,12 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 				return fmt.Errorf("write %s: %w", p, err)
 			}
 		default:
-			return fmt.Errorf("content %s of %s not available", op.Hash.Short(), p)
+			// Content this batch did not fetch (an older version that is
+			// the winner again): copy it from a file here that has it, or
+			// fetch it now.
+			if err := n.contentFromElsewhere(ctx, op, name); err != nil {
+				return fmt.Errorf("content %s of %s: %w", op.Hash.Short(), p, err)
+			}
 		}
 	}
 	mt := time.Unix(0, op.MTime)
@@ -440,6 +452,29 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	staged.placed[op.Hash] = p
 	staged.touch(p)
 	return nil
+}
+
+// contentFromElsewhere writes op's content to the temp file name: copied
+// from a recorded file with that hash, or fetched from a peer.
+func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name string) error {
+	if files, err := n.db.FilesByHash(ctx, op.Hash); err == nil {
+		for _, f := range files {
+			if err := copyInRoot(ctx, n.root, f.Path, name, op.Hash); err == nil {
+				return nil
+			}
+		}
+	}
+	n.root.Remove(name)
+	staged, err := n.stage(ctx, op.Hash, op.Size, n.fetchers())
+	if err != nil {
+		return err
+	}
+	if batchSync {
+		if err := syncFS(n.root); err != nil {
+			return err
+		}
+	}
+	return n.root.Rename(staged, name)
 }
 
 // copyInRoot copies src to dst inside root, checks that the bytes hash to

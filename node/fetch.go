@@ -90,8 +90,10 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		n.root.Remove(name)
 		return fmt.Errorf("%s: %w", h.Short(), ErrHashMismatch)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", name, err)
+	if !batchSync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", name, err)
+		}
 	}
 	return nil
 }

@@ -29,8 +29,13 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version and commit are set at build time by scripts/release.sh
+// (-ldflags "-X main.version=… -X main.commit=…"); a plain build reports
+// "dev" and the commit Go recorded, if any.
+var (
+	version = "dev"
+	commit  = ""
+)
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -82,15 +87,18 @@ func usage(w io.Writer) {
 }
 
 func printVersion(w io.Writer) {
-	commit := "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	rev := commit
+	if bi, ok := debug.ReadBuildInfo(); ok && rev == "" {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {
-				commit = s.Value
+				rev = s.Value
 			}
 		}
 	}
-	fmt.Fprintf(w, "drive-node %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if rev == "" {
+		rev = "unknown"
+	}
+	fmt.Fprintf(w, "drive-node %s (commit %s, %s, %s/%s)\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // locationFlags are the --folder/--state pair every command takes.
@@ -141,7 +149,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.RescanInterval, "rescan", 10*time.Minute, "full rescan period")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
-	fs.Int64Var(&maxMemory, "max-memory", 64, "soft memory limit in MiB (the Go heap is collected harder near it; 0 for none)")
+	fs.Int64Var(&maxMemory, "max-memory", 32, "soft memory limit in MiB (the Go heap is collected harder near it; 0 for none)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {

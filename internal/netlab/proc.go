@@ -9,9 +9,15 @@ import (
 )
 
 // MemoryBytes returns a size field of /proc/PID/status in bytes: "VmRSS"
-// for the resident set now, "VmHWM" for its peak.
+// for the resident set now, "VmHWM" for its peak; or, for "Pss", the
+// proportional set size from smaps_rollup (pages shared by several
+// processes, such as two daemons' common binary, counted once in all).
 func MemoryBytes(pid int, field string) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	file := "status"
+	if field == "Pss" {
+		file = "smaps_rollup"
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
 		return 0, err
 	}

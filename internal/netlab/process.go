@@ -40,14 +40,23 @@ func (h *Host) Run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
+// Pids returns the processes running in the host's namespace.
+func (h *Host) Pids() []int {
+	out, _ := exec.Command("ip", "netns", "pids", h.Name).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, n)
+		}
+	}
+	return pids
+}
+
 // KillAll sends SIGKILL to every process in the host's namespace: what a
 // power cut does, including to children that left their process group.
 func (h *Host) KillAll() {
-	out, _ := exec.Command("ip", "netns", "pids", h.Name).Output()
-	for _, pid := range strings.Fields(string(out)) {
-		if n, err := strconv.Atoi(pid); err == nil {
-			syscall.Kill(n, syscall.SIGKILL)
-		}
+	for _, pid := range h.Pids() {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for i := 0; i < 100; i++ {
 		if out, _ := exec.Command("ip", "netns", "pids", h.Name).Output(); len(strings.TrimSpace(string(out))) == 0 {

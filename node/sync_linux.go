@@ -1,0 +1,24 @@
+//go:build linux
+
+package node
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// batchSync is true where the whole file system can be flushed at once:
+// received files are then written without a per-file fsync and flushed
+// together by syncFS before any of them is renamed into place.
+const batchSync = true
+
+// syncFS flushes every file written in the folder's file system.
+func syncFS(root *os.Root) error {
+	d, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
+}
