@@ -78,6 +78,9 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 	if err != nil {
 		return fmt.Errorf("read %s: %w", name, err)
 	}
+	if offset > 0 {
+		n.log.Info("resuming a transfer", "hash", h.Short(), "offset", offset)
+	}
 	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(f, hasher))
 	if err != nil {
 		if offset > 0 && size > 0 && offset > size {

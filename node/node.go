@@ -168,17 +168,24 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("drive-node started", "folder", n.cfg.Folder, "state", n.cfg.StateDir, "device", n.id.ID.String(), "ops", n.ops.Count())
 
 	ctx, cancel := context.WithCancel(ctx)
+	// On the way out everything that uses the log and the database stops
+	// before Run returns, so Close never pulls them from under a transfer:
+	// a fetch in flight is abandoned (its temp file kept for resuming), an
+	// op half-applied stays pending.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer cancel()
 	if err := n.startNetwork(ctx); err != nil {
 		return err
 	}
 	defer n.tr.Close()
-	go n.applyLoop(ctx)
-	go n.purgeLoop(ctx)
+	wg.Add(3)
+	go func() { defer wg.Done(); n.applyLoop(ctx) }()
+	go func() { defer wg.Done(); n.purgeLoop(ctx) }()
 
 	obs := make(chan []watcher.Observation) // unbuffered: see the ready logic below
 	werr := make(chan error, 1)
-	go func() { werr <- n.w.Run(ctx, obs) }()
+	go func() { defer wg.Done(); werr <- n.w.Run(ctx, obs) }()
 
 	scanned := n.w.Scanned()
 	for {
