@@ -60,7 +60,8 @@ type Discovery struct {
 	ifaceID string // fingerprint of the interfaces in use
 }
 
-// StartDiscovery starts announcing and browsing. found is called for
+// StartDiscovery starts announcing and browsing; when no interface can be
+// used yet it keeps trying every Interval. found is called for
 // every resolved sighting (repeats included; the caller deduplicates) from
 // discovery's goroutines and must return quickly.
 func StartDiscovery(ctx context.Context, cfg DiscoveryConfig, found func(Found)) (*Discovery, error) {
@@ -72,9 +73,10 @@ func StartDiscovery(ctx context.Context, cfg DiscoveryConfig, found func(Found))
 	}
 	d := &Discovery{cfg: cfg, log: cfg.Logger, found: found, done: make(chan struct{})}
 	d.ctx, d.cancel = context.WithCancel(ctx)
+	// A network that is not up yet (a board that booted before its
+	// cable was plugged in) is not an error: discovery starts when it can.
 	if err := d.refresh(); err != nil {
-		d.cancel()
-		return nil, err
+		d.log.Warn("LAN discovery not running yet; retrying", "err", err, "every", cfg.Interval.String())
 	}
 	go d.loop()
 	return d, nil
@@ -156,8 +158,8 @@ func (d *Discovery) refresh() error {
 		return nil
 	}
 	d.stopLocked()
+	d.ifaceID = ""
 	if len(ifaces) == 0 {
-		d.ifaceID = ""
 		return errors.New("quicnet: no interface with an IPv4 address for LAN discovery")
 	}
 	conn, err := d.start(ifaces)
