@@ -20,20 +20,41 @@ type pair struct {
 	a, b       *netlab.Host
 	dirA, dirB string
 	pa, pb     *netlab.Process
+	extra      func(dir string) []string // location flags for dir, or nil
+}
+
+// start starts a daemon for dir on h.
+func (p *pair) start(t *testing.T, h *netlab.Host, dir, name string) *netlab.Process {
+	return startDaemon(t, h, p.bin, dir, name, p.loc(dir)...)
+}
+
+// loc returns the flags that locate dir's state for a command.
+func (p *pair) loc(dir string) []string {
+	if p.extra == nil {
+		return nil
+	}
+	return p.extra(dir)
 }
 
 // newPair builds a two-host lab, pairs the hosts and starts both daemons.
 // Their logs are printed if the test fails.
-func newPair(t *testing.T) *pair {
+func newPair(t *testing.T) *pair { return newPairWith(t, false) }
+
+// newPairWith is newPair; with outsideState each host keeps its state next
+// to the folder (--state DIR.state), as a NAS install does.
+func newPairWith(t *testing.T, outsideState bool) *pair {
 	t.Helper()
 	p := &pair{bin: netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node"), lab: netlab.New(t, 2)}
 	p.a, p.b = p.lab.Host(0), p.lab.Host(1)
 	p.dirA, p.dirB = filepath.Join(t.TempDir(), "A"), filepath.Join(t.TempDir(), "B")
 	os.MkdirAll(p.dirA, 0o755)
 	os.MkdirAll(p.dirB, 0o755)
-	pairHosts(t, p.bin, p.a, p.b, p.dirA, p.dirB)
-	p.pa = startDaemon(t, p.a, p.bin, p.dirA, "A")
-	p.pb = startDaemon(t, p.b, p.bin, p.dirB, "B")
+	if outsideState {
+		p.extra = func(dir string) []string { return []string{"--state", dir + ".state"} }
+	}
+	pairHosts(t, p.bin, p.a, p.b, p.dirA, p.dirB, p.extra)
+	p.pa = p.start(t, p.a, p.dirA, "A")
+	p.pb = p.start(t, p.b, p.dirB, "B")
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("A's log:\n%s\nB's log:\n%s", p.pa.Log(), p.pb.Log())
@@ -42,13 +63,21 @@ func newPair(t *testing.T) *pair {
 	return p
 }
 
-// pairHosts creates both identities and pairs each host with the other.
-func pairHosts(t *testing.T, bin string, a, b *netlab.Host, dirA, dirB string) {
+// pairHosts creates both identities and pairs each host with the other;
+// extra, if not nil, gives each folder's state location flags.
+func pairHosts(t *testing.T, bin string, a, b *netlab.Host, dirA, dirB string, extra func(string) []string) {
 	t.Helper()
-	idA := lastLine(a.Run(t, bin, "id", "--folder", dirA))
-	idB := lastLine(b.Run(t, bin, "id", "--folder", dirB))
-	a.Run(t, bin, "pair", "--folder", dirA, "--name", "B", idB)
-	b.Run(t, bin, "pair", "--folder", dirB, "--name", "A", idA)
+	loc := func(dir string) []string {
+		args := []string{"--folder", dir}
+		if extra != nil {
+			args = append(args, extra(dir)...)
+		}
+		return args
+	}
+	idA := lastLine(a.Run(t, bin, append([]string{"id"}, loc(dirA)...)...))
+	idB := lastLine(b.Run(t, bin, append([]string{"id"}, loc(dirB)...)...))
+	a.Run(t, bin, append(append([]string{"pair"}, loc(dirA)...), "--name", "B", idB)...)
+	b.Run(t, bin, append(append([]string{"pair"}, loc(dirB)...), "--name", "A", idA)...)
 }
 
 func lastLine(s string) string {

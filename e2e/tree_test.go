@@ -35,7 +35,7 @@ func snapshot(root string) (map[string]entry, error) {
 			return nil
 		}
 		rel = filepath.ToSlash(rel)
-		if rel == ".drive-node" || strings.HasPrefix(d.Name(), ".drive-node-tmp-") {
+		if strings.HasPrefix(d.Name(), ".drive-node") { // state, temp files, the folder marker
 			if d.IsDir() {
 				return filepath.SkipDir
 			}

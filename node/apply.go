@@ -73,7 +73,7 @@ func (n *Node) applyPending(ctx context.Context) error {
 	if batchSync && len(staged.temp) > 0 {
 		// One flush for the whole batch: every fetched file is on disk
 		// before any is renamed into place.
-		if err := syncFS(n.root); err != nil {
+		if err := syncFS(n.folderRoot()); err != nil {
 			return fmt.Errorf("flush received files: %w", err)
 		}
 	}
@@ -117,7 +117,7 @@ func (n *Node) applyPending(ctx context.Context) error {
 		b.Applied[op.Origin] = op.Seq
 	}
 	for _, name := range staged.temp {
-		n.root.Remove(name) // not needed after all (a later op superseded it)
+		n.folderRoot().Remove(name) // not needed after all (a later op superseded it)
 	}
 	if err := n.syncDirs(staged); err != nil {
 		return err
@@ -235,7 +235,7 @@ func (n *Node) sourceUsable(ctx context.Context, op oplog.Op) bool {
 	if !ok || cur.Deleted || cur.Hash != op.Hash {
 		return false
 	}
-	st, err := n.root.Lstat(op.Path)
+	st, err := n.folderRoot().Lstat(op.Path)
 	return err == nil && st.Mode().IsRegular() && st.Size() == cur.Size && st.ModTime().UnixNano() == cur.MTime
 }
 
@@ -336,11 +336,11 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 		return false, n.place(ctx, e.path, e.op, staged)
 	case effMove, effMoveAside:
 		if dir := parentDir(e.to); dir != "" {
-			if err := n.root.MkdirAll(dir, 0o755); err != nil {
+			if err := n.folderRoot().MkdirAll(dir, 0o755); err != nil {
 				return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
 			}
 		}
-		if err := n.root.Rename(e.path, e.to); err != nil {
+		if err := n.folderRoot().Rename(e.path, e.to); err != nil {
 			if e.kind == effMoveAside && errors.Is(err, fs.ErrNotExist) {
 				return false, nil
 			}
@@ -349,8 +349,8 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 		staged.touch(e.to, e.path)
 		return false, nil
 	case effRemove:
-		if err := n.root.Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			if st, serr := n.root.Lstat(e.path); serr == nil && st.IsDir() {
+		if err := n.folderRoot().Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if st, serr := n.folderRoot().Lstat(e.path); serr == nil && st.IsDir() {
 				return false, nil // a directory in the way is not this op's to remove
 			}
 			return false, fmt.Errorf("delete %s: %w", e.path, err)
@@ -358,16 +358,16 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 		staged.touch(e.path)
 		return false, nil
 	case effRmdir:
-		n.root.Remove(e.path) // fails on a non-empty directory, which stays
-		st, err := n.root.Lstat(e.path)
+		n.folderRoot().Remove(e.path) // fails on a non-empty directory, which stays
+		st, err := n.folderRoot().Lstat(e.path)
 		return err == nil && st.IsDir(), nil
 	case effMkdir:
-		if st, err := n.root.Lstat(e.path); err == nil && !st.IsDir() {
-			if err := n.root.Remove(e.path); err != nil {
+		if st, err := n.folderRoot().Lstat(e.path); err == nil && !st.IsDir() {
+			if err := n.folderRoot().Remove(e.path); err != nil {
 				return false, fmt.Errorf("replace %s with a directory: %w", e.path, err)
 			}
 		}
-		if err := n.root.MkdirAll(e.path, dirMode(e.op.Mode)); err != nil {
+		if err := n.folderRoot().MkdirAll(e.path, dirMode(e.op.Mode)); err != nil {
 			return false, fmt.Errorf("mkdir %s: %w", e.path, err)
 		}
 		return false, nil
@@ -395,7 +395,7 @@ func (s *stagedSet) touch(paths ...string) {
 // crash cannot undo on disk what the database is about to record.
 func (n *Node) syncDirs(s *stagedSet) error {
 	for dir := range s.dirs {
-		if err := syncDir(n.root, dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := syncDir(n.folderRoot(), dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("sync directory %q: %w", dir, err)
 		}
 	}
@@ -409,7 +409,7 @@ func (n *Node) syncDirs(s *stagedSet) error {
 // either its old or its new content after a crash, never a torn one.
 func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedSet) error {
 	if dir := parentDir(p); dir != "" {
-		if err := n.root.MkdirAll(dir, 0o755); err != nil {
+		if err := n.folderRoot().MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("write %s: %w", p, err)
 		}
 	}
@@ -419,12 +419,12 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 		src, ok := staged.placed[op.Hash]
 		switch {
 		case ok:
-			if err := copyInRoot(ctx, n.root, src, name, op.Hash); err != nil {
-				n.root.Remove(name)
+			if err := copyInRoot(ctx, n.folderRoot(), src, name, op.Hash); err != nil {
+				n.folderRoot().Remove(name)
 				return fmt.Errorf("write %s from %s: %w", p, src, err)
 			}
 		case op.Hash == content.EmptyHash:
-			if err := n.root.WriteFile(name, nil, 0o600); err != nil {
+			if err := n.folderRoot().WriteFile(name, nil, 0o600); err != nil {
 				return fmt.Errorf("write %s: %w", p, err)
 			}
 		default:
@@ -437,15 +437,15 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 		}
 	}
 	mt := time.Unix(0, op.MTime)
-	n.root.Chmod(name, fileMode(op.Mode))
-	n.root.Chtimes(name, mt, mt)
-	if st, err := n.root.Lstat(p); err == nil && st.IsDir() {
-		if err := n.root.Remove(p); err != nil { // only an empty directory
+	n.folderRoot().Chmod(name, fileMode(op.Mode))
+	n.folderRoot().Chtimes(name, mt, mt)
+	if st, err := n.folderRoot().Lstat(p); err == nil && st.IsDir() {
+		if err := n.folderRoot().Remove(p); err != nil { // only an empty directory
 			return fmt.Errorf("write %s: a directory is in the way: %w", p, err)
 		}
 	}
-	if err := n.root.Rename(name, p); err != nil {
-		n.root.Remove(name)
+	if err := n.folderRoot().Rename(name, p); err != nil {
+		n.folderRoot().Remove(name)
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	delete(staged.temp, op.Hash)
@@ -459,22 +459,22 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name string) error {
 	if files, err := n.db.FilesByHash(ctx, op.Hash); err == nil {
 		for _, f := range files {
-			if err := copyInRoot(ctx, n.root, f.Path, name, op.Hash); err == nil {
+			if err := copyInRoot(ctx, n.folderRoot(), f.Path, name, op.Hash); err == nil {
 				return nil
 			}
 		}
 	}
-	n.root.Remove(name)
+	n.folderRoot().Remove(name)
 	staged, err := n.stage(ctx, op.Hash, op.Size, n.fetchers())
 	if err != nil {
 		return err
 	}
 	if batchSync {
-		if err := syncFS(n.root); err != nil {
+		if err := syncFS(n.folderRoot()); err != nil {
 			return err
 		}
 	}
-	return n.root.Rename(staged, name)
+	return n.folderRoot().Rename(staged, name)
 }
 
 // copyInRoot copies src to dst inside root, checks that the bytes hash to
@@ -509,7 +509,7 @@ func copyInRoot(ctx context.Context, root *os.Root, src, dst string, want conten
 // mtime as stored), so the watcher does not mistake the node's own write
 // for a local change.
 func (n *Node) fillFromDisk(r *state.File) {
-	st, err := n.root.Lstat(r.Path)
+	st, err := n.folderRoot().Lstat(r.Path)
 	if err != nil {
 		return
 	}

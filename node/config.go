@@ -122,7 +122,7 @@ func ignoreFunc(folder, stateDir string) func(string) bool {
 		stateRel = filepath.ToSlash(rel)
 	}
 	return func(p string) bool {
-		if stateRel != "" && (p == stateRel || strings.HasPrefix(p, stateRel+"/")) {
+		if stateRel != "" && (p == stateRel || strings.HasPrefix(p, stateRel+"/")) || p == MarkerName {
 			return true
 		}
 		return strings.HasPrefix(p[strings.LastIndexByte(p, '/')+1:], TempPrefix)

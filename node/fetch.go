@@ -33,14 +33,14 @@ func stagedName(h content.Hash) string { return TempPrefix + h.String()[:32] }
 // partial file left by an earlier attempt is resumed from where it ends.
 func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []contentFetcher) (string, error) {
 	name := stagedName(h)
-	if st, err := n.root.Stat(name); err == nil && st.Size() == size {
-		if got, _, err := hashRootFile(ctx, n.root, name); err == nil && got == h {
+	if st, err := n.folderRoot().Stat(name); err == nil && st.Size() == size {
+		if got, _, err := hashRootFile(ctx, n.folderRoot(), name); err == nil && got == h {
 			return name, nil
 		}
-		n.root.Remove(name)
+		n.folderRoot().Remove(name)
 	}
 	if size == 0 && h == content.EmptyHash {
-		if err := n.root.WriteFile(name, nil, 0o600); err != nil {
+		if err := n.folderRoot().WriteFile(name, nil, 0o600); err != nil {
 			return "", fmt.Errorf("stage empty file: %w", err)
 		}
 		return name, nil
@@ -68,7 +68,7 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 // fetchInto appends to the temp file what it lacks of h, then verifies the
 // whole file against h. On a mismatch the file is removed.
 func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p contentFetcher) error {
-	f, err := n.root.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := n.folderRoot().OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", name, err)
 	}
@@ -84,13 +84,13 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(f, hasher))
 	if err != nil {
 		if offset > 0 && size > 0 && offset > size {
-			n.root.Remove(name)
+			n.folderRoot().Remove(name)
 		}
 		return err
 	}
 	if hasher.Sum() != h {
 		f.Close()
-		n.root.Remove(name)
+		n.folderRoot().Remove(name)
 		return fmt.Errorf("%s: %w", h.Short(), ErrHashMismatch)
 	}
 	if !batchSync {

@@ -68,7 +68,7 @@ func (n *Node) recordIfChangedLocked(ctx context.Context, p string) error {
 	if err != nil {
 		return err
 	}
-	st, serr := n.root.Lstat(p)
+	st, serr := n.folderRoot().Lstat(p)
 	live := ok && !rec.Deleted
 	switch {
 	case serr != nil && !live:

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
@@ -54,7 +55,10 @@ type Node struct {
 	ops  *oplog.Log
 	db   *state.DB
 	w    *watcher.Watcher
-	root *os.Root // the folder; every write goes through it, so nothing escapes it
+	// root is the folder; every write goes through it, so nothing escapes
+	// it. It is reopened when a folder that went missing comes back.
+	root   atomic.Pointer[os.Root]
+	paused atomic.Bool // the folder is not the one synced: nothing is recorded or applied
 
 	tr        *quicnet.Transport
 	logWatch  logWatch
@@ -111,26 +115,23 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	if n.root, err = os.OpenRoot(cfg.Folder); err != nil {
+	root, err := os.OpenRoot(cfg.Folder)
+	if err != nil {
 		return nil, fmt.Errorf("folder %s: %w", cfg.Folder, err)
+	}
+	n.root.Store(root)
+	if err := n.initMarker(ctx); err != nil {
+		return nil, err
 	}
 	n.removeStaleTemps()
 	// The database may be behind the log (a crash between the two, or a
 	// lost database): record what it lacks before looking at the folder.
-	if err := n.applyPending(ctx); err != nil {
+	if n.paused.Load() {
+		// Local ops are still recorded from the log; remote ones wait.
+	} else if err := n.applyPending(ctx); err != nil {
 		n.log.Warn("some received changes wait for a peer", "err", err)
 	}
 	if err := n.db.ResetPeerStatus(ctx); err != nil {
-		return nil, err
-	}
-	n.w, err = watcher.New(watcher.Options{
-		Root:           cfg.Folder,
-		Index:          dbIndex{n.db},
-		Ignore:         ignoreFunc(cfg.Folder, cfg.StateDir),
-		RescanInterval: cfg.RescanInterval,
-		Logger:         n.log,
-	})
-	if err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -147,8 +148,8 @@ func (n *Node) Ready() <-chan struct{} { return n.ready }
 // node.
 func (n *Node) Close() error {
 	var errs []error
-	if n.root != nil {
-		errs = append(errs, n.root.Close())
+	if r := n.root.Load(); r != nil {
+		errs = append(errs, r.Close())
 	}
 	if n.db != nil {
 		errs = append(errs, n.db.Close())
@@ -179,32 +180,70 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer n.tr.Close()
-	wg.Add(3)
+	wg.Add(2)
 	go func() { defer wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer wg.Done(); n.purgeLoop(ctx) }()
 
+	for {
+		if err := n.waitForFolder(ctx); err != nil {
+			return nil
+		}
+		err := n.watch(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, errPaused) {
+			n.pause(ctx, err.Error())
+		}
+	}
+}
+
+// watch runs a watcher on the folder and records what it reports, until
+// ctx ends, the watcher fails (the folder vanished) or a batch that would
+// delete arrives while the folder is not the synced one (errPaused).
+func (n *Node) watch(ctx context.Context) error {
+	w, err := watcher.New(watcher.Options{
+		Root:           n.cfg.Folder,
+		Index:          dbIndex{n.db},
+		Ignore:         ignoreFunc(n.cfg.Folder, n.cfg.StateDir),
+		RescanInterval: n.cfg.RescanInterval,
+		Logger:         n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.w = w
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	obs := make(chan []watcher.Observation) // unbuffered: see the ready logic below
 	werr := make(chan error, 1)
-	go func() { defer wg.Done(); werr <- n.w.Run(ctx, obs) }()
+	go func() { werr <- w.Run(wctx, obs) }()
+	defer func() { cancel(); <-werr }()
 
-	scanned := n.w.Scanned()
+	scanned := w.Scanned()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-werr:
-			if ctx.Err() != nil {
-				return nil
-			}
+			werr <- err // for the deferred wait
 			return fmt.Errorf("watching %s: %w", n.cfg.Folder, err)
 		case batch := <-obs:
+			if hasRemoval(batch) {
+				// Removals are trusted only while the folder is the one
+				// synced: an unmounted disk looks like everything deleted.
+				if err := n.checkFolder(ctx); err != nil {
+					n.pause(ctx, err.Error())
+					return errPaused
+				}
+			}
 			if err := n.recordLocal(ctx, batch); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				// The changes are still on disk; the next scan finds them.
 				n.log.Error("recording local changes failed; will retry on rescan", "err", err)
-				n.w.Rescan()
+				w.Rescan()
 			}
 		case <-scanned:
 			// The channel is unbuffered and the watcher closes Scanned
@@ -216,29 +255,13 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
-// TombstoneRetention is how long a deletion's record is kept. The op log,
-// not the tombstone, is what stops a peer that was away from bringing a
-// deleted file back (ops it sends that others already have are recognised
-// by origin and sequence); the tombstone keeps the deletion's version for
-// edits that were concurrent with it, which arrive within days, not months.
-const TombstoneRetention = 90 * 24 * time.Hour
-
-// purgeLoop drops tombstones older than TombstoneRetention, daily.
-func (n *Node) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(24 * time.Hour)
-	defer t.Stop()
-	for {
-		if k, err := n.db.PurgeTombstones(ctx, n.now().Add(-TombstoneRetention).UnixNano()); err != nil {
-			n.log.Warn("purging old tombstones failed", "err", err)
-		} else if k > 0 {
-			n.log.Info("purged old tombstones", "count", k)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+func hasRemoval(batch []watcher.Observation) bool {
+	for _, o := range batch {
+		if !o.Exists {
+			return true
 		}
 	}
+	return false
 }
 
 func (n *Node) markReady(ctx context.Context) {
@@ -332,4 +355,29 @@ func (x dbIndex) Under(dir string) []string {
 		return nil
 	})
 	return out
+}
+
+// TombstoneRetention is how long a deletion's record is kept. The op log,
+// not the tombstone, is what stops a peer that was away from bringing a
+// deleted file back (ops it sends that others already have are recognised
+// by origin and sequence); the tombstone keeps the deletion's version for
+// edits that were concurrent with it, which arrive within days, not months.
+const TombstoneRetention = 90 * 24 * time.Hour
+
+// purgeLoop drops tombstones older than TombstoneRetention, daily.
+func (n *Node) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		if k, err := n.db.PurgeTombstones(ctx, n.now().Add(-TombstoneRetention).UnixNano()); err != nil {
+			n.log.Warn("purging old tombstones failed", "err", err)
+		} else if k > 0 {
+			n.log.Info("purged old tombstones", "count", k)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -134,7 +134,7 @@ func sameTree(a, b string) string {
 			if rel == "." {
 				return nil
 			}
-			if d.Name() == StateDirName || strings.HasPrefix(d.Name(), TempPrefix) {
+			if d.Name() == StateDirName || d.Name() == MarkerName || strings.HasPrefix(d.Name(), TempPrefix) {
 				if d.IsDir() {
 					return filepath.SkipDir
 				}

@@ -13,7 +13,7 @@ import (
 // observe reports what is at p now, as the watcher would: a missing path
 // also reports every recorded path under it as missing.
 func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, error) {
-	st, err := n.root.Lstat(p)
+	st, err := n.folderRoot().Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		out := []watcher.Observation{{Path: p}}
 		for _, child := range (dbIndex{n.db}).Under(p) {
@@ -26,7 +26,7 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 	}
 	o := watcher.Observation{Path: p, Exists: true, Dir: st.IsDir(), Mode: uint32(st.Mode().Perm()), MTime: st.ModTime().UnixNano(), Inode: watcher.InodeOf(st)}
 	if st.Mode().IsRegular() {
-		f, err := n.root.Open(p)
+		f, err := n.folderRoot().Open(p)
 		if err != nil {
 			return nil, err
 		}
@@ -45,7 +45,7 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 // removeStaleTemps deletes staged downloads in the folder root that are a
 // day old: younger ones are kept so an interrupted transfer resumes.
 func (n *Node) removeStaleTemps() {
-	d, err := n.root.Open(".")
+	d, err := n.folderRoot().Open(".")
 	if err != nil {
 		return
 	}
@@ -59,7 +59,7 @@ func (n *Node) removeStaleTemps() {
 			continue
 		}
 		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 24*time.Hour {
-			n.root.Remove(e.Name())
+			n.folderRoot().Remove(e.Name())
 		}
 	}
 }

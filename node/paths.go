@@ -46,7 +46,7 @@ func checkPath(p string) error {
 			return bad("'..' component")
 		case len(c) > maxComponentLen:
 			return bad(fmt.Sprintf("component longer than %d bytes", maxComponentLen))
-		case c == StateDirName || strings.HasPrefix(c, TempPrefix):
+		case c == StateDirName || c == MarkerName || strings.HasPrefix(c, TempPrefix):
 			return bad("names drive-node's own files")
 		}
 	}
@@ -60,7 +60,7 @@ func checkPath(p string) error {
 func (n *Node) throughSymlink(p string) error {
 	dir := parentDir(p)
 	for dir != "" {
-		st, err := n.root.Lstat(dir)
+		st, err := n.folderRoot().Lstat(dir)
 		if err == nil && st.Mode()&fs.ModeSymlink != 0 {
 			return fmt.Errorf("%w %q: goes through the symlink %q", ErrUnsafePath, p, dir)
 		}

@@ -27,6 +27,7 @@ func TestCheckPath(t *testing.T) {
 		{"C:/x", false},
 		{".drive-node/state.db", false},
 		{"x/.drive-node-tmp-123", false},
+		{".drive-node-folder", false},
 		{strings.Repeat("a", 256), false},
 		{strings.Repeat("a/", 2100) + "a", false},
 		{"\xff\xfe", false},

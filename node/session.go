@@ -202,6 +202,9 @@ func (n *Node) applyLoop(ctx context.Context) {
 		case <-n.applyKick:
 		case <-retry.C:
 		}
+		if n.paused.Load() {
+			continue // nothing is written into a folder that is not the synced one
+		}
 		if err := n.applyPending(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("applying received changes: some wait for a retry", "err", err)
 		}
@@ -299,7 +302,7 @@ func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekClos
 		return nil, 0, err
 	}
 	for _, f := range files {
-		fh, err := n.root.Open(f.Path)
+		fh, err := n.folderRoot().Open(f.Path)
 		if err != nil {
 			continue
 		}

@@ -22,7 +22,8 @@ type Status struct {
 	StateDir   string       `json:"state_dir"`
 	Running    bool         `json:"running"`
 	PID        int          `json:"pid,omitempty"`
-	Ready      bool         `json:"ready"` // running and its start-up scan is recorded
+	Ready      bool         `json:"ready"`            // running and its start-up scan is recorded
+	Paused     string       `json:"paused,omitempty"` // why the folder is paused, if it is
 	Files      int          `json:"files"`
 	Dirs       int          `json:"dirs"`
 	Tombstones int          `json:"tombstones"`
@@ -80,6 +81,9 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 		return i
 	}
 	st.Folder, _, _ = db.Meta(ctx, metaFolder)
+	if st.Running {
+		st.Paused, _, _ = db.Meta(ctx, metaPaused)
+	}
 	if st.Running {
 		st.PID = lockfile.HolderPID(lockPath)
 		// Ready only when this run (the lock holder) wrote the start and

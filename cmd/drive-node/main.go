@@ -282,7 +282,9 @@ func printStatus(w io.Writer, st node.Status) {
 	run := "not running"
 	if st.Running {
 		run = fmt.Sprintf("running (pid %d)", st.PID)
-		if !st.Ready {
+		if st.Paused != "" {
+			run += ", PAUSED: " + st.Paused
+		} else if !st.Ready {
 			run += ", start-up scan in progress"
 		}
 	}

@@ -1,0 +1,155 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// MarkerName is a small file in the folder root that names this folder.
+// A disk that did not mount, or a folder moved away and replaced by an
+// empty one, lacks it: the node then pauses instead of taking the empty
+// folder for "everything was deleted".
+const MarkerName = ".drive-node-folder"
+
+// Meta keys of the folder guard.
+const (
+	metaMarker = "folder_marker"
+	metaPaused = "paused"
+)
+
+// folderRoot is the folder as it is open now.
+func (n *Node) folderRoot() *os.Root { return n.root.Load() }
+
+// initMarker makes sure the folder carries its marker: a new state gets a
+// new one (or adopts one already in the folder); an existing state whose
+// folder lacks it starts paused.
+func (n *Node) initMarker(ctx context.Context) error {
+	want, ok, err := n.db.Meta(ctx, metaMarker)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(n.cfg.Folder, MarkerName)
+	if !ok || want == "" {
+		id := readMarker(path)
+		if id == "" {
+			b := make([]byte, 16)
+			rand.Read(b)
+			id = hex.EncodeToString(b)
+			if err := writeMarker(path, id); err != nil {
+				return fmt.Errorf("folder %s: write %s: %w", n.cfg.Folder, MarkerName, err)
+			}
+		}
+		return n.db.SetMeta(ctx, metaMarker, id)
+	}
+	if err := n.checkFolder(ctx); err != nil {
+		n.pause(ctx, err.Error())
+	} else {
+		n.db.SetMeta(ctx, metaPaused, "")
+	}
+	return nil
+}
+
+func readMarker(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func writeMarker(path, id string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(id + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// checkFolder returns why the folder at the configured path is not the one
+// this node syncs, or nil when it is.
+func (n *Node) checkFolder(ctx context.Context) error {
+	want, _, err := n.db.Meta(ctx, metaMarker)
+	if err != nil {
+		return fmt.Errorf("state database unreadable: %w", err)
+	}
+	st, err := os.Stat(n.cfg.Folder)
+	switch {
+	case err != nil:
+		return fmt.Errorf("folder %s is gone (%v): a disk that did not mount?", n.cfg.Folder, err)
+	case !st.IsDir():
+		return fmt.Errorf("folder %s is not a directory", n.cfg.Folder)
+	}
+	got := readMarker(filepath.Join(n.cfg.Folder, MarkerName))
+	if got != want {
+		return fmt.Errorf("folder %s lacks its %s marker: it looks like another or an empty disk (not mounted?)", n.cfg.Folder, MarkerName)
+	}
+	return nil
+}
+
+var errPaused = errors.New("folder paused")
+
+// pause stops recording and applying: no scan result is trusted, so no
+// deletion is sent to peers and nothing is written into the wrong disk.
+//
+// The folder is closed while paused, so the node does not keep a wrong
+// disk busy: the administrator can unmount it and mount the real one.
+func (n *Node) pause(ctx context.Context, why string) {
+	if !n.paused.Swap(true) {
+		n.log.Error("folder paused: no change is recorded or applied until it is back", "reason", why)
+		n.commitMu.Lock()
+		if r := n.root.Load(); r != nil {
+			r.Close()
+		}
+		n.commitMu.Unlock()
+	}
+	n.db.SetMeta(ctx, metaPaused, why)
+}
+
+// waitForFolder blocks while the folder is missing or not the synced one,
+// checking every two seconds, then reopens it and resumes.
+func (n *Node) waitForFolder(ctx context.Context) error {
+	for {
+		err := n.checkFolder(ctx)
+		if err == nil {
+			break
+		}
+		n.pause(ctx, err.Error())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+	if !n.paused.Load() {
+		return nil
+	}
+	root, err := os.OpenRoot(n.cfg.Folder)
+	if err != nil {
+		return err
+	}
+	n.commitMu.Lock()
+	if old := n.root.Swap(root); old != nil {
+		old.Close()
+	}
+	n.paused.Store(false)
+	n.commitMu.Unlock()
+	n.db.SetMeta(ctx, metaPaused, "")
+	n.log.Info("folder is back; resuming", "folder", n.cfg.Folder)
+	n.kickApply()
+	return nil
+}
