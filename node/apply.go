@@ -10,6 +10,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
@@ -64,12 +65,17 @@ func sortCausal(ops []oplog.Op) {
 // changes keep being recorded during a long transfer. An op whose content
 // cannot be had now stays pending with every later op of its origin; the
 // next call tries again.
-func (n *Node) applyPending(ctx context.Context) error {
+func (n *Node) applyPending(ctx context.Context) (err error) {
 	ops, err := n.pendingOps(ctx)
 	if err != nil || len(ops) == 0 {
 		return err
 	}
 	staged, stageErrs := n.stageContents(ctx, ops)
+	defer func() {
+		if errors.Is(err, syscall.ENOSPC) {
+			n.noteDiskFull(ctx, []error{err})
+		}
+	}()
 	if batchSync && len(staged.temp) > 0 {
 		// One flush for the whole batch: every fetched file is on disk
 		// before any is renamed into place.
@@ -108,6 +114,9 @@ func (n *Node) applyPending(ctx context.Context) error {
 					return ctx.Err()
 				}
 				n.log.Warn("op stays pending", "op", op.String(), "err", err)
+				if errors.Is(err, syscall.ENOSPC) {
+					stageErrs = append(stageErrs, err)
+				}
 				blocked[op.Origin] = true
 				continue
 			}
@@ -130,10 +139,32 @@ func (n *Node) applyPending(ctx context.Context) error {
 			return err
 		}
 	}
+	n.noteDiskFull(ctx, stageErrs)
 	if len(stageErrs) > 0 {
 		return errors.Join(stageErrs...)
 	}
 	return nil
+}
+
+// noteDiskFull shows in status whether received files wait for disk space.
+func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
+	msg := ""
+	for _, err := range errs {
+		if errors.Is(err, ErrDiskFull) || errors.Is(err, syscall.ENOSPC) {
+			msg = "disk full: received changes wait for space in " + n.cfg.Folder
+			break
+		}
+	}
+	prev, _, _ := n.db.Meta(ctx, metaDiskFull)
+	if prev == msg {
+		return
+	}
+	if msg != "" {
+		n.log.Error("the folder's disk is full; received changes wait and are retried", "folder", n.cfg.Folder)
+	} else {
+		n.log.Info("disk space is back; received changes are applied again")
+	}
+	n.db.SetMeta(ctx, metaDiskFull, msg)
 }
 
 // stageContents fetches the content of the remote writes and renames

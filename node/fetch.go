@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"syscall"
 
 	"github.com/drive-node/drive-node/content"
 )
@@ -18,6 +19,9 @@ import (
 type contentFetcher interface {
 	Fetch(ctx context.Context, h content.Hash, offset int64, dst io.Writer) (int64, error)
 }
+
+// ErrDiskFull is wrapped by errors caused by the folder's disk being full.
+var ErrDiskFull = errors.New("disk full")
 
 // ErrHashMismatch is returned when fetched bytes do not hash to what was
 // asked for.
@@ -57,6 +61,12 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 			}
 			if ctx.Err() != nil {
 				return "", ctx.Err()
+			}
+			if errors.Is(err, syscall.ENOSPC) {
+				// Give the space back; the op stays pending and is
+				// retried, from scratch, once there is room.
+				n.folderRoot().Remove(name)
+				return "", fmt.Errorf("content %s: %w: %w", h.Short(), ErrDiskFull, err)
 			}
 			errs = append(errs, err)
 			n.log.Warn("fetching content failed", "hash", h.Short(), "err", err)

@@ -20,8 +20,9 @@ const MarkerName = ".drive-node-folder"
 
 // Meta keys of the folder guard.
 const (
-	metaMarker = "folder_marker"
-	metaPaused = "paused"
+	metaMarker   = "folder_marker"
+	metaPaused   = "paused"
+	metaDiskFull = "disk_full"
 )
 
 // folderRoot is the folder as it is open now.

@@ -22,8 +22,9 @@ type Status struct {
 	StateDir   string       `json:"state_dir"`
 	Running    bool         `json:"running"`
 	PID        int          `json:"pid,omitempty"`
-	Ready      bool         `json:"ready"`            // running and its start-up scan is recorded
-	Paused     string       `json:"paused,omitempty"` // why the folder is paused, if it is
+	Ready      bool         `json:"ready"`               // running and its start-up scan is recorded
+	Paused     string       `json:"paused,omitempty"`    // why the folder is paused, if it is
+	DiskFull   string       `json:"disk_full,omitempty"` // set while received changes wait for space
 	Files      int          `json:"files"`
 	Dirs       int          `json:"dirs"`
 	Tombstones int          `json:"tombstones"`
@@ -83,6 +84,7 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 	st.Folder, _, _ = db.Meta(ctx, metaFolder)
 	if st.Running {
 		st.Paused, _, _ = db.Meta(ctx, metaPaused)
+		st.DiskFull, _, _ = db.Meta(ctx, metaDiskFull)
 	}
 	if st.Running {
 		st.PID = lockfile.HolderPID(lockPath)

@@ -148,6 +148,17 @@ func (p *Peer) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.W
 	}
 	stop := context.AfterFunc(ctx, func() { s.CancelRead(0); s.CancelWrite(0) })
 	defer stop()
+	// A fetch that fails part-way (the local disk is full, the copy is
+	// cut) must give up the rest of the stream: bytes left unread would
+	// keep holding the connection's flow-control window, and every later
+	// transfer on the connection would stall.
+	complete := false
+	defer func() {
+		if !complete {
+			s.CancelRead(0)
+			s.CancelWrite(0)
+		}
+	}()
 	if _, err := s.Write([]byte{streamContent}); err == nil {
 		err = wire.WriteFrame(s, &wire.ContentRequest{Hash: h, Offset: offset})
 	}
@@ -172,6 +183,7 @@ func (p *Peer) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.W
 	if err != nil {
 		return resp.Size, fmt.Errorf("quicnet: fetch %s from %s: %d of %d bytes: %w", h.Short(), p.ID.Short(), n, want, err)
 	}
+	complete = true
 	return resp.Size, nil
 }
 

@@ -282,6 +282,9 @@ func printStatus(w io.Writer, st node.Status) {
 	run := "not running"
 	if st.Running {
 		run = fmt.Sprintf("running (pid %d)", st.PID)
+		if st.DiskFull != "" {
+			run += ", " + st.DiskFull
+		}
 		if st.Paused != "" {
 			run += ", PAUSED: " + st.Paused
 		} else if !st.Ready {
