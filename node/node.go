@@ -54,7 +54,6 @@ type Node struct {
 	lock *lockfile.Lock
 	ops  *oplog.Log
 	db   *state.DB
-	w    *watcher.Watcher
 	// root is the folder; every write goes through it, so nothing escapes
 	// it. It is reopened when a folder that went missing comes back.
 	root   atomic.Pointer[os.Root]
@@ -212,7 +211,6 @@ func (n *Node) watch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.w = w
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	obs := make(chan []watcher.Observation) // unbuffered: see the ready logic below
