@@ -151,23 +151,30 @@ func checkRecorded(t *testing.T, folder string) {
 	}
 }
 
-// checkLog opens the log (the daemon is dead) and checks that the ops it
-// had at earlier kill points are still there, byte for byte, and that local
-// sequences are contiguous from 1.
-func checkLog(t *testing.T, folder string, seen map[uint64][]byte) int {
+// openStoppedLog opens the op log of a node that is not running, failing
+// the test if it does not open.
+func openStoppedLog(t *testing.T, stateDir string) (*oplog.Log, certs.DeviceID) {
 	t.Helper()
-	stateDir := filepath.Join(folder, ".drive-node")
 	id, err := certs.Load(stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l, err := oplog.Open(filepath.Join(stateDir, "oplog"), id.ID, nil)
 	if err != nil {
-		t.Fatalf("op log does not open after kill -9: %v", err)
+		t.Fatalf("op log of a stopped node does not open: %v", err)
 	}
+	return l, id.ID
+}
+
+// checkLog opens the log (the daemon is dead) and checks that the ops it
+// had at earlier kill points are still there, byte for byte, and that local
+// sequences are contiguous from 1.
+func checkLog(t *testing.T, folder string, seen map[uint64][]byte) int {
+	t.Helper()
+	l, id := openStoppedLog(t, filepath.Join(folder, ".drive-node"))
 	defer l.Close()
 	var next uint64 = 1
-	err = l.Iterate(context.Background(), id.ID, 1, func(op oplog.Op) error {
+	err := l.Iterate(context.Background(), id, 1, func(op oplog.Op) error {
 		if op.Seq != next {
 			return fmt.Errorf("sequence %d follows %d", op.Seq, next-1)
 		}

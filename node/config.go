@@ -35,9 +35,18 @@ type Config struct {
 	NoDiscovery bool
 	// RescanInterval is the period of the safety-net full scan.
 	RescanInterval time.Duration
+	// MinStateFree is how many bytes the node keeps free on the state
+	// dir's disk: below it, it pauses rather than risk a failed op log
+	// write. 0 means DefaultMinStateFree; negative means no reserve.
+	MinStateFree int64
 	// Logger receives the node's logs; default slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultMinStateFree is Config.MinStateFree when unset: room for the op
+// log's write-ahead log to fill its memtable (2 MiB) and be flushed and
+// compacted several times over, and for SQLite's WAL.
+const DefaultMinStateFree = 16 << 20
 
 // Errors a caller may want to tell apart; each is wrapped with the path.
 var (
@@ -71,6 +80,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MinStateFree == 0 {
+		c.MinStateFree = DefaultMinStateFree
 	}
 	return c, nil
 }

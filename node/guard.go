@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/drive-node/drive-node/certs"
 )
 
 // MarkerName is a small file in the folder root that names this folder.
@@ -49,7 +51,7 @@ func (n *Node) initMarker(ctx context.Context) error {
 		}
 		return n.db.SetMeta(ctx, metaMarker, id)
 	}
-	if err := n.checkFolder(ctx); err != nil {
+	if err := n.checkSyncable(ctx); err != nil {
 		n.pause(ctx, err.Error())
 	} else {
 		n.db.SetMeta(ctx, metaPaused, "")
@@ -81,6 +83,63 @@ func writeMarker(path, id string) error {
 	return f.Close()
 }
 
+// checkSyncable returns why the node must not record or apply anything
+// now (the state dir cannot take writes, or the folder is not the synced
+// one), or nil.
+func (n *Node) checkSyncable(ctx context.Context) error {
+	if err := n.checkStateDir(); err != nil {
+		return err
+	}
+	return n.checkFolder(ctx)
+}
+
+// checkStateDir returns why the state dir cannot safely take more writes,
+// or nil. It is checked before every write to the op log: a write the log
+// fails is fatal to it (its commit pipeline cannot go on after a failed
+// WAL write), so the node stops writing while MinStateFree bytes are still
+// free rather than when none are, and never writes into a state dir that is
+// not the one it opened (a disk mounted over it, a directory replaced).
+func (n *Node) checkStateDir() error {
+	dir := n.cfg.StateDir
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("state dir %s is unreadable (%v): a disk that did not mount?", dir, err)
+	}
+	if !os.SameFile(st, n.stateInfo) {
+		return fmt.Errorf("state dir %s is not the one opened at start (another or an empty disk mounted over it?)", dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, certs.CertFile)); err != nil {
+		return fmt.Errorf("state dir %s is unreadable: %w", dir, err)
+	}
+	if n.cfg.MinStateFree > 0 {
+		if free, err := n.diskFree(dir); err == nil && free < uint64(n.cfg.MinStateFree) {
+			return fmt.Errorf("state dir %s: disk nearly full (%.1f MiB free, %d MiB kept free for the op log and database)",
+				dir, float64(free)/(1<<20), n.cfg.MinStateFree>>20)
+		}
+	}
+	return nil
+}
+
+// waitForStateDir blocks while the state dir cannot take writes, pausing
+// the node meanwhile. It returns nil once it can, or ctx's error.
+func (n *Node) waitForStateDir(ctx context.Context) error {
+	for {
+		err := n.checkStateDir()
+		if err == nil {
+			return nil
+		}
+		n.pause(ctx, err.Error())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(guardPoll):
+		}
+	}
+}
+
+// guardPoll is how often a paused node checks whether it may resume.
+const guardPoll = 2 * time.Second
+
 // checkFolder returns why the folder at the configured path is not the one
 // this node syncs, or nil when it is.
 func (n *Node) checkFolder(ctx context.Context) error {
@@ -106,6 +165,7 @@ var errPaused = errors.New("folder paused")
 
 // pause stops recording and applying: no scan result is trusted, so no
 // deletion is sent to peers and nothing is written into the wrong disk.
+// The watch loop is told to stop; Run then waits in waitUntilSyncable.
 //
 // The folder is closed while paused, so the node does not keep a wrong
 // disk busy: the administrator can unmount it and mount the real one.
@@ -117,15 +177,22 @@ func (n *Node) pause(ctx context.Context, why string) {
 			r.Close()
 		}
 		n.commitMu.Unlock()
+		select {
+		case n.pauseKick <- struct{}{}:
+		default:
+		}
 	}
+	// Best effort: a state dir that cannot take this write is itself the
+	// reason, and the log says it.
 	n.db.SetMeta(ctx, metaPaused, why)
 }
 
-// waitForFolder blocks while the folder is missing or not the synced one,
-// checking every two seconds, then reopens it and resumes.
-func (n *Node) waitForFolder(ctx context.Context) error {
+// waitUntilSyncable blocks while the state dir cannot take writes or the
+// folder is missing or not the synced one, checking every guardPoll, then
+// reopens the folder and resumes.
+func (n *Node) waitUntilSyncable(ctx context.Context) error {
 	for {
-		err := n.checkFolder(ctx)
+		err := n.checkSyncable(ctx)
 		if err == nil {
 			break
 		}
@@ -133,7 +200,7 @@ func (n *Node) waitForFolder(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(2 * time.Second):
+		case <-time.After(guardPoll):
 		}
 	}
 	if !n.paused.Load() {
@@ -150,7 +217,7 @@ func (n *Node) waitForFolder(ctx context.Context) error {
 	n.paused.Store(false)
 	n.commitMu.Unlock()
 	n.db.SetMeta(ctx, metaPaused, "")
-	n.log.Info("folder is back; resuming", "folder", n.cfg.Folder)
+	n.log.Info("folder and state dir are usable again; resuming", "folder", n.cfg.Folder, "state", n.cfg.StateDir)
 	n.kickApply()
 	return nil
 }

@@ -57,7 +57,12 @@ type Node struct {
 	// root is the folder; every write goes through it, so nothing escapes
 	// it. It is reopened when a folder that went missing comes back.
 	root   atomic.Pointer[os.Root]
-	paused atomic.Bool // the folder is not the one synced: nothing is recorded or applied
+	paused atomic.Bool // the folder or state dir is unusable: nothing is recorded or applied
+	// pauseKick tells the watch loop that pause was called.
+	pauseKick chan struct{}
+	// stateInfo identifies the state dir opened, so that a disk mounted
+	// over it later is not written to.
+	stateInfo os.FileInfo
 
 	tr        *quicnet.Transport
 	logWatch  logWatch
@@ -69,8 +74,10 @@ type Node struct {
 	// the state database sees ops in the order the log accepted them.
 	commitMu sync.Mutex
 
-	// now is the clock; tests replace it.
-	now func() time.Time
+	// now is the clock and diskFree the free-space probe; tests replace
+	// them.
+	now      func() time.Time
+	diskFree func(path string) (uint64, error)
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -87,13 +94,16 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := prepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, ready: make(chan struct{}),
-		applyKick: make(chan struct{}, 1), peers: map[certs.DeviceID]*peerState{}}
+	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, ready: make(chan struct{}),
+		applyKick: make(chan struct{}, 1), pauseKick: make(chan struct{}, 1), peers: map[certs.DeviceID]*peerState{}}
 	defer func() {
 		if err != nil {
 			n.Close()
 		}
 	}()
+	if n.stateInfo, err = os.Stat(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", cfg.StateDir, err)
+	}
 	if n.lock, err = lockfile.AcquireWait(filepath.Join(cfg.StateDir, lockName), 2*time.Second); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", cfg.StateDir, err)
 	}
@@ -184,7 +194,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); n.purgeLoop(ctx) }()
 
 	for {
-		if err := n.waitForFolder(ctx); err != nil {
+		if err := n.waitUntilSyncable(ctx); err != nil {
 			return nil
 		}
 		err := n.watch(ctx)
@@ -193,6 +203,13 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		if !errors.Is(err, errPaused) {
 			n.pause(ctx, err.Error())
+		}
+		// A pause that the checks cannot see (a failed write) still lasts
+		// a poll interval, so a failing disk is not retried in a loop.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(guardPoll):
 		}
 	}
 }
@@ -226,6 +243,10 @@ func (n *Node) watch(ctx context.Context) error {
 		case err := <-werr:
 			werr <- err // for the deferred wait
 			return fmt.Errorf("watching %s: %w", n.cfg.Folder, err)
+		case <-n.pauseKick:
+			if n.paused.Load() {
+				return errPaused
+			}
 		case batch := <-obs:
 			if hasRemoval(batch) {
 				// Removals are trusted only while the folder is the one
@@ -239,9 +260,17 @@ func (n *Node) watch(ctx context.Context) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				// The changes are still on disk; the next scan finds them.
-				n.log.Error("recording local changes failed; will retry on rescan", "err", err)
-				w.Rescan()
+				if errors.Is(err, errPaused) {
+					// Not recorded: still on disk, found by the scan
+					// that starts the next watch.
+					return errPaused
+				}
+				// The changes are still on disk; the scan that starts the
+				// next watch finds them. Ops the log took before the
+				// database failed are recorded from the log by the applier.
+				n.kickApply()
+				n.pause(ctx, fmt.Sprintf("recording local changes failed (state dir %s): %v", n.cfg.StateDir, err))
+				return errPaused
 			}
 		case <-scanned:
 			// The channel is unbuffered and the watcher closes Scanned
@@ -275,6 +304,10 @@ func (n *Node) markReady(ctx context.Context) {
 // recordLocal turns observations into ops, logs them durably, then records
 // them in the database.
 func (n *Node) recordLocal(ctx context.Context, obs []watcher.Observation) error {
+	if err := n.checkStateDir(); err != nil {
+		n.pause(ctx, err.Error())
+		return errPaused
+	}
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
 	return n.recordLocalLocked(ctx, obs)

@@ -71,6 +71,13 @@ func pairFolders(t *testing.T, a, b string) {
 // with mDNS off (tests stay on loopback), and waits until it is ready.
 func startNode(t *testing.T, folder, addr string, peers ...string) *runningNode {
 	t.Helper()
+	return startNodeWith(t, folder, addr, nil, peers...)
+}
+
+// startNodeWith is startNode with setup called between Open and Run, to
+// inject what the test controls.
+func startNodeWith(t *testing.T, folder, addr string, setup func(*Node), peers ...string) *runningNode {
+	t.Helper()
 	logs := &testLog{}
 	n, err := Open(context.Background(), Config{
 		Folder: folder, Listen: addr, Peers: peers, NoDiscovery: true, Name: filepath.Base(folder),
@@ -78,6 +85,9 @@ func startNode(t *testing.T, folder, addr string, peers ...string) *runningNode 
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(n)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningNode{Node: n, folder: folder, addr: addr, logs: logs, cancel: cancel, done: make(chan error, 1)}

@@ -172,6 +172,15 @@ func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op) 
 			}
 		}
 	}
+	// Ops are persisted before they are acknowledged, so a state dir that
+	// cannot take them holds the peer back (it resends from what is durable
+	// after a reconnect) instead of failing the log.
+	if err := n.checkStateDir(); err != nil {
+		n.log.Warn("holding back ops from a peer until the state dir can take them", "peer", p.ID.Short(), "ops", len(ops), "err", err)
+		if err := n.waitForStateDir(ctx); err != nil {
+			return err
+		}
+	}
 	inserted, err := n.ops.Insert(ctx, ops...)
 	if len(inserted) > 0 {
 		n.logWatch.notify()
@@ -204,6 +213,10 @@ func (n *Node) applyLoop(ctx context.Context) {
 		}
 		if n.paused.Load() {
 			continue // nothing is written into a folder that is not the synced one
+		}
+		if err := n.checkStateDir(); err != nil {
+			n.pause(ctx, err.Error()) // applying writes the database and may log conflict copies
+			continue
 		}
 		if err := n.applyPending(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("applying received changes: some wait for a retry", "err", err)

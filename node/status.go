@@ -60,7 +60,13 @@ func openStateDB(ctx context.Context, stateDir string) (*state.DB, error) {
 	if _, err := os.Stat(stateDir); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w (has drive-node run on this folder?)", stateDir, err)
 	}
-	return state.Open(ctx, filepath.Join(stateDir, dbName))
+	// Status never creates a database: an empty state dir is most likely
+	// a disk that did not mount over the real one.
+	dbPath := filepath.Join(stateDir, dbName)
+	if _, err := os.Stat(dbPath); err != nil {
+		return nil, fmt.Errorf("state dir %s holds no drive-node database (%w): a disk that did not mount, or the wrong --state?", stateDir, err)
+	}
+	return state.Open(ctx, dbPath)
 }
 
 // ReadStatus reads the status of the node whose state lives in stateDir.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -215,4 +216,27 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+func TestCheckFindsAGap(t *testing.T) {
+	ctx := context.Background()
+	l := openLog(t, filepath.Join(t.TempDir(), "log"), 1)
+	defer l.Close()
+	for i := 0; i < 5; i++ {
+		if _, err := l.Append(ctx, Op{Kind: KindWrite, Path: fmt.Sprintf("f%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Insert(ctx, Op{Origin: dev(2), Seq: 1, Lamport: 9, Kind: KindDelete, Path: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Check(ctx); err != nil {
+		t.Fatalf("a sound log: %v", err)
+	}
+	if err := l.db.Delete(opKey(dev(1), 3), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Check(ctx); err == nil || !strings.Contains(err.Error(), "#3 belongs") {
+		t.Fatalf("a log missing op 3: %v", err)
+	}
 }

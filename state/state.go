@@ -306,3 +306,31 @@ func (db *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	return tx.Commit()
 }
+
+// CheckIntegrity runs SQLite's full integrity check and returns an error
+// naming the database and the first problems found, or nil when the file
+// is sound.
+func (db *DB) CheckIntegrity(ctx context.Context) error {
+	rows, err := db.sql.QueryContext(ctx, "PRAGMA integrity_check")
+	if err != nil {
+		return fmt.Errorf("state: %s: integrity check: %w", db.path, err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return fmt.Errorf("state: %s: integrity check: %w", db.path, err)
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("state: %s: integrity check: %w", db.path, err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("state: %s is damaged: %s", db.path, strings.Join(problems, "; "))
+	}
+	return nil
+}

@@ -439,3 +439,46 @@ func TestContextCancelled(t *testing.T) {
 		t.Fatalf("cancelled Apply stored something: ok=%v err=%v", ok, err)
 	}
 }
+
+func TestCheckIntegrity(t *testing.T) {
+	ctx := context.Background()
+	path := testPath(t)
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Batch{Files: make([]File, 3000)}
+	for i := range b.Files {
+		b.Files[i] = benchFile(i + 1)
+	}
+	if err := db.Apply(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CheckIntegrity(ctx); err != nil {
+		t.Fatalf("a sound database: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Scribble over a page in the middle of the file (a B-tree page of the
+	// files table or one of its indexes).
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	if _, err := f.WriteAt([]byte(strings.Repeat("\xa5", 4096)), st.Size()/2/4096*4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	db, err = Open(ctx, path)
+	if err == nil {
+		defer db.Close()
+		err = db.CheckIntegrity(ctx)
+	}
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("a damaged database passed the check: %v", err)
+	}
+	t.Logf("damage found: %v", err)
+}

@@ -139,7 +139,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	var cfg node.Config
 	var showVersion bool
 	var logLevel, logFormat string
-	var maxMemory int64
+	var maxMemory, minStateFree int64
 	fs.StringVar(&cfg.Folder, "folder", "", "the folder to keep in sync (required)")
 	fs.StringVar(&cfg.StateDir, "state", "", "state directory (default FOLDER/.drive-node)")
 	fs.StringVar(&cfg.Listen, "listen", ":22000", "UDP address to listen on")
@@ -150,6 +150,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.Int64Var(&maxMemory, "max-memory", 32, "soft memory limit in MiB (the Go heap is collected harder near it; 0 for none)")
+	fs.Int64Var(&minStateFree, "min-state-free", node.DefaultMinStateFree>>20, "MiB kept free on the state dir's disk; below it the node pauses (0 for no reserve)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
@@ -167,6 +168,14 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = logger
+	switch {
+	case minStateFree < 0:
+		return fmt.Errorf("--min-state-free %d: must be 0 or more MiB", minStateFree)
+	case minStateFree == 0:
+		cfg.MinStateFree = -1
+	default:
+		cfg.MinStateFree = minStateFree << 20
+	}
 	if maxMemory > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		// A small board shares its memory with other services; the
 		// daemon's transfers stream, so a modest heap suffices.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package netlab builds a LAN inside one machine for drive-node's
 // end-to-end tests: each host is a network namespace whose veth is plugged
 // into a bridge living in a "switch" namespace of its own, and a "gateway"
