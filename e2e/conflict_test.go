@@ -35,13 +35,18 @@ func conflictCopies(t *testing.T, dir, stem string) []string {
 }
 
 // TestConcurrentEditsConverge cuts the link between A and B, edits the same
-// file differently on both (and deletes on one what the other edits), heals
-// the link, and checks that both hosts end with the same winner, the same
-// conflict copy, and the edit that beat the delete.
+// file differently on both (deletes on one what the other edits, renames on
+// one what the other edits), heals the link, and checks that both hosts end
+// with the same winner, the same conflict copy, the edit that beat the
+// delete, and the edit carried to the new name.
 func TestConcurrentEditsConverge(t *testing.T) {
 	p := newPair(t)
 	writeFile(t, filepath.Join(p.dirA, "report.txt"), []byte("first draft\n"))
 	writeFile(t, filepath.Join(p.dirA, "notes.txt"), []byte("notes v1\n"))
+	writeFile(t, filepath.Join(p.dirA, "plan.txt"), []byte("plan v1\n"))
+	if err := os.Mkdir(filepath.Join(p.dirA, "archive"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	converge(t, "files on both before the cut", p.dirA, p.dirB, 20*time.Second)
 	stA, _ := readStatus(p.a, p.bin, p.dirA)
 	stB, _ := readStatus(p.b, p.bin, p.dirB)
@@ -53,8 +58,12 @@ func TestConcurrentEditsConverge(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(p.dirB, "notes.txt"), []byte("notes v2, edited on B while A deleted them\n"))
-	waitOps(t, p.a, p.bin, p.dirA, stA.Ops+2)
-	waitOps(t, p.b, p.bin, p.dirB, stB.Ops+2)
+	if err := os.Rename(filepath.Join(p.dirA, "plan.txt"), filepath.Join(p.dirA, "archive", "plan-final.txt")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(p.dirB, "plan.txt"), []byte("plan v2, edited on B while A renamed it\n"))
+	waitOps(t, p.a, p.bin, p.dirA, stA.Ops+3)
+	waitOps(t, p.b, p.bin, p.dirB, stB.Ops+3)
 	p.lab.Heal(t, p.b)
 
 	converge(t, "after the heal both hosts hold the same tree", p.dirA, p.dirB, 60*time.Second)
@@ -74,6 +83,13 @@ func TestConcurrentEditsConverge(t *testing.T) {
 	notes, err := os.ReadFile(filepath.Join(p.dirA, "notes.txt"))
 	if err != nil || !strings.Contains(string(notes), "edited on B") {
 		t.Fatalf("the edit concurrent with the delete did not win: %q %v", notes, err)
+	}
+	plan, err := os.ReadFile(filepath.Join(p.dirA, "archive", "plan-final.txt"))
+	if err != nil || !strings.Contains(string(plan), "edited on B while A renamed it") {
+		t.Fatalf("the edit concurrent with the rename is not at the new name: %q %v", plan, err)
+	}
+	if _, err := os.Stat(filepath.Join(p.dirA, "plan.txt")); err == nil {
+		t.Fatal("plan.txt is back at its old name")
 	}
 	t.Logf("winner %q, conflict copy %s holds %q", got, copies[0], loser)
 

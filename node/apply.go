@@ -94,50 +94,69 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	var followUps []string // paths to record as local changes afterwards
+	// flush records what the batch has done so far, after the directories
+	// of the files it placed are synced: a record never claims a rename
+	// that a crash could still undo.
+	flush := func() error {
+		if err := n.syncDirs(staged); err != nil {
+			return err
+		}
+		if err := n.db.Apply(ctx, b); err != nil {
+			return err
+		}
+		b = state.Batch{Applied: map[certs.DeviceID]uint64{}}
+		return nil
+	}
+	// This device's own ops (pending only after a crash between the log
+	// and the database) describe what is on disk already: they are
+	// recorded first, so that what the remote ops below record as local
+	// changes builds on them.
+	for _, op := range ops {
+		if op.Origin == n.id.ID && op.Seq > applied[op.Origin] {
+			b.Files = append(b.Files, recordsFor(op, at)...)
+			b.Applied[op.Origin] = op.Seq
+		}
+	}
 	for i, op := range ops {
-		if blocked[op.Origin] || op.Seq <= applied[op.Origin] {
+		if op.Origin == n.id.ID || blocked[op.Origin] || op.Seq <= applied[op.Origin] {
 			continue
 		}
-		var recs []state.File
-		if op.Origin == n.id.ID {
-			recs = recordsFor(op, at)
-		} else {
-			var more []string
-			if skip[i] {
-				b.Applied[op.Origin] = op.Seq
-				continue
+		if skip[i] {
+			b.Applied[op.Origin] = op.Seq
+			continue
+		}
+		recs, more, err := n.execute(ctx, op, staged, b.Files)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			recs, more, err = n.execute(ctx, op, staged, b.Files)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				n.log.Warn("op stays pending", "op", op.String(), "err", err)
-				if errors.Is(err, syscall.ENOSPC) {
-					stageErrs = append(stageErrs, err)
-				}
-				blocked[op.Origin] = true
-				continue
+			n.log.Warn("op stays pending", "op", op.String(), "err", err)
+			if errors.Is(err, syscall.ENOSPC) {
+				stageErrs = append(stageErrs, err)
 			}
-			followUps = append(followUps, more...)
+			blocked[op.Origin] = true
+			continue
 		}
 		b.Files = append(b.Files, recs...)
 		b.Applied[op.Origin] = op.Seq
+		if len(more) > 0 {
+			// What the op left on disk that its records do not say (a
+			// conflict copy, an edit carried to a rename's target, a
+			// directory that had to stay) is recorded now, before a later
+			// op of the batch decides on the same paths.
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := n.observeLocked(ctx, more...); err != nil {
+				return err
+			}
+		}
 	}
 	for _, name := range staged.temp {
 		n.folderRoot().Remove(name) // not needed after all (a later op superseded it)
 	}
-	if err := n.syncDirs(staged); err != nil {
+	if err := flush(); err != nil {
 		return err
-	}
-	if err := n.db.Apply(ctx, b); err != nil {
-		return err
-	}
-	if len(followUps) > 0 {
-		if err := n.observeLocked(ctx, followUps...); err != nil {
-			return err
-		}
 	}
 	n.noteDiskFull(ctx, stageErrs)
 	if len(stageErrs) > 0 {

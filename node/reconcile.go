@@ -182,6 +182,7 @@ func planRemote(op oplog.Op, v view, sourceUsable bool, at int64) remotePlan {
 	if op.Kind == oplog.KindRename {
 		paths = []string{op.NewPath, op.Path} // target first: it may take the source's file
 	}
+	fwd := forwardedEdit(op, v)
 	moved := false
 	for _, path := range paths {
 		cur := v.record(path)
@@ -191,6 +192,19 @@ func planRemote(op oplog.Op, v view, sourceUsable bool, at int64) remotePlan {
 		}
 		rec := recordOf(path, hs, at)
 		p.records = append(p.records, rec)
+		if fwd != nil && (path == fwd.from || path == fwd.to) {
+			// The records say what the heads say; the disk takes the
+			// edit to the rename's target, and recording that as a
+			// local change (a write there, a delete at the source, both
+			// made after seeing the edit and the rename) settles it on
+			// every peer.
+			if path == fwd.from {
+				p.effects = append(p.effects, fwd.effects...)
+			}
+			p.observe = append(p.observe, fwd.from, fwd.to)
+			p.observe = append(p.observe, missingParents(v, fwd.to)...)
+			continue
+		}
 		curLive := cur != nil && !cur.Deleted
 		curHash := content.Hash{}
 		if curLive && !cur.Dir {
@@ -237,6 +251,80 @@ func planRemote(op oplog.Op, v view, sourceUsable bool, at int64) remotePlan {
 		}
 	}
 	return p
+}
+
+// forwarding is an edit made concurrently with a rename of its file,
+// carried to the rename's target: rename vs edit keeps the edit at the new
+// name.
+type forwarding struct {
+	from, to string
+	effects  []effect
+}
+
+// forwardedEdit returns how op forwards an edit, or nil. It applies when,
+// once op is added, the source path's heads are one live file version E
+// (an edit) and deletions among which a rename away R, concurrent with E
+// (both are heads), and R's target still holds what R moved there (or E
+// already): E's content then goes to the target and the source goes.
+// Whichever of E and R arrives second triggers it, so every replica that
+// has both makes the same change; the ops it records for it are identical
+// in content, so they never conflict with one another.
+func forwardedEdit(op oplog.Op, v view) *forwarding {
+	if op.Kind != oplog.KindWrite && op.Kind != oplog.KindRename {
+		return nil
+	}
+	from, opID := op.Path, state.OpID{Origin: op.Origin, Seq: op.Seq}
+	hs, changed := addHead(heads(v, v.record(from)), headOf(op, from))
+	if !changed || len(hs) < 2 || !hs[0].live || hs[0].dir || hs[0].op.Kind != oplog.KindWrite {
+		return nil
+	}
+	edit := hs[0]
+	if op.Kind == oplog.KindWrite && edit.id != opID {
+		return nil // op is not the edit
+	}
+	var away *head
+	for i := range hs[1:] {
+		h := &hs[1+i]
+		if h.live {
+			return nil // another live version: an ordinary conflict
+		}
+		isAway := h.op.Kind == oplog.KindRename && h.op.Path == from
+		// An edit that arrives takes the strongest rename away; a rename
+		// that arrives forwards only over itself.
+		if away == nil && isAway && (op.Kind == oplog.KindWrite || h.id == opID) {
+			away = h
+		}
+	}
+	if away == nil {
+		return nil
+	}
+	to := away.op.NewPath
+	target := v.record(to)
+	if op.Kind == oplog.KindRename {
+		// The target's record is about to take op: it must be op alone.
+		ths, _ := addHead(heads(v, target), headOf(op, to))
+		if len(ths) != 1 || ths[0].id != away.id {
+			return nil
+		}
+	} else if target == nil || target.Deleted || target.Dir ||
+		!(target.Hash == edit.content.Hash || len(target.Heads) == 1 && target.Heads[0] == away.id) {
+		return nil
+	}
+	f := &forwarding{from: from, to: to}
+	src := v.record(from)
+	switch {
+	case target != nil && !target.Deleted && target.Hash == edit.content.Hash && op.Kind == oplog.KindWrite:
+		// The edit is at the target already (another peer forwarded it).
+	case src != nil && !src.Deleted && !src.Dir && src.Hash == edit.content.Hash:
+		f.effects = append(f.effects, effect{kind: effMove, path: from, to: to})
+		return f
+	default:
+		f.effects = append(f.effects, effect{kind: effPlace, path: to, op: edit.content})
+	}
+	if src != nil && !src.Deleted && !src.Dir {
+		f.effects = append(f.effects, effect{kind: effRemove, path: from})
+	}
+	return f
 }
 
 // sourceGoes reports whether a rename leaves its source deleted here (no

@@ -125,12 +125,40 @@ func TestConcurrentScenarios(t *testing.T) {
 			},
 		},
 		{
-			name:  "rename vs edit: neither is lost",
+			name:  "rename vs edit: the edit is kept at the new name",
 			setup: func(a *replica) { a.put("a.txt", "original", 1) },
 			a:     func(r *replica) { r.move("a.txt", "b.txt") },
 			b:     func(r *replica) { r.put("a.txt", "edited", 2) },
 			check: func(t *testing.T, r *replica) {
-				if !r.holds("b.txt", "original") || !r.holds("a.txt", "edited") {
+				if r.listing() != "b.txt" || !r.holds("b.txt", "edited") {
+					t.Fatalf("folder %s", r.listing())
+				}
+			},
+		},
+		{
+			name:  "rename into a folder vs edit: the edit follows",
+			setup: func(a *replica) { a.put("draft.txt", "original", 1) },
+			a:     func(r *replica) { r.move("draft.txt", "archive/final.txt") },
+			b:     func(r *replica) { r.put("draft.txt", "edited", 2); r.put("draft.txt", "edited twice", 3) },
+			check: func(t *testing.T, r *replica) {
+				if r.listing() != "archive/ archive/final.txt" || !r.holds("archive/final.txt", "edited twice") {
+					t.Fatalf("folder %s", r.listing())
+				}
+			},
+		},
+		{
+			name:  "rename vs edit vs edit: one winner at the new name, the other a conflict copy",
+			setup: func(a *replica) { a.put("a.txt", "original", 1) },
+			a:     func(r *replica) { r.move("a.txt", "b.txt"); r.put("b.txt", "A edits the renamed file", 2) },
+			b:     func(r *replica) { r.put("a.txt", "B edits the old name", 3) },
+			check: func(t *testing.T, r *replica) {
+				copies := 0
+				for p := range r.fs {
+					if strings.HasPrefix(p, "b.conflict-") {
+						copies++
+					}
+				}
+				if copies != 1 || r.fs["a.txt"] != (simEntry{}) {
 					t.Fatalf("folder %s", r.listing())
 				}
 			},

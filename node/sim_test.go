@@ -41,6 +41,9 @@ type replica struct {
 	records map[string]state.File
 	applied map[certs.DeviceID]uint64
 	fs      map[string]simEntry
+	// forwarded counts edits carried to a rename's target, to show the
+	// schedule exercises rename vs edit.
+	forwarded int
 }
 
 func newReplica(i int) *replica {
@@ -144,15 +147,23 @@ func (r *replica) applyPending() {
 	}
 	sortCausal(pending)
 	skip := supersededInBatch(pending)
-	var follow []string
-	for i, op := range pending {
+	for _, op := range pending {
 		if op.Origin == r.id {
 			for _, rec := range recordsFor(op, 0) {
 				r.records[rec.Path] = rec
 			}
+			r.applied[op.Origin] = op.Seq
+		}
+	}
+	for i, op := range pending {
+		if op.Origin == r.id {
+			continue
 		} else if !skip[i] {
+			if forwardedEdit(op, r) != nil {
+				r.forwarded++
+			}
 			plan := planRemote(op, r, r.sourceUsable(op), 0)
-			follow = append(follow, plan.observe...)
+			follow := plan.observe
 			for _, e := range plan.effects {
 				if r.run(e) {
 					follow = append(follow, e.path)
@@ -161,11 +172,11 @@ func (r *replica) applyPending() {
 			for _, rec := range plan.records {
 				r.records[rec.Path] = rec
 			}
+			if len(follow) > 0 {
+				r.observe(follow)
+			}
 		}
 		r.applied[op.Origin] = op.Seq
-	}
-	if len(follow) > 0 {
-		r.observe(follow)
 	}
 }
 
@@ -564,7 +575,7 @@ func TestSimulation(t *testing.T) {
 			seeds = append(seeds, int64(i))
 		}
 	}
-	conflicts := 0
+	conflicts, forwarded := 0, 0
 	for _, seed := range seeds {
 		n := 2 + int(seed%4)
 		s, err := runSim(seed, n, 150)
@@ -575,14 +586,17 @@ func TestSimulation(t *testing.T) {
 			}
 			t.Fatalf("seed %d (%d replicas): %v\nlast events:\n%s\nrerun: go test ./node -run TestSimulation -sim.seed=%d", seed, n, err, strings.Join(tail, "\n"), seed)
 		}
+		for _, r := range s.reps {
+			forwarded += r.forwarded
+		}
 		for p := range s.reps[0].fs {
 			if strings.Contains(p, ".conflict-") {
 				conflicts++
 			}
 		}
 	}
-	t.Logf("%d seeds converged; %d conflict copies kept in the final folders", len(seeds), conflicts)
-	if len(seeds) > 100 && conflicts == 0 {
-		t.Fatal("no seed produced a conflict: the schedule does not exercise concurrent edits")
+	t.Logf("%d seeds converged; %d conflict copies kept in the final folders; %d edits carried to a rename's target", len(seeds), conflicts, forwarded)
+	if len(seeds) > 100 && (conflicts == 0 || forwarded == 0) {
+		t.Fatal("no seed produced a conflict or a rename vs edit: the schedule does not exercise concurrent edits")
 	}
 }
