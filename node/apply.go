@@ -310,9 +310,16 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 	}
 	v := &nodeView{n: n, ctx: ctx, pending: pendingRecs}
 	// A change on disk the watcher has not reported yet is recorded first,
-	// so it takes part in the decision and is never overwritten unseen.
-	for _, p := range []string{op.Path, op.NewPath} {
-		if p != "" {
+	// so it takes part in the decision and is never overwritten unseen:
+	// at the op's paths and where an edit it forwards goes. A path an
+	// earlier op of this batch wrote holds what that op put there (the
+	// commit lock is held), and the database does not know it yet.
+	touched := []string{op.Path, op.NewPath}
+	if f := forwardedEdit(op, v); f != nil {
+		touched = append(touched, f.to)
+	}
+	for _, p := range touched {
+		if p != "" && !writtenIn(pendingRecs, p) {
 			if err := n.recordIfChangedLocked(ctx, p); err != nil {
 				return nil, nil, err
 			}
@@ -343,6 +350,16 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 		n.recordConflict(ctx, c.copyPath, c.original, c.winner, c.loser)
 	}
 	return plan.records, observe, nil
+}
+
+// writtenIn reports whether recs holds a row for p.
+func writtenIn(recs []state.File, p string) bool {
+	for i := range recs {
+		if recs[i].Path == p {
+			return true
+		}
+	}
+	return false
 }
 
 // nodeView is planRemote's view of this node.

@@ -66,31 +66,7 @@ func TestHostilePeerCannotWriteOutsideFolder(t *testing.T) {
 	}
 	ops[4].Hash, ops[4].Size = content.Hash{}, 0
 
-	sent := make(chan struct{})
-	tr, err := quicnet.Listen(context.Background(), quicnet.Config{
-		Identity: evil, Listen: "127.0.0.1:0", Content: src,
-		Paired: func(certs.DeviceID) bool { return true },
-		OnPeer: func(ctx context.Context, p *quicnet.Peer) {
-			p.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion, Name: "evil"})
-			p.Recv(ctx)
-			p.Send(ctx, &wire.Ops{Ops: ops})
-			close(sent)
-			for {
-				if _, err := p.Recv(ctx); err != nil {
-					return
-				}
-			}
-		},
-		Logger: slog.New(slog.NewTextHandler(&testLog{}, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	if _, err := tr.Dial(context.Background(), netip.MustParseAddrPort(addr), n.ID()); err != nil {
-		t.Fatal(err)
-	}
-	<-sent
+	sendAsPeer(t, evil, n, src, ops)
 	waitFor(t, "the good file, fetched again after a corrupted copy", func() string {
 		b, err := os.ReadFile(filepath.Join(folder, "sub/good.txt"))
 		if err != nil || string(b) != string(good) {
@@ -128,5 +104,81 @@ func TestHostilePeerCannotWriteOutsideFolder(t *testing.T) {
 	}
 	if src.bad[content.Sum(good)] != 0 {
 		t.Fatal("the corrupted copy was never served: the test did not exercise the hash check")
+	}
+}
+
+// sendAsPeer connects to n as the paired device id, sends ops in one frame
+// and serves their content from src until the test ends.
+func sendAsPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource, ops []oplog.Op) {
+	t.Helper()
+	sent := make(chan struct{})
+	tr, err := quicnet.Listen(context.Background(), quicnet.Config{
+		Identity: id, Listen: "127.0.0.1:0", Content: src,
+		Paired: func(certs.DeviceID) bool { return true },
+		OnPeer: func(ctx context.Context, p *quicnet.Peer) {
+			p.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion, Name: "scripted"})
+			p.Recv(ctx)
+			p.Send(ctx, &wire.Ops{Ops: ops})
+			close(sent)
+			for {
+				if _, err := p.Recv(ctx); err != nil {
+					return
+				}
+			}
+		},
+		Logger: slog.New(slog.NewTextHandler(&testLog{}, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	if _, err := tr.Dial(context.Background(), netip.MustParseAddrPort(n.addr), n.ID()); err != nil {
+		t.Fatal(err)
+	}
+	<-sent
+}
+
+// TestConcurrentOpsInOneBatch has a peer send two concurrent writes of the
+// same path in one frame: the node must keep one as the winner and the
+// other as a conflict copy, and record only the copy as its own change
+// (the first write, placed moments before the second is decided, is not a
+// local edit).
+func TestConcurrentOpsInOneBatch(t *testing.T) {
+	folder := t.TempDir()
+	peer, err := certs.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Pair(context.Background(), DefaultStateDir(folder, ""), peer.ID, "peer"); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, folder, freeUDPPort(t))
+	first, second := []byte("first version"), []byte("second, concurrent version")
+	src := &memSource{data: map[content.Hash][]byte{content.Sum(first): first, content.Sum(second): second}}
+	write := func(seq uint64, data []byte) oplog.Op {
+		// No Parent: neither write saw the other.
+		return oplog.Op{Origin: peer.ID, Seq: seq, Lamport: seq, Kind: oplog.KindWrite, Path: "same.txt",
+			Hash: content.Sum(data), Size: int64(len(data)), Mode: 0o644, MTime: time.Now().UnixNano()}
+	}
+	sendAsPeer(t, peer, n, src, []oplog.Op{write(1, first), write(2, second)})
+	waitFor(t, "both writes applied", func() string {
+		applied, _ := n.db.Applied(context.Background())
+		if applied[peer.ID] != 2 {
+			return "not yet"
+		}
+		return ""
+	})
+	if b, _ := os.ReadFile(filepath.Join(folder, "same.txt")); string(b) != string(second) {
+		t.Fatalf("same.txt holds %q, want the higher Lamport's %q", b, second)
+	}
+	copies, _ := filepath.Glob(filepath.Join(folder, "same.conflict-*.txt"))
+	if len(copies) != 1 {
+		t.Fatalf("conflict copies %v, want one", copies)
+	}
+	if b, _ := os.ReadFile(copies[0]); string(b) != string(first) {
+		t.Fatalf("conflict copy holds %q", b)
+	}
+	if got := n.ops.Highest(n.ID()); got != 1 {
+		t.Fatalf("the node logged %d ops of its own, want 1 (the conflict copy)", got)
 	}
 }
