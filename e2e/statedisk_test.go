@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,10 +70,13 @@ func checkStateSound(t *testing.T, stateDir string) {
 	t.Logf("state dir %s sound: %d ops", stateDir, log.Count())
 }
 
-// TestStateDiskFull puts B's state dir on a 48 MiB tmpfs and fills it below
-// the default reserve: B pauses before its op log could fail, says why in
-// status, persists nothing from A meanwhile, and resumes by itself when
-// space is back; afterwards both stores pass their full checks.
+// TestStateDiskFull puts B's state dir on a 48 MiB tmpfs and fills it:
+// (1) with the default reserve, B pauses before its op log could fail, says
+// why in status, persists nothing from A meanwhile, and resumes by itself
+// when space is back; (2) with no reserve, the disk fills for real under the
+// op log and the database: whatever B does then, after space is freed and B
+// is (re)started, both stores pass their full checks and the folders
+// converge with no change lost.
 func TestStateDiskFull(t *testing.T) {
 	p := newPairWith(t, true)
 	stateB := p.dirB + ".state"
@@ -120,6 +124,38 @@ func TestStateDiskFull(t *testing.T) {
 		t.Fatalf("B still paused: %s", why)
 	}
 
+	// (2) No reserve: the disk fills for real under both stores.
+	p.pb.Signal(syscall.SIGTERM)
+	if code, err := p.pb.Wait(10 * time.Second); code != 0 || err != nil {
+		t.Fatalf("B's stop: exit %d %v", code, err)
+	}
+	p.pb = startDaemon(t, p.b, p.bin, p.dirB, "B", append(p.loc(p.dirB), "--min-state-free", "0")...)
+	netlab.Eventually(t, 20*time.Second, "B reconnects", func() (bool, string) {
+		return strings.Contains(p.pb.Log(), "start-up scan complete"), ""
+	})
+	ballast = fillDisk(t, stateB, 0)
+	for i := 0; i < 300; i++ {
+		writeFile(t, filepath.Join(p.dirB, fmt.Sprintf("full/b%03d.txt", i)), []byte(fmt.Sprintf("B's file %d, made on a full state disk\n", i)))
+		writeFile(t, filepath.Join(p.dirA, fmt.Sprintf("full/a%03d.txt", i)), []byte(fmt.Sprintf("A's file %d\n", i)))
+	}
+	// Give B time to hit the full disk.
+	netlab.Eventually(t, 30*time.Second, "B reports the failed write", func() (bool, string) {
+		l := p.pb.Log()
+		return p.pb.Exited() || strings.Contains(l, "no space left on device"), ""
+	})
+	exited := p.pb.Exited()
+	p.pb.Kill()
+	t.Logf("B %s when its state disk filled", map[bool]string{true: "exited by itself", false: "kept running"}[exited])
+	os.Remove(ballast)
+	checkStateSound(t, stateB)
+
+	p.pb = startDaemon(t, p.b, p.bin, p.dirB, "B", p.loc(p.dirB)...)
+	converge(t, "(2) space back, B restarted: nothing lost", p.dirA, p.dirB, 60*time.Second)
+	for _, name := range []string{"full/b000.txt", "full/b299.txt", "from-b.txt"} {
+		if _, err := os.Stat(filepath.Join(p.dirA, name)); err != nil {
+			t.Fatalf("B's %s did not reach A: %v", name, err)
+		}
+	}
 	p.pb.Signal(syscall.SIGTERM)
 	if code, err := p.pb.Wait(10 * time.Second); code != 0 || err != nil {
 		t.Fatalf("B's stop: exit %d %v", code, err)

@@ -314,6 +314,10 @@ func (n *Node) recordLocal(ctx context.Context, obs []watcher.Observation) error
 }
 
 func (n *Node) recordLocalLocked(ctx context.Context, obs []watcher.Observation) error {
+	obs, err := n.freshen(ctx, obs)
+	if err != nil {
+		return err
+	}
 	known := make(map[string]state.File, len(obs))
 	for _, o := range obs {
 		f, ok, err := n.db.File(ctx, o.Path)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,4 +63,75 @@ func (n *Node) removeStaleTemps() {
 			n.folderRoot().Remove(e.Name())
 		}
 	}
+}
+
+// freshen replaces the observations that no longer describe the disk with
+// what is there now. The watcher looked before the commit lock was taken;
+// an op applied meanwhile may have placed, replaced or removed the file,
+// and recording the older look would undo that op: a file a peer just
+// created would be recorded as deleted, or a peer's edit reverted. Under
+// the lock nothing but the user changes the folder, so what is read here
+// is what the op log may safely take as this device's change.
+func (n *Node) freshen(ctx context.Context, obs []watcher.Observation) ([]watcher.Observation, error) {
+	var out []watcher.Observation
+	replaced := map[string]bool{}
+	for i, o := range obs {
+		st, err := n.folderRoot().Lstat(o.Path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		if stillTrue(o, st, err) {
+			if out != nil {
+				out = append(out, o)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]watcher.Observation, 0, len(obs)), obs[:i]...)
+		}
+		now, err := n.observe(ctx, o.Path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // gone while hashed: the watcher reports it again
+			}
+			return nil, err
+		}
+		for _, f := range now {
+			replaced[f.Path] = true
+		}
+		out = append(out, now...)
+	}
+	if out == nil {
+		return obs, nil
+	}
+	if len(replaced) > 0 {
+		// A fresh look at a missing directory lists its recorded children:
+		// an older look at one of them in the same batch is dropped.
+		kept := make([]watcher.Observation, 0, len(out))
+		seen := map[string]bool{}
+		for i := len(out) - 1; i >= 0; i-- {
+			if !seen[out[i].Path] {
+				seen[out[i].Path] = true
+				kept = append(kept, out[i])
+			}
+		}
+		slices.Reverse(kept)
+		out = kept
+	}
+	return out, nil
+}
+
+// stillTrue reports whether observation o matches what Lstat (st, err)
+// finds at its path now.
+func stillTrue(o watcher.Observation, st fs.FileInfo, err error) bool {
+	if err != nil {
+		return !o.Exists
+	}
+	if !o.Exists || o.Dir != st.IsDir() {
+		return false
+	}
+	if o.Dir {
+		return true
+	}
+	return st.Size() == o.Size && st.ModTime().UnixNano() == o.MTime && watcher.InodeOf(st) == o.Inode && uint32(st.Mode().Perm()) == o.Mode
 }
