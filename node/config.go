@@ -53,6 +53,10 @@ var (
 	ErrFolderMissing    = errors.New("folder does not exist")
 	ErrNotADirectory    = errors.New("is not a directory")
 	ErrStateNotWritable = errors.New("is not writable")
+	// ErrNoIdentity is returned when the state dir holds no device
+	// identity but the folder was synced before: the state is elsewhere
+	// (a disk that did not mount) and starting would make a new device.
+	ErrNoIdentity = errors.New("holds no device identity")
 )
 
 // withDefaults validates c and fills in defaults, returning absolute paths.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,6 +58,25 @@ func (n *Node) initMarker(ctx context.Context) error {
 		n.db.SetMeta(ctx, metaPaused, "")
 	}
 	return nil
+}
+
+// checkIdentityKept refuses to create a new identity for a folder that
+// carries a marker: that folder was synced from a state dir that is not
+// here now. On a NAS that is a state disk that did not mount; a new
+// identity would be unknown to every peer and the folder's history lost
+// with it. The daemon exits, and its service manager retries until the
+// disk is back.
+func checkIdentityKept(cfg Config) error {
+	if _, err := certs.Load(cfg.StateDir); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	marker := filepath.Join(cfg.Folder, MarkerName)
+	if readMarker(marker) == "" {
+		return nil
+	}
+	return fmt.Errorf("state dir %s %w, but folder %s was synced before (it holds %s): "+
+		"if the state dir is on a disk that is not mounted, mount it; to start over as a new device "+
+		"(and pair again), delete %s", cfg.StateDir, ErrNoIdentity, cfg.Folder, MarkerName, marker)
 }
 
 func readMarker(path string) string {

@@ -2,11 +2,14 @@ package node
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/drive-node/drive-node/certs"
 )
 
 // pausedFor returns the reason the node at folder gives in its status for
@@ -121,5 +124,42 @@ func TestPausesWhileStateDirReplaced(t *testing.T) {
 	}
 	if why := pausedFor(t, a); why != "" {
 		t.Fatalf("still paused: %s", why)
+	}
+}
+
+// TestRefusesNewIdentityForSyncedFolder opens a folder that was synced
+// before with a state dir that holds nothing (a state disk that did not
+// mount): the node must refuse, naming the state dir and the way out,
+// rather than start as a new device; without the marker it starts.
+func TestRefusesNewIdentityForSyncedFolder(t *testing.T) {
+	ctx := context.Background()
+	folder := t.TempDir()
+	write(t, filepath.Join(folder, "kept.txt"), "synced before")
+	n := startNode(t, folder, freeUDPPort(t))
+	n.stop(t)
+
+	empty := filepath.Join(t.TempDir(), "unmounted")
+	cfg := Config{Folder: folder, StateDir: empty, NoDiscovery: true, Listen: "127.0.0.1:0"}
+	_, err := Open(ctx, cfg)
+	if !errors.Is(err, ErrNoIdentity) {
+		t.Fatalf("Open with an empty state dir: %v, want ErrNoIdentity", err)
+	}
+	for _, want := range []string{empty, folder, MarkerName} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(empty, certs.KeyFile)); err == nil {
+		t.Fatal("a new identity was written anyway")
+	}
+
+	os.Remove(filepath.Join(folder, MarkerName))
+	fresh, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open after the marker was deleted: %v", err)
+	}
+	defer fresh.Close()
+	if fresh.ID() == n.ID() {
+		t.Fatal("the fresh state has the old identity")
 	}
 }

@@ -107,6 +107,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.lock, err = lockfile.AcquireWait(filepath.Join(cfg.StateDir, lockName), 2*time.Second); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", cfg.StateDir, err)
 	}
+	if err := checkIdentityKept(cfg); err != nil {
+		return nil, err
+	}
 	if n.id, err = certs.LoadOrCreate(cfg.StateDir); err != nil {
 		return nil, err
 	}
