@@ -4,6 +4,7 @@ package bench
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,8 +29,9 @@ type tool struct {
 	setup func(b *testing.B, lab *netlab.Lab, dirA, dirB string)
 	start func(b *testing.B, h *netlab.Host, dir string) *netlab.Process
 	// settled waits until the daemon on h has taken in its folder's
-	// changes (used before a peer comes back for the catch-up figure).
-	settled func(b *testing.B, h *netlab.Host, dir string)
+	// changes, files regular files in all (used before a peer comes back for
+	// the catch-up figure).
+	settled func(b *testing.B, h *netlab.Host, dir string, files int)
 }
 
 // figures are one tool's results.
@@ -44,18 +47,36 @@ type figures struct {
 const (
 	editSamples = 7
 	bigSize     = 512 << 20
-	smallFiles  = 10000
+	smallCount  = 10000
 	smallSize   = 4 << 10
 	catchFiles  = 1000
 	catchSize   = 2 << 10
 )
+
+// Flags for working on one figure (bench/lan.sh passes its arguments on):
+// the table is only complete when every tool and figure runs.
+var (
+	lanTools   = flag.String("lan.tools", "drive-node,Syncthing", "comma-separated tools to run")
+	lanOnly    = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup); all when empty")
+	lanProfile = flag.String("lan.profile", "", "directory for drive-node's CPU and heap profiles (A-….cpu, A-….mem, B-…)")
+)
+
+// measures reports whether figure is among -lan.only.
+func measures(figure string) bool {
+	return *lanOnly == "" || strings.Contains(","+*lanOnly+",", ","+figure+",")
+}
 
 func BenchmarkLAN(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("the LAN benchmark needs root for network namespaces (run bench/lan.sh as root)")
 	}
 	dn := netlab.BuildBinary(b, "github.com/drive-node/drive-node/cmd/drive-node")
-	tools := []tool{driveNode(dn), syncthing()}
+	var tools []tool
+	for _, tl := range []tool{driveNode(dn), syncthing()} {
+		if strings.Contains(","+*lanTools+",", ","+tl.name+",") {
+			tools = append(tools, tl)
+		}
+	}
 	results := map[string]figures{}
 	var iperf float64
 	for _, tl := range tools {
@@ -79,9 +100,18 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 		os.MkdirAll(d, 0o755)
 	}
 	tl.setup(b, lab, dirA, dirB)
-	tl.start(b, a, dirA)
+	pa := tl.start(b, a, dirA)
 	pb := tl.start(b, h, dirB)
 	defer func() { a.KillAll(); h.KillAll() }()
+	if *lanProfile != "" {
+		// A stop signal makes drive-node write its profile.
+		defer func() {
+			for _, p := range []*netlab.Process{pa, pb} {
+				p.Signal(syscall.SIGTERM)
+				p.Wait(10 * time.Second)
+			}
+		}()
+	}
 
 	// Warm up: the two must be connected before anything is timed.
 	moveIn(b, stage, dirA, "warmup.txt", []byte("warm"))
@@ -89,7 +119,7 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 
 	// Edit latency: a small file moved into A's folder until identical on B.
 	var lat []time.Duration
-	for i := 0; i < editSamples; i++ {
+	for i := 0; i < editSamples && measures("edit"); i++ {
 		name := fmt.Sprintf("edit-%d.txt", i)
 		data := []byte(fmt.Sprintf("edit number %d at %s\n", i, time.Now()))
 		start := moveIn(b, stage, dirA, name, data)
@@ -107,9 +137,24 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 		time.Sleep(300 * time.Millisecond)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	f.editLatency = lat[len(lat)/2]
+	if len(lat) > 0 {
+		f.editLatency = lat[len(lat)/2]
+	}
+	if measures("big") {
+		f.bigMiBps = bigFile(b, tl.name, stage, dirA, dirB)
+	}
+	if measures("small") {
+		f.smallPerSec, f.rssBothBytes, f.pssBothBytes = smallFiles(b, stage, dirA, dirB, a, h)
+	}
+	if measures("catchup") {
+		f.catchUp = catchUp(b, tl, stage, dirA, dirB, a, h, pb)
+	}
+	return f
+}
 
-	// One big file.
+// bigFile moves one big file into A's folder and returns MiB/s until B's
+// copy is complete and verified.
+func bigFile(b *testing.B, name, stage, dirA, dirB string) float64 {
 	big := filepath.Join(stage, "big.bin")
 	writeRandom(b, big, bigSize)
 	start := time.Now()
@@ -117,43 +162,50 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 		b.Fatal(err)
 	}
 	waitSize(b, filepath.Join(dirB, "big.bin"), bigSize, 10*time.Minute)
-	f.bigMiBps = float64(bigSize>>20) / time.Since(start).Seconds()
+	mibps := float64(bigSize>>20) / time.Since(start).Seconds()
 	if sum(b, filepath.Join(dirA, "big.bin")) != sum(b, filepath.Join(dirB, "big.bin")) {
-		b.Fatalf("%s: big file differs", tl.name)
+		b.Fatalf("%s: big file differs", name)
 	}
+	return mibps
+}
 
-	// Many small files in 100 folders, moved in at once.
-	makeTree(b, filepath.Join(stage, "small"), smallFiles, smallSize)
-	start = time.Now()
+// smallFiles moves a tree of many small files in 100 folders into A's
+// folder at once and returns files/s until B has them all, then the
+// memory of both hosts' processes (VmRSS and PSS summed).
+func smallFiles(b *testing.B, stage, dirA, dirB string, hosts ...*netlab.Host) (perSec float64, rss, pss int64) {
+	makeTree(b, filepath.Join(stage, "small"), smallCount, smallSize)
+	start := time.Now()
 	if err := os.Rename(filepath.Join(stage, "small"), filepath.Join(dirA, "small")); err != nil {
 		b.Fatal(err)
 	}
-	waitFiles(b, filepath.Join(dirB, "small"), "", smallFiles, 20*time.Minute)
-	f.smallPerSec = smallFiles / time.Since(start).Seconds()
+	waitFiles(b, filepath.Join(dirB, "small"), "", smallCount, 20*time.Minute)
+	perSec = smallCount / time.Since(start).Seconds()
 	time.Sleep(2 * time.Second)
 	// Every process of each host counts (Syncthing runs a monitor and a
 	// worker process).
-	for _, host := range []*netlab.Host{a, h} {
+	for _, host := range hosts {
 		for _, pid := range host.Pids() {
-			f.rssBothBytes += mem(b, pid, "VmRSS")
-			f.pssBothBytes += mem(b, pid, "Pss")
+			rss += mem(b, pid, "VmRSS")
+			pss += mem(b, pid, "Pss")
 		}
 	}
+	return perSec, rss, pss
+}
 
-	// Catch-up: B killed (every process on the host), 1,000 files added
-	// on A, B restarted.
+// catchUp kills B (every process on its host), adds files on A, restarts
+// B and returns the time until B has them all.
+func catchUp(b *testing.B, tl tool, stage, dirA, dirB string, a, h *netlab.Host, pb *netlab.Process) time.Duration {
 	h.KillAll()
 	pb.Kill()
 	makeTree(b, filepath.Join(stage, "catch"), catchFiles, catchSize)
 	if err := os.Rename(filepath.Join(stage, "catch"), filepath.Join(dirA, "catch")); err != nil {
 		b.Fatal(err)
 	}
-	tl.settled(b, a, dirA)
-	start = time.Now()
-	pb = tl.start(b, h, dirB)
+	tl.settled(b, a, dirA, countFiles(dirA))
+	start := time.Now()
+	tl.start(b, h, dirB)
 	waitFiles(b, filepath.Join(dirB, "catch"), "", catchFiles, 10*time.Minute)
-	f.catchUp = time.Since(start)
-	return f
+	return time.Since(start)
 }
 
 // moveIn writes data outside the folder, then renames it in: the file
@@ -287,15 +339,21 @@ func driveNode(bin string) tool {
 			lab.Host(1).Run(b, bin, "pair", "--folder", dirB, idA)
 		},
 		start: func(b *testing.B, h *netlab.Host, dir string) *netlab.Process {
-			return h.Start(b, bin, "--folder", dir, "--listen", ":22000", "--log-level", "warn")
+			args := []string{"--folder", dir, "--listen", ":22000", "--log-level", "warn"}
+			if *lanProfile != "" {
+				// Written when the process stops on SIGTERM (see run).
+				prof := filepath.Join(*lanProfile, fmt.Sprintf("%s-%d", filepath.Base(dir), time.Now().UnixMilli()))
+				args = append(args, "--cpu-profile", prof+".cpu", "--mem-profile", prof+".mem")
+			}
+			return h.Start(b, bin, args...)
 		},
-		settled: func(b *testing.B, h *netlab.Host, dir string) {
+		settled: func(b *testing.B, h *netlab.Host, dir string, files int) {
 			// The files are recorded when status shows them tracked.
 			start := time.Now()
 			for time.Since(start) < time.Minute {
 				out, err := h.Command(b.Context(), bin, "status", "--folder", dir, "--json").Output()
 				var st struct{ Files int }
-				if err == nil && json.Unmarshal(out, &st) == nil && st.Files >= catchFiles+smallFiles+editSamples+2 {
+				if err == nil && json.Unmarshal(out, &st) == nil && st.Files >= files {
 					return
 				}
 				time.Sleep(50 * time.Millisecond)
@@ -335,7 +393,7 @@ func syncthing() tool {
 		start: func(b *testing.B, h *netlab.Host, dir string) *netlab.Process {
 			return h.Start(b, "env", "STNORESTART=1", "STNOUPGRADE=1", "syncthing", "-home="+homes[dir], "-no-browser", "-no-restart")
 		},
-		settled: func(b *testing.B, h *netlab.Host, dir string) {
+		settled: func(b *testing.B, h *netlab.Host, dir string, files int) {
 			time.Sleep(3 * time.Second) // watcher delay 1 s, then its scan
 		},
 	}

@@ -18,6 +18,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync"
 )
 
 // Size is the length in bytes of a Hash.
@@ -74,11 +75,18 @@ func (h *Hasher) Sum() Hash {
 // amortise syscalls, small enough to keep memory flat.
 const bufSize = 256 << 10
 
+// bufs recycles hashing buffers: a burst of thousands of small files
+// would otherwise allocate a buffer per file and keep the collector busy.
+// It holds no state a caller can observe.
+var bufs = sync.Pool{New: func() any { return new([bufSize]byte) }}
+
 // Reader hashes everything read from r in bufSize chunks and returns the hash
 // and the number of bytes read. It checks ctx between chunks.
 func Reader(ctx context.Context, r io.Reader) (Hash, int64, error) {
 	h := NewHasher()
-	buf := make([]byte, bufSize)
+	b := bufs.Get().(*[bufSize]byte)
+	defer bufs.Put(b)
+	buf := b[:]
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {

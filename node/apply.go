@@ -89,6 +89,7 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 	defer n.commitMu.Unlock()
 	at := n.now().UnixNano()
 	b := state.Batch{Applied: map[certs.DeviceID]uint64{}}
+	var recs batchRecords
 	blocked := map[certs.DeviceID]bool{}
 	applied, err := n.db.Applied(ctx)
 	if err != nil {
@@ -101,10 +102,11 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 		if err := n.syncDirs(staged); err != nil {
 			return err
 		}
+		b.Files = recs.files
 		if err := n.db.Apply(ctx, b); err != nil {
 			return err
 		}
-		b = state.Batch{Applied: map[certs.DeviceID]uint64{}}
+		b, recs = state.Batch{Applied: map[certs.DeviceID]uint64{}}, batchRecords{}
 		return nil
 	}
 	// This device's own ops (pending only after a crash between the log
@@ -113,7 +115,7 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 	// changes builds on them.
 	for _, op := range ops {
 		if op.Origin == n.id.ID && op.Seq > applied[op.Origin] {
-			b.Files = append(b.Files, recordsFor(op, at)...)
+			recs.add(recordsFor(op, at)...)
 			b.Applied[op.Origin] = op.Seq
 		}
 	}
@@ -125,7 +127,7 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 			b.Applied[op.Origin] = op.Seq
 			continue
 		}
-		recs, more, err := n.execute(ctx, op, staged, b.Files)
+		rows, more, err := n.execute(ctx, op, staged, &recs)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -137,7 +139,7 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 			blocked[op.Origin] = true
 			continue
 		}
-		b.Files = append(b.Files, recs...)
+		recs.add(rows...)
 		b.Applied[op.Origin] = op.Seq
 		if len(more) > 0 {
 			// What the op left on disk that its records do not say (a
@@ -291,10 +293,10 @@ func (n *Node) sourceUsable(ctx context.Context, op oplog.Op) bool {
 
 // execute carries out one remote op on the folder: planRemote decides,
 // this runs the plan's effects and returns the rows to record and the
-// paths to record as local changes afterwards. pendingRecs are rows
-// recorded earlier in the same batch, which take precedence over the
+// paths to record as local changes afterwards. pending holds the rows
+// decided earlier in the same batch, which take precedence over the
 // database.
-func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pendingRecs []state.File) ([]state.File, []string, error) {
+func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pending *batchRecords) ([]state.File, []string, error) {
 	for _, p := range []string{op.Path, op.NewPath} {
 		if p == "" && op.Kind != oplog.KindRename {
 			continue
@@ -308,7 +310,7 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 			return nil, nil, nil // recorded as handled, never applied
 		}
 	}
-	v := &nodeView{n: n, ctx: ctx, pending: pendingRecs}
+	v := &nodeView{n: n, ctx: ctx, pending: pending}
 	// A change on disk the watcher has not reported yet is recorded first,
 	// so it takes part in the decision and is never overwritten unseen:
 	// at the op's paths and where an edit it forwards goes. A path an
@@ -319,7 +321,7 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 		touched = append(touched, f.to)
 	}
 	for _, p := range touched {
-		if p != "" && !writtenIn(pendingRecs, p) {
+		if p != "" && pending.get(p) == nil {
 			if err := n.recordIfChangedLocked(ctx, p); err != nil {
 				return nil, nil, err
 			}
@@ -352,30 +354,46 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 	return plan.records, observe, nil
 }
 
-// writtenIn reports whether recs holds a row for p.
-func writtenIn(recs []state.File, p string) bool {
-	for i := range recs {
-		if recs[i].Path == p {
-			return true
-		}
+// batchRecords are the rows a batch has decided and not yet written to
+// the database, with the latest row of each path at hand: a batch of
+// thousands of ops looks paths up once per op.
+type batchRecords struct {
+	files  []state.File
+	latest map[string]int // path → index in files of its latest row
+}
+
+// add appends rows; a later row of a path supersedes an earlier one.
+func (r *batchRecords) add(rows ...state.File) {
+	if r.latest == nil {
+		r.latest = map[string]int{}
 	}
-	return false
+	for _, f := range rows {
+		r.latest[f.Path] = len(r.files)
+		r.files = append(r.files, f)
+	}
+}
+
+// get returns a copy of p's latest row, or nil if the batch has none.
+func (r *batchRecords) get(p string) *state.File {
+	i, ok := r.latest[p]
+	if !ok {
+		return nil
+	}
+	f := r.files[i]
+	return &f
 }
 
 // nodeView is planRemote's view of this node.
 type nodeView struct {
 	n       *Node
 	ctx     context.Context
-	pending []state.File
+	pending *batchRecords
 	err     error
 }
 
 func (v *nodeView) record(p string) *state.File {
-	for i := len(v.pending) - 1; i >= 0; i-- {
-		if v.pending[i].Path == p {
-			f := v.pending[i]
-			return &f
-		}
+	if f := v.pending.get(p); f != nil {
+		return f
 	}
 	f, ok, err := v.n.db.File(v.ctx, p)
 	if err != nil && v.err == nil {

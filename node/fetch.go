@@ -84,11 +84,16 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 	}
 	defer f.Close()
 	hasher := content.NewHasher()
-	offset, err := io.Copy(hasher, f) // what an earlier attempt left
+	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+		return fmt.Errorf("stat %s: %w", name, err)
 	}
-	if offset > 0 {
+	var offset int64
+	if st.Size() > 0 {
+		// What an earlier attempt left is kept and hashed, not fetched again.
+		if offset, err = io.Copy(hasher, f); err != nil {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
 		n.log.Info("resuming a transfer", "hash", h.Short(), "offset", offset)
 	}
 	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(f, hasher))

@@ -36,7 +36,7 @@ type runningNode struct {
 	done   chan error
 }
 
-func freeUDPPort(t *testing.T) string {
+func freeUDPPort(t testing.TB) string {
 	t.Helper()
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -47,7 +47,7 @@ func freeUDPPort(t *testing.T) string {
 }
 
 // identityOf creates (or loads) the identity of a folder's default state dir.
-func identityOf(t *testing.T, folder string) certs.DeviceID {
+func identityOf(t testing.TB, folder string) certs.DeviceID {
 	t.Helper()
 	id, err := Identity(DefaultStateDir(folder, ""))
 	if err != nil {
@@ -56,7 +56,7 @@ func identityOf(t *testing.T, folder string) certs.DeviceID {
 	return id.ID
 }
 
-func pairFolders(t *testing.T, a, b string) {
+func pairFolders(t testing.TB, a, b string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := Pair(ctx, DefaultStateDir(a, ""), identityOf(t, b), "b"); err != nil {
@@ -69,14 +69,14 @@ func pairFolders(t *testing.T, a, b string) {
 
 // startNode runs a node on folder, listening on loopback, dialling peers,
 // with mDNS off (tests stay on loopback), and waits until it is ready.
-func startNode(t *testing.T, folder, addr string, peers ...string) *runningNode {
+func startNode(t testing.TB, folder, addr string, peers ...string) *runningNode {
 	t.Helper()
 	return startNodeWith(t, folder, addr, nil, peers...)
 }
 
 // startNodeWith is startNode with setup called between Open and Run, to
 // inject what the test controls.
-func startNodeWith(t *testing.T, folder, addr string, setup func(*Node), peers ...string) *runningNode {
+func startNodeWith(t testing.TB, folder, addr string, setup func(*Node), peers ...string) *runningNode {
 	t.Helper()
 	logs := &testLog{}
 	n, err := Open(context.Background(), Config{
@@ -103,7 +103,7 @@ func startNodeWith(t *testing.T, folder, addr string, setup func(*Node), peers .
 	return r
 }
 
-func (r *runningNode) stop(t *testing.T) {
+func (r *runningNode) stop(t testing.TB) {
 	if r.cancel == nil {
 		return
 	}
@@ -118,7 +118,7 @@ func (r *runningNode) stop(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() string) {
+func waitFor(t testing.TB, what string, cond func() string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	last := ""

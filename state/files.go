@@ -173,7 +173,10 @@ func scanFile(s scanner) (File, error) {
 // File returns the record of path, tombstones included; ok is false if
 // there is none.
 func (db *DB) File(ctx context.Context, path string) (f File, ok bool, err error) {
-	f, err = scanFile(db.sql.QueryRowContext(ctx, `SELECT `+fileColumns+` FROM files WHERE path = ?`, path))
+	if db.fileByPath == nil { // an older schema, opened by a migration test
+		return File{}, false, fmt.Errorf("state: %s: read %q: schema not migrated", db.path, path)
+	}
+	f, err = scanFile(db.fileByPath.QueryRowContext(ctx, path))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return File{}, false, nil

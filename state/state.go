@@ -55,6 +55,10 @@ type DB struct {
 	// so that they queue in Go, honouring their contexts, rather than in
 	// SQLite's busy handler. Other processes are held off by busy_timeout.
 	writeSem chan struct{}
+	// fileByPath is File's query, prepared once: it runs several times
+	// for every op applied, and parsing it each time cost more than the
+	// lookup itself.
+	fileByPath *sql.Stmt
 }
 
 // migrations returns the schema migrations in order: migration i (0-based)
@@ -164,6 +168,12 @@ func openAt(ctx context.Context, path string, target int) (*DB, error) {
 		sqldb.Close()
 		return nil, err
 	}
+	if target == latestVersion() {
+		if db.fileByPath, err = sqldb.PrepareContext(ctx, `SELECT `+fileColumns+` FROM files WHERE path = ?`); err != nil {
+			sqldb.Close()
+			return nil, fmt.Errorf("state: open %s: %w", path, err)
+		}
+	}
 	return db, nil
 }
 
@@ -255,6 +265,9 @@ func (db *DB) migrateOne(ctx context.Context, target int) (done bool, err error)
 
 // Close closes the database. Calls in progress may fail.
 func (db *DB) Close() error {
+	if db.fileByPath != nil {
+		db.fileByPath.Close()
+	}
 	if err := db.sql.Close(); err != nil {
 		return fmt.Errorf("state: close %s: %w", db.path, err)
 	}

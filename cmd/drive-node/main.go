@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -138,7 +139,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("drive-node")
 	var cfg node.Config
 	var showVersion bool
-	var logLevel, logFormat string
+	var logLevel, logFormat, cpuProfile, memProfile string
 	var maxMemory, minStateFree int64
 	fs.StringVar(&cfg.Folder, "folder", "", "the folder to keep in sync (required)")
 	fs.StringVar(&cfg.StateDir, "state", "", "state directory (default FOLDER/.drive-node)")
@@ -152,6 +153,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.Int64Var(&maxMemory, "max-memory", 32, "soft memory limit in MiB (the Go heap is collected harder near it; 0 for none)")
 	fs.Int64Var(&minStateFree, "min-state-free", node.DefaultMinStateFree>>20, "MiB kept free on the state dir's disk; below it the node pauses (0 for no reserve)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) to this file until the daemon stops")
+	fs.StringVar(&memProfile, "mem-profile", "", "write a heap profile (pprof: allocations since start, memory in use) to this file when the daemon stops")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -180,6 +183,32 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		// A small board shares its memory with other services; the
 		// daemon's transfers stream, so a modest heap suffices.
 		debug.SetMemoryLimit(maxMemory << 20)
+	}
+
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("--cpu-profile %s: %w", cpuProfile, err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+
+	if memProfile != "" {
+		defer func() {
+			f, err := os.Create(memProfile)
+			if err != nil {
+				logger.Error("heap profile", "err", err)
+				return
+			}
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				logger.Error("heap profile", "path", memProfile, "err", err)
+			}
+		}()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

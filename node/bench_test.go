@@ -1,0 +1,66 @@
+package node
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkSmallFiles moves a tree of 10,000 files of 4 KiB in 100
+// folders into one node's folder and reports files/s until a second node,
+// over QUIC on loopback, holds them all: the whole path of a local change
+// (watch, hash, log, record, send) and of a received one (fetch, place,
+// record), both nodes in this process. The LAN benchmark (bench/lan.sh)
+// measures the same between two hosts.
+func BenchmarkSmallFiles(b *testing.B) {
+	const files, size = 10000, 4 << 10
+	a, c := b.TempDir(), b.TempDir()
+	pairFolders(b, a, c)
+	addrA, addrC := freeUDPPort(b), freeUDPPort(b)
+	startNode(b, a, addrA, addrC)
+	startNode(b, c, addrC, addrA)
+	rng := rand.NewChaCha8([32]byte{1})
+	buf := make([]byte, size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		stage := filepath.Join(b.TempDir(), "tree")
+		for j := 0; j < files; j++ {
+			p := filepath.Join(stage, fmt.Sprintf("d%02d", j%100), fmt.Sprintf("f%05d.bin", j))
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			rng.Read(buf)
+			if err := os.WriteFile(p, buf, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		name := fmt.Sprintf("run%d", i)
+		b.StartTimer()
+		start := time.Now()
+		if err := os.Rename(stage, filepath.Join(a, name)); err != nil {
+			b.Fatal(err)
+		}
+		for countRegular(filepath.Join(c, name)) < files {
+			if time.Since(start) > 5*time.Minute {
+				b.Fatalf("%d of %d files arrived in 5 minutes", countRegular(filepath.Join(c, name)), files)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.ReportMetric(files/time.Since(start).Seconds(), "files/s")
+	}
+}
+
+// countRegular counts the regular files under root, drive-node's own left
+// out.
+func countRegular(root string) int {
+	n := 0
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && filepath.Base(p)[0] != '.' {
+			n++
+		}
+		return nil
+	})
+	return n
+}
