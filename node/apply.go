@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"sort"
-	"strings"
 	"syscall"
 	"time"
 
@@ -193,27 +192,26 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 // folder does not hold already. It returns the staged temp files.
 func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (*stagedSet, []error) {
 	skip := supersededInBatch(ops)
-	last := map[string]int{}
+	type placement struct {
+		path string
+		hash content.Hash
+	}
+	last := map[placement]int{}
 	for i, op := range ops {
 		if op.Origin == n.id.ID || skip[i] {
 			continue
 		}
 		switch op.Kind {
 		case oplog.KindWrite:
-			last[op.Path+"\x00"+op.Hash.String()] = i
+			last[placement{op.Path, op.Hash}] = i
 		case oplog.KindRename:
-			last[op.NewPath+"\x00"+op.Hash.String()] = i
+			last[placement{op.NewPath, op.Hash}] = i
 		}
-	}
-	type want struct {
-		h    content.Hash
-		size int64
 	}
 	var wants []want
 	seen := map[content.Hash]bool{}
 	for key, i := range last {
-		op := ops[i]
-		p := key[:strings.IndexByte(key, 0)]
+		op, p := ops[i], key.path
 		if checkPath(p) != nil || seen[op.Hash] {
 			continue
 		}
@@ -227,35 +225,8 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (*stagedSet, [
 		wants = append(wants, want{op.Hash, op.Size})
 	}
 	staged := &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}}
-	if len(wants) == 0 {
-		return staged, nil
-	}
-	peers := n.fetchers()
-	type result struct {
-		h    content.Hash
-		name string
-		err  error
-	}
-	results := make(chan result)
-	sem := make(chan struct{}, 32) // bounded: the transport bounds streams per peer as well
-	for _, w := range wants {
-		go func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			name, err := n.stage(ctx, w.h, w.size, peers)
-			results <- result{w.h, name, err}
-		}()
-	}
-	var errs []error
-	for range wants {
-		r := <-results
-		if r.err != nil {
-			errs = append(errs, r.err)
-			continue
-		}
-		staged.temp[r.h] = r.name
-	}
-	return staged, errs
+	n.fetchAll(ctx, wants, staged)
+	return staged, staged.errs
 }
 
 // supersededInBatch marks the ops that a later op in the same batch on
@@ -466,6 +437,7 @@ type stagedSet struct {
 	temp   map[content.Hash]string
 	placed map[content.Hash]string
 	dirs   map[string]bool // directories whose entries the batch changed
+	errs   []error         // why contents could not be had
 }
 
 // touch notes the directories of paths whose entries changed; they are

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"sync"
 	"syscall"
 
 	"github.com/drive-node/drive-node/content"
@@ -151,4 +152,169 @@ func parentDir(p string) string {
 
 func hashOpen(ctx context.Context, f io.Reader) (content.Hash, int64, error) {
 	return content.Reader(ctx, f)
+}
+
+// batchFetcher is a peer that can send many contents on one stream (a
+// *quicnet.Peer).
+type batchFetcher interface {
+	FetchBatch(ctx context.Context, hs []content.Hash, each func(i int, size int64, r io.Reader) error) error
+}
+
+// want is a content a batch needs.
+type want struct {
+	h    content.Hash
+	size int64
+}
+
+// Contents up to smallContent bytes are fetched in groups of up to
+// batchFiles (and batchBytes) per stream: for small files one stream and
+// one temp-file round per file was the cost, not the bytes.
+const (
+	smallContent = 64 << 10
+	batchFiles   = 64
+	batchBytes   = 1 << 20
+	// fetchWorkers bounds the fetches in flight (the transport bounds the
+	// streams per peer as well).
+	fetchWorkers = 32
+)
+
+// fetchAll stages every wanted content: small ones in batches, spread
+// over the connected peers, the rest (and whatever a batch did not
+// deliver) one by one from any peer. Staged names go into staged.temp,
+// failures into staged.errs.
+func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
+	if len(wants) == 0 {
+		return
+	}
+	peers := n.fetchers()
+	var mu sync.Mutex
+	got := func(w want, name string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			staged.errs = append(staged.errs, err)
+		} else {
+			staged.temp[w.h] = name
+		}
+	}
+	one := func(w want) {
+		name, err := n.stage(ctx, w.h, w.size, peers)
+		got(w, name, err)
+	}
+	var batches [][]want
+	var single []want
+	for _, w := range wants {
+		if w.size == 0 || w.size > smallContent || len(peers) == 0 {
+			single = append(single, w)
+			continue
+		}
+		if k := len(batches) - 1; k >= 0 && len(batches[k]) < batchFiles && batchSize(batches[k])+w.size <= batchBytes {
+			batches[k] = append(batches[k], w)
+		} else {
+			batches = append(batches, []want{w})
+		}
+	}
+	sem := make(chan struct{}, fetchWorkers)
+	var wg sync.WaitGroup
+	spawn := func(f func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			f()
+		}()
+	}
+	for k, group := range batches {
+		spawn(func() {
+			for _, w := range n.fetchBatch(ctx, group, peers[k%len(peers)], got) {
+				one(w)
+			}
+		})
+	}
+	for _, w := range single {
+		spawn(func() { one(w) })
+	}
+	wg.Wait()
+}
+
+func batchSize(ws []want) (total int64) {
+	for _, w := range ws {
+		total += w.size
+	}
+	return total
+}
+
+// fetchBatch stages the contents of group from p on one stream, reporting
+// each staged one to got, and returns those it did not stage: p lacks
+// them, a copy was bad, or the batch ended early. They are then fetched
+// one by one, which retries, tries every peer and reports a full disk.
+func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, got func(want, string, error)) (rest []want) {
+	bf, ok := p.(batchFetcher)
+	if !ok {
+		return group
+	}
+	hs := make([]content.Hash, len(group))
+	for i, w := range group {
+		hs[i] = w.h
+	}
+	staged := make([]bool, len(group))
+	err := bf.FetchBatch(ctx, hs, func(i int, size int64, r io.Reader) error {
+		if size < 0 || size != group[i].size {
+			return nil
+		}
+		name := stagedName(hs[i])
+		if err := n.writeStaged(name, hs[i], size, r); err != nil {
+			if errors.Is(err, ErrHashMismatch) {
+				n.log.Warn("fetching content failed", "hash", hs[i].Short(), "err", fmt.Errorf("%s: %w", hs[i].Short(), err))
+				return nil
+			}
+			return err
+		}
+		staged[i] = true
+		got(group[i], name, nil)
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		n.log.Debug("a content batch ended early; the rest is fetched one by one", "files", len(group), "err", err)
+	}
+	for i, w := range group {
+		if !staged[i] {
+			rest = append(rest, w)
+		}
+	}
+	return rest
+}
+
+// writeStaged writes the size bytes r holds to the temp file name and
+// checks them against h; a bad or failed copy leaves no file.
+func (n *Node) writeStaged(name string, h content.Hash, size int64, r io.Reader) (err error) {
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	if content.Sum(b) != h {
+		return ErrHashMismatch
+	}
+	f, err := n.folderRoot().OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("write %s: %w", name, cerr)
+		}
+		if err != nil {
+			n.folderRoot().Remove(name)
+		}
+	}()
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if !batchSync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", name, err)
+		}
+	}
+	return nil
 }

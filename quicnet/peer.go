@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
-	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/wire"
 	"github.com/quic-go/quic-go"
 )
@@ -128,65 +126,6 @@ func (p *Peer) Recv(ctx context.Context) (wire.Message, error) {
 	return m, nil
 }
 
-// Fetch asks the peer for the content with hash h from offset on and
-// copies it to dst, returning the content's full size. At most
-// Config.ContentStreams fetches run at once per peer; others wait. The
-// caller verifies the hash.
-func (p *Peer) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.Writer) (int64, error) {
-	select {
-	case p.fetchSlots <- struct{}{}:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-p.ctx.Done():
-		return 0, fmt.Errorf("quicnet: fetch %s from %s: connection closed", h.Short(), p.ID.Short())
-	}
-	defer func() { <-p.fetchSlots }()
-
-	s, err := p.conn.OpenStreamSync(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
-	}
-	stop := context.AfterFunc(ctx, func() { s.CancelRead(0); s.CancelWrite(0) })
-	defer stop()
-	// A fetch that fails part-way (the local disk is full, the copy is
-	// cut) must give up the rest of the stream: bytes left unread would
-	// keep holding the connection's flow-control window, and every later
-	// transfer on the connection would stall.
-	complete := false
-	defer func() {
-		if !complete {
-			s.CancelRead(0)
-			s.CancelWrite(0)
-		}
-	}()
-	if _, err := s.Write([]byte{streamContent}); err == nil {
-		err = wire.WriteFrame(s, &wire.ContentRequest{Hash: h, Offset: offset})
-	}
-	if err != nil {
-		s.CancelRead(0)
-		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
-	}
-	s.Close() // our side is done writing
-	m, err := wire.ReadFrame(s)
-	if err != nil {
-		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
-	}
-	resp, ok := m.(*wire.ContentResponse)
-	if !ok {
-		return 0, fmt.Errorf("quicnet: fetch %s from %s: got %s, want content-response", h.Short(), p.ID.Short(), m.Type())
-	}
-	if !resp.Found {
-		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), ErrNotFound)
-	}
-	want := resp.Size - offset
-	n, err := io.CopyN(dst, s, want)
-	if err != nil {
-		return resp.Size, fmt.Errorf("quicnet: fetch %s from %s: %d of %d bytes: %w", h.Short(), p.ID.Short(), n, want, err)
-	}
-	complete = true
-	return resp.Size, nil
-}
-
 // acceptStreams routes the streams the peer opens: the control stream to
 // Recv, content streams to the content server.
 func (p *Peer) acceptStreams() {
@@ -220,48 +159,6 @@ func (p *Peer) routeStream(s *quic.Stream) {
 	default:
 		p.t.log.Warn("peer opened a stream of unknown kind", "peer", p.ID.Short(), "kind", kind[0])
 		s.CancelRead(0)
-		s.CancelWrite(0)
-	}
-}
-
-func (p *Peer) serveContent(s *quic.Stream) {
-	defer s.Close()
-	m, err := wire.ReadFrame(s)
-	if err != nil {
-		p.t.log.Warn("bad content request", "peer", p.ID.Short(), "err", err)
-		s.CancelWrite(0)
-		return
-	}
-	req, ok := m.(*wire.ContentRequest)
-	if !ok {
-		p.t.log.Warn("unexpected message on a content stream", "peer", p.ID.Short(), "type", m.Type())
-		s.CancelWrite(0)
-		return
-	}
-	r, size, err := p.t.cfg.Content.OpenContent(p.ctx, req.Hash)
-	if err != nil || req.Offset > size {
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			p.t.log.Warn("serving content failed", "peer", p.ID.Short(), "hash", req.Hash.Short(), "err", err)
-		}
-		if r != nil {
-			r.Close()
-		}
-		wire.WriteFrame(s, &wire.ContentResponse{})
-		return
-	}
-	defer r.Close()
-	if req.Offset > 0 {
-		if _, err := r.Seek(req.Offset, io.SeekStart); err != nil {
-			wire.WriteFrame(s, &wire.ContentResponse{})
-			return
-		}
-	}
-	if err := wire.WriteFrame(s, &wire.ContentResponse{Found: true, Size: size}); err != nil {
-		return
-	}
-	if _, err := io.CopyN(s, r, size-req.Offset); err != nil {
-		// The file changed or vanished under us; the receiver's hash
-		// check refuses what it got and asks again.
 		s.CancelWrite(0)
 	}
 }

@@ -176,13 +176,19 @@ func (db *DB) File(ctx context.Context, path string) (f File, ok bool, err error
 	if db.fileByPath == nil { // an older schema, opened by a migration test
 		return File{}, false, fmt.Errorf("state: %s: read %q: schema not migrated", db.path, path)
 	}
+	f, ok, hit, gen := db.cache.get(path)
+	if hit {
+		return f, ok, nil
+	}
 	f, err = scanFile(db.fileByPath.QueryRowContext(ctx, path))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
+		db.cache.put(path, File{}, false, gen)
 		return File{}, false, nil
 	case err != nil:
 		return File{}, false, fmt.Errorf("state: %s: read %q: %w", db.path, path, err)
 	}
+	db.cache.put(path, f, true, gen)
 	return f, true, nil
 }
 

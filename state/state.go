@@ -59,6 +59,7 @@ type DB struct {
 	// for every op applied, and parsing it each time cost more than the
 	// lookup itself.
 	fileByPath *sql.Stmt
+	cache      fileCache
 }
 
 // migrations returns the schema migrations in order: migration i (0-based)
@@ -293,6 +294,8 @@ func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error) 
 		return ctx.Err()
 	}
 	defer func() { <-db.writeSem }()
+	db.cache.invalidate(true)
+	defer db.cache.invalidate(false)
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return err

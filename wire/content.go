@@ -32,7 +32,9 @@ func (m *ContentRequest) decode(d *decoder) {
 }
 
 // ContentResponse answers a ContentRequest. When Found, exactly Size-Offset
-// raw bytes follow it on the stream, then the stream ends.
+// raw bytes follow it on the stream, then the stream ends. In answer to a
+// ContentBatchRequest it comes once per hash, each followed by Size bytes
+// when Found.
 type ContentResponse struct {
 	Found bool
 	Size  int64

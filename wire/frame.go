@@ -37,6 +37,8 @@ const (
 	TypeProgress        Type = 3
 	TypeContentRequest  Type = 4
 	TypeContentResponse Type = 5
+	// TypeContentBatchRequest asks for several contents on one stream.
+	TypeContentBatchRequest Type = 6
 )
 
 func (t Type) String() string {
@@ -51,6 +53,8 @@ func (t Type) String() string {
 		return "content-request"
 	case TypeContentResponse:
 		return "content-response"
+	case TypeContentBatchRequest:
+		return "content-batch-request"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -123,6 +127,8 @@ func Decode(t Type, body []byte) (Message, error) {
 		m = &ContentRequest{}
 	case TypeContentResponse:
 		m = &ContentResponse{}
+	case TypeContentBatchRequest:
+		m = &ContentBatchRequest{}
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, t)
 	}

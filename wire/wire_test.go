@@ -39,6 +39,7 @@ func TestRoundTrip(t *testing.T) {
 		&ContentRequest{Hash: content.Sum([]byte("x")), Offset: 1 << 33},
 		&ContentResponse{Found: true, Size: 12345},
 		&ContentResponse{},
+		&ContentBatchRequest{Hashes: []content.Hash{content.Sum([]byte("a")), content.Sum([]byte("b"))}},
 	} {
 		var buf bytes.Buffer
 		if err := WriteFrame(&buf, m); err != nil {
@@ -103,6 +104,9 @@ func TestMalformed(t *testing.T) {
 		"ops bad op":     frame(TypeOps, []byte{1, 2, 9, 9}),
 		"content flag":   frame(TypeContentResponse, []byte{2, 0}),
 		"short hash":     frame(TypeContentRequest, []byte{1, 2, 3}),
+		"empty batch":    frame(TypeContentBatchRequest, []byte{0}),
+		"batch too long": frame(TypeContentBatchRequest, binary.AppendUvarint(nil, MaxBatch+1)),
+		"batch short":    frame(TypeContentBatchRequest, append([]byte{2}, make([]byte, 40)...)),
 	} {
 		if _, err := ReadFrame(bytes.NewReader(b)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: got %v, want ErrMalformed", name, err)
@@ -119,6 +123,9 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(buf.Bytes())
 	buf.Reset()
 	WriteFrame(&buf, &Hello{Version: 1, Name: "x", Have: map[certs.DeviceID]uint64{dev(1): 1}})
+	f.Add(buf.Bytes())
+	buf.Reset()
+	WriteFrame(&buf, &ContentBatchRequest{Hashes: []content.Hash{content.Sum(nil)}})
 	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ReadFrame(bytes.NewReader(b))

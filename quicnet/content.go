@@ -1,0 +1,209 @@
+package quicnet
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/wire"
+	"github.com/quic-go/quic-go"
+)
+
+// contentStream is an open content stream: the request is sent and the
+// sending side closed. done must be called with whether every byte the
+// peer announced was read; a stream left part-way is cancelled, so the
+// unread bytes stop holding the connection's flow-control window (every
+// later transfer on the connection would stall behind them).
+type contentStream struct {
+	*quic.Stream
+	release func()
+}
+
+func (cs *contentStream) done(complete bool) {
+	if !complete {
+		cs.CancelRead(0)
+		cs.CancelWrite(0)
+	}
+	cs.release()
+}
+
+// openContent takes one of the peer's fetch slots, opens a content stream
+// and sends req on it.
+func (p *Peer) openContent(ctx context.Context, req wire.Message) (*contentStream, error) {
+	select {
+	case p.fetchSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.ctx.Done():
+		return nil, errors.New("connection closed")
+	}
+	s, err := p.conn.OpenStreamSync(ctx)
+	if err != nil {
+		<-p.fetchSlots
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { s.CancelRead(0); s.CancelWrite(0) })
+	cs := &contentStream{Stream: s, release: func() { stop(); <-p.fetchSlots }}
+	if _, err = s.Write([]byte{streamContent}); err == nil {
+		err = wire.WriteFrame(s, req)
+	}
+	if err != nil {
+		cs.done(false)
+		return nil, err
+	}
+	s.Close() // our side is done writing
+	return cs, nil
+}
+
+// Fetch asks the peer for the content with hash h from offset on and
+// copies it to dst, returning the content's full size. At most
+// Config.ContentStreams fetches run at once per peer; others wait. The
+// caller verifies the hash.
+func (p *Peer) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.Writer) (int64, error) {
+	cs, err := p.openContent(ctx, &wire.ContentRequest{Hash: h, Offset: offset})
+	if err != nil {
+		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
+	}
+	complete := false
+	defer func() { cs.done(complete) }()
+	resp, err := readResponse(cs)
+	if err != nil {
+		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
+	}
+	if !resp.Found {
+		complete = true
+		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), ErrNotFound)
+	}
+	want := resp.Size - offset
+	n, err := io.CopyN(dst, cs, want)
+	if err != nil {
+		return resp.Size, fmt.Errorf("quicnet: fetch %s from %s: %d of %d bytes: %w", h.Short(), p.ID.Short(), n, want, err)
+	}
+	complete = true
+	return resp.Size, nil
+}
+
+// FetchBatch asks the peer for the whole contents hs (at most
+// wire.MaxBatch) on one stream, and calls each for them in order: with
+// the content's size and a reader of exactly its bytes, or with size -1
+// and a nil reader when the peer does not have it. each must not keep r.
+// It uses one fetch slot. An error from each, or from the transport,
+// ends the batch; the contents each was not called for are then still
+// missing, and the caller asks again (one by one, as Fetch). The caller
+// verifies the hashes.
+func (p *Peer) FetchBatch(ctx context.Context, hs []content.Hash, each func(i int, size int64, r io.Reader) error) error {
+	cs, err := p.openContent(ctx, &wire.ContentBatchRequest{Hashes: hs})
+	if err != nil {
+		return fmt.Errorf("quicnet: fetch %d contents from %s: %w", len(hs), p.ID.Short(), err)
+	}
+	complete := false
+	defer func() { cs.done(complete) }()
+	br := bufio.NewReaderSize(cs, 64<<10)
+	for i, h := range hs {
+		resp, err := readResponse(br)
+		if err != nil {
+			return fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
+		}
+		if !resp.Found {
+			if err := each(i, -1, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		lr := &io.LimitedReader{R: br, N: resp.Size}
+		if err := each(i, resp.Size, lr); err != nil {
+			return err
+		}
+		if lr.N > 0 {
+			if _, err := io.Copy(io.Discard, lr); err != nil || lr.N > 0 {
+				return fmt.Errorf("quicnet: fetch %s from %s: %d bytes short: %w", h.Short(), p.ID.Short(), lr.N, errOr(err, io.ErrUnexpectedEOF))
+			}
+		}
+	}
+	complete = true
+	return nil
+}
+
+func errOr(err, otherwise error) error {
+	if err != nil {
+		return err
+	}
+	return otherwise
+}
+
+func readResponse(r io.Reader) (*wire.ContentResponse, error) {
+	m, err := wire.ReadFrame(r)
+	if err != nil {
+		return nil, err
+	}
+	resp, ok := m.(*wire.ContentResponse)
+	if !ok {
+		return nil, fmt.Errorf("got %s, want content-response", m.Type())
+	}
+	return resp, nil
+}
+
+// serveContent answers one content stream: a single content (from an
+// offset) or a batch of whole contents.
+func (p *Peer) serveContent(s *quic.Stream) {
+	defer s.Close()
+	m, err := wire.ReadFrame(s)
+	if err != nil {
+		p.t.log.Warn("bad content request", "peer", p.ID.Short(), "err", err)
+		s.CancelWrite(0)
+		return
+	}
+	switch req := m.(type) {
+	case *wire.ContentRequest:
+		if !p.sendContent(s, req.Hash, req.Offset) {
+			s.CancelWrite(0)
+		}
+	case *wire.ContentBatchRequest:
+		// Small contents are gathered into few large writes.
+		bw := bufio.NewWriterSize(s, 64<<10)
+		for _, h := range req.Hashes {
+			if !p.sendContent(bw, h, 0) {
+				s.CancelWrite(0)
+				return
+			}
+		}
+		if bw.Flush() != nil {
+			s.CancelWrite(0)
+		}
+	default:
+		p.t.log.Warn("unexpected message on a content stream", "peer", p.ID.Short(), "type", m.Type())
+		s.CancelWrite(0)
+	}
+}
+
+// sendContent writes the response for h and, when this device has it,
+// its bytes from offset on. It reports false when the stream must end
+// early: the write failed, or the file changed or vanished under it (the
+// receiver's hash check refuses what it got and asks again).
+func (p *Peer) sendContent(w io.Writer, h content.Hash, offset int64) bool {
+	r, size, err := p.t.cfg.Content.OpenContent(p.ctx, h)
+	if err != nil || offset > size {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			p.t.log.Warn("serving content failed", "peer", p.ID.Short(), "hash", h.Short(), "err", err)
+		}
+		if r != nil {
+			r.Close()
+		}
+		return wire.WriteFrame(w, &wire.ContentResponse{}) == nil
+	}
+	defer r.Close()
+	if offset > 0 {
+		if _, err := r.Seek(offset, io.SeekStart); err != nil {
+			return wire.WriteFrame(w, &wire.ContentResponse{}) == nil
+		}
+	}
+	if err := wire.WriteFrame(w, &wire.ContentResponse{Found: true, Size: size}); err != nil {
+		return false
+	}
+	_, err = io.CopyN(w, r, size-offset)
+	return err == nil
+}

@@ -1,0 +1,93 @@
+package quicnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/drive-node/drive-node/content"
+)
+
+// connectedPair returns a's peer for b, with b serving data.
+func connectedPair(t *testing.T, data memContent) *Peer {
+	t.Helper()
+	a, b := newTestNode(t, memContent{}), newTestNode(t, data)
+	a.pair(b)
+	b.pair(a)
+	if _, err := a.t.Dial(context.Background(), b.addr(), b.id.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitPeer(t, b)
+	return waitPeer(t, a)
+}
+
+// TestFetchBatch asks for several contents on one stream, some of which
+// the peer lacks, some empty; each arrives whole and in order. An error
+// from the callback ends the batch, and the connection still serves the
+// next fetch (the abandoned stream does not hold its window).
+func TestFetchBatch(t *testing.T) {
+	data := memContent{}
+	var hs []content.Hash
+	for i := 0; i < 40; i++ {
+		b := []byte(fmt.Sprintf("content %d ", i))
+		for len(b) < i*700 {
+			b = append(b, b...)
+		}
+		h := content.Sum(b)
+		data[h] = b
+		hs = append(hs, h)
+	}
+	data[content.EmptyHash] = nil
+	missing := content.Sum([]byte("not on the peer"))
+	hs = append(hs, missing, content.EmptyHash)
+	pa := connectedPair(t, data)
+	ctx := context.Background()
+
+	var order []int
+	err := pa.FetchBatch(ctx, hs, func(i int, size int64, r io.Reader) error {
+		order = append(order, i)
+		if hs[i] == missing {
+			if size != -1 || r != nil {
+				t.Errorf("missing content: size %d", size)
+			}
+			return nil
+		}
+		b, err := io.ReadAll(r)
+		if err != nil || int64(len(b)) != size || content.Sum(b) != hs[i] {
+			t.Errorf("content %d: %d bytes (announced %d), err %v", i, len(b), size, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != len(hs) {
+		t.Fatalf("each called for %d of %d contents", len(order), len(hs))
+	}
+	for i, got := range order {
+		if got != i {
+			t.Fatalf("order %v", order)
+		}
+	}
+
+	// A callback that fails part-way, without reading, ends the batch.
+	stop := errors.New("disk full")
+	calls := 0
+	err = pa.FetchBatch(ctx, hs, func(i int, size int64, r io.Reader) error {
+		calls++
+		if i == 5 {
+			return stop
+		}
+		return nil // unread bytes are skipped
+	})
+	if !errors.Is(err, stop) || calls != 6 {
+		t.Fatalf("got %v after %d calls, want the callback's error after 6", err, calls)
+	}
+	for range 3 * cap(pa.fetchSlots) {
+		if _, err := pa.Fetch(ctx, hs[39], 0, io.Discard); err != nil {
+			t.Fatalf("fetch after an abandoned batch: %v", err)
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package state
+
+import (
+	"slices"
+	"sync"
+)
+
+// maxCachedFiles bounds the records File keeps at hand (about a MiB).
+const maxCachedFiles = 4096
+
+// fileCache keeps the records File has read since this process last wrote
+// to the database, absent ones included: the engine looks the same paths
+// up several times while it decides one op, and a batch of ops shares
+// parent directories. Every write transaction empties it, so it never
+// answers with what a write has changed. Only the daemon process writes
+// the files table; another process (status, pair) reads and writes other
+// tables only.
+type fileCache struct {
+	mu      sync.Mutex
+	gen     uint64 // advanced at the start and end of every write
+	writing int    // write transactions in progress
+	m       map[string]cachedFile
+}
+
+type cachedFile struct {
+	f  File
+	ok bool
+}
+
+// get returns the cached answer for path, if any, and the generation to
+// pass to put after reading the database.
+func (c *fileCache) get(path string) (f File, ok, hit bool, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, hit := c.m[path]
+	if hit {
+		return e.f.clone(), e.ok, true, c.gen
+	}
+	return File{}, false, false, c.gen
+}
+
+// put caches what the database said about path, unless a write began or
+// ended since gen was read (the answer may predate it).
+func (c *fileCache) put(path string, f File, ok bool, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen || c.writing > 0 {
+		return
+	}
+	if c.m == nil || len(c.m) >= maxCachedFiles {
+		c.m = make(map[string]cachedFile)
+	}
+	c.m[path] = cachedFile{f.clone(), ok}
+}
+
+// invalidate is called when a write transaction begins and again when it
+// ends (begin false).
+func (c *fileCache) invalidate(begin bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if begin {
+		c.writing++
+	} else {
+		c.writing--
+	}
+	clear(c.m)
+}
+
+// clone copies f's slices, so no caller shares them with the cache.
+func (f File) clone() File {
+	f.Version = slices.Clone(f.Version)
+	f.Heads = slices.Clone(f.Heads)
+	return f
+}

@@ -1,0 +1,52 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/drive-node/drive-node/content"
+)
+
+// MaxBatch bounds the hashes of one ContentBatchRequest, so a request is
+// small and a peer's answer to one is bounded by what it chooses to serve.
+const MaxBatch = 256
+
+// ContentBatchRequest opens a content stream for several whole contents,
+// usually small files: one stream and one round trip instead of one per
+// file. The server answers each hash in order with a ContentResponse,
+// followed, when Found, by exactly Size raw bytes; then the stream ends.
+// A server that cannot send a content it announced ends the stream early;
+// the receiver asks for the rest again, one by one.
+type ContentBatchRequest struct {
+	Hashes []content.Hash
+}
+
+// Type implements Message.
+func (*ContentBatchRequest) Type() Type { return TypeContentBatchRequest }
+
+// AppendBody implements Message. A request holds 1 to MaxBatch hashes.
+func (m *ContentBatchRequest) AppendBody(b []byte) ([]byte, error) {
+	if len(m.Hashes) == 0 || len(m.Hashes) > MaxBatch {
+		return nil, fmt.Errorf("wire: content batch of %d hashes (want 1 to %d)", len(m.Hashes), MaxBatch)
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Hashes)))
+	for _, h := range m.Hashes {
+		b = append(b, h[:]...)
+	}
+	return b, nil
+}
+
+func (m *ContentBatchRequest) decode(d *decoder) {
+	n := d.uvarint("hash count")
+	if d.err != nil {
+		return
+	}
+	if n == 0 || n > MaxBatch || n*uint64(len(content.Hash{})) > uint64(len(d.b)) {
+		d.fail("content batch of %d hashes (limit %d, %d bytes left)", n, MaxBatch, len(d.b))
+		return
+	}
+	m.Hashes = make([]content.Hash, n)
+	for i := range m.Hashes {
+		d.fixed(m.Hashes[i][:], "hash")
+	}
+}
