@@ -58,10 +58,15 @@ func sortCausal(ops []oplog.Op) {
 	})
 }
 
+// applyChunk bounds the ops applied under one hold of the commit lock;
+// the contents of the next chunk are fetched meanwhile.
+const applyChunk = 1000
+
 // applyPending brings the folder and the database up to the log: local ops
 // are recorded, remote ops are carried out on the folder and recorded.
-// Content is fetched first, without holding the commit lock, so local
-// changes keep being recorded during a long transfer. An op whose content
+// Content is fetched without holding the commit lock, so local changes
+// keep being recorded during a long transfer, and a chunk's content is
+// fetched while the chunk before it is applied. An op whose content
 // cannot be had now stays pending with every later op of its origin; the
 // next call tries again.
 func (n *Node) applyPending(ctx context.Context) (err error) {
@@ -69,32 +74,96 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 	if err != nil || len(ops) == 0 {
 		return err
 	}
-	staged, stageErrs := n.stageContents(ctx, ops)
+	var stageErrs []error
+	finished := false
 	defer func() {
-		if errors.Is(err, syscall.ENOSPC) {
+		switch {
+		case errors.Is(err, syscall.ENOSPC):
 			n.noteDiskFull(ctx, []error{err})
+		case finished:
+			n.noteDiskFull(ctx, stageErrs) // clears the note when space is back
 		}
 	}()
+	skip := supersededInBatch(ops)
+	applied, err := n.db.Applied(ctx)
+	if err != nil {
+		return err
+	}
+
+	// Chunks in causal order: a prefix of a causal order is causally
+	// closed, so each chunk builds only on what is applied before it.
+	type stagedChunk struct {
+		lo, hi int
+		staged *stagedSet
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	chunks := make(chan stagedChunk, 1)
+	go func() {
+		defer close(chunks)
+		for lo := 0; lo < len(ops); lo += applyChunk {
+			hi := min(lo+applyChunk, len(ops))
+			c := stagedChunk{lo, hi, n.stageContents(sctx, ops[lo:hi], skip[lo:hi])}
+			select {
+			case chunks <- c:
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		stop()
+		for range chunks { // let the fetcher end before returning
+		}
+	}()
+
+	blocked := map[certs.DeviceID]bool{}
+	first := true
+	for c := range chunks {
+		var own []oplog.Op
+		if first {
+			// This device's own ops (pending only after a crash between
+			// the log and the database) describe what is on disk already:
+			// they are recorded first, so that what the remote ops record
+			// as local changes builds on them.
+			for _, op := range ops {
+				if op.Origin == n.id.ID && op.Seq > applied[op.Origin] {
+					own = append(own, op)
+				}
+			}
+			first = false
+		}
+		if err := n.applyOps(ctx, ops[c.lo:c.hi], skip[c.lo:c.hi], own, c.staged, applied, blocked); err != nil {
+			return err
+		}
+		stageErrs = append(stageErrs, c.staged.errs...)
+	}
+	finished = true
+	if len(stageErrs) > 0 {
+		return errors.Join(stageErrs...)
+	}
+	return nil
+}
+
+// applyOps carries out one chunk of remote ops under the commit lock,
+// after recording own (this device's pending ops). Ops of a blocked
+// origin are left pending; an op that fails blocks its origin.
+func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []oplog.Op, staged *stagedSet,
+	applied map[certs.DeviceID]uint64, blocked map[certs.DeviceID]bool) error {
 	if batchSync && len(staged.temp) > 0 {
-		// One flush for the whole batch: every fetched file is on disk
+		// One flush for the whole chunk: every fetched file is on disk
 		// before any is renamed into place.
 		if err := syncFS(n.folderRoot()); err != nil {
 			return fmt.Errorf("flush received files: %w", err)
 		}
 	}
-	skip := supersededInBatch(ops)
-
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
+	defer n.placing.reset()
 	at := n.now().UnixNano()
 	b := state.Batch{Applied: map[certs.DeviceID]uint64{}}
 	var recs batchRecords
-	blocked := map[certs.DeviceID]bool{}
-	applied, err := n.db.Applied(ctx)
-	if err != nil {
-		return err
-	}
-	// flush records what the batch has done so far, after the directories
+	// flush records what the chunk has done so far, after the directories
 	// of the files it placed are synced: a record never claims a rename
 	// that a crash could still undo.
 	flush := func() error {
@@ -105,18 +174,13 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 		if err := n.db.Apply(ctx, b); err != nil {
 			return err
 		}
+		n.placing.reset()
 		b, recs = state.Batch{Applied: map[certs.DeviceID]uint64{}}, batchRecords{}
 		return nil
 	}
-	// This device's own ops (pending only after a crash between the log
-	// and the database) describe what is on disk already: they are
-	// recorded first, so that what the remote ops below record as local
-	// changes builds on them.
-	for _, op := range ops {
-		if op.Origin == n.id.ID && op.Seq > applied[op.Origin] {
-			recs.add(recordsFor(op, at)...)
-			b.Applied[op.Origin] = op.Seq
-		}
+	for _, op := range own {
+		recs.add(recordsFor(op, at)...)
+		b.Applied[op.Origin] = op.Seq
 	}
 	for i, op := range ops {
 		if op.Origin == n.id.ID || blocked[op.Origin] || op.Seq <= applied[op.Origin] {
@@ -133,12 +197,13 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 			}
 			n.log.Warn("op stays pending", "op", op.String(), "err", err)
 			if errors.Is(err, syscall.ENOSPC) {
-				stageErrs = append(stageErrs, err)
+				staged.errs = append(staged.errs, err)
 			}
 			blocked[op.Origin] = true
 			continue
 		}
 		recs.add(rows...)
+		n.placing.add(rows)
 		b.Applied[op.Origin] = op.Seq
 		if len(more) > 0 {
 			// What the op left on disk that its records do not say (a
@@ -156,14 +221,7 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 	for _, name := range staged.temp {
 		n.folderRoot().Remove(name) // not needed after all (a later op superseded it)
 	}
-	if err := flush(); err != nil {
-		return err
-	}
-	n.noteDiskFull(ctx, stageErrs)
-	if len(stageErrs) > 0 {
-		return errors.Join(stageErrs...)
-	}
-	return nil
+	return flush()
 }
 
 // noteDiskFull shows in status whether received files wait for disk space.
@@ -188,10 +246,10 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 }
 
 // stageContents fetches the content of the remote writes and renames
-// among ops that no later op in the batch supersedes and whose content the
-// folder does not hold already. It returns the staged temp files.
-func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (*stagedSet, []error) {
-	skip := supersededInBatch(ops)
+// among ops that no later op supersedes (skip) and whose content the
+// folder does not hold already. It returns the staged temp files and, in
+// their errs, what could not be had.
+func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool) *stagedSet {
 	type placement struct {
 		path string
 		hash content.Hash
@@ -226,7 +284,7 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op) (*stagedSet, [
 	}
 	staged := &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}}
 	n.fetchAll(ctx, wants, staged)
-	return staged, staged.errs
+	return staged
 }
 
 // supersededInBatch marks the ops that a later op in the same batch on

@@ -70,6 +70,9 @@ type Node struct {
 	peersMu   sync.Mutex
 	peers     map[certs.DeviceID]*peerState
 
+	// placing holds the records of files an apply has placed and not yet
+	// written to the database (see dbIndex).
+	placing placingSet
 	// commitMu serialises turning changes into ops and applying them, so
 	// the state database sees ops in the order the log accepted them.
 	commitMu sync.Mutex
@@ -223,7 +226,7 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) watch(ctx context.Context) error {
 	w, err := watcher.New(watcher.Options{
 		Root:           n.cfg.Folder,
-		Index:          dbIndex{n.db},
+		Index:          dbIndex{n.db, &n.placing},
 		Ignore:         ignoreFunc(n.cfg.Folder, n.cfg.StateDir),
 		RescanInterval: n.cfg.RescanInterval,
 		Logger:         n.log,
@@ -375,10 +378,19 @@ func (n *Node) recordLocalLocked(ctx context.Context, obs []watcher.Observation)
 	return nil
 }
 
-// dbIndex lets the watcher read what the node has recorded.
-type dbIndex struct{ db *state.DB }
+// dbIndex lets the watcher read what the node has recorded, and what an
+// apply in progress is about to record: a file the node has just placed
+// is then not taken for a change, hashed and reported only to be found
+// equal to its record.
+type dbIndex struct {
+	db      *state.DB
+	placing *placingSet
+}
 
 func (x dbIndex) Lookup(path string) (watcher.Known, bool) {
+	if k, ok := x.placing.get(path); ok {
+		return k, true
+	}
 	f, ok, err := x.db.File(context.Background(), path)
 	if err != nil || !ok || f.Deleted {
 		return watcher.Known{}, false

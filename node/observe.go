@@ -6,8 +6,10 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
 )
 
@@ -17,7 +19,7 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 	st, err := n.folderRoot().Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		out := []watcher.Observation{{Path: p}}
-		for _, child := range (dbIndex{n.db}).Under(p) {
+		for _, child := range (dbIndex{n.db, &n.placing}).Under(p) {
 			out = append(out, watcher.Observation{Path: child})
 		}
 		return out, nil
@@ -134,4 +136,41 @@ func stillTrue(o watcher.Observation, st fs.FileInfo, err error) bool {
 		return true
 	}
 	return st.Size() == o.Size && st.ModTime().UnixNano() == o.MTime && watcher.InodeOf(st) == o.Inode && uint32(st.Mode().Perm()) == o.Mode
+}
+
+// placingSet is the files an apply has placed whose records are not yet
+// in the database, as the watcher would find them on disk.
+type placingSet struct {
+	mu sync.Mutex
+	m  map[string]watcher.Known
+}
+
+// add notes the live file records among rows.
+func (s *placingSet) add(rows []state.File) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rows {
+		if r.Deleted || r.Dir {
+			continue
+		}
+		if s.m == nil {
+			s.m = map[string]watcher.Known{}
+		}
+		s.m[r.Path] = watcher.Known{Size: r.Size, MTime: r.MTime, Inode: r.Inode, Mode: r.Mode, Hash: r.Hash}
+	}
+}
+
+func (s *placingSet) get(p string) (watcher.Known, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.m[p]
+	return k, ok
+}
+
+// reset forgets every entry: the records are in the database now, or the
+// apply gave up and its ops stay pending.
+func (s *placingSet) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m = nil
 }

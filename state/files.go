@@ -228,8 +228,13 @@ func (db *DB) FilesByHash(ctx context.Context, h content.Hash) ([]File, error) {
 	if h.IsZero() {
 		return out, nil
 	}
-	err := db.each(ctx, func(f File) error { out = append(out, f); return nil },
-		`SELECT `+fileColumns+` FROM files WHERE hash = ? AND deleted = 0 ORDER BY path`, h[:])
+	if db.filesByHash == nil { // an older schema, opened by a migration test
+		return nil, fmt.Errorf("state: %s: find files with hash %s: schema not migrated", db.path, h.Short())
+	}
+	rows, err := db.filesByHash.QueryContext(ctx, h[:])
+	if err == nil {
+		err = eachRow(rows, func(f File) error { out = append(out, f); return nil })
+	}
 	if err != nil {
 		return nil, fmt.Errorf("state: %s: find files with hash %s: %w", db.path, h.Short(), err)
 	}
@@ -261,6 +266,11 @@ func (db *DB) each(ctx context.Context, fn func(File) error, query string, args 
 	if err != nil {
 		return err
 	}
+	return eachRow(rows, fn)
+}
+
+// eachRow calls fn for each file row of rows and closes them.
+func eachRow(rows *sql.Rows, fn func(File) error) error {
 	defer rows.Close()
 	for rows.Next() {
 		f, err := scanFile(rows)

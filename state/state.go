@@ -59,7 +59,10 @@ type DB struct {
 	// for every op applied, and parsing it each time cost more than the
 	// lookup itself.
 	fileByPath *sql.Stmt
-	cache      fileCache
+	// filesByHash is FilesByHash's query: it runs for every content a
+	// peer asks for.
+	filesByHash *sql.Stmt
+	cache       fileCache
 }
 
 // migrations returns the schema migrations in order: migration i (0-based)
@@ -170,7 +173,10 @@ func openAt(ctx context.Context, path string, target int) (*DB, error) {
 		return nil, err
 	}
 	if target == latestVersion() {
-		if db.fileByPath, err = sqldb.PrepareContext(ctx, `SELECT `+fileColumns+` FROM files WHERE path = ?`); err != nil {
+		if db.fileByPath, err = sqldb.PrepareContext(ctx, `SELECT `+fileColumns+` FROM files WHERE path = ?`); err == nil {
+			db.filesByHash, err = sqldb.PrepareContext(ctx, `SELECT `+fileColumns+` FROM files WHERE hash = ? AND deleted = 0 ORDER BY path`)
+		}
+		if err != nil {
 			sqldb.Close()
 			return nil, fmt.Errorf("state: open %s: %w", path, err)
 		}
@@ -266,8 +272,10 @@ func (db *DB) migrateOne(ctx context.Context, target int) (done bool, err error)
 
 // Close closes the database. Calls in progress may fail.
 func (db *DB) Close() error {
-	if db.fileByPath != nil {
-		db.fileByPath.Close()
+	for _, st := range []*sql.Stmt{db.fileByPath, db.filesByHash} {
+		if st != nil {
+			st.Close()
+		}
 	}
 	if err := db.sql.Close(); err != nil {
 		return fmt.Errorf("state: close %s: %w", db.path, err)
