@@ -58,7 +58,7 @@ const (
 var (
 	lanTools   = flag.String("lan.tools", "drive-node,Syncthing", "comma-separated tools to run")
 	lanOnly    = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup); all when empty")
-	lanProfile = flag.String("lan.profile", "", "directory for drive-node's CPU and heap profiles (A-….cpu, A-….mem, B-…)")
+	lanProfile = flag.String("lan.profile", "", "directory for drive-node's CPU and heap profiles and debug logs (A-….cpu, A-….mem, A-….log, B-…)")
 )
 
 // measures reports whether figure is among -lan.only.
@@ -106,9 +106,10 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 	if *lanProfile != "" {
 		// A stop signal makes drive-node write its profile.
 		defer func() {
-			for _, p := range []*netlab.Process{pa, pb} {
+			for i, p := range []*netlab.Process{pa, pb} {
 				p.Signal(syscall.SIGTERM)
 				p.Wait(10 * time.Second)
+				os.WriteFile(filepath.Join(*lanProfile, fmt.Sprintf("%s-%d.log", "AB"[i:i+1], time.Now().UnixMilli())), []byte(p.Log()), 0o644)
 			}
 		}()
 	}
@@ -343,7 +344,7 @@ func driveNode(bin string) tool {
 			if *lanProfile != "" {
 				// Written when the process stops on SIGTERM (see run).
 				prof := filepath.Join(*lanProfile, fmt.Sprintf("%s-%d", filepath.Base(dir), time.Now().UnixMilli()))
-				args = append(args, "--cpu-profile", prof+".cpu", "--mem-profile", prof+".mem")
+				args = append(args, "--cpu-profile", prof+".cpu", "--mem-profile", prof+".mem", "--log-level", "debug")
 			}
 			return h.Start(b, bin, args...)
 		},

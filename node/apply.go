@@ -150,12 +150,14 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 // origin are left pending; an op that fails blocks its origin.
 func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []oplog.Op, staged *stagedSet,
 	applied map[certs.DeviceID]uint64, blocked map[certs.DeviceID]bool) error {
-	if batchSync && len(staged.temp) > 0 {
-		// One flush for the whole chunk: every fetched file is on disk
-		// before any is renamed into place.
+	if batchSync && staged.flush {
+		// One flush for the chunk's small files: every fetched file is on
+		// disk before any is renamed into place.
+		start := time.Now()
 		if err := syncFS(n.folderRoot()); err != nil {
 			return fmt.Errorf("flush received files: %w", err)
 		}
+		n.log.Debug("received files flushed", "files", len(staged.temp), "took", time.Since(start))
 	}
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
@@ -496,6 +498,7 @@ type stagedSet struct {
 	placed map[content.Hash]string
 	dirs   map[string]bool // directories whose entries the batch changed
 	errs   []error         // why contents could not be had
+	flush  bool            // small files among temp wait for syncFS
 }
 
 // touch notes the directories of paths whose entries changed; they are
@@ -584,7 +587,7 @@ func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name strin
 	if err != nil {
 		return err
 	}
-	if batchSync {
+	if batchSync && op.Size <= smallContent {
 		if err := syncFS(n.folderRoot()); err != nil {
 			return err
 		}

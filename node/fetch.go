@@ -10,6 +10,7 @@ import (
 	"path"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/drive-node/drive-node/content"
 )
@@ -40,6 +41,11 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 	name := stagedName(h)
 	if st, err := n.folderRoot().Stat(name); err == nil && st.Size() == size {
 		if got, _, err := hashRootFile(ctx, n.folderRoot(), name); err == nil && got == h {
+			if size > smallContent {
+				if err := syncRootFile(n.folderRoot(), name); err != nil {
+					return "", fmt.Errorf("sync %s: %w", name, err)
+				}
+			}
 			return name, nil
 		}
 		n.folderRoot().Remove(name)
@@ -56,8 +62,10 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 	var errs []error
 	for attempt := 0; attempt < 2; attempt++ { // a bad copy is fetched once more
 		for _, p := range peers {
+			start := time.Now()
 			err := n.fetchInto(ctx, name, h, p)
 			if err == nil {
+				n.log.Debug("content fetched", "hash", h.Short(), "size", size, "took", time.Since(start))
 				return name, nil
 			}
 			if ctx.Err() != nil {
@@ -97,7 +105,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		}
 		n.log.Info("resuming a transfer", "hash", h.Short(), "offset", offset)
 	}
-	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(f, hasher))
+	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(newWriteBehind(f, offset), hasher))
 	if err != nil {
 		if offset > 0 && size > 0 && offset > size {
 			n.folderRoot().Remove(name)
@@ -109,12 +117,24 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		n.folderRoot().Remove(name)
 		return fmt.Errorf("%s: %w", h.Short(), ErrHashMismatch)
 	}
-	if !batchSync {
+	if !batchSync || size > smallContent {
+		// A large file is flushed on its own (its writeback is mostly done
+		// by now); flushing the whole file system for it would also write
+		// out whatever else is pending there.
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("sync %s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+func syncRootFile(root *os.Root, name string) error {
+	f, err := root.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 func hashRootFile(ctx context.Context, root *os.Root, name string) (content.Hash, int64, error) {
@@ -181,7 +201,8 @@ const (
 // fetchAll stages every wanted content: small ones in batches, spread
 // over the connected peers, the rest (and whatever a batch did not
 // deliver) one by one from any peer. Staged names go into staged.temp,
-// failures into staged.errs.
+// failures into staged.errs. Contents over smallContent are fsynced one
+// by one; staged.flush tells that smaller ones wait for syncFS.
 func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
 	if len(wants) == 0 {
 		return
@@ -193,8 +214,11 @@ func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
 		defer mu.Unlock()
 		if err != nil {
 			staged.errs = append(staged.errs, err)
-		} else {
-			staged.temp[w.h] = name
+			return
+		}
+		staged.temp[w.h] = name
+		if w.size <= smallContent {
+			staged.flush = true // see applyOps
 		}
 	}
 	one := func(w want) {
