@@ -100,16 +100,22 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 		os.MkdirAll(d, 0o755)
 	}
 	tl.setup(b, lab, dirA, dirB)
-	pa := tl.start(b, a, dirA)
-	pb := tl.start(b, h, dirB)
+	var started []*netlab.Process
+	start := func(b *testing.B, h *netlab.Host, dir string) *netlab.Process {
+		p := tl.start(b, h, dir)
+		started = append(started, p)
+		return p
+	}
+	start(b, a, dirA)
+	pb := start(b, h, dirB)
 	defer func() { a.KillAll(); h.KillAll() }()
 	if *lanProfile != "" {
 		// A stop signal makes drive-node write its profile.
 		defer func() {
-			for i, p := range []*netlab.Process{pa, pb} {
+			for i, p := range started {
 				p.Signal(syscall.SIGTERM)
 				p.Wait(10 * time.Second)
-				os.WriteFile(filepath.Join(*lanProfile, fmt.Sprintf("%s-%d.log", "AB"[i:i+1], time.Now().UnixMilli())), []byte(p.Log()), 0o644)
+				os.WriteFile(filepath.Join(*lanProfile, fmt.Sprintf("process-%d.log", i)), []byte(p.Log()), 0o644)
 			}
 		}()
 	}
@@ -123,18 +129,18 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 	for i := 0; i < editSamples && measures("edit"); i++ {
 		name := fmt.Sprintf("edit-%d.txt", i)
 		data := []byte(fmt.Sprintf("edit number %d at %s\n", i, time.Now()))
-		start := moveIn(b, stage, dirA, name, data)
+		moved := moveIn(b, stage, dirA, name, data)
 		for {
 			got, err := os.ReadFile(filepath.Join(dirB, name))
 			if err == nil && bytes.Equal(got, data) {
 				break
 			}
-			if time.Since(start) > time.Minute {
+			if time.Since(moved) > time.Minute {
 				b.Fatalf("%s: edit %d never arrived", tl.name, i)
 			}
 			time.Sleep(time.Millisecond)
 		}
-		lat = append(lat, time.Since(start))
+		lat = append(lat, time.Since(moved))
 		time.Sleep(300 * time.Millisecond)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
@@ -148,7 +154,7 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 		f.smallPerSec, f.rssBothBytes, f.pssBothBytes = smallFiles(b, stage, dirA, dirB, a, h)
 	}
 	if measures("catchup") {
-		f.catchUp = catchUp(b, tl, stage, dirA, dirB, a, h, pb)
+		f.catchUp = catchUp(b, tl, start, stage, dirA, dirB, a, h, pb)
 	}
 	return f
 }
@@ -195,7 +201,8 @@ func smallFiles(b *testing.B, stage, dirA, dirB string, hosts ...*netlab.Host) (
 
 // catchUp kills B (every process on its host), adds files on A, restarts
 // B and returns the time until B has them all.
-func catchUp(b *testing.B, tl tool, stage, dirA, dirB string, a, h *netlab.Host, pb *netlab.Process) time.Duration {
+func catchUp(b *testing.B, tl tool, start func(*testing.B, *netlab.Host, string) *netlab.Process,
+	stage, dirA, dirB string, a, h *netlab.Host, pb *netlab.Process) time.Duration {
 	h.KillAll()
 	pb.Kill()
 	makeTree(b, filepath.Join(stage, "catch"), catchFiles, catchSize)
@@ -203,10 +210,10 @@ func catchUp(b *testing.B, tl tool, stage, dirA, dirB string, a, h *netlab.Host,
 		b.Fatal(err)
 	}
 	tl.settled(b, a, dirA, countFiles(dirA))
-	start := time.Now()
-	tl.start(b, h, dirB)
+	began := time.Now()
+	start(b, h, dirB)
 	waitFiles(b, filepath.Join(dirB, "catch"), "", catchFiles, 10*time.Minute)
-	return time.Since(start)
+	return time.Since(began)
 }
 
 // moveIn writes data outside the folder, then renames it in: the file
@@ -273,7 +280,11 @@ func waitFiles(b *testing.B, root, name string, n int, limit time.Duration) {
 func countFiles(root string) int {
 	n := 0
 	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
+		switch {
+		case err != nil:
+		case d.IsDir() && p != root && strings.HasPrefix(d.Name(), "."):
+			return filepath.SkipDir // drive-node's state, Syncthing's .stfolder
+		case d.Type().IsRegular() && !strings.HasPrefix(d.Name(), "."):
 			n++
 		}
 		return nil

@@ -84,6 +84,7 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 			n.noteDiskFull(ctx, stageErrs) // clears the note when space is back
 		}
 	}()
+	defer n.noteBurst(len(ops))
 	skip := supersededInBatch(ops)
 	applied, err := n.db.Applied(ctx)
 	if err != nil {

@@ -67,8 +67,10 @@ type Node struct {
 	tr        *quicnet.Transport
 	logWatch  logWatch
 	applyKick chan struct{}
-	peersMu   sync.Mutex
-	peers     map[certs.DeviceID]*peerState
+	// burst tells releaseLoop that a burst of changes was handled.
+	burst   chan struct{}
+	peersMu sync.Mutex
+	peers   map[certs.DeviceID]*peerState
 
 	// placing holds the records of files an apply has placed and not yet
 	// written to the database (see dbIndex).
@@ -98,7 +100,8 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, ready: make(chan struct{}),
-		applyKick: make(chan struct{}, 1), pauseKick: make(chan struct{}, 1), peers: map[certs.DeviceID]*peerState{}}
+		applyKick: make(chan struct{}, 1), pauseKick: make(chan struct{}, 1), burst: make(chan struct{}, 1),
+		peers: map[certs.DeviceID]*peerState{}}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -195,9 +198,10 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer n.tr.Close()
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer wg.Done(); n.purgeLoop(ctx) }()
+	go func() { defer wg.Done(); n.releaseLoop(ctx) }()
 
 	for {
 		if err := n.waitUntilSyncable(ctx); err != nil {
@@ -334,6 +338,7 @@ func (n *Node) recordLocalLocked(ctx context.Context, obs []watcher.Observation)
 			known[o.Path] = f
 		}
 	}
+	n.noteBurst(len(obs))
 	plan := planLocal(obs, known)
 	if len(plan.ops) == 0 && len(plan.metaOnly) == 0 {
 		return nil

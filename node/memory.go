@@ -1,0 +1,46 @@
+package node
+
+import (
+	"context"
+	"runtime/debug"
+	"time"
+)
+
+// burstOps is how many changes, applied or recorded at once, make a burst
+// after which the heap is handed back to the OS.
+const burstOps = 1000
+
+// releaseDelay is how long after the last burst the heap is handed back:
+// long enough that a sync still under way is not slowed by it.
+const releaseDelay = time.Second
+
+// noteBurst tells releaseLoop that n changes were just handled.
+func (n *Node) noteBurst(changes int) {
+	if changes < burstOps {
+		return
+	}
+	select {
+	case n.burst <- struct{}{}:
+	default:
+	}
+}
+
+// releaseLoop hands the memory a burst of changes used back to the OS once
+// the burst is over. The runtime would return it by itself, over minutes;
+// on a small board that shares its memory with other services the daemon
+// should be back to its idle size within a second of a large sync.
+func (n *Node) releaseLoop(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-n.burst:
+			timer.Reset(releaseDelay)
+		case <-timer.C:
+			debug.FreeOSMemory()
+		}
+	}
+}

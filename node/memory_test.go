@@ -1,0 +1,50 @@
+package node
+
+import (
+	"context"
+	"runtime"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
+
+// heapFree returns the heap memory that is free but still held from the
+// OS.
+func heapFree() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// TestReleaseAfterBurst frees a large heap, reports a burst and expects
+// the memory handed back to the OS within a few seconds; a handful of
+// changes is not a burst.
+func TestReleaseAfterBurst(t *testing.T) {
+	n := &Node{burst: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.releaseLoop(ctx)
+
+	n.noteBurst(burstOps - 1)
+	if len(n.burst) != 0 {
+		t.Fatal("a small batch counted as a burst")
+	}
+	garbage := make([][]byte, 64)
+	for i := range garbage {
+		garbage[i] = make([]byte, 1<<20)
+	}
+	runtime.KeepAlive(garbage)
+	garbage = nil
+	runtime.GC()
+	if free := heapFree(); free < 32<<20 {
+		t.Fatalf("the runtime holds only %d MiB free after the collection: the test cannot tell a release", free>>20)
+	}
+	n.noteBurst(burstOps)
+	deadline := time.Now().Add(5 * time.Second)
+	for heapFree() > 8<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d MiB of free heap still held 5 s after the burst", heapFree()>>20)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
