@@ -30,7 +30,8 @@ func (n *Node) startNetwork(ctx context.Context) error {
 	if n.cfg.NoDiscovery {
 		return nil
 	}
-	disc, err := quicnet.StartDiscovery(ctx, quicnet.DiscoveryConfig{ID: n.id.ID, Port: tr.Addr().Port, Logger: n.log}, func(f quicnet.Found) {
+	dcfg := quicnet.DiscoveryConfig{ID: n.id.ID, Port: tr.Addr().Port, Logger: n.log, Wanted: func() bool { return n.peerMissing(ctx) }}
+	disc, err := quicnet.StartDiscovery(ctx, dcfg, func(f quicnet.Found) {
 		if n.paired(f.ID) {
 			redial.Found(f.ID, f.Addrs)
 		}
@@ -78,4 +79,21 @@ func (n *Node) recordIfChangedLocked(ctx context.Context, p string) error {
 		return nil
 	}
 	return n.observeLocked(ctx, p)
+}
+
+// peerMissing reports whether a paired device is not connected (or the
+// paired devices cannot be read): discovery then looks for peers.
+func (n *Node) peerMissing(ctx context.Context) bool {
+	paired, err := n.db.Peers(ctx)
+	if err != nil {
+		return true
+	}
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for _, p := range paired {
+		if _, ok := n.peers[p.ID]; !ok {
+			return true
+		}
+	}
+	return len(paired) == 0
 }

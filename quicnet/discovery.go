@@ -72,6 +72,12 @@ type DiscoveryConfig struct {
 	// Browse queries go out every second (or every Interval if shorter),
 	// so a peer that (re)starts is found within about a second.
 	Interval time.Duration
+	// Wanted, checked every Interval, reports whether peers must be looked
+	// for: false while every paired device is connected. Browsing (a query
+	// every second) stops then, and resumes within an Interval once it is
+	// true again; this device goes on answering, so a peer that (re)starts
+	// still finds it at once and dials. Nil means always.
+	Wanted func() bool
 	// Logger receives discovery's logs; default slog.Default().
 	Logger *slog.Logger
 }
@@ -213,12 +219,12 @@ func (d *Discovery) refresh() {
 		// them.
 		d.log.Debug("LAN discovery: checking interfaces", "err", err)
 		if d.conn != nil {
-			d.startBrowse()
+			d.browseIfWanted()
 		}
 		return
 	}
 	if d.conn != nil && ifs.key == d.current {
-		d.startBrowse()
+		d.browseIfWanted()
 		return
 	}
 	if d.conn != nil {
@@ -236,8 +242,22 @@ func (d *Discovery) refresh() {
 	}
 	d.lastErr = ""
 	d.current = ifs.key
-	d.startBrowse()
+	d.browseIfWanted()
 	d.log.Info("LAN discovery running", "instance", d.instance, "interfaces", ifs.key)
+}
+
+// browseIfWanted starts browsing over if peers are wanted, and otherwise
+// ends the browse session: with every peer connected the LAN stays quiet.
+func (d *Discovery) browseIfWanted() {
+	if d.cfg.Wanted == nil || d.cfg.Wanted() {
+		d.startBrowse()
+		return
+	}
+	if d.browse != nil {
+		d.browse()
+		d.browse = nil
+		d.log.Debug("LAN discovery: every paired device is connected; browsing paused")
+	}
 }
 
 // startBrowse (re)starts the browse session: a new session forgets what

@@ -450,3 +450,29 @@ func TestDiscoveryTwoHosts(t *testing.T) {
 	_, n0 = discHelperFound(p0, id1, 0)
 	finds(p0, id1, netip.AddrPortFrom(newAddr, 50001), n0, "host0 finds host1 at its new address")
 }
+
+// TestDiscoveryNotWanted: a device that wants no peers (all connected)
+// stops browsing but still answers, so a peer that looks finds it; once
+// it wants peers again it finds them within an Interval or two.
+func TestDiscoveryNotWanted(t *testing.T) {
+	var wanted atomic.Bool
+	recA := newDiscRecorder()
+	cfgA := DiscoveryConfig{ID: discTestID("nw-a"), Port: 44001, Interval: 500 * time.Millisecond,
+		Wanted: wanted.Load, Logger: discTestLogger(t).With("node", "nw-a")}
+	a, err := mdnsStart(t.Context(), cfgA, recA.found, discLoopbackOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	_, recB, idB := discStart(t, "nw-b", 44002, discLoopbackOnly)
+	lo := netip.MustParseAddr("127.0.0.1")
+	netlab.Eventually(t, 10*time.Second, "b finds a, which answers without browsing", func() (bool, string) {
+		return recB.has(cfgA.ID, lo, 44001)
+	})
+	time.Sleep(2 * time.Second) // four of a's Intervals
+	if ok, _ := recA.has(idB, lo, 44002); ok {
+		t.Fatal("a found b while it wanted no peers: it kept browsing")
+	}
+	wanted.Store(true)
+	netlab.Eventually(t, 5*time.Second, "a finds b once it wants peers", func() (bool, string) { return recA.has(idB, lo, 44002) })
+}
