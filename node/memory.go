@@ -25,21 +25,38 @@ func (n *Node) noteBurst(changes int) {
 	}
 }
 
+// noteActivity tells releaseLoop that the node is still busy (serving a
+// peer the contents of a burst, say): a pending release waits.
+func (n *Node) noteActivity() {
+	select {
+	case n.activity <- struct{}{}:
+	default:
+	}
+}
+
 // releaseLoop hands the memory a burst of changes used back to the OS once
-// the burst is over. The runtime would return it by itself, over minutes;
-// on a small board that shares its memory with other services the daemon
-// should be back to its idle size within a second of a large sync.
+// the burst, and the activity that follows it, is over. The runtime would
+// return it by itself, over minutes; on a small board that shares its
+// memory with other services the daemon should be back to its idle size
+// within a second of a large sync.
 func (n *Node) releaseLoop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	pending := false
 	for {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return
 		case <-n.burst:
+			pending = true
 			timer.Reset(releaseDelay)
+		case <-n.activity:
+			if pending {
+				timer.Reset(releaseDelay)
+			}
 		case <-timer.C:
+			pending = false
 			debug.FreeOSMemory()
 		}
 	}

@@ -67,10 +67,11 @@ type Node struct {
 	tr        *quicnet.Transport
 	logWatch  logWatch
 	applyKick chan struct{}
-	// burst tells releaseLoop that a burst of changes was handled.
-	burst   chan struct{}
-	peersMu sync.Mutex
-	peers   map[certs.DeviceID]*peerState
+	// burst and activity tell releaseLoop that a burst of changes was
+	// handled, and that the node is still busy.
+	burst, activity chan struct{}
+	peersMu         sync.Mutex
+	peers           map[certs.DeviceID]*peerState
 
 	// placing holds the records of files an apply has placed and not yet
 	// written to the database (see dbIndex).
@@ -101,7 +102,8 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, ready: make(chan struct{}),
 		applyKick: make(chan struct{}, 1), pauseKick: make(chan struct{}, 1), burst: make(chan struct{}, 1),
-		peers: map[certs.DeviceID]*peerState{}}
+		activity: make(chan struct{}, 1),
+		peers:    map[certs.DeviceID]*peerState{}}
 	defer func() {
 		if err != nil {
 			n.Close()

@@ -310,6 +310,7 @@ func (n *Node) fetchers() []contentFetcher {
 // OpenContent serves content to peers from the folder: a live recorded
 // file with that hash whose size and mtime still match the record.
 func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
+	n.noteActivity()
 	files, err := n.db.FilesByHash(ctx, h)
 	if err != nil {
 		return nil, 0, err
