@@ -197,9 +197,9 @@ func dsn(abs string) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")
-	// 1 MiB of page cache per connection: the daemon's memory budget is
+	// 512 KiB of page cache per connection: the daemon's memory budget is
 	// small, and the hot rows are few.
-	q.Add("_pragma", "cache_size(-1024)")
+	q.Add("_pragma", "cache_size(-512)")
 	q.Set("_txlock", "immediate")
 	// url.URL would render "file:///abs"; SQLite accepts that too, but the
 	// query must be encoded by us, as the driver splits at the first '?'.
