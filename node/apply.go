@@ -190,6 +190,14 @@ func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []
 			continue
 		}
 		if skip[i] {
+			if n.residue.has(op) {
+				rows, err := n.resumeLocked(ctx, op, &recs)
+				if err != nil {
+					return err
+				}
+				recs.add(rows...)
+				n.placing.add(rows)
+			}
 			b.Applied[op.Origin] = op.Seq
 			continue
 		}
@@ -224,7 +232,11 @@ func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []
 	for _, name := range staged.temp {
 		n.folderRoot().Remove(name) // not needed after all (a later op superseded it)
 	}
-	return flush()
+	if err := flush(); err != nil {
+		return err
+	}
+	n.retireResidue(ctx)
+	return nil
 }
 
 // noteDiskFull shows in status whether received files wait for disk space.
@@ -342,6 +354,11 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 			return nil, nil, nil // recorded as handled, never applied
 		}
 	}
+	if n.residue.has(op) {
+		if rows, err := n.resumeLocked(ctx, op, pending); err != nil || rows != nil {
+			return rows, nil, err
+		}
+	}
 	v := &nodeView{n: n, ctx: ctx, pending: pending}
 	// A change on disk the watcher has not reported yet is recorded first,
 	// so it takes part in the decision and is never overwritten unseen:
@@ -354,7 +371,7 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 	}
 	for _, p := range touched {
 		if p != "" && pending.get(p) == nil {
-			if err := n.recordIfChangedLocked(ctx, p); err != nil {
+			if err := n.recordIfChangedLocked(ctx, p, op); err != nil {
 				return nil, nil, err
 			}
 		}

@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 
+	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
+	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
 )
 
@@ -63,22 +65,56 @@ func (n *Node) observeLocked(ctx context.Context, paths ...string) error {
 }
 
 // recordIfChangedLocked records p as a local change when the disk differs
-// from the database at p (the watcher has not reported it yet).
-func (n *Node) recordIfChangedLocked(ctx context.Context, p string) error {
-	rec, ok, err := n.db.File(ctx, p)
+// from the database at p (the watcher has not reported it yet), unless
+// what differs is what op itself, or another op pending since start-up,
+// leaves at p: it was carried out before a crash that came before its
+// records were written, and it is now carried out again. Recording that
+// as this device's change would make a second, concurrent version of the
+// op's own result (a conflict copy of identical content, or a file the
+// op's origin later deletes coming back).
+func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op) error {
+	differs, err := n.diskDiffers(ctx, p, nil)
+	if err != nil || !differs {
+		return err
+	}
+	obs, err := n.observe(ctx, p)
 	if err != nil {
 		return err
 	}
-	st, serr := n.folderRoot().Lstat(p)
-	live := ok && !rec.Deleted
-	switch {
-	case serr != nil && !live:
-		return nil
-	case serr == nil && live && st.IsDir() == rec.Dir &&
-		(rec.Dir || (st.Size() == rec.Size && st.ModTime().UnixNano() == rec.MTime)):
+	if leftBy(op, p, obs) || n.residue.explains(obs) {
+		n.log.Debug("the folder holds what an op left before a crash; not a local change", "op", op.String(), "path", p)
 		return nil
 	}
-	return n.observeLocked(ctx, p)
+	return n.recordLocalLocked(ctx, obs)
+}
+
+// diskDiffers reports whether what is at p differs from its record: the
+// batch's latest row if pending has one, else the database's. Size and
+// mtime stand for a file's content, as for the watcher.
+func (n *Node) diskDiffers(ctx context.Context, p string, pending *batchRecords) (bool, error) {
+	var rec *state.File
+	if pending != nil {
+		rec = pending.get(p)
+	}
+	if rec == nil {
+		f, ok, err := n.db.File(ctx, p)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			rec = &f
+		}
+	}
+	st, serr := n.folderRoot().Lstat(p)
+	live := rec != nil && !rec.Deleted
+	switch {
+	case serr != nil && !live:
+		return false, nil
+	case serr == nil && live && st.IsDir() == rec.Dir &&
+		(rec.Dir || (st.Size() == rec.Size && st.ModTime().UnixNano() == rec.MTime)):
+		return false, nil
+	}
+	return true, nil
 }
 
 // peerMissing reports whether a paired device is not connected (or the

@@ -76,6 +76,8 @@ type Node struct {
 	// placing holds the records of files an apply has placed and not yet
 	// written to the database (see dbIndex).
 	placing placingSet
+	// residue is what ops pending at start-up may have left unrecorded.
+	residue residue
 	// commitMu serialises turning changes into ops and applying them, so
 	// the state database sees ops in the order the log accepted them.
 	commitMu sync.Mutex
@@ -188,6 +190,9 @@ func (n *Node) Close() error {
 func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("drive-node started", "folder", n.cfg.Folder, "state", n.cfg.StateDir, "device", n.id.ID.String(), "ops", n.ops.Count())
 
+	if err := n.noteResidue(ctx); err != nil {
+		return fmt.Errorf("reading the changes pending in %s: %w", n.cfg.StateDir, err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	// On the way out everything that uses the log and the database stops
 	// before Run returns, so Close never pulls them from under a transfer:
@@ -322,6 +327,13 @@ func (n *Node) recordLocal(ctx context.Context, obs []watcher.Observation) error
 	}
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
+	if n.residue.active() {
+		fresh, err := n.freshen(ctx, obs)
+		if err != nil {
+			return err
+		}
+		obs = n.residue.filter(fresh)
+	}
 	return n.recordLocalLocked(ctx, obs)
 }
 

@@ -74,6 +74,20 @@ func startNode(t testing.TB, folder, addr string, peers ...string) *runningNode 
 	return startNodeWith(t, folder, addr, nil, peers...)
 }
 
+// pairedPeer creates a device identity and pairs folder's node with it
+// under name, as `drive-node pair` would.
+func pairedPeer(t testing.TB, folder, name string) *certs.Identity {
+	t.Helper()
+	peer, err := certs.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Pair(context.Background(), DefaultStateDir(folder, ""), peer.ID, name); err != nil {
+		t.Fatal(err)
+	}
+	return peer
+}
+
 // startNodeWith is startNode with setup called between Open and Run, to
 // inject what the test controls.
 func startNodeWith(t testing.TB, folder, addr string, setup func(*Node), peers ...string) *runningNode {

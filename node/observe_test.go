@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
@@ -22,13 +21,7 @@ import (
 func TestStaleObservationsDoNotUndoPeerOps(t *testing.T) {
 	ctx := context.Background()
 	folder := t.TempDir()
-	peer, err := certs.LoadOrCreate(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Pair(ctx, DefaultStateDir(folder, ""), peer.ID, "peer"); err != nil {
-		t.Fatal(err)
-	}
+	peer := pairedPeer(t, folder, "peer")
 	n := startNode(t, folder, freeUDPPort(t))
 
 	// This device writes edit.txt; the watcher's look at it is kept.
