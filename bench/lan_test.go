@@ -70,6 +70,11 @@ func BenchmarkLAN(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("the LAN benchmark needs root for network namespaces (run bench/lan.sh as root)")
 	}
+	if *lanProfile != "" {
+		if err := os.MkdirAll(*lanProfile, 0o755); err != nil {
+			b.Fatalf("-lan.profile: %v", err)
+		}
+	}
 	dn := netlab.BuildBinary(b, "github.com/drive-node/drive-node/cmd/drive-node")
 	var tools []tool
 	for _, tl := range []tool{driveNode(dn), syncthing()} {
