@@ -129,13 +129,13 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.db, err = state.Open(ctx, filepath.Join(cfg.StateDir, dbName)); err != nil {
 		return nil, err
 	}
-	// Status tells this run's readiness from an earlier run's by these.
-	for k, v := range map[string]string{
+	// Status tells this run's readiness from an earlier run's by these,
+	// written together: this run's PID beside the earlier run's start and
+	// readiness would read as ready before the start-up scan.
+	if err := n.db.SetMetas(ctx, map[string]string{
 		metaPID: strconv.Itoa(os.Getpid()), metaStartedAt: strconv.FormatInt(n.now().UnixNano(), 10), metaFolder: cfg.Folder,
-	} {
-		if err := n.db.SetMeta(ctx, k, v); err != nil {
-			return nil, err
-		}
+	}); err != nil {
+		return nil, err
 	}
 	root, err := os.OpenRoot(cfg.Folder)
 	if err != nil {

@@ -22,6 +22,24 @@ func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 	return nil
 }
 
+// SetMetas stores every key of kv in one transaction: a reader sees all
+// of them or none (status tells one run of the daemon from an earlier one
+// by several keys together).
+func (db *DB) SetMetas(ctx context.Context, kv map[string]string) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		for k, v := range kv {
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`, k, v); err != nil {
+				return fmt.Errorf("set %q: %w", k, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("state: %s: set meta: %w", db.path, err)
+	}
+	return nil
+}
+
 // Meta returns the value stored under key; ok is false if there is none.
 func (db *DB) Meta(ctx context.Context, key string) (value string, ok bool, err error) {
 	err = db.sql.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&value)

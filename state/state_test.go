@@ -226,6 +226,23 @@ func TestMetaRoundTrip(t *testing.T) {
 	}
 }
 
+func TestSetMetas(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	if err := db.SetMeta(ctx, "pid", "1"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"pid": "2", "started_at": "20", "folder": "/srv/sync"}
+	if err := db.SetMetas(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range want {
+		if got, ok, err := db.Meta(ctx, k); err != nil || !ok || got != v {
+			t.Errorf("Meta(%q) = %q %v %v, want %q", k, got, ok, err, v)
+		}
+	}
+}
+
 func TestConflictsOrdered(t *testing.T) {
 	ctx := context.Background()
 	db := newDB(t)
