@@ -26,6 +26,7 @@ func TestReceiverCrashDuringSync(t *testing.T) {
 	writeFile(t, filepath.Join(p.dirA, "hello.txt"), []byte("connected\n"))
 	converge(t, "connected", p.dirA, p.dirB, 20*time.Second)
 
+	var killed []string // the logs of B's earlier runs
 	stage := t.TempDir()
 	for round := 0; round < 4; round++ {
 		// Each round moves a fresh tree into A: many small files, a few
@@ -53,6 +54,7 @@ func TestReceiverCrashDuringSync(t *testing.T) {
 		}
 		time.Sleep(time.Duration(200+rng.Intn(1200)) * time.Millisecond)
 		p.pb.Kill()
+		killed = append(killed, p.pb.Log())
 		p.pb = p.start(t, p.b, p.dirB, "B")
 	}
 	converge(t, "after the receiver crashed four times", p.dirA, p.dirB, 120*time.Second)
@@ -65,9 +67,28 @@ func TestReceiverCrashDuringSync(t *testing.T) {
 	for _, dir := range []string{p.dirA, p.dirB} {
 		filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 			if err == nil && strings.Contains(d.Name(), ".conflict-") {
-				t.Errorf("conflict copy %s: nothing was edited concurrently", path)
+				rel, _ := filepath.Rel(dir, path)
+				original := filepath.ToSlash(rel)
+				original = original[:strings.Index(original, ".conflict-")]
+				t.Errorf("conflict copy %s: nothing was edited concurrently; what B's runs logged of %s:\n%s",
+					path, original, linesAbout(original, append(killed, p.pb.Log())))
 			}
 			return nil
 		})
 	}
+}
+
+// linesAbout returns the lines of the logs that mention name, each run's
+// under a header.
+func linesAbout(name string, logs []string) string {
+	var b strings.Builder
+	for i, l := range logs {
+		fmt.Fprintf(&b, "-- run %d\n", i+1)
+		for _, line := range strings.Split(l, "\n") {
+			if strings.Contains(line, name) {
+				b.WriteString(line + "\n")
+			}
+		}
+	}
+	return b.String()
 }
