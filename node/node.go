@@ -146,6 +146,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.removeStaleTemps()
+	// Before any pending op is applied again: what such an op left on disk
+	// before a crash is told apart from local changes by the whole set.
+	if err := n.noteResidue(ctx); err != nil {
+		return nil, fmt.Errorf("reading the changes pending in %s: %w", cfg.StateDir, err)
+	}
 	// The database may be behind the log (a crash between the two, or a
 	// lost database): record what it lacks before looking at the folder.
 	if n.paused.Load() {
@@ -190,9 +195,6 @@ func (n *Node) Close() error {
 func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("drive-node started", "folder", n.cfg.Folder, "state", n.cfg.StateDir, "device", n.id.ID.String(), "ops", n.ops.Count())
 
-	if err := n.noteResidue(ctx); err != nil {
-		return fmt.Errorf("reading the changes pending in %s: %w", n.cfg.StateDir, err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	// On the way out everything that uses the log and the database stops
 	// before Run returns, so Close never pulls them from under a transfer:

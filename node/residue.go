@@ -12,7 +12,7 @@ import (
 	"github.com/drive-node/drive-node/watcher"
 )
 
-// residue is what the remote ops pending at start-up may have left in the
+// residue is what the remote ops pending when the node opens may have left in the
 // folder before a crash: a chunk of ops is placed first and recorded after,
 // so a crash in between leaves files (and removals) the database does not
 // know. The start-up scan would take them for this device's own changes,

@@ -107,9 +107,10 @@ func TestCrashResidueIsNotALocalChange(t *testing.T) {
 		}
 		return op
 	}
-	x1 := write(1, "dir/one.txt", one, nil)
-	x2 := write(2, "two.txt", two, nil)
-	x3 := write(3, "two.txt", three, &x2) // supersedes x2; its content is not here
+	x0 := oplog.Op{Origin: peer.ID, Seq: 1, Lamport: 1, Kind: oplog.KindMkdir, Path: "dir", Mode: 0o755}
+	x1 := write(2, "dir/one.txt", one, nil)
+	x2 := write(3, "two.txt", two, nil)
+	x3 := write(4, "two.txt", three, &x2) // supersedes x2; its content is not here
 	writeAt := func(p string, data []byte) {
 		full := filepath.Join(folder, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -122,15 +123,28 @@ func TestCrashResidueIsNotALocalChange(t *testing.T) {
 	writeAt(x1.Path, one)
 	writeAt(x2.Path, two)
 
-	n := startNodeWith(t, folder, freeUDPPort(t), func(n *Node) {
-		if _, err := n.ops.Insert(context.Background(), x1, x2, x3); err != nil {
-			t.Fatal(err)
-		}
-	})
+	// The log holds the peer's ops; the database has no record of them.
+	stateDir := DefaultStateDir(folder, "")
+	self, err := certs.Load(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := oplog.Open(filepath.Join(stateDir, oplogName), self.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Insert(context.Background(), x0, x1, x2, x3); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	n := startNode(t, folder, freeUDPPort(t))
 	ctx := context.Background()
 	waitFor(t, "the placed ops recorded", func() string {
 		applied, _ := n.db.Applied(ctx)
-		if applied[peer.ID] < 2 {
+		if applied[peer.ID] < x2.Seq {
 			return fmt.Sprintf("applied %d", applied[peer.ID])
 		}
 		return ""
@@ -138,7 +152,7 @@ func TestCrashResidueIsNotALocalChange(t *testing.T) {
 	if got := n.ops.Highest(n.ID()); got != 0 {
 		t.Fatalf("the node logged %d ops of its own; the peer's placed files were taken for local changes\n%s", got, n.logs)
 	}
-	for _, op := range []oplog.Op{x1, x2} {
+	for _, op := range []oplog.Op{x0, x1, x2} {
 		f, ok, err := n.db.File(ctx, op.Path)
 		if err != nil || !ok || f.Deleted || f.Hash != op.Hash || f.Origin != peer.ID || f.Seq != op.Seq {
 			t.Fatalf("%s recorded as %+v (%v, %v), want the peer's op %d", op.Path, f, ok, err, op.Seq)
