@@ -63,13 +63,16 @@ func leftovers(op oplog.Op) map[string]leftover {
 }
 
 // leftBy reports whether obs, a fresh look at p, is what op leaves at p:
-// its content at the path it writes or renames to, nothing at the path it
-// deletes or renames from.
+// its content at the path it writes or renames to, a directory where it
+// makes one, nothing at the path it removes or renames from.
 func leftBy(op oplog.Op, p string, obs []watcher.Observation) bool {
 	switch {
 	case op.Kind == oplog.KindWrite && p == op.Path, op.Kind == oplog.KindRename && p == op.NewPath:
 		return len(obs) == 1 && obs[0].Exists && !obs[0].Dir && obs[0].Hash == op.Hash
-	case op.Kind == oplog.KindDelete && p == op.Path, op.Kind == oplog.KindRename && p == op.Path:
+	case op.Kind == oplog.KindMkdir && p == op.Path:
+		return len(obs) >= 1 && obs[0].Exists && obs[0].Dir
+	case op.Kind == oplog.KindDelete && p == op.Path, op.Kind == oplog.KindRename && p == op.Path,
+		op.Kind == oplog.KindRmdir && p == op.Path:
 		return len(obs) >= 1 && !obs[0].Exists
 	}
 	return false

@@ -173,3 +173,43 @@ func TestCrashResidueIsNotALocalChange(t *testing.T) {
 		return ""
 	})
 }
+
+func TestLeftBy(t *testing.T) {
+	peer := certs.DeviceID{1}
+	h1, h2 := content.Sum([]byte("one")), content.Sum([]byte("two"))
+	file := func(h content.Hash) []watcher.Observation {
+		return []watcher.Observation{{Path: "p", Exists: true, Hash: h}}
+	}
+	dir := []watcher.Observation{{Path: "p", Exists: true, Dir: true}}
+	absent := []watcher.Observation{{Path: "p"}}
+	op := func(k oplog.Kind, p, to string) oplog.Op {
+		return oplog.Op{Origin: peer, Seq: 1, Kind: k, Path: p, NewPath: to, Hash: h1}
+	}
+	tests := []struct {
+		name string
+		op   oplog.Op
+		obs  []watcher.Observation
+		want bool
+	}{
+		{"write, its content", op(oplog.KindWrite, "p", ""), file(h1), true},
+		{"write, other content", op(oplog.KindWrite, "p", ""), file(h2), false},
+		{"write, nothing there", op(oplog.KindWrite, "p", ""), absent, false},
+		{"write, a directory", op(oplog.KindWrite, "p", ""), dir, false},
+		{"write of another path", op(oplog.KindWrite, "q", ""), file(h1), false},
+		{"delete, nothing there", op(oplog.KindDelete, "p", ""), absent, true},
+		{"delete, a file there", op(oplog.KindDelete, "p", ""), file(h1), false},
+		{"rename source, nothing there", op(oplog.KindRename, "p", "q"), absent, true},
+		{"rename source, still there", op(oplog.KindRename, "p", "q"), file(h1), false},
+		{"rename target, its content", op(oplog.KindRename, "q", "p"), file(h1), true},
+		{"rename target, nothing there", op(oplog.KindRename, "q", "p"), absent, false},
+		{"mkdir, a directory", op(oplog.KindMkdir, "p", ""), dir, true},
+		{"mkdir, a file", op(oplog.KindMkdir, "p", ""), file(h1), false},
+		{"rmdir, nothing there", op(oplog.KindRmdir, "p", ""), absent, true},
+		{"rmdir, still there", op(oplog.KindRmdir, "p", ""), dir, false},
+	}
+	for _, tt := range tests {
+		if got := leftBy(tt.op, "p", tt.obs); got != tt.want {
+			t.Errorf("%s: leftBy = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
