@@ -276,8 +276,8 @@ func (t *Transport) Connected(id certs.DeviceID) bool {
 	return ok
 }
 
-// simultaneous is how close in time two connections to one peer must be to
-// count as both sides dialing at once.
+// simultaneous is how close in time two connections to one peer, one
+// dialed and one accepted, must be to count as both sides dialing at once.
 const simultaneous = 3 * time.Second
 
 // register decides whether conn survives and, if so, runs OnPeer on it
@@ -293,7 +293,10 @@ func (t *Transport) register(conn *quic.Conn, dialed bool) {
 	}
 	if old, ok := t.peers[id]; ok {
 		keepOld := false
-		if p.started.Sub(old.started) < simultaneous {
+		// Two connections made in the same direction are never a
+		// simultaneous dial: the peer (or this side) dialed again, most
+		// likely after a restart, and the older one is dead.
+		if old.dialed != p.dialed && p.started.Sub(old.started) < simultaneous {
 			// Both dialed at once: both sides keep the connection dialed
 			// by the smaller device ID.
 			selfSmaller := bytes.Compare(t.cfg.Identity.ID[:], id[:]) < 0

@@ -61,6 +61,14 @@ func newTestNode(t *testing.T, data memContent) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newTestNodeAs(t, id, data)
+}
+
+// newTestNodeAs is newTestNode with a given identity: the same device in a
+// new process.
+func newTestNodeAs(t *testing.T, id *certs.Identity, data memContent) *testNode {
+	t.Helper()
+	var err error
 	n := &testNode{id: id, logs: &syncBuffer{}, paired: map[certs.DeviceID]bool{}, peers: make(chan *Peer, 16)}
 	n.t, err = Listen(context.Background(), Config{
 		Identity: id, Listen: "127.0.0.1:0", Content: data,
@@ -207,6 +215,44 @@ func TestSimultaneousDialsLeaveOneConnection(t *testing.T) {
 		// The same connection is dialed on one side and accepted on the other.
 		if pa[0].dialed == pb[0].dialed {
 			t.Fatalf("round %d: the surviving connections are not the same one", i)
+		}
+	}
+}
+
+// TestRedialAfterRestartReplacesOldConnection has a peer dial, then come
+// back at once as a new process with the same identity (the old one is
+// gone without closing its connection) and dial again: the new connection
+// must win on the other side whatever the order of the device IDs, since
+// two connections in one direction are never a simultaneous dial.
+func TestRedialAfterRestartReplacesOldConnection(t *testing.T) {
+	for i := 0; i < 4; i++ {
+		a, b := newTestNode(t, memContent{}), newTestNode(t, memContent{})
+		a.pair(b)
+		b.pair(a)
+		ctx := context.Background()
+		if _, err := b.t.Dial(ctx, a.addr(), a.id.ID); err != nil {
+			t.Fatal(err)
+		}
+		first := waitPeer(t, a)
+
+		// The same device, restarted: a new transport with b's identity.
+		restarted := newTestNodeAs(t, b.id, memContent{})
+		restarted.pair(a)
+		if _, err := restarted.t.Dial(ctx, a.addr(), a.id.ID); err != nil {
+			t.Fatalf("round %d: the restarted peer's dial: %v", i, err)
+		}
+		second := waitPeer(t, a)
+		select {
+		case <-first.Context().Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the connection from before the restart is still open", i)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if second.Context().Err() != nil {
+			t.Fatalf("round %d: the restarted peer's connection was refused\n%s", i, a.logs)
+		}
+		if got := second.RemoteAddr().String(); got != restarted.t.Addr().String() {
+			t.Fatalf("round %d: the surviving connection comes from %s, want the restarted peer at %s", i, got, restarted.t.Addr())
 		}
 	}
 }
