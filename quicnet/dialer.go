@@ -40,6 +40,9 @@ type Redialer struct {
 // NewRedialer starts a Redialer that works until ctx ends.
 func (t *Transport) NewRedialer(ctx context.Context) *Redialer {
 	r := &Redialer{t: t, targets: map[string]*target{}, kick: make(chan struct{}, 1)}
+	t.mu.Lock()
+	t.redialers = append(t.redialers, r)
+	t.mu.Unlock()
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -73,6 +76,19 @@ func (r *Redialer) Found(id certs.DeviceID, addrs []netip.AddrPort) {
 func (r *Redialer) AddStatic(hostport string) {
 	r.mu.Lock()
 	r.targets["static "+hostport] = &target{static: hostport}
+	r.mu.Unlock()
+	r.poke()
+}
+
+// lost makes the targets of device id due now: its connection ended, and
+// it may already be back (a restart) at the address it had.
+func (r *Redialer) lost(id certs.DeviceID) {
+	r.mu.Lock()
+	for _, tg := range r.targets {
+		if tg.id == id {
+			tg.next = time.Time{}
+		}
+	}
 	r.mu.Unlock()
 	r.poke()
 }
@@ -156,8 +172,15 @@ func (r *Redialer) attempt(ctx context.Context, tg *target) {
 	if ok {
 		tg.backoff = 0
 		// A static address is retried after the connection it gave ends;
-		// checking every few seconds is cheap.
-		tg.next = time.Now().Add(2 * time.Second)
+		// checking every few seconds is cheap. A discovered peer is not
+		// dialled while connected; if the other side refused this
+		// connection for one it still holds (from before this device
+		// restarted), the next try comes soon, once that one is found dead.
+		if static != "" {
+			tg.next = time.Now().Add(2 * time.Second)
+		} else {
+			tg.next = time.Now().Add(minBackoff)
+		}
 		return
 	}
 	tg.backoff = min(max(2*tg.backoff, minBackoff), maxBackoff)

@@ -101,6 +101,7 @@ type Transport struct {
 	mu           sync.Mutex
 	peers        map[certs.DeviceID]*Peer
 	loggedUnpair map[certs.DeviceID]bool
+	redialers    []*Redialer // told when a connection ends
 }
 
 // quicConfig is tuned for a LAN: receive windows that let one stream fill a
@@ -329,6 +330,12 @@ func (t *Transport) register(conn *quic.Conn, dialed bool) {
 	if t.peers[id] == p {
 		delete(t.peers, id)
 	}
+	redialers := t.redialers
 	t.mu.Unlock()
 	t.log.Info("peer disconnected", "peer", id.Short(), "addr", conn.RemoteAddr().String())
+	// The peer may be back already (a restart): dial now rather than at
+	// the next due time.
+	for _, r := range redialers {
+		r.lost(id)
+	}
 }
