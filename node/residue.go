@@ -62,20 +62,24 @@ func leftovers(op oplog.Op) map[string]leftover {
 	return out
 }
 
-// leftBy reports whether obs, a fresh look at p, is what op leaves at p:
-// its content at the path it writes or renames to, a directory where it
-// makes one, nothing at the path it removes or renames from.
+// leftBy reports whether obs, a fresh look at p, is what op leaves at p
+// (see leftovers).
 func leftBy(op oplog.Op, p string, obs []watcher.Observation) bool {
+	l, ok := leftovers(op)[p]
+	return ok && len(obs) > 0 && l.matches(obs[0])
+}
+
+// matches reports whether o, a look at the path, finds what l says is left
+// there.
+func (l leftover) matches(o watcher.Observation) bool {
 	switch {
-	case op.Kind == oplog.KindWrite && p == op.Path, op.Kind == oplog.KindRename && p == op.NewPath:
-		return len(obs) == 1 && obs[0].Exists && !obs[0].Dir && obs[0].Hash == op.Hash
-	case op.Kind == oplog.KindMkdir && p == op.Path:
-		return len(obs) >= 1 && obs[0].Exists && obs[0].Dir
-	case op.Kind == oplog.KindDelete && p == op.Path, op.Kind == oplog.KindRename && p == op.Path,
-		op.Kind == oplog.KindRmdir && p == op.Path:
-		return len(obs) >= 1 && !obs[0].Exists
+	case !l.exists:
+		return !o.Exists
+	case l.dir:
+		return o.Exists && o.Dir
+	default:
+		return o.Exists && !o.Dir && o.Hash == l.hash
 	}
-	return false
 }
 
 // add takes the remote ops that were pending when the node started. Only
@@ -128,12 +132,7 @@ func (r *residue) explains(obs []watcher.Observation) bool {
 
 func (r *residue) explainsLocked(o watcher.Observation) bool {
 	for _, l := range r.at[o.Path] {
-		switch {
-		case !l.exists && !o.Exists:
-			return true
-		case l.exists && o.Exists && l.dir && o.Dir:
-			return true
-		case l.exists && o.Exists && !l.dir && !o.Dir && l.hash == o.Hash:
+		if l.matches(o) {
 			return true
 		}
 	}
