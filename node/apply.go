@@ -422,8 +422,12 @@ func (r *batchRecords) add(rows ...state.File) {
 	}
 }
 
-// get returns a copy of p's latest row, or nil if the batch has none.
+// get returns a copy of p's latest row, or nil if the batch has none (or
+// there is no batch: r is nil).
 func (r *batchRecords) get(p string) *state.File {
+	if r == nil {
+		return nil
+	}
 	i, ok := r.latest[p]
 	if !ok {
 		return nil

@@ -5,7 +5,6 @@ import (
 
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
-	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
 )
 
@@ -89,21 +88,14 @@ func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op)
 }
 
 // diskDiffers reports whether what is at p differs from its record: the
-// batch's latest row if pending has one, else the database's. Size and
-// mtime stand for a file's content, as for the watcher.
+// batch's latest row if pending (which may be nil) has one, else the
+// database's. Size and mtime stand for a file's content, as for the
+// watcher.
 func (n *Node) diskDiffers(ctx context.Context, p string, pending *batchRecords) (bool, error) {
-	var rec *state.File
-	if pending != nil {
-		rec = pending.get(p)
-	}
-	if rec == nil {
-		f, ok, err := n.db.File(ctx, p)
-		if err != nil {
-			return false, err
-		}
-		if ok {
-			rec = &f
-		}
+	v := nodeView{n: n, ctx: ctx, pending: pending}
+	rec := v.record(p)
+	if v.err != nil {
+		return false, v.err
 	}
 	st, serr := n.folderRoot().Lstat(p)
 	live := rec != nil && !rec.Deleted
