@@ -60,7 +60,7 @@ func (n *Node) observeLocked(ctx context.Context, paths ...string) error {
 		}
 		obs = append(obs, o...)
 	}
-	return n.recordLocalLocked(ctx, obs)
+	return n.recordFreshLocked(ctx, obs)
 }
 
 // recordIfChangedLocked records p as a local change when the disk differs
@@ -84,7 +84,7 @@ func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op)
 		n.log.Debug("the folder holds what an op left before a crash; not a local change", "op", op.String(), "path", p)
 		return nil
 	}
-	return n.recordLocalLocked(ctx, obs)
+	return n.recordFreshLocked(ctx, obs)
 }
 
 // diskDiffers reports whether what is at p differs from its record: the

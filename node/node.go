@@ -320,8 +320,8 @@ func (n *Node) markReady(ctx context.Context) {
 	})
 }
 
-// recordLocal turns observations into ops, logs them durably, then records
-// them in the database.
+// recordLocal records what the watcher reported, looked at again under the
+// commit lock (freshen) and less what received ops left before a crash.
 func (n *Node) recordLocal(ctx context.Context, obs []watcher.Observation) error {
 	if err := n.checkStateDir(); err != nil {
 		n.pause(ctx, err.Error())
@@ -329,21 +329,20 @@ func (n *Node) recordLocal(ctx context.Context, obs []watcher.Observation) error
 	}
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
-	if n.residue.active() {
-		fresh, err := n.freshen(ctx, obs)
-		if err != nil {
-			return err
-		}
-		obs = n.residue.filter(fresh)
-	}
-	return n.recordLocalLocked(ctx, obs)
-}
-
-func (n *Node) recordLocalLocked(ctx context.Context, obs []watcher.Observation) error {
 	obs, err := n.freshen(ctx, obs)
 	if err != nil {
 		return err
 	}
+	if n.residue.active() {
+		obs = n.residue.filter(obs)
+	}
+	return n.recordFreshLocked(ctx, obs)
+}
+
+// recordFreshLocked turns observations into ops, logs them durably, then
+// records them in the database. The caller holds the commit lock and obs
+// describe the folder as it is under it (taken by observe, or freshened).
+func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation) error {
 	known := make(map[string]state.File, len(obs))
 	for _, o := range obs {
 		f, ok, err := n.db.File(ctx, o.Path)
