@@ -69,10 +69,18 @@ const applyChunk = 1000
 // fetched while the chunk before it is applied. An op whose content
 // cannot be had now stays pending with every later op of its origin; the
 // next call tries again.
-func (n *Node) applyPending(ctx context.Context) (err error) {
+func (n *Node) applyPending(ctx context.Context) error {
 	ops, err := n.pendingOps(ctx)
-	if err != nil || len(ops) == 0 {
+	if err != nil {
 		return err
+	}
+	return n.applyPendingOps(ctx, ops)
+}
+
+// applyPendingOps is applyPending with the pending ops already read.
+func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) {
+	if len(ops) == 0 {
+		return nil
 	}
 	var stageErrs []error
 	finished := false

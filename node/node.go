@@ -146,16 +146,18 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.removeStaleTemps()
-	// Before any pending op is applied again: what such an op left on disk
-	// before a crash is told apart from local changes by the whole set.
-	if err := n.noteResidue(ctx); err != nil {
+	pending, err := n.pendingOps(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("reading the changes pending in %s: %w", cfg.StateDir, err)
 	}
+	// Before any pending op is applied again: what such an op left on disk
+	// before a crash is told apart from local changes by the whole set.
+	n.noteResidue(pending)
 	// The database may be behind the log (a crash between the two, or a
 	// lost database): record what it lacks before looking at the folder.
 	if n.paused.Load() {
 		// Local ops are still recorded from the log; remote ones wait.
-	} else if err := n.applyPending(ctx); err != nil {
+	} else if err := n.applyPendingOps(ctx, pending); err != nil {
 		n.log.Warn("some received changes wait for a peer", "err", err)
 	}
 	if err := n.db.ResetPeerStatus(ctx); err != nil {

@@ -181,18 +181,13 @@ func (r *residue) retire(applied map[certs.DeviceID]uint64) {
 	}
 }
 
-// noteResidue takes the ops pending at start-up as what a crash may have
-// left in the folder unrecorded.
-func (n *Node) noteResidue(ctx context.Context) error {
-	ops, err := n.pendingOps(ctx)
-	if err != nil {
-		return err
-	}
+// noteResidue takes ops, those pending when the node opens, as what a
+// crash may have left in the folder unrecorded.
+func (n *Node) noteResidue(ops []oplog.Op) {
 	n.residue.add(ops, n.id.ID)
 	if n.residue.active() {
 		n.log.Info("changes received before the last stop are applied again; what they left on disk is not taken as a local change", "pending", len(ops))
 	}
-	return nil
 }
 
 // retireResidue forgets the residue of the ops now applied. The caller
