@@ -121,12 +121,21 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		// A large file is flushed on its own (its writeback is mostly done
 		// by now); flushing the whole file system for it would also write
 		// out whatever else is pending there.
-		start := time.Now()
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("sync %s: %w", name, err)
+		if err := n.syncReceived(f, name, h, size); err != nil {
+			return err
 		}
-		n.log.Debug("received file flushed", "hash", h.Short(), "size", size, "took", time.Since(start))
 	}
+	return nil
+}
+
+// syncReceived fsyncs the received file f (staged as name), logging how
+// long the flush took.
+func (n *Node) syncReceived(f *os.File, name string, h content.Hash, size int64) error {
+	start := time.Now()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	n.log.Debug("received file flushed", "hash", h.Short(), "size", size, "took", time.Since(start))
 	return nil
 }
 
@@ -338,11 +347,7 @@ func (n *Node) writeStaged(name string, h content.Hash, size int64, r io.Reader)
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	if !batchSync {
-		start := time.Now()
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("sync %s: %w", name, err)
-		}
-		n.log.Debug("received file flushed", "hash", h.Short(), "size", size, "took", time.Since(start))
+		return n.syncReceived(f, name, h, size)
 	}
 	return nil
 }
