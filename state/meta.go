@@ -12,14 +12,7 @@ import (
 // SetMeta stores value under key in a small key/value table for daemon
 // status (such as "paused" or "last_change"), replacing any earlier value.
 func (db *DB) SetMeta(ctx context.Context, key, value string) error {
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`, key, value)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("state: %s: set meta %q: %w", db.path, key, err)
-	}
-	return nil
+	return db.SetMetas(ctx, map[string]string{key: value})
 }
 
 // SetMetas stores every key of kv in one transaction: a reader sees all
