@@ -63,7 +63,12 @@ var (
 
 // measures reports whether figure is among -lan.only.
 func measures(figure string) bool {
-	return *lanOnly == "" || strings.Contains(","+*lanOnly+",", ","+figure+",")
+	return *lanOnly == "" || inList(*lanOnly, figure)
+}
+
+// inList reports whether item is one of the comma-separated list.
+func inList(list, item string) bool {
+	return strings.Contains(","+list+",", ","+item+",")
 }
 
 func BenchmarkLAN(b *testing.B) {
@@ -78,7 +83,7 @@ func BenchmarkLAN(b *testing.B) {
 	dn := netlab.BuildBinary(b, "github.com/drive-node/drive-node/cmd/drive-node")
 	var tools []tool
 	for _, tl := range []tool{driveNode(dn), syncthing()} {
-		if strings.Contains(","+*lanTools+",", ","+tl.name+",") {
+		if inList(*lanTools, tl.name) {
 			tools = append(tools, tl)
 		}
 	}
