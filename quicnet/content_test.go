@@ -13,9 +13,7 @@ import (
 // connectedPair returns a's peer for b, with b serving data.
 func connectedPair(t *testing.T, data memContent) *Peer {
 	t.Helper()
-	a, b := newTestNode(t, memContent{}), newTestNode(t, data)
-	a.pair(b)
-	b.pair(a)
+	a, b := pairedTestNodes(t, memContent{}, data)
 	if _, err := a.t.Dial(context.Background(), b.addr(), b.id.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,7 @@ import (
 // end the connection: the Redialer must dial again at once rather than at
 // the due time, since a peer that restarts is usually back before then.
 func TestRedialerDialsAgainWhenConnectionEnds(t *testing.T) {
-	a, b := newTestNode(t, memContent{}), newTestNode(t, memContent{})
-	a.pair(b)
-	b.pair(a)
+	a, b := pairedTestNodes(t, memContent{}, memContent{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := a.t.NewRedialer(ctx)

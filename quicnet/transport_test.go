@@ -83,6 +83,16 @@ func newTestNodeAs(t *testing.T, id *certs.Identity, data memContent) *testNode 
 	return n
 }
 
+// pairedTestNodes returns two test nodes that have paired each other,
+// serving aData and bData.
+func pairedTestNodes(t *testing.T, aData, bData memContent) (*testNode, *testNode) {
+	t.Helper()
+	a, b := newTestNode(t, aData), newTestNode(t, bData)
+	a.pair(b)
+	b.pair(a)
+	return a, b
+}
+
 func (n *testNode) pair(other *testNode) {
 	n.mu.Lock()
 	n.paired[other.id.ID] = true
@@ -105,9 +115,7 @@ func waitPeer(t *testing.T, n *testNode) *Peer {
 func TestPairedPeersTalkAndFetch(t *testing.T) {
 	data := []byte(strings.Repeat("drive-node ", 100000))
 	h := content.Sum(data)
-	a, b := newTestNode(t, memContent{}), newTestNode(t, memContent{h: data})
-	a.pair(b)
-	b.pair(a)
+	a, b := pairedTestNodes(t, memContent{}, memContent{h: data})
 	ctx := context.Background()
 	if _, err := a.t.Dial(ctx, b.addr(), b.id.ID); err != nil {
 		t.Fatal(err)
@@ -185,9 +193,7 @@ func TestUnpairedDeviceIsRefusedAndLoggedOnce(t *testing.T) {
 
 func TestSimultaneousDialsLeaveOneConnection(t *testing.T) {
 	for i := 0; i < 5; i++ {
-		a, b := newTestNode(t, memContent{}), newTestNode(t, memContent{})
-		a.pair(b)
-		b.pair(a)
+		a, b := pairedTestNodes(t, memContent{}, memContent{})
 		ctx := context.Background()
 		var wg sync.WaitGroup
 		wg.Add(2)
@@ -226,9 +232,7 @@ func TestSimultaneousDialsLeaveOneConnection(t *testing.T) {
 // two connections in one direction are never a simultaneous dial.
 func TestRedialAfterRestartReplacesOldConnection(t *testing.T) {
 	for i := 0; i < 4; i++ {
-		a, b := newTestNode(t, memContent{}), newTestNode(t, memContent{})
-		a.pair(b)
-		b.pair(a)
+		a, b := pairedTestNodes(t, memContent{}, memContent{})
 		ctx := context.Background()
 		if _, err := b.t.Dial(ctx, a.addr(), a.id.ID); err != nil {
 			t.Fatal(err)
