@@ -105,7 +105,9 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		}
 		n.log.Info("resuming a transfer", "hash", h.Short(), "offset", offset)
 	}
-	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(newWriteBehind(f, offset), hasher))
+	wb := newWriteBehind(f, offset)
+	defer wb.stop() // before f.Close: no flush may run on a closed file
+	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(wb, hasher))
 	if err != nil {
 		if offset > 0 && size > 0 && offset > size {
 			n.folderRoot().Remove(name)
@@ -113,6 +115,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		return err
 	}
 	if hasher.Sum() != h {
+		wb.stop()
 		f.Close()
 		n.folderRoot().Remove(name)
 		return fmt.Errorf("%s: %w", h.Short(), ErrHashMismatch)
@@ -121,7 +124,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		// A large file is flushed on its own (its writeback is mostly done
 		// by now); flushing the whole file system for it would also write
 		// out whatever else is pending there.
-		if err := n.syncReceived(f, name, h, size); err != nil {
+		if err := n.syncReceived(wb, name, h, size); err != nil {
 			return err
 		}
 	}
@@ -130,7 +133,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 
 // syncReceived fsyncs the received file f (staged as name), logging how
 // long the flush took.
-func (n *Node) syncReceived(f *os.File, name string, h content.Hash, size int64) error {
+func (n *Node) syncReceived(f interface{ Sync() error }, name string, h content.Hash, size int64) error {
 	start := time.Now()
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", name, err)
