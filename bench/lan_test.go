@@ -206,6 +206,11 @@ func smallFiles(b *testing.B, stage, dirA, dirB string, hosts ...*netlab.Host) (
 		for _, pid := range host.Pids() {
 			rss += mem(b, pid, "VmRSS")
 			pss += mem(b, pid, "Pss")
+			if *lanProfile != "" {
+				// Where the memory is: mappings, heap, stacks, binary.
+				smaps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+				os.WriteFile(filepath.Join(*lanProfile, fmt.Sprintf("smaps-%d", pid)), smaps, 0o644)
+			}
 		}
 	}
 	return perSec, rss, pss

@@ -157,7 +157,7 @@ func hashRootFile(ctx context.Context, root *os.Root, name string) (content.Hash
 		return content.Hash{}, 0, err
 	}
 	defer f.Close()
-	return content.Reader(ctx, f)
+	return content.Open(ctx, f)
 }
 
 // syncDir makes a rename or removal inside dir durable.
@@ -182,10 +182,6 @@ func parentDir(p string) string {
 		return ""
 	}
 	return d
-}
-
-func hashOpen(ctx context.Context, f io.Reader) (content.Hash, int64, error) {
-	return content.Reader(ctx, f)
 }
 
 // batchFetcher is a peer that can send many contents on one stream (a

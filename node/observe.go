@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
 )
@@ -34,7 +35,7 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 			return nil, err
 		}
 		defer f.Close()
-		h, size, err := hashOpen(ctx, f)
+		h, size, err := content.Open(ctx, f)
 		if err != nil {
 			return nil, err
 		}

@@ -129,6 +129,13 @@ func migrations() [][]string {
 		{
 			`ALTER TABLE files ADD COLUMN heads BLOB NOT NULL DEFAULT x''`,
 		},
+		// 4: content over 8 MiB (content.BlockSize) is named by its block
+		// tree. The recorded look of every such file is forgotten, so the
+		// start-up scan hashes it again and logs its new name; peers then
+		// fetch it by a name its holders can serve.
+		{
+			`UPDATE files SET mtime_ns = -1, inode = 0 WHERE dir = 0 AND deleted = 0 AND size > 8388608`,
+		},
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
 )
 
 func testPath(t testing.TB) string {
@@ -498,4 +499,45 @@ func TestCheckIntegrity(t *testing.T) {
 		t.Fatalf("a damaged database passed the check: %v", err)
 	}
 	t.Logf("damage found: %v", err)
+}
+
+// TestMigrateForgetsLooksOfTreeNamedFiles: from version 4, content over
+// content.BlockSize has a new name; the files that hold such content must
+// be hashed again, and the others must not be.
+func TestMigrateForgetsLooksOfTreeNamedFiles(t *testing.T) {
+	if content.BlockSize != 8388608 {
+		t.Fatalf("content.BlockSize is %d; migration 4 was written for 8 MiB and stays so, a new size needs a new migration", content.BlockSize)
+	}
+	ctx := context.Background()
+	path := testPath(t)
+	old, err := openAt(ctx, path, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := []File{
+		{Path: "small", Hash: content.Sum([]byte("s")), Size: 1, MTime: 11, Inode: 21, Mode: 0o644},
+		{Path: "exactly-a-block", Hash: content.Sum([]byte("b")), Size: content.BlockSize, MTime: 12, Inode: 22, Mode: 0o644},
+		{Path: "big", Hash: content.Sum([]byte("B")), Size: content.BlockSize + 1, MTime: 13, Inode: 23, Mode: 0o644},
+		{Path: "big-deleted", Size: 0, Deleted: true, DeletedAt: 5, MTime: 14},
+	}
+	if err := old.Apply(ctx, Batch{Files: rows}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := openTest(t, path)
+	for _, want := range rows {
+		got, ok, err := db.File(ctx, want.Path)
+		if err != nil || !ok {
+			t.Fatalf("%s: lost in migration (%v)", want.Path, err)
+		}
+		forgotten := got.MTime == -1 && got.Inode == 0
+		if wantForgotten := want.Size > content.BlockSize; forgotten != wantForgotten {
+			t.Errorf("%s (%d bytes): look forgotten = %v, want %v", want.Path, want.Size, forgotten, wantForgotten)
+		}
+		if got.Hash != want.Hash || got.Size != want.Size {
+			t.Errorf("%s: content changed in migration: %v %d", want.Path, got.Hash.Short(), got.Size)
+		}
+	}
 }

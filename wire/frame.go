@@ -20,8 +20,10 @@ import (
 )
 
 // ProtocolVersion is sent in Hello; peers with another version are
-// refused with a clear error rather than misread.
-const ProtocolVersion = 1
+// refused with a clear error rather than misread. Version 2 names content
+// over content.BlockSize by its block tree: a version 1 peer would find
+// every such file's bytes "not matching its hash".
+const ProtocolVersion = 2
 
 // MaxFrame is the largest frame accepted: ample for a batch of ops, small
 // enough that a hostile peer cannot exhaust memory.
