@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -125,7 +126,7 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 			for i, p := range started {
 				p.Signal(syscall.SIGTERM)
 				p.Wait(10 * time.Second)
-				os.WriteFile(filepath.Join(*lanProfile, fmt.Sprintf("process-%d.log", i)), []byte(p.Log()), 0o644)
+				os.WriteFile(filepath.Join(*lanProfile, fmt.Sprintf("%s-process-%d.log", tl.name, i)), []byte(p.Log()), 0o644)
 			}
 		}()
 	}
@@ -158,7 +159,18 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 		f.editLatency = lat[len(lat)/2]
 	}
 	if measures("big") {
+		sent := func() (bytes, packets int64) { return ifaceCounter(b, a, "tx_bytes"), ifaceCounter(b, a, "tx_packets") }
+		b0, p0 := sent()
 		f.bigMiBps = bigFile(b, tl.name, stage, dirA, dirB)
+		if b1, p1 := sent(); *lanProfile != "" && p1 > p0 {
+			b.Logf("%s: big file: A sent %d packets, %.0f bytes each on average, %.4f bytes per file byte",
+				tl.name, p1-p0, float64(b1-b0)/float64(p1-p0), float64(b1-b0)/bigSize)
+			// Where packets were dropped: the shaper's queue or a socket.
+			for _, host := range []*netlab.Host{a, h} {
+				b.Logf("%s: %s after the big file:\n%s%s", tl.name, host.Name,
+					host.Run(b, "tc", "-s", "qdisc", "show", "dev", host.Iface), host.Run(b, "grep", "^Udp:", "/proc/net/snmp"))
+			}
+		}
 	}
 	if measures("small") {
 		f.smallPerSec, f.rssBothBytes, f.pssBothBytes = smallFiles(b, stage, dirA, dirB, a, h)
@@ -319,6 +331,16 @@ func waitSize(b *testing.B, path string, size int64, limit time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.Fatalf("%s not complete after %v", path, limit)
+}
+
+// ifaceCounter reads a statistics counter of h's LAN interface.
+func ifaceCounter(b *testing.B, h *netlab.Host, name string) int64 {
+	out := h.Run(b, "cat", "/sys/class/net/"+h.Iface+"/statistics/"+name)
+	n, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		b.Fatalf("%s counter %s: %q", h.Name, name, out)
+	}
+	return n
 }
 
 func sum(b *testing.B, path string) string {
