@@ -81,7 +81,7 @@ func (p *Peer) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.W
 		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), ErrNotFound)
 	}
 	want := resp.Size - offset
-	n, err := io.CopyN(dst, cs, want)
+	n, err := copyContent(dst, cs, want)
 	if err != nil {
 		return resp.Size, fmt.Errorf("quicnet: fetch %s from %s: %d of %d bytes: %w", h.Short(), p.ID.Short(), n, want, err)
 	}
@@ -213,22 +213,31 @@ func (p *Peer) sendContent(w io.Writer, h content.Hash, offset int64) bool {
 	if err := wire.WriteFrame(w, &wire.ContentResponse{Found: true, Size: size}); err != nil {
 		return false
 	}
-	n := size - offset
+	_, err = copyContent(w, r, size-offset)
+	return err == nil
+}
+
+// largeCopy is the piece size in which a large content is copied. The
+// sender's stream packs a write into full packets but for its tail, which
+// goes alone if the next write is not there yet: with io.Copy's 32 KiB
+// writes one packet in 25 was such a tail. The receiver writes the file
+// in as few calls.
+const largeCopy = 256 << 10
+
+// copyContent copies n bytes from src to dst as io.CopyN does, a large
+// content in largeCopy pieces.
+func copyContent(dst io.Writer, src io.Reader, n int64) (int64, error) {
 	if n < largeCopy {
-		_, err = io.CopyN(w, r, n)
-		return err == nil
+		return io.CopyN(dst, src, n)
 	}
 	buf := copyBufs.Get().(*[largeCopy]byte)
 	defer copyBufs.Put(buf)
-	got, err := io.CopyBuffer(w, io.LimitReader(r, n), buf[:])
-	return err == nil && got == n
+	got, err := io.CopyBuffer(dst, io.LimitReader(src, n), buf[:])
+	if err == nil && got < n {
+		err = io.EOF
+	}
+	return got, err
 }
-
-// largeCopy is the write size for a large content. The stream packs a
-// write into full packets but for its tail, which leaves alone if the
-// next write is not there yet: with io.Copy's 32 KiB writes one packet in
-// 25 was a tail of a few hundred bytes.
-const largeCopy = 256 << 10
 
 // copyBufs recycles largeCopy buffers; it holds no state a caller can
 // observe.
