@@ -187,7 +187,8 @@ func File(ctx context.Context, path string) (Hash, int64, error) {
 	return h, n, nil
 }
 
-// Open hashes the open file f from its start, its blocks on every core.
+// Open hashes the open file f from its start (a pipe or device from where
+// it is), a regular file's blocks on every core.
 // It hashes the size f has when Open begins and returns that size: a file
 // that grows meanwhile is hashed up to it, and the caller, comparing the
 // size, sees that the file changed. A file that shrinks meanwhile is
@@ -197,8 +198,11 @@ func Open(ctx context.Context, f *os.File) (Hash, int64, error) {
 	if err != nil {
 		return Hash{}, 0, err
 	}
+	if !st.Mode().IsRegular() {
+		return Reader(ctx, f) // no ReadAt on a pipe or device
+	}
 	size := st.Size()
-	if !st.Mode().IsRegular() || size <= BlockSize {
+	if size <= BlockSize {
 		return Reader(ctx, io.NewSectionReader(f, 0, 1<<62))
 	}
 	h, err := blocks(ctx, f, size)
