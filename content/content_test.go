@@ -82,7 +82,16 @@ func TestHasherChunkingDoesNotMatter(t *testing.T) {
 	}
 }
 
-func TestBlocksReportsContentThatEndsEarly(t *testing.T) {
+// TestBlocksHashesExactlySize: Open hashes the size a file has when it
+// starts; bytes beyond (the file grew) are left out, and a file that
+// ends early (it shrank) is reported.
+func TestBlocksHashesExactlySize(t *testing.T) {
+	long := make([]byte, 3*BlockSize)
+	rand.Read(long)
+	size := int64(2*BlockSize + 1)
+	if h, err := blocks(context.Background(), bytes.NewReader(long), size); err != nil || h != Sum(long[:size]) {
+		t.Fatalf("blocks of the first %d bytes = %v, %v; want %v", size, h.Short(), err, Sum(long[:size]).Short())
+	}
 	short := make([]byte, BlockSize+10)
 	_, err := blocks(context.Background(), bytes.NewReader(short), 3*BlockSize)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
