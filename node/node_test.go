@@ -110,6 +110,10 @@ func startNodeWith(t testing.TB, folder, addr string, setup func(*Node), peers .
 	select {
 	case <-n.Ready():
 	case err := <-r.done:
+		// Run has returned: stop must not wait for it again.
+		r.cancel()
+		r.cancel = nil
+		n.Close()
 		t.Fatalf("node stopped: %v\n%s", err, logs)
 	case <-time.After(20 * time.Second):
 		t.Fatalf("node not ready\n%s", logs)

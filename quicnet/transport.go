@@ -188,7 +188,8 @@ func (t *Transport) Close() error {
 	t.ln.Close()
 	err := t.tr.Close()
 	t.wg.Wait()
-	return err
+	// quic-go leaves a socket it was given open.
+	return errors.Join(err, t.udp.Close())
 }
 
 // tlsConfig verifies the peer's certificate against the pairing list and,

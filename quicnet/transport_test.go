@@ -260,3 +260,19 @@ func TestRedialAfterRestartReplacesOldConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseReleasesTheSocket: a transport closed in a process that goes on
+// (a node restarted in place) must give its port back.
+func TestCloseReleasesTheSocket(t *testing.T) {
+	n := newTestNode(t, memContent{})
+	addr := n.addr().String()
+	if err := n.t.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	again, err := Listen(context.Background(), Config{Identity: n.id, Listen: addr, Content: memContent{},
+		Paired: func(certs.DeviceID) bool { return false }, OnPeer: func(context.Context, *Peer) {}})
+	if err != nil {
+		t.Fatalf("listening again on %s after Close: %v", addr, err)
+	}
+	again.Close()
+}
