@@ -224,10 +224,11 @@ func (p *Peer) sendContent(w io.Writer, h content.Hash, offset int64) bool {
 // in as few calls.
 const largeCopy = 256 << 10
 
-// copyContent copies n bytes from src to dst as io.CopyN does, a large
-// content in largeCopy pieces.
+// copyContent copies n bytes from src to dst as io.CopyN does, a content
+// of a MiB or more in largeCopy pieces (below, the tails are few, and many
+// transfers at once would each hold a buffer).
 func copyContent(dst io.Writer, src io.Reader, n int64) (int64, error) {
-	if n < largeCopy {
+	if n < 4*largeCopy {
 		return io.CopyN(dst, src, n)
 	}
 	buf := copyBufs.Get().(*[largeCopy]byte)
