@@ -191,6 +191,9 @@ func bigFile(b *testing.B, name, stage, dirA, dirB string) float64 {
 	if err := os.Rename(big, filepath.Join(dirA, "big.bin")); err != nil {
 		b.Fatal(err)
 	}
+	if *lanProfile != "" {
+		b.Logf("%s: big file moved in at %s (to compare with the daemons' logs)", name, start.UTC().Format("15:04:05.000"))
+	}
 	waitSize(b, filepath.Join(dirB, "big.bin"), bigSize, 10*time.Minute)
 	mibps := float64(bigSize>>20) / time.Since(start).Seconds()
 	if sum(b, filepath.Join(dirA, "big.bin")) != sum(b, filepath.Join(dirB, "big.bin")) {
