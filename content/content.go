@@ -80,27 +80,33 @@ func Sum(b []byte) Hash {
 	return h.Sum()
 }
 
-// root combines the hashes of a tree's blocks, in order.
-func root(leaves []Hash) Hash {
+// newRoot returns the hash that combines a tree's block hashes, written
+// to it in order.
+func newRoot() hash.Hash {
 	r := sha512.New512_256()
 	io.WriteString(r, treePrefix)
+	return r
+}
+
+// root combines the hashes of a tree's blocks, in order.
+func root(leaves []Hash) Hash {
+	r := newRoot()
 	for _, l := range leaves {
 		r.Write(l[:])
 	}
-	var out Hash
-	r.Sum(out[:0])
-	return out
+	return sumOf(r)
 }
 
-// Hasher accumulates bytes and yields their Hash. Its zero value is not
-// usable; call NewHasher.
+// Hasher accumulates bytes and yields their Hash, in constant memory.
+// Its zero value is not usable; call NewHasher.
 type Hasher struct {
 	leaf   hash.Hash // the current block's SHA-256
 	inLeaf int64     // bytes of the current block written
-	// leaves are the hashes of the blocks before the current one. A block
-	// is closed only when a byte beyond it arrives: content of exactly
-	// BlockSize bytes is not a tree.
-	leaves []Hash
+	// root has the hashes of the blocks before the current one written
+	// to it; it is nil until a block is closed. A block is closed only
+	// when a byte beyond it arrives: content of exactly BlockSize bytes
+	// is not a tree.
+	root hash.Hash
 }
 
 // NewHasher returns a Hasher with nothing written yet.
@@ -111,7 +117,11 @@ func (h *Hasher) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if h.inLeaf == BlockSize {
-			h.leaves = append(h.leaves, sumOf(h.leaf))
+			if h.root == nil {
+				h.root = newRoot()
+			}
+			leaf := sumOf(h.leaf)
+			h.root.Write(leaf[:])
 			h.leaf.Reset()
 			h.inLeaf = 0
 		}
@@ -126,10 +136,16 @@ func (h *Hasher) Write(p []byte) (int, error) {
 // Sum returns the hash of everything written so far; more may be written
 // after it.
 func (h *Hasher) Sum() Hash {
-	if len(h.leaves) == 0 {
+	if h.root == nil {
 		return sumOf(h.leaf)
 	}
-	return root(append(h.leaves[:len(h.leaves):len(h.leaves)], sumOf(h.leaf)))
+	r, err := h.root.(hash.Cloner).Clone()
+	if err != nil {
+		panic("content: the standard library's SHA-512/256 cannot be cloned: " + err.Error())
+	}
+	leaf := sumOf(h.leaf)
+	r.Write(leaf[:])
+	return sumOf(r)
 }
 
 func sumOf(h hash.Hash) Hash {
