@@ -48,3 +48,17 @@ func BuildBinary(t testing.TB, pkg string, env ...string) string {
 	}
 	return r.path
 }
+
+// Main runs a test package's tests, then removes the binaries
+// BuildBinary built for them (each build is tens of MiB). A package that
+// builds binaries calls it from its TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	builds.Range(func(_, v any) bool {
+		if r := v.(*buildResult); r.path != "" {
+			os.RemoveAll(filepath.Dir(r.path))
+		}
+		return true
+	})
+	os.Exit(code)
+}
