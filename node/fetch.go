@@ -40,12 +40,11 @@ func stagedName(h content.Hash) string { return TempPrefix + h.String()[:32] }
 func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []contentFetcher) (string, error) {
 	name := stagedName(h)
 	if st, err := n.folderRoot().Stat(name); err == nil && st.Size() == size {
-		if got, _, err := hashRootFile(ctx, n.folderRoot(), name); err == nil && got == h {
-			if size > smallContent {
-				if err := syncRootFile(n.folderRoot(), name); err != nil {
-					return "", fmt.Errorf("sync %s: %w", name, err)
-				}
-			}
+		complete, err := n.stagedComplete(ctx, name, h, size)
+		if err != nil {
+			return "", err
+		}
+		if complete {
 			return name, nil
 		}
 		n.folderRoot().Remove(name)
@@ -142,22 +141,26 @@ func (n *Node) syncReceived(f interface{ Sync() error }, name string, h content.
 	return nil
 }
 
-func syncRootFile(root *os.Root, name string) error {
-	f, err := root.Open(name)
+// stagedComplete reports whether the temp file name, left by an earlier
+// attempt, holds the content h. A large one is then fsynced, as a fetch
+// of it would have been (the attempt may have stopped before its flush);
+// small ones wait for syncFS. The file is opened for writing because
+// Windows flushes only a handle that may write.
+func (n *Node) stagedComplete(ctx context.Context, name string, h content.Hash, size int64) (bool, error) {
+	f, err := n.folderRoot().OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
-		return err
+		return false, nil
 	}
 	defer f.Close()
-	return f.Sync()
-}
-
-func hashRootFile(ctx context.Context, root *os.Root, name string) (content.Hash, int64, error) {
-	f, err := root.Open(name)
-	if err != nil {
-		return content.Hash{}, 0, err
+	if got, _, err := content.Open(ctx, f); err != nil || got != h {
+		return false, nil
 	}
-	defer f.Close()
-	return content.Open(ctx, f)
+	if size > smallContent || !batchSync {
+		if err := f.Sync(); err != nil {
+			return false, fmt.Errorf("sync %s: %w", name, err)
+		}
+	}
+	return true, nil
 }
 
 // syncDir makes a rename or removal inside dir durable.
