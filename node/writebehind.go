@@ -3,7 +3,6 @@ package node
 import (
 	"fmt"
 	"os"
-	"sync"
 )
 
 // Steps of a received large file's write-behind.
@@ -42,8 +41,9 @@ type writeBehind struct {
 	// so a small file never starts one.
 	kick chan struct{}
 	done chan struct{}
-	mu   sync.Mutex
-	err  error // the first background flush error, reported by Sync
+	// err is the first background flush error, reported by Sync. The
+	// flusher writes it; it is read only after done is closed.
+	err error
 }
 
 func newWriteBehind(f *os.File, offset int64) *writeBehind {
@@ -87,14 +87,10 @@ func (w *writeBehind) startFlush() {
 func (w *writeBehind) flusher() {
 	defer close(w.done)
 	for range w.kick {
-		if err := w.flush(); err != nil {
+		if err := w.flush(); err != nil && w.err == nil {
 			// Kept for Sync: a write error is reported by only one
 			// flush of a file, which may be this one.
-			w.mu.Lock()
-			if w.err == nil {
-				w.err = err
-			}
-			w.mu.Unlock()
+			w.err = err
 		}
 	}
 }
@@ -108,8 +104,6 @@ func (w *writeBehind) stop() error {
 		<-w.done
 		w.kick = nil
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	return w.err
 }
 
