@@ -159,18 +159,12 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 		f.editLatency = lat[len(lat)/2]
 	}
 	if measures("big") {
-		sent := func() (bytes, packets int64) { return ifaceCounter(b, a, "tx_bytes"), ifaceCounter(b, a, "tx_packets") }
-		b0, p0 := sent()
-		f.bigMiBps = bigFile(b, tl.name, stage, dirA, dirB)
-		if b1, p1 := sent(); *lanProfile != "" && p1 > p0 {
-			b.Logf("%s: big file: A sent %d packets, %.0f bytes each on average, %.4f bytes per file byte",
-				tl.name, p1-p0, float64(b1-b0)/float64(p1-p0), float64(b1-b0)/bigSize)
-			// Where packets were dropped: the shaper's queue or a socket.
-			for _, host := range []*netlab.Host{a, h} {
-				b.Logf("%s: %s after the big file:\n%s%s", tl.name, host.Name,
-					host.Run(b, "tc", "-s", "qdisc", "show", "dev", host.Iface), host.Run(b, "grep", "^Udp:", "/proc/net/snmp"))
-			}
+		report := func() {}
+		if *lanProfile != "" {
+			report = wireReport(b, tl.name, a, h)
 		}
+		f.bigMiBps = bigFile(b, tl.name, stage, dirA, dirB)
+		report()
 	}
 	if measures("small") {
 		f.smallPerSec, f.rssBothBytes, f.pssBothBytes = smallFiles(b, stage, dirA, dirB, a, h)
@@ -334,6 +328,23 @@ func waitSize(b *testing.B, path string, size int64, limit time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.Fatalf("%s not complete after %v", path, limit)
+}
+
+// wireReport reads what a has sent so far and returns a function that logs
+// what it sent since, and where packets were dropped (the shaper's queue
+// or a socket) on a and h.
+func wireReport(b *testing.B, name string, a, h *netlab.Host) func() {
+	sent := func() (bytes, packets int64) { return ifaceCounter(b, a, "tx_bytes"), ifaceCounter(b, a, "tx_packets") }
+	b0, p0 := sent()
+	return func() {
+		b1, p1 := sent()
+		b.Logf("%s: big file: A sent %d packets, %.0f bytes each on average, %.4f bytes per file byte",
+			name, p1-p0, float64(b1-b0)/float64(max(p1-p0, 1)), float64(b1-b0)/bigSize)
+		for _, host := range []*netlab.Host{a, h} {
+			b.Logf("%s: %s after the big file:\n%s%s", name, host.Name,
+				host.Run(b, "tc", "-s", "qdisc", "show", "dev", host.Iface), host.Run(b, "grep", "^Udp:", "/proc/net/snmp"))
+		}
+	}
 }
 
 // ifaceCounter reads a statistics counter of h's LAN interface.
