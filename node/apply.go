@@ -159,7 +159,7 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) 
 // origin are left pending; an op that fails blocks its origin.
 func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []oplog.Op, staged *stagedSet,
 	applied map[certs.DeviceID]uint64, blocked map[certs.DeviceID]bool) error {
-	if batchSync && staged.flush {
+	if staged.flush {
 		// One flush for the chunk's small files: every fetched file is on
 		// disk before any is renamed into place.
 		start := time.Now()
@@ -617,7 +617,7 @@ func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name strin
 	if err != nil {
 		return err
 	}
-	if batchSync && op.Size <= smallContent {
+	if !syncedAlone(op.Size) {
 		if err := syncFS(n.folderRoot()); err != nil {
 			return err
 		}

@@ -119,7 +119,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		n.folderRoot().Remove(name)
 		return fmt.Errorf("%s: %w", h.Short(), ErrHashMismatch)
 	}
-	if !batchSync || size > smallContent {
+	if syncedAlone(size) {
 		// A large file is flushed on its own (its writeback is mostly done
 		// by now); flushing the whole file system for it would also write
 		// out whatever else is pending there.
@@ -155,7 +155,7 @@ func (n *Node) stagedComplete(ctx context.Context, name string, h content.Hash, 
 	if got, _, err := content.Open(ctx, f); err != nil || got != h {
 		return false, nil
 	}
-	if size > smallContent || !batchSync {
+	if syncedAlone(size) {
 		if err := f.Sync(); err != nil {
 			return false, fmt.Errorf("sync %s: %w", name, err)
 		}
@@ -211,11 +211,16 @@ const (
 	fetchWorkers = 32
 )
 
+// syncedAlone reports whether received content of size bytes is fsynced
+// on its own. Smaller contents, where the file system can be flushed at
+// once, wait for one syncFS before any is renamed into place.
+func syncedAlone(size int64) bool { return !batchSync || size > smallContent }
+
 // fetchAll stages every wanted content: small ones in batches, spread
 // over the connected peers, the rest (and whatever a batch did not
 // deliver) one by one from any peer. Staged names go into staged.temp,
-// failures into staged.errs. Contents over smallContent are fsynced one
-// by one; staged.flush tells that smaller ones wait for syncFS.
+// failures into staged.errs. staged.flush tells that some wait for syncFS
+// (see syncedAlone).
 func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
 	if len(wants) == 0 {
 		return
@@ -230,7 +235,7 @@ func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
 			return
 		}
 		staged.temp[w.h] = name
-		if w.size <= smallContent {
+		if !syncedAlone(w.size) {
 			staged.flush = true // see applyOps
 		}
 	}
@@ -348,7 +353,7 @@ func (n *Node) writeStaged(name string, h content.Hash, size int64, r io.Reader)
 	if _, err := f.Write(b); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	if !batchSync {
+	if syncedAlone(size) {
 		return n.syncReceived(f, name, h, size)
 	}
 	return nil
