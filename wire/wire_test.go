@@ -58,11 +58,10 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// countingReader fails the test if more than limit bytes are read.
+// countingReader counts the bytes read through it.
 type countingReader struct {
-	r     io.Reader
-	n     int
-	limit int
+	r io.Reader
+	n int
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
