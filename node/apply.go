@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -466,6 +466,32 @@ func (v *nodeView) record(p string) *state.File {
 	return &f
 }
 
+func (v *nodeView) liveUnder(dir string) bool {
+	prefix := dir + "/"
+	decided := map[string]bool{} // paths whose latest row is the batch's
+	if v.pending != nil {
+		for p, i := range v.pending.latest {
+			if strings.HasPrefix(p, prefix) {
+				if !v.pending.files[i].Deleted {
+					return true
+				}
+				decided[p] = true
+			}
+		}
+	}
+	errFound := errors.New("found")
+	err := v.n.db.FilesUnder(v.ctx, dir, func(f state.File) error {
+		if decided[f.Path] {
+			return nil
+		}
+		return errFound
+	})
+	if err != nil && !errors.Is(err, errFound) && v.err == nil {
+		v.err = err
+	}
+	return errors.Is(err, errFound)
+}
+
 func (v *nodeView) op(id state.OpID) (oplog.Op, bool) {
 	op, ok, err := v.n.ops.Get(id.Origin, id.Seq)
 	if err != nil && v.err == nil {
@@ -486,8 +512,11 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 				return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
 			}
 		}
+		if err := n.removeEmptyDir(e.to); err != nil {
+			return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
+		}
 		if err := n.folderRoot().Rename(e.path, e.to); err != nil {
-			if e.kind == effMoveAside && errors.Is(err, fs.ErrNotExist) {
+			if e.kind == effMoveAside && notThere(err) {
 				return false, nil
 			}
 			return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
@@ -495,7 +524,7 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 		staged.touch(e.to, e.path)
 		return false, nil
 	case effRemove:
-		if err := n.folderRoot().Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := n.folderRoot().Remove(e.path); err != nil && !notThere(err) {
 			if st, serr := n.folderRoot().Lstat(e.path); serr == nil && st.IsDir() {
 				return false, nil // a directory in the way is not this op's to remove
 			}
@@ -543,7 +572,7 @@ func (s *stagedSet) touch(paths ...string) {
 // crash cannot undo on disk what the database is about to record.
 func (n *Node) syncDirs(s *stagedSet) error {
 	for dir := range s.dirs {
-		if err := syncDir(n.folderRoot(), dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := syncDir(n.folderRoot(), dir); err != nil && !notThere(err) {
 			return fmt.Errorf("sync directory %q: %w", dir, err)
 		}
 	}
@@ -587,10 +616,8 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	mt := time.Unix(0, op.MTime)
 	n.folderRoot().Chmod(name, fileMode(op.Mode))
 	n.folderRoot().Chtimes(name, mt, mt)
-	if st, err := n.folderRoot().Lstat(p); err == nil && st.IsDir() {
-		if err := n.folderRoot().Remove(p); err != nil { // only an empty directory
-			return fmt.Errorf("write %s: a directory is in the way: %w", p, err)
-		}
+	if err := n.removeEmptyDir(p); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
 	}
 	if err := n.folderRoot().Rename(name, p); err != nil {
 		n.folderRoot().Remove(name)
@@ -599,6 +626,21 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	delete(staged.temp, op.Hash)
 	staged.placed[op.Hash] = p
 	staged.touch(p)
+	return nil
+}
+
+// removeEmptyDir removes the directory at p, where a file is about to go
+// (the plan superseded it). One that still has entries is an error: the
+// plan keeps a directory with recorded entries, so those were not recorded
+// yet, and the op waits until they are.
+func (n *Node) removeEmptyDir(p string) error {
+	st, err := n.folderRoot().Lstat(p)
+	if err != nil || !st.IsDir() {
+		return nil
+	}
+	if err := n.folderRoot().Remove(p); err != nil {
+		return fmt.Errorf("a directory with entries is in the way: %w", err)
+	}
 	return nil
 }
 

@@ -134,29 +134,31 @@ func sendAsPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource
 }
 
 // TestConcurrentOpsInOneBatch has a peer send two concurrent writes of the
-// same path in one frame: the node must keep one as the winner and the
-// other as a conflict copy, and record only the copy as its own change
-// (the first write, placed moments before the second is decided, is not a
-// local edit).
+// same path in one frame, its own and one it relays from a third device:
+// the node must keep one as the winner and the other as a conflict copy,
+// and record only the copy as its own change (the first write, placed
+// moments before the second is decided, is not a local edit).
 func TestConcurrentOpsInOneBatch(t *testing.T) {
 	folder := t.TempDir()
 	peer := pairedPeer(t, folder, "peer")
 	n := startNode(t, folder, freeUDPPort(t))
 	first, second := []byte("first version"), []byte("second, concurrent version")
 	src := &memSource{data: map[content.Hash][]byte{content.Sum(first): first, content.Sum(second): second}}
-	write := func(seq uint64, data []byte) oplog.Op {
-		// No Parent: neither write saw the other.
-		return oplog.Op{Origin: peer.ID, Seq: seq, Lamport: seq, Kind: oplog.KindWrite, Path: "same.txt",
+	third := certs.DeviceID{0x7e, 3}
+	write := func(origin certs.DeviceID, lamport uint64, data []byte) oplog.Op {
+		// No Parent: neither write saw the other. (Two ops of one origin
+		// are never concurrent: it made the second after the first.)
+		return oplog.Op{Origin: origin, Seq: 1, Lamport: lamport, Kind: oplog.KindWrite, Path: "same.txt",
 			Hash: content.Sum(data), Size: int64(len(data)), Mode: 0o644, MTime: time.Now().UnixNano()}
 	}
-	sendAsPeer(t, peer, n, src, []oplog.Op{write(1, first), write(2, second)})
+	sendAsPeer(t, peer, n, src, []oplog.Op{write(peer.ID, 1, first), write(third, 2, second)})
 	// The batch's records, applied marks included, are written before the
 	// copy is recorded (a crash in between leaves the copy to the start-up
 	// scan), so both are waited for.
 	waitFor(t, "both writes applied and the copy recorded", func() string {
 		applied, _ := n.db.Applied(context.Background())
-		if applied[peer.ID] != 2 || n.ops.Highest(n.ID()) == 0 {
-			return fmt.Sprintf("applied %d, own ops %d", applied[peer.ID], n.ops.Highest(n.ID()))
+		if applied[peer.ID] != 1 || applied[third] != 1 || n.ops.Highest(n.ID()) == 0 {
+			return fmt.Sprintf("applied %d and %d, own ops %d", applied[peer.ID], applied[third], n.ops.Highest(n.ID()))
 		}
 		return ""
 	})

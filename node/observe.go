@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/drive-node/drive-node/content"
@@ -14,11 +15,17 @@ import (
 	"github.com/drive-node/drive-node/watcher"
 )
 
+// notThere reports whether err says a path is not there: missing, or under a
+// file where a directory was (a directory replaced by a file).
+func notThere(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
 // observe reports what is at p now, as the watcher would: a missing path
 // also reports every recorded path under it as missing.
 func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, error) {
 	st, err := n.folderRoot().Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if notThere(err) {
 		out := []watcher.Observation{{Path: p}}
 		for _, child := range (dbIndex{n.db, &n.placing}).Under(p) {
 			out = append(out, watcher.Observation{Path: child})
@@ -80,7 +87,7 @@ func (n *Node) freshen(ctx context.Context, obs []watcher.Observation) ([]watche
 	replaced := map[string]bool{}
 	for i, o := range obs {
 		st, err := n.folderRoot().Lstat(o.Path)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err != nil && !notThere(err) {
 			return nil, err
 		}
 		if stillTrue(o, st, err) {
@@ -94,7 +101,7 @@ func (n *Node) freshen(ctx context.Context, obs []watcher.Observation) ([]watche
 		}
 		now, err := n.observe(ctx, o.Path)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+			if notThere(err) {
 				continue // gone while hashed: the watcher reports it again
 			}
 			return nil, err

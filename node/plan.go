@@ -26,6 +26,12 @@ type localPlan struct {
 // the op log assigns those when it accepts them. The order is one a peer
 // can apply as it comes: directories are created before what goes in them
 // and removed after what was in them.
+//
+// A path gets at most one op per plan, since ops of one plan share the
+// records they were made from: a second op on a path could not name the
+// first as its parent. A path that changed between file and directory gets
+// only the op of its new type, which supersedes the recorded version (and
+// is therefore never the source of a rename).
 func planLocal(obs []watcher.Observation, known map[string]state.File) localPlan {
 	var plan localPlan
 	var writes, deletes []oplog.Op
@@ -50,7 +56,6 @@ func planLocal(obs []watcher.Observation, known map[string]state.File) localPlan
 			}
 			if live { // a file became a directory
 				retyped = append(retyped, o.Path)
-				deletes = append(deletes, oplog.Op{Kind: oplog.KindDelete, Path: o.Path, Hash: k.Hash, Parent: k.Version})
 			}
 			mkdirs = append(mkdirs, oplog.Op{Kind: oplog.KindMkdir, Path: o.Path, Mode: o.Mode, Parent: k.Version})
 		default:
@@ -64,7 +69,6 @@ func planLocal(obs []watcher.Observation, known map[string]state.File) localPlan
 			}
 			if live && k.Dir { // a directory became a file
 				retyped = append(retyped, o.Path)
-				rmdirs = append(rmdirs, oplog.Op{Kind: oplog.KindRmdir, Path: o.Path, Parent: k.Version})
 			}
 			writes = append(writes, oplog.Op{Kind: oplog.KindWrite, Path: o.Path, Hash: o.Hash, Size: o.Size, Mode: o.Mode, MTime: o.MTime, Parent: k.Version})
 		}

@@ -68,9 +68,9 @@ func TestPlanLocal(t *testing.T) {
 		{"two identical moved", []watcher.Observation{gone("a"), gone("b"), file("c", "x"), file("d", "x")}, []state.File{rec("a", "x"), rec("b", "x")}, "rename a>c, rename b>d", 0},
 		{"nested dirs ordered", []watcher.Observation{file("a/b/f", "x"), dir("a/b"), dir("a")}, nil, "mkdir a, mkdir a/b, write a/b/f", 0},
 		{"removed tree ordered", []watcher.Observation{gone("a"), gone("a/b"), gone("a/b/f")}, []state.File{recDir("a"), recDir("a/b"), rec("a/b/f", "x")}, "delete a/b/f, rmdir a/b, rmdir a", 0},
-		{"file became dir", []watcher.Observation{dir("a")}, []state.File{rec("a", "x")}, "delete a, mkdir a", 0},
-		{"file became dir with content", []watcher.Observation{dir("a"), file("a/x", "1")}, []state.File{rec("a", "x")}, "delete a, mkdir a, write a/x", 0},
-		{"dir became file", []watcher.Observation{file("a", "x")}, []state.File{recDir("a")}, "rmdir a, write a", 0},
+		{"file became dir", []watcher.Observation{dir("a")}, []state.File{rec("a", "x")}, "mkdir a", 0},
+		{"file became dir with content", []watcher.Observation{dir("a"), file("a/x", "1")}, []state.File{rec("a", "x")}, "mkdir a, write a/x", 0},
+		{"dir became file", []watcher.Observation{file("a", "x")}, []state.File{recDir("a")}, "write a", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			known := map[string]state.File{}

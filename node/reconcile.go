@@ -19,10 +19,21 @@ import (
 // winner and the same record — that is what makes replicas converge.
 //
 // Among the heads, a live version (a write or a directory) beats a
-// deletion, so an edit concurrent with a delete stays; among live ones the
-// higher (Lamport, device ID) wins. Every other live head with different
-// content is kept as a conflict copy beside the path, so no accepted write
-// is dropped.
+// deletion, so an edit concurrent with a delete stays; a directory beats a
+// file, because a file version can be kept whole as a conflict copy while a
+// directory holds other paths' versions and could not be kept beside it;
+// among the rest the higher (Lamport, device ID) wins. Every other live
+// head with different content is kept as a conflict copy beside the path,
+// so no accepted write is dropped.
+//
+// A path's type can still clash with what another path needs: a file that
+// won (made after seeing a directory removed) while a concurrent edit keeps
+// something inside the directory, or a version inside a directory whose
+// path holds a file. The directory then stays or comes back, and the file
+// goes to its conflict copy; both are recorded as local changes, made after
+// seeing the file, so every replica ends with the directory and the copy
+// whichever way it met the clash (the copy's name depends only on the file's
+// version, so replicas that moved it aside independently agree).
 
 // effectKind is one change a remote op makes to the folder.
 type effectKind int
@@ -72,6 +83,9 @@ type remotePlan struct {
 type view interface {
 	record(path string) *state.File
 	op(id state.OpID) (oplog.Op, bool)
+	// liveUnder reports whether some live record lies strictly under the
+	// directory dir.
+	liveUnder(dir string) bool
 }
 
 // head is one op's version of one path.
@@ -115,6 +129,13 @@ func heads(v view, r *state.File) []head {
 
 // addHead returns the frontier of hs and h, and whether h changed it (it
 // is not already there and no head has seen it).
+//
+// Supersession is one test in both directions, version against version, so
+// the frontier does not depend on the order ops arrive in. It counts an
+// origin's earlier op on the path as seen even when the later op's parent
+// lacks it: a path observed with a new type yields two ops made from one
+// record (a removal, then the write or mkdir), and the second replaces the
+// first.
 func addHead(hs []head, h head) ([]head, bool) {
 	for _, x := range hs {
 		if x.id == h.id || x.version.Dominates(h.version) {
@@ -123,7 +144,7 @@ func addHead(hs []head, h head) ([]head, bool) {
 	}
 	out := make([]head, 0, len(hs)+1)
 	for _, x := range hs {
-		if !h.op.Parent.Dominates(x.version) {
+		if !h.version.Dominates(x.version) {
 			out = append(out, x)
 		}
 	}
@@ -132,10 +153,14 @@ func addHead(hs []head, h head) ([]head, bool) {
 	return out, true
 }
 
-// beats orders heads: live before deleted, then higher (Lamport, device).
+// beats orders heads: live before deleted, directory before file, then
+// higher (Lamport, device).
 func beats(a, b head) bool {
 	if a.live != b.live {
 		return a.live
+	}
+	if a.dir != b.dir {
+		return a.dir
 	}
 	return wins(a.op.Lamport, a.op.Origin[:], b.op.Lamport, b.op.Origin[:])
 }
@@ -233,6 +258,16 @@ func planRemote(op oplog.Op, v view, sourceUsable bool, at int64) remotePlan {
 				p.effects = append(p.effects, effect{kind: effMkdir, path: path, op: w.content})
 				p.observe = append(p.observe, missingParents(v, path)...)
 			}
+		case w.live && curLive && cur.Dir && v.liveUnder(path):
+			// The file won, but the directory still holds versions made
+			// concurrently with its removal: it stays, and the file is
+			// kept as a conflict copy.
+			if cp := fileCopyName(path, w.op.Origin, w.content); v.record(cp) == nil {
+				p.effects = append(p.effects, effect{kind: effPlace, path: cp, op: w.content})
+				p.conflicts = append(p.conflicts, conflictNote{cp, path, op.Origin, w.op.Origin})
+				p.observe = append(p.observe, cp)
+			}
+			p.observe = append(p.observe, path)
 		case w.live:
 			if curHash == w.content.Hash && curLive {
 				break
@@ -250,7 +285,55 @@ func planRemote(op oplog.Op, v view, sourceUsable bool, at int64) remotePlan {
 			p.effects = append(p.effects, effect{kind: effRemove, path: path})
 		}
 	}
+	p.moveFilesOutOfTheWay(op, v)
 	return p
+}
+
+// fileCopyName is the conflict copy of the file version (by device origin,
+// with content c) at p: the same name on every replica.
+func fileCopyName(p string, origin certs.DeviceID, c oplog.Op) string {
+	return conflictName(p, origin.Short(), time.Unix(0, c.MTime), c.Hash)
+}
+
+// moveFilesOutOfTheWay puts before p's effects a move of every file that
+// sits where a path p creates needs a directory, to the file's conflict
+// copy; the directory and the copy are then recorded as local changes.
+func (p *remotePlan) moveFilesOutOfTheWay(op oplog.Op, v view) {
+	var first []effect
+	moved := map[string]bool{}
+	for _, e := range p.effects {
+		target := e.path
+		switch e.kind {
+		case effMove, effMoveAside:
+			target = e.to
+		case effRemove, effRmdir:
+			continue
+		}
+		for dir := path.Dir(target); dir != "." && dir != "/"; dir = path.Dir(dir) {
+			r := p.recordNow(dir, v)
+			if moved[dir] || r == nil || r.Deleted || r.Dir {
+				continue
+			}
+			moved[dir] = true
+			cp := fileCopyName(dir, r.Origin, oplog.Op{MTime: r.MTime, Hash: r.Hash})
+			first = append(first, effect{kind: effMoveAside, path: dir, to: cp})
+			p.conflicts = append(p.conflicts, conflictNote{cp, dir, op.Origin, r.Origin})
+			p.observe = append(p.observe, dir, cp)
+		}
+	}
+	if len(first) > 0 {
+		p.effects = append(first, p.effects...)
+	}
+}
+
+// recordNow is path's record once p's records are made.
+func (p *remotePlan) recordNow(path string, v view) *state.File {
+	for i := len(p.records) - 1; i >= 0; i-- {
+		if p.records[i].Path == path {
+			return &p.records[i]
+		}
+	}
+	return v.record(path)
 }
 
 // forwarding is an edit made concurrently with a rename of its file,
@@ -300,6 +383,9 @@ func forwardedEdit(op oplog.Op, v view) *forwarding {
 	}
 	to := away.op.NewPath
 	target := v.record(to)
+	if target != nil && !target.Deleted && target.Dir && v.liveUnder(to) {
+		return nil // the target stays a directory: the edit stays where it is
+	}
 	if op.Kind == oplog.KindRename {
 		// The target's record is about to take op: it must be op alone.
 		ths, _ := addHead(heads(v, target), headOf(op, to))

@@ -44,6 +44,11 @@ type replica struct {
 	// forwarded counts edits carried to a rename's target, to show the
 	// schedule exercises rename vs edit.
 	forwarded int
+	// stuck counts ops whose effects failed (kept pending).
+	stuck int
+	// clashes counts remote ops that put a file where a directory is, or
+	// a directory where a file is, to show the schedule exercises them.
+	clashes int
 }
 
 func newReplica(i int) *replica {
@@ -155,19 +160,36 @@ func (r *replica) applyPending() {
 			r.applied[op.Origin] = op.Seq
 		}
 	}
+	blocked := map[certs.DeviceID]bool{}
 	for i, op := range pending {
-		if op.Origin == r.id {
+		if op.Origin == r.id || blocked[op.Origin] {
 			continue
 		} else if !skip[i] {
 			if forwardedEdit(op, r) != nil {
 				r.forwarded++
 			}
+			if r.clashesWith(op) {
+				r.clashes++
+			}
 			plan := planRemote(op, r, r.sourceUsable(op), 0)
 			follow := plan.observe
+			failed := false
 			for _, e := range plan.effects {
-				if r.run(e) {
+				stays, ok := r.run(e)
+				if !ok {
+					failed = true
+					break
+				}
+				if stays {
 					follow = append(follow, e.path)
 				}
+			}
+			if failed {
+				// As on a node: the op stays pending, and so do its
+				// origin's later ops.
+				r.stuck++
+				blocked[op.Origin] = true
+				continue
 			}
 			for _, rec := range plan.records {
 				r.records[rec.Path] = rec
@@ -206,19 +228,24 @@ func (r *replica) hasChildren(p string) bool {
 	return false
 }
 
-// run carries out an effect as runEffect does on a real folder.
-func (r *replica) run(e effect) (stays bool) {
+// run carries out an effect as runEffect does on a real folder. ok false
+// is an effect that fails there (a file where a directory is needed, a
+// directory with entries where a file goes): the op stays pending.
+func (r *replica) run(e effect) (stays, ok bool) {
 	switch e.kind {
 	case effPlace:
-		if cur, ok := r.fs[e.path]; ok && cur.dir && r.hasChildren(e.path) {
-			return false
+		if cur, ok := r.fs[e.path]; ok && cur.dir && r.hasChildren(e.path) || !r.canMkdirAll(e.path) {
+			return false, false
 		}
 		r.mkdirAll(e.path)
 		r.fs[e.path] = simEntry{hash: e.op.Hash, mode: e.op.Mode, mtime: e.op.MTime}
 	case effMove, effMoveAside:
 		cur, ok := r.fs[e.path]
 		if !ok || cur.dir {
-			return false
+			return false, true
+		}
+		if to, ok := r.fs[e.to]; ok && to.dir && r.hasChildren(e.to) || !r.canMkdirAll(e.to) {
+			return false, false
 		}
 		r.mkdirAll(e.to)
 		r.fs[e.to] = cur
@@ -230,23 +257,78 @@ func (r *replica) run(e effect) (stays bool) {
 	case effRmdir:
 		if cur, ok := r.fs[e.path]; ok && cur.dir {
 			if r.hasChildren(e.path) {
-				return true
+				return true, true
 			}
 			delete(r.fs, e.path)
 		}
 	case effMkdir:
+		if !r.canMkdirAll(e.path) {
+			return false, false
+		}
 		r.mkdirAll(e.path)
 		r.fs[e.path] = simEntry{dir: true, mode: e.op.Mode}
+	}
+	return false, true
+}
+
+// clashesWith reports whether op creates a path of the other type than
+// what the folder has there, or needs a directory where a file is.
+func (r *replica) clashesWith(op oplog.Op) bool {
+	target := op.Path
+	if op.Kind == oplog.KindRename {
+		target = op.NewPath
+	}
+	cur, ok := r.fs[target]
+	switch op.Kind {
+	case oplog.KindMkdir:
+		return ok && !cur.dir || !r.canMkdirAll(target)
+	case oplog.KindWrite, oplog.KindRename:
+		return ok && cur.dir || !r.canMkdirAll(target)
 	}
 	return false
 }
 
-// A user's edits. Files and directories use different names so that a
-// path never changes between file and directory.
+// canMkdirAll reports whether every directory above p is a directory or
+// missing: MkdirAll fails on a file in the way.
+func (r *replica) canMkdirAll(p string) bool {
+	for d := path.Dir(p); d != "."; d = path.Dir(d) {
+		if e, ok := r.fs[d]; ok && !e.dir {
+			return false
+		}
+	}
+	return true
+}
+
+// liveUnder makes a replica a view for planRemote.
+func (r *replica) liveUnder(dir string) bool {
+	for q, rec := range r.records {
+		if !rec.Deleted && strings.HasPrefix(q, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// A user's edits. "d3" is both a file and a directory name, so a path
+// changes type, locally and concurrently on several replicas.
 var (
-	simFiles = []string{"a.txt", "b.txt", "report.doc", "d1/x.txt", "d1/y.txt", "d2/z.txt", "d1/sub/w.txt"}
+	simFiles = []string{"a.txt", "b.txt", "report.doc", "d1/x.txt", "d1/y.txt", "d2/z.txt", "d1/sub/w.txt", "d3", "d3/v.txt"}
 	simDirs  = []string{"d1", "d2", "d1/sub", "d3"}
 )
+
+// removeTree deletes p and everything under it from the folder and
+// returns the paths it deleted.
+func (r *replica) removeTree(p string) []string {
+	gone := []string{p}
+	for q := range r.fs {
+		if strings.HasPrefix(q, p+"/") {
+			delete(r.fs, q)
+			gone = append(gone, q)
+		}
+	}
+	delete(r.fs, p)
+	return gone
+}
 
 func (r *replica) edit(rng *rand.Rand, step int) {
 	pick := func(list []string) string { return list[rng.Intn(len(list))] }
@@ -262,7 +344,10 @@ func (r *replica) edit(rng *rand.Rand, step int) {
 	case k < 5 || len(existing) == 0: // create or modify
 		p := pick(simFiles)
 		if e, ok := r.fs[p]; ok && e.dir {
-			return
+			touched = append(touched, r.removeTree(p)...) // a directory replaced by a file
+		}
+		if !r.canMkdirAll(p) {
+			return // a file where p's directory would go
 		}
 		r.mkdirAll(p)
 		r.fs[p] = simEntry{hash: content.Sum([]byte(fmt.Sprintf("%x-%d", r.id[0], step))), mode: 0o644, mtime: int64(step)}
@@ -276,7 +361,7 @@ func (r *replica) edit(rng *rand.Rand, step int) {
 		touched = append(touched, p)
 	case k < 9:
 		from, to := existing[rng.Intn(len(existing))], pick(simFiles)
-		if e, ok := r.fs[to]; from == to || ok && e.dir {
+		if e, ok := r.fs[to]; from == to || ok && e.dir || !r.canMkdirAll(to) || strings.HasPrefix(to, from+"/") {
 			return
 		}
 		r.mkdirAll(to)
@@ -288,14 +373,17 @@ func (r *replica) edit(rng *rand.Rand, step int) {
 		}
 	default: // mkdir or rm -rf
 		d := pick(simDirs)
-		if e, ok := r.fs[d]; ok && e.dir {
-			for q := range r.fs {
-				if strings.HasPrefix(q, d+"/") {
-					delete(r.fs, q)
-				}
-			}
-			delete(r.fs, d)
-		} else if !ok {
+		if !r.canMkdirAll(d) {
+			return
+		}
+		e, ok := r.fs[d]
+		if ok && !e.dir {
+			delete(r.fs, d) // a file replaced by a directory
+			ok = false
+		}
+		if ok {
+			touched = append(touched, r.removeTree(d)...)
+		} else {
 			r.mkdirAll(d + "/x")
 			for q := d; q != "."; q = path.Dir(q) {
 				touched = append(touched, q)
@@ -575,7 +663,7 @@ func TestSimulation(t *testing.T) {
 			seeds = append(seeds, int64(i))
 		}
 	}
-	conflicts, forwarded := 0, 0
+	conflicts, forwarded, clashes := 0, 0, 0
 	for _, seed := range seeds {
 		n := 2 + int(seed%4)
 		s, err := runSim(seed, n, 150)
@@ -588,6 +676,7 @@ func TestSimulation(t *testing.T) {
 		}
 		for _, r := range s.reps {
 			forwarded += r.forwarded
+			clashes += r.clashes
 		}
 		for p := range s.reps[0].fs {
 			if strings.Contains(p, ".conflict-") {
@@ -595,8 +684,8 @@ func TestSimulation(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d seeds converged; %d conflict copies kept in the final folders; %d edits carried to a rename's target", len(seeds), conflicts, forwarded)
-	if len(seeds) > 100 && (conflicts == 0 || forwarded == 0) {
-		t.Fatal("no seed produced a conflict or a rename vs edit: the schedule does not exercise concurrent edits")
+	t.Logf("%d seeds converged; %d conflict copies kept in the final folders; %d edits carried to a rename's target; %d ops met a path of the other type", len(seeds), conflicts, forwarded, clashes)
+	if len(seeds) > 100 && (conflicts == 0 || forwarded == 0 || clashes == 0) {
+		t.Fatal("no seed produced a conflict, a rename vs edit or a file vs directory clash: the schedule does not exercise concurrent edits")
 	}
 }
