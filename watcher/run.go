@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -26,11 +27,21 @@ func newWatchSet(w *Watcher, fsw *fsnotify.Watcher) *watchSet {
 
 func (s *watchSet) has(rel string) bool { return s != nil && s.dirs[rel] }
 
-func (s *watchSet) add(rel string) {
+// add watches the directory rel, which dir is open on (see openDir).
+func (s *watchSet) add(rel string, dir *os.Root) {
 	if s == nil || s.dirs[rel] {
 		return
 	}
-	if err := s.fsw.Add(s.w.abs(rel)); err != nil {
+	abs := s.w.abs(rel)
+	err := s.fsw.Add(abs)
+	if err == nil && !s.w.leadsTo(rel, dir) {
+		// The path no longer leads to dir: the watch may be behind a
+		// symlink swapped in for a parent, outside the folder. What took
+		// dir's place is looked at when the events of the swap are.
+		_ = s.fsw.Remove(abs)
+		err = fmt.Errorf("watcher: watch %s: %w", rel, errReplaced)
+	}
+	if err != nil {
 		s.failures++
 		level := slog.LevelDebug
 		if s.failures == 1 || s.failures%1000 == 0 {

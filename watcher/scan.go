@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path"
 	"sort"
 	"syscall"
 	"time"
@@ -47,13 +48,14 @@ func notExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
-// lookFile decides about the regular file rel, which st describes. It
-// returns the observation to report; or nil and nil when the file matches
-// the Index (or cannot be read, which is logged); or again when the file is
-// not stable yet and must be looked at again StableFor later. prev is the
+// lookFile decides about the regular file rel, which st describes, in its
+// directory dir (see openDir). It returns the observation to report; or
+// nil and nil when the file matches the Index (or cannot be read, which is
+// logged); or again when the file is not stable yet and must be looked at
+// again StableFor later (or was replaced while it was opened). prev is the
 // previous look that found it unstable, if any. Only a cancelled ctx is an
 // error.
-func (w *Watcher) lookFile(ctx context.Context, rel string, st fs.FileInfo, prev *look) (o *Observation, again *look, err error) {
+func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel string, st fs.FileInfo, prev *look) (o *Observation, again *look, err error) {
 	cur := sigOf(st)
 	obs := fileObservation(rel, st)
 	if k, ok := w.o.Index.Lookup(rel); ok && cur.matches(k) {
@@ -74,19 +76,18 @@ func (w *Watcher) lookFile(ctx context.Context, rel string, st fs.FileInfo, prev
 	if w.onHash != nil {
 		w.onHash(rel, st)
 	}
-	abs := w.abs(rel)
-	h, n, err := content.File(ctx, abs)
+	h, n, err := hashIn(ctx, dir, rel, st)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
-		if notExist(err) { // look again: it will be reported gone
+		if notExist(err) || errors.Is(err, errReplaced) { // look again: it will be reported gone, or as what is there now
 			return nil, &look{cur, now}, nil
 		}
 		w.log.Warn("cannot read a file; it stays as recorded until it can be read", "path", rel, "err", err)
 		return nil, nil, nil
 	}
-	after, err := os.Lstat(abs)
+	after, err := dir.Lstat(path.Base(rel))
 	if err != nil {
 		if notExist(err) {
 			return nil, &look{cur, now}, nil
@@ -149,8 +150,9 @@ func (w *Watcher) missing(dir string, r *walkResult) {
 }
 
 // walkTree records the directory rel (which st describes; nil for the
-// root) and walks everything below it, adding watches to ws if not nil.
-func (w *Watcher) walkTree(ctx context.Context, rel string, st fs.FileInfo, r *walkResult, ws *watchSet) error {
+// root), open as dir (see openDir), and walks everything below it, adding
+// watches to ws if not nil.
+func (w *Watcher) walkTree(ctx context.Context, rel string, dir *os.Root, st fs.FileInfo, r *walkResult, ws *watchSet) error {
 	if rel != "" {
 		r.seen[rel] = true
 		if k, ok := w.o.Index.Lookup(rel); !ok || !k.Dir {
@@ -158,15 +160,15 @@ func (w *Watcher) walkTree(ctx context.Context, rel string, st fs.FileInfo, r *w
 		}
 	}
 	// Watch before listing, so nothing created in between is missed.
-	ws.add(rel)
-	return w.walkDir(ctx, rel, r, ws)
+	ws.add(rel, dir)
+	return w.walkDir(ctx, rel, dir, r, ws)
 }
 
-func (w *Watcher) walkDir(ctx context.Context, rel string, r *walkResult, ws *watchSet) error {
+func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walkResult, ws *watchSet) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	entries, err := w.readDir(w.abs(rel))
+	entries, err := w.readDir(dir)
 	if err != nil {
 		if rel == "" {
 			// Never report everything gone because the root is unreadable.
@@ -194,7 +196,16 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, r *walkResult, ws *wa
 			w.skip(child, t)
 			continue
 		}
-		st, err := e.Info()
+		// A directory is opened through this one, never by its path, so
+		// that what is walked below is what is in the folder.
+		var sub *os.Root
+		var st fs.FileInfo
+		var err error
+		if t.IsDir() {
+			sub, st, err = openDir(dir, e.Name(), child)
+		} else {
+			st, err = e.Info()
+		}
 		if err != nil {
 			if !notExist(err) { // unknown state: do not report it gone
 				r.seen[child] = true
@@ -203,14 +214,16 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, r *walkResult, ws *wa
 			}
 			continue
 		}
-		if t.IsDir() {
-			if err := w.walkTree(ctx, child, st, r, ws); err != nil {
+		if sub != nil {
+			err := w.walkTree(ctx, child, sub, st, r, ws)
+			sub.Close()
+			if err != nil {
 				return err
 			}
 			continue
 		}
 		r.seen[child] = true
-		o, again, err := w.lookFile(ctx, child, st, nil)
+		o, again, err := w.lookFile(ctx, dir, child, st, nil)
 		switch {
 		case err != nil:
 			return err
@@ -226,8 +239,16 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, r *walkResult, ws *wa
 // lookPaths looks at paths that had events or were not stable before
 // (prevs holds the earlier looks). A new or replaced directory is walked
 // (and watched, if ws is not nil); a vanished path is reported with every
-// recorded path under it.
+// recorded path under it, and so is a path whose parent is no longer a
+// directory. It fails if the folder is gone or replaced.
 func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[string]look, ws *watchSet) (*walkResult, error) {
+	root, err := w.openRoot()
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	dirs := newDirChain(root)
+	defer dirs.close()
 	sort.Strings(paths) // ancestors first: a walk covers what is below
 	r := newWalkResult()
 	vanished := func(p string) {
@@ -246,33 +267,43 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 		if _, done := r.goneSet[p]; done {
 			continue
 		}
-		st, err := os.Lstat(w.abs(p))
+		// Through its parent, which must be a directory all the way down
+		// from the folder: else p is gone.
+		parent, err := dirs.open(parentOf(p))
+		var st fs.FileInfo
+		if err == nil {
+			st, err = parent.Lstat(path.Base(p))
+		}
+		// New or replaced directory: it may have been filled before its
+		// watch existed, so it is walked, opened as the parent was.
+		var dir *os.Root
+		if err == nil && st.IsDir() && !ws.has(p) {
+			if dir, err = dirs.open(p); err == nil {
+				st, err = dir.Stat(".")
+			}
+		}
 		switch {
 		case err != nil && notExist(err):
 			vanished(p)
 		case err != nil:
 			w.log.Warn("cannot look at a changed path", "path", p, "err", err)
-		case st.IsDir():
-			if ws.has(p) { // a known, watched directory: only itself changed
-				r.seen[p] = true
-				if k, ok := w.o.Index.Lookup(p); !ok || !k.Dir {
-					r.present = append(r.present, dirObservation(p, st))
-				}
-				continue
-			}
-			// New or replaced: it may have been filled before its watch
-			// existed.
-			if err := w.walkTree(ctx, p, st, r, ws); err != nil {
+		case dir != nil:
+			if err := w.walkTree(ctx, p, dir, st, r, ws); err != nil {
 				return nil, err
 			}
 			w.missing(p, r)
+		case st.IsDir(): // a known, watched directory: only itself changed
+			r.seen[p] = true
+			if k, ok := w.o.Index.Lookup(p); !ok || !k.Dir {
+				r.present = append(r.present, dirObservation(p, st))
+			}
 		case st.Mode().IsRegular():
 			r.seen[p] = true
 			var prev *look
 			if lk, ok := prevs[p]; ok {
 				prev = &lk
 			}
-			o, again, err := w.lookFile(ctx, p, st, prev)
+			o, again, err := w.lookFile(ctx, parent, p, st, prev)
 			switch {
 			case err != nil:
 				return nil, err
@@ -313,11 +344,14 @@ func (w *Watcher) scanWait() time.Duration { return max(2*time.Second, 20*w.o.St
 // scan walks the whole folder, waits up to wait for unstable files, sends
 // the result, and returns the files still unstable.
 func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchSet, wait time.Duration) (map[string]look, error) {
-	if err := w.checkRoot(); err != nil {
+	root, err := w.openRoot()
+	if err != nil {
 		return nil, err
 	}
 	r := newWalkResult()
-	if err := w.walkTree(ctx, "", nil, r, ws); err != nil {
+	err = w.walkTree(ctx, "", root, nil, r, ws)
+	root.Close()
+	if err != nil {
 		return nil, err
 	}
 	w.missing("", r)

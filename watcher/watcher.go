@@ -26,8 +26,12 @@
 //   - If the folder itself disappears or is replaced (deleted, moved,
 //     unmounted), Run and Scan return an error instead of reporting every
 //     recorded path gone.
-//   - Symlinks are never followed and, like fifos, sockets and devices, are
-//     never reported as existing.
+//   - Symlinks are never followed, as the last element of a path or as a
+//     parent, and, like fifos, sockets and devices, are never reported as
+//     existing. Everything is looked at one directory at a time through an
+//     [os.Root] on the folder, so nothing outside the folder or behind a
+//     symlink is listed, hashed, reported or watched: a path whose parent
+//     is no longer a directory (a symlink put in its place, say) is gone.
 //   - The ignore function is applied to every path and its ancestors;
 //     ignored directories are not descended into or watched.
 //
@@ -143,7 +147,7 @@ type Watcher struct {
 	skipped  sync.Map // relative paths of symlinks and special files already logged
 
 	// Seams for tests.
-	readDir func(dir string) ([]fs.DirEntry, error)
+	readDir func(dir *os.Root) ([]fs.DirEntry, error)
 	onHash  func(rel string, st fs.FileInfo)
 }
 
@@ -194,7 +198,7 @@ func New(opts Options) (*Watcher, error) {
 		log:      opts.Logger,
 		rescan:   make(chan struct{}, 1),
 		scanned:  make(chan struct{}),
-		readDir:  os.ReadDir,
+		readDir:  listDir,
 	}, nil
 }
 
@@ -251,7 +255,11 @@ func (w *Watcher) ignored(p string) bool {
 // checkRoot fails if the folder is gone or is no longer the directory New
 // found (replaced, or a mount point whose file system went away).
 func (w *Watcher) checkRoot() error {
-	st, err := os.Stat(w.root)
+	return w.isRoot(os.Stat(w.root))
+}
+
+// isRoot fails as checkRoot does, given what a stat of the folder returned.
+func (w *Watcher) isRoot(st fs.FileInfo, err error) error {
 	if err != nil {
 		return fmt.Errorf("watcher: folder %s: %w", w.root, err)
 	}

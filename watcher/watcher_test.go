@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/fsnotify/fsnotify"
 )
 
 // memIndex is an Index that records whatever it is told, like the node.
@@ -695,11 +696,11 @@ func TestUnreadableDirectoryKeepsWhatIsRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.readDir = func(dir string) ([]fs.DirEntry, error) {
-		if filepath.Base(dir) == "locked" {
-			return nil, &fs.PathError{Op: "open", Path: dir, Err: fs.ErrPermission}
+	w.readDir = func(dir *os.Root) ([]fs.DirEntry, error) {
+		if filepath.Base(dir.Name()) == "locked" {
+			return nil, &fs.PathError{Op: "open", Path: dir.Name(), Err: fs.ErrPermission}
 		}
-		return os.ReadDir(dir)
+		return listDir(dir)
 	}
 	batches, err := scanAll(t, w)
 	if err != nil {
@@ -909,4 +910,128 @@ func BenchmarkScan(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(files*b.N)/b.Elapsed().Seconds(), "files/s")
+}
+
+// TestPendingPathUnderASymlinkedParent looks at a pending path (named by an
+// event, or due for another look) after its parent directory "a" was
+// replaced by a symlink (mv a a.old; ln -s target a). A symlink is never
+// followed, in the last path element or in a parent: the path is gone,
+// nothing behind the link is reported, and nothing behind it is watched.
+func TestPendingPathUnderASymlinkedParent(t *testing.T) {
+	cases := []struct {
+		name    string
+		pending string
+		inside  bool // the link leads into the folder, to "b", not out of it
+		gone    []string
+	}{
+		{"file, link out of the folder", "a/x", false, []string{"a/x"}},
+		{"directory, link out of the folder", "a/d", false, []string{"a/d", "a/d/y"}},
+		{"file two levels down, link out of the folder", "a/d/y", false, []string{"a/d/y"}},
+		{"file, link into the folder", "a/x", true, []string{"a/x"}},
+		{"directory, link into the folder", "a/d", true, []string{"a/d", "a/d/y"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root, outside := t.TempDir(), t.TempDir()
+			idx := newIndex()
+			for _, p := range []string{"a/x", "a/d/y"} {
+				writeOld(t, filepath.Join(root, p), "in the folder: "+p)
+				idx.set(p, knownFile(t, filepath.Join(root, p)))
+			}
+			idx.set("a", Known{Dir: true})
+			idx.set("a/d", Known{Dir: true})
+			// What the link leads to: other content at the same names.
+			target, behind := outside, outside
+			if c.inside {
+				target, behind = "b", filepath.Join(root, "b")
+			}
+			for _, p := range []string{"x", "d/y", "d/sub/z"} {
+				writeOld(t, filepath.Join(behind, p), "behind the link: "+p)
+			}
+			if err := os.Rename(filepath.Join(root, "a"), filepath.Join(root, "a.old")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target, filepath.Join(root, "a")); err != nil {
+				t.Skip("symlinks unavailable:", err)
+			}
+
+			w, err := New(Options{Root: root, Index: idx, Logger: quietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fsw, err := fsnotify.NewWatcher()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fsw.Close()
+			r, err := w.lookPaths(context.Background(), []string{c.pending}, nil, newWatchSet(w, fsw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.present) != 0 || len(r.unstable) != 0 {
+				t.Errorf("reported what is behind the link: present %+v, to look at again %v", r.present, r.unstable)
+			}
+			var got []string
+			for _, o := range r.gone {
+				got = append(got, o.Path)
+			}
+			sort.Strings(got)
+			if strings.Join(got, " ") != strings.Join(c.gone, " ") {
+				t.Errorf("gone %v, want %v", got, c.gone)
+			}
+			if l := fsw.WatchList(); len(l) != 0 {
+				t.Errorf("watched through the link: %v", l)
+			}
+		})
+	}
+}
+
+// TestDirectorySwappedForASymlinkDuringAScan replaces the directory "a" by
+// a symlink out of the folder after the folder was listed and before "a"
+// is walked: "a" and what was recorded under it are gone, and nothing
+// behind the link is reported.
+func TestDirectorySwappedForASymlinkDuringAScan(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	idx := newIndex()
+	for _, p := range []string{"a/x", "a/d/y"} {
+		writeOld(t, filepath.Join(root, p), "in the folder: "+p)
+		idx.set(p, knownFile(t, filepath.Join(root, p)))
+		writeOld(t, filepath.Join(outside, strings.TrimPrefix(p, "a/")), "outside: "+p)
+	}
+	idx.set("a", Known{Dir: true})
+	idx.set("a/d", Known{Dir: true})
+	if err := os.Symlink(outside, filepath.Join(root, "a.link")); err != nil {
+		t.Skip("symlinks unavailable:", err)
+	}
+	w, err := New(Options{Root: root, Index: idx, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := false
+	w.readDir = func(dir *os.Root) ([]fs.DirEntry, error) {
+		entries, err := listDir(dir)
+		if !swapped && dir.Name() == root {
+			swapped = true
+			if err := os.Rename(filepath.Join(root, "a"), filepath.Join(root, "a.old")); err != nil {
+				t.Error(err)
+			}
+			if err := os.Rename(filepath.Join(root, "a.link"), filepath.Join(root, "a")); err != nil {
+				t.Error(err)
+			}
+		}
+		return entries, err
+	}
+	batches, err := scanAll(t, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := flatten(batches)
+	for _, p := range []string{"a", "a/x", "a/d", "a/d/y"} {
+		if o, ok := got[p]; !ok || o.Exists {
+			t.Errorf("%s: %+v, want it gone", p, o)
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("scan: %+v", got)
+	}
 }
