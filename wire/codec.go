@@ -74,6 +74,12 @@ type VectorEntry struct {
 // maxDevices bounds a vector's length on decode.
 const maxDevices = 1 << 16
 
+// minVectorEntry is the fewest bytes one vector entry takes: the device,
+// then its sequence's varint of at least one byte. A vector's declared
+// length is checked against the bytes left with it before the map is
+// allocated.
+const minVectorEntry = len(certs.DeviceID{}) + 1
+
 // appendVector encodes v sorted by device so equal maps encode equally.
 func appendVector(b []byte, v map[certs.DeviceID]uint64) []byte {
 	ids := make([]certs.DeviceID, 0, len(v))
@@ -94,8 +100,8 @@ func (d *decoder) vector(what string) map[certs.DeviceID]uint64 {
 	if d.err != nil {
 		return nil
 	}
-	if n > maxDevices || n*33 > uint64(len(d.b)) {
-		d.fail("%s of %d devices does not fit", what, n)
+	if n > maxDevices || n > uint64(len(d.b)/minVectorEntry) {
+		d.fail("%s of %d devices does not fit in %d bytes", what, n, len(d.b))
 		return nil
 	}
 	v := make(map[certs.DeviceID]uint64, n)

@@ -5,11 +5,22 @@ import (
 	"fmt"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
 )
 
 // maxOpBytes bounds one encoded op inside an Ops message.
 const maxOpBytes = 2*oplog.MaxPathLen + 64*1024
+
+// minOpBytes is the fewest bytes one op takes in an Ops body, so a body
+// with k bytes left holds at most k/minOpBytes ops: the decoder refuses a
+// larger count before allocating for it (a decoded op takes several
+// times its shortest encoding). The shortest op is the zero op: a
+// one-byte length prefix, then oplog's encoding with every varint one
+// byte and every string and the version empty — encoding version and
+// kind, origin, seq and lamport, path and new-path lengths, hash, size,
+// mode and mtime, version length. TestMinOpBytes holds it to the encoding.
+const minOpBytes = 1 + 2 + len(certs.DeviceID{}) + 2 + 2 + len(content.Hash{}) + 3 + 1
 
 // Ops carries ops the receiver lacks, each origin's in sequence order.
 type Ops struct {
@@ -39,8 +50,8 @@ func (m *Ops) decode(d *decoder) {
 	if d.err != nil {
 		return
 	}
-	if n > uint64(len(d.b)) { // every op takes more than one byte
-		d.fail("op count %d larger than the frame", n)
+	if most := uint64(len(d.b) / minOpBytes); n > most {
+		d.fail("op count %d: the %d bytes left hold at most %d ops", n, len(d.b), most)
 		return
 	}
 	m.Ops = make([]oplog.Op, 0, n)

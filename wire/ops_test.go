@@ -1,0 +1,62 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/drive-node/drive-node/oplog"
+)
+
+// allocated returns the bytes f allocates on the heap.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestOpsCountBoundedByFrame decodes an Ops body that declares one op per
+// byte left: the count fits the bytes but not the ops, which take at
+// least minOpBytes each. It is refused before the ops are allocated
+// (168 bytes an op: 168 MiB for this MiB).
+func TestOpsCountBoundedByFrame(t *testing.T) {
+	const left = 1 << 20
+	body := binary.AppendUvarint(nil, left)
+	body = append(body, make([]byte, left)...)
+	var err error
+	n := allocated(func() { _, err = Decode(TypeOps, body) })
+	if n > 64<<10 {
+		t.Errorf("decoding allocated %d bytes for a %d-byte body", n, len(body))
+	}
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "op count") {
+		t.Errorf("got %v, want a malformed op count", err)
+	}
+}
+
+// TestMinOpBytes checks 1 against the encoding: the zero op is
+// the shortest (every varint one byte, every string empty) and its
+// length prefix one byte.
+func TestMinOpBytes(t *testing.T) {
+	b, err := oplog.Op{}.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(appendBytes(nil, b)); got != minOpBytes {
+		t.Fatalf("the shortest op takes %d bytes in an Ops body, minOpBytes is %d", got, minOpBytes)
+	}
+	// A body of three shortest ops passes the count check (the zero op
+	// then fails on its kind); a byte less, it does not.
+	body, _ := (&Ops{Ops: make([]oplog.Op, 3)}).AppendBody(nil)
+	for _, cut := range []int{0, 1} {
+		d := &decoder{b: body[:len(body)-cut]}
+		(&Ops{}).decode(d)
+		if refused := d.err != nil && strings.Contains(d.err.Error(), "op count"); refused != (cut == 1) {
+			t.Errorf("body %d bytes short of three shortest ops: %v", cut, d.err)
+		}
+	}
+}
