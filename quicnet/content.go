@@ -149,16 +149,28 @@ func readResponse(r io.Reader) (*wire.ContentResponse, error) {
 	return resp, nil
 }
 
+// contentRequestWait bounds how long a content stream's request may take
+// to arrive after the stream's kind: the opener writes both at once, so
+// only a peer holding streams open without asking waits this long. A
+// variable for tests.
+var contentRequestWait = 10 * time.Second
+
 // serveContent answers one content stream: a single content (from an
-// offset) or a batch of whole contents.
+// offset) or a batch of whole contents. The request is read within
+// wire.MaxContentRequestFrame and contentRequestWait; a stream whose
+// request is longer, late or bad is reset both ways, so it holds neither
+// memory nor one of the connection's streams.
 func (p *Peer) serveContent(s *quic.Stream) {
 	defer s.Close()
-	m, err := wire.ReadFrame(s)
+	s.SetReadDeadline(time.Now().Add(contentRequestWait))
+	m, err := wire.ReadFrameLimit(s, wire.MaxContentRequestFrame)
 	if err != nil {
 		p.t.log.Warn("bad content request", "peer", p.ID.Short(), "err", err)
+		s.CancelRead(0)
 		s.CancelWrite(0)
 		return
 	}
+	s.SetReadDeadline(time.Time{})
 	switch req := m.(type) {
 	case *wire.ContentRequest:
 		// What the transfer cost the connection, for tuning: losses and

@@ -2,12 +2,17 @@ package quicnet
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/wire"
+	"github.com/quic-go/quic-go"
 )
 
 // connectedPair returns a's peer for b, with b serving data.
@@ -87,5 +92,61 @@ func TestFetchBatch(t *testing.T) {
 		if _, err := pa.Fetch(ctx, hs[39], 0, io.Discard); err != nil {
 			t.Fatalf("fetch after an abandoned batch: %v", err)
 		}
+	}
+}
+
+// TestContentRequestBounded opens content streams by hand and leaves them
+// open: one whose request declares more than wire.MaxContentRequestFrame,
+// one whose request stops after its first byte. The server resets each,
+// the first for its length (its log names the limit), the second after
+// contentRequestWait, and the connection still serves a fetch.
+func TestContentRequestBounded(t *testing.T) {
+	wait := contentRequestWait
+	t.Cleanup(func() { contentRequestWait = wait }) // after the nodes close
+	contentRequestWait = 300 * time.Millisecond
+	data := []byte("served")
+	h := content.Sum(data)
+	a, b := pairedTestNodes(t, memContent{}, memContent{h: data})
+	ctx := context.Background()
+	if _, err := a.t.Dial(ctx, b.addr(), b.id.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitPeer(t, b)
+	pa := waitPeer(t, a)
+
+	for _, c := range []struct {
+		name, log string
+		send      []byte
+	}{
+		{"over the limit", fmt.Sprintf("(limit %d)", wire.MaxContentRequestFrame),
+			binary.BigEndian.AppendUint32([]byte{streamContent}, uint32(wire.MaxContentRequestFrame+1))},
+		{"silent", "1 of 40 bytes",
+			append(binary.BigEndian.AppendUint32([]byte{streamContent}, 40), byte(wire.TypeContentRequest))},
+	} {
+		s, err := pa.conn.OpenStreamSync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write(c.send); err != nil {
+			t.Fatal(err)
+		}
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = s.Read(make([]byte, 1))
+		var reset *quic.StreamError
+		if !errors.As(err, &reset) || !reset.Remote {
+			t.Errorf("%s: read %v, want the server's reset", c.name, err)
+		}
+		s.CancelRead(0)
+		s.CancelWrite(0)
+		for end := time.Now().Add(2 * time.Second); !strings.Contains(b.logs.String(), c.log); {
+			if time.Now().After(end) {
+				t.Errorf("%s: no bad request naming %q logged:\n%s", c.name, c.log, b.logs.String())
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if _, err := pa.Fetch(ctx, h, 0, io.Discard); err != nil {
+		t.Fatalf("fetch after refused requests: %v", err)
 	}
 }

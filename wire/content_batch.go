@@ -11,6 +11,15 @@ import (
 // small and a peer's answer to one is bounded by what it chooses to serve.
 const MaxBatch = 256
 
+// MaxContentRequestFrame is the longest frame a well-formed content
+// request can be, 8,195 bytes: a ContentBatchRequest of MaxBatch hashes,
+// which is its type byte, MaxBatch as a varint (two bytes: up to 16,383)
+// and the hashes. A ContentRequest (type, hash, offset of at most ten
+// bytes) is shorter. A server reads content requests with
+// ReadFrameLimit(r, MaxContentRequestFrame), so a peer cannot make it
+// hold more than that per content stream.
+const MaxContentRequestFrame = 1 + 2 + MaxBatch*len(content.Hash{})
+
 // ContentBatchRequest opens a content stream for several whole contents,
 // usually small files: one stream and one round trip instead of one per
 // file. The server answers each hash in order with a ContentResponse,

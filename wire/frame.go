@@ -4,8 +4,11 @@
 //
 // A frame is a 4-byte big-endian length, then a 1-byte message type, then
 // the message body (length counts type and body). ReadFrame checks the
-// length against MaxFrame before allocating, so a peer cannot make the
-// reader allocate more than MaxFrame per frame.
+// length against MaxFrame before allocating, and ReadFrameLimit against a
+// smaller limit, so a peer cannot make the reader allocate more than the
+// limit per frame; within it the body's buffer grows only as bytes
+// arrive, so a peer that declares a large frame and sends little makes
+// the reader hold little.
 //
 // The control stream carries Hello (first, both ways), then Ops and
 // Progress in any order. Each content stream carries one ContentRequest
@@ -91,25 +94,64 @@ func WriteFrame(w io.Writer, m Message) error {
 	return err
 }
 
-// ReadFrame reads one frame from r and decodes it. A frame over MaxFrame
-// fails with ErrFrameTooLarge before any body is read or allocated.
-func ReadFrame(r io.Reader) (Message, error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+// firstRead is how much of a frame's body the reader allocates before any
+// of it arrives: every frame but a large Ops fits. Past it the buffer
+// doubles each time it is full, never beyond the declared length.
+const firstRead = 32 << 10
+
+// ReadFrame reads one frame of at most MaxFrame bytes from r and decodes
+// it: ReadFrameLimit(r, MaxFrame).
+func ReadFrame(r io.Reader) (Message, error) { return ReadFrameLimit(r, MaxFrame) }
+
+// ReadFrameLimit reads one frame from r and decodes it. A frame longer
+// than limit (or MaxFrame, when that is lower) fails with
+// ErrFrameTooLarge, naming the limit, after only its 4-byte length is
+// read. The body's buffer is at most firstRead before any of the body
+// arrives and at most twice what has arrived after, so a peer that
+// declares a long frame and sends little makes the reader hold little.
+// A body cut short fails wrapping r's error, io.ErrUnexpectedEOF when r
+// ended; an r that ends before a frame starts gives io.EOF unwrapped.
+func ReadFrameLimit(r io.Reader, limit int) (Message, error) {
+	limit = min(limit, MaxFrame)
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:4])
-	if n > MaxFrame {
-		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrFrameTooLarge, n, MaxFrame)
+	n := binary.BigEndian.Uint32(hdr[:])
+	if int64(n) > int64(limit) {
+		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrFrameTooLarge, n, limit)
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("%w: empty frame", ErrMalformed)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, fmt.Errorf("wire: truncated frame: %w", err)
+	body, err := readBody(r, int(n))
+	if err != nil {
+		return nil, err
 	}
 	return Decode(Type(body[0]), body[1:])
+}
+
+// readBody reads exactly n bytes from r into a buffer that grows as they
+// arrive, from firstRead by doubling.
+func readBody(r io.Reader, n int) ([]byte, error) {
+	body := make([]byte, min(n, firstRead))
+	got := 0
+	for {
+		k, err := io.ReadFull(r, body[got:])
+		got += k
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the frame had begun
+		}
+		if err != nil {
+			return nil, fmt.Errorf("wire: truncated frame: %d of %d bytes: %w", got, n, err)
+		}
+		if got == n {
+			return body, nil
+		}
+		grown := make([]byte, min(n, 2*len(body)))
+		copy(grown, body)
+		body = grown
+	}
 }
 
 // Decode decodes a message body of type t.
