@@ -32,7 +32,7 @@ type Peer struct {
 	control     *quic.Stream
 	controlOnce sync.Once
 	controlCh   chan struct{} // closed when control is set
-	sendMu      sync.Mutex
+	sendSlot    chan struct{} // held by the one Send writing; a slot, so waiting for it honours ctx
 
 	fetchSlots chan struct{}
 }
@@ -48,7 +48,7 @@ func newPeer(t *Transport, conn *quic.Conn, id certs.DeviceID, dialed bool) *Pee
 	}()
 	return &Peer{
 		ID: id, t: t, conn: conn, dialed: dialed, started: time.Now(), ctx: ctx, cancel: cancel,
-		controlCh: make(chan struct{}), fetchSlots: make(chan struct{}, t.cfg.ContentStreams),
+		controlCh: make(chan struct{}), sendSlot: make(chan struct{}, 1), fetchSlots: make(chan struct{}, t.cfg.ContentStreams),
 	}
 }
 
@@ -100,14 +100,35 @@ func (p *Peer) waitControl(ctx context.Context) error {
 	}
 }
 
-// Send writes m on the control stream. It is safe for concurrent use.
+// Send writes m on the control stream. It is safe for concurrent use: one
+// Send writes at a time, the others wait their turn.
+//
+// Send honours ctx while it is blocked, waiting for its turn or for the
+// peer's flow control (a peer that does not read): it then returns an
+// error wrapping ctx.Err(). A write that ctx cut short after part of the
+// frame went out leaves the stream in the middle of a frame, which cannot
+// be resumed: the connection is closed then, saying why.
 func (p *Peer) Send(ctx context.Context, m wire.Message) error {
 	if err := p.waitControl(ctx); err != nil {
 		return err
 	}
-	p.sendMu.Lock()
-	defer p.sendMu.Unlock()
-	if err := wire.WriteFrame(p.control, m); err != nil {
+	select {
+	case p.sendSlot <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("quicnet: send %s to %s: %w", m.Type(), p.ID.Short(), ctx.Err())
+	case <-p.ctx.Done():
+		return fmt.Errorf("quicnet: send %s to %s: connection closed", m.Type(), p.ID.Short())
+	}
+	defer func() { <-p.sendSlot }()
+	w := &counted{rw: p.control}
+	err := untilDone(ctx, p.control.SetWriteDeadline, func() error { return wire.WriteFrame(w, m) })
+	if err != nil && ctx.Err() != nil {
+		if w.n > 0 {
+			p.close(codeProtocol, fmt.Sprintf("control stream: sending %s was cancelled mid-frame", m.Type()))
+		}
+		err = ctx.Err()
+	}
+	if err != nil {
 		return fmt.Errorf("quicnet: send %s to %s: %w", m.Type(), p.ID.Short(), err)
 	}
 	return nil
@@ -115,15 +136,73 @@ func (p *Peer) Send(ctx context.Context, m wire.Message) error {
 
 // Recv reads the next message from the control stream. Only one goroutine
 // may call it at a time.
+//
+// Recv honours ctx while it is blocked: it then returns an error wrapping
+// ctx.Err(). A read that ctx cut short after part of a frame was read
+// leaves the stream in the middle of a frame: the connection is closed
+// then, saying why. One cut short before any byte leaves the stream as it
+// was.
 func (p *Peer) Recv(ctx context.Context) (wire.Message, error) {
 	if err := p.waitControl(ctx); err != nil {
 		return nil, err
 	}
-	m, err := wire.ReadFrame(p.control)
+	r := &counted{rw: p.control}
+	var m wire.Message
+	err := untilDone(ctx, p.control.SetReadDeadline, func() (err error) {
+		m, err = wire.ReadFrame(r)
+		return err
+	})
+	if err != nil && ctx.Err() != nil {
+		if r.n > 0 {
+			p.close(codeProtocol, "control stream: a receive was cancelled mid-frame")
+		}
+		err = ctx.Err()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("quicnet: receive from %s: %w", p.ID.Short(), err)
 	}
 	return m, nil
+}
+
+// untilDone runs call, a blocking read or write on a stream, so that ctx
+// ending cuts it short: setDeadline(now) makes the stream call return. The
+// deadline is cleared again before untilDone returns, so the next call on
+// the stream starts without one. call is not started when ctx is already
+// done.
+func untilDone(ctx context.Context, setDeadline func(time.Time) error, call func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		setDeadline(time.Now())
+		close(fired)
+	})
+	err := call()
+	if !stop() {
+		<-fired
+		setDeadline(time.Time{})
+	}
+	return err
+}
+
+// counted counts the bytes read or written through it, so that a call cut
+// short can tell whether it left part of a frame behind.
+type counted struct {
+	rw io.ReadWriter
+	n  int64
+}
+
+func (c *counted) Write(b []byte) (int, error) {
+	n, err := c.rw.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *counted) Read(b []byte) (int, error) {
+	n, err := c.rw.Read(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // acceptStreams routes the streams the peer opens: the control stream to
