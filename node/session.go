@@ -48,7 +48,19 @@ func (w *logWatch) notify() {
 // servePeer runs the sync protocol with one connected peer until the
 // connection ends: exchange Hello (each side's log vector), then each side
 // streams the ops the other lacks, and keeps streaming new ones as its log
-// grows. Received ops are persisted in the log before anything else.
+// grows. Received ops are persisted in the log before anything else, then
+// acknowledged with a Progress message: the vector of this log, every op
+// in it durable here.
+//
+// After the Hello exchange one goroutine writes to the control stream, the
+// sender (sendOps), and one reads, the receive loop below. The receive
+// loop never writes to the control stream: it posts the Progress it wants
+// sent (progressBox, latest wins) and goes on reading; the sender sends it
+// between Ops frames. Otherwise two peers with many ops for each other
+// deadlock: each sender blocks on the other's flow control in the middle
+// of a large Ops frame, each receive loop waits for its own sender to let
+// it write, and neither reads. Receiving must therefore never wait on the
+// peer.
 func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 	log := n.log.With("peer", p.ID.Short())
 	if err := p.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion, Name: n.cfg.Name, Have: n.ops.Vector()}); err != nil {
@@ -71,8 +83,9 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	progress := newProgressBox()
 	go func() {
-		if err := n.sendOps(ctx, p, hello.Have); err != nil && ctx.Err() == nil {
+		if err := n.sendOps(ctx, p, hello.Have, progress); err != nil && ctx.Err() == nil {
 			log.Warn("sending ops failed", "err", err)
 			p.CloseWithError("send failed")
 		}
@@ -87,7 +100,7 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 		}
 		switch m := m.(type) {
 		case *wire.Ops:
-			if err := n.receiveOps(ctx, p, m.Ops); err != nil {
+			if err := n.receiveOps(ctx, p, m.Ops, progress); err != nil {
 				log.Warn("receiving ops failed; reconnecting resynchronises", "err", err)
 				p.CloseWithError("bad ops")
 				return
@@ -100,9 +113,44 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 	}
 }
 
+// progressBox hands the Progress the receive loop wants sent to the sender
+// without blocking: one slot, the latest vector wins. Dropping an earlier
+// vector loses nothing, since the log only grows and a later Progress
+// acknowledges everything an earlier one did.
+type progressBox struct {
+	mu    sync.Mutex
+	have  map[certs.DeviceID]uint64 // nil when nothing waits to be sent
+	ready chan struct{}             // 1 slot; may hold a token whose vector was already taken
+}
+
+func newProgressBox() *progressBox { return &progressBox{ready: make(chan struct{}, 1)} }
+
+// post replaces the vector waiting to be sent, if any, and wakes the
+// sender. It never blocks.
+func (b *progressBox) post(have map[certs.DeviceID]uint64) {
+	b.mu.Lock()
+	b.have = have
+	b.mu.Unlock()
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the vector posted since the last take, or nil.
+func (b *progressBox) take() map[certs.DeviceID]uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	have := b.have
+	b.have = nil
+	return have
+}
+
 // sendOps streams to p every op in the log beyond have, then waits for the
-// log to grow and repeats.
-func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, have map[certs.DeviceID]uint64) error {
+// log to grow and repeats. It is the only writer of the control stream
+// after the Hello exchange: between Ops frames, and while waiting, it also
+// sends the Progress the receive loop posted in progress.
+func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, have map[certs.DeviceID]uint64, progress *progressBox) error {
 	sent := maps.Clone(have)
 	if sent == nil {
 		sent = map[certs.DeviceID]uint64{}
@@ -116,13 +164,19 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, have map[certs.Devi
 		}
 		sort.Slice(origins, func(i, j int) bool { return string(origins[i][:]) < string(origins[j][:]) })
 		var batch []oplog.Op
+		// flush sends the batch, if any, then the Progress waiting, if any.
 		flush := func() error {
-			if len(batch) == 0 {
-				return nil
+			if len(batch) > 0 {
+				err := p.Send(ctx, &wire.Ops{Ops: batch})
+				batch = batch[:0]
+				if err != nil {
+					return err
+				}
 			}
-			err := p.Send(ctx, &wire.Ops{Ops: batch})
-			batch = batch[:0]
-			return err
+			if have := progress.take(); have != nil {
+				return p.Send(ctx, &wire.Progress{Have: have})
+			}
+			return nil
 		}
 		for _, o := range origins {
 			if mine[o] <= sent[o] {
@@ -150,16 +204,19 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, have map[certs.Devi
 		case <-ctx.Done():
 			return nil
 		case <-changed:
+		case <-progress.ready: // the next flush sends it
 		}
 	}
 }
 
 var errStop = fmt.Errorf("stop")
 
-// receiveOps persists ops from a peer, acknowledges them, and wakes the
-// applier. Ops that would leave a gap fail the call: the connection is
-// then reset and the Hello exchange starts over from what is durable.
-func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op) error {
+// receiveOps persists ops from a peer, acknowledges them (posts the
+// Progress for the sender to send: it does not write to the peer), and
+// wakes the applier. Ops that would leave a gap fail the call: the
+// connection is then reset and the Hello exchange starts over from what is
+// durable.
+func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, progress *progressBox) error {
 	for _, op := range ops {
 		for _, path := range []string{op.Path, op.NewPath} {
 			if path == "" {
@@ -189,7 +246,8 @@ func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op) 
 	if err != nil {
 		return err
 	}
-	return p.Send(ctx, &wire.Progress{Have: n.ops.Vector()})
+	progress.post(n.ops.Vector())
+	return nil
 }
 
 func (n *Node) kickApply() {

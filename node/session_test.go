@@ -1,0 +1,84 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/drive-node/drive-node/oplog"
+)
+
+// TestSessionBothWaysBeyondStreamWindow has two nodes that each logged
+// more ops than the control stream's receive window holds (30 MiB each;
+// the window starts at 2 MiB and grows to 16 MiB) before they first meet.
+// Both state disks are nearly full when they connect, so each holds back
+// the first Ops frame it receives, stops reading, and each sender fills
+// the other's window and blocks in the middle of a frame. Once the disks
+// have room, each receive loop persists its frame and acknowledges it:
+// that must not wait for its own blocked sender, or neither side reads
+// again and the connection hangs (keep-alives stop the idle timeout from
+// ending it). The hold-back makes the timing certain; without it the same
+// hang needs both receive loops to fall behind at once.
+func TestSessionBothWaysBeyondStreamWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 2 × 30 MiB of ops")
+	}
+	// 10,000 ops of about 3 KiB each way, in frames of 6 MiB.
+	const ops, pathLen = 10000, 3000
+	var free atomic.Uint64
+	free.Store(1 << 40)
+	setup := func(name string) func(*Node) {
+		return func(n *Node) {
+			n.diskFree = func(string) (uint64, error) { return free.Load(), nil }
+			batch := make([]oplog.Op, ops)
+			for i := range batch {
+				// Components of 250 bytes (the limit is 255), unique per op.
+				p := fmt.Sprintf("%s/%06d", name, i)
+				for len(p) < pathLen {
+					p += "/" + strings.Repeat("x", 250)
+				}
+				batch[i] = oplog.Op{Kind: oplog.KindDelete, Path: p, MTime: 1}
+			}
+			if _, err := n.ops.Append(context.Background(), batch...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a, b := t.TempDir(), t.TempDir()
+	pairFolders(t, a, b)
+	// Neither dials the other by itself: the test connects them once both
+	// state disks are full.
+	na := startNodeWith(t, a, freeUDPPort(t), setup("a"))
+	nb := startNodeWith(t, b, freeUDPPort(t), setup("b"))
+	free.Store(DefaultMinStateFree - 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := na.tr.Dial(ctx, netip.MustParseAddrPort(nb.addr), nb.ID()); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*runningNode{na, nb} {
+		waitFor(t, n.folder+" holds back the first frame", func() string {
+			if !strings.Contains(n.logs.String(), "holding back ops from a peer") {
+				return "not yet"
+			}
+			return ""
+		})
+	}
+	time.Sleep(time.Second) // both senders fill the other's window meanwhile
+	free.Store(1 << 40)
+
+	start := time.Now()
+	deadline := start.Add(90 * time.Second)
+	for !maps.Equal(na.ops.Vector(), nb.ops.Vector()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("logs did not converge in 90 s (control stream deadlocked?): a %v, b %v", na.ops.Vector(), nb.ops.Vector())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("2 × %d ops of %d bytes exchanged in %v after the disks had room", ops, pathLen, time.Since(start).Round(time.Millisecond))
+}
