@@ -194,26 +194,31 @@ func (t *Transport) Close() error {
 
 // tlsConfig verifies the peer's certificate against the pairing list and,
 // when expect is not zero, against that one ID.
+//
+// The check is in VerifyConnection, which crypto/tls runs on every
+// handshake: VerifyPeerCertificate is skipped when a session is resumed,
+// which would let a device unpaired since it last connected back in with
+// its session ticket. Resumption saves nothing worth having on a LAN, so
+// tickets are off on both sides (the listener issues none, the dialer
+// offers none); the check holds even for a peer that offers one anyway.
 func (t *Transport) tlsConfig(expect certs.DeviceID) *tls.Config {
 	return &tls.Config{
-		Certificates:          []tls.Certificate{t.cfg.Identity.Certificate},
-		MinVersion:            tls.VersionTLS13,
-		NextProtos:            []string{ALPN},
-		ServerName:            "drive-node",
-		ClientAuth:            tls.RequireAnyClientCert,
-		InsecureSkipVerify:    true, // trust is the pinned key, checked below
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error { return t.verify(raw, expect) },
+		Certificates:           []tls.Certificate{t.cfg.Identity.Certificate},
+		MinVersion:             tls.VersionTLS13,
+		NextProtos:             []string{ALPN},
+		ServerName:             "drive-node",
+		ClientAuth:             tls.RequireAnyClientCert,
+		InsecureSkipVerify:     true, // trust is the pinned key, checked below
+		SessionTicketsDisabled: true,
+		VerifyConnection:       func(cs tls.ConnectionState) error { return t.verify(cs.PeerCertificates, expect) },
 	}
 }
 
-func (t *Transport) verify(raw [][]byte, expect certs.DeviceID) error {
-	if len(raw) == 0 {
+func (t *Transport) verify(chain []*x509.Certificate, expect certs.DeviceID) error {
+	if len(chain) == 0 {
 		return errors.New("quicnet: peer sent no certificate")
 	}
-	cert, err := x509.ParseCertificate(raw[0])
-	if err != nil {
-		return fmt.Errorf("quicnet: peer certificate: %w", err)
-	}
+	cert := chain[0]
 	id := certs.DeviceIDFromCertificate(cert)
 	if id == t.cfg.Identity.ID {
 		return errors.New("quicnet: connected to myself")

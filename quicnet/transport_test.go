@@ -3,10 +3,12 @@ package quicnet
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/wire"
+	"github.com/quic-go/quic-go"
 )
 
 // memContent serves contents from a map.
@@ -99,7 +102,23 @@ func (n *testNode) pair(other *testNode) {
 	n.mu.Unlock()
 }
 
+func (n *testNode) unpair(other *testNode) {
+	n.mu.Lock()
+	delete(n.paired, other.id.ID)
+	n.mu.Unlock()
+}
+
 func (n *testNode) addr() netip.AddrPort { return n.t.Addr().AddrPort() }
+
+// noPeer fails the test if n gets a connection within a moment.
+func noPeer(t *testing.T, n *testNode) {
+	t.Helper()
+	select {
+	case p := <-n.peers:
+		t.Fatalf("unpaired device %s got a connection", p.ID.Short())
+	case <-time.After(200 * time.Millisecond):
+	}
+}
 
 func waitPeer(t *testing.T, n *testNode) *Peer {
 	t.Helper()
@@ -170,11 +189,7 @@ func TestUnpairedDeviceIsRefusedAndLoggedOnce(t *testing.T) {
 			}
 		}
 	}
-	select {
-	case p := <-b.peers:
-		t.Fatalf("unpaired device %s got a connection", p.ID.Short())
-	case <-time.After(200 * time.Millisecond):
-	}
+	noPeer(t, b)
 	if n := strings.Count(b.logs.String(), a.id.ID.String()); n != 1 {
 		t.Fatalf("unpaired device logged %d times, want once:\n%s", n, b.logs.String())
 	}
@@ -275,4 +290,137 @@ func TestCloseReleasesTheSocket(t *testing.T) {
 		t.Fatalf("listening again on %s after Close: %v", addr, err)
 	}
 	again.Close()
+}
+
+// dialAs connects to n as the device whose certificate is cert, the way
+// any QUIC client may: with a TLS session cache, so that a second dial
+// offers the session ticket of the first.
+func dialAs(ctx context.Context, n *testNode, cert tls.Certificate, cache tls.ClientSessionCache) (*quic.Conn, error) {
+	return quic.DialAddr(ctx, n.addr().String(), &tls.Config{
+		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{ALPN},
+		ServerName: "drive-node", InsecureSkipVerify: true, ClientSessionCache: cache,
+	}, quicConfig())
+}
+
+// TestUnpairedDeviceCannotResumeSession: a device that connected while it
+// was paired, and is unpaired since, must be refused when it dials again
+// offering the session ticket of its earlier connection.
+func TestUnpairedDeviceCannotResumeSession(t *testing.T) {
+	a, b := pairedTestNodes(t, memContent{}, memContent{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cache := tls.NewLRUClientSessionCache(4)
+	conn, err := dialAs(ctx, a, b.id.Certificate, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A round trip on the control stream: a session ticket the listener
+	// sent after its handshake has arrived by then.
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write([]byte{streamControl}); err != nil {
+		t.Fatal(err)
+	}
+	pa := waitPeer(t, a)
+	if err := pa.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion, Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	conn.CloseWithError(0, "")
+	<-pa.Context().Done()
+
+	a.unpair(b)
+	again, err := dialAs(ctx, a, b.id.Certificate, cache)
+	if err == nil {
+		// The dialer may finish its side of the handshake before the
+		// listener's refusal arrives; the connection must die at once.
+		if again.ConnectionState().TLS.DidResume {
+			t.Error("the unpaired device resumed its session")
+		}
+		select {
+		case <-again.Context().Done():
+		case <-time.After(5 * time.Second):
+			t.Error("the unpaired device's connection stayed up")
+		}
+	}
+	noPeer(t, a)
+}
+
+// tlsRound runs one TLS handshake between server and client configs over
+// loopback TCP, and has the client read one byte so that it takes the
+// session ticket sent after the handshake.
+func tlsRound(t *testing.T, server, client *tls.Config) (resumed bool, serverErr, clientErr error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.SetDeadline(time.Now().Add(5 * time.Second))
+	cc.SetDeadline(time.Now().Add(5 * time.Second))
+	done := make(chan error, 1)
+	go func() {
+		s := tls.Server(sc, server)
+		err := s.Handshake()
+		if err == nil {
+			_, err = s.Write([]byte{1})
+		}
+		sc.Close()
+		done <- err
+	}()
+	c := tls.Client(cc, client)
+	clientErr = c.Handshake()
+	if clientErr == nil {
+		_, clientErr = c.Read(make([]byte, 1))
+		resumed = c.ConnectionState().DidResume
+	}
+	cc.Close()
+	return resumed, <-done, clientErr
+}
+
+// TestPairingCheckedOnResumedHandshakes: with session resumption turned
+// on, each side still refuses a device unpaired since the session began,
+// the listener as well as the dialer.
+func TestPairingCheckedOnResumedHandshakes(t *testing.T) {
+	a, b := pairedTestNodes(t, memContent{}, memContent{})
+	server := a.t.tlsConfig(certs.DeviceID{})
+	server.SessionTicketsDisabled = false
+	client := b.t.tlsConfig(a.id.ID)
+	client.SessionTicketsDisabled = false
+	client.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	for i := 0; i < 2; i++ {
+		resumed, serr, cerr := tlsRound(t, server, client)
+		if serr != nil || cerr != nil {
+			t.Fatalf("round %d while paired: server %v, client %v", i, serr, cerr)
+		}
+		if resumed != (i == 1) {
+			t.Fatalf("round %d: resumed %v", i, resumed)
+		}
+	}
+
+	a.unpair(b)
+	if _, serr, _ := tlsRound(t, server, client); !errors.Is(serr, ErrUnpaired) {
+		t.Fatalf("listener let a resumed session of an unpaired device in: %v", serr)
+	}
+
+	a.pair(b)
+	if resumed, serr, cerr := tlsRound(t, server, client); serr != nil || cerr != nil || !resumed {
+		t.Fatalf("paired again: resumed %v, server %v, client %v", resumed, serr, cerr)
+	}
+	b.unpair(a)
+	if _, _, cerr := tlsRound(t, server, client); !errors.Is(cerr, ErrUnpaired) {
+		t.Fatalf("dialer resumed a session with an unpaired listener: %v", cerr)
+	}
 }
