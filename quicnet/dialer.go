@@ -16,6 +16,14 @@ const (
 	maxBackoff = 30 * time.Second
 )
 
+// stableConnection is how long a connection must last to count as a
+// working one: only then does its end reset the peer's backoff and make
+// it due at once. A TLS 1.3 dialer finishes its handshake before the
+// listener has checked its certificate, so a dial to a device that has not
+// paired this one succeeds and the connection dies a moment later;
+// counting that as a success redialled such a peer in a tight loop.
+const stableConnection = 5 * time.Second
+
 // target is an address worth dialling: a discovered peer (id known) or a
 // static address (id zero until it answers).
 type target struct {
@@ -35,11 +43,12 @@ type Redialer struct {
 	mu      sync.Mutex
 	targets map[string]*target // by device ID string or static address
 	kick    chan struct{}
+	stable  time.Duration // stableConnection; tests shorten it
 }
 
 // NewRedialer starts a Redialer that works until ctx ends.
 func (t *Transport) NewRedialer(ctx context.Context) *Redialer {
-	r := &Redialer{t: t, targets: map[string]*target{}, kick: make(chan struct{}, 1)}
+	r := &Redialer{t: t, targets: map[string]*target{}, kick: make(chan struct{}, 1), stable: stableConnection}
 	t.mu.Lock()
 	t.redialers = append(t.redialers, r)
 	t.mu.Unlock()
@@ -80,17 +89,38 @@ func (r *Redialer) AddStatic(hostport string) {
 	r.poke()
 }
 
-// lost makes the targets of device id due now: its connection ended, and
-// it may already be back (a restart) at the address it had.
-func (r *Redialer) lost(id certs.DeviceID) {
+// lost tells that the connection to device id ended after lasting that
+// long. After a stable connection its targets are due now with no
+// backoff: the peer may already be back (a restart) at the address it
+// had. A short-lived one counts as a failed dial: the backoff grows.
+func (r *Redialer) lost(id certs.DeviceID, lasted time.Duration) {
 	r.mu.Lock()
 	for _, tg := range r.targets {
-		if tg.id == id {
-			tg.next = time.Time{}
+		if tg.id != id {
+			continue
+		}
+		if lasted >= r.stable {
+			tg.backoff, tg.next = 0, time.Time{}
+		} else {
+			tg.backOff(time.Now())
 		}
 	}
 	r.mu.Unlock()
 	r.poke()
+}
+
+// backOff doubles tg's backoff, within its bounds, and puts the next
+// attempt no earlier than that from now.
+func (tg *target) backOff(now time.Time) {
+	tg.backoff = min(max(2*tg.backoff, minBackoff), maxBackoff)
+	tg.next = later(tg.next, now.Add(tg.backoff))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (r *Redialer) poke() {
@@ -125,7 +155,6 @@ func (r *Redialer) dialDue(ctx context.Context) {
 			continue
 		}
 		if tg.static == "" && r.t.Connected(tg.id) {
-			tg.backoff = 0
 			continue
 		}
 		tg.dialing = true
@@ -169,22 +198,24 @@ func (r *Redialer) attempt(ctx context.Context, tg *target) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tg.dialing = false
-	if ok {
-		tg.backoff = 0
-		// A static address is retried after the connection it gave ends;
-		// checking every few seconds is cheap. A discovered peer is not
-		// dialled while connected; if the other side refused this
-		// connection for one it still holds (from before this device
-		// restarted), the next try comes soon, once that one is found dead.
-		if static != "" {
-			tg.next = time.Now().Add(2 * time.Second)
-		} else {
-			tg.next = time.Now().Add(minBackoff)
-		}
+	now := time.Now()
+	if !ok {
+		tg.backOff(now)
 		return
 	}
-	tg.backoff = min(max(2*tg.backoff, minBackoff), maxBackoff)
-	tg.next = time.Now().Add(tg.backoff)
+	// The backoff stays: a dial that succeeds may still be refused by the
+	// other side, and only a connection that lasts resets it (lost). A
+	// static address is retried after the connection it gave ends;
+	// checking every few seconds is cheap. A discovered peer is not
+	// dialled while connected; if the other side refused this connection
+	// for one it still holds (from before this device restarted), the next
+	// try comes soon, once that one is found dead. lost may have run
+	// already and put the next try later.
+	wait := minBackoff
+	if static != "" {
+		wait = 2 * time.Second
+	}
+	tg.next = later(tg.next, now.Add(max(wait, tg.backoff)))
 }
 
 func resolve(ctx context.Context, hostport string) []netip.AddrPort {

@@ -338,10 +338,11 @@ func (t *Transport) register(conn *quic.Conn, dialed bool) {
 	}
 	redialers := t.redialers
 	t.mu.Unlock()
-	t.log.Info("peer disconnected", "peer", id.Short(), "addr", conn.RemoteAddr().String())
-	// The peer may be back already (a restart): dial now rather than at
-	// the next due time.
+	lasted := time.Since(p.started)
+	t.log.Info("peer disconnected", "peer", id.Short(), "addr", conn.RemoteAddr().String(), "lasted", lasted.Round(time.Millisecond))
+	// After a connection that lasted, the peer may be back already (a
+	// restart): the Redialers dial now rather than at the next due time.
 	for _, r := range redialers {
-		r.lost(id)
+		r.lost(id, lasted)
 	}
 }
