@@ -1,6 +1,8 @@
 package certs
 
 import (
+	"bytes"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -43,11 +45,56 @@ func TestCorruptIdentityIsNotReplaced(t *testing.T) {
 	if _, err := LoadOrCreate(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, KeyFile), []byte("garbage"), 0o600); err != nil {
+	keyPath := filepath.Join(dir, KeyFile)
+	if err := os.WriteFile(keyPath, []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadOrCreate(dir); err == nil {
+	_, err := LoadOrCreate(dir)
+	if err == nil {
 		t.Fatal("corrupt key silently accepted or replaced")
+	}
+	if !strings.Contains(err.Error(), keyPath) {
+		t.Fatalf("the error does not name the key file %s: %v", keyPath, err)
+	}
+	if b, _ := os.ReadFile(keyPath); string(b) != "garbage" {
+		t.Fatal("corrupt key replaced")
+	}
+}
+
+// TestCertificateIsRebuiltFromKey: the device is its key. A certificate
+// that is missing or unreadable beside it is made again from the key and
+// written, keeping the device ID peers have pinned.
+func TestCertificateIsRebuiltFromKey(t *testing.T) {
+	dir := t.TempDir()
+	first, err := LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath := filepath.Join(dir, CertFile)
+	for _, damage := range []func() error{
+		func() error { return os.Remove(certPath) },
+		func() error { return os.WriteFile(certPath, []byte("garbage"), 0o600) },
+	} {
+		if err := damage(); err != nil {
+			t.Fatal(err)
+		}
+		again, err := LoadOrCreate(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.ID != first.ID {
+			t.Fatalf("device ID changed from %s to %s", first.ID, again.ID)
+		}
+		if DeviceIDFromCertificate(again.Certificate.Leaf) != first.ID {
+			t.Fatal("the certificate does not carry the key")
+		}
+		written, err := os.ReadFile(certPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if block, _ := pem.Decode(written); block == nil || !bytes.Equal(block.Bytes, again.Certificate.Certificate[0]) {
+			t.Fatal("the certificate made again was not written")
+		}
 	}
 }
 

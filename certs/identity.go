@@ -7,6 +7,7 @@
 package certs
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -38,11 +39,18 @@ type Identity struct {
 }
 
 // LoadOrCreate loads the identity stored in dir, creating dir and a new
-// identity if there is none. An identity that exists but cannot be read is
-// an error, never silently replaced: peers have pinned it.
+// identity if there is none: no key file. An identity that exists but
+// cannot be read is an error, never silently replaced: peers have pinned
+// it. The key is the identity; a certificate missing, unreadable or not
+// the key's is made again from the key (the device ID stays) and written.
 func LoadOrCreate(dir string) (*Identity, error) {
-	id, err := Load(dir)
+	id, rebuilt, err := load(dir)
 	if err == nil {
+		if rebuilt != nil {
+			if err := writeFileAtomic(filepath.Join(dir, CertFile), rebuilt, 0o600); err != nil {
+				return nil, err
+			}
+		}
 		return id, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -51,7 +59,15 @@ func LoadOrCreate(dir string) (*Identity, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("certs: create state dir %s: %w", dir, err)
 	}
-	certPEM, keyPEM, err := generate()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("certs: generate key: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("certs: encode key: %w", err)
+	}
+	certPEM, err := selfSign(key)
 	if err != nil {
 		return nil, err
 	}
@@ -59,6 +75,7 @@ func LoadOrCreate(dir string) (*Identity, error) {
 	if err := writeFileAtomic(filepath.Join(dir, CertFile), certPEM, 0o600); err != nil {
 		return nil, err
 	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	if err := writeFileAtomic(filepath.Join(dir, KeyFile), keyPEM, 0o600); err != nil {
 		return nil, err
 	}
@@ -66,32 +83,88 @@ func LoadOrCreate(dir string) (*Identity, error) {
 }
 
 // Load reads the identity stored in dir. It returns an error wrapping
-// fs.ErrNotExist when dir holds no identity.
+// fs.ErrNotExist when dir holds no identity (no key file). A certificate
+// missing or unreadable beside the key is made again in memory; only
+// LoadOrCreate writes it.
 func Load(dir string) (*Identity, error) {
+	id, _, err := load(dir)
+	return id, err
+}
+
+// load reads the identity stored in dir. When the certificate had to be
+// made again from the key, rebuilt is its PEM, to be written.
+func load(dir string) (id *Identity, rebuilt []byte, err error) {
 	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
-	if _, err := os.Stat(keyPath); err != nil {
-		return nil, fmt.Errorf("certs: %s: %w", keyPath, err)
-	}
-	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	keyPEM, err := os.ReadFile(keyPath)
 	if err != nil {
-		return nil, fmt.Errorf("certs: load identity from %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("certs: %w", err)
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: parse %s: %w", keyPath, err)
+	}
+	if certPEM, err := os.ReadFile(certPath); err == nil {
+		if id, err := identity(certPEM, keyPEM); err == nil {
+			return id, nil, nil
+		}
+	}
+	// The certificate is missing, unreadable or not the key's.
+	certPEM, err := selfSign(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err = identity(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: certificate made again from %s: %w", keyPath, err)
+	}
+	return id, certPEM, nil
+}
+
+func identity(certPEM, keyPEM []byte) (*Identity, error) {
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
 	}
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
-		return nil, fmt.Errorf("certs: parse %s: %w", certPath, err)
+		return nil, err
 	}
 	pair.Leaf = leaf
 	return &Identity{Certificate: pair, ID: DeviceIDFromCertificate(leaf)}, nil
 }
 
-func generate() (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("certs: generate key: %w", err)
+// parseKey reads a PEM private key as this package writes it (PKCS #8),
+// or in SEC 1 form.
+func parseKey(keyPEM []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		return nil, errors.New("no PEM data")
 	}
+	var key any
+	var err error
+	switch block.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
+	}
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("unsupported key type %T", key)
+	}
+	return signer, nil
+}
+
+// selfSign returns the PEM of a new self-signed certificate for key.
+func selfSign(key crypto.Signer) ([]byte, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		return nil, nil, fmt.Errorf("certs: serial: %w", err)
+		return nil, fmt.Errorf("certs: serial: %w", err)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -106,16 +179,11 @@ func generate() (certPEM, keyPEM []byte, err error) {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("certs: self-sign: %w", err)
+		return nil, fmt.Errorf("certs: self-sign: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("certs: encode key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
