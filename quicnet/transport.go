@@ -6,8 +6,9 @@
 // Guarantees:
 //   - A connection exists only with a device whose certificate key hashes
 //     to an ID the Paired callback accepts, checked by both the dialer and
-//     the listener during the handshake; an unpaired device gets no stream
-//     and is logged once with its ID.
+//     the listener during every handshake, resumed ones included; an
+//     unpaired device gets no stream and is logged once with its ID (again
+//     only after maxLoggedUnpair others).
 //   - At most one connection per peer is handed to OnPeer at a time. When
 //     both sides dial at once, both keep the connection dialed by the
 //     device with the smaller ID; otherwise a newer connection replaces an
@@ -100,9 +101,14 @@ type Transport struct {
 
 	mu           sync.Mutex
 	peers        map[certs.DeviceID]*Peer
-	loggedUnpair map[certs.DeviceID]bool
-	redialers    []*Redialer // told when a connection ends
+	loggedUnpair map[certs.DeviceID]bool // at most maxLoggedUnpair
+	redialers    []*Redialer             // told when a connection ends
 }
+
+// maxLoggedUnpair bounds the set of unpaired devices already logged:
+// anyone who reaches the UDP port can dial with new keys. A full set is
+// emptied, so a device in it may be logged once more.
+const maxLoggedUnpair = 256
 
 // quicConfig is tuned for a LAN: receive windows that let one stream fill a
 // gigabit link at LAN round-trip times, keep-alives so idle peers stay
@@ -229,7 +235,12 @@ func (t *Transport) verify(chain []*x509.Certificate, expect certs.DeviceID) err
 	if !t.cfg.Paired(id) {
 		t.mu.Lock()
 		first := !t.loggedUnpair[id]
-		t.loggedUnpair[id] = true
+		if first {
+			if len(t.loggedUnpair) >= maxLoggedUnpair {
+				clear(t.loggedUnpair)
+			}
+			t.loggedUnpair[id] = true
+		}
 		t.mu.Unlock()
 		if first {
 			t.log.Warn("refused a device that is not paired; to trust it run: drive-node pair ID", "id", id.String())

@@ -424,3 +424,33 @@ func TestPairingCheckedOnResumedHandshakes(t *testing.T) {
 		t.Fatalf("dialer resumed a session with an unpaired listener: %v", cerr)
 	}
 }
+
+// TestUnpairedLogIsBounded: anyone who reaches the port can make new keys
+// and dial; the set of unpaired devices already logged must stay bounded.
+func TestUnpairedLogIsBounded(t *testing.T) {
+	n := newTestNode(t, memContent{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	logged := func() int { n.t.mu.Lock(); defer n.t.mu.Unlock(); return len(n.t.loggedUnpair) }
+	const dials = maxLoggedUnpair + 20
+	for i := 0; i < dials; i++ {
+		id, err := certs.LoadOrCreate(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if conn, err := dialAs(ctx, n, id.Certificate, nil); err == nil {
+			// The listener refuses the dialer after checking it.
+			select {
+			case <-conn.Context().Done():
+			case <-ctx.Done():
+				t.Fatal("the listener did not refuse an unpaired device")
+			}
+		}
+		if got := logged(); got > maxLoggedUnpair {
+			t.Fatalf("after %d unpaired devices, %d are kept as logged", i+1, got)
+		}
+	}
+	if got := strings.Count(n.logs.String(), "refused a device"); got != dials {
+		t.Fatalf("%d unpaired devices logged, want each of %d once", got, dials)
+	}
+}
