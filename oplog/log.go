@@ -6,9 +6,19 @@
 //   - Append and Insert return only after the ops are synced to disk (one
 //     pebble WAL fsync per commit group); an op that was returned to a
 //     caller survives any crash.
-//   - Local sequences are assigned at commit time, so a sequence is never
-//     seen by anyone before it is durable, and a crash can never make the
-//     log hand out a sequence that an acknowledged op already has.
+//   - Local sequences are assigned at commit time, so a crash can never
+//     make the log hand out a sequence that an acknowledged op already has.
+//   - A sequence is never seen by anyone before it is durable. Pebble shows
+//     a committed batch to readers before its WAL fsync has finished, and
+//     keeps showing it if that fsync fails, so Iterate and Get stop at
+//     each origin's highest sequence as of the last successful commit (the
+//     one Highest and Vector report), not at what pebble would show.
+//   - A failed WAL write or fsync ends the process: pebble passes it to
+//     Logger.Fatalf, which panics here (Open then reads back whatever the
+//     disk holds). Any other error from a commit stops the log: the batch
+//     might be shown by pebble and might be on disk, so its sequences can
+//     be neither reused nor counted as stored, and every later Append and
+//     Insert fails with ErrFailed until the log is opened again.
 //   - Each origin's ops are stored contiguously from 1: Insert refuses an op
 //     that would leave a gap, and ignores ones already present.
 //   - Concurrent callers are grouped: everything waiting when a commit
@@ -25,6 +35,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/drive-node/drive-node/certs"
 )
 
@@ -34,6 +45,10 @@ var ErrGap = errors.New("oplog: sequence gap")
 
 // ErrClosed is returned by calls made after Close.
 var ErrClosed = errors.New("oplog: closed")
+
+// ErrFailed is wrapped by the error of a commit that failed and of every
+// Append and Insert after it: the log must be closed and opened again.
+var ErrFailed = errors.New("oplog: a commit failed; the log takes no more ops until it is reopened")
 
 // Key prefixes. An op lives at 'o'+origin+seq (big-endian, so pebble's
 // order is sequence order); 'h'+origin holds the origin's highest sequence,
@@ -54,6 +69,9 @@ type Log struct {
 	done   chan struct{}
 	closed sync.Once
 
+	commitBatch func(*pebble.Batch) error // b.Commit(pebble.Sync); tests make it fail
+	failed      error                     // the failed commit's error; committer only
+
 	mu      sync.RWMutex // guards highest and lamport (read by Vector, written by committer)
 	highest map[certs.DeviceID]uint64
 	lamport uint64
@@ -69,6 +87,11 @@ type request struct {
 
 // Open opens (creating if needed) the op log in dir for the device self.
 func Open(dir string, self certs.DeviceID, logger *slog.Logger) (*Log, error) {
+	return open(dir, self, logger, vfs.Default)
+}
+
+// open is Open on the file system fs (tests pass one that injects faults).
+func open(dir string, self certs.DeviceID, logger *slog.Logger, fs vfs.FS) (*Log, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -79,11 +102,12 @@ func Open(dir string, self certs.DeviceID, logger *slog.Logger) (*Log, error) {
 	// 2 MiB at the same small-file speed; 1 MiB cost a sixth of that speed.
 	cache := pebble.NewCache(4 << 20)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger}, Cache: cache, MemTableSize: 1536 << 10})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger}, Cache: cache, MemTableSize: 1536 << 10, FS: fs})
 	if err != nil {
 		return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
 	}
 	l := &Log{db: db, self: self, dir: dir, reqs: make(chan *request, 1024), done: make(chan struct{}), highest: map[certs.DeviceID]uint64{}}
+	l.commitBatch = func(b *pebble.Batch) error { return b.Commit(pebble.Sync) }
 	if err := l.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -201,6 +225,13 @@ func (l *Log) commitLoop() {
 }
 
 func (l *Log) commit(group []*request) {
+	if l.failed != nil {
+		for _, r := range group {
+			r.err = l.failed
+			close(r.done)
+		}
+		return
+	}
 	l.mu.RLock()
 	highest := maps.Clone(l.highest)
 	lamport := l.lamport
@@ -247,10 +278,12 @@ func (l *Log) commit(group []*request) {
 		b.Set(highestKey(id), binary.BigEndian.AppendUint64(nil, highest[id]), nil)
 	}
 	b.Set([]byte(keyLamport), binary.BigEndian.AppendUint64(nil, lamport), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		err = fmt.Errorf("oplog: commit to %s: %w", l.dir, err)
+	if err := l.commitBatch(b); err != nil {
+		// highest and lamport stay as they were, so readers never see the
+		// batch; nothing is committed after it (see the package comment).
+		l.failed = fmt.Errorf("%w: commit to %s: %w", ErrFailed, l.dir, err)
 		for _, r := range group {
-			r.result, r.err = nil, err
+			r.result, r.err = nil, l.failed
 			close(r.done)
 		}
 		return
@@ -296,9 +329,19 @@ func (l *Log) Count() uint64 {
 
 // Iterate calls fn for each op of origin with sequence >= from, in sequence
 // order, until fn returns an error (which Iterate returns) or the ops run
-// out. Ops committed while iterating may or may not be seen.
+// out. It stops at Highest(origin) as of the call: ops committed while
+// iterating are not seen.
 func (l *Log) Iterate(ctx context.Context, origin certs.DeviceID, from uint64, fn func(Op) error) error {
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: opKey(origin, from), UpperBound: opKey(origin, ^uint64(0))})
+	return l.iterate(ctx, origin, from, l.Highest(origin)+1, fn)
+}
+
+// iterate is Iterate over the sequences from from up to, not including,
+// below, which may be past what is durable.
+func (l *Log) iterate(ctx context.Context, origin certs.DeviceID, from, below uint64, fn func(Op) error) error {
+	if from >= below {
+		return nil
+	}
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: opKey(origin, from), UpperBound: opKey(origin, below)})
 	if err != nil {
 		return fmt.Errorf("oplog: iterate %s: %w", origin.Short(), err)
 	}
@@ -318,8 +361,12 @@ func (l *Log) Iterate(ctx context.Context, origin certs.DeviceID, from uint64, f
 	return it.Error()
 }
 
-// Get returns the op of origin with sequence seq, if the log has it.
+// Get returns the op of origin with sequence seq, if the log has it (up
+// to Highest(origin), like Iterate).
 func (l *Log) Get(origin certs.DeviceID, seq uint64) (Op, bool, error) {
+	if seq > l.Highest(origin) {
+		return Op{}, false, nil
+	}
 	v, closer, err := l.db.Get(opKey(origin, seq))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Op{}, false, nil
@@ -356,6 +403,9 @@ func (p pebbleLogger) Infof(format string, args ...any) {
 func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
 }
+
+// Fatalf must not return: pebble goes on after a failed commit as if it
+// had succeeded once Fatalf returns.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error("pebble: fatal: " + fmt.Sprintf(format, args...))
 	panic(fmt.Sprintf(format, args...))
@@ -367,7 +417,8 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 func (l *Log) Check(ctx context.Context) error {
 	for origin, highest := range l.Vector() {
 		next := uint64(1)
-		err := l.Iterate(ctx, origin, 1, func(op Op) error {
+		// Past highest as well: a record there is a fault too.
+		err := l.iterate(ctx, origin, 1, ^uint64(0), func(op Op) error {
 			if op.Origin != origin || op.Seq != next {
 				return fmt.Errorf("oplog: %s: found %s where %s#%d belongs", l.dir, op, origin.Short(), next)
 			}

@@ -114,11 +114,10 @@ func TestInsertSkipsDuplicatesAndRefusesGaps(t *testing.T) {
 	}
 }
 
-func TestConcurrentAppendsGetDistinctSequences(t *testing.T) {
-	ctx := context.Background()
-	l := openLog(t, t.TempDir(), 1)
-	defer l.Close()
-	const writers, each = 8, 50
+// appendConcurrently has writers callers append each ops one at a time,
+// and returns the sequences handed out once they are all done.
+func appendConcurrently(t *testing.T, l *Log, writers, each int) []uint64 {
+	t.Helper()
 	seen := make(chan uint64, writers*each)
 	var wg sync.WaitGroup
 	for w := 0; w < writers; w++ {
@@ -126,7 +125,7 @@ func TestConcurrentAppendsGetDistinctSequences(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				ops, err := l.Append(ctx, Op{Kind: KindWrite, Path: "p"})
+				ops, err := l.Append(context.Background(), Op{Kind: KindWrite, Path: "p"})
 				if err != nil {
 					t.Error(err)
 					return
@@ -137,8 +136,19 @@ func TestConcurrentAppendsGetDistinctSequences(t *testing.T) {
 	}
 	wg.Wait()
 	close(seen)
-	uniq := map[uint64]bool{}
+	var seqs []uint64
 	for s := range seen {
+		seqs = append(seqs, s)
+	}
+	return seqs
+}
+
+func TestConcurrentAppendsGetDistinctSequences(t *testing.T) {
+	l := openLog(t, t.TempDir(), 1)
+	defer l.Close()
+	const writers, each = 8, 50
+	uniq := map[uint64]bool{}
+	for _, s := range appendConcurrently(t, l, writers, each) {
 		if uniq[s] {
 			t.Fatalf("sequence %d handed out twice", s)
 		}
