@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"sync"
@@ -161,22 +160,6 @@ func (n *Node) stagedComplete(ctx context.Context, name string, h content.Hash, 
 		}
 	}
 	return true, nil
-}
-
-// syncDir makes a rename or removal inside dir durable.
-func syncDir(root *os.Root, dir string) error {
-	if dir == "" {
-		dir = "."
-	}
-	d, err := root.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
-		return err
-	}
-	return nil
 }
 
 func parentDir(p string) string {
