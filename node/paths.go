@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"strings"
 	"unicode/utf8"
 )
@@ -20,8 +21,10 @@ var ErrUnsafePath = errors.New("unsafe path")
 // checkPath accepts only a path that names something inside the folder:
 // relative, slash-separated, no empty, "." or ".." component, no NUL or
 // backslash, valid UTF-8, within length limits, and not the node's own
-// state or temporary files. Symlinks are handled where files are opened
-// (os.Root refuses to follow one out of the folder).
+// state or temporary files; on Windows, also no component Windows cannot
+// create (see windowsInvalid: elsewhere such names are ordinary files, and
+// refusing them would stop their sync). Symlinks are handled where files
+// are opened (os.Root refuses to follow one out of the folder).
 func checkPath(p string) error {
 	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrUnsafePath, p, why) }
 	switch {
@@ -49,8 +52,59 @@ func checkPath(p string) error {
 		case c == StateDirName || c == MarkerName || strings.HasPrefix(c, TempPrefix):
 			return bad("names drive-node's own files")
 		}
+		if runtime.GOOS == "windows" {
+			if err := windowsInvalid(c); err != nil {
+				return bad(fmt.Sprintf("component %q cannot be created on Windows: %v", c, err))
+			}
+		}
 	}
 	return nil
+}
+
+// windowsInvalid says why Windows cannot create a file or directory named
+// name (one path component), or returns nil: a reserved device name, with
+// or without an extension ("aux", "AUX.h", "nul .txt"; Windows 11 accepts
+// some of the latter, older versions none), a character Windows forbids in
+// names (<>:"/\|?* or a control character), or a trailing dot or space
+// (which Windows strips, so the file would get another name). It is pure,
+// so it is tested on every platform.
+func windowsInvalid(name string) error {
+	for _, r := range name {
+		switch {
+		case r < 0x20:
+			return fmt.Errorf("contains the control character %U", r)
+		case strings.ContainsRune(`<>:"/\|?*`, r):
+			return fmt.Errorf("contains %q", r)
+		}
+	}
+	if strings.HasSuffix(name, ".") || strings.HasSuffix(name, " ") {
+		return errors.New("ends in a dot or space")
+	}
+	base, _, _ := strings.Cut(name, ".")
+	base = strings.TrimRight(base, " ")
+	if windowsDevice(base) {
+		return fmt.Errorf("%q is a reserved device name", base)
+	}
+	return nil
+}
+
+// windowsDevice reports whether base (a name without its extension) is a
+// DOS device name: CON, PRN, AUX, NUL, COM1-9, LPT1-9 (and COM, LPT with
+// a superscript 1, 2 or 3), CONIN$ or CONOUT$, in any case.
+func windowsDevice(base string) bool {
+	u := strings.ToUpper(base)
+	switch u {
+	case "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$":
+		return true
+	}
+	if len(u) < 4 || u[:3] != "COM" && u[:3] != "LPT" {
+		return false
+	}
+	switch u[3:] {
+	case "1", "2", "3", "4", "5", "6", "7", "8", "9", "\u00b9", "\u00b2", "\u00b3":
+		return true
+	}
+	return false
 }
 
 // throughSymlink refuses a path whose existing parent directories include

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -38,6 +39,80 @@ func TestCheckPath(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, ErrUnsafePath) {
 			t.Errorf("checkPath(%q) error does not wrap ErrUnsafePath", tc.path)
+		}
+	}
+}
+
+func TestWindowsInvalidPathElement(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		why  string // part of the reason; "" when the name is fine
+	}{
+		{"a.txt", ""},
+		{"file with space.txt", ""},
+		{"ファイル", ""},
+		{".hidden", ""},
+		{"..data", ""},
+		{"console", ""},
+		{"con2", ""},
+		{"com0", ""},
+		{"com10", ""},
+		{"lpt", ""},
+		{"auxiliary.h", ""},
+		{"my.aux", ""},
+		{"nul-ish", ""},
+		{"CON", "reserved device name"},
+		{"con", "reserved device name"},
+		{"Prn", "reserved device name"},
+		{"aux.h", "reserved device name"},
+		{"NUL.tar.gz", "reserved device name"},
+		{"nul .txt", "reserved device name"},
+		{"COM1", "reserved device name"},
+		{"com9.log", "reserved device name"},
+		{"LPT1", "reserved device name"},
+		{"lpt9", "reserved device name"},
+		{"COM\u00b9", "reserved device name"},
+		{"lpt\u00b3.txt", "reserved device name"},
+		{"CONIN$", "reserved device name"},
+		{"conout$", "reserved device name"},
+		{"a<b", `'<'`},
+		{"a>b", `'>'`},
+		{"a:b", `':'`},
+		{`a"b`, `'"'`},
+		{"a|b", `'|'`},
+		{"what?", `'?'`},
+		{"*.txt", `'*'`},
+		{`a\b`, `'\\'`},
+		{"tab\there", "control character U+0009"},
+		{"nl\n", "control character U+000A"},
+		{"\x1f", "control character U+001F"},
+		{"ends.", "ends in a dot or space"},
+		{"ends ", "ends in a dot or space"},
+		{"aux.", "ends in a dot or space"},
+	} {
+		err := windowsInvalid(tc.name)
+		switch {
+		case tc.why == "" && err != nil:
+			t.Errorf("windowsInvalid(%q) = %v, want nil", tc.name, err)
+		case tc.why != "" && (err == nil || !strings.Contains(err.Error(), tc.why)):
+			t.Errorf("windowsInvalid(%q) = %v, want one saying %s", tc.name, err, tc.why)
+		}
+	}
+}
+
+// TestCheckPathWindowsNames: names Windows cannot create are refused on
+// Windows only; elsewhere they are ordinary files and are synced.
+func TestCheckPathWindowsNames(t *testing.T) {
+	for _, p := range []string{"src/aux.h", "CON", "dir/nul.txt", "a/b?.txt", "notes/todo.", "x/trailing ", "lpt1/file"} {
+		err := checkPath(p)
+		if runtime.GOOS != "windows" {
+			if err != nil {
+				t.Errorf("checkPath(%q) = %v on %s, want nil", p, err, runtime.GOOS)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrUnsafePath) || !strings.Contains(err.Error(), "cannot be created on Windows") {
+			t.Errorf("checkPath(%q) = %v on Windows, want ErrUnsafePath naming the component", p, err)
 		}
 	}
 }
