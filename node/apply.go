@@ -358,7 +358,7 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 			err = n.throughSymlink(p)
 		}
 		if err != nil {
-			n.log.Error("refusing op from peer: it names a path outside the folder", "op", op.String(), "err", err)
+			n.log.Error("refusing op from peer: it names a path this device must not write (outside the folder, or a name its file system cannot hold)", "op", op.String(), "err", err)
 			return nil, nil, nil // recorded as handled, never applied
 		}
 	}

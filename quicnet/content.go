@@ -151,18 +151,17 @@ func readResponse(r io.Reader) (*wire.ContentResponse, error) {
 
 // contentRequestWait bounds how long a content stream's request may take
 // to arrive after the stream's kind: the opener writes both at once, so
-// only a peer holding streams open without asking waits this long. A
-// variable for tests.
-var contentRequestWait = 10 * time.Second
+// only a peer holding streams open without asking waits this long.
+const contentRequestWait = 10 * time.Second
 
 // serveContent answers one content stream: a single content (from an
 // offset) or a batch of whole contents. The request is read within
-// wire.MaxContentRequestFrame and contentRequestWait; a stream whose
+// wire.MaxContentRequestFrame and Transport.requestWait; a stream whose
 // request is longer, late or bad is reset both ways, so it holds neither
 // memory nor one of the connection's streams.
 func (p *Peer) serveContent(s *quic.Stream) {
 	defer s.Close()
-	s.SetReadDeadline(time.Now().Add(contentRequestWait))
+	s.SetReadDeadline(time.Now().Add(p.t.requestWait))
 	m, err := wire.ReadFrameLimit(s, wire.MaxContentRequestFrame)
 	if err != nil {
 		p.t.log.Warn("bad content request", "peer", p.ID.Short(), "err", err)

@@ -99,14 +99,12 @@ func TestFetchBatch(t *testing.T) {
 // open: one whose request declares more than wire.MaxContentRequestFrame,
 // one whose request stops after its first byte. The server resets each,
 // the first for its length (its log names the limit), the second after
-// contentRequestWait, and the connection still serves a fetch.
+// the (shortened) request wait, and the connection still serves a fetch.
 func TestContentRequestBounded(t *testing.T) {
-	wait := contentRequestWait
-	t.Cleanup(func() { contentRequestWait = wait }) // after the nodes close
-	contentRequestWait = 300 * time.Millisecond
 	data := []byte("served")
 	h := content.Sum(data)
 	a, b := pairedTestNodes(t, memContent{}, memContent{h: data})
+	b.t.requestWait = 300 * time.Millisecond // before any connection
 	ctx := context.Background()
 	if _, err := a.t.Dial(ctx, b.addr(), b.id.ID); err != nil {
 		t.Fatal(err)

@@ -94,6 +94,8 @@ type Transport struct {
 	tr   *quic.Transport
 	ln   *quic.Listener
 	qcfg *quic.Config
+	// requestWait is contentRequestWait; tests shorten it.
+	requestWait time.Duration
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -151,7 +153,7 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 	udp.SetReadBuffer(udpBuffer)
 	udp.SetWriteBuffer(udpBuffer)
 	t := &Transport{
-		cfg: cfg, log: cfg.Logger, udp: udp, qcfg: quicConfig(),
+		cfg: cfg, log: cfg.Logger, udp: udp, qcfg: quicConfig(), requestWait: contentRequestWait,
 		peers: map[certs.DeviceID]*Peer{}, loggedUnpair: map[certs.DeviceID]bool{},
 	}
 	// A reset key derived from the device key lets a restarted node reset
