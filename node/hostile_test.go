@@ -106,6 +106,13 @@ func TestHostilePeerCannotWriteOutsideFolder(t *testing.T) {
 // and serves their content from src until the test ends.
 func sendAsPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource, ops []oplog.Op) {
 	t.Helper()
+	scriptPeer(t, id, n, src, ops, func(wire.Message) {})
+}
+
+// scriptPeer is sendAsPeer that also hands each message n sends after
+// the ops to each.
+func scriptPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource, ops []oplog.Op, each func(wire.Message)) {
+	t.Helper()
 	sent := make(chan struct{})
 	tr, err := quicnet.Listen(context.Background(), quicnet.Config{
 		Identity: id, Listen: "127.0.0.1:0", Content: src,
@@ -116,9 +123,11 @@ func sendAsPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource
 			p.Send(ctx, &wire.Ops{Ops: ops})
 			close(sent)
 			for {
-				if _, err := p.Recv(ctx); err != nil {
+				m, err := p.Recv(ctx)
+				if err != nil {
 					return
 				}
+				each(m)
 			}
 		},
 		Logger: slog.New(slog.NewTextHandler(&testLog{}, nil)),

@@ -84,8 +84,10 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	progress := newProgressBox()
+	peerHas := &knownVector{}
+	peerHas.raise(hello.Have)
 	go func() {
-		if err := n.sendOps(ctx, p, hello.Have, progress); err != nil && ctx.Err() == nil {
+		if err := n.sendOps(ctx, p, peerHas, progress); err != nil && ctx.Err() == nil {
 			log.Warn("sending ops failed", "err", err)
 			p.CloseWithError("send failed")
 		}
@@ -100,12 +102,15 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 		}
 		switch m := m.(type) {
 		case *wire.Ops:
+			// Before the ops reach the log, whose growth wakes the sender.
+			peerHas.raiseOps(m.Ops)
 			if err := n.receiveOps(ctx, p, m.Ops, progress); err != nil {
 				log.Warn("receiving ops failed; reconnecting resynchronises", "err", err)
 				p.CloseWithError("bad ops")
 				return
 			}
 		case *wire.Progress:
+			peerHas.raise(m.Have)
 			n.peerProgress(ctx, p.ID, m.Have)
 		default:
 			log.Warn("unexpected message on the control stream", "type", m.Type().String())
@@ -146,17 +151,58 @@ func (b *progressBox) take() map[certs.DeviceID]uint64 {
 	return have
 }
 
-// sendOps streams to p every op in the log beyond have, then waits for the
-// log to grow and repeats. It is the only writer of the control stream
+// knownVector is what the peer is known to have, per origin: its Hello,
+// its Progress messages, and the ops it sent (a peer sends only ops its log
+// holds, and its log has no gaps). The receive loop raises it; the sender
+// reads it, so ops that came from the peer are not sent back to it.
+type knownVector struct {
+	mu   sync.Mutex
+	have map[certs.DeviceID]uint64
+}
+
+// raise notes that the peer has every op up to v[o] of each origin o.
+func (k *knownVector) raise(v map[certs.DeviceID]uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for o, seq := range v {
+		k.note(o, seq)
+	}
+}
+
+// raiseOps notes that the peer has ops (and all before them of each origin).
+func (k *knownVector) raiseOps(ops []oplog.Op) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, op := range ops {
+		k.note(op.Origin, op.Seq)
+	}
+}
+
+func (k *knownVector) note(o certs.DeviceID, seq uint64) {
+	if k.have == nil {
+		k.have = map[certs.DeviceID]uint64{}
+	}
+	k.have[o] = max(k.have[o], seq)
+}
+
+// skip raises sent to what the peer is known to have.
+func (k *knownVector) skip(sent map[certs.DeviceID]uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for o, seq := range k.have {
+		sent[o] = max(sent[o], seq)
+	}
+}
+
+// sendOps streams to p every op in the log beyond what p is known to have
+// (peerHas), then waits for the log to grow and repeats. It is the only writer of the control stream
 // after the Hello exchange: between Ops frames, and while waiting, it also
 // sends the Progress the receive loop posted in progress.
-func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, have map[certs.DeviceID]uint64, progress *progressBox) error {
-	sent := maps.Clone(have)
-	if sent == nil {
-		sent = map[certs.DeviceID]uint64{}
-	}
+func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVector, progress *progressBox) error {
+	sent := map[certs.DeviceID]uint64{}
 	for {
 		changed := n.logWatch.changed()
+		peerHas.skip(sent)
 		mine := n.ops.Vector()
 		origins := make([]certs.DeviceID, 0, len(mine))
 		for o := range mine {

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/wire"
 )
 
 // TestSessionBothWaysBeyondStreamWindow has two nodes that each logged
@@ -81,4 +84,44 @@ func TestSessionBothWaysBeyondStreamWindow(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("2 × %d ops of %d bytes exchanged in %v after the disks had room", ops, pathLen, time.Since(start).Round(time.Millisecond))
+}
+
+// TestOpsFromAPeerAreNotSentBack: ops a peer sent are in its log already;
+// the node must not stream them back to it (it did, from the peer's Hello
+// vector on, doubling the control stream's traffic in every transfer).
+func TestOpsFromAPeerAreNotSentBack(t *testing.T) {
+	folder := t.TempDir()
+	peer := pairedPeer(t, folder, "peer")
+	n := startNode(t, folder, freeUDPPort(t))
+	data := []byte("from the peer")
+	src := &memSource{data: map[content.Hash][]byte{content.Sum(data): data}}
+	var ops []oplog.Op
+	for i := range 3 {
+		ops = append(ops, oplog.Op{Origin: peer.ID, Seq: uint64(i + 1), Lamport: uint64(i + 1), Kind: oplog.KindWrite,
+			Path: fmt.Sprintf("f%d.txt", i), Hash: content.Sum(data), Size: int64(len(data)), Mode: 0o644, MTime: 1})
+	}
+	echoed := make(chan oplog.Op, 16)
+	scriptPeer(t, peer, n, src, ops, func(m wire.Message) {
+		if o, ok := m.(*wire.Ops); ok {
+			for _, op := range o.Ops {
+				if op.Origin == peer.ID {
+					echoed <- op
+				}
+			}
+		}
+	})
+	waitFor(t, "the peer's ops applied", func() string {
+		if applied, _ := n.db.Applied(context.Background()); applied[peer.ID] != 3 {
+			return fmt.Sprintf("applied %d", applied[peer.ID])
+		}
+		return ""
+	})
+	// The node's own op made after them (sent to the peer) shows the
+	// sender ran after the peer's ops were in the log.
+	write(t, filepath.Join(folder, "own.txt"), "the node's own")
+	select {
+	case op := <-echoed:
+		t.Fatalf("the node sent the peer's own op back: %s", op)
+	case <-time.After(time.Second):
+	}
 }
