@@ -305,7 +305,7 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool) *
 		seen[op.Hash] = true
 		wants = append(wants, want{op.Hash, op.Size})
 	}
-	staged := &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}}
+	staged := &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}, looks: map[string]look{}}
 	n.fetchAll(ctx, wants, staged)
 	return staged
 }
@@ -378,6 +378,14 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 		touched = append(touched, f.to)
 	}
 	for _, p := range touched {
+		// What the decision below is based on, looked at before the
+		// record is brought up to date: a change in between makes the
+		// effects fail rather than go unseen.
+		if _, ok := staged.looks[p]; p != "" && !ok {
+			staged.looks[p] = n.lookAt(p)
+		}
+	}
+	for _, p := range touched {
 		if p != "" && pending.get(p) == nil {
 			if err := n.recordIfChangedLocked(ctx, p, op); err != nil {
 				return nil, nil, err
@@ -388,6 +396,9 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 	plan := planRemote(op, v, usable, n.now().UnixNano())
 	if v.err != nil {
 		return nil, nil, v.err
+	}
+	if n.decided != nil {
+		n.decided(op)
 	}
 	n.log.Debug("remote op", "op", op.String(), "effects", len(plan.effects), "records", len(plan.records))
 	observe := plan.observe
@@ -507,6 +518,15 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 	case effPlace:
 		return false, n.place(ctx, e.path, e.op, staged)
 	case effMove, effMoveAside:
+		if err := n.unchangedSince(staged, e.to); err != nil {
+			return false, err
+		}
+		if e.kind == effMove {
+			if err := n.unchangedSince(staged, e.path); err != nil {
+				return false, err
+			}
+		}
+		defer staged.looked(n, e.path, e.to)
 		if dir := parentDir(e.to); dir != "" {
 			if err := n.folderRoot().MkdirAll(dir, 0o755); err != nil {
 				return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
@@ -524,6 +544,10 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 		staged.touch(e.to, e.path)
 		return false, nil
 	case effRemove:
+		if err := n.unchangedSince(staged, e.path); err != nil {
+			return false, err
+		}
+		defer staged.looked(n, e.path)
 		if err := n.folderRoot().Remove(e.path); err != nil && !notThere(err) {
 			if st, serr := n.folderRoot().Lstat(e.path); serr == nil && st.IsDir() {
 				return false, nil // a directory in the way is not this op's to remove
@@ -537,6 +561,10 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 		st, err := n.folderRoot().Lstat(e.path)
 		return err == nil && st.IsDir(), nil
 	case effMkdir:
+		if err := n.unchangedSince(staged, e.path); err != nil {
+			return false, err
+		}
+		defer staged.looked(n, e.path)
 		if st, err := n.folderRoot().Lstat(e.path); err == nil && !st.IsDir() {
 			if err := n.folderRoot().Remove(e.path); err != nil {
 				return false, fmt.Errorf("replace %s with a directory: %w", e.path, err)
@@ -556,8 +584,58 @@ type stagedSet struct {
 	temp   map[content.Hash]string
 	placed map[content.Hash]string
 	dirs   map[string]bool // directories whose entries the batch changed
+	// looks holds what the batch last saw at the paths its ops decided
+	// on, or last left there itself: an effect that would replace or
+	// remove something else fails instead (see unchangedSince).
+	looks map[string]look
 	errs   []error         // why contents could not be had
 	flush  bool            // small files among temp wait for syncFS
+}
+
+// looked notes what is at paths now, after the batch changed them.
+func (s *stagedSet) looked(n *Node, paths ...string) {
+	for _, p := range paths {
+		s.looks[p] = n.lookAt(p)
+	}
+}
+
+// look is what Lstat shows at a path, as far as it tells a user's change:
+// a file's size, mtime and inode (the watcher's test), a directory's type.
+type look struct {
+	exists, dir bool
+	size, mtime int64
+	inode       uint64
+}
+
+func (n *Node) lookAt(p string) look {
+	st, err := n.folderRoot().Lstat(p)
+	if err != nil {
+		return look{}
+	}
+	if st.IsDir() {
+		return look{exists: true, dir: true}
+	}
+	return look{exists: true, size: st.Size(), mtime: st.ModTime().UnixNano(), inode: watcher.InodeOf(st)}
+}
+
+// errChangedMeanwhile is a path a user changed after a remote op was
+// decided on it.
+var errChangedMeanwhile = errors.New("changed on disk while a received change was applied; it waits until that change is recorded")
+
+// unchangedSince fails when what is at p is not what the batch saw when
+// it decided (or left there itself): a user changed it since, and
+// replacing or removing it now would lose that change without a trace.
+// The op then stays pending; the watcher records the change, and the op
+// is decided again with it.
+func (n *Node) unchangedSince(s *stagedSet, p string) error {
+	want, ok := s.looks[p]
+	if !ok {
+		return nil
+	}
+	if n.lookAt(p) != want {
+		return fmt.Errorf("%s: %w", p, errChangedMeanwhile)
+	}
+	return nil
 }
 
 // touch notes the directories of paths whose entries changed; they are
@@ -616,6 +694,13 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	mt := time.Unix(0, op.MTime)
 	n.folderRoot().Chmod(name, fileMode(op.Mode))
 	n.folderRoot().Chtimes(name, mt, mt)
+	if err := n.unchangedSince(staged, p); err != nil {
+		if !fetched {
+			n.folderRoot().Remove(name) // fetched content is removed with the batch's unused temps
+		}
+		return err
+	}
+	defer staged.looked(n, p)
 	if err := n.removeEmptyDir(p); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}

@@ -7,7 +7,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
+	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/wire"
 )
 
@@ -184,4 +187,48 @@ func TestConcurrentOpsInOneBatch(t *testing.T) {
 	if got := n.ops.Highest(n.ID()); got != 1 {
 		t.Fatalf("the node logged %d ops of its own, want 1 (the conflict copy)", got)
 	}
+}
+
+// TestEditWhileAReceivedChangeIsApplied: the user saves a file after the
+// node decided to replace it with a peer's version and before it did. The
+// save must not be overwritten without a trace: the op waits, the save is
+// recorded, and both versions are kept (one as a conflict copy).
+func TestEditWhileAReceivedChangeIsApplied(t *testing.T) {
+	ctx := context.Background()
+	folder := t.TempDir()
+	write(t, filepath.Join(folder, "f.txt"), "mine, recorded")
+	peer := pairedPeer(t, folder, "peer")
+	var once sync.Once
+	n := startNodeWith(t, folder, freeUDPPort(t), func(n *Node) {
+		n.decided = func(op oplog.Op) {
+			if op.Path == "f.txt" {
+				once.Do(func() { write(t, filepath.Join(folder, "f.txt"), "the user's save, just now") })
+			}
+		}
+	})
+	var rec state.File
+	waitFor(t, "f.txt recorded", func() string {
+		r, ok, _ := n.db.File(ctx, "f.txt")
+		if !ok {
+			return "no record"
+		}
+		rec = r
+		return ""
+	})
+	theirs := []byte("the peer's version, made after seeing mine")
+	src := &memSource{data: map[content.Hash][]byte{content.Sum(theirs): theirs}}
+	sendAsPeer(t, peer, n, src, []oplog.Op{{Origin: peer.ID, Seq: 1, Lamport: rec.Lamport + 1, Kind: oplog.KindWrite, Path: "f.txt",
+		Hash: content.Sum(theirs), Size: int64(len(theirs)), Mode: 0o644, MTime: time.Now().UnixNano(), Parent: rec.Version}})
+	waitFor(t, "both versions kept", func() string {
+		var have []string
+		matches, _ := filepath.Glob(filepath.Join(folder, "f*.txt"))
+		for _, m := range matches {
+			b, _ := os.ReadFile(m)
+			have = append(have, string(b))
+		}
+		if !slices.Contains(have, "the user's save, just now") || !slices.Contains(have, string(theirs)) {
+			return fmt.Sprintf("folder holds %q", have)
+		}
+		return ""
+	})
 }

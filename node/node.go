@@ -86,6 +86,9 @@ type Node struct {
 	// them.
 	now      func() time.Time
 	diskFree func(path string) (uint64, error)
+	// decided, when set, runs after a remote op is decided and before its
+	// effects: tests change the folder there, as a user might.
+	decided func(op oplog.Op)
 
 	readyOnce sync.Once
 	ready     chan struct{}
