@@ -588,8 +588,8 @@ type stagedSet struct {
 	// on, or last left there itself: an effect that would replace or
 	// remove something else fails instead (see unchangedSince).
 	looks map[string]look
-	errs   []error         // why contents could not be had
-	flush  bool            // small files among temp wait for syncFS
+	errs  []error // why contents could not be had
+	flush bool    // small files among temp wait for syncFS
 }
 
 // looked notes what is at paths now, after the batch changed them.
