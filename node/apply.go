@@ -527,10 +527,8 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 			}
 		}
 		defer staged.looked(n, e.path, e.to)
-		if dir := parentDir(e.to); dir != "" {
-			if err := n.folderRoot().MkdirAll(dir, 0o755); err != nil {
-				return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
-			}
+		if err := n.mkdirAll(staged, parentDir(e.to), 0o755); err != nil {
+			return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
 		}
 		if err := n.removeEmptyDir(e.to); err != nil {
 			return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
@@ -570,7 +568,7 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 				return false, fmt.Errorf("replace %s with a directory: %w", e.path, err)
 			}
 		}
-		if err := n.folderRoot().MkdirAll(e.path, dirMode(e.op.Mode)); err != nil {
+		if err := n.mkdirAll(staged, e.path, dirMode(e.op.Mode)); err != nil {
 			return false, fmt.Errorf("mkdir %s: %w", e.path, err)
 		}
 		return false, nil
@@ -663,10 +661,8 @@ func (n *Node) syncDirs(s *stagedSet) error {
 // changed that file). Every file is fsynced before the rename, so p holds
 // either its old or its new content after a crash, never a torn one.
 func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedSet) error {
-	if dir := parentDir(p); dir != "" {
-		if err := n.folderRoot().MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("write %s: %w", p, err)
-		}
+	if err := n.mkdirAll(staged, parentDir(p), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
 	}
 	name, fetched := staged.temp[op.Hash]
 	if !fetched {
@@ -711,6 +707,31 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	delete(staged.temp, op.Hash)
 	staged.placed[op.Hash] = p
 	staged.touch(p)
+	return nil
+}
+
+// mkdirAll creates dir and the directories above it that are missing, and
+// notes each new one's parent for syncDirs: the database is about to
+// record what goes inside, so the new entries must be as durable as a
+// placed file's.
+func (n *Node) mkdirAll(staged *stagedSet, dir string, mode os.FileMode) error {
+	if dir == "" || dir == "." {
+		return nil
+	}
+	var missing []string
+	for d := dir; d != "." && d != "/" && d != ""; d = path.Dir(d) {
+		if _, err := n.folderRoot().Lstat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := n.folderRoot().MkdirAll(dir, mode); err != nil {
+		return err
+	}
+	staged.touch(missing...)
 	return nil
 }
 

@@ -50,3 +50,28 @@ func TestStageReusesACompleteTempFile(t *testing.T) {
 		t.Fatalf("temp file with other bytes: stage = %v after %d fetches; want a fetch (which fails here)", err, peer.fetches)
 	}
 }
+
+// TestMkdirAllNotesNewDirectories: the directories a received file needs
+// are flushed in their parents like the file itself (syncDirs), so a crash
+// after the database recorded the file cannot lose the directory above it;
+// directories that were there already are not noted again.
+func TestMkdirAllNotesNewDirectories(t *testing.T) {
+	n := startNode(t, t.TempDir(), freeUDPPort(t))
+	if err := os.Mkdir(filepath.Join(n.folder, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	staged := &stagedSet{dirs: map[string]bool{}}
+	if err := n.mkdirAll(staged, "a/b/c", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(n.folder, "a/b/c")); err != nil || !st.IsDir() {
+		t.Fatalf("a/b/c not made: %v", err)
+	}
+	if !staged.dirs["a"] || !staged.dirs["a/b"] || len(staged.dirs) != 2 {
+		t.Fatalf("directories to flush %v, want a (for b) and a/b (for c)", staged.dirs)
+	}
+	again := &stagedSet{dirs: map[string]bool{}}
+	if err := n.mkdirAll(again, "a/b/c", 0o755); err != nil || len(again.dirs) != 0 {
+		t.Fatalf("existing directories noted again: %v (%v)", again.dirs, err)
+	}
+}
