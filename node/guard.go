@@ -128,7 +128,9 @@ func (n *Node) checkStateDir() error {
 	if !os.SameFile(st, n.stateInfo) {
 		return fmt.Errorf("state dir %s is not the one opened at start (another or an empty disk mounted over it?)", dir)
 	}
-	if _, err := os.Stat(filepath.Join(dir, certs.CertFile)); err != nil {
+	// The key is the identity (the certificate is made again from it at
+	// the next start): a state dir without it is not this device's.
+	if _, err := os.Stat(filepath.Join(dir, certs.KeyFile)); err != nil {
 		return fmt.Errorf("state dir %s is unreadable: %w", dir, err)
 	}
 	if n.cfg.MinStateFree > 0 {
