@@ -110,9 +110,10 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) 
 	chunks := make(chan stagedChunk, 1)
 	go func() {
 		defer close(chunks)
+		seen := map[content.Hash]bool{}
 		for lo := 0; lo < len(ops); lo += applyChunk {
 			hi := min(lo+applyChunk, len(ops))
-			c := stagedChunk{lo, hi, n.stageContents(sctx, ops[lo:hi], skip[lo:hi])}
+			c := stagedChunk{lo, hi, n.stageContents(sctx, ops[lo:hi], skip[lo:hi], seen)}
 			select {
 			case chunks <- c:
 			case <-sctx.Done():
@@ -272,7 +273,13 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 // among ops that no later op supersedes (skip) and whose content the
 // folder does not hold already. It returns the staged temp files and, in
 // their errs, what could not be had.
-func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool) *stagedSet {
+//
+// seen holds the contents earlier chunks of the same pass staged, and
+// gains this chunk's: a content is staged once per pass. Its temp file has
+// one name, and the chunk that staged it moves it into place or removes
+// it, possibly while this chunk is staged; a later chunk copies the
+// content from where the earlier one placed it.
+func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool, seen map[content.Hash]bool) *stagedSet {
 	type placement struct {
 		path string
 		hash content.Hash
@@ -290,7 +297,6 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool) *
 		}
 	}
 	var wants []want
-	seen := map[content.Hash]bool{}
 	for key, i := range last {
 		op, p := ops[i], key.path
 		if checkPath(p) != nil || seen[op.Hash] {

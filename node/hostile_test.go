@@ -232,3 +232,34 @@ func TestEditWhileAReceivedChangeIsApplied(t *testing.T) {
 		return ""
 	})
 }
+
+// TestSameContentInSeveralChunks: one content written to more paths than
+// a chunk holds. The chunks are staged ahead of the one being applied; a
+// content must be staged once, or a later chunk's temp file is the one an
+// earlier chunk moved into place, and its ops wait for a retry.
+func TestSameContentInSeveralChunks(t *testing.T) {
+	folder := t.TempDir()
+	peer := pairedPeer(t, folder, "peer")
+	n := startNode(t, folder, freeUDPPort(t))
+	data := []byte("the same bytes in every file")
+	src := &memSource{data: map[content.Hash][]byte{content.Sum(data): data}}
+	const files = 2*applyChunk + 100
+	ops := make([]oplog.Op, files)
+	for i := range ops {
+		ops[i] = oplog.Op{Origin: peer.ID, Seq: uint64(i + 1), Lamport: uint64(i + 1), Kind: oplog.KindWrite,
+			Path: fmt.Sprintf("d%d/f%d.txt", i%10, i), Hash: content.Sum(data), Size: int64(len(data)), Mode: 0o644, MTime: 1}
+	}
+	sendAsPeer(t, peer, n, src, ops)
+	waitFor(t, "every op applied", func() string {
+		if applied, _ := n.db.Applied(context.Background()); applied[peer.ID] != files {
+			return fmt.Sprintf("applied %d of %d", applied[peer.ID], files)
+		}
+		return ""
+	})
+	if strings.Contains(n.logs.String(), "op stays pending") {
+		t.Fatalf("ops waited for a retry:\n%s", n.logs)
+	}
+	if got, _ := filepath.Glob(filepath.Join(folder, "d*", "f*.txt")); len(got) != files {
+		t.Fatalf("%d files in the folder, want %d", len(got), files)
+	}
+}
