@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,5 +147,104 @@ func TestContentRequestBounded(t *testing.T) {
 	}
 	if _, err := pa.Fetch(ctx, h, 0, io.Discard); err != nil {
 		t.Fatalf("fetch after refused requests: %v", err)
+	}
+}
+
+// blockingContent serves data, each OpenContent blocking until release is
+// closed. It records whether a call ran, or returned, after the test
+// marked the transport closed.
+type blockingContent struct {
+	data    memContent
+	entered chan struct{} // receives a value as each call starts, if anyone listens
+	release chan struct{}
+
+	mu      sync.Mutex
+	running int
+	closed  bool // set by the test once Close has returned
+	late    bool // a call started or was running after closed was set
+}
+
+func (c *blockingContent) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
+	c.mu.Lock()
+	c.running++
+	c.late = c.late || c.closed
+	c.mu.Unlock()
+	select {
+	case c.entered <- struct{}{}:
+	default:
+	}
+	<-c.release
+	defer func() {
+		c.mu.Lock()
+		c.running--
+		c.late = c.late || c.closed
+		c.mu.Unlock()
+	}()
+	return c.data.OpenContent(ctx, h)
+}
+
+// markClosed records that Close returned and reports how many calls were
+// running then.
+func (c *blockingContent) markClosed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.running
+}
+
+// TestCloseWaitsForContentServing: Close must not return while serving a
+// content stream is in Config.Content (the node closes its database once
+// Close returns), and no OpenContent call may come after it.
+func TestCloseWaitsForContentServing(t *testing.T) {
+	data := memContent{}
+	var hs []content.Hash
+	for i := range 4 {
+		b := []byte(fmt.Sprintf("content %d", i))
+		data[content.Sum(b)] = b
+		hs = append(hs, content.Sum(b))
+	}
+	src := &blockingContent{data: data, entered: make(chan struct{}), release: make(chan struct{})}
+	a, b := pairedTestNodes(t, memContent{}, src)
+	if _, err := a.t.Dial(context.Background(), b.addr(), b.id.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitPeer(t, b)
+	pa := waitPeer(t, a)
+	fetched := make(chan error, 1)
+	go func() {
+		fetched <- pa.FetchBatch(context.Background(), hs, func(int, int64, io.Reader) error { return nil })
+	}()
+	select {
+	case <-src.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("OpenContent was not called")
+	}
+
+	closed := make(chan int, 1)
+	go func() {
+		b.t.Close()
+		closed <- src.markClosed()
+	}()
+	select {
+	case running := <-closed:
+		close(src.release)
+		t.Fatalf("Close returned while OpenContent was running (%d calls)", running)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(src.release)
+	select {
+	case running := <-closed:
+		if running != 0 {
+			t.Fatalf("Close returned while %d OpenContent calls were running", running)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return once OpenContent did")
+	}
+	<-fetched // fails: the connection closed
+	time.Sleep(100 * time.Millisecond)
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.late {
+		t.Fatal("OpenContent was called after Close returned")
 	}
 }

@@ -46,17 +46,22 @@ type Redialer struct {
 	stable  time.Duration // stableConnection; tests shorten it
 }
 
-// NewRedialer starts a Redialer that works until ctx ends.
+// NewRedialer starts a Redialer that works until ctx ends or the
+// transport closes; Close waits for its attempts to end. One made once
+// Close has started never dials.
 func (t *Transport) NewRedialer(ctx context.Context) *Redialer {
 	r := &Redialer{t: t, targets: map[string]*target{}, kick: make(chan struct{}, 1), stable: stableConnection}
 	t.mu.Lock()
 	t.redialers = append(t.redialers, r)
 	t.mu.Unlock()
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
+	t.spawn(func() {
+		// Attempts get this context: one resolving a name or dialling
+		// ends when the transport closes, so Close does not wait on it.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(t.ctx, cancel)()
 		r.loop(ctx)
-	}()
+	})
 	return r
 }
 
@@ -138,8 +143,6 @@ func (r *Redialer) loop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.t.ctx.Done():
-			return
 		case <-tick.C:
 		case <-r.kick:
 		}
@@ -158,7 +161,10 @@ func (r *Redialer) dialDue(ctx context.Context) {
 			continue
 		}
 		tg.dialing = true
-		go r.attempt(ctx, tg)
+		if !r.t.spawn(func() { r.attempt(ctx, tg) }) {
+			tg.dialing = false
+			return // closing
+		}
 	}
 }
 
@@ -181,6 +187,9 @@ func (r *Redialer) attempt(ctx context.Context, tg *target) {
 	}
 	ok := false
 	for _, a := range addrs {
+		if ctx.Err() != nil {
+			break
+		}
 		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		got, err := r.t.Dial(dctx, a, expect)
 		cancel()

@@ -39,13 +39,16 @@ type Peer struct {
 
 func newPeer(t *Transport, conn *quic.Conn, id certs.DeviceID, dialed bool) *Peer {
 	ctx, cancel := context.WithCancel(t.ctx)
-	go func() {
+	watch := func() {
 		select {
 		case <-conn.Context().Done():
 		case <-ctx.Done():
 		}
 		cancel()
-	}()
+	}
+	if !t.spawn(watch) {
+		cancel() // closing: register closes conn
+	}
 	return &Peer{
 		ID: id, t: t, conn: conn, dialed: dialed, started: time.Now(), ctx: ctx, cancel: cancel,
 		controlCh: make(chan struct{}), sendSlot: make(chan struct{}, 1), fetchSlots: make(chan struct{}, t.cfg.ContentStreams),
@@ -213,7 +216,11 @@ func (p *Peer) acceptStreams() {
 		if err != nil {
 			return
 		}
-		go p.routeStream(s)
+		if !p.t.spawn(func() { p.routeStream(s) }) {
+			s.CancelRead(0)
+			s.CancelWrite(0)
+			return
+		}
 	}
 }
 

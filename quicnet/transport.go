@@ -166,8 +166,7 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("quicnet: listen on %s: %w", cfg.Listen, err)
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
-	t.wg.Add(1)
-	go t.acceptLoop()
+	t.spawn(t.acceptLoop)
 	return t, nil
 }
 
@@ -185,10 +184,13 @@ func resetKey(id *certs.Identity) quic.StatelessResetKey {
 func (t *Transport) Addr() *net.UDPAddr { return t.udp.LocalAddr().(*net.UDPAddr) }
 
 // Close closes every connection and the socket, and waits for the
-// transport's goroutines (OnPeer calls included) to return.
+// transport's goroutines to return: OnPeer calls, Redialer attempts and
+// the serving of content streams (a Config.Content call that is running
+// is waited for; its context has ended). No call into Config is made
+// after Close returns, and Dial fails from the moment Close starts.
 func (t *Transport) Close() error {
-	t.cancel()
 	t.mu.Lock()
+	t.cancel() // under mu: spawn starts nothing from here on
 	for _, p := range t.peers {
 		p.conn.CloseWithError(codeNormal, "shutting down")
 	}
@@ -198,6 +200,25 @@ func (t *Transport) Close() error {
 	t.wg.Wait()
 	// quic-go leaves a socket it was given open.
 	return errors.Join(err, t.udp.Close())
+}
+
+// spawn runs f in a goroutine that Close waits for, unless the transport
+// is closing: then f does not run and spawn reports false. Every
+// goroutine the transport starts goes through spawn, so none is added to
+// the WaitGroup once Close waits on it (sync.WaitGroup forbids an Add
+// from zero concurrent with Wait) and none outlives Close.
+func (t *Transport) spawn(f func()) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctx.Err() != nil {
+		return false
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // tlsConfig verifies the peer's certificate against the pairing list and,
@@ -253,25 +274,27 @@ func (t *Transport) verify(chain []*x509.Certificate, expect certs.DeviceID) err
 }
 
 func (t *Transport) acceptLoop() {
-	defer t.wg.Done()
 	for {
 		conn, err := t.ln.Accept(t.ctx)
 		if err != nil {
 			return
 		}
-		t.wg.Add(1)
-		go func() {
-			defer t.wg.Done()
-			t.register(conn, false)
-		}()
+		if !t.spawn(func() { t.register(conn, false) }) {
+			conn.CloseWithError(codeNormal, "shutting down")
+			return
+		}
 	}
 }
 
 // Dial connects to addr. A non-zero expect requires that device; a zero
 // one accepts any paired device (static peer addresses). Dialing a peer
 // that is already connected returns at once without a new connection. It
-// returns the ID of the device that answered.
+// returns the ID of the device that answered. Once Close has started it
+// fails with an error wrapping net.ErrClosed.
 func (t *Transport) Dial(ctx context.Context, addr netip.AddrPort, expect certs.DeviceID) (certs.DeviceID, error) {
+	if t.ctx.Err() != nil {
+		return certs.DeviceID{}, fmt.Errorf("quicnet: dial %s: transport closed: %w", addr, net.ErrClosed)
+	}
 	if !expect.IsZero() && t.Connected(expect) {
 		return expect, nil
 	}
@@ -280,11 +303,10 @@ func (t *Transport) Dial(ctx context.Context, addr netip.AddrPort, expect certs.
 		return certs.DeviceID{}, fmt.Errorf("quicnet: dial %s: %w", addr, err)
 	}
 	id := certs.DeviceIDFromCertificate(conn.ConnectionState().TLS.PeerCertificates[0])
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		t.register(conn, true)
-	}()
+	if !t.spawn(func() { t.register(conn, true) }) {
+		conn.CloseWithError(codeNormal, "shutting down")
+		return certs.DeviceID{}, fmt.Errorf("quicnet: dial %s: %s answered as the transport closed: %w", addr, id.Short(), net.ErrClosed)
+	}
 	return id, nil
 }
 
@@ -333,11 +355,9 @@ func (t *Transport) register(conn *quic.Conn, dialed bool) {
 	t.mu.Unlock()
 
 	t.log.Info("peer connected", "peer", id.Short(), "addr", conn.RemoteAddr().String(), "dialed", dialed)
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		p.acceptStreams()
-	}()
+	// Refused only when Close has started, which closed conn: it was in
+	// t.peers then.
+	t.spawn(p.acceptStreams)
 	if dialed {
 		if err := p.openControl(); err != nil {
 			p.close(codeProtocol, "no control stream")

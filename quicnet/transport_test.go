@@ -58,7 +58,7 @@ type testNode struct {
 	peers  chan *Peer
 }
 
-func newTestNode(t *testing.T, data memContent) *testNode {
+func newTestNode(t *testing.T, data ContentSource) *testNode {
 	t.Helper()
 	id, err := certs.LoadOrCreate(t.TempDir())
 	if err != nil {
@@ -69,7 +69,7 @@ func newTestNode(t *testing.T, data memContent) *testNode {
 
 // newTestNodeAs is newTestNode with a given identity: the same device in a
 // new process.
-func newTestNodeAs(t *testing.T, id *certs.Identity, data memContent) *testNode {
+func newTestNodeAs(t *testing.T, id *certs.Identity, data ContentSource) *testNode {
 	t.Helper()
 	var err error
 	n := &testNode{id: id, logs: &syncBuffer{}, paired: map[certs.DeviceID]bool{}, peers: make(chan *Peer, 16)}
@@ -88,7 +88,7 @@ func newTestNodeAs(t *testing.T, id *certs.Identity, data memContent) *testNode 
 
 // pairedTestNodes returns two test nodes that have paired each other,
 // serving aData and bData.
-func pairedTestNodes(t *testing.T, aData, bData memContent) (*testNode, *testNode) {
+func pairedTestNodes(t *testing.T, aData, bData ContentSource) (*testNode, *testNode) {
 	t.Helper()
 	a, b := newTestNode(t, aData), newTestNode(t, bData)
 	a.pair(b)
@@ -452,5 +452,55 @@ func TestUnpairedLogIsBounded(t *testing.T) {
 	}
 	if got := strings.Count(n.logs.String(), "refused a device"); got != dials {
 		t.Fatalf("%d unpaired devices logged, want each of %d once", got, dials)
+	}
+}
+
+// TestDialAfterClose: once Close has returned, Dial fails at once with an
+// error wrapping net.ErrClosed, and a Redialer made then never dials.
+func TestDialAfterClose(t *testing.T) {
+	a, b := pairedTestNodes(t, memContent{}, memContent{})
+	if err := a.t.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := a.t.Dial(ctx, b.addr(), b.id.ID)
+	if !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Dial after Close: %v, want an error wrapping net.ErrClosed", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("Dial after Close took %v", took)
+	}
+	a.t.NewRedialer(ctx).Found(b.id.ID, []netip.AddrPort{b.addr()})
+	noPeer(t, b)
+}
+
+// TestDialRacingClose dials while the transport closes: Close returns,
+// and Dial either connected before Close started or fails with an error
+// wrapping net.ErrClosed. Under -race it also checks that no goroutine is
+// added to the transport's WaitGroup while Close waits on it.
+func TestDialRacingClose(t *testing.T) {
+	for i := range 10 {
+		a, b := pairedTestNodes(t, memContent{}, memContent{})
+		dialed := make(chan error, 1)
+		go func() {
+			_, err := a.t.Dial(context.Background(), b.addr(), b.id.ID)
+			dialed <- err
+		}()
+		time.Sleep(time.Duration(i) * time.Millisecond)
+		closed := make(chan struct{})
+		go func() {
+			a.t.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Close did not return", i)
+		}
+		if err := <-dialed; err != nil && !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("round %d: Dial racing Close: %v", i, err)
+		}
 	}
 }
