@@ -506,7 +506,30 @@ func (v *nodeView) liveUnder(dir string) bool {
 	if err != nil && !errors.Is(err, errFound) && v.err == nil {
 		v.err = err
 	}
-	return errors.Is(err, errFound)
+	// Entries that are never recorded (symlinks, devices) keep a directory
+	// too: a file could not replace it, and the op would wait for ever.
+	return errors.Is(err, errFound) || v.n.holdsEntries(dir)
+}
+
+// holdsEntries reports whether the directory dir on disk has entries other
+// than drive-node's temp files.
+func (n *Node) holdsEntries(dir string) bool {
+	d, err := n.folderRoot().Open(dir)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	for {
+		entries, err := d.ReadDir(64)
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), TempPrefix) {
+				return true
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 func (v *nodeView) op(id state.OpID) (oplog.Op, bool) {
@@ -526,6 +549,11 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 	case effMove, effMoveAside:
 		if err := n.unchangedSince(staged, e.to); err != nil {
 			return false, err
+		}
+		if st, err := n.folderRoot().Lstat(e.path); err == nil && st.IsDir() {
+			// The plan moves a recorded file; a directory there now was
+			// made since and not recorded yet.
+			return false, fmt.Errorf("%s: %w", e.path, errChangedMeanwhile)
 		}
 		if e.kind == effMove {
 			if err := n.unchangedSince(staged, e.path); err != nil {
@@ -561,6 +589,7 @@ func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stay
 		staged.touch(e.path)
 		return false, nil
 	case effRmdir:
+		defer staged.looked(n, e.path)
 		n.folderRoot().Remove(e.path) // fails on a non-empty directory, which stays
 		st, err := n.folderRoot().Lstat(e.path)
 		return err == nil && st.IsDir(), nil
@@ -598,6 +627,9 @@ type stagedSet struct {
 
 // looked notes what is at paths now, after the batch changed them.
 func (s *stagedSet) looked(n *Node, paths ...string) {
+	if s.looks == nil {
+		s.looks = map[string]look{}
+	}
 	for _, p := range paths {
 		s.looks[p] = n.lookAt(p)
 	}
@@ -738,6 +770,7 @@ func (n *Node) mkdirAll(staged *stagedSet, dir string, mode os.FileMode) error {
 		return err
 	}
 	staged.touch(missing...)
+	staged.looked(n, missing...)
 	return nil
 }
 
@@ -749,6 +782,16 @@ func (n *Node) removeEmptyDir(p string) error {
 	st, err := n.folderRoot().Lstat(p)
 	if err != nil || !st.IsDir() {
 		return nil
+	}
+	if !n.holdsEntries(p) {
+		// Temp files a crash left in it go with it.
+		if d, err := n.folderRoot().Open(p); err == nil {
+			names, _ := d.Readdirnames(-1)
+			d.Close()
+			for _, name := range names {
+				n.folderRoot().Remove(path.Join(p, name))
+			}
+		}
 	}
 	if err := n.folderRoot().Remove(p); err != nil {
 		return fmt.Errorf("a directory with entries is in the way: %w", err)

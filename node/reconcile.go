@@ -315,9 +315,16 @@ func (p *remotePlan) moveFilesOutOfTheWay(op oplog.Op, v view) {
 				continue
 			}
 			moved[dir] = true
-			cp := fileCopyName(dir, r.Origin, oplog.Op{MTime: r.MTime, Hash: r.Hash})
+			// Named after the winning version's op, as the copy a file
+			// that won over a directory gets: the record's mtime is the
+			// disk's, which may differ (a coarse file system).
+			origin, c := r.Origin, oplog.Op{MTime: r.MTime, Hash: r.Hash}
+			if hs := heads(v, r); len(hs) > 0 && hs[0].live && !hs[0].dir {
+				origin, c = hs[0].op.Origin, hs[0].content
+			}
+			cp := fileCopyName(dir, origin, c)
 			first = append(first, effect{kind: effMoveAside, path: dir, to: cp})
-			p.conflicts = append(p.conflicts, conflictNote{cp, dir, op.Origin, r.Origin})
+			p.conflicts = append(p.conflicts, conflictNote{cp, dir, op.Origin, origin})
 			p.observe = append(p.observe, dir, cp)
 		}
 	}

@@ -1,10 +1,17 @@
 package node
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
 )
 
 // TestFileAndDirectoryAtOnePath: two devices, apart, give one path
@@ -77,4 +84,93 @@ func copyOf(dir, name string) string {
 	}
 	b, _ := os.ReadFile(matches[0])
 	return string(b)
+}
+
+// TestFileOverADirectoryWithUnsyncedEntries: a peer's file replaces a
+// directory it saw, but the directory here holds an entry that is never
+// synced (a symlink). The directory stays, the file becomes its conflict
+// copy, and the peer's next op is not held back behind it.
+func TestFileOverADirectoryWithUnsyncedEntries(t *testing.T) {
+	ctx := context.Background()
+	folder := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(folder, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", filepath.Join(folder, "d", "link")); err != nil {
+		t.Fatal(err)
+	}
+	peer := pairedPeer(t, folder, "peer")
+	n := startNode(t, folder, freeUDPPort(t))
+	var rec state.File
+	waitFor(t, "d recorded", func() string {
+		r, ok, _ := n.db.File(ctx, "d")
+		if !ok || !r.Dir {
+			return "no record of the directory d"
+		}
+		rec = r
+		return ""
+	})
+	file, other := []byte("the peer's file d"), []byte("a later, unrelated file")
+	src := &memSource{data: map[content.Hash][]byte{content.Sum(file): file, content.Sum(other): other}}
+	sendAsPeer(t, peer, n, src, []oplog.Op{
+		{Origin: peer.ID, Seq: 1, Lamport: rec.Lamport + 1, Kind: oplog.KindWrite, Path: "d",
+			Hash: content.Sum(file), Size: int64(len(file)), Mode: 0o644, MTime: time.Now().UnixNano(), Parent: rec.Version},
+		{Origin: peer.ID, Seq: 2, Lamport: rec.Lamport + 2, Kind: oplog.KindWrite, Path: "other.txt",
+			Hash: content.Sum(other), Size: int64(len(other)), Mode: 0o644, MTime: time.Now().UnixNano()},
+	})
+	waitFor(t, "both ops applied", func() string {
+		if applied, _ := n.db.Applied(ctx); applied[peer.ID] != 2 {
+			return fmt.Sprintf("applied %d of 2", applied[peer.ID])
+		}
+		return ""
+	})
+	if st, err := os.Lstat(filepath.Join(folder, "d", "link")); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the directory's symlink is gone: %v", err)
+	}
+	if got := copyOf(folder, "d"); got != string(file) {
+		t.Fatalf("conflict copy of d holds %q", got)
+	}
+}
+
+// TestFileTurnedDirectoryWhileAPeerWritesInside: a peer writes a/x where
+// this device has recorded a file a, and the user has just replaced that
+// file with a directory of their own. The user's directory is not moved
+// aside as if it were the recorded file: the peer's file joins it.
+func TestFileTurnedDirectoryWhileAPeerWritesInside(t *testing.T) {
+	ctx := context.Background()
+	folder := t.TempDir()
+	write(t, filepath.Join(folder, "a"), "a file, recorded")
+	peer := pairedPeer(t, folder, "peer")
+	n := startNodeWith(t, folder, freeUDPPort(t), func(n *Node) {
+		n.decided = func(op oplog.Op) {
+			if op.Path == "a/x" {
+				if st, err := os.Lstat(filepath.Join(folder, "a")); err == nil && !st.IsDir() {
+					os.Remove(filepath.Join(folder, "a"))
+					write(t, filepath.Join(folder, "a", "mine.txt"), "the user's")
+				}
+			}
+		}
+	})
+	waitFor(t, "a recorded", func() string {
+		if _, ok, _ := n.db.File(ctx, "a"); !ok {
+			return "no record of a"
+		}
+		return ""
+	})
+	data := []byte("the peer's a/x")
+	src := &memSource{data: map[content.Hash][]byte{content.Sum(data): data}}
+	sendAsPeer(t, peer, n, src, []oplog.Op{{Origin: peer.ID, Seq: 1, Lamport: 1, Kind: oplog.KindWrite, Path: "a/x",
+		Hash: content.Sum(data), Size: int64(len(data)), Mode: 0o644, MTime: time.Now().UnixNano()}})
+	waitFor(t, "a/x next to the user's file", func() string {
+		if b, _ := os.ReadFile(filepath.Join(folder, "a", "x")); string(b) != string(data) {
+			return "no a/x"
+		}
+		if b, _ := os.ReadFile(filepath.Join(folder, "a", "mine.txt")); string(b) != "the user's" {
+			return "no a/mine.txt"
+		}
+		return ""
+	})
+	if moved, _ := filepath.Glob(filepath.Join(folder, "a.conflict-*", "mine.txt")); len(moved) != 0 {
+		t.Fatalf("the user's directory was moved aside: %v", moved)
+	}
 }
