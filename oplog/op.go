@@ -7,6 +7,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/fields"
 	"github.com/drive-node/drive-node/vclock"
 )
 
@@ -116,36 +117,33 @@ func (o Op) MarshalBinary() ([]byte, error) {
 // UnmarshalBinary decodes an op written by MarshalBinary. Every error wraps
 // ErrMalformed and says which field was bad.
 func (o *Op) UnmarshalBinary(b []byte) error {
-	d := decoder{b: b}
-	if v := d.byte("encoding version"); d.err == nil && v != encodingV1 {
+	d := fields.NewDecoder(b, ErrMalformed)
+	if v := d.Byte("encoding version"); d.Err() == nil && v != encodingV1 {
 		return fmt.Errorf("%w: unknown encoding version %d", ErrMalformed, v)
 	}
 	var out Op
-	out.Kind = Kind(d.byte("kind"))
-	d.fixed(out.Origin[:], "origin")
-	out.Seq = d.uvarint("seq")
-	out.Lamport = d.uvarint("lamport")
-	out.Path = d.str("path")
-	out.NewPath = d.str("new path")
-	d.fixed(out.Hash[:], "hash")
-	out.Size = d.varint("size")
-	mode := d.uvarint("mode")
-	out.MTime = d.varint("mtime")
-	n := d.uvarint("version length")
-	if d.err == nil && n > MaxVectorLen {
-		d.fail("version length %d over limit %d", n, MaxVectorLen)
+	out.Kind = Kind(d.Byte("kind"))
+	d.Fixed(out.Origin[:], "origin")
+	out.Seq = d.Uvarint("seq")
+	out.Lamport = d.Uvarint("lamport")
+	out.Path = d.String("path", MaxPathLen)
+	out.NewPath = d.String("new path", MaxPathLen)
+	d.Fixed(out.Hash[:], "hash")
+	out.Size = d.Varint("size")
+	mode := d.Uvarint("mode")
+	out.MTime = d.Varint("mtime")
+	n := d.Uvarint("version length")
+	if d.Err() == nil && n > MaxVectorLen {
+		d.Fail("version length %d over limit %d", n, MaxVectorLen)
 	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
 		var e vclock.Entry
-		d.fixed(e.Device[:], "version device")
-		e.Counter = d.uvarint("version counter")
+		d.Fixed(e.Device[:], "version device")
+		e.Counter = d.Uvarint("version counter")
 		out.Parent = append(out.Parent, e)
 	}
-	if d.err != nil {
-		return d.err
-	}
-	if len(d.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	if err := d.Finish(); err != nil {
+		return err
 	}
 	if out.Kind < KindWrite || out.Kind > KindRmdir {
 		return fmt.Errorf("%w: unknown kind %d", ErrMalformed, out.Kind)
@@ -156,84 +154,4 @@ func (o *Op) UnmarshalBinary(b []byte) error {
 	out.Mode = uint32(mode)
 	*o = out
 	return nil
-}
-
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
-	}
-}
-
-func (d *decoder) byte(what string) byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) < 1 {
-		d.fail("truncated at %s", what)
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) fixed(dst []byte, what string) {
-	if d.err != nil {
-		return
-	}
-	if len(d.b) < len(dst) {
-		d.fail("truncated at %s", what)
-		return
-	}
-	copy(dst, d.b)
-	d.b = d.b[len(dst):]
-}
-
-func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad varint at %s", what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint(what string) int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint at %s", what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) str(what string) string {
-	n := d.uvarint(what + " length")
-	if d.err != nil {
-		return ""
-	}
-	if n > MaxPathLen {
-		d.fail("%s length %d over limit %d", what, n, MaxPathLen)
-		return ""
-	}
-	if uint64(len(d.b)) < n {
-		d.fail("truncated at %s", what)
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
 }

@@ -2,63 +2,11 @@ package wire
 
 import (
 	"encoding/binary"
-	"fmt"
 	"sort"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/fields"
 )
-
-// decoder reads fields from a body, remembering the first error so
-// decode methods read straight through.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
-	}
-}
-
-func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad varint at %s", what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) bytes(what string, limit int) []byte {
-	n := d.uvarint(what + " length")
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(limit) || n > uint64(len(d.b)) {
-		d.fail("%s of %d bytes (limit %d, %d left)", what, n, limit, len(d.b))
-		return nil
-	}
-	out := d.b[:n:n]
-	d.b = d.b[n:]
-	return out
-}
-
-func (d *decoder) fixed(dst []byte, what string) {
-	if d.err != nil {
-		return
-	}
-	if len(d.b) < len(dst) {
-		d.fail("truncated at %s", what)
-		return
-	}
-	copy(dst, d.b)
-	d.b = d.b[len(dst):]
-}
 
 func appendBytes(b, p []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(p)))
@@ -95,20 +43,21 @@ func appendVector(b []byte, v map[certs.DeviceID]uint64) []byte {
 	return b
 }
 
-func (d *decoder) vector(what string) map[certs.DeviceID]uint64 {
-	n := d.uvarint(what + " length")
-	if d.err != nil {
+// readVector reads a vector appendVector wrote; what names it in errors.
+func readVector(d *fields.Decoder, what string) map[certs.DeviceID]uint64 {
+	n := d.Uvarint(what + " length")
+	if d.Err() != nil {
 		return nil
 	}
-	if n > maxDevices || n > uint64(len(d.b)/minVectorEntry) {
-		d.fail("%s of %d devices does not fit in %d bytes", what, n, len(d.b))
+	if n > maxDevices || n > uint64(d.Left()/minVectorEntry) {
+		d.Fail("%s of %d devices does not fit in %d bytes", what, n, d.Left())
 		return nil
 	}
 	v := make(map[certs.DeviceID]uint64, n)
-	for i := uint64(0); i < n && d.err == nil; i++ {
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
 		var id certs.DeviceID
-		d.fixed(id[:], what+" device")
-		v[id] = d.uvarint(what + " sequence")
+		d.Fixed(id[:], what+" device")
+		v[id] = d.Uvarint(what + " sequence")
 	}
 	return v
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/fields"
 )
 
 // ContentRequest opens a content stream: send the bytes whose hash is Hash,
@@ -22,11 +23,11 @@ func (m *ContentRequest) AppendBody(b []byte) ([]byte, error) {
 	return binary.AppendUvarint(b, uint64(m.Offset)), nil
 }
 
-func (m *ContentRequest) decode(d *decoder) {
-	d.fixed(m.Hash[:], "hash")
-	off := d.uvarint("offset")
+func (m *ContentRequest) decode(d *fields.Decoder) {
+	d.Fixed(m.Hash[:], "hash")
+	off := d.Uvarint("offset")
 	if off > 1<<62 {
-		d.fail("offset %d", off)
+		d.Fail("offset %d", off)
 	}
 	m.Offset = int64(off)
 }
@@ -53,16 +54,16 @@ func (m *ContentResponse) AppendBody(b []byte) ([]byte, error) {
 	return binary.AppendUvarint(b, uint64(m.Size)), nil
 }
 
-func (m *ContentResponse) decode(d *decoder) {
+func (m *ContentResponse) decode(d *fields.Decoder) {
 	var f [1]byte
-	d.fixed(f[:], "found")
+	d.Fixed(f[:], "found")
 	if f[0] > 1 {
-		d.fail("found flag %d", f[0])
+		d.Fail("found flag %d", f[0])
 	}
 	m.Found = f[0] == 1
-	size := d.uvarint("size")
+	size := d.Uvarint("size")
 	if size > 1<<62 {
-		d.fail("size %d", size)
+		d.Fail("size %d", size)
 	}
 	m.Size = int64(size)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/fields"
 )
 
 // MaxBatch bounds the hashes of one ContentBatchRequest, so a request is
@@ -45,17 +46,17 @@ func (m *ContentBatchRequest) AppendBody(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-func (m *ContentBatchRequest) decode(d *decoder) {
-	n := d.uvarint("hash count")
-	if d.err != nil {
+func (m *ContentBatchRequest) decode(d *fields.Decoder) {
+	n := d.Uvarint("hash count")
+	if d.Err() != nil {
 		return
 	}
-	if n == 0 || n > MaxBatch || n*uint64(len(content.Hash{})) > uint64(len(d.b)) {
-		d.fail("content batch of %d hashes (limit %d, %d bytes left)", n, MaxBatch, len(d.b))
+	if n == 0 || n > MaxBatch || n*uint64(len(content.Hash{})) > uint64(d.Left()) {
+		d.Fail("content batch of %d hashes (limit %d, %d bytes left)", n, MaxBatch, d.Left())
 		return
 	}
 	m.Hashes = make([]content.Hash, n)
 	for i := range m.Hashes {
-		d.fixed(m.Hashes[i][:], "hash")
+		d.Fixed(m.Hashes[i][:], "hash")
 	}
 }

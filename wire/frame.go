@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/drive-node/drive-node/internal/fields"
 )
 
 // ProtocolVersion is sent in Hello; peers with another version are
@@ -158,7 +160,7 @@ func readBody(r io.Reader, n int) ([]byte, error) {
 func Decode(t Type, body []byte) (Message, error) {
 	var m interface {
 		Message
-		decode(d *decoder)
+		decode(d *fields.Decoder)
 	}
 	switch t {
 	case TypeHello:
@@ -176,13 +178,10 @@ func Decode(t Type, body []byte) (Message, error) {
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, t)
 	}
-	d := &decoder{b: body}
+	d := fields.NewDecoder(body, ErrMalformed)
 	m.decode(d)
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d trailing bytes", len(d.b))
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("%s: %w", t, d.err)
+	if err := d.Finish(); err != nil {
+		return nil, fmt.Errorf("%s: %w", t, err)
 	}
 	return m, nil
 }

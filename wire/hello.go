@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/fields"
 )
 
 // maxName bounds the device name in Hello.
@@ -35,12 +36,12 @@ func (m *Hello) AppendBody(b []byte) ([]byte, error) {
 	return appendVector(b, m.Have), nil
 }
 
-func (m *Hello) decode(d *decoder) {
-	v := d.uvarint("version")
+func (m *Hello) decode(d *fields.Decoder) {
+	v := d.Uvarint("version")
 	if v > 1<<31 {
-		d.fail("version %d", v)
+		d.Fail("version %d", v)
 	}
 	m.Version = uint32(v)
-	m.Name = string(d.bytes("name", maxName))
-	m.Have = d.vector("have")
+	m.Name = string(d.Bytes("name", maxName))
+	m.Have = readVector(d, "have")
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/fields"
 	"github.com/drive-node/drive-node/oplog"
 )
 
@@ -45,24 +46,24 @@ func (m *Ops) AppendBody(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-func (m *Ops) decode(d *decoder) {
-	n := d.uvarint("op count")
-	if d.err != nil {
+func (m *Ops) decode(d *fields.Decoder) {
+	n := d.Uvarint("op count")
+	if d.Err() != nil {
 		return
 	}
-	if most := uint64(len(d.b) / minOpBytes); n > most {
-		d.fail("op count %d: the %d bytes left hold at most %d ops", n, len(d.b), most)
+	if most := uint64(d.Left() / minOpBytes); n > most {
+		d.Fail("op count %d: the %d bytes left hold at most %d ops", n, d.Left(), most)
 		return
 	}
 	m.Ops = make([]oplog.Op, 0, n)
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		raw := d.bytes("op", maxOpBytes)
-		if d.err != nil {
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
+		raw := d.Bytes("op", maxOpBytes)
+		if d.Err() != nil {
 			return
 		}
 		var op oplog.Op
 		if err := op.UnmarshalBinary(raw); err != nil {
-			d.fail("op %d: %v", i, err)
+			d.Fail("op %d: %v", i, err)
 			return
 		}
 		m.Ops = append(m.Ops, op)
@@ -81,4 +82,4 @@ func (*Progress) Type() Type { return TypeProgress }
 // AppendBody implements Message.
 func (m *Progress) AppendBody(b []byte) ([]byte, error) { return appendVector(b, m.Have), nil }
 
-func (m *Progress) decode(d *decoder) { m.Have = d.vector("have") }
+func (m *Progress) decode(d *fields.Decoder) { m.Have = readVector(d, "have") }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/drive-node/drive-node/internal/fields"
 	"github.com/drive-node/drive-node/oplog"
 )
 
@@ -53,10 +54,10 @@ func TestMinOpBytes(t *testing.T) {
 	// then fails on its kind); a byte less, it does not.
 	body, _ := (&Ops{Ops: make([]oplog.Op, 3)}).AppendBody(nil)
 	for _, cut := range []int{0, 1} {
-		d := &decoder{b: body[:len(body)-cut]}
+		d := fields.NewDecoder(body[:len(body)-cut], ErrMalformed)
 		(&Ops{}).decode(d)
-		if refused := d.err != nil && strings.Contains(d.err.Error(), "op count"); refused != (cut == 1) {
-			t.Errorf("body %d bytes short of three shortest ops: %v", cut, d.err)
+		if refused := d.Err() != nil && strings.Contains(d.Err().Error(), "op count"); refused != (cut == 1) {
+			t.Errorf("body %d bytes short of three shortest ops: %v", cut, d.Err())
 		}
 	}
 }
