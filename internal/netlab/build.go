@@ -26,6 +26,9 @@ type buildResult struct {
 
 // BuildBinary builds the Go package pkg (CGO_ENABLED=0, plus env such as
 // GOARCH=arm64) once per test process and returns the binary's path.
+// With NETLAB_RACE set in the environment, a build for this host (no env)
+// uses the race detector instead, which needs cgo: the end-to-end tests
+// then look for data races in real daemons.
 func BuildBinary(t testing.TB, pkg string, env ...string) string {
 	t.Helper()
 	key := pkg + "|" + strings.Join(env, " ")
@@ -39,8 +42,13 @@ func BuildBinary(t testing.TB, pkg string, env ...string) string {
 			return
 		}
 		r.path = filepath.Join(dir, filepath.Base(pkg)+"-"+hex.EncodeToString(sum[:4]))
-		cmd := exec.Command("go", "build", "-o", r.path, pkg)
-		cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
+		args := []string{"build", "-o", r.path}
+		cgo := "CGO_ENABLED=0"
+		if os.Getenv("NETLAB_RACE") != "" && len(env) == 0 {
+			args, cgo = append(args, "-race"), "CGO_ENABLED=1"
+		}
+		cmd := exec.Command("go", append(args, pkg)...)
+		cmd.Env = append(append(os.Environ(), cgo), env...)
 		r.out, r.err = cmd.CombinedOutput()
 	})
 	if r.err != nil {
