@@ -23,6 +23,7 @@ const (
 	KindRmdir                  // remove an (empty) directory
 )
 
+// String returns the kind's name as logs show it ("write", "rename", …).
 func (k Kind) String() string {
 	switch k {
 	case KindWrite:

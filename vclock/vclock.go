@@ -10,6 +10,7 @@ package vclock
 
 import (
 	"bytes"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -37,8 +38,14 @@ const (
 	Concurrent                 // neither saw the other
 )
 
+// String returns the ordering's name, or "Ordering(N)" for a value that
+// is none of the four.
 func (o Ordering) String() string {
-	return [...]string{"equal", "before", "after", "concurrent"}[o]
+	names := [...]string{"equal", "before", "after", "concurrent"}
+	if int(o) < 0 || int(o) >= len(names) {
+		return fmt.Sprintf("Ordering(%d)", int(o))
+	}
+	return names[o]
 }
 
 // Get returns the counter of device d, zero if absent.

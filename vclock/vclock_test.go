@@ -49,3 +49,11 @@ func TestWithKeepsSortedAndDropsZero(t *testing.T) {
 		t.Fatal("With modified its receiver")
 	}
 }
+
+func TestOrderingString(t *testing.T) {
+	for o, want := range map[Ordering]string{Equal: "equal", Before: "before", After: "after", Concurrent: "concurrent", 7: "Ordering(7)", -1: "Ordering(-1)"} {
+		if got := o.String(); got != want {
+			t.Errorf("Ordering(%d).String() = %q, want %q", int(o), got, want)
+		}
+	}
+}

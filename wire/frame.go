@@ -48,6 +48,7 @@ const (
 	TypeContentBatchRequest Type = 6
 )
 
+// String returns the message type's name, for errors and logs.
 func (t Type) String() string {
 	switch t {
 	case TypeHello:
