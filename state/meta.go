@@ -19,7 +19,17 @@ func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 // of them or none (status tells one run of the daemon from an earlier one
 // by several keys together).
 func (db *DB) SetMetas(ctx context.Context, kv map[string]string) error {
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	return db.setMetas(ctx, false, kv)
+}
+
+// SetMetaSynced is SetMeta for a value the op log cannot rebuild: it is on
+// disk when SetMetaSynced returns.
+func (db *DB) SetMetaSynced(ctx context.Context, key, value string) error {
+	return db.setMetas(ctx, true, map[string]string{key: value})
+}
+
+func (db *DB) setMetas(ctx context.Context, synced bool, kv map[string]string) error {
+	err := db.writeTx(ctx, synced, func(tx *sql.Tx) error {
 		for k, v := range kv {
 			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`, k, v); err != nil {
 				return fmt.Errorf("set %q: %w", k, err)

@@ -66,11 +66,11 @@ func scanPeer(s scanner) (Peer, error) {
 	return p, nil
 }
 
-// Pair records id as paired. Pairing a paired device keeps its row and
-// only replaces its name, if name is not "". PairedAt is set when the
-// device is first paired.
+// Pair records id as paired, on disk when it returns. Pairing a paired
+// device keeps its row and only replaces its name, if name is not "".
+// PairedAt is set when the device is first paired.
 func (db *DB) Pair(ctx context.Context, id certs.DeviceID, name string) error {
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.writeSynced(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO peers (id, name, paired_ns) VALUES (?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE name END`,
 			id[:], name, time.Now().UnixNano())
@@ -82,10 +82,11 @@ func (db *DB) Pair(ctx context.Context, id certs.DeviceID, name string) error {
 	return nil
 }
 
-// Unpair forgets the paired device id and its progress. It returns an error
+// Unpair forgets the paired device id and its progress, on disk when it
+// returns. It returns an error
 // wrapping ErrNotPaired if id is not paired.
 func (db *DB) Unpair(ctx context.Context, id certs.DeviceID) error {
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.writeSynced(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM peers WHERE id = ?`, id[:])
 		if err != nil {
 			return err

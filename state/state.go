@@ -20,7 +20,10 @@
 //   - Durability is relaxed (synchronous=NORMAL): after a power loss the
 //     last committed transactions may be missing, but the database is never
 //     corrupt. That is acceptable because the op log, not this database, is
-//     the durable record: Reset and replaying the log rebuilds it.
+//     the durable record: Reset and replaying the log rebuilds it. What the
+//     log cannot rebuild is written durably (synchronous=FULL for that
+//     transaction): Pair, Unpair and SetMetaSynced are on disk when they
+//     return.
 //   - The schema is versioned (PRAGMA user_version) and migrated forward by
 //     Open, each migration in its own transaction with the version bump. A
 //     database written by a newer drive-node is refused, never modified.
@@ -33,6 +36,7 @@ package state
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -302,7 +306,18 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 // write runs fn in a write transaction (BEGIN IMMEDIATE, see dsn) and
 // commits it if fn returns nil. Errors are returned unwrapped; callers add
 // the path and what they were doing.
-func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return db.writeTx(ctx, false, fn)
+}
+
+// writeSynced is write for what the op log cannot rebuild (pairings, the
+// folder marker's record): the commit is on disk when it returns
+// (synchronous=FULL for this transaction), not only safe from corruption.
+func (db *DB) writeSynced(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return db.writeTx(ctx, true, fn)
+}
+
+func (db *DB) writeTx(ctx context.Context, synced bool, fn func(tx *sql.Tx) error) (err error) {
 	select {
 	case db.writeSem <- struct{}{}:
 	case <-ctx.Done():
@@ -311,7 +326,28 @@ func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error) 
 	defer func() { <-db.writeSem }()
 	db.cache.invalidate(true)
 	defer db.cache.invalidate(false)
-	tx, err := db.sql.BeginTx(ctx, nil)
+	var tx *sql.Tx
+	if synced {
+		// The setting belongs to the connection: this one is held for the
+		// transaction and set back before it returns to the pool.
+		conn, err := db.sql.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=FULL"); err != nil {
+			return err
+		}
+		defer func() {
+			if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous=NORMAL"); rerr != nil {
+				conn.Raw(func(any) error { return driver.ErrBadConn }) // not returned to the pool as it is
+				err = errors.Join(err, rerr)
+			}
+		}()
+		tx, err = conn.BeginTx(ctx, nil)
+	} else {
+		tx, err = db.sql.BeginTx(ctx, nil)
+	}
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -539,5 +540,48 @@ func TestMigrateForgetsLooksOfTreeNamedFiles(t *testing.T) {
 		if got.Hash != want.Hash || got.Size != want.Size {
 			t.Errorf("%s: content changed in migration: %v %d", want.Path, got.Hash.Short(), got.Size)
 		}
+	}
+}
+
+// TestSyncedWritesAreFull: what the op log cannot rebuild is committed
+// with synchronous=FULL, and the connection goes back to the pool with
+// NORMAL, as every other write expects.
+func TestSyncedWritesAreFull(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	db.sql.SetMaxOpenConns(1) // the synced write and the checks below share one connection
+	syncMode := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) string {
+		var got string
+		if err := q.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for _, synced := range []bool{true, false} {
+		var during string
+		err := db.writeTx(ctx, synced, func(tx *sql.Tx) error {
+			during = syncMode(tx)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]string{true: "2", false: "1"}[synced]; during != want {
+			t.Errorf("synced=%v: synchronous %s inside the transaction, want %s", synced, during, want)
+		}
+		if after := syncMode(db.sql); after != "1" {
+			t.Errorf("synced=%v: the pooled connection kept synchronous %s afterwards, want 1 (NORMAL)", synced, after)
+		}
+	}
+	if err := db.Pair(ctx, certs.DeviceID{1}, "peer"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetMetaSynced(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := db.Meta(ctx, "k"); err != nil || !ok || v != "v" {
+		t.Fatalf("Meta after SetMetaSynced: %q %v %v", v, ok, err)
 	}
 }
