@@ -60,15 +60,20 @@ func AcquireWait(path string, wait time.Duration) (*Lock, error) {
 	}
 }
 
-// Held reports whether some process holds the lock at path, without
-// taking it for longer than the check.
+// Held reports whether some process holds the lock at path. It probes
+// with a shared lock for the length of the check and writes nothing, so
+// probes running at once never see each other as the holder, and the
+// holder's pid stays in the file.
 func Held(path string) bool {
-	l, err := Acquire(path)
+	f, err := os.Open(path)
 	if err != nil {
-		return errors.Is(err, ErrLocked)
+		return false // no lock file: nothing ever held it
 	}
-	l.f.Truncate(0)
-	l.Release()
+	defer f.Close()
+	if err := lockShared(f); err != nil {
+		return errors.Is(err, errWouldBlock)
+	}
+	unlock(f)
 	return false
 }
 

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -42,6 +44,9 @@ func TestLockHeldByAnotherProcess(t *testing.T) {
 	if !Held(path) {
 		t.Fatal("Held says free while child holds it")
 	}
+	if got, want := HolderPID(path), cmd.Process.Pid; got != want {
+		t.Fatalf("HolderPID = %d after probing, want the holder's %d", got, want)
+	}
 	stdin.Close()
 	cmd.Wait()
 	l, err := Acquire(path)
@@ -51,5 +56,40 @@ func TestLockHeldByAnotherProcess(t *testing.T) {
 	l.Release()
 	if Held(path) {
 		t.Fatal("Held says held after release")
+	}
+}
+
+// Probes running at once (two `drive-node status` runs) never take each
+// other for the holder, and leave the file's pid alone.
+func TestConcurrentProbesOfAFreeLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock")
+	l, err := Acquire(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	pid := HolderPID(path)
+	var wrong atomic.Int32
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 2000 {
+				if Held(path) {
+					wrong.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := wrong.Load(); n > 0 {
+		t.Fatalf("no process holds the lock, yet Held said true %d times", n)
+	}
+	if got := HolderPID(path); got != pid {
+		t.Fatalf("probes changed the pid in the lock file from %d to %d", pid, got)
+	}
+	if Held(filepath.Join(t.TempDir(), "never")) {
+		t.Fatal("Held says true for a lock file that does not exist")
 	}
 }
