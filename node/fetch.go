@@ -104,13 +104,25 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		n.log.Info("resuming a transfer", "hash", h.Short(), "offset", offset)
 	}
 	wb := newWriteBehind(f, offset)
+	wb.flush = func() error { return n.flushData(f) }
 	defer wb.stop() // before f.Close: no flush may run on a closed file
+	// A flush that failed is reported once per open file, and a later
+	// attempt would hash what is in memory and flush a new descriptor
+	// without error: a file that met one is never kept for resuming.
+	flushFailed := func(err error) error {
+		if ferr := wb.stop(); ferr != nil {
+			f.Close()
+			n.folderRoot().Remove(name)
+			return errors.Join(err, fmt.Errorf("flush %s: %w", name, ferr))
+		}
+		return err
+	}
 	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(wb, hasher))
 	if err != nil {
 		if offset > 0 && size > 0 && offset > size {
 			n.folderRoot().Remove(name)
 		}
-		return err
+		return flushFailed(err)
 	}
 	if hasher.Sum() != h {
 		wb.stop()
@@ -123,10 +135,13 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		// by now); flushing the whole file system for it would also write
 		// out whatever else is pending there.
 		if err := n.syncReceived(wb, name, h, size); err != nil {
+			wb.stop()
+			f.Close()
+			n.folderRoot().Remove(name)
 			return err
 		}
 	}
-	return nil
+	return flushFailed(nil)
 }
 
 // syncReceived fsyncs the received file f (staged as name), logging how

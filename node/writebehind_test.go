@@ -2,11 +2,17 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"github.com/drive-node/drive-node/content"
 )
 
 // newTestWriteBehind returns a writeBehind on a new file whose background
@@ -82,5 +88,56 @@ func TestWriteBehindSmallFileStartsNoFlusher(t *testing.T) {
 	}
 	if err := w.Sync(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// scriptedFetch serves content, stopping with cut after the bytes if cut
+// is not nil (a connection lost at the end of a transfer).
+type scriptedFetch struct {
+	content []byte
+	cut     error
+}
+
+func (s scriptedFetch) Fetch(_ context.Context, _ content.Hash, offset int64, dst io.Writer) (int64, error) {
+	if _, err := dst.Write(s.content[offset:]); err != nil {
+		return int64(len(s.content)), err
+	}
+	return int64(len(s.content)), s.cut
+}
+
+// A received file one of whose background flushes failed is never kept:
+// not for resuming after a lost connection, not as complete. A later
+// attempt would read the bytes back from memory and flush a new
+// descriptor, which no longer reports the error.
+func TestFetchIntoDropsAFileWhoseFlushFailed(t *testing.T) {
+	data := make([]byte, flushStep+1<<20)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	h := content.Sum(data)
+	injected := errors.New("injected I/O error")
+	for _, tc := range []struct {
+		name string
+		cut  error
+	}{
+		{"connection lost after the bytes", errors.New("connection lost")},
+		{"transfer complete", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			root, err := os.OpenRoot(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
+			n := &Node{log: slog.New(slog.DiscardHandler), flushData: func(*os.File) error { return injected }}
+			n.root.Store(root)
+			name := stagedName(h)
+			err = n.fetchInto(context.Background(), name, h, scriptedFetch{data, tc.cut})
+			if !errors.Is(err, injected) {
+				t.Errorf("fetchInto = %v, want the flush's error", err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the temp file was kept after a failed flush (stat: %v)", err)
+			}
+		})
 	}
 }
