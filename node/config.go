@@ -57,6 +57,10 @@ var (
 	// identity but the folder was synced before: the state is elsewhere
 	// (a disk that did not mount) and starting would make a new device.
 	ErrNoIdentity = errors.New("holds no device identity")
+	// ErrFolderNotOurs is returned when the state dir has no history but
+	// the folder carries the marker of another state dir that synced it:
+	// the real state is elsewhere, and starting would make a new device.
+	ErrFolderNotOurs = errors.New("has never synced this folder")
 )
 
 // withDefaults validates c and fills in defaults, returning absolute paths.

@@ -32,25 +32,54 @@ const (
 func (n *Node) folderRoot() *os.Root { return n.root.Load() }
 
 // initMarker makes sure the folder carries its marker: a new state gets a
-// new one (or adopts one already in the folder); an existing state whose
-// folder lacks it starts paused.
+// marker recorded, and the folder gets the file; an existing state checks
+// that the folder is the one it synced.
+//
+// A state with no history (no op of any device in its log) never takes
+// over a folder that carries a marker it did not record: another state
+// synced that folder, most likely the real one on a disk that did not
+// mount, and starting here would record the whole folder as new writes of
+// a stranger. A state with history but no record of the marker (its
+// database was lost and is rebuilt from the log) adopts the folder's.
 func (n *Node) initMarker(ctx context.Context) error {
 	want, ok, err := n.db.Meta(ctx, metaMarker)
 	if err != nil {
 		return err
 	}
 	path := filepath.Join(n.cfg.Folder, MarkerName)
-	if !ok || want == "" {
-		id := readMarker(path)
+	found := readMarker(path)
+	noHistory := n.ops.Count() == 0
+	switch {
+	case (!ok || want == "") && found != "" && noHistory:
+		return fmt.Errorf("state dir %s %w: folder %s was synced by another state dir (it holds %s): "+
+			"if that state dir is on a disk that is not mounted, mount it; to start over as a new device "+
+			"(and pair again), delete %s", n.cfg.StateDir, ErrFolderNotOurs, n.cfg.Folder, MarkerName, path)
+	case !ok || want == "":
+		id := found
 		if id == "" {
 			b := make([]byte, 16)
 			rand.Read(b)
 			id = hex.EncodeToString(b)
+		}
+		// The record first, on disk, then the file: a crash between the
+		// two leaves a recorded marker the folder lacks, which the case
+		// below writes again.
+		if err := n.db.SetMetaSynced(ctx, metaMarker, id); err != nil {
+			return err
+		}
+		if found == "" {
 			if err := writeMarker(path, id); err != nil {
 				return fmt.Errorf("folder %s: write %s: %w", n.cfg.Folder, MarkerName, err)
 			}
 		}
-		return n.db.SetMeta(ctx, metaMarker, id)
+		return nil
+	case found == "" && noHistory:
+		// Recorded, and nothing ever synced: the first start was cut
+		// between the record and the file. No history means nothing could
+		// be taken for deleted.
+		if err := writeMarker(path, want); err != nil {
+			return fmt.Errorf("folder %s: write %s: %w", n.cfg.Folder, MarkerName, err)
+		}
 	}
 	if err := n.checkSyncable(ctx); err != nil {
 		n.pause(ctx, err.Error())
@@ -215,8 +244,19 @@ func (n *Node) pause(ctx context.Context, why string) {
 func (n *Node) waitUntilSyncable(ctx context.Context) error {
 	for {
 		err := n.checkSyncable(ctx)
+		if err == nil && !n.paused.Load() {
+			return nil
+		}
 		if err == nil {
-			break
+			// The checks pass; the folder is opened again (it may be
+			// another mount of it). Opening can still fail (unmounted
+			// meanwhile, no permission): that is one more reason to wait.
+			var root *os.Root
+			if root, err = os.OpenRoot(n.cfg.Folder); err == nil {
+				n.resume(ctx, root)
+				return nil
+			}
+			err = fmt.Errorf("folder %s cannot be opened: %w", n.cfg.Folder, err)
 		}
 		n.pause(ctx, err.Error())
 		select {
@@ -225,13 +265,10 @@ func (n *Node) waitUntilSyncable(ctx context.Context) error {
 		case <-time.After(guardPoll):
 		}
 	}
-	if !n.paused.Load() {
-		return nil
-	}
-	root, err := os.OpenRoot(n.cfg.Folder)
-	if err != nil {
-		return err
-	}
+}
+
+// resume takes root as the folder and ends a pause.
+func (n *Node) resume(ctx context.Context, root *os.Root) {
 	n.commitMu.Lock()
 	if old := n.root.Swap(root); old != nil {
 		old.Close()
@@ -241,5 +278,4 @@ func (n *Node) waitUntilSyncable(ctx context.Context) error {
 	n.db.SetMeta(ctx, metaPaused, "")
 	n.log.Info("folder and state dir are usable again; resuming", "folder", n.cfg.Folder, "state", n.cfg.StateDir)
 	n.kickApply()
-	return nil
 }

@@ -163,3 +163,114 @@ func TestRefusesNewIdentityForSyncedFolder(t *testing.T) {
 		t.Fatal("the fresh state has the old identity")
 	}
 }
+
+// syncedFolder runs a node on a new folder with one file until it has
+// recorded it, and returns the folder and the node's ID.
+func syncedFolder(t *testing.T) (string, certs.DeviceID) {
+	t.Helper()
+	folder := t.TempDir()
+	write(t, filepath.Join(folder, "kept.txt"), "synced before")
+	n := startNode(t, folder, freeUDPPort(t))
+	waitFor(t, "the file is recorded", func() string {
+		if n.ops.Count() == 0 {
+			return "no op yet"
+		}
+		return ""
+	})
+	n.stop(t)
+	return folder, n.ID()
+}
+
+// The CLI's id and pair must not make a new identity where the daemon
+// refuses to: a state disk that did not mount would otherwise gain a key,
+// and the next start would pass the daemon's check as a new device.
+func TestIDAndPairKeepTheIdentityGuard(t *testing.T) {
+	folder, _ := syncedFolder(t)
+	empty := filepath.Join(t.TempDir(), "unmounted")
+	if _, err := Identity(folder, empty); !errors.Is(err, ErrNoIdentity) {
+		t.Errorf("Identity with the folder and an empty state dir: %v, want ErrNoIdentity", err)
+	}
+	peer := pairedPeer(t, t.TempDir(), "x")
+	if err := Pair(context.Background(), folder, empty, peer.ID, "x"); !errors.Is(err, ErrNoIdentity) {
+		t.Errorf("Pair with the folder and an empty state dir: %v, want ErrNoIdentity", err)
+	}
+	if _, err := os.Stat(filepath.Join(empty, certs.KeyFile)); err == nil {
+		t.Fatal("a new identity was written")
+	}
+}
+
+// A state dir with no history that meets a folder another state synced
+// does not start, whoever made its identity (here `drive-node id --state`,
+// which does not know the folder).
+func TestNewStateRefusesAFolderSyncedElsewhere(t *testing.T) {
+	ctx := context.Background()
+	folder, old := syncedFolder(t)
+	empty := filepath.Join(t.TempDir(), "unmounted")
+	if _, err := Identity("", empty); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Folder: folder, StateDir: empty, NoDiscovery: true, Listen: "127.0.0.1:0"}
+	n, err := Open(ctx, cfg)
+	if err == nil {
+		n.Close()
+		t.Fatalf("a new state (device %s) took over the folder device %s synced", n.ID(), old)
+	}
+	if !errors.Is(err, ErrFolderNotOurs) {
+		t.Fatalf("Open: %v, want ErrFolderNotOurs", err)
+	}
+	for _, want := range []string{empty, folder, MarkerName} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+
+	// Deleting the marker is how a user starts over as a new device.
+	os.Remove(filepath.Join(folder, MarkerName))
+	n, err = Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open after the marker was deleted: %v", err)
+	}
+	n.Close()
+}
+
+// The marker's record and file are written in two steps; a first start
+// cut between them leaves a recorded marker and no file, and the next
+// start writes the file instead of pausing for good. A state with history
+// whose database was lost adopts the folder's marker.
+func TestMarkerAfterACutFirstStartAndALostDatabase(t *testing.T) {
+	ctx := context.Background()
+	folder := t.TempDir()
+	n := startNode(t, folder, freeUDPPort(t))
+	n.stop(t)
+	marker := filepath.Join(folder, MarkerName)
+	want := readMarker(marker)
+	if want == "" {
+		t.Fatal("the first start wrote no marker")
+	}
+	os.Remove(marker)
+	n = startNode(t, folder, freeUDPPort(t))
+	if got := readMarker(marker); got != want {
+		t.Fatalf("marker after the cut first start: %q, want %q written again", got, want)
+	}
+	if n.paused.Load() {
+		t.Fatal("paused although nothing was ever synced")
+	}
+	n.stop(t)
+
+	folder2, id := syncedFolder(t)
+	state := DefaultStateDir(folder2, "")
+	for _, name := range []string{dbName, dbName + "-wal", dbName + "-shm"} {
+		os.Remove(filepath.Join(state, name))
+	}
+	again, err := Open(ctx, Config{Folder: folder2, NoDiscovery: true, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatalf("Open after the database was lost: %v", err)
+	}
+	defer again.Close()
+	if again.ID() != id {
+		t.Fatalf("identity %s after the database was lost, want %s", again.ID(), id)
+	}
+	if got, _, _ := again.db.Meta(ctx, metaMarker); got != readMarker(filepath.Join(folder2, MarkerName)) {
+		t.Fatalf("recorded marker %q, want the folder's", got)
+	}
+}

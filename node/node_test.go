@@ -49,7 +49,7 @@ func freeUDPPort(t testing.TB) string {
 // identityOf creates (or loads) the identity of a folder's default state dir.
 func identityOf(t testing.TB, folder string) certs.DeviceID {
 	t.Helper()
-	id, err := Identity(DefaultStateDir(folder, ""))
+	id, err := Identity(folder, DefaultStateDir(folder, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,10 +59,10 @@ func identityOf(t testing.TB, folder string) certs.DeviceID {
 func pairFolders(t testing.TB, a, b string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := Pair(ctx, DefaultStateDir(a, ""), identityOf(t, b), "b"); err != nil {
+	if err := Pair(ctx, a, DefaultStateDir(a, ""), identityOf(t, b), "b"); err != nil {
 		t.Fatal(err)
 	}
-	if err := Pair(ctx, DefaultStateDir(b, ""), identityOf(t, a), "a"); err != nil {
+	if err := Pair(ctx, b, DefaultStateDir(b, ""), identityOf(t, a), "a"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -82,7 +82,7 @@ func pairedPeer(t testing.TB, folder, name string) *certs.Identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Pair(context.Background(), DefaultStateDir(folder, ""), peer.ID, name); err != nil {
+	if err := Pair(context.Background(), folder, DefaultStateDir(folder, ""), peer.ID, name); err != nil {
 		t.Fatal(err)
 	}
 	return peer

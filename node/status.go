@@ -134,12 +134,11 @@ var ErrPairSelf = errors.New("that is this device's own ID")
 
 // Pair trusts the device id for the node whose state lives in stateDir,
 // creating the state dir and identity if needed. It works while the daemon
-// runs: the daemon checks the database at every handshake.
-func Pair(ctx context.Context, stateDir string, id certs.DeviceID, name string) error {
-	if err := prepareStateDir(stateDir); err != nil {
-		return err
-	}
-	self, err := certs.LoadOrCreate(stateDir)
+// runs: the daemon checks the database at every handshake. folder, if not
+// "", is the synced folder: no identity is created for a folder synced
+// before (see ErrNoIdentity).
+func Pair(ctx context.Context, folder, stateDir string, id certs.DeviceID, name string) error {
+	self, err := Identity(folder, stateDir)
 	if err != nil {
 		return err
 	}
@@ -155,10 +154,20 @@ func Pair(ctx context.Context, stateDir string, id certs.DeviceID, name string) 
 }
 
 // Identity returns the identity kept in stateDir, creating it (and the
-// directory) if there is none.
-func Identity(stateDir string) (*certs.Identity, error) {
+// directory) if there is none. folder, if not "", is the synced folder: if
+// it was synced before, a missing identity is an error wrapping
+// ErrNoIdentity instead of a new device (the state dir is on a disk that
+// did not mount, say). Without the folder, a new identity in a state dir
+// that is not the folder's real one is caught when the daemon starts
+// (ErrFolderNotOurs).
+func Identity(folder, stateDir string) (*certs.Identity, error) {
 	if err := prepareStateDir(stateDir); err != nil {
 		return nil, err
+	}
+	if folder != "" {
+		if err := checkIdentityKept(Config{Folder: folder, StateDir: stateDir}); err != nil {
+			return nil, err
+		}
 	}
 	return certs.LoadOrCreate(stateDir)
 }

@@ -110,6 +110,18 @@ func (l *locationFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&l.state, "state", "", "state directory (default FOLDER/.drive-node)")
 }
 
+// folderPath is the folder given, made absolute, or "" if none was.
+func (l *locationFlags) folderPath() string {
+	if l.folder == "" {
+		return ""
+	}
+	abs, err := filepath.Abs(l.folder)
+	if err != nil {
+		return l.folder
+	}
+	return abs
+}
+
 // stateDir resolves where the state lives; the folder must exist when it
 // is what locates the state.
 func (l *locationFlags) stateDir() (string, error) {
@@ -255,7 +267,7 @@ func runID(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	id, err := node.Identity(dir)
+	id, err := node.Identity(loc.folderPath(), dir)
 	if err != nil {
 		return err
 	}
@@ -283,7 +295,7 @@ func runPair(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := node.Pair(context.Background(), dir, id, name); err != nil {
+	if err := node.Pair(context.Background(), loc.folderPath(), dir, id, name); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Paired with %s. Pair this device on the other side too.\n", id)
