@@ -183,9 +183,17 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = logger
+	// MiB figures are shifted into bytes: past maxMiB they would overflow.
+	const maxMiB = 1 << 40
 	switch {
-	case minStateFree < 0:
-		return fmt.Errorf("--min-state-free %d: must be 0 or more MiB", minStateFree)
+	case cfg.RescanInterval <= 0:
+		return fmt.Errorf("--rescan %v: must be a positive duration, such as 10m", cfg.RescanInterval)
+	case maxMemory < 0 || maxMemory > maxMiB:
+		return fmt.Errorf("--max-memory %d: must be between 0 (no limit) and %d MiB", maxMemory, int64(maxMiB))
+	case minStateFree < 0 || minStateFree > maxMiB:
+		return fmt.Errorf("--min-state-free %d: must be between 0 (no reserve) and %d MiB", minStateFree, int64(maxMiB))
+	}
+	switch {
 	case minStateFree == 0:
 		cfg.MinStateFree = -1
 	default:
@@ -263,6 +271,9 @@ func runID(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("id: unexpected argument %q", fs.Arg(0))
+	}
 	dir, err := loc.stateDir()
 	if err != nil {
 		return err
@@ -310,6 +321,9 @@ func runStatus(args []string, stdout io.Writer) error {
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("status: unexpected argument %q", fs.Arg(0))
 	}
 	dir, err := loc.stateDir()
 	if err != nil {

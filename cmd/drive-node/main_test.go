@@ -34,6 +34,13 @@ func TestErrorsAreOneClearLine(t *testing.T) {
 		{[]string{"status", "--folder", filepath.Join(dir, "missing")}, "does not exist"},
 		{[]string{"id"}, "--folder DIR or --state DIR"},
 		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"status", "--folder", dir, "extra"}, `unexpected argument "extra"`},
+		{[]string{"id", "--folder", dir, "extra"}, `unexpected argument "extra"`},
+		{[]string{"--folder", dir, "--rescan", "-1m"}, "--rescan -1m0s: must be a positive duration"},
+		{[]string{"--folder", dir, "--rescan", "0s"}, "--rescan 0s: must be a positive duration"},
+		{[]string{"--folder", dir, "--max-memory", "-5"}, "--max-memory -5"},
+		{[]string{"--folder", dir, "--max-memory", "9000000000000000"}, "--max-memory 9000000000000000"},
+		{[]string{"--folder", dir, "--min-state-free", "9000000000000000"}, "--min-state-free 9000000000000000"},
 	} {
 		code, _, stderr := runCLI(tc.args...)
 		if code == 0 {
