@@ -252,7 +252,7 @@ func (n *Node) waitUntilSyncable(ctx context.Context) error {
 			// another mount of it). Opening can still fail (unmounted
 			// meanwhile, no permission): that is one more reason to wait.
 			var root *os.Root
-			if root, err = os.OpenRoot(n.cfg.Folder); err == nil {
+			if root, err = n.openFolder(n.cfg.Folder); err == nil {
 				n.resume(ctx, root)
 				return nil
 			}

@@ -274,3 +274,56 @@ func TestMarkerAfterACutFirstStartAndALostDatabase(t *testing.T) {
 		t.Fatalf("recorded marker %q, want the folder's", got)
 	}
 }
+
+// A folder that passes the checks but cannot be opened again (unmounted
+// meanwhile, no permission) keeps the node paused, saying why, until it
+// can be opened; the daemon does not end.
+func TestFolderThatCannotBeReopenedKeepsThePause(t *testing.T) {
+	a := t.TempDir()
+	var free atomic.Uint64
+	free.Store(1 << 30)
+	var refuse atomic.Bool
+	n := startNodeWith(t, a, freeUDPPort(t), func(n *Node) {
+		n.diskFree = func(string) (uint64, error) { return free.Load(), nil }
+		n.openFolder = func(path string) (*os.Root, error) {
+			if refuse.Load() {
+				return nil, &os.PathError{Op: "openat", Path: path, Err: os.ErrPermission}
+			}
+			return os.OpenRoot(path)
+		}
+	})
+	refuse.Store(true)
+	free.Store(DefaultMinStateFree - 1)
+	waitFor(t, "a pauses", func() string {
+		if !n.paused.Load() {
+			return "not paused"
+		}
+		return ""
+	})
+	free.Store(1 << 30)
+	waitFor(t, "the pause names the folder that cannot be opened", func() string {
+		if why := pausedFor(t, a); !strings.Contains(why, "cannot be opened") || !strings.Contains(why, a) {
+			return "paused: " + why
+		}
+		return ""
+	})
+	select {
+	case err := <-n.done:
+		t.Fatalf("the node stopped (%v) instead of waiting for the folder", err)
+	default:
+	}
+	refuse.Store(false)
+	waitFor(t, "resumes once the folder opens", func() string {
+		if n.paused.Load() {
+			return "still paused"
+		}
+		return ""
+	})
+	write(t, filepath.Join(a, "after.txt"), "recorded after the pause")
+	waitFor(t, "a change after the pause is recorded", func() string {
+		if n.ops.Highest(n.ID()) == 0 {
+			return "not yet"
+		}
+		return ""
+	})
+}

@@ -86,9 +86,11 @@ type Node struct {
 	// them.
 	now      func() time.Time
 	diskFree func(path string) (uint64, error)
-	// flushData flushes a received file's data while it arrives (tests
-	// make it fail).
-	flushData func(f *os.File) error
+	// flushData flushes a received file's data while it arrives, and
+	// openFolder opens the folder again after a pause (tests make them
+	// fail).
+	flushData  func(f *os.File) error
+	openFolder func(path string) (*os.Root, error)
 	// decided, when set, runs after a remote op is decided and before its
 	// effects: tests change the folder there, as a user might.
 	decided func(op oplog.Op)
@@ -108,7 +110,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := prepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, flushData: dataSync, ready: make(chan struct{}),
+	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, flushData: dataSync, openFolder: os.OpenRoot, ready: make(chan struct{}),
 		applyKick: make(chan struct{}, 1), pauseKick: make(chan struct{}, 1), burst: make(chan struct{}, 1),
 		activity: make(chan struct{}, 1),
 		peers:    map[certs.DeviceID]*peerState{}}
