@@ -21,10 +21,42 @@ func notThere(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
+// lstat looks at p in the folder as the watcher does, never through a
+// symlink: a path whose parent is a symlink (or no directory at all) is
+// not there, although os.Root would follow a link that stays inside the
+// folder and refuse one that leaves it. dirs, if not nil, remembers the
+// parents found to be real directories, for a batch of lookups.
+func (n *Node) lstat(p string, dirs map[string]bool) (fs.FileInfo, error) {
+	var chain []string
+	for d := parentDir(p); d != "" && !dirs[d]; d = parentDir(d) {
+		chain = append(chain, d)
+	}
+	for _, d := range chain {
+		st, err := n.folderRoot().Lstat(d)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			return nil, &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
+		}
+	}
+	if dirs != nil {
+		for _, d := range chain {
+			dirs[d] = true
+		}
+	}
+	return n.folderRoot().Lstat(p)
+}
+
 // observe reports what is at p now, as the watcher would: a missing path
-// also reports every recorded path under it as missing.
+// also reports every recorded path under it as missing, and so does a
+// symlink or device, which is never synced (what was recorded there is
+// gone).
 func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, error) {
-	st, err := n.folderRoot().Lstat(p)
+	st, err := n.lstat(p, nil)
+	if err == nil && !st.IsDir() && !st.Mode().IsRegular() {
+		err = &fs.PathError{Op: "observe", Path: p, Err: fs.ErrNotExist}
+	}
 	if notThere(err) {
 		out := []watcher.Observation{{Path: p}}
 		for _, child := range (dbIndex{n.db, &n.placing}).Under(p) {
@@ -36,7 +68,7 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 		return nil, err
 	}
 	o := watcher.Observation{Path: p, Exists: true, Dir: st.IsDir(), Mode: uint32(st.Mode().Perm()), MTime: st.ModTime().UnixNano(), Inode: watcher.InodeOf(st)}
-	if st.Mode().IsRegular() {
+	if !st.IsDir() {
 		f, err := n.folderRoot().Open(p)
 		if err != nil {
 			return nil, err
@@ -47,8 +79,6 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 			return nil, err
 		}
 		o.Hash, o.Size = h, size
-	} else if !st.IsDir() {
-		return nil, nil // symlinks and devices are not synced
 	}
 	return []watcher.Observation{o}, nil
 }
@@ -85,8 +115,9 @@ func (n *Node) removeStaleTemps() {
 func (n *Node) freshen(ctx context.Context, obs []watcher.Observation) ([]watcher.Observation, error) {
 	var out []watcher.Observation
 	replaced := map[string]bool{}
+	dirs := map[string]bool{}
 	for i, o := range obs {
-		st, err := n.folderRoot().Lstat(o.Path)
+		st, err := n.lstat(o.Path, dirs)
 		if err != nil && !notThere(err) {
 			return nil, err
 		}
