@@ -71,6 +71,7 @@ type Node struct {
 	// handled, and that the node is still busy.
 	burst, activity chan struct{}
 	peersMu         sync.Mutex
+	peerRowMu       sync.Mutex // serialises updatePeerRow's read and write of a row
 	peers           map[certs.DeviceID]*peerState
 
 	// placing holds the records of files an apply has placed and not yet

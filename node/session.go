@@ -86,12 +86,17 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 	progress := newProgressBox()
 	peerHas := &knownVector{}
 	peerHas.raise(hello.Have)
+	sent := make(chan struct{})
 	go func() {
+		defer close(sent)
 		if err := n.sendOps(ctx, p, peerHas, progress); err != nil && ctx.Err() == nil {
 			log.Warn("sending ops failed", "err", err)
 			p.CloseWithError("send failed")
 		}
 	}()
+	// The sender reads the op log: it ends before the session does, so
+	// Close never shuts the log under it.
+	defer func() { cancel(); <-sent }()
 	for {
 		m, err := p.Recv(ctx)
 		if err != nil {
@@ -334,7 +339,7 @@ func (n *Node) peerUp(ctx context.Context, p *quicnet.Peer, hello *wire.Hello) {
 	n.peers[p.ID] = &peerState{p: p, have: maps.Clone(hello.Have)}
 	n.peersMu.Unlock()
 	n.kickApply() // content that was missing may be here now
-	n.updatePeerRow(ctx, p.ID, true, p.RemoteAddr().String())
+	n.updatePeerRow(ctx, p.ID, p.RemoteAddr().String())
 }
 
 func (n *Node) peerDown(p *quicnet.Peer) {
@@ -343,7 +348,7 @@ func (n *Node) peerDown(p *quicnet.Peer) {
 		delete(n.peers, p.ID)
 	}
 	n.peersMu.Unlock()
-	n.updatePeerRow(context.Background(), p.ID, false, "")
+	n.updatePeerRow(context.Background(), p.ID, "")
 }
 
 func (n *Node) peerProgress(ctx context.Context, id certs.DeviceID, have map[certs.DeviceID]uint64) {
@@ -353,13 +358,25 @@ func (n *Node) peerProgress(ctx context.Context, id certs.DeviceID, have map[cer
 	}
 	n.peersMu.Unlock()
 	for origin, seq := range have {
-		n.db.SetPeerProgress(ctx, id, origin, seq)
+		if err := n.db.SetPeerProgress(ctx, id, origin, seq); err != nil {
+			n.log.Debug("recording a peer's progress failed", "peer", id.Short(), "err", err)
+			break
+		}
 	}
-	n.updatePeerRow(ctx, id, true, "")
+	n.updatePeerRow(ctx, id, "")
 }
 
-// updatePeerRow writes the peer's connection status for `drive-node status`.
-func (n *Node) updatePeerRow(ctx context.Context, id certs.DeviceID, connected bool, addr string) {
+// updatePeerRow writes the peer's connection status for `drive-node status`:
+// connected while a session with it is live (an old connection that ends
+// after a new one began does not make it look disconnected), with addr as
+// its address if not "". Rows are written one at a time, each from the
+// sessions as they are then.
+func (n *Node) updatePeerRow(ctx context.Context, id certs.DeviceID, addr string) {
+	n.peerRowMu.Lock()
+	defer n.peerRowMu.Unlock()
+	n.peersMu.Lock()
+	_, connected := n.peers[id]
+	n.peersMu.Unlock()
 	row, ok, err := n.db.Peer(ctx, id)
 	if err != nil || !ok {
 		return

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"path/filepath"
@@ -11,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/wire"
 )
 
@@ -123,5 +126,75 @@ func TestOpsFromAPeerAreNotSentBack(t *testing.T) {
 	case op := <-echoed:
 		t.Fatalf("the node sent the peer's own op back: %s", op)
 	case <-time.After(time.Second):
+	}
+}
+
+// helloOnlyPeer listens as the device id: it answers a session with a
+// Hello and reads until the connection ends.
+func helloOnlyPeer(t *testing.T, id *certs.Identity) *quicnet.Transport {
+	t.Helper()
+	tr, err := quicnet.Listen(context.Background(), quicnet.Config{
+		Identity: id, Listen: "127.0.0.1:0", Content: &memSource{},
+		Paired: func(certs.DeviceID) bool { return true },
+		OnPeer: func(ctx context.Context, p *quicnet.Peer) {
+			p.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion, Name: "peer"})
+			for {
+				if _, err := p.Recv(ctx); err != nil {
+					return
+				}
+			}
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// A peer that restarts connects again while its old connection is still
+// ending: the old session's exit, coming after the new session began,
+// must not make status show the peer disconnected.
+func TestReplacedConnectionStaysConnectedInStatus(t *testing.T) {
+	ctx := context.Background()
+	folder := t.TempDir()
+	peer := pairedPeer(t, folder, "peer")
+	n := startNode(t, folder, freeUDPPort(t))
+	current := func() *quicnet.Peer {
+		n.peersMu.Lock()
+		defer n.peersMu.Unlock()
+		if ps, ok := n.peers[peer.ID]; ok {
+			return ps.p
+		}
+		return nil
+	}
+	dial := func() {
+		if _, err := helloOnlyPeer(t, peer).Dial(ctx, netip.MustParseAddrPort(n.addr), n.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dial()
+	waitFor(t, "the first session", func() string {
+		if current() == nil {
+			return "none"
+		}
+		return ""
+	})
+	old := current()
+	dial()
+	waitFor(t, "the second session", func() string {
+		if c := current(); c == nil || c == old {
+			return "not yet"
+		}
+		return ""
+	})
+	n.peerDown(old) // what the old session runs on its way out
+	row, _, err := n.db.Peer(ctx, peer.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !row.Connected || row.Address == "" {
+		t.Fatalf("a session is live, but status says connected=%v address=%q", row.Connected, row.Address)
 	}
 }
