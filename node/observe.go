@@ -31,7 +31,10 @@ func (n *Node) lstat(p string, dirs map[string]bool) (fs.FileInfo, error) {
 	for d := parentDir(p); d != "" && !dirs[d]; d = parentDir(d) {
 		chain = append(chain, d)
 	}
-	for _, d := range chain {
+	// Outermost first: os.Root resolves the parents of each look, so a
+	// symlink must be met as the path's own last component.
+	for i := len(chain) - 1; i >= 0; i-- {
+		d := chain[i]
 		st, err := n.folderRoot().Lstat(d)
 		if err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -28,6 +29,8 @@ func TestRecordedPathReplacedBySymlink(t *testing.T) {
 			func(string) string { return "e" }, []string{"d", "d/x"}},
 		{"directory to one outside the folder", map[string]string{"d/x": "inside d"}, "d",
 			func(string) string { return outside }, []string{"d", "d/x"}},
+		{"directory two levels up from a file, to one outside the folder", map[string]string{"d/sub/x": "inside d/sub"}, "d",
+			func(string) string { return outside }, []string{"d", "d/sub", "d/sub/x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -62,7 +65,7 @@ func TestRecordedPathReplacedBySymlink(t *testing.T) {
 				t.Fatalf("paused: %s", pausedFor(t, folder))
 			}
 			for p := range tc.files {
-				if f, _, _ := n.db.File(ctx, p); p != tc.path && filepath.Dir(p) != tc.path && f.Deleted {
+				if f, _, _ := n.db.File(ctx, p); !strings.HasPrefix(p, tc.path+"/") && p != tc.path && f.Deleted {
 					t.Errorf("%s, untouched, was recorded deleted", p)
 				}
 			}
