@@ -106,13 +106,19 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 	wb := newWriteBehind(f, offset)
 	wb.flush = func() error { return n.flushData(f) }
 	defer wb.stop() // before f.Close: no flush may run on a closed file
+	// discard gives the temp file up: its content is wrong, or not known
+	// to be on disk.
+	discard := func() {
+		wb.stop()
+		f.Close()
+		n.folderRoot().Remove(name)
+	}
 	// A flush that failed is reported once per open file, and a later
 	// attempt would hash what is in memory and flush a new descriptor
 	// without error: a file that met one is never kept for resuming.
 	flushFailed := func(err error) error {
 		if ferr := wb.stop(); ferr != nil {
-			f.Close()
-			n.folderRoot().Remove(name)
+			discard()
 			return errors.Join(err, fmt.Errorf("flush %s: %w", name, ferr))
 		}
 		return err
@@ -125,9 +131,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		return flushFailed(err)
 	}
 	if hasher.Sum() != h {
-		wb.stop()
-		f.Close()
-		n.folderRoot().Remove(name)
+		discard()
 		return fmt.Errorf("%s: %w", h.Short(), ErrHashMismatch)
 	}
 	if syncedAlone(size) {
@@ -135,9 +139,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		// by now); flushing the whole file system for it would also write
 		// out whatever else is pending there.
 		if err := n.syncReceived(wb, name, h, size); err != nil {
-			wb.stop()
-			f.Close()
-			n.folderRoot().Remove(name)
+			discard()
 			return err
 		}
 	}
