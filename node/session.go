@@ -375,7 +375,11 @@ func (n *Node) updatePeerRow(ctx context.Context, id certs.DeviceID, addr string
 	n.peerRowMu.Lock()
 	defer n.peerRowMu.Unlock()
 	n.peersMu.Lock()
-	_, connected := n.peers[id]
+	ps, connected := n.peers[id]
+	var have map[certs.DeviceID]uint64
+	if connected {
+		have = ps.have
+	}
 	n.peersMu.Unlock()
 	row, ok, err := n.db.Peer(ctx, id)
 	if err != nil || !ok {
@@ -390,11 +394,9 @@ func (n *Node) updatePeerRow(ctx context.Context, id certs.DeviceID, addr string
 	if !connected {
 		row.Address = ""
 	}
-	n.peersMu.Lock()
-	if ps, ok := n.peers[id]; ok {
-		row.Behind = behind(n.ops.Vector(), ps.have)
+	if connected {
+		row.Behind = behind(n.ops.Vector(), have)
 	}
-	n.peersMu.Unlock()
 	if err := n.db.UpdatePeerStatus(ctx, row); err != nil {
 		n.log.Debug("updating peer status failed", "peer", id.Short(), "err", err)
 	}
