@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"sync"
 	"time"
 
@@ -16,25 +17,57 @@ import (
 )
 
 // contentStream is an open content stream: the request is sent and the
-// sending side closed. done must be called with whether every byte the
-// peer announced was read; a stream left part-way is cancelled, so the
-// unread bytes stop holding the connection's flow-control window (every
-// later transfer on the connection would stall behind them).
+// sending side closed. done must be called once the caller is finished
+// with it, whatever happened.
+//
+// A QUIC stream returns its credit to the peer (lets it open another) only
+// once both of its sides have ended on both ends; a stream left half open
+// holds one of the connection's MaxIncomingStreams for as long as the
+// connection lives, and once they are all held every later fetch waits.
+// done therefore always stops reading (the response, or what the caller
+// needed of it, has been read; the peer's FIN may not have), and on an
+// incomplete transfer also resets the sending side, so the unread bytes
+// stop holding the connection's flow-control window too.
 type contentStream struct {
 	*quic.Stream
+	idle    time.Duration
 	release func()
 }
 
 func (cs *contentStream) done(complete bool) {
+	cs.CancelRead(codeStreamDone)
 	if !complete {
-		cs.CancelRead(0)
-		cs.CancelWrite(0)
+		cs.CancelWrite(codeStreamDone)
 	}
 	cs.release()
 }
 
+// Read reads from the stream with an idle deadline: a peer that sends
+// nothing for cs.idle fails the read, naming how long it was silent,
+// instead of holding the fetch (and its slot) for ever.
+func (cs *contentStream) Read(b []byte) (int, error) {
+	cs.SetReadDeadline(time.Now().Add(cs.idle))
+	n, err := cs.Stream.Read(b)
+	if isTimeout(err) {
+		err = fmt.Errorf("%w: the peer sent nothing for %s", ErrStalled, cs.idle)
+	}
+	return n, err
+}
+
+// ErrStalled is wrapped by errors of content streams on which the peer
+// sent (or took) nothing for the transport's idle bound.
+var ErrStalled = errors.New("content stream stalled")
+
+// isTimeout reports whether err is a deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return err != nil && errors.As(err, &ne) && ne.Timeout()
+}
+
 // openContent takes one of the peer's fetch slots, opens a content stream
-// and sends req on it.
+// and sends req on it. Waiting for the slot honours ctx; opening the
+// stream is bounded by Transport.openWait as well, since the peer grants
+// streams only as earlier ones end.
 func (p *Peer) openContent(ctx context.Context, req wire.Message) (*contentStream, error) {
 	select {
 	case p.fetchSlots <- struct{}{}:
@@ -43,15 +76,21 @@ func (p *Peer) openContent(ctx context.Context, req wire.Message) (*contentStrea
 	case <-p.ctx.Done():
 		return nil, errors.New("connection closed")
 	}
-	s, err := p.conn.OpenStreamSync(ctx)
+	octx, cancel := context.WithTimeout(ctx, p.t.openWait)
+	s, err := p.conn.OpenStreamSync(octx)
+	cancel()
 	if err != nil {
 		<-p.fetchSlots
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: the peer granted no stream for %s", ErrStalled, p.t.openWait)
+		}
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { s.CancelRead(0); s.CancelWrite(0) })
-	cs := &contentStream{Stream: s, release: func() { stop(); <-p.fetchSlots }}
-	if _, err = s.Write([]byte{streamContent}); err == nil {
-		err = wire.WriteFrame(s, req)
+	stop := context.AfterFunc(ctx, func() { s.CancelRead(codeStreamDone); s.CancelWrite(codeStreamDone) })
+	cs := &contentStream{Stream: s, idle: p.t.streamIdle, release: func() { stop(); <-p.fetchSlots }}
+	w := &idleWriter{s: s, idle: p.t.streamIdle}
+	if _, err = w.Write([]byte{streamContent}); err == nil {
+		err = wire.WriteFrame(w, req)
 	}
 	if err != nil {
 		cs.done(false)
@@ -59,6 +98,22 @@ func (p *Peer) openContent(ctx context.Context, req wire.Message) (*contentStrea
 	}
 	s.Close() // our side is done writing
 	return cs, nil
+}
+
+// idleWriter writes to a stream with an idle deadline: a peer that takes
+// nothing for idle (its flow control stays shut) fails the write.
+type idleWriter struct {
+	s    *quic.Stream
+	idle time.Duration
+}
+
+func (w *idleWriter) Write(b []byte) (int, error) {
+	w.s.SetWriteDeadline(time.Now().Add(w.idle))
+	n, err := w.s.Write(b)
+	if isTimeout(err) {
+		err = fmt.Errorf("%w: the peer took nothing for %s", ErrStalled, w.idle)
+	}
+	return n, err
 }
 
 // Fetch asks the peer for the content with hash h from offset on and
@@ -74,7 +129,7 @@ func (p *Peer) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.W
 	defer func() { cs.done(complete) }()
 	resp, err := readResponse(cs)
 	if err != nil {
-		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
+		return 0, fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), ctxOr(ctx, err))
 	}
 	if !resp.Found {
 		complete = true
@@ -83,7 +138,7 @@ func (p *Peer) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.W
 	want := resp.Size - offset
 	n, err := copyContent(dst, cs, want)
 	if err != nil {
-		return resp.Size, fmt.Errorf("quicnet: fetch %s from %s: %d of %d bytes: %w", h.Short(), p.ID.Short(), n, want, err)
+		return resp.Size, fmt.Errorf("quicnet: fetch %s from %s: %d of %d bytes: %w", h.Short(), p.ID.Short(), n, want, ctxOr(ctx, err))
 	}
 	complete = true
 	return resp.Size, nil
@@ -108,7 +163,7 @@ func (p *Peer) FetchBatch(ctx context.Context, hs []content.Hash, each func(i in
 	for i, h := range hs {
 		resp, err := readResponse(br)
 		if err != nil {
-			return fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), err)
+			return fmt.Errorf("quicnet: fetch %s from %s: %w", h.Short(), p.ID.Short(), ctxOr(ctx, err))
 		}
 		if !resp.Found {
 			if err := each(i, -1, nil); err != nil {
@@ -122,12 +177,21 @@ func (p *Peer) FetchBatch(ctx context.Context, hs []content.Hash, each func(i in
 		}
 		if lr.N > 0 {
 			if _, err := io.Copy(io.Discard, lr); err != nil || lr.N > 0 {
-				return fmt.Errorf("quicnet: fetch %s from %s: %d bytes short: %w", h.Short(), p.ID.Short(), lr.N, errOr(err, io.ErrUnexpectedEOF))
+				return fmt.Errorf("quicnet: fetch %s from %s: %d bytes short: %w", h.Short(), p.ID.Short(), lr.N, ctxOr(ctx, errOr(err, io.ErrUnexpectedEOF)))
 			}
 		}
 	}
 	complete = true
 	return nil
+}
+
+// ctxOr returns ctx's error when ctx ended: a stream cut short because the
+// caller gave up fails with the caller's reason, not the reset it caused.
+func ctxOr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 func errOr(err, otherwise error) error {
@@ -149,10 +213,22 @@ func readResponse(r io.Reader) (*wire.ContentResponse, error) {
 	return resp, nil
 }
 
-// contentRequestWait bounds how long a content stream's request may take
-// to arrive after the stream's kind: the opener writes both at once, so
-// only a peer holding streams open without asking waits this long.
-const contentRequestWait = 10 * time.Second
+// Bounds on content streams (Transport fields that tests shorten):
+//   - contentRequestWait: how long a request may take to arrive after the
+//     stream's kind; the opener writes both at once, so only a peer holding
+//     streams open without asking waits this long;
+//   - streamOpenWait: how long opening a stream may wait for the peer's
+//     stream credit; a peer grants a new stream as soon as an earlier one
+//     ends, and at most Config.ContentStreams are open per peer, far below
+//     the credit, so a healthy connection never waits;
+//   - streamIdle: how long a content stream may carry nothing, either way,
+//     before it is reset; a serving peer reads from its disk, and a USB disk
+//     that spins up takes seconds, not this long.
+const (
+	contentRequestWait = 10 * time.Second
+	streamOpenWait     = 20 * time.Second
+	streamIdle         = 30 * time.Second
+)
 
 // serveContent answers one content stream: a single content (from an
 // offset) or a batch of whole contents. The request is read within
@@ -163,20 +239,23 @@ func (p *Peer) serveContent(s *quic.Stream) {
 	defer s.Close()
 	s.SetReadDeadline(time.Now().Add(p.t.requestWait))
 	m, err := wire.ReadFrameLimit(s, wire.MaxContentRequestFrame)
+	// Nothing more is read from the stream: its receiving side ends here,
+	// so it ends on this side as soon as the peer's FIN (or reset) is in,
+	// even when that comes after the request in a packet of its own.
+	s.CancelRead(codeStreamDone)
 	if err != nil {
 		p.t.log.Warn("bad content request", "peer", p.ID.Short(), "err", err)
-		s.CancelRead(0)
-		s.CancelWrite(0)
+		s.CancelWrite(codeStreamDone)
 		return
 	}
-	s.SetReadDeadline(time.Time{})
+	w := &idleWriter{s: s, idle: p.t.streamIdle}
 	switch req := m.(type) {
 	case *wire.ContentRequest:
 		// What the transfer cost the connection, for tuning: losses and
 		// the congestion window explain a slow large transfer.
 		start, before := time.Now(), p.conn.ConnectionStats()
-		if !p.sendContent(s, req.Hash, req.Offset) {
-			s.CancelWrite(0)
+		if !p.sendContent(w, req.Hash, req.Offset) {
+			s.CancelWrite(codeStreamDone)
 		}
 		after := p.conn.ConnectionStats()
 		p.t.log.Debug("content sent", "peer", p.ID.Short(), "hash", req.Hash.Short(), "took", time.Since(start),
@@ -184,19 +263,19 @@ func (p *Peer) serveContent(s *quic.Stream) {
 			"cwnd", after.CongestionWindow, "srtt", after.SmoothedRTT)
 	case *wire.ContentBatchRequest:
 		// Small contents are gathered into few large writes.
-		bw := bufio.NewWriterSize(s, 64<<10)
+		bw := bufio.NewWriterSize(w, 64<<10)
 		for _, h := range req.Hashes {
 			if !p.sendContent(bw, h, 0) {
-				s.CancelWrite(0)
+				s.CancelWrite(codeStreamDone)
 				return
 			}
 		}
 		if bw.Flush() != nil {
-			s.CancelWrite(0)
+			s.CancelWrite(codeStreamDone)
 		}
 	default:
 		p.t.log.Warn("unexpected message on a content stream", "peer", p.ID.Short(), "type", m.Type())
-		s.CancelWrite(0)
+		s.CancelWrite(codeStreamDone)
 	}
 }
 

@@ -55,6 +55,10 @@ const (
 	codeProtocol  quic.ApplicationErrorCode = 2
 )
 
+// codeStreamDone is the stream error code of a content stream ended early
+// by either side: the reader needs no more, or the transfer was abandoned.
+const codeStreamDone quic.StreamErrorCode = 0
+
 // ErrUnpaired is wrapped by handshake errors caused by an unpaired device.
 var ErrUnpaired = errors.New("device is not paired")
 
@@ -94,8 +98,9 @@ type Transport struct {
 	tr   *quic.Transport
 	ln   *quic.Listener
 	qcfg *quic.Config
-	// requestWait is contentRequestWait; tests shorten it.
-	requestWait time.Duration
+	// The bounds on content streams (see contentRequestWait); tests
+	// shorten them.
+	requestWait, openWait, streamIdle time.Duration
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -153,7 +158,7 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 	udp.SetReadBuffer(udpBuffer)
 	udp.SetWriteBuffer(udpBuffer)
 	t := &Transport{
-		cfg: cfg, log: cfg.Logger, udp: udp, qcfg: quicConfig(), requestWait: contentRequestWait,
+		cfg: cfg, log: cfg.Logger, udp: udp, qcfg: quicConfig(), requestWait: contentRequestWait, openWait: streamOpenWait, streamIdle: streamIdle,
 		peers: map[certs.DeviceID]*Peer{}, loggedUnpair: map[certs.DeviceID]bool{},
 	}
 	// A reset key derived from the device key lets a restarted node reset
