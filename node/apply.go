@@ -79,6 +79,18 @@ func (n *Node) applyPending(ctx context.Context) error {
 
 // applyPendingOps is applyPending with the pending ops already read.
 func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) {
+	blocked := map[certs.DeviceID]string{} // origin -> why its next op waits
+	defer func() {
+		// What is left pending, and why, for status; paused is the reason
+		// when a pause cut the pass short.
+		dflt := ""
+		if n.paused.Load() {
+			dflt = reasonPaused
+		}
+		if werr := n.pending.write(ctx, n, blocked, dflt); werr != nil && ctx.Err() == nil {
+			n.log.Debug("recording the pending changes for status failed", "err", werr)
+		}
+	}()
 	if len(ops) == 0 {
 		return nil
 	}
@@ -127,7 +139,6 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) 
 		}
 	}()
 
-	blocked := map[certs.DeviceID]bool{}
 	first := true
 	for c := range chunks {
 		var own []oplog.Op
@@ -157,9 +168,10 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) 
 
 // applyOps carries out one chunk of remote ops under the commit lock,
 // after recording own (this device's pending ops). Ops of a blocked
-// origin are left pending; an op that fails blocks its origin.
+// origin are left pending; an op that fails blocks its origin, and
+// blocked says why (see pendingReason).
 func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []oplog.Op, staged *stagedSet,
-	applied map[certs.DeviceID]uint64, blocked map[certs.DeviceID]bool) error {
+	applied map[certs.DeviceID]uint64, blocked map[certs.DeviceID]string) error {
 	if staged.flush {
 		// One flush for the chunk's small files: every fetched file is on
 		// disk before any is renamed into place.
@@ -186,6 +198,7 @@ func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []
 		if err := n.db.Apply(ctx, b); err != nil {
 			return err
 		}
+		n.progress.Add(uint64(len(b.Applied)))
 		n.placing.reset()
 		b, recs = state.Batch{Applied: map[certs.DeviceID]uint64{}}, batchRecords{}
 		return nil
@@ -195,7 +208,7 @@ func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []
 		b.Applied[op.Origin] = op.Seq
 	}
 	for i, op := range ops {
-		if op.Origin == n.id.ID || blocked[op.Origin] || op.Seq <= applied[op.Origin] {
+		if op.Origin == n.id.ID || blocked[op.Origin] != "" || op.Seq <= applied[op.Origin] {
 			continue
 		}
 		if skip[i] {
@@ -219,7 +232,7 @@ func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []
 			if errors.Is(err, syscall.ENOSPC) {
 				staged.errs = append(staged.errs, err)
 			}
-			blocked[op.Origin] = true
+			blocked[op.Origin] = pendingReason(err)
 			continue
 		}
 		recs.add(rows...)

@@ -55,7 +55,7 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 		return name, nil
 	}
 	if len(peers) == 0 {
-		return "", fmt.Errorf("content %s: no connected peer to fetch it from", h.Short())
+		return "", fmt.Errorf("content %s: %w: no connected peer to fetch it from", h.Short(), ErrContentUnavailable)
 	}
 	var errs []error
 	for attempt := 0; attempt < 2; attempt++ { // a bad copy is fetched once more
@@ -79,7 +79,7 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 			n.log.Warn("fetching content failed", "hash", h.Short(), "err", err)
 		}
 	}
-	return "", fmt.Errorf("content %s: %w", h.Short(), errors.Join(errs...))
+	return "", fmt.Errorf("content %s: %w: %w", h.Short(), ErrContentUnavailable, errors.Join(errs...))
 }
 
 // fetchInto appends to the temp file what it lacks of h, then verifies the
@@ -123,7 +123,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		}
 		return err
 	}
-	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(wb, hasher))
+	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(wb, hasher, progressWriter{&n.progress}))
 	if err != nil {
 		if offset > 0 && size > 0 && offset > size {
 			n.folderRoot().Remove(name)
@@ -314,6 +314,7 @@ func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, g
 			return err
 		}
 		staged[i] = true
+		n.progress.Add(uint64(size))
 		got(group[i], name, nil)
 		return nil
 	})

@@ -95,6 +95,16 @@ type Node struct {
 	// decided, when set, runs after a remote op is decided and before its
 	// effects: tests change the folder there, as a user might.
 	decided func(op oplog.Op)
+	// fetchVia, when set, wraps each peer that content is fetched from:
+	// tests make a connection's transfers hang.
+	fetchVia func(*quicnet.Peer) contentFetcher
+
+	// pending writes what status shows of the ops not yet applied;
+	// progress counts ops applied and content bytes received, which the
+	// stall watchdog reads (stallAfter and stallCheck; tests shorten them).
+	pending                pendingReport
+	progress, stallResets  atomic.Uint64
+	stallAfter, stallCheck time.Duration
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -113,8 +123,8 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, flushData: dataSync, openFolder: os.OpenRoot, ready: make(chan struct{}),
 		applyKick: make(chan struct{}, 1), pauseKick: make(chan struct{}, 1), burst: make(chan struct{}, 1),
-		activity: make(chan struct{}, 1),
-		peers:    map[certs.DeviceID]*peerState{}}
+		activity: make(chan struct{}, 1), stallAfter: stallAfter, stallCheck: stallCheck,
+		peers: map[certs.DeviceID]*peerState{}}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -218,8 +228,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer n.tr.Close()
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); n.applyLoop(ctx) }()
+	go func() { defer wg.Done(); n.stallLoop(ctx) }()
 	go func() { defer wg.Done(); n.purgeLoop(ctx) }()
 	go func() { defer wg.Done(); n.releaseLoop(ctx) }()
 

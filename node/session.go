@@ -321,7 +321,10 @@ func (n *Node) applyLoop(ctx context.Context) {
 		case <-retry.C:
 		}
 		if n.paused.Load() {
-			continue // nothing is written into a folder that is not the synced one
+			// Nothing is written into a folder that is not the synced one;
+			// status says why what arrives waits.
+			n.pending.write(ctx, n, nil, reasonPaused)
+			continue
 		}
 		if err := n.checkStateDir(); err != nil {
 			n.pause(ctx, err.Error()) // applying writes the database and may log conflict copies
@@ -425,7 +428,11 @@ func (n *Node) fetchers() []contentFetcher {
 	defer n.peersMu.Unlock()
 	out := make([]contentFetcher, 0, len(n.peers))
 	for _, ps := range n.peers {
-		out = append(out, ps.p)
+		var f contentFetcher = ps.p
+		if n.fetchVia != nil {
+			f = n.fetchVia(ps.p)
+		}
+		out = append(out, f)
 	}
 	return out
 }

@@ -33,9 +33,17 @@ type Status struct {
 	LastChange *time.Time   `json:"last_change,omitempty"`
 	Peers      []PeerStatus `json:"peers"`
 	Conflicts  []Conflict   `json:"conflicts"`
+	// PendingOps counts the ops in the log not yet applied to the folder;
+	// Pending says, per origin, how many and why. Zero means nothing
+	// received is left to do.
+	PendingOps uint64    `json:"pending_ops"`
+	Pending    []Pending `json:"pending"`
 }
 
-// PeerStatus is one paired device as status shows it.
+// PeerStatus is one paired device as status shows it. Behind counts the
+// ops of this device's log that the peer is not known to have (it is
+// zero when the peer has received everything, whether or not it has
+// applied it: its own status says that).
 type PeerStatus struct {
 	ID        string     `json:"id"`
 	Name      string     `json:"name,omitempty"`
@@ -71,7 +79,7 @@ func openStateDB(ctx context.Context, stateDir string) (*state.DB, error) {
 
 // ReadStatus reads the status of the node whose state lives in stateDir.
 func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
-	st := Status{StateDir: stateDir, Peers: []PeerStatus{}, Conflicts: []Conflict{}}
+	st := Status{StateDir: stateDir, Peers: []PeerStatus{}, Conflicts: []Conflict{}, Pending: []Pending{}}
 	if id, err := certs.Load(stateDir); err == nil {
 		st.Device = id.ID.String()
 	}
@@ -111,13 +119,18 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 	if err != nil {
 		return st, err
 	}
+	names := map[string]string{st.Device: "this device"}
 	for _, p := range peers {
+		names[p.ID.String()] = p.Name
 		ps := PeerStatus{ID: p.ID.String(), Name: p.Name, Connected: p.Connected && st.Running, Address: p.Address, Behind: p.Behind, Error: p.Error}
 		if p.LastSeen != 0 {
 			t := time.Unix(0, p.LastSeen).UTC()
 			ps.LastSeen = &t
 		}
 		st.Peers = append(st.Peers, ps)
+	}
+	if st.Pending, st.PendingOps, err = readPending(ctx, db, st.Running, names); err != nil {
+		return st, err
 	}
 	conflicts, err := db.Conflicts(ctx)
 	if err != nil {

@@ -370,11 +370,19 @@ func printStatus(w io.Writer, st node.Status) {
 		if p.LastSeen != nil {
 			seen = p.LastSeen.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(w, "  %s %s: %s, last seen %s, %d ops behind", p.ID, p.Name, conn, seen, p.Behind)
+		fmt.Fprintf(w, "  %s %s: %s, last seen %s, lacks %d of our ops", p.ID, p.Name, conn, seen, p.Behind)
 		if p.Error != "" {
 			fmt.Fprintf(w, ", %s", p.Error)
 		}
 		fmt.Fprintln(w)
+	}
+	if st.PendingOps == 0 {
+		fmt.Fprintf(w, "to apply:    nothing\n")
+	} else {
+		fmt.Fprintf(w, "to apply:    %d ops\n", st.PendingOps)
+		for _, p := range st.Pending {
+			fmt.Fprintf(w, "  %d from %s %s: %s\n", p.Ops, p.Origin, p.Name, p.Reason)
+		}
 	}
 	if len(st.Conflicts) > 0 {
 		fmt.Fprintf(w, "conflicts:   %d\n", len(st.Conflicts))
