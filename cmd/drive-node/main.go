@@ -6,6 +6,11 @@
 //	drive-node pair   [--folder DIR | --state DIR] [--name NAME] ID
 //	drive-node status [--folder DIR | --state DIR] [--json]
 //	drive-node version
+//
+// The exit code is 0 after a clean stop, 2 when the op log's disk failed
+// (the state disk is full, say: a supervisor such as systemd restarts the
+// daemon, which then reads back what the disk holds), and 1 for any other
+// error.
 package main
 
 import (
@@ -27,6 +32,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/node"
+	"github.com/drive-node/drive-node/oplog"
 	"github.com/spf13/pflag"
 )
 
@@ -66,14 +72,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	default:
 		err = fmt.Errorf("unknown command %q (want id, pair, status, version or no command to run the daemon)", cmd)
 	}
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, pflag.ErrHelp) {
 		fmt.Fprintf(stderr, "drive-node: %v\n", err)
-		return 1
 	}
-	return 0
+	return exitCode(err)
+}
+
+// exitCode maps the error a command ended with to the process's exit
+// code: 2 when the op log failed (its disk cannot be written), so that a
+// supervisor restarts the daemon as it did when pebble's fatal error ended
+// the process; 1 for any other error; 0 for none or a request for help.
+func exitCode(err error) int {
+	switch {
+	case err == nil, errors.Is(err, pflag.ErrHelp):
+		return 0
+	case errors.Is(err, oplog.ErrFailed):
+		return 2
+	}
+	return 1
 }
 
 func usage(w io.Writer) {
