@@ -207,7 +207,7 @@ func (n *Node) Close() error {
 // error wrapping oplog.ErrFailed; the node must then be closed and opened
 // again. Run never panics or ends the process for a failed disk.
 func (n *Node) Run(ctx context.Context) (err error) {
-	n.log.Info("drive-node started", "folder", n.cfg.Folder, "state", n.cfg.StateDir, "device", n.id.ID.String(), "ops", n.ops.Count())
+	n.log.Info("node running", "folder", n.cfg.Folder, "state", n.cfg.StateDir, "device", n.id.ID.String(), "ops", n.ops.Count())
 
 	// Checked last, once everything below has stopped: a failed log is
 	// why Run stopped, whatever else the loops returned.
@@ -238,10 +238,13 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer n.tr.Close()
-	wg.Add(3)
+	wg.Add(2)
 	go func() { defer wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer wg.Done(); n.purgeLoop(ctx) }()
-	go func() { defer wg.Done(); n.releaseLoop(ctx) }()
+	if n.cfg.AfterBurst != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.releaseLoop(ctx) }()
+	}
 
 	for {
 		if err := n.waitUntilSyncable(ctx); err != nil {

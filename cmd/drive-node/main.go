@@ -11,6 +11,10 @@
 // (the state disk is full, say: a supervisor such as systemd restarts the
 // daemon, which then reads back what the disk holds), and 1 for any other
 // error.
+//
+// Everything process-wide is set here, not in the node package: the
+// memory limit, signal handling, handing the heap back to the OS after a
+// burst of changes (node.Config.AfterBurst), the logger, the exit code.
 package main
 
 import (
@@ -220,6 +224,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		// daemon's transfers stream, so a modest heap suffices.
 		debug.SetMemoryLimit(maxMemory << 20)
 	}
+	// For the same reason the memory a burst of changes used goes back to
+	// the OS as soon as the node is idle, not over minutes.
+	cfg.AfterBurst = debug.FreeOSMemory
 
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
@@ -253,6 +260,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	logger.Info("drive-node started", "version", version)
 	runErr := n.Run(ctx)
 	closeErr := n.Close()
 	if runErr != nil {
