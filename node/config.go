@@ -39,8 +39,18 @@ type Config struct {
 	// dir's disk: below it, it pauses rather than risk a failed op log
 	// write. 0 means DefaultMinStateFree; negative means no reserve.
 	MinStateFree int64
-	// Logger receives the node's logs; default slog.Default().
+	// Logger receives all of the node's logs, the op log's and the
+	// watcher's and transport's included: they describe the engine's
+	// events. Nil discards them; the node never logs anywhere else, nor
+	// through slog's default logger.
 	Logger *slog.Logger
+	// AfterBurst, when set, is called from the node's own goroutine once
+	// the node has handled a burst of changes (a large sync or scan) and
+	// has then been idle for about a second; never while it is busy, and
+	// at most once per burst. The daemon sets it to debug.FreeOSMemory, so
+	// that a small board gets back the memory the burst used; the node
+	// itself changes no process-wide setting.
+	AfterBurst func()
 }
 
 // DefaultMinStateFree is Config.MinStateFree when unset: room for the op
@@ -87,7 +97,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.RescanInterval = 10 * time.Minute
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MinStateFree == 0 {
 		c.MinStateFree = DefaultMinStateFree

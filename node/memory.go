@@ -2,16 +2,16 @@ package node
 
 import (
 	"context"
-	"runtime/debug"
 	"time"
 )
 
 // burstOps is how many changes, applied or recorded at once, make a burst
-// after which the heap is handed back to the OS.
+// after which Config.AfterBurst is called.
 const burstOps = 1000
 
-// releaseDelay is how long after the last burst the heap is handed back:
-// long enough that a sync still under way is not slowed by it.
+// releaseDelay is how long after the last burst, and the activity that
+// follows it, AfterBurst is called: long enough that a sync still under way
+// is not slowed by what it does (handing the heap back to the OS).
 const releaseDelay = time.Second
 
 // noteBurst tells releaseLoop that n changes were just handled.
@@ -34,11 +34,12 @@ func (n *Node) noteActivity() {
 	}
 }
 
-// releaseLoop hands the memory a burst of changes used back to the OS once
-// the burst, and the activity that follows it, is over. The runtime would
-// return it by itself, over minutes; on a small board that shares its
-// memory with other services the daemon should be back to its idle size
-// within a second of a large sync.
+// releaseLoop calls Config.AfterBurst once a burst of changes, and the
+// activity that follows it, is over. The daemon hands the memory the burst
+// used back to the OS there: the runtime would return it by itself, over
+// minutes; on a small board that shares its memory with other services the
+// daemon should be back to its idle size within a second of a large sync.
+// It runs only when AfterBurst is set.
 func (n *Node) releaseLoop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -57,7 +58,7 @@ func (n *Node) releaseLoop(ctx context.Context) {
 			}
 		case <-timer.C:
 			pending = false
-			debug.FreeOSMemory()
+			n.cfg.AfterBurst()
 		}
 	}
 }

@@ -212,10 +212,20 @@ func (n *Node) Close() error {
 }
 
 // Run watches the folder and records every change until ctx ends. It
-// returns nil when ctx was cancelled, or the error that stopped it.
-func (n *Node) Run(ctx context.Context) error {
-	n.log.Info("drive-node started", "folder", n.cfg.Folder, "state", n.cfg.StateDir, "device", n.id.ID.String(), "ops", n.ops.Count())
+// returns nil when ctx was cancelled, or the error that stopped it. When
+// the op log fails (its disk cannot be written), Run stops and returns an
+// error wrapping oplog.ErrFailed; the node must then be closed and opened
+// again. Run never panics or ends the process for a failed disk.
+func (n *Node) Run(ctx context.Context) (err error) {
+	n.log.Info("node running", "folder", n.cfg.Folder, "state", n.cfg.StateDir, "device", n.id.ID.String(), "ops", n.ops.Count())
 
+	// Checked last, once everything below has stopped: a failed log is
+	// why Run stopped, whatever else the loops returned.
+	defer func() {
+		if lerr := n.ops.Err(); lerr != nil {
+			err = fmt.Errorf("node for %s stopped: %w", n.cfg.Folder, lerr)
+		}
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	// On the way out everything that uses the log and the database stops
 	// before Run returns, so Close never pulls them from under a transfer:
@@ -224,15 +234,28 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-n.ops.Failed():
+			n.log.Error("the op log failed: the node stops", "state", n.cfg.StateDir, "err", n.ops.Err())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if err := n.startNetwork(ctx); err != nil {
 		return err
 	}
 	defer n.tr.Close()
-	wg.Add(4)
+	wg.Add(3)
 	go func() { defer wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer wg.Done(); n.stallLoop(ctx) }()
 	go func() { defer wg.Done(); n.purgeLoop(ctx) }()
-	go func() { defer wg.Done(); n.releaseLoop(ctx) }()
+	if n.cfg.AfterBurst != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.releaseLoop(ctx) }()
+	}
 
 	for {
 		if err := n.waitUntilSyncable(ctx); err != nil {

@@ -42,7 +42,7 @@ func (g *walGate) String() string { return "walGate" }
 func openGated(t *testing.T) (*Log, *walGate) {
 	t.Helper()
 	g := &walGate{entered: make(chan struct{}), release: make(chan error)}
-	l, err := open(filepath.Join(t.TempDir(), "log"), dev(1), nil, errorfs.Wrap(vfs.Default, g))
+	l, err := OpenFS(filepath.Join(t.TempDir(), "log"), dev(1), nil, errorfs.Wrap(vfs.Default, g))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +119,7 @@ func TestOpNotSeenBeforeItsSync(t *testing.T) {
 
 // A commit that returns an error is never read back, even when pebble
 // shows the batch (and has it on disk), and the log takes no more ops:
-// its sequences are not handed out again. (A failed WAL fsync does not
-// return: pebble passes it to Logger.Fatalf, which panics.)
+// its sequences are not handed out again.
 func TestFailedCommitIsNeverSeenAndStopsTheLog(t *testing.T) {
 	ctx := context.Background()
 	l := openLog(t, filepath.Join(t.TempDir(), "log"), 1)

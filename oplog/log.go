@@ -13,12 +13,14 @@
 //     keeps showing it if that fsync fails, so Iterate and Get stop at
 //     each origin's highest sequence as of the last successful commit (the
 //     one Highest and Vector report), not at what pebble would show.
-//   - A failed WAL write or fsync ends the process: pebble passes it to
-//     Logger.Fatalf, which panics here (Open then reads back whatever the
-//     disk holds). Any other error from a commit stops the log: the batch
-//     might be shown by pebble and might be on disk, so its sequences can
-//     be neither reused nor counted as stored, and every later Append and
-//     Insert fails with ErrFailed until the log is opened again.
+//   - A failed disk never ends the process. A commit that fails, a failed
+//     WAL write or fsync (which pebble reports as fatal), or a fatal error
+//     in pebble's own goroutines (a MANIFEST that cannot be written) stops
+//     the log: the batch might be shown by pebble and might be on disk, so
+//     its sequences can be neither reused nor counted as stored. Failed is
+//     closed, Err says why (wrapping ErrFailed and naming the directory),
+//     and every later Append and Insert returns that error until the log
+//     is opened again (Open then reads back whatever the disk holds).
 //   - Each origin's ops are stored contiguously from 1: Insert refuses an op
 //     that would leave a gap, and ignores ones already present.
 //   - Concurrent callers are grouped: everything waiting when a commit
@@ -46,9 +48,11 @@ var ErrGap = errors.New("oplog: sequence gap")
 // ErrClosed is returned by calls made after Close.
 var ErrClosed = errors.New("oplog: closed")
 
-// ErrFailed is wrapped by the error of a commit that failed and of every
-// Append and Insert after it: the log must be closed and opened again.
-var ErrFailed = errors.New("oplog: a commit failed; the log takes no more ops until it is reopened")
+// ErrFailed is wrapped by the error of a commit that failed, by Err once
+// the log has failed (a commit or the disk under it), and by the error of
+// every Append and Insert after that: the log must be closed and opened
+// again.
+var ErrFailed = errors.New("oplog: failed; the log takes no more ops until it is reopened")
 
 // Key prefixes. An op lives at 'o'+origin+seq (big-endian, so pebble's
 // order is sequence order); 'h'+origin holds the origin's highest sequence,
@@ -70,7 +74,7 @@ type Log struct {
 	closed sync.Once
 
 	commitBatch func(*pebble.Batch) error // b.Commit(pebble.Sync); tests make it fail
-	failed      error                     // the failed commit's error; committer only
+	fail        *failure                  // shared with pebble's logger
 
 	mu      sync.RWMutex // guards highest and lamport (read by Vector, written by committer)
 	highest map[certs.DeviceID]uint64
@@ -86,15 +90,20 @@ type request struct {
 }
 
 // Open opens (creating if needed) the op log in dir for the device self.
+// The log reports through logger (pebble's messages at debug level, its
+// fatal errors at error level); nil discards them.
 func Open(dir string, self certs.DeviceID, logger *slog.Logger) (*Log, error) {
-	return open(dir, self, logger, vfs.Default)
+	return OpenFS(dir, self, logger, vfs.Default)
 }
 
-// open is Open on the file system fs (tests pass one that injects faults).
-func open(dir string, self certs.DeviceID, logger *slog.Logger, fs vfs.FS) (*Log, error) {
+// OpenFS is Open on the file system fs instead of the operating system's
+// (tests pass one that injects faults). Whatever fs does, the log does not
+// panic or end the process: a failed write stops the log (see Failed).
+func OpenFS(dir string, self certs.DeviceID, logger *slog.Logger, fs vfs.FS) (*Log, error) {
 	if logger == nil {
-		logger = slog.Default()
+		logger = slog.New(slog.DiscardHandler)
 	}
+	fail := newFailure(dir)
 	// A small cache and memtable: ops are written once and read mostly
 	// in order (catch-up), so large caches buy little on a small board.
 	// Two memtables are resident (one being filled, one kept for reuse).
@@ -102,14 +111,20 @@ func open(dir string, self certs.DeviceID, logger *slog.Logger, fs vfs.FS) (*Log
 	// 2 MiB at the same small-file speed; 1 MiB cost a sixth of that speed.
 	cache := pebble.NewCache(4 << 20)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger}, Cache: cache, MemTableSize: 1536 << 10, FS: fs})
+	var db *pebble.DB
+	err := fail.guard(false, func() (err error) {
+		db, err = pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger, fail}, Cache: cache, MemTableSize: 1536 << 10, FS: fs})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
 	}
-	l := &Log{db: db, self: self, dir: dir, reqs: make(chan *request, 1024), done: make(chan struct{}), highest: map[certs.DeviceID]uint64{}}
+	l := &Log{db: db, self: self, dir: dir, reqs: make(chan *request, 1024), done: make(chan struct{}), fail: fail, highest: map[certs.DeviceID]uint64{}}
 	l.commitBatch = func(b *pebble.Batch) error { return b.Commit(pebble.Sync) }
-	if err := l.load(); err != nil {
-		db.Close()
+	if err := fail.guard(false, l.load); err != nil {
+		if fail.closable() {
+			db.Close()
+		}
 		return nil, err
 	}
 	go l.commitLoop()
@@ -146,16 +161,38 @@ func (l *Log) load() error {
 	return nil
 }
 
-// Close waits for pending commits and closes the log.
+// Close waits for pending commits and closes the log. After a failure it
+// does not block on pebble: if pebble was left holding its own locks (a
+// fatal error in one of its goroutines), the database is abandoned rather
+// than closed, and Close returns an error saying so; its files stay locked
+// until the process ends.
 func (l *Log) Close() error {
 	var err error
 	l.closed.Do(func() {
 		close(l.reqs)
-		<-l.done
-		err = l.db.Close()
+		select {
+		case <-l.done:
+		case <-l.fail.stuck:
+			// The committer may be held by pebble for good.
+		}
+		if !l.fail.closable() {
+			err = fmt.Errorf("oplog: %s left open: pebble is unusable after %w", l.dir, l.fail.get())
+			return
+		}
+		err = l.fail.guard(false, l.db.Close)
 	})
 	return err
 }
+
+// Failed is closed once the log has stopped taking ops: a commit failed or
+// the disk under it did. Err then says why. It is never closed by Close.
+func (l *Log) Failed() <-chan struct{} { return l.fail.ch }
+
+// Err returns nil while the log takes ops; once Failed is closed, the
+// error that stopped it, which wraps ErrFailed and names the log's
+// directory (and, when pebble gave one, wraps the cause: a disk-full error
+// is errors.Is syscall.ENOSPC).
+func (l *Log) Err() error { return l.fail.get() }
 
 // Self returns the device whose local ops this log numbers.
 func (l *Log) Self() certs.DeviceID { return l.self }
@@ -184,17 +221,31 @@ func (l *Log) submit(ctx context.Context, ops []Op, local bool) (out []Op, err e
 	if len(ops) == 0 {
 		return nil, nil
 	}
+	if err := l.fail.get(); err != nil {
+		return nil, err
+	}
 	r := &request{ops: ops, local: local, done: make(chan struct{})}
 	select {
 	case l.reqs <- r:
+	case <-l.fail.ch:
+		return nil, l.fail.get()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	// Once queued the request is committed whatever ctx does: the caller
-	// may stop waiting, but the op is not lost or half-written.
+	// may stop waiting, but the op is not lost or half-written. A failure
+	// answers it too, as the committer may be held by pebble for good; a
+	// request already answered keeps its answer.
 	select {
 	case <-r.done:
 		return r.result, r.err
+	case <-l.fail.ch:
+		select {
+		case <-r.done:
+			return r.result, r.err
+		default:
+			return nil, l.fail.get()
+		}
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -225,9 +276,9 @@ func (l *Log) commitLoop() {
 }
 
 func (l *Log) commit(group []*request) {
-	if l.failed != nil {
+	if failed := l.fail.get(); failed != nil {
 		for _, r := range group {
-			r.err = l.failed
+			r.err = failed
 			close(r.done)
 		}
 		return
@@ -278,12 +329,14 @@ func (l *Log) commit(group []*request) {
 		b.Set(highestKey(id), binary.BigEndian.AppendUint64(nil, highest[id]), nil)
 	}
 	b.Set([]byte(keyLamport), binary.BigEndian.AppendUint64(nil, lamport), nil)
-	if err := l.commitBatch(b); err != nil {
+	// pebble reports a failed WAL write or fsync through Logger.Fatalf,
+	// which the guard turns into the error returned here.
+	if err := l.fail.guard(true, func() error { return l.commitBatch(b) }); err != nil {
 		// highest and lamport stay as they were, so readers never see the
 		// batch; nothing is committed after it (see the package comment).
-		l.failed = fmt.Errorf("%w: commit to %s: %w", ErrFailed, l.dir, err)
+		failed := l.fail.set(fmt.Errorf("%w: commit to %s: %w", ErrFailed, l.dir, err))
 		for _, r := range group {
-			r.result, r.err = nil, l.failed
+			r.result, r.err = nil, failed
 			close(r.done)
 		}
 		return
@@ -341,6 +394,10 @@ func (l *Log) iterate(ctx context.Context, origin certs.DeviceID, from, below ui
 	if from >= below {
 		return nil
 	}
+	return l.fail.guard(false, func() error { return l.iterateUnguarded(ctx, origin, from, below, fn) })
+}
+
+func (l *Log) iterateUnguarded(ctx context.Context, origin certs.DeviceID, from, below uint64, fn func(Op) error) error {
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: opKey(origin, from), UpperBound: opKey(origin, below)})
 	if err != nil {
 		return fmt.Errorf("oplog: iterate %s: %w", origin.Short(), err)
@@ -363,10 +420,18 @@ func (l *Log) iterate(ctx context.Context, origin certs.DeviceID, from, below ui
 
 // Get returns the op of origin with sequence seq, if the log has it (up
 // to Highest(origin), like Iterate).
-func (l *Log) Get(origin certs.DeviceID, seq uint64) (Op, bool, error) {
+func (l *Log) Get(origin certs.DeviceID, seq uint64) (op Op, found bool, err error) {
 	if seq > l.Highest(origin) {
 		return Op{}, false, nil
 	}
+	err = l.fail.guard(false, func() (err error) {
+		op, found, err = l.get(origin, seq)
+		return err
+	})
+	return op, found, err
+}
+
+func (l *Log) get(origin certs.DeviceID, seq uint64) (Op, bool, error) {
 	v, closer, err := l.db.Get(opKey(origin, seq))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Op{}, false, nil
@@ -391,24 +456,6 @@ func opKey(origin certs.DeviceID, seq uint64) []byte {
 
 func highestKey(origin certs.DeviceID) []byte {
 	return append([]byte{prefixHighest}, origin[:]...)
-}
-
-// pebbleLogger routes pebble's messages to slog at debug level: they are
-// about compactions and WAL recycling, not about the user's files.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug("pebble: " + fmt.Sprintf(format, args...))
-}
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
-}
-
-// Fatalf must not return: pebble goes on after a failed commit as if it
-// had succeeded once Fatalf returns.
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error("pebble: fatal: " + fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
 }
 
 // Check reads the whole log and returns an error naming the first problem

@@ -6,6 +6,15 @@
 //	drive-node pair   [--folder DIR | --state DIR] [--name NAME] ID
 //	drive-node status [--folder DIR | --state DIR] [--json]
 //	drive-node version
+//
+// The exit code is 0 after a clean stop, 2 when the op log's disk failed
+// (the state disk is full, say: a supervisor such as systemd restarts the
+// daemon, which then reads back what the disk holds), and 1 for any other
+// error.
+//
+// Everything process-wide is set here, not in the node package: the
+// memory limit, signal handling, handing the heap back to the OS after a
+// burst of changes (node.Config.AfterBurst), the logger, the exit code.
 package main
 
 import (
@@ -27,6 +36,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/node"
+	"github.com/drive-node/drive-node/oplog"
 	"github.com/spf13/pflag"
 )
 
@@ -66,14 +76,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	default:
 		err = fmt.Errorf("unknown command %q (want id, pair, status, version or no command to run the daemon)", cmd)
 	}
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, pflag.ErrHelp) {
 		fmt.Fprintf(stderr, "drive-node: %v\n", err)
-		return 1
 	}
-	return 0
+	return exitCode(err)
+}
+
+// exitCode maps the error a command ended with to the process's exit
+// code: 2 when the op log failed (its disk cannot be written), so that a
+// supervisor restarts the daemon as it did when pebble's fatal error ended
+// the process; 1 for any other error; 0 for none or a request for help.
+func exitCode(err error) int {
+	switch {
+	case err == nil, errors.Is(err, pflag.ErrHelp):
+		return 0
+	case errors.Is(err, oplog.ErrFailed):
+		return 2
+	}
+	return 1
 }
 
 func usage(w io.Writer) {
@@ -204,6 +224,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		// daemon's transfers stream, so a modest heap suffices.
 		debug.SetMemoryLimit(maxMemory << 20)
 	}
+	// For the same reason the memory a burst of changes used goes back to
+	// the OS as soon as the node is idle, not over minutes.
+	cfg.AfterBurst = debug.FreeOSMemory
 
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
@@ -237,6 +260,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	logger.Info("drive-node started", "version", version)
 	runErr := n.Run(ctx)
 	closeErr := n.Close()
 	if runErr != nil {

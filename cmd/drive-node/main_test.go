@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/spf13/pflag"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -98,6 +102,25 @@ func TestVersion(t *testing.T) {
 		code, out, _ := runCLI(args...)
 		if code != 0 || !strings.HasPrefix(out, "drive-node ") || !strings.Contains(out, "go1") {
 			t.Fatalf("%v: %d %q", args, code, out)
+		}
+	}
+}
+
+// A failed op log ends the daemon with exit code 2 (a supervisor restarts
+// it), however deep in the node's error it is; other errors with 1.
+func TestExitCodes(t *testing.T) {
+	failed := fmt.Errorf("node for /f stopped: %w", fmt.Errorf("%w: /f/.drive-node/oplog: pebble: fatal commit error", oplog.ErrFailed))
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{pflag.ErrHelp, 0},
+		{errors.New("folder /f does not exist"), 1},
+		{failed, 2},
+	} {
+		if got := exitCode(tc.err); got != tc.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
 		}
 	}
 }
