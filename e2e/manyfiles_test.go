@@ -72,5 +72,5 @@ func TestManySmallFilesAllArrive(t *testing.T) {
 	}
 	logA := p.pa.Log()
 	overflows := strings.Count(logA, "file events overflowed")
-	t.Logf("A's event queue overflowed %d times; rescans for it: %d", overflows, strings.Count(logA, "rescanning the folder once the burst is over"))
+	t.Logf("A's event queue overflowed %d times; rescans for it: %d", overflows, strings.Count(logA, "rescanning the folder for lost file events"))
 }

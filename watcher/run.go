@@ -104,6 +104,48 @@ type loop struct {
 	held    map[string]look     // earlier looks at pending paths
 	retry   map[string]look     // files not stable yet, none of them pending
 	retryAt time.Time           // when the earliest retry is due; zero if none
+	lost    eventLoss           // events the kernel dropped, not yet rescanned for
+}
+
+// After events were lost (the kernel's queue overflowed), the folder is
+// rescanned once the burst that overflowed it is over: when no event has
+// come for overflowQuiet, or overflowMaxWait after the first loss, for a
+// stream of events that never pauses. A rescan started at the first
+// overflow would run while the burst goes on, fill the queue again, and be
+// followed by another, one per overflow, each a walk of the whole folder.
+const (
+	overflowQuiet   = time.Second
+	overflowMaxWait = 30 * time.Second
+)
+
+// eventLoss records lost events until the rescan that covers them.
+type eventLoss struct {
+	first, last time.Time // the first loss, and the last loss or event since
+	count       int       // losses reported since the first
+}
+
+// note records a loss (or, with loss false, an event) at now; it reports
+// whether this is the first loss since the last rescan.
+func (e *eventLoss) note(now time.Time, loss bool) (first bool) {
+	if loss {
+		first = e.first.IsZero()
+		if first {
+			e.first = now
+		}
+		e.count++
+	}
+	if !e.first.IsZero() {
+		e.last = now
+	}
+	return first
+}
+
+// due is when the rescan for lost events is due; zero if none was lost.
+func (e *eventLoss) due() time.Time {
+	if e.first.IsZero() {
+		return time.Time{}
+	}
+	return minTime(e.last.Add(overflowQuiet), e.first.Add(overflowMaxWait))
 }
 
 // Run does a full scan, then reports fsnotify events until ctx ends.
@@ -167,13 +209,19 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 			if !ok {
 				return errors.New("watcher: event stream closed")
 			}
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				w.log.Warn("file events overflowed; rescanning the folder")
-			} else {
-				w.log.Warn("file watching failed; rescanning the folder", "err", err)
+			if l.lost.note(time.Now(), true) {
+				if errors.Is(err, fsnotify.ErrEventOverflow) {
+					w.log.Warn("file events overflowed; rescanning the folder once the burst is over")
+				} else {
+					w.log.Warn("file watching failed; rescanning the folder once the burst is over", "err", err)
+				}
 			}
-			w.Rescan()
 		case <-timer.C:
+			if due := l.lost.due(); !due.IsZero() && !time.Now().Before(due) {
+				w.log.Info("rescanning the folder for lost file events", "losses", l.lost.count)
+				l.lost = eventLoss{}
+				w.Rescan()
+			}
 			if err := l.flush(ctx, out); err != nil {
 				return err
 			}
@@ -213,6 +261,7 @@ func (l *loop) event(ev fsnotify.Event) error {
 		delete(l.retry, rel)
 	}
 	now := time.Now()
+	l.lost.note(now, false)
 	l.pending[rel] = struct{}{}
 	l.last = now
 	if l.first.IsZero() {
@@ -235,6 +284,9 @@ func (l *loop) next() time.Time {
 	}
 	if !l.retryAt.IsZero() && (t.IsZero() || l.retryAt.Before(t)) {
 		t = l.retryAt
+	}
+	if due := l.lost.due(); !due.IsZero() && (t.IsZero() || due.Before(t)) {
+		t = due
 	}
 	return t
 }
