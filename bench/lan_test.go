@@ -44,6 +44,12 @@ type figures struct {
 	catchUp      time.Duration
 	rssBothBytes int64 // VmRSS summed: the binary's pages counted twice
 	pssBothBytes int64 // PSS summed: memory the two use together
+	// The many-files figure: files/s and seconds until B has them all,
+	// and the larger of the two hosts' peak RSS (VmHWM summed over each
+	// host's processes).
+	manyPerSec  float64
+	manyTook    time.Duration
+	manyPeakRSS int64
 }
 
 const (
@@ -59,7 +65,8 @@ const (
 // the table is only complete when every tool and figure runs.
 var (
 	lanTools   = flag.String("lan.tools", "drive-node,Syncthing", "comma-separated tools to run")
-	lanOnly    = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup); all when empty")
+	lanOnly    = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup,many); all when empty")
+	lanMany    = flag.Int("lan.many", 100_000, "files of 1 KiB (100 to a directory) the many-files figure moves in")
 	lanProfile = flag.String("lan.profile", "", "directory for drive-node's CPU and heap profiles and debug logs (A-….cpu, A-….mem, A-….log, B-…)")
 )
 
@@ -174,7 +181,53 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 	if measures("catchup") {
 		f.catchUp = catchUp(b, tl, start, stage, dirA, dirB, a, h, pb)
 	}
+	if measures("many") {
+		f.manyPerSec, f.manyTook, f.manyPeakRSS = manyFiles(b, tl.name, *lanMany, stage, dirA, dirB, a, h)
+	}
 	return f
+}
+
+// manyFiles moves a library of n files of 1 KiB, 100 to a directory, into
+// A's folder at once and returns files/s and seconds until B has them
+// all, and the larger of the hosts' peak RSS. A tool that has not
+// finished after half an hour gets no figure (the log says how far it
+// got) rather than ending the run.
+func manyFiles(b *testing.B, name string, n int, stage, dirA, dirB string, hosts ...*netlab.Host) (perSec float64, took time.Duration, peak int64) {
+	root := filepath.Join(stage, "many")
+	buf := make([]byte, 1024)
+	for i := range n {
+		p := filepath.Join(root, fmt.Sprintf("d%04d", i/100), fmt.Sprintf("f%06d.txt", i))
+		if i%100 == 0 {
+			os.MkdirAll(filepath.Dir(p), 0o755)
+		}
+		copy(buf, fmt.Sprintf("file %07d of the library\n", i))
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	syscall.Sync()
+	start := time.Now()
+	if err := os.Rename(root, filepath.Join(dirA, "many")); err != nil {
+		b.Fatal(err)
+	}
+	const limit = 30 * time.Minute
+	for have := 0; have < n; have = countFiles(filepath.Join(dirB, "many")) {
+		if time.Since(start) > limit {
+			b.Logf("%s: %d of %d files on B after %v; no figure", name, have, n, limit)
+			return 0, 0, 0
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	took = time.Since(start)
+	for _, host := range hosts {
+		var sum int64
+		for _, pid := range host.Pids() {
+			sum += mem(b, pid, "VmHWM")
+		}
+		peak = max(peak, sum)
+	}
+	b.Logf("%s: %d files in %.1f s, peak RSS of the larger host %d MiB", name, n, took.Seconds(), peak>>20)
+	return float64(n) / took.Seconds(), took, peak
 }
 
 // bigFile moves one big file into A's folder and returns MiB/s until B's
@@ -568,6 +621,12 @@ func formatTable(iperf, quic float64, d, s figures) string {
 			target: "≥ 3.5× Syncthing", met: d.smallPerSec >= 3.5*s.smallPerSec, vsSyncthing: true},
 		{figure: "catch-up of 1,000 files", format: "%.2f s", ours: secs(d.catchUp), theirs: secs(s.catchUp), ratio: faster,
 			target: "≤ 0.8 s and ≥ 4×", met: d.catchUp <= 800*time.Millisecond && s.catchUp >= 4*d.catchUp, vsSyncthing: true},
+		{figure: fmt.Sprintf("%s × 1 KiB files moved in at once", thousands(*lanMany)), format: "%.0f files/s", ours: d.manyPerSec, theirs: s.manyPerSec, ratio: times,
+			target: "every file arrives", met: d.manyPerSec > 0},
+		{figure: fmt.Sprintf("%s files: seconds until all are on B", thousands(*lanMany)), format: "%.0f s", ours: secs(d.manyTook), theirs: secs(s.manyTook), ratio: faster,
+			target: "every file arrives", met: d.manyTook > 0},
+		{figure: fmt.Sprintf("%s files: peak RSS of the larger host", thousands(*lanMany)), format: "%.0f MiB", ours: mib(d.manyPeakRSS), theirs: mib(s.manyPeakRSS), ratio: times,
+			target: "≤ 80 MiB per daemon", met: d.manyPeakRSS <= 80<<20},
 		{figure: "memory of both daemons, PSS (shared binary pages once)", format: "%.0f MiB",
 			ours: mib(d.pssBothBytes), theirs: mib(s.pssBothBytes), ratio: times,
 			target: "≤ 80 MiB", met: d.pssBothBytes <= 80<<20},
@@ -594,6 +653,15 @@ func formatTable(iperf, quic float64, d, s figures) string {
 		fmt.Fprintf(&w, "| %s | %s | %s | %s | %s |\n", r.figure, ours, cell(r.format, r.theirs), r.ratio(r.ours, r.theirs), verdict)
 	}
 	return w.String()
+}
+
+// thousands writes n with commas between groups of three digits.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // cell formats a figure, or a dash for one this run did not measure.
