@@ -176,7 +176,7 @@ func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []
 		// One flush for the chunk's small files: every fetched file is on
 		// disk before any is renamed into place.
 		start := time.Now()
-		if err := syncFS(n.folderRoot()); err != nil {
+		if err := n.folderRoot().SyncFS(); err != nil {
 			return fmt.Errorf("flush received files: %w", err)
 		}
 		n.log.Debug("received files flushed", "files", len(staged.temp), "took", time.Since(start))
@@ -699,7 +699,7 @@ func (s *stagedSet) touch(paths ...string) {
 // crash cannot undo on disk what the database is about to record.
 func (n *Node) syncDirs(s *stagedSet) error {
 	for dir := range s.dirs {
-		if err := syncDir(n.folderRoot(), dir); err != nil && !notThere(err) {
+		if err := n.folderRoot().SyncDir(dir); err != nil && !notThere(err) {
 			return fmt.Errorf("sync directory %q: %w", dir, err)
 		}
 	}
@@ -828,7 +828,7 @@ func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name strin
 		return err
 	}
 	if !syncedAlone(op.Size) {
-		if err := syncFS(n.folderRoot()); err != nil {
+		if err := n.folderRoot().SyncFS(); err != nil {
 			return err
 		}
 	}
@@ -837,7 +837,7 @@ func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name strin
 
 // copyInRoot copies src to dst inside root, checks that the bytes hash to
 // want, and fsyncs dst.
-func copyInRoot(ctx context.Context, root *os.Root, src, dst string, want content.Hash) error {
+func copyInRoot(ctx context.Context, root Folder, src, dst string, want content.Hash) error {
 	in, err := root.Open(src)
 	if err != nil {
 		return err

@@ -168,7 +168,7 @@ func (n *Node) stagedComplete(ctx context.Context, name string, h content.Hash, 
 		return false, nil
 	}
 	defer f.Close()
-	if got, _, err := content.Open(ctx, f); err != nil || got != h {
+	if got, _, err := hashFile(ctx, f); err != nil || got != h {
 		return false, nil
 	}
 	if syncedAlone(size) {

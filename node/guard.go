@@ -28,9 +28,6 @@ const (
 	metaDiskFull = "disk_full"
 )
 
-// folderRoot is the folder as it is open now.
-func (n *Node) folderRoot() *os.Root { return n.root.Load() }
-
 // initMarker makes sure the folder carries its marker: a new state gets a
 // marker recorded, and the folder gets the file; an existing state checks
 // that the folder is the one it synced.
@@ -224,7 +221,7 @@ func (n *Node) pause(ctx context.Context, why string) {
 	if !n.paused.Swap(true) {
 		n.log.Error("folder paused: no change is recorded or applied until it is back", "reason", why)
 		n.commitMu.Lock()
-		if r := n.root.Load(); r != nil {
+		if r := n.folderRoot(); r != nil {
 			r.Close()
 		}
 		n.commitMu.Unlock()
@@ -251,7 +248,7 @@ func (n *Node) waitUntilSyncable(ctx context.Context) error {
 			// The checks pass; the folder is opened again (it may be
 			// another mount of it). Opening can still fail (unmounted
 			// meanwhile, no permission): that is one more reason to wait.
-			var root *os.Root
+			var root Folder
 			if root, err = n.openFolder(n.cfg.Folder); err == nil {
 				n.resume(ctx, root)
 				return nil
@@ -268,9 +265,9 @@ func (n *Node) waitUntilSyncable(ctx context.Context) error {
 }
 
 // resume takes root as the folder and ends a pause.
-func (n *Node) resume(ctx context.Context, root *os.Root) {
+func (n *Node) resume(ctx context.Context, root Folder) {
 	n.commitMu.Lock()
-	if old := n.root.Swap(root); old != nil {
+	if old := n.setFolder(root); old != nil {
 		old.Close()
 	}
 	n.paused.Store(false)

@@ -285,11 +285,11 @@ func TestFolderThatCannotBeReopenedKeepsThePause(t *testing.T) {
 	var refuse atomic.Bool
 	n := startNodeWith(t, a, freeUDPPort(t), func(n *Node) {
 		n.diskFree = func(string) (uint64, error) { return free.Load(), nil }
-		n.openFolder = func(path string) (*os.Root, error) {
+		n.openFolder = func(path string) (Folder, error) {
 			if refuse.Load() {
 				return nil, &os.PathError{Op: "openat", Path: path, Err: os.ErrPermission}
 			}
-			return os.OpenRoot(path)
+			return OpenRootFolder(path)
 		}
 	})
 	refuse.Store(true)

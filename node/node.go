@@ -56,7 +56,7 @@ type Node struct {
 	db   *state.DB
 	// root is the folder; every write goes through it, so nothing escapes
 	// it. It is reopened when a folder that went missing comes back.
-	root   atomic.Pointer[os.Root]
+	root   atomic.Pointer[Folder]
 	paused atomic.Bool // the folder or state dir is unusable: nothing is recorded or applied
 	// pauseKick tells the watch loop that pause was called.
 	pauseKick chan struct{}
@@ -90,8 +90,8 @@ type Node struct {
 	// flushData flushes a received file's data while it arrives, and
 	// openFolder opens the folder again after a pause (tests make them
 	// fail).
-	flushData  func(f *os.File) error
-	openFolder func(path string) (*os.Root, error)
+	flushData  func(f File) error
+	openFolder func(path string) (Folder, error)
 	// decided, when set, runs after a remote op is decided and before its
 	// effects: tests change the folder there, as a user might.
 	decided func(op oplog.Op)
@@ -121,7 +121,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := prepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, flushData: dataSync, openFolder: os.OpenRoot, ready: make(chan struct{}),
+	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, flushData: dataSync, openFolder: OpenRootFolder, ready: make(chan struct{}),
 		applyKick: make(chan struct{}, 1), pauseKick: make(chan struct{}, 1), burst: make(chan struct{}, 1),
 		activity: make(chan struct{}, 1), stallAfter: stallAfter, stallCheck: stallCheck,
 		peers: map[certs.DeviceID]*peerState{}}
@@ -156,11 +156,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	root, err := os.OpenRoot(cfg.Folder)
+	root, err := n.openFolder(cfg.Folder)
 	if err != nil {
 		return nil, fmt.Errorf("folder %s: %w", cfg.Folder, err)
 	}
-	n.root.Store(root)
+	n.setFolder(root)
 	if err := n.initMarker(ctx); err != nil {
 		return nil, err
 	}
@@ -196,7 +196,7 @@ func (n *Node) Ready() <-chan struct{} { return n.ready }
 // node.
 func (n *Node) Close() error {
 	var errs []error
-	if r := n.root.Load(); r != nil {
+	if r := n.folderRoot(); r != nil {
 		errs = append(errs, r.Close())
 	}
 	if n.db != nil {

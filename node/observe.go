@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
 )
@@ -77,7 +76,7 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 			return nil, err
 		}
 		defer f.Close()
-		h, size, err := content.Open(ctx, f)
+		h, size, err := hashFile(ctx, f)
 		if err != nil {
 			return nil, err
 		}

@@ -26,9 +26,17 @@ func syncFS(root *os.Root) error {
 // startWriteback starts the kernel's writeback of n bytes of f from off,
 // without waiting for it. It is advisory: a failure is found by the
 // flush that follows.
-func startWriteback(f *os.File, off, n int64) {
-	unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+func startWriteback(f File, off, n int64) {
+	if osf, ok := f.(*os.File); ok {
+		unix.SyncFileRange(int(osf.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+	}
 }
 
 // dataSync flushes f's data and the metadata needed to read it back.
-func dataSync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+// A File that is no *os.File is synced whole.
+func dataSync(f File) error {
+	if osf, ok := f.(*os.File); ok {
+		return unix.Fdatasync(int(osf.Fd()))
+	}
+	return f.Sync()
+}

@@ -11,7 +11,7 @@ func syncFS(*os.Root) error { return nil }
 
 // startWriteback does nothing: there is no portable way to start
 // writeback without waiting for it.
-func startWriteback(*os.File, int64, int64) {}
+func startWriteback(File, int64, int64) {}
 
 // dataSync flushes f.
-func dataSync(f *os.File) error { return f.Sync() }
+func dataSync(f File) error { return f.Sync() }

@@ -1,9 +1,6 @@
 package node
 
-import (
-	"fmt"
-	"os"
-)
+import "fmt"
 
 // Steps of a received large file's write-behind.
 const (
@@ -29,7 +26,7 @@ const (
 // (or stop, on a failed transfer) before f is closed, so no flush runs on
 // a closed file.
 type writeBehind struct {
-	f         *os.File
+	f         File
 	off       int64 // end of what was written
 	started   int64 // end of what writeback was started for
 	flushedAt int64 // end of what the last background flush was asked for
@@ -46,7 +43,7 @@ type writeBehind struct {
 	err error
 }
 
-func newWriteBehind(f *os.File, offset int64) *writeBehind {
+func newWriteBehind(f File, offset int64) *writeBehind {
 	return &writeBehind{
 		f: f, off: offset, started: offset, flushedAt: offset,
 		flush:     func() error { return dataSync(f) },

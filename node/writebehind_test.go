@@ -128,8 +128,8 @@ func TestFetchIntoDropsAFileWhoseFlushFailed(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer root.Close()
-			n := &Node{log: slog.New(slog.DiscardHandler), flushData: func(*os.File) error { return injected }}
-			n.root.Store(root)
+			n := &Node{log: slog.New(slog.DiscardHandler), flushData: func(File) error { return injected }}
+			n.setFolder(RootFolder{root})
 			name := stagedName(h)
 			err = n.fetchInto(context.Background(), name, h, scriptedFetch{data, tc.cut})
 			if !errors.Is(err, injected) {
