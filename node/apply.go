@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path"
 	"sort"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
@@ -105,7 +103,7 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) 
 		}
 	}()
 	defer n.noteBurst(len(ops))
-	skip := supersededInBatch(ops)
+	skip := core.SupersededInBatch(ops)
 	applied, err := n.db.Applied(ctx)
 	if err != nil {
 		return err
@@ -204,7 +202,7 @@ func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []
 		return nil
 	}
 	for _, op := range own {
-		recs.add(recordsFor(op, at)...)
+		recs.add(core.RecordsFor(op, at)...)
 		b.Applied[op.Origin] = op.Seq
 	}
 	for i, op := range ops {
@@ -329,25 +327,6 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool, s
 	return staged
 }
 
-// supersededInBatch marks the ops that a later op in the same batch on
-// the same path was made after seeing: they never become heads, so they
-// are skipped (their content is never needed).
-func supersededInBatch(ops []oplog.Op) []bool {
-	skip := make([]bool, len(ops))
-	latest := map[string]int{}
-	for i := len(ops) - 1; i >= 0; i-- {
-		op := ops[i]
-		if op.Kind != oplog.KindRename {
-			if j, ok := latest[op.Path]; ok && ops[j].Parent.Dominates(op.Version()) {
-				skip[i] = true
-				continue
-			}
-			latest[op.Path] = i
-		}
-	}
-	return skip
-}
-
 // sourceUsable reports whether a rename's source is on disk as the op
 // expects, so it can be moved instead of fetched.
 func (n *Node) sourceUsable(ctx context.Context, op oplog.Op) bool {
@@ -362,7 +341,7 @@ func (n *Node) sourceUsable(ctx context.Context, op oplog.Op) bool {
 	return err == nil && st.Mode().IsRegular() && st.Size() == cur.Size && st.ModTime().UnixNano() == cur.MTime
 }
 
-// execute carries out one remote op on the folder: planRemote decides,
+// execute carries out one remote op on the folder: the core decides,
 // this runs the plan's effects and returns the rows to record and the
 // paths to record as local changes afterwards. pending holds the rows
 // decided earlier in the same batch, which take precedence over the
@@ -386,15 +365,18 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 			return rows, nil, err
 		}
 	}
-	v := &nodeView{n: n, ctx: ctx, pending: pending}
 	// A change on disk the watcher has not reported yet is recorded first,
 	// so it takes part in the decision and is never overwritten unseen:
 	// at the op's paths and where an edit it forwards goes. A path an
 	// earlier op of this batch wrote holds what that op put there (the
 	// commit lock is held), and the database does not know it yet.
 	touched := []string{op.Path, op.NewPath}
-	if f := forwardedEdit(op, v); f != nil {
-		touched = append(touched, f.to)
+	to, err := n.forwardTarget(ctx, op, pending)
+	if err != nil {
+		return nil, nil, err
+	}
+	if to != "" {
+		touched = append(touched, to)
 	}
 	for _, p := range touched {
 		// What the decision below is based on, looked at before the
@@ -412,33 +394,33 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 		}
 	}
 	usable := op.Kind == oplog.KindRename && n.sourceUsable(ctx, op)
-	plan := planRemote(op, v, usable, n.now().UnixNano())
-	if v.err != nil {
-		return nil, nil, v.err
+	plan, err := n.planRemote(ctx, op, pending, usable, n.now().UnixNano())
+	if err != nil {
+		return nil, nil, err
 	}
 	if n.decided != nil {
 		n.decided(op)
 	}
-	n.log.Debug("remote op", "op", op.String(), "effects", len(plan.effects), "records", len(plan.records))
-	observe := plan.observe
-	for _, e := range plan.effects {
+	n.log.Debug("remote op", "op", op.String(), "effects", len(plan.Effects), "records", len(plan.Records))
+	observe := plan.Observe
+	for _, e := range plan.Effects {
 		stays, err := n.runEffect(ctx, e, staged)
 		if err != nil {
 			return nil, nil, err
 		}
 		if stays {
-			observe = append(observe, e.path)
+			observe = append(observe, e.Path)
 		}
 	}
-	for i := range plan.records {
-		if !plan.records[i].Deleted {
-			n.fillFromDisk(&plan.records[i])
+	for i := range plan.Records {
+		if !plan.Records[i].Deleted {
+			n.fillFromDisk(&plan.Records[i])
 		}
 	}
-	for _, c := range plan.conflicts {
-		n.recordConflict(ctx, c.copyPath, c.original, c.winner, c.loser)
+	for _, c := range plan.Conflicts {
+		n.recordConflict(ctx, c.CopyPath, c.Original, c.Winner, c.Loser)
 	}
-	return plan.records, observe, nil
+	return plan.Records, observe, nil
 }
 
 // batchRecords are the rows a batch has decided and not yet written to
@@ -472,395 +454,6 @@ func (r *batchRecords) get(p string) *state.File {
 	}
 	f := r.files[i]
 	return &f
-}
-
-// nodeView is planRemote's view of this node.
-type nodeView struct {
-	n       *Node
-	ctx     context.Context
-	pending *batchRecords
-	err     error
-}
-
-func (v *nodeView) record(p string) *state.File {
-	if f := v.pending.get(p); f != nil {
-		return f
-	}
-	f, ok, err := v.n.db.File(v.ctx, p)
-	if err != nil && v.err == nil {
-		v.err = err
-	}
-	if !ok {
-		return nil
-	}
-	return &f
-}
-
-func (v *nodeView) liveUnder(dir string) bool {
-	prefix := dir + "/"
-	decided := map[string]bool{} // paths whose latest row is the batch's
-	if v.pending != nil {
-		for p, i := range v.pending.latest {
-			if strings.HasPrefix(p, prefix) {
-				if !v.pending.files[i].Deleted {
-					return true
-				}
-				decided[p] = true
-			}
-		}
-	}
-	errFound := errors.New("found")
-	err := v.n.db.FilesUnder(v.ctx, dir, func(f state.File) error {
-		if decided[f.Path] {
-			return nil
-		}
-		return errFound
-	})
-	if err != nil && !errors.Is(err, errFound) && v.err == nil {
-		v.err = err
-	}
-	// Entries that are never recorded (symlinks, devices) keep a directory
-	// too: a file could not replace it, and the op would wait for ever.
-	return errors.Is(err, errFound) || v.n.holdsEntries(dir)
-}
-
-// holdsEntries reports whether the directory dir on disk has entries other
-// than drive-node's temp files.
-func (n *Node) holdsEntries(dir string) bool {
-	d, err := n.folderRoot().Open(dir)
-	if err != nil {
-		return false
-	}
-	defer d.Close()
-	for {
-		entries, err := d.ReadDir(64)
-		for _, e := range entries {
-			if !strings.HasPrefix(e.Name(), TempPrefix) {
-				return true
-			}
-		}
-		if err != nil {
-			return false
-		}
-	}
-}
-
-func (v *nodeView) op(id state.OpID) (oplog.Op, bool) {
-	op, ok, err := v.n.ops.Get(id.Origin, id.Seq)
-	if err != nil && v.err == nil {
-		v.err = err
-	}
-	return op, ok
-}
-
-// runEffect carries out one effect. stays reports a directory that an
-// effRmdir could not remove because it is not empty.
-func (n *Node) runEffect(ctx context.Context, e effect, staged *stagedSet) (stays bool, err error) {
-	switch e.kind {
-	case effPlace:
-		return false, n.place(ctx, e.path, e.op, staged)
-	case effMove, effMoveAside:
-		if err := n.unchangedSince(staged, e.to); err != nil {
-			return false, err
-		}
-		if st, err := n.folderRoot().Lstat(e.path); err == nil && st.IsDir() {
-			// The plan moves a recorded file; a directory there now was
-			// made since and not recorded yet.
-			return false, fmt.Errorf("%s: %w", e.path, errChangedMeanwhile)
-		}
-		if e.kind == effMove {
-			if err := n.unchangedSince(staged, e.path); err != nil {
-				return false, err
-			}
-		}
-		defer staged.looked(n, e.path, e.to)
-		if err := n.mkdirAll(staged, parentDir(e.to), 0o755); err != nil {
-			return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
-		}
-		if err := n.removeEmptyDir(e.to); err != nil {
-			return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
-		}
-		if err := n.folderRoot().Rename(e.path, e.to); err != nil {
-			if e.kind == effMoveAside && notThere(err) {
-				return false, nil
-			}
-			return false, fmt.Errorf("move %s to %s: %w", e.path, e.to, err)
-		}
-		staged.touch(e.to, e.path)
-		return false, nil
-	case effRemove:
-		if err := n.unchangedSince(staged, e.path); err != nil {
-			return false, err
-		}
-		defer staged.looked(n, e.path)
-		if err := n.folderRoot().Remove(e.path); err != nil && !notThere(err) {
-			if st, serr := n.folderRoot().Lstat(e.path); serr == nil && st.IsDir() {
-				return false, nil // a directory in the way is not this op's to remove
-			}
-			return false, fmt.Errorf("delete %s: %w", e.path, err)
-		}
-		staged.touch(e.path)
-		return false, nil
-	case effRmdir:
-		defer staged.looked(n, e.path)
-		n.folderRoot().Remove(e.path) // fails on a non-empty directory, which stays
-		st, err := n.folderRoot().Lstat(e.path)
-		return err == nil && st.IsDir(), nil
-	case effMkdir:
-		if err := n.unchangedSince(staged, e.path); err != nil {
-			return false, err
-		}
-		defer staged.looked(n, e.path)
-		if st, err := n.folderRoot().Lstat(e.path); err == nil && !st.IsDir() {
-			if err := n.folderRoot().Remove(e.path); err != nil {
-				return false, fmt.Errorf("replace %s with a directory: %w", e.path, err)
-			}
-		}
-		if err := n.mkdirAll(staged, e.path, dirMode(e.op.Mode)); err != nil {
-			return false, fmt.Errorf("mkdir %s: %w", e.path, err)
-		}
-		return false, nil
-	}
-	return false, fmt.Errorf("unknown effect %d", e.kind)
-}
-
-// stagedSet is the content fetched for one batch: temp files not yet
-// used, and where content already placed in this batch can be copied from.
-type stagedSet struct {
-	temp   map[content.Hash]string
-	placed map[content.Hash]string
-	dirs   map[string]bool // directories whose entries the batch changed
-	// looks holds what the batch last saw at the paths its ops decided
-	// on, or last left there itself: an effect that would replace or
-	// remove something else fails instead (see unchangedSince).
-	looks map[string]look
-	errs  []error // why contents could not be had
-	flush bool    // small files among temp wait for syncFS
-}
-
-// looked notes what is at paths now, after the batch changed them.
-func (s *stagedSet) looked(n *Node, paths ...string) {
-	if s.looks == nil {
-		s.looks = map[string]look{}
-	}
-	for _, p := range paths {
-		s.looks[p] = n.lookAt(p)
-	}
-}
-
-// look is what Lstat shows at a path, as far as it tells a user's change:
-// a file's size, mtime and inode (the watcher's test), a directory's type.
-type look struct {
-	exists, dir bool
-	size, mtime int64
-	inode       uint64
-}
-
-func (n *Node) lookAt(p string) look {
-	st, err := n.folderRoot().Lstat(p)
-	if err != nil {
-		return look{}
-	}
-	if st.IsDir() {
-		return look{exists: true, dir: true}
-	}
-	return look{exists: true, size: st.Size(), mtime: st.ModTime().UnixNano(), inode: watcher.InodeOf(st)}
-}
-
-// errChangedMeanwhile is a path a user changed after a remote op was
-// decided on it.
-var errChangedMeanwhile = errors.New("changed on disk while a received change was applied; it waits until that change is recorded")
-
-// unchangedSince fails when what is at p is not what the batch saw when
-// it decided (or left there itself): a user changed it since, and
-// replacing or removing it now would lose that change without a trace.
-// The op then stays pending; the watcher records the change, and the op
-// is decided again with it.
-func (n *Node) unchangedSince(s *stagedSet, p string) error {
-	want, ok := s.looks[p]
-	if !ok {
-		return nil
-	}
-	if n.lookAt(p) != want {
-		return fmt.Errorf("%s: %w", p, errChangedMeanwhile)
-	}
-	return nil
-}
-
-// touch notes the directories of paths whose entries changed; they are
-// fsynced once per batch, before the batch is recorded.
-func (s *stagedSet) touch(paths ...string) {
-	for _, p := range paths {
-		s.dirs[parentDir(p)] = true
-	}
-}
-
-// syncDirs makes the batch's renames and removals durable: after it a
-// crash cannot undo on disk what the database is about to record.
-func (n *Node) syncDirs(s *stagedSet) error {
-	for dir := range s.dirs {
-		if err := n.folderRoot().SyncDir(dir); err != nil && !notThere(err) {
-			return fmt.Errorf("sync directory %q: %w", dir, err)
-		}
-	}
-	return nil
-}
-
-// place puts op's content at p with op's mode and mtime. The first use of
-// fetched content moves its temp file into place; a further use copies
-// from where it was placed (checking the hash, since a later op may have
-// changed that file). Every file is fsynced before the rename, so p holds
-// either its old or its new content after a crash, never a torn one.
-func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedSet) error {
-	if err := n.mkdirAll(staged, parentDir(p), 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	name, fetched := staged.temp[op.Hash]
-	if !fetched {
-		name = path.Join(parentDir(p), TempPrefix+"w-"+op.Hash.String()[:16])
-		src, ok := staged.placed[op.Hash]
-		switch {
-		case ok:
-			if err := copyInRoot(ctx, n.folderRoot(), src, name, op.Hash); err != nil {
-				n.folderRoot().Remove(name)
-				return fmt.Errorf("write %s from %s: %w", p, src, err)
-			}
-		case op.Hash == content.EmptyHash:
-			if err := n.folderRoot().WriteFile(name, nil, 0o600); err != nil {
-				return fmt.Errorf("write %s: %w", p, err)
-			}
-		default:
-			// Content this batch did not fetch (an older version that is
-			// the winner again): copy it from a file here that has it, or
-			// fetch it now.
-			if err := n.contentFromElsewhere(ctx, op, name); err != nil {
-				return fmt.Errorf("content %s of %s: %w", op.Hash.Short(), p, err)
-			}
-		}
-	}
-	mt := time.Unix(0, op.MTime)
-	n.folderRoot().Chmod(name, fileMode(op.Mode))
-	n.folderRoot().Chtimes(name, mt, mt)
-	if err := n.unchangedSince(staged, p); err != nil {
-		if !fetched {
-			n.folderRoot().Remove(name) // fetched content is removed with the batch's unused temps
-		}
-		return err
-	}
-	defer staged.looked(n, p)
-	if err := n.removeEmptyDir(p); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := n.folderRoot().Rename(name, p); err != nil {
-		n.folderRoot().Remove(name)
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	delete(staged.temp, op.Hash)
-	staged.placed[op.Hash] = p
-	staged.touch(p)
-	return nil
-}
-
-// mkdirAll creates dir and the directories above it that are missing, and
-// notes each new one's parent for syncDirs: the database is about to
-// record what goes inside, so the new entries must be as durable as a
-// placed file's.
-func (n *Node) mkdirAll(staged *stagedSet, dir string, mode os.FileMode) error {
-	if dir == "" || dir == "." {
-		return nil
-	}
-	var missing []string
-	for d := dir; d != "." && d != "/" && d != ""; d = path.Dir(d) {
-		if _, err := n.folderRoot().Lstat(d); err == nil {
-			break
-		}
-		missing = append(missing, d)
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if err := n.folderRoot().MkdirAll(dir, mode); err != nil {
-		return err
-	}
-	staged.touch(missing...)
-	staged.looked(n, missing...)
-	return nil
-}
-
-// removeEmptyDir removes the directory at p, where a file is about to go
-// (the plan superseded it). One that still has entries is an error: the
-// plan keeps a directory with recorded entries, so those were not recorded
-// yet, and the op waits until they are.
-func (n *Node) removeEmptyDir(p string) error {
-	st, err := n.folderRoot().Lstat(p)
-	if err != nil || !st.IsDir() {
-		return nil
-	}
-	if !n.holdsEntries(p) {
-		// Temp files a crash left in it go with it.
-		if d, err := n.folderRoot().Open(p); err == nil {
-			names, _ := d.Readdirnames(-1)
-			d.Close()
-			for _, name := range names {
-				n.folderRoot().Remove(path.Join(p, name))
-			}
-		}
-	}
-	if err := n.folderRoot().Remove(p); err != nil {
-		return fmt.Errorf("a directory with entries is in the way: %w", err)
-	}
-	return nil
-}
-
-// contentFromElsewhere writes op's content to the temp file name: copied
-// from a recorded file with that hash, or fetched from a peer.
-func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name string) error {
-	if files, err := n.db.FilesByHash(ctx, op.Hash); err == nil {
-		for _, f := range files {
-			if err := copyInRoot(ctx, n.folderRoot(), f.Path, name, op.Hash); err == nil {
-				return nil
-			}
-		}
-	}
-	n.folderRoot().Remove(name)
-	staged, err := n.stage(ctx, op.Hash, op.Size, n.fetchers())
-	if err != nil {
-		return err
-	}
-	if !syncedAlone(op.Size) {
-		if err := n.folderRoot().SyncFS(); err != nil {
-			return err
-		}
-	}
-	return n.folderRoot().Rename(staged, name)
-}
-
-// copyInRoot copies src to dst inside root, checks that the bytes hash to
-// want, and fsyncs dst.
-func copyInRoot(ctx context.Context, root Folder, src, dst string, want content.Hash) error {
-	in, err := root.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	h := content.NewHasher()
-	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
-		out.Close()
-		return err
-	}
-	if h.Sum() != want {
-		out.Close()
-		return ErrHashMismatch
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // fillFromDisk records what the file system says about r's path (inode,

@@ -92,10 +92,9 @@ func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op)
 // database's. Size and mtime stand for a file's content, as for the
 // watcher.
 func (n *Node) diskDiffers(ctx context.Context, p string, pending *batchRecords) (bool, error) {
-	v := nodeView{n: n, ctx: ctx, pending: pending}
-	rec := v.record(p)
-	if v.err != nil {
-		return false, v.err
+	rec, err := n.recordAt(ctx, p, pending)
+	if err != nil {
+		return false, err
 	}
 	st, serr := n.folderRoot().Lstat(p)
 	live := rec != nil && !rec.Deleted

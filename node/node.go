@@ -24,6 +24,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/internal/lockfile"
+	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/state"
@@ -399,14 +400,14 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 		}
 	}
 	n.noteBurst(len(obs))
-	plan := planLocal(obs, known)
-	if len(plan.ops) == 0 && len(plan.metaOnly) == 0 {
+	plan := core.PlanLocal(obs, known)
+	if len(plan.Ops) == 0 && len(plan.MetaOnly) == 0 {
 		return nil
 	}
 	var accepted []oplog.Op
-	if len(plan.ops) > 0 {
+	if len(plan.Ops) > 0 {
 		var err error
-		if accepted, err = n.ops.Append(ctx, plan.ops...); err != nil {
+		if accepted, err = n.ops.Append(ctx, plan.Ops...); err != nil {
 			return err
 		}
 	}
@@ -420,9 +421,9 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 		inodes[o.Path] = o.Inode
 	}
 	at := n.now().UnixNano()
-	b := state.Batch{Files: plan.metaOnly}
+	b := state.Batch{Files: plan.MetaOnly}
 	for _, op := range accepted {
-		for _, r := range recordsFor(op, at) {
+		for _, r := range core.RecordsFor(op, at) {
 			if !r.Deleted {
 				r.Inode = inodes[r.Path]
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
@@ -233,7 +234,7 @@ func (n *Node) resumeLocked(ctx context.Context, op oplog.Op, pending *batchReco
 			return nil, err
 		}
 	}
-	rows := recordsFor(op, n.now().UnixNano())
+	rows := core.RecordsFor(op, n.now().UnixNano())
 	for i := range rows {
 		if !rows[i].Deleted {
 			n.fillFromDisk(&rows[i])

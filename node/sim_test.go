@@ -11,6 +11,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
@@ -65,21 +66,47 @@ func (r *replica) vector() map[certs.DeviceID]uint64 {
 	return v
 }
 
-// record and renamedTo make a replica a view for planRemote.
-func (r *replica) record(p string) *state.File {
-	f, ok := r.records[p]
-	if !ok {
-		return nil
+// fill gathers what the core needs from the replica's maps.
+func (r *replica) fill(s *core.Snapshot, needs core.Needs) {
+	for _, p := range needs.Records {
+		s.Records[p] = nil
+		if f, ok := r.records[p]; ok {
+			s.Records[p] = &f
+		}
 	}
-	return &f
+	for _, id := range needs.Ops {
+		s.Ops[id] = nil
+		if ops := r.log[id.Origin]; id.Seq > 0 && id.Seq <= uint64(len(ops)) {
+			s.Ops[id] = &ops[id.Seq-1]
+		}
+	}
+	for _, d := range needs.Occupied {
+		s.Occupied[d] = r.liveUnder(d)
+	}
 }
 
-func (r *replica) op(id state.OpID) (oplog.Op, bool) {
-	ops := r.log[id.Origin]
-	if id.Seq == 0 || id.Seq > uint64(len(ops)) {
-		return oplog.Op{}, false
+// plan asks the core what op does on this replica.
+func (r *replica) plan(op oplog.Op) core.RemotePlan {
+	s := core.NewSnapshot()
+	for {
+		plan := core.PlanRemote(op, s, r.sourceUsable(op), 0)
+		if plan.Needs.Empty() {
+			return plan
+		}
+		r.fill(s, plan.Needs)
 	}
-	return ops[id.Seq-1], true
+}
+
+// forwards reports whether op carries an edit to a rename's target.
+func (r *replica) forwards(op oplog.Op) bool {
+	s := core.NewSnapshot()
+	for {
+		to, needs := core.ForwardTarget(op, s)
+		if needs.Empty() {
+			return to != ""
+		}
+		r.fill(s, needs)
+	}
 }
 
 // observe records the current state of paths as the watcher and
@@ -113,15 +140,15 @@ func (r *replica) observe(paths []string) {
 			known[o.Path] = f
 		}
 	}
-	plan := planLocal(obs, known)
-	for _, m := range plan.metaOnly {
+	plan := core.PlanLocal(obs, known)
+	for _, m := range plan.MetaOnly {
 		r.records[m.Path] = m
 	}
-	for _, op := range plan.ops {
+	for _, op := range plan.Ops {
 		r.lamport++
 		op.Origin, op.Seq, op.Lamport = r.id, uint64(len(r.log[r.id])+1), r.lamport
 		r.log[r.id] = append(r.log[r.id], op)
-		for _, rec := range recordsFor(op, 0) {
+		for _, rec := range core.RecordsFor(op, 0) {
 			r.records[rec.Path] = rec
 		}
 		r.applied[r.id] = op.Seq
@@ -151,10 +178,10 @@ func (r *replica) applyPending() {
 		pending = append(pending, ops[r.applied[o]:]...)
 	}
 	sortCausal(pending)
-	skip := supersededInBatch(pending)
+	skip := core.SupersededInBatch(pending)
 	for _, op := range pending {
 		if op.Origin == r.id {
-			for _, rec := range recordsFor(op, 0) {
+			for _, rec := range core.RecordsFor(op, 0) {
 				r.records[rec.Path] = rec
 			}
 			r.applied[op.Origin] = op.Seq
@@ -165,23 +192,23 @@ func (r *replica) applyPending() {
 		if op.Origin == r.id || blocked[op.Origin] {
 			continue
 		} else if !skip[i] {
-			if forwardedEdit(op, r) != nil {
+			if r.forwards(op) {
 				r.forwarded++
 			}
 			if r.clashesWith(op) {
 				r.clashes++
 			}
-			plan := planRemote(op, r, r.sourceUsable(op), 0)
-			follow := plan.observe
+			plan := r.plan(op)
+			follow := plan.Observe
 			failed := false
-			for _, e := range plan.effects {
+			for _, e := range plan.Effects {
 				stays, ok := r.run(e)
 				if !ok {
 					failed = true
 					break
 				}
 				if stays {
-					follow = append(follow, e.path)
+					follow = append(follow, e.Path)
 				}
 			}
 			if failed {
@@ -191,7 +218,7 @@ func (r *replica) applyPending() {
 				blocked[op.Origin] = true
 				continue
 			}
-			for _, rec := range plan.records {
+			for _, rec := range plan.Records {
 				r.records[rec.Path] = rec
 			}
 			if len(follow) > 0 {
@@ -231,42 +258,42 @@ func (r *replica) hasChildren(p string) bool {
 // run carries out an effect as runEffect does on a real folder. ok false
 // is an effect that fails there (a file where a directory is needed, a
 // directory with entries where a file goes): the op stays pending.
-func (r *replica) run(e effect) (stays, ok bool) {
-	switch e.kind {
-	case effPlace:
-		if cur, ok := r.fs[e.path]; ok && cur.dir && r.hasChildren(e.path) || !r.canMkdirAll(e.path) {
+func (r *replica) run(e core.Effect) (stays, ok bool) {
+	switch e.Kind {
+	case core.Place:
+		if cur, ok := r.fs[e.Path]; ok && cur.dir && r.hasChildren(e.Path) || !r.canMkdirAll(e.Path) {
 			return false, false
 		}
-		r.mkdirAll(e.path)
-		r.fs[e.path] = simEntry{hash: e.op.Hash, mode: e.op.Mode, mtime: e.op.MTime}
-	case effMove, effMoveAside:
-		cur, ok := r.fs[e.path]
+		r.mkdirAll(e.Path)
+		r.fs[e.Path] = simEntry{hash: e.Op.Hash, mode: e.Op.Mode, mtime: e.Op.MTime}
+	case core.Move, core.MoveAside:
+		cur, ok := r.fs[e.Path]
 		if !ok || cur.dir {
 			return false, true
 		}
-		if to, ok := r.fs[e.to]; ok && to.dir && r.hasChildren(e.to) || !r.canMkdirAll(e.to) {
+		if to, ok := r.fs[e.To]; ok && to.dir && r.hasChildren(e.To) || !r.canMkdirAll(e.To) {
 			return false, false
 		}
-		r.mkdirAll(e.to)
-		r.fs[e.to] = cur
-		delete(r.fs, e.path)
-	case effRemove:
-		if cur, ok := r.fs[e.path]; ok && !cur.dir {
-			delete(r.fs, e.path)
+		r.mkdirAll(e.To)
+		r.fs[e.To] = cur
+		delete(r.fs, e.Path)
+	case core.Remove:
+		if cur, ok := r.fs[e.Path]; ok && !cur.dir {
+			delete(r.fs, e.Path)
 		}
-	case effRmdir:
-		if cur, ok := r.fs[e.path]; ok && cur.dir {
-			if r.hasChildren(e.path) {
+	case core.Rmdir:
+		if cur, ok := r.fs[e.Path]; ok && cur.dir {
+			if r.hasChildren(e.Path) {
 				return true, true
 			}
-			delete(r.fs, e.path)
+			delete(r.fs, e.Path)
 		}
-	case effMkdir:
-		if !r.canMkdirAll(e.path) {
+	case core.Mkdir:
+		if !r.canMkdirAll(e.Path) {
 			return false, false
 		}
-		r.mkdirAll(e.path)
-		r.fs[e.path] = simEntry{dir: true, mode: e.op.Mode}
+		r.mkdirAll(e.Path)
+		r.fs[e.Path] = simEntry{dir: true, mode: e.Op.Mode}
 	}
 	return false, true
 }
@@ -299,7 +326,7 @@ func (r *replica) canMkdirAll(p string) bool {
 	return true
 }
 
-// liveUnder makes a replica a view for planRemote.
+// liveUnder reports whether a live record lies under dir.
 func (r *replica) liveUnder(dir string) bool {
 	for q, rec := range r.records {
 		if !rec.Deleted && strings.HasPrefix(q, dir+"/") {

@@ -1,4 +1,4 @@
-package node
+package core
 
 import (
 	"sort"
@@ -10,15 +10,15 @@ import (
 	"github.com/drive-node/drive-node/watcher"
 )
 
-// localPlan is what a batch of observations means: ops to log, and rows
+// LocalPlan is what a batch of observations means: ops to log, and rows
 // whose only change is metadata that peers do not need (an mtime touched
 // without new content, an inode learned).
-type localPlan struct {
-	ops      []oplog.Op
-	metaOnly []state.File
+type LocalPlan struct {
+	Ops      []oplog.Op
+	MetaOnly []state.File
 }
 
-// planLocal turns what the watcher saw into operations. It is pure: known
+// PlanLocal turns what the watcher saw into operations. It is pure: known
 // holds the recorded row for every observed path that has one (tombstones
 // included), and the result depends on nothing else.
 //
@@ -32,8 +32,8 @@ type localPlan struct {
 // first as its parent. A path that changed between file and directory gets
 // only the op of its new type, which supersedes the recorded version (and
 // is therefore never the source of a rename).
-func planLocal(obs []watcher.Observation, known map[string]state.File) localPlan {
-	var plan localPlan
+func PlanLocal(obs []watcher.Observation, known map[string]state.File) LocalPlan {
+	var plan LocalPlan
 	var writes, deletes []oplog.Op
 	var mkdirs, rmdirs []oplog.Op
 	var retyped []string // paths that changed between file and directory
@@ -63,7 +63,7 @@ func planLocal(obs []watcher.Observation, known map[string]state.File) localPlan
 				if k.MTime != o.MTime || k.Size != o.Size || k.Inode != o.Inode {
 					m := k
 					m.MTime, m.Size, m.Inode = o.MTime, o.Size, o.Inode
-					plan.metaOnly = append(plan.metaOnly, m)
+					plan.MetaOnly = append(plan.MetaOnly, m)
 				}
 				continue
 			}
@@ -82,7 +82,7 @@ func planLocal(obs []watcher.Observation, known map[string]state.File) localPlan
 	mkdirs, lateDirs := splitUnder(mkdirs, retyped)
 	writes, lateWrites := splitUnder(writes, retyped)
 	for _, group := range [][]oplog.Op{mkdirs, writes, deletes, rmdirs, lateDirs, lateWrites} {
-		plan.ops = append(plan.ops, group...)
+		plan.Ops = append(plan.Ops, group...)
 	}
 	return plan
 }
@@ -158,10 +158,10 @@ func pairRenames(writes, deletes []oplog.Op, known map[string]state.File) ([]opl
 	return keptWrites, keptDeletes
 }
 
-// recordsFor returns the state rows that op produces once applied: the
+// RecordsFor returns the state rows that op produces once applied: the
 // same function serves local ops, remote ops and rebuilding state from the
 // log. at is the time tombstones are stamped with.
-func recordsFor(op oplog.Op, at int64) []state.File {
+func RecordsFor(op oplog.Op, at int64) []state.File {
 	base := state.File{
 		Path: op.Path, Hash: op.Hash, Size: op.Size, Mode: op.Mode, MTime: op.MTime,
 		Version: op.Version(), Lamport: op.Lamport, Origin: op.Origin, Seq: op.Seq,
@@ -185,4 +185,23 @@ func recordsFor(op oplog.Op, at int64) []state.File {
 		return []state.File{gone, moved}
 	}
 	return nil
+}
+
+// SupersededInBatch marks the ops, in causal order, that a later op in the
+// same batch on the same path was made after seeing: they never become
+// heads, so they are skipped (their content is never needed).
+func SupersededInBatch(ops []oplog.Op) []bool {
+	skip := make([]bool, len(ops))
+	latest := map[string]int{}
+	for i := len(ops) - 1; i >= 0; i-- {
+		op := ops[i]
+		if op.Kind != oplog.KindRename {
+			if j, ok := latest[op.Path]; ok && ops[j].Parent.Dominates(op.Version()) {
+				skip[i] = true
+				continue
+			}
+			latest[op.Path] = i
+		}
+	}
+	return skip
 }

@@ -1,4 +1,4 @@
-package node
+package core
 
 import (
 	"fmt"
@@ -77,14 +77,14 @@ func TestPlanLocal(t *testing.T) {
 			for _, k := range tc.known {
 				known[k.Path] = k
 			}
-			plan := planLocal(tc.obs, known)
-			if got := describe(plan.ops); got != tc.want {
+			plan := PlanLocal(tc.obs, known)
+			if got := describe(plan.Ops); got != tc.want {
 				t.Fatalf("ops = %q, want %q", got, tc.want)
 			}
-			if len(plan.metaOnly) != tc.metaOnly {
-				t.Fatalf("metaOnly = %d, want %d", len(plan.metaOnly), tc.metaOnly)
+			if len(plan.MetaOnly) != tc.metaOnly {
+				t.Fatalf("metaOnly = %d, want %d", len(plan.MetaOnly), tc.metaOnly)
 			}
-			for _, op := range plan.ops {
+			for _, op := range plan.Ops {
 				if k, ok := known[op.Path]; ok && op.Parent.Compare(k.Version) == 1 /* Before */ {
 					t.Fatalf("%s: parent %v older than recorded %v", op, op.Parent, k.Version)
 				}
@@ -112,7 +112,7 @@ func TestRecordsFor(t *testing.T) {
 			op.NewPath = "b"
 		}
 		var got []string
-		for _, r := range recordsFor(op, 42) {
+		for _, r := range RecordsFor(op, 42) {
 			s := "live"
 			if r.Deleted {
 				s = "dead"

@@ -1,0 +1,330 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"time"
+
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/node/internal/core"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/watcher"
+)
+
+// Carrying out a remote plan's effects on the folder, each checked
+// against what the batch saw when it decided, and made durable before the
+// batch is recorded.
+
+// runEffect carries out one effect. stays reports a directory that an
+// Rmdir could not remove because it is not empty.
+func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) (stays bool, err error) {
+	switch e.Kind {
+	case core.Place:
+		return false, n.place(ctx, e.Path, e.Op, staged)
+	case core.Move, core.MoveAside:
+		if err := n.unchangedSince(staged, e.To); err != nil {
+			return false, err
+		}
+		if st, err := n.folderRoot().Lstat(e.Path); err == nil && st.IsDir() {
+			// The plan moves a recorded file; a directory there now was
+			// made since and not recorded yet.
+			return false, fmt.Errorf("%s: %w", e.Path, errChangedMeanwhile)
+		}
+		if e.Kind == core.Move {
+			if err := n.unchangedSince(staged, e.Path); err != nil {
+				return false, err
+			}
+		}
+		defer staged.looked(n, e.Path, e.To)
+		if err := n.mkdirAll(staged, parentDir(e.To), 0o755); err != nil {
+			return false, fmt.Errorf("move %s to %s: %w", e.Path, e.To, err)
+		}
+		if err := n.removeEmptyDir(e.To); err != nil {
+			return false, fmt.Errorf("move %s to %s: %w", e.Path, e.To, err)
+		}
+		if err := n.folderRoot().Rename(e.Path, e.To); err != nil {
+			if e.Kind == core.MoveAside && notThere(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("move %s to %s: %w", e.Path, e.To, err)
+		}
+		staged.touch(e.To, e.Path)
+		return false, nil
+	case core.Remove:
+		if err := n.unchangedSince(staged, e.Path); err != nil {
+			return false, err
+		}
+		defer staged.looked(n, e.Path)
+		if err := n.folderRoot().Remove(e.Path); err != nil && !notThere(err) {
+			if st, serr := n.folderRoot().Lstat(e.Path); serr == nil && st.IsDir() {
+				return false, nil // a directory in the way is not this op's to remove
+			}
+			return false, fmt.Errorf("delete %s: %w", e.Path, err)
+		}
+		staged.touch(e.Path)
+		return false, nil
+	case core.Rmdir:
+		defer staged.looked(n, e.Path)
+		n.folderRoot().Remove(e.Path) // fails on a non-empty directory, which stays
+		st, err := n.folderRoot().Lstat(e.Path)
+		return err == nil && st.IsDir(), nil
+	case core.Mkdir:
+		if err := n.unchangedSince(staged, e.Path); err != nil {
+			return false, err
+		}
+		defer staged.looked(n, e.Path)
+		if st, err := n.folderRoot().Lstat(e.Path); err == nil && !st.IsDir() {
+			if err := n.folderRoot().Remove(e.Path); err != nil {
+				return false, fmt.Errorf("replace %s with a directory: %w", e.Path, err)
+			}
+		}
+		if err := n.mkdirAll(staged, e.Path, dirMode(e.Op.Mode)); err != nil {
+			return false, fmt.Errorf("mkdir %s: %w", e.Path, err)
+		}
+		return false, nil
+	}
+	return false, fmt.Errorf("unknown effect %d", e.Kind)
+}
+
+// stagedSet is the content fetched for one batch: temp files not yet
+// used, and where content already placed in this batch can be copied from.
+type stagedSet struct {
+	temp   map[content.Hash]string
+	placed map[content.Hash]string
+	dirs   map[string]bool // directories whose entries the batch changed
+	// looks holds what the batch last saw at the paths its ops decided
+	// on, or last left there itself: an effect that would replace or
+	// remove something else fails instead (see unchangedSince).
+	looks map[string]look
+	errs  []error // why contents could not be had
+	flush bool    // small files among temp wait for syncFS
+}
+
+// looked notes what is at paths now, after the batch changed them.
+func (s *stagedSet) looked(n *Node, paths ...string) {
+	if s.looks == nil {
+		s.looks = map[string]look{}
+	}
+	for _, p := range paths {
+		s.looks[p] = n.lookAt(p)
+	}
+}
+
+// look is what Lstat shows at a path, as far as it tells a user's change:
+// a file's size, mtime and inode (the watcher's test), a directory's type.
+type look struct {
+	exists, dir bool
+	size, mtime int64
+	inode       uint64
+}
+
+func (n *Node) lookAt(p string) look {
+	st, err := n.folderRoot().Lstat(p)
+	if err != nil {
+		return look{}
+	}
+	if st.IsDir() {
+		return look{exists: true, dir: true}
+	}
+	return look{exists: true, size: st.Size(), mtime: st.ModTime().UnixNano(), inode: watcher.InodeOf(st)}
+}
+
+// errChangedMeanwhile is a path a user changed after a remote op was
+// decided on it.
+var errChangedMeanwhile = errors.New("changed on disk while a received change was applied; it waits until that change is recorded")
+
+// unchangedSince fails when what is at p is not what the batch saw when
+// it decided (or left there itself): a user changed it since, and
+// replacing or removing it now would lose that change without a trace.
+// The op then stays pending; the watcher records the change, and the op
+// is decided again with it.
+func (n *Node) unchangedSince(s *stagedSet, p string) error {
+	want, ok := s.looks[p]
+	if !ok {
+		return nil
+	}
+	if n.lookAt(p) != want {
+		return fmt.Errorf("%s: %w", p, errChangedMeanwhile)
+	}
+	return nil
+}
+
+// touch notes the directories of paths whose entries changed; they are
+// fsynced once per batch, before the batch is recorded.
+func (s *stagedSet) touch(paths ...string) {
+	for _, p := range paths {
+		s.dirs[parentDir(p)] = true
+	}
+}
+
+// syncDirs makes the batch's renames and removals durable: after it a
+// crash cannot undo on disk what the database is about to record.
+func (n *Node) syncDirs(s *stagedSet) error {
+	for dir := range s.dirs {
+		if err := n.folderRoot().SyncDir(dir); err != nil && !notThere(err) {
+			return fmt.Errorf("sync directory %q: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// place puts op's content at p with op's mode and mtime. The first use of
+// fetched content moves its temp file into place; a further use copies
+// from where it was placed (checking the hash, since a later op may have
+// changed that file). Every file is fsynced before the rename, so p holds
+// either its old or its new content after a crash, never a torn one.
+func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedSet) error {
+	if err := n.mkdirAll(staged, parentDir(p), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	name, fetched := staged.temp[op.Hash]
+	if !fetched {
+		name = path.Join(parentDir(p), TempPrefix+"w-"+op.Hash.String()[:16])
+		src, ok := staged.placed[op.Hash]
+		switch {
+		case ok:
+			if err := copyInRoot(ctx, n.folderRoot(), src, name, op.Hash); err != nil {
+				n.folderRoot().Remove(name)
+				return fmt.Errorf("write %s from %s: %w", p, src, err)
+			}
+		case op.Hash == content.EmptyHash:
+			if err := n.folderRoot().WriteFile(name, nil, 0o600); err != nil {
+				return fmt.Errorf("write %s: %w", p, err)
+			}
+		default:
+			// Content this batch did not fetch (an older version that is
+			// the winner again): copy it from a file here that has it, or
+			// fetch it now.
+			if err := n.contentFromElsewhere(ctx, op, name); err != nil {
+				return fmt.Errorf("content %s of %s: %w", op.Hash.Short(), p, err)
+			}
+		}
+	}
+	mt := time.Unix(0, op.MTime)
+	n.folderRoot().Chmod(name, fileMode(op.Mode))
+	n.folderRoot().Chtimes(name, mt, mt)
+	if err := n.unchangedSince(staged, p); err != nil {
+		if !fetched {
+			n.folderRoot().Remove(name) // fetched content is removed with the batch's unused temps
+		}
+		return err
+	}
+	defer staged.looked(n, p)
+	if err := n.removeEmptyDir(p); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := n.folderRoot().Rename(name, p); err != nil {
+		n.folderRoot().Remove(name)
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	delete(staged.temp, op.Hash)
+	staged.placed[op.Hash] = p
+	staged.touch(p)
+	return nil
+}
+
+// mkdirAll creates dir and the directories above it that are missing, and
+// notes each new one's parent for syncDirs: the database is about to
+// record what goes inside, so the new entries must be as durable as a
+// placed file's.
+func (n *Node) mkdirAll(staged *stagedSet, dir string, mode os.FileMode) error {
+	if dir == "" || dir == "." {
+		return nil
+	}
+	var missing []string
+	for d := dir; d != "." && d != "/" && d != ""; d = path.Dir(d) {
+		if _, err := n.folderRoot().Lstat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := n.folderRoot().MkdirAll(dir, mode); err != nil {
+		return err
+	}
+	staged.touch(missing...)
+	staged.looked(n, missing...)
+	return nil
+}
+
+// removeEmptyDir removes the directory at p, where a file is about to go
+// (the plan superseded it). One that still has entries is an error: the
+// plan keeps a directory with recorded entries, so those were not recorded
+// yet, and the op waits until they are.
+func (n *Node) removeEmptyDir(p string) error {
+	st, err := n.folderRoot().Lstat(p)
+	if err != nil || !st.IsDir() {
+		return nil
+	}
+	if !n.holdsEntries(p) {
+		// Temp files a crash left in it go with it.
+		if d, err := n.folderRoot().Open(p); err == nil {
+			names, _ := d.Readdirnames(-1)
+			d.Close()
+			for _, name := range names {
+				n.folderRoot().Remove(path.Join(p, name))
+			}
+		}
+	}
+	if err := n.folderRoot().Remove(p); err != nil {
+		return fmt.Errorf("a directory with entries is in the way: %w", err)
+	}
+	return nil
+}
+
+// contentFromElsewhere writes op's content to the temp file name: copied
+// from a recorded file with that hash, or fetched from a peer.
+func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name string) error {
+	if files, err := n.db.FilesByHash(ctx, op.Hash); err == nil {
+		for _, f := range files {
+			if err := copyInRoot(ctx, n.folderRoot(), f.Path, name, op.Hash); err == nil {
+				return nil
+			}
+		}
+	}
+	n.folderRoot().Remove(name)
+	staged, err := n.stage(ctx, op.Hash, op.Size, n.fetchers())
+	if err != nil {
+		return err
+	}
+	if !syncedAlone(op.Size) {
+		if err := n.folderRoot().SyncFS(); err != nil {
+			return err
+		}
+	}
+	return n.folderRoot().Rename(staged, name)
+}
+
+// copyInRoot copies src to dst inside root, checks that the bytes hash to
+// want, and fsyncs dst.
+func copyInRoot(ctx context.Context, root Folder, src, dst string, want content.Hash) error {
+	in, err := root.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	h := content.NewHasher()
+	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
+		out.Close()
+		return err
+	}
+	if h.Sum() != want {
+		out.Close()
+		return ErrHashMismatch
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
