@@ -1,0 +1,584 @@
+package folder
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrCrashed is what every operation on a Mem returns between CrashAt
+// taking effect and Restart.
+var ErrCrashed = errors.New("folder: crashed")
+
+// Mem is an in-memory Folder. It keeps POSIX durability: a file's data
+// and metadata survive a crash only once the file is synced (File.Sync,
+// or SyncFS), and a directory's entries (creates, renames, removals in
+// it) only once the directory is synced (SyncDir, or SyncFS). Crash and
+// Restart drop whatever was not.
+//
+// It fails on demand: FailAt makes one later change fail, CrashAt makes a
+// later change the last one before a crash. Changes are counted in the
+// order they are made (creating, writing, renaming, removing, making a
+// directory, changing mode or times, syncing). Each change advances its
+// clock by a millisecond, so two writes never share an mtime.
+//
+// It is safe for concurrent use.
+type Mem struct {
+	mu   sync.Mutex
+	root *inode
+	next uint64 // last inode number given
+	now  time.Time
+
+	changes int   // changes made so far
+	failAt  int   // the change that fails, 0 for none
+	failErr error // what it fails with
+	crashAt int   // the change from which everything fails, 0 for none
+}
+
+// inode is a file or directory; live is what is seen now, synced what a
+// crash leaves.
+type inode struct {
+	ino          uint64
+	dir          bool
+	live, synced inodeState
+}
+
+type inodeState struct {
+	data    []byte
+	mode    fs.FileMode
+	mtime   time.Time
+	entries map[string]*inode // a directory's
+}
+
+func (s inodeState) clone() inodeState {
+	c := s
+	c.data = append([]byte(nil), s.data...)
+	if s.entries != nil {
+		c.entries = make(map[string]*inode, len(s.entries))
+		for k, v := range s.entries {
+			c.entries[k] = v
+		}
+	}
+	return c
+}
+
+// NewMem returns an empty, synced folder whose clock starts at start.
+func NewMem(start time.Time) *Mem {
+	m := &Mem{now: start}
+	m.root = m.newInode(true, 0o755)
+	return m
+}
+
+func (m *Mem) newInode(dir bool, mode fs.FileMode) *inode {
+	m.next++
+	n := &inode{ino: m.next, dir: dir}
+	n.live = inodeState{mode: mode.Perm(), mtime: m.now}
+	if dir {
+		n.live.entries = map[string]*inode{}
+	}
+	// Metadata is written with the inode: a crash that keeps its name
+	// keeps an empty file or directory of this mode.
+	n.synced = n.live.clone()
+	return n
+}
+
+// FailAt makes the n-th change from now (1 is the next) fail with err,
+// once.
+func (m *Mem) FailAt(n int, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failAt, m.failErr = m.changes+n, err
+}
+
+// CrashAt makes the n-th change from now (1 is the next) and everything
+// after it fail with ErrCrashed, as if the machine stopped before it:
+// until Restart.
+func (m *Mem) CrashAt(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.crashAt = m.changes + n
+}
+
+// Crashed reports whether a crash set by CrashAt has happened.
+func (m *Mem) Crashed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.crashed()
+}
+
+func (m *Mem) crashed() bool { return m.crashAt > 0 && m.changes >= m.crashAt }
+
+// Restart drops everything that was not durable, as a crash does, and
+// makes the folder usable again. It may be called with no crash set: the
+// machine then stops now.
+func (m *Mem) Restart() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.crashAt, m.failAt = 0, 0
+	seen := map[*inode]bool{}
+	var revert func(n *inode)
+	revert = func(n *inode) {
+		if seen[n] {
+			return
+		}
+		seen[n] = true
+		n.live = n.synced.clone()
+		for _, c := range n.live.entries {
+			revert(c)
+		}
+	}
+	revert(m.root)
+}
+
+// change counts one change and says whether it may be made.
+func (m *Mem) change(op, name string) error {
+	if m.crashed() {
+		return &fs.PathError{Op: op, Path: name, Err: ErrCrashed}
+	}
+	m.changes++
+	m.now = m.now.Add(time.Millisecond)
+	if m.crashed() {
+		return &fs.PathError{Op: op, Path: name, Err: ErrCrashed}
+	}
+	if m.changes == m.failAt {
+		return &fs.PathError{Op: op, Path: name, Err: m.failErr}
+	}
+	return nil
+}
+
+// look is called for reads: they fail only after a crash.
+func (m *Mem) look(op, name string) error {
+	if m.crashed() {
+		return &fs.PathError{Op: op, Path: name, Err: ErrCrashed}
+	}
+	return nil
+}
+
+func clean(name string) string {
+	name = path.Clean("/" + name)
+	return strings.TrimPrefix(name, "/")
+}
+
+// resolve finds name's parent directory and name's inode (nil if none).
+func (m *Mem) resolve(op, name string) (parent *inode, base string, n *inode, err error) {
+	name = clean(name)
+	if name == "" {
+		return nil, "", m.root, nil
+	}
+	parts := strings.Split(name, "/")
+	dir := m.root
+	for _, p := range parts[:len(parts)-1] {
+		c, ok := dir.live.entries[p]
+		if !ok {
+			return nil, "", nil, &fs.PathError{Op: op, Path: name, Err: syscall.ENOENT}
+		}
+		if !c.dir {
+			return nil, "", nil, &fs.PathError{Op: op, Path: name, Err: syscall.ENOTDIR}
+		}
+		dir = c
+	}
+	base = parts[len(parts)-1]
+	return dir, base, dir.live.entries[base], nil
+}
+
+func (m *Mem) find(op, name string) (*inode, error) {
+	if err := m.look(op, name); err != nil {
+		return nil, err
+	}
+	_, _, n, err := m.resolve(op, name)
+	if err == nil && n == nil {
+		err = &fs.PathError{Op: op, Path: name, Err: syscall.ENOENT}
+	}
+	return n, err
+}
+
+// Open opens name for reading.
+func (m *Mem) Open(name string) (File, error) { return m.OpenFile(name, os.O_RDONLY, 0) }
+
+// OpenFile opens name as os.OpenFile does (O_CREATE, O_EXCL, O_TRUNC and
+// the access modes are honoured).
+func (m *Mem) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.look("open", name); err != nil {
+		return nil, err
+	}
+	parent, base, n, err := m.resolve("open", name)
+	if err != nil {
+		return nil, err
+	}
+	writable := flag&(os.O_WRONLY|os.O_RDWR) != 0
+	switch {
+	case n == nil && flag&os.O_CREATE == 0:
+		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.ENOENT}
+	case n != nil && flag&os.O_CREATE != 0 && flag&os.O_EXCL != 0:
+		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EEXIST}
+	case n != nil && n.dir && writable:
+		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
+	case n == nil:
+		if err := m.change("open", name); err != nil {
+			return nil, err
+		}
+		n = m.newInode(false, perm)
+		parent.live.entries[base] = n
+		parent.live.mtime = m.now
+	case flag&os.O_TRUNC != 0 && writable:
+		if err := m.change("truncate", name); err != nil {
+			return nil, err
+		}
+		n.live.data, n.live.mtime = nil, m.now
+	}
+	return &memFile{m: m, n: n, name: clean(name), writable: writable}, nil
+}
+
+// Stat describes name.
+func (m *Mem) Stat(name string) (fs.FileInfo, error) { return m.Lstat(name) }
+
+// Lstat describes name; a Mem holds no symlinks.
+func (m *Mem) Lstat(name string) (fs.FileInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.find("lstat", name)
+	if err != nil {
+		return nil, err
+	}
+	return n.info(path.Base("/" + clean(name))), nil
+}
+
+// Rename moves oldname to newname, replacing a file or an empty directory
+// there as rename(2) does.
+func (m *Mem) Rename(oldname, newname string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.look("rename", oldname); err != nil {
+		return err
+	}
+	op, opath, n, err := m.resolve("rename", oldname)
+	if err == nil && n == nil {
+		err = &fs.PathError{Op: "rename", Path: oldname, Err: syscall.ENOENT}
+	}
+	if err != nil {
+		return err
+	}
+	np, npath, target, err := m.resolve("rename", newname)
+	if err != nil {
+		return err
+	}
+	if clean(newname) == clean(oldname) {
+		return nil
+	}
+	if n.dir && strings.HasPrefix(clean(newname)+"/", clean(oldname)+"/") {
+		return &fs.PathError{Op: "rename", Path: newname, Err: syscall.EINVAL}
+	}
+	if target != nil {
+		switch {
+		case target.dir && !n.dir:
+			return &fs.PathError{Op: "rename", Path: newname, Err: syscall.EISDIR}
+		case !target.dir && n.dir:
+			return &fs.PathError{Op: "rename", Path: newname, Err: syscall.ENOTDIR}
+		case target.dir && len(target.live.entries) > 0:
+			return &fs.PathError{Op: "rename", Path: newname, Err: syscall.ENOTEMPTY}
+		}
+	}
+	if err := m.change("rename", oldname); err != nil {
+		return err
+	}
+	delete(op.live.entries, opath)
+	np.live.entries[npath] = n
+	op.live.mtime, np.live.mtime = m.now, m.now
+	return nil
+}
+
+// Remove removes a file or an empty directory.
+func (m *Mem) Remove(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.look("remove", name); err != nil {
+		return err
+	}
+	parent, base, n, err := m.resolve("remove", name)
+	if err == nil && (n == nil || parent == nil) {
+		err = &fs.PathError{Op: "remove", Path: name, Err: syscall.ENOENT}
+	}
+	if err != nil {
+		return err
+	}
+	if n.dir && len(n.live.entries) > 0 {
+		return &fs.PathError{Op: "remove", Path: name, Err: syscall.ENOTEMPTY}
+	}
+	if err := m.change("remove", name); err != nil {
+		return err
+	}
+	delete(parent.live.entries, base)
+	parent.live.mtime = m.now
+	return nil
+}
+
+// MkdirAll makes name and the directories above it that are missing.
+func (m *Mem) MkdirAll(name string, perm fs.FileMode) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.look("mkdir", name); err != nil {
+		return err
+	}
+	dir := m.root
+	for _, p := range strings.Split(clean(name), "/") {
+		if p == "" {
+			continue
+		}
+		c, ok := dir.live.entries[p]
+		if !ok {
+			if err := m.change("mkdir", name); err != nil {
+				return err
+			}
+			c = m.newInode(true, perm)
+			dir.live.entries[p] = c
+			dir.live.mtime = m.now
+		} else if !c.dir {
+			return &fs.PathError{Op: "mkdir", Path: name, Err: syscall.ENOTDIR}
+		}
+		dir = c
+	}
+	return nil
+}
+
+// WriteFile writes data to name, creating or truncating it.
+func (m *Mem) WriteFile(name string, data []byte, perm fs.FileMode) error {
+	f, err := m.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Chmod sets name's permission bits.
+func (m *Mem) Chmod(name string, mode fs.FileMode) error {
+	return m.setMeta("chmod", name, func(n *inode) { n.live.mode = mode.Perm() })
+}
+
+// Chtimes sets name's modification time.
+func (m *Mem) Chtimes(name string, _, mtime time.Time) error {
+	return m.setMeta("chtimes", name, func(n *inode) { n.live.mtime = mtime })
+}
+
+func (m *Mem) setMeta(op, name string, set func(*inode)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.find(op, name)
+	if err != nil {
+		return err
+	}
+	if err := m.change(op, name); err != nil {
+		return err
+	}
+	set(n)
+	return nil
+}
+
+// SyncFS makes everything durable, as syncfs(2) does.
+func (m *Mem) SyncFS() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.change("syncfs", "."); err != nil {
+		return err
+	}
+	seen := map[*inode]bool{}
+	var sync func(n *inode)
+	sync = func(n *inode) {
+		if seen[n] {
+			return
+		}
+		seen[n] = true
+		n.synced = n.live.clone()
+		for _, c := range n.live.entries {
+			sync(c)
+		}
+	}
+	sync(m.root)
+	return nil
+}
+
+// SyncDir makes the entries of dir durable.
+func (m *Mem) SyncDir(dir string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.find("sync", dir)
+	if err != nil {
+		return err
+	}
+	if err := m.change("sync", dir); err != nil {
+		return err
+	}
+	n.synced = n.live.clone()
+	return nil
+}
+
+// Close does nothing: a Mem stays usable, so a node can be opened over it
+// again.
+func (m *Mem) Close() error { return nil }
+
+func (n *inode) info(name string) fs.FileInfo {
+	mode := n.live.mode
+	if n.dir {
+		mode |= fs.ModeDir
+	}
+	return memInfo{name: name, size: int64(len(n.live.data)), mode: mode, mtime: n.live.mtime, ino: n.ino}
+}
+
+type memInfo struct {
+	name  string
+	size  int64
+	mode  fs.FileMode
+	mtime time.Time
+	ino   uint64
+}
+
+func (i memInfo) Name() string       { return i.name }
+func (i memInfo) Size() int64        { return i.size }
+func (i memInfo) Mode() fs.FileMode  { return i.mode }
+func (i memInfo) ModTime() time.Time { return i.mtime }
+func (i memInfo) IsDir() bool        { return i.mode.IsDir() }
+func (i memInfo) Sys() any           { return sysOf(i.ino) }
+
+// memFile is an open file or directory of a Mem.
+type memFile struct {
+	m        *Mem
+	n        *inode
+	name     string
+	writable bool
+	pos      int64
+	dirPos   int
+}
+
+func (f *memFile) Read(p []byte) (int, error) {
+	k, err := f.ReadAt(p, f.pos)
+	f.pos += int64(k)
+	return k, err
+}
+
+func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
+	f.m.mu.Lock()
+	defer f.m.mu.Unlock()
+	if err := f.m.look("read", f.name); err != nil {
+		return 0, err
+	}
+	if f.n.dir {
+		return 0, &fs.PathError{Op: "read", Path: f.name, Err: syscall.EISDIR}
+	}
+	if off >= int64(len(f.n.live.data)) {
+		return 0, io.EOF
+	}
+	k := copy(p, f.n.live.data[off:])
+	if k < len(p) {
+		return k, io.EOF
+	}
+	return k, nil
+}
+
+func (f *memFile) Write(p []byte) (int, error) {
+	f.m.mu.Lock()
+	defer f.m.mu.Unlock()
+	if !f.writable {
+		return 0, &fs.PathError{Op: "write", Path: f.name, Err: syscall.EBADF}
+	}
+	if err := f.m.change("write", f.name); err != nil {
+		return 0, err
+	}
+	d := f.n.live.data
+	if end := f.pos + int64(len(p)); end > int64(len(d)) {
+		d = append(d, make([]byte, end-int64(len(d)))...)
+	}
+	copy(d[f.pos:], p)
+	f.n.live.data, f.n.live.mtime = d, f.m.now
+	f.pos += int64(len(p))
+	return len(p), nil
+}
+
+func (f *memFile) Seek(offset int64, whence int) (int64, error) {
+	f.m.mu.Lock()
+	defer f.m.mu.Unlock()
+	switch whence {
+	case io.SeekCurrent:
+		offset += f.pos
+	case io.SeekEnd:
+		offset += int64(len(f.n.live.data))
+	}
+	if offset < 0 {
+		return 0, &fs.PathError{Op: "seek", Path: f.name, Err: syscall.EINVAL}
+	}
+	f.pos = offset
+	return offset, nil
+}
+
+func (f *memFile) Close() error { return nil }
+
+func (f *memFile) Stat() (fs.FileInfo, error) {
+	f.m.mu.Lock()
+	defer f.m.mu.Unlock()
+	if err := f.m.look("stat", f.name); err != nil {
+		return nil, err
+	}
+	return f.n.info(path.Base("/" + f.name)), nil
+}
+
+// Sync makes the file's data and metadata durable (not its name: that is
+// its directory's); on a directory it makes its entries durable, as
+// fsync(2) does.
+func (f *memFile) Sync() error {
+	f.m.mu.Lock()
+	defer f.m.mu.Unlock()
+	if err := f.m.change("sync", f.name); err != nil {
+		return err
+	}
+	f.n.synced = f.n.live.clone()
+	return nil
+}
+
+func (f *memFile) ReadDir(count int) ([]fs.DirEntry, error) {
+	f.m.mu.Lock()
+	defer f.m.mu.Unlock()
+	if err := f.m.look("readdir", f.name); err != nil {
+		return nil, err
+	}
+	if !f.n.dir {
+		return nil, &fs.PathError{Op: "readdir", Path: f.name, Err: syscall.ENOTDIR}
+	}
+	names := make([]string, 0, len(f.n.live.entries))
+	for name := range f.n.live.entries {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	rest := names[min(f.dirPos, len(names)):]
+	if count > 0 && len(rest) > count {
+		rest = rest[:count]
+	}
+	f.dirPos += len(rest)
+	out := make([]fs.DirEntry, len(rest))
+	for i, name := range rest {
+		out[i] = fs.FileInfoToDirEntry(f.n.live.entries[name].info(name))
+	}
+	if count > 0 && len(out) == 0 {
+		return nil, io.EOF
+	}
+	return out, nil
+}
+
+func (f *memFile) Readdirnames(count int) ([]string, error) {
+	entries, err := f.ReadDir(count)
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names, err
+}
