@@ -399,7 +399,7 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 		return nil, nil, err
 	}
 	if n.decided != nil {
-		n.decided(op)
+		n.decided(op, plan)
 	}
 	n.log.Debug("remote op", "op", op.String(), "effects", len(plan.Effects), "records", len(plan.Records))
 	observe := plan.Observe

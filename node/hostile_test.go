@@ -15,6 +15,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/state"
@@ -200,7 +201,7 @@ func TestEditWhileAReceivedChangeIsApplied(t *testing.T) {
 	peer := pairedPeer(t, folder, "peer")
 	var once sync.Once
 	n := startNodeWith(t, folder, freeUDPPort(t), func(n *Node) {
-		n.decided = func(op oplog.Op) {
+		n.decided = func(op oplog.Op, _ core.RemotePlan) {
 			if op.Path == "f.txt" {
 				once.Do(func() { write(t, filepath.Join(folder, "f.txt"), "the user's save, just now") })
 			}

@@ -94,11 +94,15 @@ type Node struct {
 	flushData  func(f File) error
 	openFolder func(path string) (Folder, error)
 	// decided, when set, runs after a remote op is decided and before its
-	// effects: tests change the folder there, as a user might.
-	decided func(op oplog.Op)
+	// effects: tests change the folder there, as a user might, and the
+	// simulation counts the rules plans exercise.
+	decided func(op oplog.Op, plan core.RemotePlan)
 	// fetchVia, when set, wraps each peer that content is fetched from:
-	// tests make a connection's transfers hang.
-	fetchVia func(*quicnet.Peer) contentFetcher
+	// tests make a connection's transfers hang. contentFrom, when set,
+	// replaces the connected peers as the sources of content (the
+	// simulation has no transport).
+	fetchVia    func(*quicnet.Peer) contentFetcher
+	contentFrom func() []contentFetcher
 
 	// pending writes what status shows of the ops not yet applied;
 	// progress counts ops applied and content bytes received, which the
@@ -122,10 +126,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := prepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, flushData: dataSync, openFolder: OpenRootFolder, ready: make(chan struct{}),
-		applyKick: make(chan struct{}, 1), pauseKick: make(chan struct{}, 1), burst: make(chan struct{}, 1),
-		activity: make(chan struct{}, 1), stallAfter: stallAfter, stallCheck: stallCheck,
-		peers: map[certs.DeviceID]*peerState{}}
+	n := newNode(cfg)
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -166,9 +167,29 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.removeStaleTemps()
+	if err := n.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.db.ResetPeerStatus(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// newNode is a node with its defaults, holding nothing open yet.
+func newNode(cfg Config) *Node {
+	return &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, flushData: dataSync, openFolder: OpenRootFolder, ready: make(chan struct{}),
+		applyKick: make(chan struct{}, 1), pauseKick: make(chan struct{}, 1), burst: make(chan struct{}, 1),
+		activity: make(chan struct{}, 1), stallAfter: stallAfter, stallCheck: stallCheck,
+		peers: map[certs.DeviceID]*peerState{}}
+}
+
+// catchUp brings the database up to the log once the folder is open, as
+// the first thing a node does: a crash can leave it behind.
+func (n *Node) catchUp(ctx context.Context) error {
 	pending, err := n.pendingOps(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading the changes pending in %s: %w", cfg.StateDir, err)
+		return fmt.Errorf("reading the changes pending in %s: %w", n.cfg.StateDir, err)
 	}
 	// Before any pending op is applied again: what such an op left on disk
 	// before a crash is told apart from local changes by the whole set.
@@ -180,10 +201,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	} else if err := n.applyPendingOps(ctx, pending); err != nil {
 		n.log.Warn("some received changes wait for a peer", "err", err)
 	}
-	if err := n.db.ResetPeerStatus(ctx); err != nil {
-		return nil, err
-	}
-	return n, nil
+	return nil
 }
 
 // ID returns this device's ID.
@@ -373,6 +391,12 @@ func (n *Node) recordLocal(ctx context.Context, obs []watcher.Observation) error
 		n.pause(ctx, err.Error())
 		return errPaused
 	}
+	return n.recordObserved(ctx, obs)
+}
+
+// recordObserved is recordLocal once the state dir is known to be the
+// one opened: the orchestrator's entry point for what was observed.
+func (n *Node) recordObserved(ctx context.Context, obs []watcher.Observation) error {
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
 	obs, err := n.freshen(ctx, obs)

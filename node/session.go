@@ -424,6 +424,9 @@ type peerState struct {
 
 // fetchers returns the connected peers to fetch content from.
 func (n *Node) fetchers() []contentFetcher {
+	if n.contentFrom != nil {
+		return n.contentFrom()
+	}
 	n.peersMu.Lock()
 	defer n.peersMu.Unlock()
 	out := make([]contentFetcher, 0, len(n.peers))

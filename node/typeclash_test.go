@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 )
@@ -142,7 +143,7 @@ func TestFileTurnedDirectoryWhileAPeerWritesInside(t *testing.T) {
 	write(t, filepath.Join(folder, "a"), "a file, recorded")
 	peer := pairedPeer(t, folder, "peer")
 	n := startNodeWith(t, folder, freeUDPPort(t), func(n *Node) {
-		n.decided = func(op oplog.Op) {
+		n.decided = func(op oplog.Op, _ core.RemotePlan) {
 			if op.Path == "a/x" {
 				if st, err := os.Lstat(filepath.Join(folder, "a")); err == nil && !st.IsDir() {
 					os.Remove(filepath.Join(folder, "a"))

@@ -106,6 +106,15 @@ func (m *Mem) CrashAt(n int) {
 	m.crashAt = m.changes + n
 }
 
+// ClearFaults cancels what FailAt and CrashAt set and has not happened.
+func (m *Mem) ClearFaults() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.crashed() {
+		m.failAt, m.crashAt = 0, 0
+	}
+}
+
 // Crashed reports whether a crash set by CrashAt has happened.
 func (m *Mem) Crashed() bool {
 	m.mu.Lock()
