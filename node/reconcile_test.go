@@ -1,56 +1,79 @@
 package node
 
 import (
-	"path"
+	"context"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drive-node/drive-node/content"
 )
 
+// scenario drives two real replicas for one hand-written case; a step
+// that fails ends the test.
+type scenario struct {
+	t     *testing.T
+	ctx   context.Context
+	clock *simClock
+}
+
+func (sc *scenario) replica(i int, dbDir string) *replica {
+	r, err := newReplica(sc.ctx, i, dbDir, sc.clock, &sharedContent)
+	if err != nil {
+		sc.t.Fatal(err)
+	}
+	sc.t.Cleanup(r.close)
+	return r
+}
+
+func (sc *scenario) must(err error) {
+	sc.t.Helper()
+	if err != nil {
+		sc.t.Fatal(err)
+	}
+}
+
+// send gives to its everything from's log holds, and applies it.
+func (sc *scenario) send(from, to *replica) {
+	sc.t.Helper()
+	for origin := range from.vector() {
+		ops, err := from.opsAfter(sc.ctx, origin, 0)
+		sc.must(err)
+		_, err = to.ops.Insert(sc.ctx, ops...)
+		sc.must(err)
+	}
+	sc.must(ignoreWaiting(to.node.applyPending(sc.ctx)))
+}
+
 // exchange brings two replicas' logs together and applies them.
-func exchange(a, b *replica) {
+func (sc *scenario) exchange(a, b *replica) {
+	sc.t.Helper()
 	for i := 0; i < 3; i++ {
-		for _, pair := range [][2]*replica{{a, b}, {b, a}} {
-			from, to := pair[0], pair[1]
-			for _, ops := range from.log {
-				to.insert(ops)
-			}
-			to.applyPending()
-		}
+		sc.send(a, b)
+		sc.send(b, a)
 	}
 }
 
-func (r *replica) put(p, data string, step int) {
-	r.mkdirAll(p)
-	r.fs[p] = simEntry{hash: content.Sum([]byte(data)), mode: 0o644, mtime: int64(step) * 1e9}
-	touched := []string{p}
-	for d := path.Dir(p); d != "."; d = path.Dir(d) {
-		touched = append(touched, d)
-	}
-	r.observe(touched)
+func (sc *scenario) put(r *replica, p, data string) {
+	sc.t.Helper()
+	sc.clock.t = sc.clock.t.Add(time.Second)
+	sc.must(r.write(sc.ctx, p, data))
 }
 
-func (r *replica) del(p string) {
-	for q := range r.fs {
-		if q == p || strings.HasPrefix(q, p+"/") {
-			delete(r.fs, q)
-		}
-	}
-	r.observe([]string{p})
+func (sc *scenario) del(r *replica, p string) {
+	sc.t.Helper()
+	sc.must(r.removeTree(sc.ctx, p))
 }
 
-func (r *replica) move(from, to string) {
-	r.mkdirAll(to)
-	r.fs[to] = r.fs[from]
-	delete(r.fs, from)
-	r.observe([]string{from, to})
+func (sc *scenario) move(r *replica, from, to string) {
+	sc.t.Helper()
+	sc.must(r.move(sc.ctx, from, to))
 }
 
 func (r *replica) listing() string {
 	var out []string
-	for p, e := range r.fs {
+	for p, e := range r.files() {
 		if e.dir {
 			out = append(out, p+"/")
 			continue
@@ -62,27 +85,27 @@ func (r *replica) listing() string {
 }
 
 func (r *replica) holds(p, data string) bool {
-	e, ok := r.fs[p]
+	e, ok := r.files()[p]
 	return ok && e.hash == content.Sum([]byte(data))
 }
 
-// TestConcurrentScenarios runs the engine's decisions on the classic
+// TestConcurrentScenarios runs two real nodes through the classic
 // concurrent cases, with either replica's ops arriving first.
 func TestConcurrentScenarios(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		setup func(a *replica)
-		a, b  func(r *replica)
+		setup func(sc *scenario, a *replica)
+		a, b  func(sc *scenario, r *replica)
 		check func(t *testing.T, r *replica)
 	}{
 		{
 			name:  "concurrent edits: one winner, loser kept as a conflict copy",
-			setup: func(a *replica) { a.put("report.txt", "draft", 1) },
-			a:     func(r *replica) { r.put("report.txt", "A's edit", 2) },
-			b:     func(r *replica) { r.put("report.txt", "B's edit", 3) },
+			setup: func(sc *scenario, a *replica) { sc.put(a, "report.txt", "draft") },
+			a:     func(sc *scenario, r *replica) { sc.put(r, "report.txt", "A's edit") },
+			b:     func(sc *scenario, r *replica) { sc.put(r, "report.txt", "B's edit") },
 			check: func(t *testing.T, r *replica) {
 				copies := 0
-				for p := range r.fs {
+				for p := range r.files() {
 					if strings.HasPrefix(p, "report.conflict-") && strings.HasSuffix(p, ".txt") {
 						copies++
 					}
@@ -94,9 +117,9 @@ func TestConcurrentScenarios(t *testing.T) {
 		},
 		{
 			name:  "delete vs edit: the edit stays",
-			setup: func(a *replica) { a.put("notes.txt", "v1", 1) },
-			a:     func(r *replica) { r.del("notes.txt") },
-			b:     func(r *replica) { r.put("notes.txt", "v2", 2) },
+			setup: func(sc *scenario, a *replica) { sc.put(a, "notes.txt", "v1") },
+			a:     func(sc *scenario, r *replica) { sc.del(r, "notes.txt") },
+			b:     func(sc *scenario, r *replica) { sc.put(r, "notes.txt", "v2") },
 			check: func(t *testing.T, r *replica) {
 				if !r.holds("notes.txt", "v2") {
 					t.Fatalf("edit lost: %s", r.listing())
@@ -105,8 +128,8 @@ func TestConcurrentScenarios(t *testing.T) {
 		},
 		{
 			name: "same content created on both: no conflict",
-			a:    func(r *replica) { r.put("same.txt", "identical", 1) },
-			b:    func(r *replica) { r.put("same.txt", "identical", 1) },
+			a:    func(sc *scenario, r *replica) { sc.put(r, "same.txt", "identical") },
+			b:    func(sc *scenario, r *replica) { sc.put(r, "same.txt", "identical") },
 			check: func(t *testing.T, r *replica) {
 				if r.listing() != "same.txt" {
 					t.Fatalf("folder %s", r.listing())
@@ -115,20 +138,20 @@ func TestConcurrentScenarios(t *testing.T) {
 		},
 		{
 			name:  "directory deleted while a file was made in it: it comes back",
-			setup: func(a *replica) { a.put("dir/old.txt", "old", 1) },
-			a:     func(r *replica) { r.del("dir") },
-			b:     func(r *replica) { r.put("dir/new.txt", "new", 2) },
+			setup: func(sc *scenario, a *replica) { sc.put(a, "dir/old.txt", "old") },
+			a:     func(sc *scenario, r *replica) { sc.del(r, "dir") },
+			b:     func(sc *scenario, r *replica) { sc.put(r, "dir/new.txt", "new") },
 			check: func(t *testing.T, r *replica) {
-				if !r.holds("dir/new.txt", "new") || !r.fs["dir"].dir {
+				if !r.holds("dir/new.txt", "new") || !r.files()["dir"].dir {
 					t.Fatalf("folder %s", r.listing())
 				}
 			},
 		},
 		{
 			name:  "rename vs edit: the edit is kept at the new name",
-			setup: func(a *replica) { a.put("a.txt", "original", 1) },
-			a:     func(r *replica) { r.move("a.txt", "b.txt") },
-			b:     func(r *replica) { r.put("a.txt", "edited", 2) },
+			setup: func(sc *scenario, a *replica) { sc.put(a, "a.txt", "original") },
+			a:     func(sc *scenario, r *replica) { sc.move(r, "a.txt", "b.txt") },
+			b:     func(sc *scenario, r *replica) { sc.put(r, "a.txt", "edited") },
 			check: func(t *testing.T, r *replica) {
 				if r.listing() != "b.txt" || !r.holds("b.txt", "edited") {
 					t.Fatalf("folder %s", r.listing())
@@ -137,9 +160,12 @@ func TestConcurrentScenarios(t *testing.T) {
 		},
 		{
 			name:  "rename into a folder vs edit: the edit follows",
-			setup: func(a *replica) { a.put("draft.txt", "original", 1) },
-			a:     func(r *replica) { r.move("draft.txt", "archive/final.txt") },
-			b:     func(r *replica) { r.put("draft.txt", "edited", 2); r.put("draft.txt", "edited twice", 3) },
+			setup: func(sc *scenario, a *replica) { sc.put(a, "draft.txt", "original") },
+			a:     func(sc *scenario, r *replica) { sc.move(r, "draft.txt", "archive/final.txt") },
+			b: func(sc *scenario, r *replica) {
+				sc.put(r, "draft.txt", "edited")
+				sc.put(r, "draft.txt", "edited twice")
+			},
 			check: func(t *testing.T, r *replica) {
 				if r.listing() != "archive/ archive/final.txt" || !r.holds("archive/final.txt", "edited twice") {
 					t.Fatalf("folder %s", r.listing())
@@ -148,17 +174,20 @@ func TestConcurrentScenarios(t *testing.T) {
 		},
 		{
 			name:  "rename vs edit vs edit: one winner at the new name, the other a conflict copy",
-			setup: func(a *replica) { a.put("a.txt", "original", 1) },
-			a:     func(r *replica) { r.move("a.txt", "b.txt"); r.put("b.txt", "A edits the renamed file", 2) },
-			b:     func(r *replica) { r.put("a.txt", "B edits the old name", 3) },
+			setup: func(sc *scenario, a *replica) { sc.put(a, "a.txt", "original") },
+			a: func(sc *scenario, r *replica) {
+				sc.move(r, "a.txt", "b.txt")
+				sc.put(r, "b.txt", "A edits the renamed file")
+			},
+			b: func(sc *scenario, r *replica) { sc.put(r, "a.txt", "B edits the old name") },
 			check: func(t *testing.T, r *replica) {
 				copies := 0
-				for p := range r.fs {
+				for p := range r.files() {
 					if strings.HasPrefix(p, "b.conflict-") {
 						copies++
 					}
 				}
-				if copies != 1 || r.fs["a.txt"] != (simEntry{}) {
+				if copies != 1 || r.files()["a.txt"] != (simEntry{}) {
 					t.Fatalf("folder %s", r.listing())
 				}
 			},
@@ -166,22 +195,26 @@ func TestConcurrentScenarios(t *testing.T) {
 	} {
 		for _, aFirst := range []bool{true, false} {
 			t.Run(tc.name, func(t *testing.T) {
-				a, b := newReplica(0), newReplica(1)
+				sc := &scenario{t: t, ctx: context.Background(), clock: &simClock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+				dir := simDBDir(t)
+				a, b := sc.replica(0, dir), sc.replica(1, dir)
 				if tc.setup != nil {
-					tc.setup(a)
-					exchange(a, b)
+					tc.setup(sc, a)
+					sc.exchange(a, b)
 				}
-				tc.a(a)
-				tc.b(b)
+				tc.a(sc, a)
+				tc.b(sc, b)
 				if aFirst {
-					b.insert(a.log[a.id])
-					b.applyPending()
+					sc.send(a, b)
 				} else {
-					a.insert(b.log[b.id])
-					a.applyPending()
+					sc.send(b, a)
 				}
-				exchange(a, b)
-				if a.listing() != b.listing() || describeRecords(a) != describeRecords(b) {
+				sc.exchange(a, b)
+				ra, err := a.describeRecords(sc.ctx)
+				sc.must(err)
+				rb, err := b.describeRecords(sc.ctx)
+				sc.must(err)
+				if a.listing() != b.listing() || ra != rb {
 					t.Fatalf("replicas differ:\n%s\n%s", a.listing(), b.listing())
 				}
 				tc.check(t, a)

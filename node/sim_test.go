@@ -1,340 +1,41 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand"
+	"os"
 	"path"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
-	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
-	"github.com/drive-node/drive-node/watcher"
 )
 
-// The simulation runs the engine's decisions — planLocal, recordsFor and
-// planRemote, the same functions the node uses — on replicas whose folder,
-// records and op log are in memory, under a seeded schedule of edits,
-// partitions, heals, reordered messages and crashes. No sleeps, no network:
-// a seed replays exactly.
+// The simulation runs real nodes (see replica) under a seeded schedule of
+// edits, deletes, renames, type changes, partitions, heals, reordered
+// messages, crashes (between placing files and recording them too) and
+// failing writes, renames and fsyncs. No sleeps, no network: a seed
+// replays its schedule.
+
+// simSteps is the length of a seed's schedule.
+const simSteps = 60
 
 var (
-	simSeeds = flag.Int("sim.seeds", 2000, "simulation seeds to run")
+	simSeeds = flag.Int("sim.seeds", 1000, "simulation seeds to run")
 	simSeed  = flag.Int64("sim.seed", -1, "run only this seed")
+	simFault = flag.Bool("sim.faults", false, "crash devices, also in the middle of applies, and fail their writes")
 )
-
-type simEntry struct {
-	dir   bool
-	hash  content.Hash
-	mode  uint32
-	mtime int64
-}
-
-type replica struct {
-	id      certs.DeviceID
-	log     map[certs.DeviceID][]oplog.Op // each origin's ops, seq 1..n
-	lamport uint64
-	records map[string]state.File
-	applied map[certs.DeviceID]uint64
-	fs      map[string]simEntry
-	// forwarded counts edits carried to a rename's target, to show the
-	// schedule exercises rename vs edit.
-	forwarded int
-	// stuck counts ops whose effects failed (kept pending).
-	stuck int
-	// clashes counts remote ops that put a file where a directory is, or
-	// a directory where a file is, to show the schedule exercises them.
-	clashes int
-}
-
-func newReplica(i int) *replica {
-	var id certs.DeviceID
-	id[0], id[1] = byte(i+1), 0x5a
-	return &replica{id: id, log: map[certs.DeviceID][]oplog.Op{}, records: map[string]state.File{}, applied: map[certs.DeviceID]uint64{}, fs: map[string]simEntry{}}
-}
-
-func (r *replica) vector() map[certs.DeviceID]uint64 {
-	v := map[certs.DeviceID]uint64{}
-	for o, ops := range r.log {
-		v[o] = uint64(len(ops))
-	}
-	return v
-}
-
-// fill gathers what the core needs from the replica's maps.
-func (r *replica) fill(s *core.Snapshot, needs core.Needs) {
-	for _, p := range needs.Records {
-		s.Records[p] = nil
-		if f, ok := r.records[p]; ok {
-			s.Records[p] = &f
-		}
-	}
-	for _, id := range needs.Ops {
-		s.Ops[id] = nil
-		if ops := r.log[id.Origin]; id.Seq > 0 && id.Seq <= uint64(len(ops)) {
-			s.Ops[id] = &ops[id.Seq-1]
-		}
-	}
-	for _, d := range needs.Occupied {
-		s.Occupied[d] = r.liveUnder(d)
-	}
-}
-
-// plan asks the core what op does on this replica.
-func (r *replica) plan(op oplog.Op) core.RemotePlan {
-	s := core.NewSnapshot()
-	for {
-		plan := core.PlanRemote(op, s, r.sourceUsable(op), 0)
-		if plan.Needs.Empty() {
-			return plan
-		}
-		r.fill(s, plan.Needs)
-	}
-}
-
-// forwards reports whether op carries an edit to a rename's target.
-func (r *replica) forwards(op oplog.Op) bool {
-	s := core.NewSnapshot()
-	for {
-		to, needs := core.ForwardTarget(op, s)
-		if needs.Empty() {
-			return to != ""
-		}
-		r.fill(s, needs)
-	}
-}
-
-// observe records the current state of paths as the watcher and
-// recordLocal do: planLocal, then the ops are logged and recorded.
-func (r *replica) observe(paths []string) {
-	var obs []watcher.Observation
-	seen := map[string]bool{}
-	add := func(o watcher.Observation) {
-		if !seen[o.Path] {
-			seen[o.Path] = true
-			obs = append(obs, o)
-		}
-	}
-	for _, p := range paths {
-		e, ok := r.fs[p]
-		if !ok {
-			add(watcher.Observation{Path: p})
-			for q, rec := range r.records {
-				if !rec.Deleted && strings.HasPrefix(q, p+"/") {
-					add(watcher.Observation{Path: q})
-				}
-			}
-			continue
-		}
-		add(watcher.Observation{Path: p, Exists: true, Dir: e.dir, Hash: e.hash, Mode: e.mode, MTime: e.mtime})
-	}
-	sort.Slice(obs, func(i, j int) bool { return obs[i].Path < obs[j].Path })
-	known := map[string]state.File{}
-	for _, o := range obs {
-		if f, ok := r.records[o.Path]; ok {
-			known[o.Path] = f
-		}
-	}
-	plan := core.PlanLocal(obs, known)
-	for _, m := range plan.MetaOnly {
-		r.records[m.Path] = m
-	}
-	for _, op := range plan.Ops {
-		r.lamport++
-		op.Origin, op.Seq, op.Lamport = r.id, uint64(len(r.log[r.id])+1), r.lamport
-		r.log[r.id] = append(r.log[r.id], op)
-		for _, rec := range core.RecordsFor(op, 0) {
-			r.records[rec.Path] = rec
-		}
-		r.applied[r.id] = op.Seq
-	}
-}
-
-// insert stores ops like oplog.Insert: duplicates skipped, a gap stops.
-func (r *replica) insert(ops []oplog.Op) (gap bool) {
-	for _, op := range ops {
-		have := uint64(len(r.log[op.Origin]))
-		if op.Seq <= have {
-			continue
-		}
-		if op.Seq != have+1 {
-			return true
-		}
-		r.log[op.Origin] = append(r.log[op.Origin], op)
-		r.lamport = max(r.lamport, op.Lamport)
-	}
-	return false
-}
-
-// applyPending mirrors Node.applyPending with every content available.
-func (r *replica) applyPending() {
-	var pending []oplog.Op
-	for o, ops := range r.log {
-		pending = append(pending, ops[r.applied[o]:]...)
-	}
-	sortCausal(pending)
-	skip := core.SupersededInBatch(pending)
-	for _, op := range pending {
-		if op.Origin == r.id {
-			for _, rec := range core.RecordsFor(op, 0) {
-				r.records[rec.Path] = rec
-			}
-			r.applied[op.Origin] = op.Seq
-		}
-	}
-	blocked := map[certs.DeviceID]bool{}
-	for i, op := range pending {
-		if op.Origin == r.id || blocked[op.Origin] {
-			continue
-		} else if !skip[i] {
-			if r.forwards(op) {
-				r.forwarded++
-			}
-			if r.clashesWith(op) {
-				r.clashes++
-			}
-			plan := r.plan(op)
-			follow := plan.Observe
-			failed := false
-			for _, e := range plan.Effects {
-				stays, ok := r.run(e)
-				if !ok {
-					failed = true
-					break
-				}
-				if stays {
-					follow = append(follow, e.Path)
-				}
-			}
-			if failed {
-				// As on a node: the op stays pending, and so do its
-				// origin's later ops.
-				r.stuck++
-				blocked[op.Origin] = true
-				continue
-			}
-			for _, rec := range plan.Records {
-				r.records[rec.Path] = rec
-			}
-			if len(follow) > 0 {
-				r.observe(follow)
-			}
-		}
-		r.applied[op.Origin] = op.Seq
-	}
-}
-
-func (r *replica) sourceUsable(op oplog.Op) bool {
-	if op.Kind != oplog.KindRename {
-		return false
-	}
-	rec, ok := r.records[op.Path]
-	e, onDisk := r.fs[op.Path]
-	return ok && !rec.Deleted && rec.Hash == op.Hash && onDisk && !e.dir && e.hash == op.Hash
-}
-
-func (r *replica) mkdirAll(p string) {
-	for d := path.Dir(p); d != "."; d = path.Dir(d) {
-		if e, ok := r.fs[d]; !ok || !e.dir {
-			r.fs[d] = simEntry{dir: true, mode: 0o755}
-		}
-	}
-}
-
-func (r *replica) hasChildren(p string) bool {
-	for q := range r.fs {
-		if strings.HasPrefix(q, p+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-// run carries out an effect as runEffect does on a real folder. ok false
-// is an effect that fails there (a file where a directory is needed, a
-// directory with entries where a file goes): the op stays pending.
-func (r *replica) run(e core.Effect) (stays, ok bool) {
-	switch e.Kind {
-	case core.Place:
-		if cur, ok := r.fs[e.Path]; ok && cur.dir && r.hasChildren(e.Path) || !r.canMkdirAll(e.Path) {
-			return false, false
-		}
-		r.mkdirAll(e.Path)
-		r.fs[e.Path] = simEntry{hash: e.Op.Hash, mode: e.Op.Mode, mtime: e.Op.MTime}
-	case core.Move, core.MoveAside:
-		cur, ok := r.fs[e.Path]
-		if !ok || cur.dir {
-			return false, true
-		}
-		if to, ok := r.fs[e.To]; ok && to.dir && r.hasChildren(e.To) || !r.canMkdirAll(e.To) {
-			return false, false
-		}
-		r.mkdirAll(e.To)
-		r.fs[e.To] = cur
-		delete(r.fs, e.Path)
-	case core.Remove:
-		if cur, ok := r.fs[e.Path]; ok && !cur.dir {
-			delete(r.fs, e.Path)
-		}
-	case core.Rmdir:
-		if cur, ok := r.fs[e.Path]; ok && cur.dir {
-			if r.hasChildren(e.Path) {
-				return true, true
-			}
-			delete(r.fs, e.Path)
-		}
-	case core.Mkdir:
-		if !r.canMkdirAll(e.Path) {
-			return false, false
-		}
-		r.mkdirAll(e.Path)
-		r.fs[e.Path] = simEntry{dir: true, mode: e.Op.Mode}
-	}
-	return false, true
-}
-
-// clashesWith reports whether op creates a path of the other type than
-// what the folder has there, or needs a directory where a file is.
-func (r *replica) clashesWith(op oplog.Op) bool {
-	target := op.Path
-	if op.Kind == oplog.KindRename {
-		target = op.NewPath
-	}
-	cur, ok := r.fs[target]
-	switch op.Kind {
-	case oplog.KindMkdir:
-		return ok && !cur.dir || !r.canMkdirAll(target)
-	case oplog.KindWrite, oplog.KindRename:
-		return ok && cur.dir || !r.canMkdirAll(target)
-	}
-	return false
-}
-
-// canMkdirAll reports whether every directory above p is a directory or
-// missing: MkdirAll fails on a file in the way.
-func (r *replica) canMkdirAll(p string) bool {
-	for d := path.Dir(p); d != "."; d = path.Dir(d) {
-		if e, ok := r.fs[d]; ok && !e.dir {
-			return false
-		}
-	}
-	return true
-}
-
-// liveUnder reports whether a live record lies under dir.
-func (r *replica) liveUnder(dir string) bool {
-	for q, rec := range r.records {
-		if !rec.Deleted && strings.HasPrefix(q, dir+"/") {
-			return true
-		}
-	}
-	return false
-}
 
 // A user's edits. "d3" is both a file and a directory name, so a path
 // changes type, locally and concurrently on several replicas.
@@ -343,82 +44,75 @@ var (
 	simDirs  = []string{"d1", "d2", "d1/sub", "d3"}
 )
 
-// removeTree deletes p and everything under it from the folder and
-// returns the paths it deleted.
-func (r *replica) removeTree(p string) []string {
-	gone := []string{p}
-	for q := range r.fs {
-		if strings.HasPrefix(q, p+"/") {
-			delete(r.fs, q)
-			gone = append(gone, q)
+// canMkdirAll reports whether every directory above p is a directory or
+// missing: MkdirAll fails on a file in the way.
+func canMkdirAll(files map[string]simEntry, p string) bool {
+	for d := path.Dir(p); d != "."; d = path.Dir(d) {
+		if e, ok := files[d]; ok && !e.dir {
+			return false
 		}
 	}
-	delete(r.fs, p)
-	return gone
+	return true
 }
 
-func (r *replica) edit(rng *rand.Rand, step int) {
-	pick := func(list []string) string { return list[rng.Intn(len(list))] }
+// edit makes one random change to r's folder, as a user, and reports it.
+func (s *sim) edit(ctx context.Context, r *replica, step int) error {
+	pick := func(list []string) string { return list[s.rng.Intn(len(list))] }
+	files := r.files()
 	var existing []string
-	for p, e := range r.fs {
+	for p, e := range files {
 		if !e.dir {
 			existing = append(existing, p)
 		}
 	}
 	sort.Strings(existing)
-	var touched []string
-	switch k := rng.Intn(10); {
+	switch k := s.rng.Intn(10); {
 	case k < 5 || len(existing) == 0: // create or modify
 		p := pick(simFiles)
-		if e, ok := r.fs[p]; ok && e.dir {
-			touched = append(touched, r.removeTree(p)...) // a directory replaced by a file
-		}
-		if !r.canMkdirAll(p) {
-			return // a file where p's directory would go
-		}
-		r.mkdirAll(p)
-		r.fs[p] = simEntry{hash: content.Sum([]byte(fmt.Sprintf("%x-%d", r.id[0], step))), mode: 0o644, mtime: int64(step)}
-		touched = append(touched, p)
-		for d := path.Dir(p); d != "."; d = path.Dir(d) {
-			touched = append(touched, d)
-		}
-	case k < 7:
-		p := existing[rng.Intn(len(existing))]
-		delete(r.fs, p)
-		touched = append(touched, p)
-	case k < 9:
-		from, to := existing[rng.Intn(len(existing))], pick(simFiles)
-		if e, ok := r.fs[to]; from == to || ok && e.dir || !r.canMkdirAll(to) || strings.HasPrefix(to, from+"/") {
-			return
-		}
-		r.mkdirAll(to)
-		r.fs[to] = r.fs[from]
-		delete(r.fs, from)
-		touched = append(touched, from, to)
-		for d := path.Dir(to); d != "."; d = path.Dir(d) {
-			touched = append(touched, d)
-		}
-	default: // mkdir or rm -rf
-		d := pick(simDirs)
-		if !r.canMkdirAll(d) {
-			return
-		}
-		e, ok := r.fs[d]
-		if ok && !e.dir {
-			delete(r.fs, d) // a file replaced by a directory
-			ok = false
-		}
-		if ok {
-			touched = append(touched, r.removeTree(d)...)
-		} else {
-			r.mkdirAll(d + "/x")
-			for q := d; q != "."; q = path.Dir(q) {
-				touched = append(touched, q)
+		if e, ok := files[p]; ok && e.dir {
+			if err := r.removeTree(ctx, p); err != nil { // a directory replaced by a file
+				return err
 			}
 		}
-		touched = append(touched, d)
+		if !canMkdirAll(files, p) {
+			return nil // a file where p's directory would go
+		}
+		return r.write(ctx, p, fmt.Sprintf("%x-%d", r.id[0], step))
+	case k < 7:
+		p := existing[s.rng.Intn(len(existing))]
+		if err := r.folder.Remove(p); err != nil {
+			return err
+		}
+		return r.report(ctx, p)
+	case k < 9:
+		from, to := existing[s.rng.Intn(len(existing))], pick(simFiles)
+		if e, ok := files[to]; from == to || ok && e.dir || !canMkdirAll(files, to) || strings.HasPrefix(to, from+"/") {
+			return nil
+		}
+		return r.move(ctx, from, to)
+	default: // mkdir or rm -rf
+		d := pick(simDirs)
+		if !canMkdirAll(files, d) {
+			return nil
+		}
+		e, ok := files[d]
+		if ok && e.dir {
+			return r.removeTree(ctx, d)
+		}
+		if ok { // a file replaced by a directory
+			if err := r.folder.Remove(d); err != nil {
+				return err
+			}
+		}
+		if err := r.folder.MkdirAll(d+"/x", 0o755); err != nil {
+			return err
+		}
+		var touched []string
+		for q := d + "/x"; q != "."; q = path.Dir(q) {
+			touched = append(touched, q)
+		}
+		return r.report(ctx, touched...)
 	}
-	r.observe(touched)
 }
 
 type message struct {
@@ -427,12 +121,18 @@ type message struct {
 }
 
 type sim struct {
-	rng  *rand.Rand
-	reps []*replica
-	up   [][]bool                            // link i<->j up
-	sent []map[int]map[certs.DeviceID]uint64 // what i believes j has, per connection
-	net  []message
-	log  []string
+	rng   *rand.Rand
+	clock *simClock
+	reps  []*replica
+	up    [][]bool                            // link i<->j up
+	sent  []map[int]map[certs.DeviceID]uint64 // what i believes j has, per connection
+	net   []message
+	log   []string
+	// conflicts counts the conflict copies in the final folders.
+	conflicts int
+	// faults crashes devices, also in the middle of applies, and fails
+	// their writes (see step).
+	faults bool
 }
 
 func (s *sim) tracef(format string, args ...any) { s.log = append(s.log, fmt.Sprintf(format, args...)) }
@@ -444,18 +144,23 @@ func (s *sim) connect(i, j int) {
 }
 
 // send queues, from i to j, the ops j lacks as far as i knows.
-func (s *sim) send(i, j int) {
+func (s *sim) send(ctx context.Context, i, j int) error {
 	var ops []oplog.Op
-	for o, list := range s.reps[i].log {
+	for o, highest := range s.reps[i].vector() {
 		have := s.sent[i][j][o]
-		if uint64(len(list)) > have {
-			ops = append(ops, list[have:]...)
-			s.sent[i][j][o] = uint64(len(list))
+		if highest > have {
+			more, err := s.reps[i].opsAfter(ctx, o, have)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, more...)
+			s.sent[i][j][o] = highest
 		}
 	}
 	if len(ops) > 0 {
 		s.net = append(s.net, message{i, j, ops})
 	}
+	return nil
 }
 
 // drop loses every message between i and j (a connection that died).
@@ -469,25 +174,87 @@ func (s *sim) drop(i, j int) {
 	s.net = kept
 }
 
-func (s *sim) deliver(k int) {
+func (s *sim) deliver(ctx context.Context, k int) error {
 	m := s.net[k]
 	s.net = append(s.net[:k], s.net[k+1:]...)
 	if !s.up[m.from][m.to] {
-		return
+		return nil
 	}
-	if s.reps[m.to].insert(m.ops) {
-		// A gap (reordered delivery): the connection is reset and the
-		// Hello exchange starts over from what is durable.
+	_, err := s.reps[m.to].ops.Insert(ctx, m.ops...)
+	if errors.Is(err, oplog.ErrGap) {
+		// A reordered delivery: the connection is reset and the Hello
+		// exchange starts over from what is durable.
 		s.tracef("gap %d->%d: reset", m.from, m.to)
 		s.drop(m.from, m.to)
 		s.connect(m.from, m.to)
+		return nil
+	}
+	return err
+}
+
+// apply runs replica i's apply step; fault, if set, arms its folder first.
+func (s *sim) apply(ctx context.Context, i int, fault func(*replica)) error {
+	r := s.reps[i]
+	if fault == nil {
+		return ignoreWaiting(r.node.applyPending(ctx))
+	}
+	fault(r)
+	err := r.node.applyPending(ctx)
+	r.folder.ClearFaults()
+	if r.folder.Crashed() {
+		s.tracef("crashed %d while applying (%v)", i, err)
+		return s.crash(ctx, i)
+	}
+	return nil // a failed write leaves its op pending, retried later
+}
+
+// ignoreWaiting drops the errors of ops left pending for a reason the
+// next pass settles (content not yet available).
+func ignoreWaiting(err error) error {
+	if err == nil || errors.Is(err, ErrContentUnavailable) {
+		return nil
+	}
+	return err
+}
+
+// crash stops replica i: messages in flight to or from it are lost, its
+// folder keeps only what was durable, and a new node opens over its log,
+// database and folder and scans the folder.
+func (s *sim) crash(ctx context.Context, i int) error {
+	r := s.reps[i]
+	r.crashes++
+	for j := range s.reps {
+		if j != i {
+			s.drop(i, j)
+			if s.up[i][j] {
+				s.connect(i, j)
+			}
+		}
+	}
+	r.folder.Restart()
+	if err := r.start(ctx); err != nil {
+		return fmt.Errorf("reopen %d: %w", i, err)
+	}
+	return r.scan(ctx)
+}
+
+// close closes every replica's log and database.
+func (s *sim) close() {
+	for _, r := range s.reps {
+		r.close()
 	}
 }
 
-func runSim(seed int64, n, steps int) (*sim, error) {
-	s := &sim{rng: rand.New(rand.NewSource(seed))}
+// runSim runs one seed's schedule on n replicas and checks the outcome.
+// The caller closes the returned sim, which is there even on an error.
+func runSim(ctx context.Context, seed int64, n, steps int, faults bool, dbDir string) (s *sim, err error) {
+	s = &sim{rng: rand.New(rand.NewSource(seed)), clock: &simClock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, faults: faults}
 	for i := 0; i < n; i++ {
-		s.reps = append(s.reps, newReplica(i))
+		r, err := newReplica(ctx, i, dbDir, s.clock, &sharedContent)
+		if err != nil {
+			return s, err
+		}
+		s.reps = append(s.reps, r)
 		s.up = append(s.up, make([]bool, n))
 		s.sent = append(s.sent, map[int]map[certs.DeviceID]uint64{})
 	}
@@ -498,49 +265,70 @@ func runSim(seed int64, n, steps int) (*sim, error) {
 		}
 	}
 	for step := 1; step <= steps; step++ {
-		i, j := s.rng.Intn(n), s.rng.Intn(n)
-		switch k := s.rng.Intn(100); {
-		case k < 40:
-			s.reps[i].edit(s.rng, step)
-			s.tracef("%d: edit on %d", step, i)
-		case k < 60:
-			if i != j && s.up[i][j] {
-				s.send(i, j)
-			}
-		case k < 78:
-			if len(s.net) > 0 {
-				s.deliver(s.rng.Intn(len(s.net))) // any order: reordering
-			}
-		case k < 88:
-			s.reps[i].applyPending()
-		case k < 93:
-			if i != j && s.up[i][j] {
-				s.up[i][j], s.up[j][i] = false, false
-				s.drop(i, j)
-				s.tracef("%d: cut %d-%d", step, i, j)
-			}
-		case k < 97:
-			if i != j && !s.up[i][j] {
-				s.up[i][j], s.up[j][i] = true, true
-				s.connect(i, j)
-				s.tracef("%d: heal %d-%d", step, i, j)
-			}
-		default:
-			// Crash: everything in flight to or from i is lost; its log,
-			// folder and records are durable, and what it had received
-			// but not applied is applied after the restart.
-			for j := range s.reps {
-				if j != i {
-					s.drop(i, j)
-					if s.up[i][j] {
-						s.connect(i, j)
-					}
-				}
-			}
-			s.tracef("%d: crash %d", step, i)
+		s.clock.t = s.clock.t.Add(time.Second)
+		if err := s.step(ctx, step, n); err != nil {
+			return s, fmt.Errorf("step %d: %w", step, err)
 		}
 	}
-	// Heal everything and let it settle.
+	if err := s.settle(ctx); err != nil {
+		return s, err
+	}
+	return s, s.check(ctx)
+}
+
+// step runs one scheduled event.
+func (s *sim) step(ctx context.Context, step, n int) error {
+	i, j := s.rng.Intn(n), s.rng.Intn(n)
+	switch k := s.rng.Intn(100); {
+	case k < 40:
+		s.tracef("%d: edit on %d", step, i)
+		return s.edit(ctx, s.reps[i], step)
+	case k < 60:
+		if i != j && s.up[i][j] {
+			return s.send(ctx, i, j)
+		}
+	case k < 78:
+		if len(s.net) > 0 {
+			return s.deliver(ctx, s.rng.Intn(len(s.net))) // any order: reordering
+		}
+	case k < 86:
+		return s.apply(ctx, i, nil)
+	case k < 90 && !s.faults:
+		return s.apply(ctx, i, nil)
+	case k < 88:
+		// A write, rename or fsync of the apply fails: the op waits.
+		at := 1 + s.rng.Intn(12)
+		s.tracef("%d: change %d of the apply on %d fails", step, at, i)
+		s.reps[i].faults++
+		return s.apply(ctx, i, func(r *replica) { r.folder.FailAt(at, syscall.EIO) })
+	case k < 90:
+		// The machine stops in the middle of an apply: between placing
+		// files and recording them, or before they were durable.
+		at := 1 + s.rng.Intn(12)
+		s.tracef("%d: crash %d at change %d of an apply", step, i, at)
+		return s.apply(ctx, i, func(r *replica) { r.folder.CrashAt(at) })
+	case k < 94:
+		if i != j && s.up[i][j] {
+			s.up[i][j], s.up[j][i] = false, false
+			s.drop(i, j)
+			s.tracef("%d: cut %d-%d", step, i, j)
+		}
+	case k < 98:
+		if i != j && !s.up[i][j] {
+			s.up[i][j], s.up[j][i] = true, true
+			s.connect(i, j)
+			s.tracef("%d: heal %d-%d", step, i, j)
+		}
+	case !s.faults:
+	default:
+		s.tracef("%d: crash %d", step, i)
+		return s.crash(ctx, i)
+	}
+	return nil
+}
+
+// settle heals every link and runs every device until they agree.
+func (s *sim) settle(ctx context.Context) error {
 	for i := range s.reps {
 		for j := range s.reps {
 			if i != j && !s.up[i][j] {
@@ -550,86 +338,90 @@ func runSim(seed int64, n, steps int) (*sim, error) {
 		}
 	}
 	for round := 0; ; round++ {
-		if round > 1000 {
-			return s, fmt.Errorf("did not settle")
+		if round > 200 {
+			return fmt.Errorf("did not settle")
 		}
 		for i := range s.reps {
-			s.reps[i].applyPending()
+			// The watcher: what a failed apply left on disk unrecorded (a
+			// conflict copy placed before a later effect failed) is
+			// recorded, as the daemon's watcher would.
+			if err := s.reps[i].scan(ctx); err != nil {
+				return fmt.Errorf("scan %d: %w", i, err)
+			}
+			if err := s.apply(ctx, i, nil); err != nil {
+				return err
+			}
 			for j := range s.reps {
 				if i != j {
-					s.send(i, j)
+					if err := s.send(ctx, i, j); err != nil {
+						return err
+					}
 				}
 			}
 		}
-		if len(s.net) == 0 && s.settled() {
-			break
+		if settled, err := s.settled(ctx); err != nil || len(s.net) == 0 && settled {
+			return err
 		}
 		for len(s.net) > 0 {
-			s.deliver(s.rng.Intn(len(s.net)))
+			if err := s.deliver(ctx, s.rng.Intn(len(s.net))); err != nil {
+				return err
+			}
 		}
 	}
-	return s, s.check()
 }
 
-func (s *sim) settled() bool {
+// settled reports whether every log holds the same ops and every
+// database has applied them.
+func (s *sim) settled(ctx context.Context) (bool, error) {
 	v0 := s.reps[0].vector()
 	for _, r := range s.reps {
 		v := r.vector()
 		if len(v) != len(v0) {
-			return false
+			return false, nil
 		}
 		for o, n := range v0 {
-			if v[o] != n || r.applied[o] != n {
-				return false
+			if v[o] != n {
+				return false, nil
 			}
 		}
-	}
-	return true
-}
-
-func describeFS(r *replica) string {
-	var parts []string
-	for p, e := range r.fs {
-		if e.dir {
-			parts = append(parts, p+"/")
-		} else {
-			parts = append(parts, p+"="+e.hash.Short()[:6])
+		if ok, err := r.applied(ctx); err != nil || !ok {
+			return false, err
 		}
 	}
-	sort.Strings(parts)
-	return strings.Join(parts, " ")
-}
-
-func describeRecords(r *replica) string {
-	var parts []string
-	for p, f := range r.records {
-		s := fmt.Sprintf("%s:%v:%s:%v:%d:%x:%v", p, f.Deleted, f.Hash.Short(), f.Version, f.Lamport, f.Origin[0], f.Heads)
-		parts = append(parts, s)
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, "\n")
+	return true, nil
 }
 
 // check: every replica has the same folder and the same records, and
 // every accepted write is still somewhere unless a later op made after
 // seeing it replaced it.
-func (s *sim) check() error {
-	want, wantRec := describeFS(s.reps[0]), describeRecords(s.reps[0])
+func (s *sim) check(ctx context.Context) error {
+	want := s.reps[0].describeFS()
+	wantRec, err := s.reps[0].describeRecords(ctx)
+	if err != nil {
+		return err
+	}
 	for i, r := range s.reps[1:] {
-		if got := describeFS(r); got != want {
+		if got := r.describeFS(); got != want {
 			return fmt.Errorf("folders differ:\nreplica 0: %s\nreplica %d: %s", want, i+1, got)
 		}
-		if got := describeRecords(r); got != wantRec {
-			return fmt.Errorf("records differ:\nreplica 0:\n%s\nreplica %d:\n%s", wantRec, i+1, got)
+		got, err := r.describeRecords(ctx)
+		if err != nil {
+			return err
+		}
+		if got != wantRec {
+			return fmt.Errorf("records differ between replica 0 (-) and %d (+):\n%s", i+1, diffLines(wantRec, got))
 		}
 	}
 	present := map[content.Hash]bool{}
-	for _, e := range s.reps[0].fs {
+	for p, e := range s.reps[0].files() {
 		present[e.hash] = true
+		if strings.Contains(p, ".conflict-") {
+			s.conflicts++
+		}
 	}
-	var all []oplog.Op
-	for _, ops := range s.reps[0].log {
-		all = append(all, ops...)
+	all, err := s.reps[0].allOps(ctx)
+	if err != nil {
+		return err
 	}
 	// A write is safe when its content is in the folder, when an op on its
 	// path was made after seeing it (a knowing overwrite or delete), or
@@ -678,9 +470,50 @@ func (s *sim) check() error {
 	return nil
 }
 
-// TestSimulation runs the engine's decisions on 2 to 5 replicas over many
-// seeded schedules; a failure prints the seed (rerun it with
-// -sim.seed=N) and the schedule's events.
+// diffLines lists the lines only a has (-) and only b has (+).
+func diffLines(a, b string) string {
+	inA, inB := map[string]bool{}, map[string]bool{}
+	for _, l := range strings.Split(a, "\n") {
+		inA[l] = true
+	}
+	for _, l := range strings.Split(b, "\n") {
+		inB[l] = true
+	}
+	var out []string
+	for l := range inA {
+		if !inB[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	for l := range inB {
+		if !inA[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][2:] < out[j][2:] })
+	return strings.Join(out, "\n")
+}
+
+// sharedContent is every content simulated users wrote, across seeds
+// (contents are named by device and step, so seeds share them safely).
+var sharedContent contentStore
+
+// simDBDir is where a simulation's databases go: memory-backed where the
+// system has /dev/shm.
+func simDBDir(t testing.TB) string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		dir, err := os.MkdirTemp("/dev/shm", "drive-node-sim-")
+		if err == nil {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			return dir
+		}
+	}
+	return t.TempDir()
+}
+
+// TestSimulation runs 2 to 5 real nodes over many seeded schedules; a
+// failure prints the seed (rerun it with -sim.seed=N) and the schedule's
+// last events.
 func TestSimulation(t *testing.T) {
 	seeds := []int64{}
 	if *simSeed >= 0 {
@@ -690,29 +523,67 @@ func TestSimulation(t *testing.T) {
 			seeds = append(seeds, int64(i))
 		}
 	}
-	conflicts, forwarded, clashes := 0, 0, 0
-	for _, seed := range seeds {
-		n := 2 + int(seed%4)
-		s, err := runSim(seed, n, 150)
-		if err != nil {
-			tail := s.log
+	ctx := context.Background()
+	base := simDBDir(t)
+	start := time.Now()
+	// Seeds run on every core; each is deterministic on its own.
+	type outcome struct {
+		seed int64
+		n    int
+		sim  *sim
+		err  error
+	}
+	results := make([]outcome, len(seeds))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				seed := seeds[k]
+				n := 2 + int(seed%4)
+				dir, err := os.MkdirTemp(base, "seed-")
+				if err != nil {
+					results[k] = outcome{seed, n, nil, err}
+					continue
+				}
+				s, err := runSim(ctx, seed, n, simSteps, *simFault, dir)
+				s.close()
+				os.RemoveAll(dir)
+				results[k] = outcome{seed, n, s, err}
+			}
+		}()
+	}
+	for k := range seeds {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	conflicts, forwarded, clashes, crashes, faults := 0, 0, 0, 0, 0
+	for _, r := range results {
+		if r.err != nil {
+			var tail []string
+			if r.sim != nil {
+				tail = r.sim.log
+			}
 			if len(tail) > 40 {
 				tail = tail[len(tail)-40:]
 			}
-			t.Fatalf("seed %d (%d replicas): %v\nlast events:\n%s\nrerun: go test ./node -run TestSimulation -sim.seed=%d", seed, n, err, strings.Join(tail, "\n"), seed)
+			t.Fatalf("seed %d (%d replicas): %v\nlast events:\n%s\nrerun: go test ./node -run TestSimulation -sim.seed=%d", r.seed, r.n, r.err, strings.Join(tail, "\n"), r.seed)
 		}
-		for _, r := range s.reps {
-			forwarded += r.forwarded
-			clashes += r.clashes
+		for _, rep := range r.sim.reps {
+			forwarded += rep.forwarded
+			clashes += rep.clashes
+			crashes += rep.crashes
+			faults += rep.faults
 		}
-		for p := range s.reps[0].fs {
-			if strings.Contains(p, ".conflict-") {
-				conflicts++
-			}
-		}
+		conflicts += r.sim.conflicts
 	}
-	t.Logf("%d seeds converged; %d conflict copies kept in the final folders; %d edits carried to a rename's target; %d ops met a path of the other type", len(seeds), conflicts, forwarded, clashes)
-	if len(seeds) > 100 && (conflicts == 0 || forwarded == 0 || clashes == 0) {
-		t.Fatal("no seed produced a conflict, a rename vs edit or a file vs directory clash: the schedule does not exercise concurrent edits")
+	took := time.Since(start)
+	t.Logf("%d seeds converged in %v (%.0f seeds/s); %d conflict copies kept in the final folders; %d edits carried to a rename's target; %d file/directory clashes; %d crashes; %d failed writes",
+		len(seeds), took.Round(time.Millisecond), float64(len(seeds))/took.Seconds(), conflicts, forwarded, clashes, crashes, faults)
+	if len(seeds) > 100 && (conflicts == 0 || forwarded == 0 || clashes == 0 || *simFault && (crashes == 0 || faults == 0)) {
+		t.Fatal("no seed produced a conflict, a rename vs edit, a file vs directory clash, a crash or a failed write: the schedule does not exercise them")
 	}
 }

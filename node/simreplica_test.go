@@ -1,0 +1,373 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/node/internal/core"
+	"github.com/drive-node/drive-node/node/internal/folder"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
+	"github.com/drive-node/drive-node/watcher"
+)
+
+// A simulated device is a real Node — the orchestrator that records
+// observations, applies received ops, skips superseded ones, blocks an
+// origin whose op fails, records follow-ups and explains crash residue —
+// over an in-memory folder, an op log on pebble's in-memory file system,
+// a state database, and a clock the simulation moves. Only the watcher
+// and the transport are not there: the simulation reports what a user
+// changed, as the watcher would, and carries ops between devices.
+
+// contentStore serves every content any simulated user wrote: the
+// simulation's stand-in for fetching from peers.
+type contentStore struct {
+	mu   sync.Mutex
+	data map[content.Hash][]byte
+}
+
+func (s *contentStore) put(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.data == nil {
+		s.data = map[content.Hash][]byte{}
+	}
+	s.data[content.Sum(b)] = b
+}
+
+func (s *contentStore) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.Writer) (int64, error) {
+	s.mu.Lock()
+	b, ok := s.data[h]
+	s.mu.Unlock()
+	if !ok {
+		return 0, fmt.Errorf("content %s: %w", h.Short(), ErrContentUnavailable)
+	}
+	if offset < int64(len(b)) {
+		if _, err := dst.Write(b[offset:]); err != nil {
+			return 0, err
+		}
+	}
+	return int64(len(b)), nil
+}
+
+// simClock is the time every device of a simulation sees.
+type simClock struct{ t time.Time }
+
+func (c *simClock) now() time.Time { return c.t }
+
+// replica is one simulated device. Its op log, database and folder
+// outlive its node: a crash drops the node and what the folder had not
+// made durable, and a new node is opened over what is left.
+type replica struct {
+	id     certs.DeviceID
+	folder *folder.Mem
+	ops    *oplog.Log
+	db     *state.DB
+	node   *Node
+	clock  *simClock
+	store  *contentStore
+	// Counts of what the schedule exercised on this device.
+	forwarded, clashes, crashes, faults int
+}
+
+var simLogger = slog.New(slog.DiscardHandler)
+
+// newReplica makes device i, its database in dbDir.
+func newReplica(ctx context.Context, i int, dbDir string, clock *simClock, store *contentStore) (*replica, error) {
+	var id certs.DeviceID
+	id[0], id[1] = byte(i+1), 0x5a
+	r := &replica{id: id, folder: folder.NewMem(clock.t), clock: clock, store: store}
+	var err error
+	if r.ops, err = oplog.OpenFS("oplog", id, simLogger, vfs.NewMem()); err != nil {
+		return nil, err
+	}
+	if r.db, err = state.Open(ctx, path.Join(dbDir, fmt.Sprintf("state-%d.db", i))); err != nil {
+		r.ops.Close()
+		return nil, err
+	}
+	return r, r.start(ctx)
+}
+
+// start opens a node over the replica's log, database and folder, and
+// catches it up as Open does.
+func (r *replica) start(ctx context.Context) error {
+	n := newNode(Config{Folder: "sim-" + r.id.Short(), Logger: simLogger})
+	n.id = &certs.Identity{ID: r.id}
+	n.ops, n.db, n.now = r.ops, r.db, r.clock.now
+	n.contentFrom = func() []contentFetcher { return []contentFetcher{r.store} }
+	n.decided = r.count
+	n.setFolder(r.folder)
+	r.node = n
+	return n.catchUp(ctx)
+}
+
+func (r *replica) close() {
+	r.db.Close()
+	r.ops.Close()
+}
+
+// count notes the rules a remote op's plan exercises.
+func (r *replica) count(op oplog.Op, plan core.RemotePlan) {
+	observed := map[string]bool{}
+	for _, p := range plan.Observe {
+		observed[p] = true
+	}
+	// An edit carried to a rename's target records both paths afterwards.
+	if op.Kind == oplog.KindWrite || op.Kind == oplog.KindRename {
+		for p := range observed {
+			if p != op.Path && observed[op.Path] && !strings.Contains(p, ".conflict-") && !strings.HasPrefix(op.Path, p+"/") {
+				r.forwarded++
+				break
+			}
+		}
+	}
+	for _, e := range plan.Effects {
+		if e.Kind == core.MoveAside && e.Path != op.Path && e.Path != op.NewPath {
+			r.clashes++ // a file in the way of a directory
+		}
+	}
+	if op.Kind != oplog.KindRmdir && (observed[op.Path] && op.Kind != oplog.KindRename || observed[op.NewPath] && op.NewPath != "") {
+		r.clashes++ // a directory that had to stay
+	}
+}
+
+// report records what is at paths now, as the watcher reports a change.
+func (r *replica) report(ctx context.Context, paths ...string) error {
+	var obs []watcher.Observation
+	seen := map[string]bool{}
+	sort.Strings(paths)
+	for _, p := range paths {
+		found, err := r.node.observe(ctx, p)
+		if err != nil {
+			return fmt.Errorf("observe %s: %w", p, err)
+		}
+		for _, o := range found {
+			if !seen[o.Path] {
+				seen[o.Path] = true
+				obs = append(obs, o)
+			}
+		}
+	}
+	return r.node.recordObserved(ctx, obs)
+}
+
+// scan reports every path whose disk differs from its record, among
+// those on disk or in the records, as the watcher's scan does.
+func (r *replica) scan(ctx context.Context) error {
+	paths := r.paths()
+	err := r.db.Files(ctx, func(f state.File) error {
+		if !f.Deleted {
+			paths = append(paths, f.Path)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var changed []string
+	for _, p := range paths {
+		differs, err := r.node.diskDiffers(ctx, p, nil)
+		if err != nil {
+			return err
+		}
+		if differs {
+			changed = append(changed, p)
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	return r.report(ctx, changed...)
+}
+
+// paths lists the folder's entries, less the engine's temp files.
+func (r *replica) paths() []string {
+	var out []string
+	var walk func(dir string)
+	walk = func(dir string) {
+		d, err := r.folder.Open(dir)
+		if err != nil {
+			return
+		}
+		entries, _ := d.ReadDir(-1)
+		d.Close()
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), TempPrefix) {
+				continue
+			}
+			p := path.Join(dir, e.Name())
+			out = append(out, p)
+			if e.IsDir() {
+				walk(p)
+			}
+		}
+	}
+	walk(".")
+	return out
+}
+
+// simEntry is what a path of the folder holds.
+type simEntry struct {
+	dir  bool
+	hash content.Hash
+}
+
+// files returns the folder's entries.
+func (r *replica) files() map[string]simEntry {
+	out := map[string]simEntry{}
+	for _, p := range r.paths() {
+		st, err := r.folder.Lstat(p)
+		if err != nil {
+			continue
+		}
+		if st.IsDir() {
+			out[p] = simEntry{dir: true}
+			continue
+		}
+		f, err := r.folder.Open(p)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		out[p] = simEntry{hash: content.Sum(b)}
+	}
+	return out
+}
+
+// write is a user writing data at p, making the directories above it.
+func (r *replica) write(ctx context.Context, p, data string) error {
+	r.store.put([]byte(data))
+	if err := r.folder.MkdirAll(parentDir(p), 0o755); err != nil && parentDir(p) != "" {
+		return err
+	}
+	if err := r.folder.WriteFile(p, []byte(data), 0o644); err != nil {
+		return err
+	}
+	touched := []string{p}
+	for d := path.Dir(p); d != "."; d = path.Dir(d) {
+		touched = append(touched, d)
+	}
+	return r.report(ctx, touched...)
+}
+
+// removeTree is a user deleting p and everything under it.
+func (r *replica) removeTree(ctx context.Context, p string) error {
+	var walk func(q string) error
+	walk = func(q string) error {
+		if d, err := r.folder.Open(q); err == nil {
+			names, _ := d.Readdirnames(-1)
+			d.Close()
+			for _, name := range names {
+				if err := walk(path.Join(q, name)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := r.folder.Remove(q); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	if err := walk(p); err != nil {
+		return err
+	}
+	return r.report(ctx, p)
+}
+
+// move is a user renaming a file, making the directories above its
+// target.
+func (r *replica) move(ctx context.Context, from, to string) error {
+	if d := parentDir(to); d != "" {
+		if err := r.folder.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := r.folder.Rename(from, to); err != nil {
+		return err
+	}
+	touched := []string{from, to}
+	for d := path.Dir(to); d != "."; d = path.Dir(d) {
+		touched = append(touched, d)
+	}
+	return r.report(ctx, touched...)
+}
+
+// vector is what the replica's log holds.
+func (r *replica) vector() map[certs.DeviceID]uint64 { return r.ops.Vector() }
+
+// opsAfter returns origin's ops after seq from the replica's log.
+func (r *replica) opsAfter(ctx context.Context, origin certs.DeviceID, seq uint64) ([]oplog.Op, error) {
+	var out []oplog.Op
+	err := r.ops.Iterate(ctx, origin, seq+1, func(op oplog.Op) error {
+		out = append(out, op)
+		return nil
+	})
+	return out, err
+}
+
+// allOps returns every op in the replica's log.
+func (r *replica) allOps(ctx context.Context) ([]oplog.Op, error) {
+	var all []oplog.Op
+	for origin := range r.vector() {
+		ops, err := r.opsAfter(ctx, origin, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, ops...)
+	}
+	return all, nil
+}
+
+// settledWith reports whether the database has applied everything in
+// the log.
+func (r *replica) applied(ctx context.Context) (bool, error) {
+	applied, err := r.db.Applied(ctx)
+	if err != nil {
+		return false, err
+	}
+	for o, n := range r.vector() {
+		if applied[o] != n {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (r *replica) describeFS() string {
+	var parts []string
+	for p, e := range r.files() {
+		if e.dir {
+			parts = append(parts, p+"/")
+		} else {
+			parts = append(parts, p+"="+e.hash.Short()[:6])
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+func (r *replica) describeRecords(ctx context.Context) (string, error) {
+	var parts []string
+	err := r.db.Files(ctx, func(f state.File) error {
+		// A tombstone's Dir is not compared: an rmdir's origin records
+		// it, its receivers do not, and nothing reads it.
+		dir := f.Dir && !f.Deleted
+		parts = append(parts, fmt.Sprintf("%s:%v:%v:%s:%v:%d:%x:%v", f.Path, f.Deleted, dir, f.Hash.Short(), f.Version, f.Lamport, f.Origin[0], f.Heads))
+		return nil
+	})
+	return strings.Join(parts, "\n"), err
+}
