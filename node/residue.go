@@ -7,7 +7,6 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
-	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
@@ -234,7 +233,14 @@ func (n *Node) resumeLocked(ctx context.Context, op oplog.Op, pending *batchReco
 			return nil, err
 		}
 	}
-	rows := core.RecordsFor(op, n.now().UnixNano())
+	// The records are the core's, as when op is applied: op joins the
+	// heads already recorded, and a version concurrent with it stays one.
+	// Op alone would drop such a head here and nowhere else.
+	plan, err := n.planRemote(ctx, op, pending, false, n.now().UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	rows := append([]state.File{}, plan.Records...)
 	for i := range rows {
 		if !rows[i].Deleted {
 			n.fillFromDisk(&rows[i])
