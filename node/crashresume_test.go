@@ -77,3 +77,24 @@ func TestOpResumedAfterACrashKeepsConcurrentHeads(t *testing.T) {
 	sc.exchange(a, b)
 	sc.converged(a, b)
 }
+
+// A directory found after a crash where a received mkdir puts one is
+// taken as that op's work, not as a local change; the op then does not
+// wait for ever for the file it would move aside to be recorded as gone.
+func TestDirectoryFoundAfterACrashDoesNotBlockTheMkdir(t *testing.T) {
+	sc, a, b := newScenario(t)
+	sc.put(b, "d", "file") // on b, d is a file
+	sc.must(a.folder.MkdirAll("d", 0o755))
+	sc.must(a.report(sc.ctx, "d")) // on a, concurrently, a directory
+	sc.receive(a, b)
+	// b's user turns the file into a directory, and the machine stops
+	// before the watcher reports it (the change is on disk).
+	sc.must(b.folder.Remove("d"))
+	sc.must(b.folder.MkdirAll("d", 0o755))
+	sc.must(b.folder.SyncFS())
+	b.folder.Restart()
+	sc.must(b.start(sc.ctx))
+	sc.must(b.scan(sc.ctx))
+	sc.exchange(a, b)
+	sc.converged(a, b)
+}

@@ -30,6 +30,12 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 			return false, err
 		}
 		if st, err := n.folderRoot().Lstat(e.Path); err == nil && st.IsDir() {
+			if e.Kind == core.MoveAside && n.residue.explains([]watcher.Observation{{Path: e.Path, Exists: true, Dir: true}}) {
+				// A directory a pending op leaves is never recorded as a
+				// local change, so waiting for it would wait for ever: the
+				// file to move aside is gone, and the op makes the rest.
+				return false, nil
+			}
 			// The plan moves a recorded file; a directory there now was
 			// made since and not recorded yet.
 			return false, fmt.Errorf("%s: %w", e.Path, errChangedMeanwhile)
