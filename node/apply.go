@@ -313,7 +313,7 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool, s
 		if checkPath(p) != nil || seen[op.Hash] {
 			continue
 		}
-		if op.Kind == oplog.KindRename && n.sourceUsable(ctx, op) {
+		if op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, nil) {
 			continue
 		}
 		if cur, ok, _ := n.db.File(ctx, p); ok && !cur.Deleted && cur.Hash == op.Hash {
@@ -328,13 +328,15 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool, s
 }
 
 // sourceUsable reports whether a rename's source is on disk as the op
-// expects, so it can be moved instead of fetched.
-func (n *Node) sourceUsable(ctx context.Context, op oplog.Op) bool {
+// expects, so it can be moved instead of fetched. pending holds the rows
+// the batch decided and has not recorded yet: what an earlier op of the
+// batch left at the source counts, not the database's older row.
+func (n *Node) sourceUsable(ctx context.Context, op oplog.Op, pending *batchRecords) bool {
 	if checkPath(op.Path) != nil {
 		return false
 	}
-	cur, ok, _ := n.db.File(ctx, op.Path)
-	if !ok || cur.Deleted || cur.Hash != op.Hash {
+	cur, err := n.recordAt(ctx, op.Path, pending)
+	if err != nil || cur == nil || cur.Deleted || cur.Hash != op.Hash {
 		return false
 	}
 	st, err := n.folderRoot().Lstat(op.Path)
@@ -393,7 +395,7 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 			}
 		}
 	}
-	usable := op.Kind == oplog.KindRename && n.sourceUsable(ctx, op)
+	usable := op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, pending)
 	plan, err := n.planRemote(ctx, op, pending, usable, n.now().UnixNano())
 	if err != nil {
 		return nil, nil, err
