@@ -408,6 +408,15 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 	for _, e := range plan.Effects {
 		stays, err := n.runEffect(ctx, e, staged)
 		if err != nil {
+			var gone *sourceGoneError
+			if errors.As(err, &gone) && pending.get(gone.path) == nil {
+				// Recorded as a local change, crash residue or not: the op
+				// stays pending and is decided again from that record,
+				// instead of trying the same move for ever.
+				if rerr := n.observeLocked(ctx, gone.path); rerr != nil {
+					return nil, nil, errors.Join(err, rerr)
+				}
+			}
 			return nil, nil, err
 		}
 		if stays {

@@ -98,3 +98,20 @@ func TestDirectoryFoundAfterACrashDoesNotBlockTheMkdir(t *testing.T) {
 	sc.exchange(a, b)
 	sc.converged(a, b)
 }
+
+// A file a crash took away, while a rename of it was pending, is
+// recorded as gone: the rename is then decided again instead of trying
+// for ever to move a file that is not there.
+func TestFileLostInACrashDoesNotBlockItsRename(t *testing.T) {
+	sc, a, b := newScenario(t)
+	sc.put(b, "f", "v1") // b's user writes f and never syncs it
+	sc.send(b, a)
+	sc.put(b, "f", "v2")     // b edits f
+	sc.move(a, "f", "g")     // a renames f, concurrently
+	sc.receive(a, b)         // on b the rename would carry the edit to g
+	b.folder.Restart()       // b stops: f was never durable
+	sc.must(b.start(sc.ctx)) // the rename waits: f is not there
+	sc.must(b.scan(sc.ctx))
+	sc.exchange(a, b)
+	sc.converged(a, b)
+}

@@ -44,6 +44,9 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 			if err := n.unchangedSince(staged, e.Path); err != nil {
 				return false, err
 			}
+			if _, err := n.folderRoot().Lstat(e.Path); notThere(err) {
+				return false, &sourceGoneError{e.Path}
+			}
 		}
 		defer staged.looked(n, e.Path, e.To)
 		if err := n.mkdirAll(staged, parentDir(e.To), 0o755); err != nil {
@@ -94,6 +97,16 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 		return false, nil
 	}
 	return false, fmt.Errorf("unknown effect %d", e.Kind)
+}
+
+// sourceGoneError is a move whose source is missing on disk although its
+// record holds a file there: a crash took it before the watcher could
+// record that, and what a pending op leaves there (nothing, for a rename)
+// kept the start-up scan from recording it.
+type sourceGoneError struct{ path string }
+
+func (e *sourceGoneError) Error() string {
+	return e.path + ": the file to move is gone; that is recorded and the change decided again"
 }
 
 // stagedSet is the content fetched for one batch: temp files not yet
