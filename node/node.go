@@ -468,35 +468,6 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 	return nil
 }
 
-// dbIndex lets the watcher read what the node has recorded, and what an
-// apply in progress is about to record: a file the node has just placed
-// is then not taken for a change, hashed and reported only to be found
-// equal to its record.
-type dbIndex struct {
-	db      *state.DB
-	placing *placingSet
-}
-
-func (x dbIndex) Lookup(path string) (watcher.Known, bool) {
-	if k, ok := x.placing.get(path); ok {
-		return k, true
-	}
-	f, ok, err := x.db.File(context.Background(), path)
-	if err != nil || !ok || f.Deleted {
-		return watcher.Known{}, false
-	}
-	return watcher.Known{Dir: f.Dir, Size: f.Size, MTime: f.MTime, Inode: f.Inode, Hash: f.Hash, Mode: f.Mode}, true
-}
-
-func (x dbIndex) Under(dir string) []string {
-	var out []string
-	x.db.FilesUnder(context.Background(), dir, func(f state.File) error {
-		out = append(out, f.Path)
-		return nil
-	})
-	return out
-}
-
 // TombstoneRetention is how long a deletion's record is kept. The op log,
 // not the tombstone, is what stops a peer that was away from bringing a
 // deleted file back (ops it sends that others already have are recognised
