@@ -23,17 +23,6 @@ func (sc *scenario) stopAfterEffects(r *replica, syncAt int) {
 	sc.must(r.scan(sc.ctx))
 }
 
-// receive inserts what from's log holds into to's, without applying it.
-func (sc *scenario) receive(from, to *replica) {
-	sc.t.Helper()
-	for origin := range from.vector() {
-		ops, err := from.opsAfter(sc.ctx, origin, 0)
-		sc.must(err)
-		_, err = to.ops.Insert(sc.ctx, ops...)
-		sc.must(err)
-	}
-}
-
 func newScenario(t *testing.T) (*scenario, *replica, *replica) {
 	sc := &scenario{t: t, ctx: context.Background(), clock: &simClock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
 	dir := simDBDir(t)

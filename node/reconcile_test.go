@@ -34,8 +34,8 @@ func (sc *scenario) must(err error) {
 	}
 }
 
-// send gives to its everything from's log holds, and applies it.
-func (sc *scenario) send(from, to *replica) {
+// receive inserts what from's log holds into to's, without applying it.
+func (sc *scenario) receive(from, to *replica) {
 	sc.t.Helper()
 	for origin := range from.vector() {
 		ops, err := from.opsAfter(sc.ctx, origin, 0)
@@ -43,6 +43,12 @@ func (sc *scenario) send(from, to *replica) {
 		_, err = to.ops.Insert(sc.ctx, ops...)
 		sc.must(err)
 	}
+}
+
+// send gives to its everything from's log holds, and applies it.
+func (sc *scenario) send(from, to *replica) {
+	sc.t.Helper()
+	sc.receive(from, to)
 	sc.must(ignoreWaiting(to.node.applyPending(sc.ctx)))
 }
 

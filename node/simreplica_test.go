@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -85,6 +86,39 @@ type replica struct {
 
 var simLogger = slog.New(slog.DiscardHandler)
 
+// emptyDB is a new state database's file, made once: a copy of it opens
+// without the schema's migrations, which would dominate a short seed.
+var emptyDB struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+// copyEmptyDB writes a new, migrated state database at dst.
+func copyEmptyDB(ctx context.Context, dst string) error {
+	emptyDB.once.Do(func() {
+		dir, err := os.MkdirTemp("", "drive-node-sim-db-")
+		if err != nil {
+			emptyDB.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		p := path.Join(dir, "state.db")
+		db, err := state.Open(ctx, p)
+		if err != nil {
+			emptyDB.err = err
+			return
+		}
+		if emptyDB.err = db.Close(); emptyDB.err == nil {
+			emptyDB.data, emptyDB.err = os.ReadFile(p)
+		}
+	})
+	if emptyDB.err != nil {
+		return fmt.Errorf("empty state database: %w", emptyDB.err)
+	}
+	return os.WriteFile(dst, emptyDB.data, 0o600)
+}
+
 // newReplica makes device i, its database in dbDir.
 func newReplica(ctx context.Context, i int, dbDir string, clock *simClock, store *contentStore) (*replica, error) {
 	var id certs.DeviceID
@@ -94,7 +128,12 @@ func newReplica(ctx context.Context, i int, dbDir string, clock *simClock, store
 	if r.ops, err = oplog.OpenFS("oplog", id, simLogger, vfs.NewMem()); err != nil {
 		return nil, err
 	}
-	if r.db, err = state.Open(ctx, path.Join(dbDir, fmt.Sprintf("state-%d.db", i))); err != nil {
+	dbPath := path.Join(dbDir, fmt.Sprintf("state-%d.db", i))
+	if err := copyEmptyDB(ctx, dbPath); err != nil {
+		r.ops.Close()
+		return nil, err
+	}
+	if r.db, err = state.Open(ctx, dbPath); err != nil {
 		r.ops.Close()
 		return nil, err
 	}

@@ -1,0 +1,117 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
+)
+
+// The simulation's invariants, checked once every device has settled.
+
+// check: every replica has the same folder and the same records, and
+// every accepted write is still somewhere unless a later op made after
+// seeing it replaced it.
+func (s *sim) check(ctx context.Context) error {
+	want := s.reps[0].describeFS()
+	wantRec, err := s.reps[0].describeRecords(ctx)
+	if err != nil {
+		return err
+	}
+	for i, r := range s.reps[1:] {
+		if got := r.describeFS(); got != want {
+			return fmt.Errorf("folders differ:\nreplica 0: %s\nreplica %d: %s", want, i+1, got)
+		}
+		got, err := r.describeRecords(ctx)
+		if err != nil {
+			return err
+		}
+		if got != wantRec {
+			return fmt.Errorf("records differ between replica 0 (-) and %d (+):\n%s", i+1, diffLines(wantRec, got))
+		}
+	}
+	present := map[content.Hash]bool{}
+	for p, e := range s.reps[0].files() {
+		present[e.hash] = true
+		if strings.Contains(p, ".conflict-") {
+			s.conflicts++
+		}
+	}
+	all, err := s.reps[0].allOps(ctx)
+	if err != nil {
+		return err
+	}
+	// A write is safe when its content is in the folder, when an op on its
+	// path was made after seeing it (a knowing overwrite or delete), or
+	// when a copy of it (a conflict copy, a rename) is safe.
+	byHash := map[content.Hash][]oplog.Op{}
+	for _, w := range all {
+		if w.Kind == oplog.KindWrite || w.Kind == oplog.KindRename {
+			byHash[w.Hash] = append(byHash[w.Hash], w)
+		}
+	}
+	memo := map[state.OpID]bool{}
+	var safe func(w oplog.Op) bool
+	safe = func(w oplog.Op) bool {
+		id := state.OpID{Origin: w.Origin, Seq: w.Seq}
+		if v, ok := memo[id]; ok {
+			return v
+		}
+		memo[id] = false // cycles through copies prove nothing
+		p := w.Path
+		if w.Kind == oplog.KindRename {
+			p = w.NewPath
+		}
+		ok := present[w.Hash]
+		for _, o := range all {
+			if ok {
+				break
+			}
+			ok = o.Path == p && !(o.Origin == w.Origin && o.Seq == w.Seq) && o.Parent.Dominates(w.Version())
+		}
+		for _, c := range byHash[w.Hash] {
+			if ok {
+				break
+			}
+			if c.Origin != w.Origin || c.Seq != w.Seq {
+				ok = safe(c)
+			}
+		}
+		memo[id] = ok
+		return ok
+	}
+	for _, w := range all {
+		if (w.Kind == oplog.KindWrite || w.Kind == oplog.KindRename) && !safe(w) {
+			return fmt.Errorf("accepted write lost: %s (content %s) is nowhere and nothing replaced it knowingly", w, w.Hash.Short())
+		}
+	}
+	return nil
+}
+
+// diffLines lists the lines only a has (-) and only b has (+).
+func diffLines(a, b string) string {
+	inA, inB := map[string]bool{}, map[string]bool{}
+	for _, l := range strings.Split(a, "\n") {
+		inA[l] = true
+	}
+	for _, l := range strings.Split(b, "\n") {
+		inB[l] = true
+	}
+	var out []string
+	for l := range inA {
+		if !inB[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	for l := range inB {
+		if !inA[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][2:] < out[j][2:] })
+	return strings.Join(out, "\n")
+}
