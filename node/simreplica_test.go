@@ -402,10 +402,7 @@ func (r *replica) describeFS() string {
 func (r *replica) describeRecords(ctx context.Context) (string, error) {
 	var parts []string
 	err := r.db.Files(ctx, func(f state.File) error {
-		// A tombstone's Dir is not compared: an rmdir's origin records
-		// it, its receivers do not, and nothing reads it.
-		dir := f.Dir && !f.Deleted
-		parts = append(parts, fmt.Sprintf("%s:%v:%v:%s:%v:%d:%x:%v", f.Path, f.Deleted, dir, f.Hash.Short(), f.Version, f.Lamport, f.Origin[0], f.Heads))
+		parts = append(parts, fmt.Sprintf("%s:%v:%v:%s:%v:%d:%x:%v", f.Path, f.Deleted, f.Dir, f.Hash.Short(), f.Version, f.Lamport, f.Origin[0], f.Heads))
 		return nil
 	})
 	return strings.Join(parts, "\n"), err

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/vclock"
 )
 
 // A file and a directory at one path, or a file where a directory is
@@ -65,5 +66,27 @@ func TestFileAndDirectoryClash(t *testing.T) {
 				t.Errorf("record of %s = %q, want %q", path, got, tc.record)
 			}
 		})
+	}
+}
+
+// A received op leaves the record its origin made of it (RecordsFor):
+// a replica's records do not depend on which device made a change.
+func TestReceivedOpRecordedAsItsOriginRecordsIt(t *testing.T) {
+	for _, kind := range []oplog.Kind{oplog.KindWrite, oplog.KindMkdir, oplog.KindDelete, oplog.KindRmdir} {
+		b := newOps()
+		base := b.make(devA, 1, oplog.KindMkdir, "p", "", "")
+		if kind == oplog.KindDelete {
+			base = b.make(devA, 1, oplog.KindWrite, "p", "", "x")
+		}
+		op := b.make(devB, 2, kind, "p", "", "y", base)
+		plan := decide(t, recorded(base), op, false)
+		want := RecordsFor(op, 0)[0]
+		if len(plan.Records) != 1 {
+			t.Fatalf("%v: records %+v", kind, plan.Records)
+		}
+		got := plan.Records[0]
+		if got.Dir != want.Dir || got.Deleted != want.Deleted || got.Hash != want.Hash || got.Version.Compare(want.Version) != vclock.Equal {
+			t.Errorf("%v: recorded %+v, its origin records %+v", kind, got, want)
+		}
 	}
 }

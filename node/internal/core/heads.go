@@ -123,7 +123,10 @@ func losers(hs []head) []head {
 // recordOf is the row for path p with heads hs (sorted, winner first).
 func recordOf(p string, hs []head, at int64) state.File {
 	w := hs[0]
-	r := state.File{Path: p, Dir: w.dir, Lamport: w.op.Lamport, Origin: w.op.Origin, Seq: w.op.Seq, Deleted: !w.live}
+	// A directory's removal is a directory's tombstone, as its origin
+	// records it (RecordsFor): the records of every replica agree.
+	dir := w.dir || !w.live && w.op.Kind == oplog.KindRmdir
+	r := state.File{Path: p, Dir: dir, Lamport: w.op.Lamport, Origin: w.op.Origin, Seq: w.op.Seq, Deleted: !w.live}
 	if w.live && !w.dir {
 		r.Hash, r.Size = w.content.Hash, w.content.Size
 	}
