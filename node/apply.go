@@ -80,6 +80,12 @@ func (n *Node) applyPending(ctx context.Context) error {
 // applyPendingOps is applyPending with the pending ops already read.
 func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) {
 	blocked := map[certs.DeviceID]string{} // origin -> why its next op waits
+	// Status counts the ops this pass is about to apply from now on, not
+	// only once the pass, which can take minutes, is over; an origin keeps
+	// the reason the last pass gave it until this one gives another.
+	if err := n.pending.write(ctx, n, n.pending.reasons(), ""); err != nil && ctx.Err() == nil {
+		n.log.Debug("recording the pending changes for status failed", "err", err)
+	}
 	defer func() {
 		// What is left pending, and why, for status; paused is the reason
 		// when a pause cut the pass short.

@@ -84,6 +84,19 @@ func (r *pendingReport) explained() map[certs.DeviceID]bool {
 	return out
 }
 
+// reasons returns, per origin, the reason the last report gave.
+func (r *pendingReport) reasons() map[certs.DeviceID]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[certs.DeviceID]string, len(r.report))
+	for _, p := range r.report {
+		if id, err := certs.ParseDeviceID(p.Origin); err == nil {
+			out[id] = p.Reason
+		}
+	}
+	return out
+}
+
 // summary says, for a log line, what the last report held: per origin,
 // how many ops and why.
 func (r *pendingReport) summary() string {
