@@ -74,7 +74,8 @@ func TestAbandonedFetchesReturnTheirStreams(t *testing.T) {
 		switch i % 3 {
 		case 0:
 			cctx, cancel := context.WithCancel(ctx)
-			_, err = pa.Fetch(cctx, hb, 0, writerFunc(func(p []byte) (int, error) { cancel(); return len(p), nil }))
+			// The caller gives up part-way: the fetch fails with its reason.
+			_, err = pa.Fetch(cctx, hb, 0, writerFunc(func(p []byte) (int, error) { cancel(); return 0, context.Canceled }))
 			cancel()
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("round %d: cancelled fetch: %v", i, err)
