@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -225,12 +226,18 @@ func TestCloseWaitsForContentServing(t *testing.T) {
 		b.t.Close()
 		closed <- src.markClosed()
 	}()
-	select {
-	case running := <-closed:
-		close(src.release)
-		t.Fatalf("Close returned while OpenContent was running (%d calls)", running)
-	case <-time.After(300 * time.Millisecond):
-	}
+	// Close gets as far as it can while OpenContent runs: it waits for
+	// the transport's goroutines. One that did not wait would have
+	// returned by then, with the call still running.
+	waitCond(t, 5*time.Second, "Close waits for its goroutines", func() (bool, string) {
+		select {
+		case running := <-closed:
+			close(src.release)
+			t.Fatalf("Close returned while OpenContent was running (%d calls)", running)
+		default:
+		}
+		return goroutineIn("(*Transport).Close", "sync.(*WaitGroup).Wait"), "Close is not in WaitGroup.Wait"
+	})
 	close(src.release)
 	select {
 	case running := <-closed:
@@ -241,10 +248,37 @@ func TestCloseWaitsForContentServing(t *testing.T) {
 		t.Fatal("Close did not return once OpenContent did")
 	}
 	<-fetched // fails: the connection closed
-	time.Sleep(100 * time.Millisecond)
+	// Close has returned: no goroutine of b's is left to serve content.
+	if goroutineIn("(*Peer).serveContent") || goroutineIn("(*blockingContent).OpenContent") {
+		t.Fatal("content is still being served after Close returned")
+	}
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	if src.late {
 		t.Fatal("OpenContent was called after Close returned")
 	}
+}
+
+// goroutineIn reports whether a goroutine's stack holds every one of the
+// functions named.
+func goroutineIn(funcs ...string) bool {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		all := true
+		for _, f := range funcs {
+			all = all && strings.Contains(g, f)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -118,12 +119,13 @@ func TestSendHonoursContextWhileBlocked(t *testing.T) {
 	defer cancelBig()
 	bigDone := make(chan error, 1)
 	go func() { bigDone <- pa.Send(big, bigOps()) }()
-	time.Sleep(500 * time.Millisecond)
-	select {
-	case err := <-bigDone:
-		t.Fatalf("a 6 MiB frame to a peer that does not read was sent at once: %v", err)
-	default:
-	}
+	// The big Send holds the send slot and has written a good part of its
+	// frame: more than a MiB has gone out since.
+	sentBefore := pa.conn.ConnectionStats().BytesSent
+	waitCond(t, 5*time.Second, "the big Send writes", func() (bool, string) {
+		sent := pa.conn.ConnectionStats().BytesSent - sentBefore
+		return len(pa.sendSlot) == 1 && sent > 1<<20, fmt.Sprintf("slot held %v, %d bytes sent", len(pa.sendSlot) == 1, sent)
+	})
 
 	// A second Send waits for its turn, and gives up with its ctx.
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -136,6 +138,13 @@ func TestSendHonoursContextWhileBlocked(t *testing.T) {
 	}
 	if pa.Context().Err() != nil {
 		t.Fatal("a Send that wrote nothing closed the connection")
+	}
+	// The 6 MiB frame is three times the window of a peer that does not
+	// read: it cannot have been sent.
+	select {
+	case err := <-bigDone:
+		t.Fatalf("a 6 MiB frame to a peer that does not read was sent: %v", err)
+	default:
 	}
 
 	cancelBig()
