@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/goroutines"
 	"github.com/drive-node/drive-node/wire"
 	"github.com/quic-go/quic-go"
 )
@@ -236,7 +236,7 @@ func TestCloseWaitsForContentServing(t *testing.T) {
 			t.Fatalf("Close returned while OpenContent was running (%d calls)", running)
 		default:
 		}
-		return goroutineIn("(*Transport).Close", "sync.(*WaitGroup).Wait"), "Close is not in WaitGroup.Wait"
+		return goroutines.Count("", "(*Transport).Close", "sync.(*WaitGroup).Wait") == 1, "Close is not in WaitGroup.Wait"
 	})
 	close(src.release)
 	select {
@@ -249,7 +249,7 @@ func TestCloseWaitsForContentServing(t *testing.T) {
 	}
 	<-fetched // fails: the connection closed
 	// Close has returned: no goroutine of b's is left to serve content.
-	if goroutineIn("(*Peer).serveContent") || goroutineIn("(*blockingContent).OpenContent") {
+	if goroutines.Count("", "(*Peer).serveContent")+goroutines.Count("", "(*blockingContent).OpenContent") != 0 {
 		t.Fatal("content is still being served after Close returned")
 	}
 	src.mu.Lock()
@@ -257,28 +257,4 @@ func TestCloseWaitsForContentServing(t *testing.T) {
 	if src.late {
 		t.Fatal("OpenContent was called after Close returned")
 	}
-}
-
-// goroutineIn reports whether a goroutine's stack holds every one of the
-// functions named.
-func goroutineIn(funcs ...string) bool {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		all := true
-		for _, f := range funcs {
-			all = all && strings.Contains(g, f)
-		}
-		if all {
-			return true
-		}
-	}
-	return false
 }
