@@ -4,6 +4,8 @@ import (
 	"context"
 	"runtime/debug"
 	"time"
+
+	"github.com/drive-node/drive-node/internal/clock"
 )
 
 // burstOps is how many changes, applied or recorded at once, make a burst
@@ -40,7 +42,13 @@ func (n *Node) noteActivity() {
 // memory with other services the daemon should be back to its idle size
 // within a second of a large sync.
 func (n *Node) releaseLoop(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
+	n.releaseLoopOn(ctx, clock.Real{}, debug.FreeOSMemory)
+}
+
+// releaseLoopOn is releaseLoop timed by clk, calling release to hand the
+// memory back.
+func (n *Node) releaseLoopOn(ctx context.Context, clk clock.Clock, release func()) {
+	timer := clk.NewTimer(time.Hour)
 	timer.Stop()
 	pending := false
 	for {
@@ -55,9 +63,9 @@ func (n *Node) releaseLoop(ctx context.Context) {
 			if pending {
 				timer.Reset(releaseDelay)
 			}
-		case <-timer.C:
+		case <-timer.C():
 			pending = false
-			debug.FreeOSMemory()
+			release()
 		}
 	}
 }
