@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/goroutines"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/wire"
 )
@@ -93,14 +94,27 @@ func TestRecvHonoursContextWhileBlocked(t *testing.T) {
 		t.Fatalf("Recv after a cancelled Recv: %v %v", m, err)
 	}
 
-	// Half a frame: the header and a few bytes of a 100-byte body.
+	// Half a frame: the header and a few bytes of a 100-byte body. It
+	// reaches b before Recv starts, so Recv takes it at once and then
+	// waits in a stream read for the rest: ctx ends then.
+	received := pb.Stats().BytesReceived
 	half := binary.BigEndian.AppendUint32(nil, 100)
 	if _, err := pa.control.Write(append(half, byte(wire.TypeProgress), 0, 0)); err != nil {
 		t.Fatal(err)
 	}
+	waitCond(t, 5*time.Second, "the half frame reaches b", func() (bool, string) {
+		return pb.Stats().BytesReceived > received, "nothing received"
+	})
 	ctx, cancel = context.WithCancel(context.Background())
-	time.AfterFunc(200*time.Millisecond, cancel)
-	err = returnsWithin(t, 5*time.Second, "Recv in the middle of a frame", func() error { _, err := pb.Recv(ctx); return err })
+	recvd := make(chan error, 1)
+	go func() { _, err := pb.Recv(ctx); recvd <- err }()
+	waitCond(t, 5*time.Second, "Recv waits for the rest of the frame", func() (bool, string) {
+		parked := goroutines.Count("select", "(*Peer).Recv", "(*ReceiveStream).Read") +
+			goroutines.Count("chan receive", "(*Peer).Recv", "(*ReceiveStream).Read")
+		return parked == 1, fmt.Sprintf("%d Recv calls parked in a read", parked)
+	})
+	cancel()
+	err = returnsWithin(t, 5*time.Second, "Recv in the middle of a frame", func() error { return <-recvd })
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Recv: %v, want the context's error", err)
 	}
