@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/pion/logging"
 	"github.com/pion/mdns/v2"
 	"golang.org/x/net/ipv4"
@@ -80,6 +81,24 @@ type DiscoveryConfig struct {
 	Wanted func() bool
 	// Logger receives discovery's logs; default slog.Default().
 	Logger *slog.Logger
+	// Clock times the Interval and dates sightings; default the system
+	// clock. (mDNS queries go out on pion's own timer.)
+	Clock clock.Clock
+}
+
+// discHooks are what a test replaces in a Discovery: pick chooses the
+// interfaces; refreshed, when set, is called after each refresh with
+// what discovery then runs.
+type discHooks struct {
+	pick      func() (mdnsIfaces, error)
+	refreshed func(discState)
+}
+
+// discState is what a Discovery runs after a refresh.
+type discState struct {
+	ifaces   string // key of the interface set mDNS runs on; "" when it does not run
+	browsing bool   // a browse session is open
+	restarts int    // times mDNS was started, the first included
 }
 
 // Discovery announces this device over mDNS DNS-SD and reports the other
@@ -95,7 +114,8 @@ type Discovery struct {
 	cfg      DiscoveryConfig
 	log      *slog.Logger
 	found    func(Found)
-	pick     func() (mdnsIfaces, error)
+	hooks    discHooks
+	clk      clock.Clock
 	instance string // our DNS-SD instance name, unique per start
 	host     string // our mDNS host name, without ".local"
 
@@ -109,6 +129,7 @@ type Discovery struct {
 	browse   context.CancelFunc
 	current  string // fingerprint of the interface set conn uses
 	lastErr  string // last start failure logged, to log each only once
+	starts   int    // times mDNS was started
 	closeErr error  // set by the loop before done is closed
 
 	// mu serialises calls of found and guards peers.
@@ -143,12 +164,12 @@ type mdnsIfaces struct {
 // Discovery ends when ctx ends or Close is called; Close must still be
 // called to wait for it.
 func StartDiscovery(ctx context.Context, cfg DiscoveryConfig, found func(Found)) (*Discovery, error) {
-	return mdnsStart(ctx, cfg, found, mdnsPickInterfaces)
+	return mdnsStart(ctx, cfg, found, discHooks{pick: mdnsPickInterfaces})
 }
 
-// mdnsStart is StartDiscovery with the interface chooser as a parameter,
-// for tests.
-func mdnsStart(ctx context.Context, cfg DiscoveryConfig, found func(Found), pick func() (mdnsIfaces, error)) (*Discovery, error) {
+// mdnsStart is StartDiscovery with the interface chooser and hooks as a
+// parameter, for tests.
+func mdnsStart(ctx context.Context, cfg DiscoveryConfig, found func(Found), hooks discHooks) (*Discovery, error) {
 	if cfg.ID.IsZero() {
 		return nil, errors.New("quicnet: discovery: no device ID")
 	}
@@ -173,7 +194,8 @@ func mdnsStart(ctx context.Context, cfg DiscoveryConfig, found func(Found), pick
 		cfg:      cfg,
 		log:      cfg.Logger,
 		found:    found,
-		pick:     pick,
+		hooks:    hooks,
+		clk:      clock.Or(cfg.Clock),
 		instance: cfg.ID.Short() + "-" + suffix,
 		host:     "drive-node-" + strings.ToLower(cfg.ID.Short()) + "-" + suffix,
 		done:     make(chan struct{}),
@@ -196,16 +218,16 @@ func (d *Discovery) Close() error {
 
 func (d *Discovery) loop() {
 	defer close(d.done)
-	t := time.NewTicker(d.cfg.Interval)
+	t := d.clk.NewTicker(d.cfg.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-d.ctx.Done():
 			d.closeErr = d.stop()
 			return
-		case <-t.C:
+		case <-t.C():
 			d.refresh()
-			d.prune(time.Now())
+			d.prune(d.clk.Now())
 		}
 	}
 }
@@ -213,7 +235,10 @@ func (d *Discovery) loop() {
 // refresh restarts mDNS when the interface set changed (or it is not
 // running) and otherwise starts browsing over.
 func (d *Discovery) refresh() {
-	ifs, err := d.pick()
+	if d.hooks.refreshed != nil {
+		defer func() { d.hooks.refreshed(discState{ifaces: d.current, browsing: d.browse != nil, restarts: d.starts}) }()
+	}
+	ifs, err := d.hooks.pick()
 	if err != nil {
 		// Keep what runs: listing interfaces failing says nothing about
 		// them.
@@ -241,6 +266,7 @@ func (d *Discovery) refresh() {
 		return
 	}
 	d.lastErr = ""
+	d.starts++
 	d.current = ifs.key
 	d.browseIfWanted()
 	d.log.Info("LAN discovery running", "instance", d.instance, "interfaces", ifs.key)
@@ -378,7 +404,7 @@ func (d *Discovery) onService(ev mdns.ServiceEvent) {
 		return
 	}
 	ap := netip.AddrPortFrom(addr, port)
-	now := time.Now()
+	now := d.clk.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.ctx.Err() != nil {
