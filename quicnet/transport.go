@@ -1,7 +1,7 @@
 // Package quicnet is drive-node's transport: one QUIC connection per paired
 // peer, TLS 1.3 with each device's self-signed certificate, a control
-// stream for the sync protocol and parallel content streams; plus LAN
-// discovery over mDNS.
+// stream for the sync protocol and parallel content streams. LAN discovery
+// over mDNS is package quicnet/discovery.
 //
 // Guarantees:
 //   - A connection exists only with a device whose certificate key hashes

@@ -3,7 +3,7 @@
 // The two-host test needs package netlab (network namespaces), which does
 // not build on Windows; so this file is not built there.
 
-package quicnet
+package discovery
 
 import (
 	"bufio"
@@ -32,7 +32,7 @@ import (
 // discTestID returns a device ID derived from name.
 func discTestID(name string) certs.DeviceID { return certs.DeviceID(sha256.Sum256([]byte(name))) }
 
-// discRecorder collects what a Discovery reports.
+// discRecorder collects what a Service reports.
 type discRecorder struct {
 	mu    sync.Mutex
 	calls int
@@ -83,11 +83,11 @@ func discTestLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func discStart(t *testing.T, name string, port int, pick func() (mdnsIfaces, error)) (*Discovery, *discRecorder, certs.DeviceID) {
+func discStart(t *testing.T, name string, port int, pick func() (mdnsIfaces, error)) (*Service, *discRecorder, certs.DeviceID) {
 	t.Helper()
 	id := discTestID(name)
 	rec := newDiscRecorder()
-	cfg := DiscoveryConfig{ID: id, Port: port, Interval: 500 * time.Millisecond, Logger: discTestLogger(t).With("node", name)}
+	cfg := Config{ID: id, Port: port, Interval: 500 * time.Millisecond, Logger: discTestLogger(t).With("node", name)}
 	d, err := mdnsStart(t.Context(), cfg, rec.found, discHooks{pick: pick})
 	if err != nil {
 		t.Fatal(err)
@@ -111,17 +111,17 @@ func discLoopbackOnly() (mdnsIfaces, error) {
 	return ifs, nil
 }
 
-// TestDiscoveryFindsEachOther runs two Discoveries in one process on the
-// interfaces StartDiscovery picks itself: they share port 5353 and each
+// TestDiscoveryFindsEachOther runs two Services in one process on the
+// interfaces Start picks itself: they share port 5353 and each
 // reports the other, never itself.
 func TestDiscoveryFindsEachOther(t *testing.T) {
 	rec := map[string]*discRecorder{}
 	ids := map[string]certs.DeviceID{}
-	ds := map[string]*Discovery{}
+	ds := map[string]*Service{}
 	for i, name := range []string{"a", "b"} {
 		ids[name] = discTestID(name)
 		rec[name] = newDiscRecorder()
-		d, err := StartDiscovery(t.Context(), DiscoveryConfig{ID: ids[name], Port: 41001 + i, Interval: 500 * time.Millisecond, Logger: discTestLogger(t).With("node", name)}, rec[name].found)
+		d, err := Start(t.Context(), Config{ID: ids[name], Port: 41001 + i, Interval: 500 * time.Millisecond, Logger: discTestLogger(t).With("node", name)}, rec[name].found)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,14 +206,14 @@ func TestDiscoveryLoopback(t *testing.T) {
 // and long before the browser's Interval.
 func TestDiscoveryRestartedPeer(t *testing.T) {
 	recA := newDiscRecorder()
-	a, err := mdnsStart(t.Context(), DiscoveryConfig{ID: discTestID("r-a"), Port: 43001, Logger: discTestLogger(t)}, recA.found, discHooks{pick: discLoopbackOnly})
+	a, err := mdnsStart(t.Context(), Config{ID: discTestID("r-a"), Port: 43001, Logger: discTestLogger(t)}, recA.found, discHooks{pick: discLoopbackOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	idB := discTestID("r-b")
-	start := func() *Discovery {
-		d, err := mdnsStart(t.Context(), DiscoveryConfig{ID: idB, Port: 43002, Interval: time.Hour, Logger: discTestLogger(t)}, func(Found) {}, discHooks{pick: discLoopbackOnly})
+	start := func() *Service {
+		d, err := mdnsStart(t.Context(), Config{ID: idB, Port: 43002, Interval: time.Hour, Logger: discTestLogger(t)}, func(Found) {}, discHooks{pick: discLoopbackOnly})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +232,7 @@ func TestDiscoveryRestartedPeer(t *testing.T) {
 	t.Logf("restarted peer reported after %v", took)
 }
 
-// discStates collects what a Discovery runs after each refresh.
+// discStates collects what a Service runs after each refresh.
 type discStates chan discState
 
 // next returns the state after the next refresh.
@@ -247,10 +247,10 @@ func (c discStates) next(t *testing.T, what string) discState {
 	}
 }
 
-// discStartFake starts a Discovery on loopback whose Interval runs on a
+// discStartFake starts a Service on loopback whose Interval runs on a
 // fake clock, and returns its states after each refresh; the one after
 // the refresh at start has been taken.
-func discStartFake(t *testing.T, cfg DiscoveryConfig, rec *discRecorder, pick func() (mdnsIfaces, error)) (*clock.Fake, discStates, discState) {
+func discStartFake(t *testing.T, cfg Config, rec *discRecorder, pick func() (mdnsIfaces, error)) (*clock.Fake, discStates, discState) {
 	t.Helper()
 	clk := clock.NewFake(time.Unix(1_000_000, 0))
 	cfg.Clock = clk
@@ -282,7 +282,7 @@ func TestDiscoveryInterfacesAppear(t *testing.T) {
 	}
 	recA := newDiscRecorder()
 	const interval = 5 * time.Second
-	cfgA := DiscoveryConfig{ID: discTestID("late-a"), Port: 44001, Interval: interval, Logger: discTestLogger(t).With("node", "late-a")}
+	cfgA := Config{ID: discTestID("late-a"), Port: 44001, Interval: interval, Logger: discTestLogger(t).With("node", "late-a")}
 	clk, states, st := discStartFake(t, cfgA, recA, pick)
 	_, _, idB := discStart(t, "late-b", 44002, discLoopbackOnly)
 	for i := range 3 {
@@ -318,15 +318,15 @@ func TestDiscoveryInterfacesAppear(t *testing.T) {
 func TestDiscoveryConfigErrors(t *testing.T) {
 	id := discTestID("x")
 	for _, tc := range []struct {
-		cfg   DiscoveryConfig
+		cfg   Config
 		found func(Found)
 	}{
-		{DiscoveryConfig{Port: 1}, func(Found) {}},
-		{DiscoveryConfig{ID: id}, func(Found) {}},
-		{DiscoveryConfig{ID: id, Port: 70000}, func(Found) {}},
-		{DiscoveryConfig{ID: id, Port: 1}, nil},
+		{Config{Port: 1}, func(Found) {}},
+		{Config{ID: id}, func(Found) {}},
+		{Config{ID: id, Port: 70000}, func(Found) {}},
+		{Config{ID: id, Port: 1}, nil},
 	} {
-		if d, err := StartDiscovery(t.Context(), tc.cfg, tc.found); err == nil {
+		if d, err := Start(t.Context(), tc.cfg, tc.found); err == nil {
 			d.Close()
 			t.Errorf("%+v: no error", tc.cfg)
 		}
@@ -401,7 +401,7 @@ func TestDiscoveryHelperProcess(t *testing.T) {
 	out := bufio.NewWriter(os.Stdout)
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	d, err := StartDiscovery(context.Background(), DiscoveryConfig{ID: id, Port: port, Interval: 500 * time.Millisecond, Logger: log}, func(f Found) {
+	d, err := Start(context.Background(), Config{ID: id, Port: port, Interval: 500 * time.Millisecond, Logger: log}, func(f Found) {
 		mu.Lock()
 		defer mu.Unlock()
 		fmt.Fprint(out, "FOUND ", f.ID)
@@ -532,7 +532,7 @@ func TestDiscoveryNotWanted(t *testing.T) {
 	var asked atomic.Int32
 	recA := newDiscRecorder()
 	const interval = 5 * time.Second
-	cfgA := DiscoveryConfig{ID: discTestID("nw-a"), Port: 44001, Interval: interval,
+	cfgA := Config{ID: discTestID("nw-a"), Port: 44001, Interval: interval,
 		Wanted: func() bool { asked.Add(1); return wanted.Load() }, Logger: discTestLogger(t).With("node", "nw-a")}
 	clk, states, st := discStartFake(t, cfgA, recA, discLoopbackOnly)
 	if st.ifaces == "" || st.browsing {
