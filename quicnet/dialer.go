@@ -62,7 +62,7 @@ type redialHooks struct {
 // transport closes; Close waits for its attempts to end. One made once
 // Close has started never dials.
 func (t *Transport) NewRedialer(ctx context.Context) *Redialer {
-	return t.newRedialer(ctx, clock.Real{}, redialHooks{})
+	return t.newRedialer(ctx, t.cfg.Clock, redialHooks{})
 }
 
 // newRedialer is NewRedialer on clock clk, with hooks.
