@@ -22,6 +22,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/drive-node/drive-node/internal/durable"
 )
 
 // File names inside the state directory.
@@ -186,25 +188,11 @@ func selfSign(key crypto.Signer) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
+// writeFileAtomic writes a file of the identity durably (see package
+// durable), naming it in the error as certs'.
 func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return fmt.Errorf("certs: write %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("certs: write %s: %w", path, err)
+	if err := durable.WriteFile(path, data, perm); err != nil {
+		return fmt.Errorf("certs: %w", err)
 	}
 	return nil
 }

@@ -204,8 +204,7 @@ func TestCrashAtRandomMoments(t *testing.T) {
 	lab := netlab.New(t, 1)
 	h := lab.Host(0)
 	folder := t.TempDir()
-	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewSource(seed))
 	m := &mutator{root: folder, rng: rand.New(rand.NewSource(seed + 1))}
 	for i := 0; i < 30; i++ {

@@ -24,6 +24,34 @@ func pausedReason(t *testing.T, p *pair, h *netlab.Host, dir string) string {
 	return st.Paused
 }
 
+// opsOf returns how many ops the node of dir has in its log, as its
+// status tells.
+func opsOf(t *testing.T, p *pair, h *netlab.Host, dir string) uint64 {
+	t.Helper()
+	out, err := h.Command(t.Context(), p.bin, append([]string{"status", "--folder", dir, "--json"}, p.loc(dir)...)...).Output()
+	if err != nil {
+		t.Fatalf("status of %s: %v", dir, err)
+	}
+	var st struct{ Ops uint64 }
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("status of %s: %v", dir, err)
+	}
+	return st.Ops
+}
+
+// settledOps waits until B's op log holds as many ops as A's and returns
+// that count.
+func settledOps(t *testing.T, p *pair) uint64 {
+	t.Helper()
+	var n uint64
+	netlab.Eventually(t, 20*time.Second, "B's op log catches up with A's", func() (bool, string) {
+		n = opsOf(t, p, p.b, p.dirB)
+		a := opsOf(t, p, p.a, p.dirA)
+		return n == a, fmt.Sprintf("B has %d ops, A %d", n, a)
+	})
+	return n
+}
+
 func countTree(dir string) int {
 	s, err := snapshot(dir)
 	if err != nil {
@@ -36,7 +64,9 @@ func countTree(dir string) int {
 // tmpfs mounted over it and B restarted (a disk that did not mount), then
 // the folder moved away and replaced by an empty directory — and checks
 // that A keeps every file, B's status says why it is paused, and B resumes
-// by itself when the real folder is back.
+// by itself when the real folder is back. A wrong deletion would be
+// recorded in B's op log before it could travel: B's op count, unchanged
+// once B says it is paused, shows none was.
 func TestMissingFolderPauses(t *testing.T) {
 	p := newPairWith(t, true)
 	for i := 0; i < 20; i++ {
@@ -44,6 +74,10 @@ func TestMissingFolderPauses(t *testing.T) {
 	}
 	converge(t, "20 files on both", p.dirA, p.dirB, 20*time.Second)
 	want := countTree(p.dirA)
+	opsB := settledOps(t, p)
+	if opsB < 20 {
+		t.Fatalf("B's status counts %d ops for 20 files", opsB)
+	}
 
 	// (a) An empty disk mounted over the folder, and B restarted.
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", p.dirB).CombinedOutput(); err != nil {
@@ -61,7 +95,9 @@ func TestMissingFolderPauses(t *testing.T) {
 		r := pausedReason(t, p, p.b, p.dirB)
 		return strings.Contains(r, ".drive-node-folder"), r + " | B log: " + lastLines(p.pb.Log(), 5)
 	})
-	time.Sleep(3 * time.Second) // time for a wrong deletion to travel, were one sent
+	if got := opsOf(t, p, p.b, p.dirB); got != opsB {
+		t.Fatalf("B recorded %d ops on the empty disk, with %d before", got, opsB)
+	}
 	if got := countTree(p.dirA); got != want {
 		t.Fatalf("A lost files while B's disk was missing: %d of %d", got, want)
 	}
@@ -84,6 +120,7 @@ func TestMissingFolderPauses(t *testing.T) {
 	if r := pausedReason(t, p, p.b, p.dirB); r != "" {
 		t.Fatalf("B still paused: %s", r)
 	}
+	opsB = settledOps(t, p)
 
 	// (b) The folder moved away and an empty one put in its place, while
 	// B runs.
@@ -98,7 +135,9 @@ func TestMissingFolderPauses(t *testing.T) {
 		r := pausedReason(t, p, p.b, p.dirB)
 		return r != "", r
 	})
-	time.Sleep(3 * time.Second)
+	if got := opsOf(t, p, p.b, p.dirB); got != opsB {
+		t.Fatalf("B recorded %d ops in the replaced folder, with %d before", got, opsB)
+	}
 	if got := countTree(p.dirA); got != want+1 {
 		t.Fatalf("A lost files while B's folder was replaced: %d of %d", got, want+1)
 	}

@@ -20,9 +20,7 @@ import (
 // but not yet recorded is not mistaken for an edit of the receiver's own).
 func TestReceiverCrashDuringSync(t *testing.T) {
 	p := newPair(t)
-	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewSource(seed))
+	rng := rand.New(rand.NewSource(testSeed(t)))
 	writeFile(t, filepath.Join(p.dirA, "hello.txt"), []byte("connected\n"))
 	converge(t, "connected", p.dirA, p.dirB, 20*time.Second)
 

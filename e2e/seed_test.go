@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -91,11 +90,13 @@ func startDaemon(t *testing.T, h *netlab.Host, bin, dir, name string, extra ...s
 	return h.Start(t, bin, args...)
 }
 
+// randomBytes returns n bytes drawn from t's seeded source (see testSeed).
 func randomBytes(t *testing.T, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
+	rng := testRand(t)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
 	}
 	return b
 }

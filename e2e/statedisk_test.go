@@ -73,10 +73,10 @@ func checkStateSound(t *testing.T, stateDir string) {
 // TestStateDiskFull puts B's state dir on a 48 MiB tmpfs and fills it:
 // (1) with the default reserve, B pauses before its op log could fail, says
 // why in status, persists nothing from A meanwhile, and resumes by itself
-// when space is back; (2) with no reserve, the disk fills for real under the
-// op log and the database: whatever B does then, after space is freed and B
-// is (re)started, both stores pass their full checks and the folders
-// converge with no change lost.
+// when space is back; (2) with no reserve (--min-state-free 0), the disk
+// fills for real under the op log and the database: B stops with exit
+// code 2, and after space is freed and B is started again both stores pass
+// their full checks and the folders converge with no change lost.
 func TestStateDiskFull(t *testing.T) {
 	p := newPairWith(t, true)
 	stateB := p.dirB + ".state"
@@ -138,25 +138,19 @@ func TestStateDiskFull(t *testing.T) {
 		writeFile(t, filepath.Join(p.dirB, fmt.Sprintf("full/b%03d.txt", i)), []byte(fmt.Sprintf("B's file %d, made on a full state disk\n", i)))
 		writeFile(t, filepath.Join(p.dirA, fmt.Sprintf("full/a%03d.txt", i)), []byte(fmt.Sprintf("A's file %d\n", i)))
 	}
-	// Give B time to hit the full disk.
-	netlab.Eventually(t, 30*time.Second, "B reports the failed write", func() (bool, string) {
-		l := p.pb.Log()
-		return p.pb.Exited() || strings.Contains(l, "no space left on device"), ""
-	})
-	if l := p.pb.Log(); strings.Contains(l, "op log storage failed") {
-		// The node stops on a failed op log, and the daemon exits with
-		// code 2 for systemd to restart it.
-		if code, err := p.pb.Wait(10 * time.Second); code != 2 || err != nil {
-			t.Fatalf("B's op log failed; B exited %d %v, want 2\n%s", code, err, l)
-		}
+	// The op log treats a failed write as fatal: B stops by itself with
+	// exit code 2 (systemd restarts it), having logged why.
+	code, err := p.pb.Wait(60 * time.Second)
+	if err != nil {
+		p.pb.Kill()
+		t.Fatalf("B kept running on a full state disk with --min-state-free 0: %v\nlog: %s", err, lastLines(p.pb.Log(), 20))
 	}
-	how := "kept running"
-	if p.pb.Exited() {
-		code, _ := p.pb.Wait(time.Second)
-		how = fmt.Sprintf("exited by itself (code %d)", code)
+	if code != 2 {
+		t.Fatalf("B exited with code %d on a full state disk, want 2\nlog: %s", code, lastLines(p.pb.Log(), 20))
 	}
-	p.pb.Kill()
-	t.Logf("B %s when its state disk filled", how)
+	if l := p.pb.Log(); !strings.Contains(l, "no space left on device") {
+		t.Fatalf("B exited with code 2 without logging the full disk:\n%s", lastLines(l, 20))
+	}
 	os.Remove(ballast)
 	checkStateSound(t, stateB)
 

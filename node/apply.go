@@ -78,6 +78,12 @@ func (n *Node) applyPending(ctx context.Context) error {
 // applyPendingOps is applyPending with the pending ops already read.
 func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) {
 	blocked := map[certs.DeviceID]string{} // origin -> why its next op waits
+	// Status counts the ops this pass is about to apply from now on, not
+	// only once the pass, which can take minutes, is over; an origin keeps
+	// the reason the last pass gave it until this one gives another.
+	if err := n.pending.write(ctx, n, n.pending.reasons(), ""); err != nil && ctx.Err() == nil {
+		n.log.Debug("recording the pending changes for status failed", "err", err)
+	}
 	defer func() {
 		// What is left pending, and why, for status; paused is the reason
 		// when a pause cut the pass short.
@@ -85,7 +91,12 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) 
 		if n.paused.Load() {
 			dflt = reasonPaused
 		}
-		if werr := n.pending.write(ctx, n, blocked, dflt); werr != nil && ctx.Err() == nil {
+		n.pending.passEnded(n.now())
+		// Also when the pass ended because the node stops: status then
+		// shows what is left for the next run.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if werr := n.pending.write(wctx, n, blocked, dflt); werr != nil {
 			n.log.Debug("recording the pending changes for status failed", "err", werr)
 		}
 	}()

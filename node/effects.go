@@ -300,12 +300,8 @@ func (n *Node) removeEmptyDir(p string) error {
 // contentFromElsewhere writes op's content to the temp file name: copied
 // from a recorded file with that hash, or fetched from a peer.
 func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name string) error {
-	if files, err := n.db.FilesByHash(ctx, op.Hash); err == nil {
-		for _, f := range files {
-			if err := copyInRoot(ctx, n.folderRoot(), f.Path, name, op.Hash); err == nil {
-				return nil
-			}
-		}
+	if n.copyFromRecorded(ctx, op.Hash, name) {
+		return nil
 	}
 	n.folderRoot().Remove(name)
 	staged, err := n.stage(ctx, op.Hash, op.Size, n.fetchers())
@@ -318,6 +314,22 @@ func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name strin
 		}
 	}
 	return n.folderRoot().Rename(staged, name)
+}
+
+// copyFromRecorded copies the content h to the temp file name from a
+// recorded file that has it, and reports whether one did.
+func (n *Node) copyFromRecorded(ctx context.Context, h content.Hash, name string) bool {
+	defer n.busyWith()()
+	files, err := n.db.FilesByHash(ctx, h)
+	if err != nil {
+		return false
+	}
+	for _, f := range files {
+		if err := copyInRoot(ctx, n.folderRoot(), f.Path, name, h); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // copyInRoot copies src to dst inside root, checks that the bytes hash to

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/quicnet"
 )
 
 // contentFetcher is a peer that can send content by hash (a
@@ -39,7 +40,9 @@ func stagedName(h content.Hash) string { return TempPrefix + h.String()[:32] }
 func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []contentFetcher) (string, error) {
 	name := stagedName(h)
 	if st, err := n.folderRoot().Stat(name); err == nil && st.Size() == size {
+		done := n.busyWith()
 		complete, err := n.stagedComplete(ctx, name, h, size)
+		done()
 		if err != nil {
 			return "", err
 		}
@@ -79,7 +82,22 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 			n.log.Warn("fetching content failed", "hash", h.Short(), "err", err)
 		}
 	}
-	return "", fmt.Errorf("content %s: %w: %w", h.Short(), ErrContentUnavailable, errors.Join(errs...))
+	why := ErrContentUnavailable
+	if allNotFound(errs) {
+		why = ErrContentNowhere
+	}
+	return "", fmt.Errorf("content %s: %w: %w", h.Short(), why, errors.Join(errs...))
+}
+
+// allNotFound reports whether every error in errs is a peer's answer that
+// it does not have the content.
+func allNotFound(errs []error) bool {
+	for _, err := range errs {
+		if !errors.Is(err, quicnet.ErrNotFound) {
+			return false
+		}
+	}
+	return len(errs) > 0
 }
 
 // fetchInto appends to the temp file what it lacks of h, then verifies the
@@ -98,7 +116,10 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 	var offset int64
 	if st.Size() > 0 {
 		// What an earlier attempt left is kept and hashed, not fetched again.
-		if offset, err = io.Copy(hasher, f); err != nil {
+		done := n.busyWith()
+		offset, err = io.Copy(hasher, f)
+		done()
+		if err != nil {
 			return fmt.Errorf("read %s: %w", name, err)
 		}
 		n.log.Info("resuming a transfer", "hash", h.Short(), "offset", offset)

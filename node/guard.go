@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/durable"
 )
 
 // MarkerName is a small file in the folder root that names this folder.
@@ -113,20 +114,12 @@ func readMarker(path string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// writeMarker writes the folder's marker durably: a crash leaves the old
+// marker or the new one, never a torn one that would read as another
+// device's folder. Its temporary file is one the watcher ignores and a
+// restart removes.
 func writeMarker(path, id string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(id + "\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return durable.WriteFileVia(path, TempPrefix+"marker-*", []byte(id+"\n"), 0o644)
 }
 
 // checkSyncable returns why the node must not record or apply anything

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"time"
+
+	"github.com/drive-node/drive-node/internal/clock"
 )
 
 // burstOps is how many changes, applied or recorded at once, make a burst
@@ -41,7 +43,13 @@ func (n *Node) noteActivity() {
 // daemon should be back to its idle size within a second of a large sync.
 // It runs only when AfterBurst is set.
 func (n *Node) releaseLoop(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
+	n.releaseLoopOn(ctx, clock.Real{}, n.cfg.AfterBurst)
+}
+
+// releaseLoopOn is releaseLoop timed by clk, calling release to hand the
+// memory back.
+func (n *Node) releaseLoopOn(ctx context.Context, clk clock.Clock, release func()) {
+	timer := clk.NewTimer(time.Hour)
 	timer.Stop()
 	pending := false
 	for {
@@ -56,9 +64,9 @@ func (n *Node) releaseLoop(ctx context.Context) {
 			if pending {
 				timer.Reset(releaseDelay)
 			}
-		case <-timer.C:
+		case <-timer.C():
 			pending = false
-			n.cfg.AfterBurst()
+			release()
 		}
 	}
 }

@@ -2,12 +2,15 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/drive-node/drive-node/internal/clock"
 )
 
 // heapFree returns the heap memory that is free but still held from the
@@ -19,16 +22,29 @@ func heapFree() uint64 {
 }
 
 // TestReleaseAfterBurst frees a large heap, reports a burst and expects
-// the memory handed back to the OS, through the AfterBurst hook set as the
-// daemon sets it, once the node has been idle for a moment, not while it
-// is busy; a handful of changes is not a burst.
+// the memory handed back to the OS once the node has been idle for
+// releaseDelay, not while it is busy; a handful of changes is not a
+// burst. The loop runs on a fake clock, moved on by the test.
 func TestReleaseAfterBurst(t *testing.T) {
-	var calls atomic.Int32
-	n := &Node{burst: make(chan struct{}, 1), activity: make(chan struct{}, 1),
-		cfg: Config{AfterBurst: func() { calls.Add(1); debug.FreeOSMemory() }}}
+	n := &Node{burst: make(chan struct{}, 1), activity: make(chan struct{}, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go n.releaseLoop(ctx)
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	var released atomic.Int32
+	release := func() { released.Add(1); debug.FreeOSMemory() }
+	// armed waits until the loop has armed its timer since the call that
+	// returned ch.
+	armed := func(ch <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the release timer was not armed", what)
+		}
+	}
+	_, ch := clk.Armed()
+	go n.releaseLoopOn(ctx, clk, release)
+	armed(ch, "start")
 
 	n.noteBurst(burstOps - 1)
 	if len(n.burst) != 0 {
@@ -44,23 +60,30 @@ func TestReleaseAfterBurst(t *testing.T) {
 	if free := heapFree(); free < 32<<20 {
 		t.Fatalf("the runtime holds only %d MiB free after the collection: the test cannot tell a release", free>>20)
 	}
+	_, ch = clk.Armed()
 	n.noteBurst(burstOps)
+	armed(ch, "burst")
 	// While the node is busy (a peer fetching the burst's contents), the
-	// release waits.
-	for busy := time.Now(); time.Since(busy) < 2*releaseDelay; time.Sleep(releaseDelay / 10) {
+	// release waits: activity every quarter of releaseDelay, over twice
+	// releaseDelay, never lets the timer fire.
+	for i := range 8 {
+		_, ch = clk.Armed()
 		n.noteActivity()
-	}
-	if free := heapFree(); free < 32<<20 || calls.Load() != 0 {
-		t.Fatalf("the heap was released while the node was busy (%d MiB free left, AfterBurst called %d times)", free>>20, calls.Load())
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for heapFree() > 8<<20 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d MiB of free heap still held 5 s after the burst (AfterBurst called %d times)", heapFree()>>20, calls.Load())
+		armed(ch, fmt.Sprintf("activity %d", i))
+		clk.Advance(releaseDelay / 4)
+		if pending, _ := clk.Armed(); pending != 1 || released.Load() != 0 {
+			t.Fatalf("after %v of activity: timer pending %v, %d releases", time.Duration(i+1)*releaseDelay/4, pending == 1, released.Load())
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	if c := calls.Load(); c != 1 {
-		t.Fatalf("AfterBurst called %d times for one burst", c)
+	clk.Advance(releaseDelay)
+	deadline := time.Now().Add(10 * time.Second)
+	for released.Load() == 0 || heapFree() > 8<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d releases, %d MiB of free heap still held once the node was idle for releaseDelay", released.Load(), heapFree()>>20)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := released.Load(); n != 1 {
+		t.Fatalf("%d releases after one burst", n)
 	}
 }

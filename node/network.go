@@ -5,6 +5,7 @@ import (
 
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
+	"github.com/drive-node/drive-node/quicnet/discovery"
 	"github.com/drive-node/drive-node/watcher"
 )
 
@@ -31,8 +32,8 @@ func (n *Node) startNetwork(ctx context.Context) error {
 	if n.cfg.NoDiscovery {
 		return nil
 	}
-	dcfg := quicnet.DiscoveryConfig{ID: n.id.ID, Port: tr.Addr().Port, Logger: n.log, Wanted: func() bool { return n.peerMissing(ctx) }}
-	disc, err := quicnet.StartDiscovery(ctx, dcfg, func(f quicnet.Found) {
+	dcfg := discovery.Config{ID: n.id.ID, Port: tr.Addr().Port, Logger: n.log, Wanted: func() bool { return n.peerMissing(ctx) }}
+	disc, err := discovery.Start(ctx, dcfg, func(f discovery.Found) {
 		if n.paired(f.ID) {
 			redial.Found(f.ID, f.Addrs)
 		}

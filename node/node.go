@@ -109,6 +109,7 @@ type Node struct {
 	// stall watchdog reads (stallAfter and stallCheck; tests shorten them).
 	pending                pendingReport
 	progress, stallResets  atomic.Uint64
+	busy                   atomic.Int32 // long local work under way (see busyWith)
 	stallAfter, stallCheck time.Duration
 
 	readyOnce sync.Once

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/state"
@@ -18,9 +19,14 @@ import (
 const metaPending = "pending"
 
 // ErrContentUnavailable is wrapped by errors of ops whose content no
-// connected peer could deliver (none is connected, none has it, or every
-// transfer failed); the op stays pending and is retried.
-var ErrContentUnavailable = errors.New("content not available")
+// connected peer could deliver (none is connected, or every transfer
+// failed); ErrContentNowhere when every connected peer answered that it
+// does not have it (the device that made it is away, say). Either way the
+// op stays pending and is retried.
+var (
+	ErrContentUnavailable = errors.New("content not available")
+	ErrContentNowhere     = errors.New("no connected peer has the content")
+)
 
 // Pending is what status shows of one origin's ops that are in the op log
 // but not yet applied to the folder and the database, and why.
@@ -40,6 +46,7 @@ const (
 	reasonPaused   = "paused"
 	reasonDiskFull = "disk full"
 	reasonContent  = "waiting for content"
+	reasonNowhere  = "waiting for a peer that has the content"
 	reasonFailed   = "cannot apply"
 	reasonStopped  = "daemon not running"
 )
@@ -49,6 +56,8 @@ func pendingReason(err error) string {
 	switch {
 	case errors.Is(err, ErrDiskFull) || errors.Is(err, syscall.ENOSPC):
 		return reasonDiskFull
+	case errors.Is(err, ErrContentNowhere):
+		return reasonNowhere
 	case errors.Is(err, ErrContentUnavailable):
 		return reasonContent + ": " + err.Error()
 	default:
@@ -64,11 +73,33 @@ type pendingReport struct {
 	mu     sync.Mutex
 	last   string    // the JSON last written
 	report []Pending // what it holds
+	ended  time.Time // when an apply pass last ended
+}
+
+// any reports whether the last report held pending ops.
+func (r *pendingReport) any() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.report) > 0
+}
+
+// passEnded notes that an apply pass ended at t.
+func (r *pendingReport) passEnded(t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ended = t
+}
+
+// lastEnd is when an apply pass last ended.
+func (r *pendingReport) lastEnd() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ended
 }
 
 // explained returns the origins whose ops the last report said wait for
-// something other than a transfer: an op this device cannot apply, a full
-// disk, a pause.
+// something a new connection does not change: an op this device cannot
+// apply, a full disk, a pause, a content no connected peer has.
 func (r *pendingReport) explained() map[certs.DeviceID]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -79,6 +110,19 @@ func (r *pendingReport) explained() map[certs.DeviceID]bool {
 		}
 		if id, err := certs.ParseDeviceID(p.Origin); err == nil {
 			out[id] = true
+		}
+	}
+	return out
+}
+
+// reasons returns, per origin, the reason the last report gave.
+func (r *pendingReport) reasons() map[certs.DeviceID]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[certs.DeviceID]string, len(r.report))
+	for _, p := range r.report {
+		if id, err := certs.ParseDeviceID(p.Origin); err == nil {
+			out[id] = p.Reason
 		}
 	}
 	return out

@@ -14,6 +14,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/goroutines"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/wire"
@@ -75,7 +76,39 @@ func TestSessionBothWaysBeyondStreamWindow(t *testing.T) {
 			return ""
 		})
 	}
-	time.Sleep(time.Second) // both senders fill the other's window meanwhile
+	// Both senders fill the other's window and block mid-frame: each is
+	// parked in a control stream write, having sent more than the
+	// connection's initial window (so the other read its first frame
+	// before holding back), and sends nothing more from one look to the
+	// next.
+	peerOf := func(n, other *runningNode) *quicnet.Peer {
+		n.peersMu.Lock()
+		defer n.peersMu.Unlock()
+		if ps := n.peers[other.ID()]; ps != nil {
+			return ps.p
+		}
+		return nil
+	}
+	var lastSent [2]uint64
+	waitFor(t, "both senders blocked on the other's window", func() string {
+		parked := goroutines.Count("chan receive", "(*Node).sendOps", "(*Peer).Send", "(*SendStream).write")
+		why := fmt.Sprintf("%d senders parked in a stream write", parked)
+		blocked := parked == 2
+		for i, pair := range [][2]*runningNode{{na, nb}, {nb, na}} {
+			p := peerOf(pair[0], pair[1])
+			if p == nil {
+				return pair[0].folder + " has no session"
+			}
+			sent := p.Stats().BytesSent
+			why += fmt.Sprintf("; %s sent %d bytes, %d at the last look", pair[0].folder, sent, lastSent[i])
+			blocked = blocked && sent > 4<<20 && sent == lastSent[i]
+			lastSent[i] = sent
+		}
+		if blocked {
+			return ""
+		}
+		return why
+	})
 	free.Store(1 << 40)
 
 	start := time.Now()

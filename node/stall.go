@@ -49,17 +49,25 @@ func (w *stallWatch) idleFor(now time.Time, progress uint64) time.Duration {
 // reset starts the wait over from now.
 func (w *stallWatch) reset(now time.Time) { w.since = now }
 
+// busyWith notes that the node works on something long that counts as
+// progress though it receives nothing; the returned func ends it.
+func (n *Node) busyWith() (done func()) {
+	n.busy.Add(1)
+	return func() { n.busy.Add(-1) }
+}
+
 // stuckOn returns, for the origins with ops logged beyond what is applied,
 // the connected peers that have at least the next op of one of them (and
 // so its content, or a copy of where to get it); empty when the pending
 // ops are none that a connected peer could help with. Origins in
 // explained wait for something a new connection does not change (an op
-// this device cannot apply, a full disk) and are left out.
-func stuckOn(logged, applied map[certs.DeviceID]uint64, peers map[certs.DeviceID]map[certs.DeviceID]uint64, explained map[certs.DeviceID]bool) []certs.DeviceID {
+// this device cannot apply, a full disk, a content no peer has) and are
+// left out, and so is self: its own ops wait on nothing a peer has.
+func stuckOn(self certs.DeviceID, logged, applied map[certs.DeviceID]uint64, peers map[certs.DeviceID]map[certs.DeviceID]uint64, explained map[certs.DeviceID]bool) []certs.DeviceID {
 	var out []certs.DeviceID
 	for peer, have := range peers {
 		for o, seq := range logged {
-			if seq > applied[o] && have[o] > applied[o] && !explained[o] {
+			if o != self && seq > applied[o] && have[o] > applied[o] && !explained[o] {
 				out = append(out, peer)
 				break
 			}
@@ -84,10 +92,18 @@ func (n *Node) stallLoop(ctx context.Context) {
 	}
 }
 
-// checkStall is one look of stallLoop.
+// checkStall is one look of stallLoop. The wait starts over while the
+// node is paused, while nothing is pending (so ops that arrive after a
+// quiet hour get the whole wait), and while the node works on something
+// long that moves no byte over the network (hashing a partly received
+// file to resume it, copying a content it has under another name).
 func (n *Node) checkStall(ctx context.Context, w *stallWatch) {
 	now := n.now()
-	if n.paused.Load() || w.idleFor(now, n.progress.Load()) < n.stallAfter {
+	if n.paused.Load() || n.busy.Load() > 0 || !n.pending.any() {
+		w.reset(now)
+		return
+	}
+	if w.idleFor(now, n.progress.Load()) < n.stallAfter {
 		return
 	}
 	applied, err := n.db.Applied(ctx)
@@ -100,7 +116,13 @@ func (n *Node) checkStall(ctx context.Context, w *stallWatch) {
 		haves[id] = ps.have
 	}
 	n.peersMu.Unlock()
-	stuck := stuckOn(n.ops.Vector(), applied, haves, n.pending.explained())
+	// A pass that has not ended for the whole wait is what is stuck: what
+	// an earlier pass explained does not hold for it.
+	var explained map[certs.DeviceID]bool
+	if now.Sub(n.pending.lastEnd()) < n.stallAfter {
+		explained = n.pending.explained()
+	}
+	stuck := stuckOn(n.id.ID, n.ops.Vector(), applied, haves, explained)
 	w.reset(now)
 	if len(stuck) == 0 {
 		return
@@ -112,7 +134,7 @@ func (n *Node) checkStall(ctx context.Context, w *stallWatch) {
 		n.peersMu.Lock()
 		ps := n.peers[id]
 		n.peersMu.Unlock()
-		if ps != nil {
+		if ps != nil && ps.p != nil {
 			ps.p.CloseWithError("no progress")
 		}
 	}

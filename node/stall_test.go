@@ -59,8 +59,11 @@ func TestStuckOnNamesPeersThatHaveThePendingOps(t *testing.T) {
 		{"an op that cannot be applied here", map[certs.DeviceID]uint64{a: 7, b: 4}, map[certs.DeviceID]map[certs.DeviceID]uint64{a: {a: 10}}, map[certs.DeviceID]bool{a: true}, nil},
 		{"no peer", map[certs.DeviceID]uint64{a: 7}, nil, nil, nil},
 	}
+	if got := stuckOn(a, logged, map[certs.DeviceID]uint64{a: 7, b: 4}, map[certs.DeviceID]map[certs.DeviceID]uint64{c: {a: 10}}, nil); got != nil {
+		t.Errorf("this device's own pending ops: got %v, want none (no peer can help)", got)
+	}
 	for _, c := range cases {
-		got := stuckOn(logged, c.applied, c.peers, c.settled)
+		got := stuckOn(certs.DeviceID{9}, logged, c.applied, c.peers, c.settled)
 		slices.SortFunc(got, func(x, y certs.DeviceID) int { return compareStrings(string(x[:]), string(y[:])) })
 		if !slices.Equal(got, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
@@ -93,9 +96,9 @@ func TestPendingOfSaysWhyPerOrigin(t *testing.T) {
 }
 
 // TestStatusCountsOpsWaitingForContent: a peer sends three ops of which it
-// can serve only the first. The second waits for its content and the
-// third behind it; status says so, per origin, with the reason, and not
-// "nothing to do". Once the content can be had, both apply and status
+// can serve only the first. The second waits for a peer that has its
+// content, and the third behind it; status says so, per origin, with the
+// reason, and not "nothing to do". Once the content can be had, both apply and status
 // shows nothing pending.
 func TestStatusCountsOpsWaitingForContent(t *testing.T) {
 	folder := t.TempDir()
@@ -119,7 +122,7 @@ func TestStatusCountsOpsWaitingForContent(t *testing.T) {
 			return fmt.Sprintf("pending %d: %+v", st.PendingOps, st.Pending)
 		}
 		p := st.Pending[0]
-		if p.Origin != peer.ID.String() || p.Name != "peer" || p.Applied != 1 || p.Logged != 3 || !strings.HasPrefix(p.Reason, reasonContent+": ") {
+		if p.Origin != peer.ID.String() || p.Name != "peer" || p.Applied != 1 || p.Logged != 3 || p.Reason != reasonNowhere {
 			return fmt.Sprintf("pending %+v", p)
 		}
 		return ""
@@ -192,4 +195,87 @@ func TestStalledSyncResetsItsConnection(t *testing.T) {
 	if !strings.Contains(nb.logs.String(), "received changes made no progress; resetting the connection") {
 		t.Fatalf("b never reset its stalled connection; logs:\n%s", nb.logs)
 	}
+}
+
+// TestCheckStallWaitsTheWholeBound drives checkStall with a fake clock on
+// an opened node that has one op of a peer pending, which the (fake)
+// connected peer has. The reset comes only after the whole bound without
+// progress counted from when the op was pending, not from the last quiet
+// look; a pause, long local work and a content no peer has each hold it
+// off; an explanation older than the bound no longer does.
+func TestCheckStallWaitsTheWholeBound(t *testing.T) {
+	folder := t.TempDir()
+	peer := pairedPeer(t, folder, "peer")
+	ctx := context.Background()
+	n, err := Open(ctx, Config{Folder: folder, Listen: "127.0.0.1:0", NoDiscovery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	clock := time.Unix(1_000_000, 0)
+	n.now = func() time.Time { return clock }
+	var w stallWatch
+	tick := func(d time.Duration) uint64 {
+		clock = clock.Add(d)
+		n.checkStall(ctx, &w)
+		return n.stallResets.Load()
+	}
+	for range 17 { // a quiet 170 s: nothing pending
+		if tick(10*time.Second) != 0 {
+			t.Fatal("reset with nothing pending")
+		}
+	}
+	op := oplog.Op{Origin: peer.ID, Seq: 1, Lamport: 1, Kind: oplog.KindWrite, Path: "f.txt",
+		Hash: content.Sum([]byte("x")), Size: 1, Mode: 0o644, MTime: clock.UnixNano()}
+	if _, err := n.ops.Insert(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.pending.write(ctx, n, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	n.peers[peer.ID] = &peerState{have: map[certs.DeviceID]uint64{peer.ID: 1}}
+	waitResets := func(what string, want uint64, ticks int, exact bool) {
+		t.Helper()
+		for i := 1; i <= ticks; i++ {
+			if got := tick(10 * time.Second); got == want {
+				if exact && i != ticks {
+					t.Fatalf("%s: reset after %d s, want %d s", what, 10*i, 10*ticks)
+				}
+				return
+			}
+		}
+		t.Fatalf("%s: no reset after %d s", what, 10*ticks)
+	}
+	waitResets("after a quiet spell", 1, 9, true)
+
+	n.paused.Store(true)
+	for range 20 {
+		if tick(10*time.Second) != 1 {
+			t.Fatal("reset while paused")
+		}
+	}
+	n.paused.Store(false)
+	waitResets("after a pause", 2, 9, true)
+
+	done := n.busyWith()
+	for range 20 {
+		if tick(10*time.Second) != 2 {
+			t.Fatal("reset during long local work")
+		}
+	}
+	done()
+	waitResets("after long local work", 3, 9, true)
+
+	why := map[certs.DeviceID]string{peer.ID: pendingReason(fmt.Errorf("x: %w", ErrContentNowhere))}
+	if err := n.pending.write(ctx, n, why, ""); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		n.pending.passEnded(clock) // passes keep ending, each explaining the wait
+		if tick(10*time.Second) != 3 {
+			t.Fatal("reset although no peer has the content")
+		}
+	}
+	// At most twice the bound: the wait and the explanation each run out.
+	waitResets("once no pass has ended for the whole bound", 4, 18, false)
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -25,9 +25,10 @@ import (
 // holds one of the connection's MaxIncomingStreams for as long as the
 // connection lives, and once they are all held every later fetch waits.
 // done therefore always stops reading (the response, or what the caller
-// needed of it, has been read; the peer's FIN may not have), and on an
-// incomplete transfer also resets the sending side, so the unread bytes
-// stop holding the connection's flow-control window too.
+// needed of it, has been read; the peer's FIN may not have): that also
+// hands back the connection flow-control window the unread bytes held, and
+// asks the peer to stop sending. On an incomplete transfer it resets the
+// sending side as well.
 type contentStream struct {
 	*quic.Stream
 	idle    time.Duration
@@ -58,11 +59,10 @@ func (cs *contentStream) Read(b []byte) (int, error) {
 // sent (or took) nothing for the transport's idle bound.
 var ErrStalled = errors.New("content stream stalled")
 
-// isTimeout reports whether err is a deadline that passed.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return err != nil && errors.As(err, &ne) && ne.Timeout()
-}
+// isTimeout reports whether err is a stream deadline that passed (not the
+// connection's idle timeout, which also says Timeout: that is a dead
+// connection, reported as such).
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 // openContent takes one of the peer's fetch slots, opens a content stream
 // and sends req on it. Waiting for the slot honours ctx; opening the
@@ -221,9 +221,11 @@ func readResponse(r io.Reader) (*wire.ContentResponse, error) {
 //     stream credit; a peer grants a new stream as soon as an earlier one
 //     ends, and at most Config.ContentStreams are open per peer, far below
 //     the credit, so a healthy connection never waits;
-//   - streamIdle: how long a content stream may carry nothing, either way,
-//     before it is reset; a serving peer reads from its disk, and a USB disk
-//     that spins up takes seconds, not this long.
+//   - streamIdle: how long one read or write on a content stream (at most
+//     largeCopy bytes) may take before the stream is reset: a read returns
+//     as soon as anything arrives, so for the receiver this is the time the
+//     peer may send nothing; a serving peer reads from its disk, and a USB
+//     disk that spins up takes seconds, not this long.
 const (
 	contentRequestWait = 10 * time.Second
 	streamOpenWait     = 20 * time.Second

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/goroutines"
 	"github.com/drive-node/drive-node/wire"
 	"github.com/quic-go/quic-go"
 )
@@ -225,12 +226,18 @@ func TestCloseWaitsForContentServing(t *testing.T) {
 		b.t.Close()
 		closed <- src.markClosed()
 	}()
-	select {
-	case running := <-closed:
-		close(src.release)
-		t.Fatalf("Close returned while OpenContent was running (%d calls)", running)
-	case <-time.After(300 * time.Millisecond):
-	}
+	// Close gets as far as it can while OpenContent runs: it waits for
+	// the transport's goroutines. One that did not wait would have
+	// returned by then, with the call still running.
+	waitCond(t, 5*time.Second, "Close waits for its goroutines", func() (bool, string) {
+		select {
+		case running := <-closed:
+			close(src.release)
+			t.Fatalf("Close returned while OpenContent was running (%d calls)", running)
+		default:
+		}
+		return goroutines.Count("", "(*Transport).Close", "sync.(*WaitGroup).Wait") == 1, "Close is not in WaitGroup.Wait"
+	})
 	close(src.release)
 	select {
 	case running := <-closed:
@@ -241,7 +248,10 @@ func TestCloseWaitsForContentServing(t *testing.T) {
 		t.Fatal("Close did not return once OpenContent did")
 	}
 	<-fetched // fails: the connection closed
-	time.Sleep(100 * time.Millisecond)
+	// Close has returned: no goroutine of b's is left to serve content.
+	if goroutines.Count("", "(*Peer).serveContent")+goroutines.Count("", "(*blockingContent).OpenContent") != 0 {
+		t.Fatal("content is still being served after Close returned")
+	}
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	if src.late {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/clock"
 )
 
 // Backoff bounds for redialling a peer that cannot be reached.
@@ -44,13 +45,30 @@ type Redialer struct {
 	targets map[string]*target // by device ID string or static address
 	kick    chan struct{}
 	stable  time.Duration // stableConnection; tests shorten it
+	clk     clock.Clock
+	hooks   redialHooks
+}
+
+// redialHooks let a test follow a Redialer: each is nil or called, with
+// the Redialer's clock reading, when it happens.
+type redialHooks struct {
+	// dialing: an attempt at a target starts.
+	dialing func(now time.Time)
+	// checked: the Redialer has looked which targets are due.
+	checked func(now time.Time)
 }
 
 // NewRedialer starts a Redialer that works until ctx ends or the
 // transport closes; Close waits for its attempts to end. One made once
 // Close has started never dials.
 func (t *Transport) NewRedialer(ctx context.Context) *Redialer {
-	r := &Redialer{t: t, targets: map[string]*target{}, kick: make(chan struct{}, 1), stable: stableConnection}
+	return t.newRedialer(ctx, t.cfg.Clock, redialHooks{})
+}
+
+// newRedialer is NewRedialer on clock clk, with hooks.
+func (t *Transport) newRedialer(ctx context.Context, clk clock.Clock, hooks redialHooks) *Redialer {
+	r := &Redialer{t: t, targets: map[string]*target{}, kick: make(chan struct{}, 1), stable: stableConnection,
+		clk: clk, hooks: hooks}
 	t.mu.Lock()
 	t.redialers = append(t.redialers, r)
 	t.mu.Unlock()
@@ -107,7 +125,7 @@ func (r *Redialer) lost(id certs.DeviceID, lasted time.Duration) {
 		if lasted >= r.stable {
 			tg.backoff, tg.next = 0, time.Time{}
 		} else {
-			tg.backOff(time.Now())
+			tg.backOff(r.clk.Now())
 		}
 	}
 	r.mu.Unlock()
@@ -136,21 +154,24 @@ func (r *Redialer) poke() {
 }
 
 func (r *Redialer) loop(ctx context.Context) {
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := r.clk.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		r.dialDue(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick.C():
 		case <-r.kick:
 		}
 	}
 }
 
 func (r *Redialer) dialDue(ctx context.Context) {
-	now := time.Now()
+	now := r.clk.Now()
+	if r.hooks.checked != nil {
+		defer r.hooks.checked(now)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, tg := range r.targets {
@@ -165,6 +186,9 @@ func (r *Redialer) dialDue(ctx context.Context) {
 			tg.dialing = false
 			return // closing
 		}
+		if r.hooks.dialing != nil {
+			r.hooks.dialing(now)
+		}
 	}
 }
 
@@ -177,7 +201,7 @@ func (r *Redialer) attempt(ctx context.Context, tg *target) {
 	}
 	if static != "" && !id.IsZero() && r.t.Connected(id) {
 		r.mu.Lock()
-		tg.dialing, tg.next = false, time.Now().Add(2*time.Second)
+		tg.dialing, tg.next = false, r.clk.Now().Add(2*time.Second)
 		r.mu.Unlock()
 		return
 	}
@@ -207,7 +231,7 @@ func (r *Redialer) attempt(ctx context.Context, tg *target) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tg.dialing = false
-	now := time.Now()
+	now := r.clk.Now()
 	if !ok {
 		tg.backOff(now)
 		return

@@ -50,7 +50,7 @@ func newPeer(t *Transport, conn *quic.Conn, id certs.DeviceID, dialed bool) *Pee
 		cancel() // closing: register closes conn
 	}
 	return &Peer{
-		ID: id, t: t, conn: conn, dialed: dialed, started: time.Now(), ctx: ctx, cancel: cancel,
+		ID: id, t: t, conn: conn, dialed: dialed, started: t.cfg.Clock.Now(), ctx: ctx, cancel: cancel,
 		controlCh: make(chan struct{}), sendSlot: make(chan struct{}, 1), fetchSlots: make(chan struct{}, t.cfg.ContentStreams),
 	}
 }

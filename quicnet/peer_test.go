@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/goroutines"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/wire"
 )
@@ -92,14 +94,27 @@ func TestRecvHonoursContextWhileBlocked(t *testing.T) {
 		t.Fatalf("Recv after a cancelled Recv: %v %v", m, err)
 	}
 
-	// Half a frame: the header and a few bytes of a 100-byte body.
+	// Half a frame: the header and a few bytes of a 100-byte body. It
+	// reaches b before Recv starts, so Recv takes it at once and then
+	// waits in a stream read for the rest: ctx ends then.
+	received := pb.Stats().BytesReceived
 	half := binary.BigEndian.AppendUint32(nil, 100)
 	if _, err := pa.control.Write(append(half, byte(wire.TypeProgress), 0, 0)); err != nil {
 		t.Fatal(err)
 	}
+	waitCond(t, 5*time.Second, "the half frame reaches b", func() (bool, string) {
+		return pb.Stats().BytesReceived > received, "nothing received"
+	})
 	ctx, cancel = context.WithCancel(context.Background())
-	time.AfterFunc(200*time.Millisecond, cancel)
-	err = returnsWithin(t, 5*time.Second, "Recv in the middle of a frame", func() error { _, err := pb.Recv(ctx); return err })
+	recvd := make(chan error, 1)
+	go func() { _, err := pb.Recv(ctx); recvd <- err }()
+	waitCond(t, 5*time.Second, "Recv waits for the rest of the frame", func() (bool, string) {
+		parked := goroutines.Count("select", "(*Peer).Recv", "(*ReceiveStream).Read") +
+			goroutines.Count("chan receive", "(*Peer).Recv", "(*ReceiveStream).Read")
+		return parked == 1, fmt.Sprintf("%d Recv calls parked in a read", parked)
+	})
+	cancel()
+	err = returnsWithin(t, 5*time.Second, "Recv in the middle of a frame", func() error { return <-recvd })
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Recv: %v, want the context's error", err)
 	}
@@ -118,12 +133,13 @@ func TestSendHonoursContextWhileBlocked(t *testing.T) {
 	defer cancelBig()
 	bigDone := make(chan error, 1)
 	go func() { bigDone <- pa.Send(big, bigOps()) }()
-	time.Sleep(500 * time.Millisecond)
-	select {
-	case err := <-bigDone:
-		t.Fatalf("a 6 MiB frame to a peer that does not read was sent at once: %v", err)
-	default:
-	}
+	// The big Send holds the send slot and has written a good part of its
+	// frame: more than a MiB has gone out since.
+	sentBefore := pa.conn.ConnectionStats().BytesSent
+	waitCond(t, 5*time.Second, "the big Send writes", func() (bool, string) {
+		sent := pa.conn.ConnectionStats().BytesSent - sentBefore
+		return len(pa.sendSlot) == 1 && sent > 1<<20, fmt.Sprintf("slot held %v, %d bytes sent", len(pa.sendSlot) == 1, sent)
+	})
 
 	// A second Send waits for its turn, and gives up with its ctx.
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -136,6 +152,13 @@ func TestSendHonoursContextWhileBlocked(t *testing.T) {
 	}
 	if pa.Context().Err() != nil {
 		t.Fatal("a Send that wrote nothing closed the connection")
+	}
+	// The 6 MiB frame is three times the window of a peer that does not
+	// read: it cannot have been sent.
+	select {
+	case err := <-bigDone:
+		t.Fatalf("a 6 MiB frame to a peer that does not read was sent: %v", err)
+	default:
 	}
 
 	cancelBig()

@@ -5,10 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/wire"
 	"github.com/quic-go/quic-go"
 )
@@ -74,7 +78,8 @@ func TestAbandonedFetchesReturnTheirStreams(t *testing.T) {
 		switch i % 3 {
 		case 0:
 			cctx, cancel := context.WithCancel(ctx)
-			_, err = pa.Fetch(cctx, hb, 0, writerFunc(func(p []byte) (int, error) { cancel(); return len(p), nil }))
+			// The caller gives up part-way: the fetch fails with its reason.
+			_, err = pa.Fetch(cctx, hb, 0, writerFunc(func(p []byte) (int, error) { cancel(); return 0, context.Canceled }))
 			cancel()
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("round %d: cancelled fetch: %v", i, err)
@@ -179,4 +184,46 @@ func dialPair(t *testing.T, a, b *testNode) *Peer {
 	}
 	waitPeer(t, b)
 	return waitPeer(t, a)
+}
+
+// TestConnectionLifetimeOnTheConfiguredClock: how long a connection
+// lasted, which decides whether its peer is redialled at once or after a
+// backoff, is measured on Config.Clock.
+func TestConnectionLifetimeOnTheConfiguredClock(t *testing.T) {
+	fake := clock.NewFake(time.Unix(1_000_000, 0))
+	b := newTestNode(t, memContent{})
+	id, err := certs.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	peers := make(chan *Peer, 4)
+	tr, err := Listen(context.Background(), Config{
+		Identity: id, Listen: "127.0.0.1:0", Content: memContent{}, Clock: fake,
+		Paired: func(d certs.DeviceID) bool { return d == b.id.ID },
+		OnPeer: func(ctx context.Context, p *Peer) { peers <- p; <-ctx.Done() },
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	b.pair(&testNode{id: id})
+	if _, err := tr.Dial(context.Background(), b.addr(), b.id.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-peers:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection")
+	}
+	fake.Advance(time.Hour)
+	waitPeer(t, b).CloseWithError("test")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "lasted=1h0m0s") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the disconnection did not report an hour on the fake clock:\n%s", logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -1,7 +1,7 @@
 // Package quicnet is drive-node's transport: one QUIC connection per paired
 // peer, TLS 1.3 with each device's self-signed certificate, a control
-// stream for the sync protocol and parallel content streams; plus LAN
-// discovery over mDNS.
+// stream for the sync protocol and parallel content streams. LAN discovery
+// over mDNS is package quicnet/discovery.
 //
 // Guarantees:
 //   - A connection exists only with a device whose certificate key hashes
@@ -36,6 +36,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/quic-go/quic-go"
 )
 
@@ -87,7 +88,11 @@ type Config struct {
 	// ContentStreams bounds the content streams each peer connection
 	// fetches on at once; default 16.
 	ContentStreams int
-	Logger         *slog.Logger
+	// Clock times the redial backoff and how long connections lasted;
+	// default the system clock. (Stream deadlines are quic-go's, on the
+	// system clock.)
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Transport owns the UDP socket, the QUIC listener and the connections.
@@ -146,6 +151,9 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 	if cfg.ContentStreams <= 0 {
 		cfg.ContentStreams = 16
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
 	}
 	addr, err := net.ResolveUDPAddr("udp", cfg.Listen)
 	if err != nil {
@@ -376,7 +384,7 @@ func (t *Transport) register(conn *quic.Conn, dialed bool) {
 	}
 	redialers := t.redialers
 	t.mu.Unlock()
-	lasted := time.Since(p.started)
+	lasted := t.cfg.Clock.Now().Sub(p.started)
 	t.log.Info("peer disconnected", "peer", id.Short(), "addr", conn.RemoteAddr().String(), "lasted", lasted.Round(time.Millisecond))
 	// After a connection that lasted, the peer may be back already (a
 	// restart): the Redialers dial now rather than at the next due time.

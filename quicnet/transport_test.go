@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/wire"
 	"github.com/quic-go/quic-go"
 )
@@ -56,6 +58,9 @@ type testNode struct {
 	mu     sync.Mutex
 	paired map[certs.DeviceID]bool
 	peers  chan *Peer
+	// verifying, when set, is called as a handshake asks Paired, before
+	// it gets its answer.
+	verifying func()
 }
 
 func newTestNode(t *testing.T, data ContentSource) *testNode {
@@ -75,7 +80,15 @@ func newTestNodeAs(t *testing.T, id *certs.Identity, data ContentSource) *testNo
 	n := &testNode{id: id, logs: &syncBuffer{}, paired: map[certs.DeviceID]bool{}, peers: make(chan *Peer, 16)}
 	n.t, err = Listen(context.Background(), Config{
 		Identity: id, Listen: "127.0.0.1:0", Content: data,
-		Paired: func(d certs.DeviceID) bool { n.mu.Lock(); defer n.mu.Unlock(); return n.paired[d] },
+		Paired: func(d certs.DeviceID) bool {
+			n.mu.Lock()
+			ok, hook := n.paired[d], n.verifying
+			n.mu.Unlock()
+			if hook != nil {
+				hook()
+			}
+			return ok
+		},
 		OnPeer: func(ctx context.Context, p *Peer) { n.peers <- p; <-ctx.Done() },
 		Logger: slog.New(slog.NewTextHandler(n.logs, nil)),
 	})
@@ -110,14 +123,48 @@ func (n *testNode) unpair(other *testNode) {
 
 func (n *testNode) addr() netip.AddrPort { return n.t.Addr().AddrPort() }
 
-// noPeer fails the test if n gets a connection within a moment.
+// noPeer fails the test if n got a connection before now: a device
+// paired with n dials it, and that connection must be the next, and only,
+// one n gets. (A connection n wrongly accepted before would have reached
+// OnPeer first.)
 func noPeer(t *testing.T, n *testNode) {
 	t.Helper()
+	fence := newTestNode(t, memContent{})
+	fence.pair(n)
+	n.pair(fence)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := fence.t.Dial(ctx, n.addr(), n.id.ID); err != nil {
+		t.Fatalf("a paired device's dial: %v", err)
+	}
+	if p := waitPeer(t, n); p.ID != fence.id.ID {
+		t.Fatalf("device %s got a connection before the paired one", p.ID.Short())
+	}
 	select {
 	case p := <-n.peers:
-		t.Fatalf("unpaired device %s got a connection", p.ID.Short())
-	case <-time.After(200 * time.Millisecond):
+		t.Fatalf("device %s got a connection", p.ID.Short())
+	default:
 	}
+}
+
+// livePeers adds the peers n got since the last call to seen and returns
+// those still connected.
+func livePeers(n *testNode, seen *[]*Peer) []*Peer {
+	for more := true; more; {
+		select {
+		case p := <-n.peers:
+			*seen = append(*seen, p)
+		default:
+			more = false
+		}
+	}
+	var out []*Peer
+	for _, p := range *seen {
+		if p.Context().Err() == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func waitPeer(t *testing.T, n *testNode) *Peer {
@@ -206,37 +253,55 @@ func TestUnpairedDeviceIsRefusedAndLoggedOnce(t *testing.T) {
 	}
 }
 
+// TestSimultaneousDialsLeaveOneConnection has two devices dial each
+// other at once: both handshakes are held at their first certificate
+// check until both have got that far, so that each really makes a
+// connection. Both sides must end with one connection, the same one, the
+// one dialed by the device with the smaller ID; once it is there no
+// other can replace it.
 func TestSimultaneousDialsLeaveOneConnection(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		a, b := pairedTestNodes(t, memContent{}, memContent{})
-		ctx := context.Background()
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() { defer wg.Done(); a.t.Dial(ctx, b.addr(), b.id.ID) }()
-		go func() { defer wg.Done(); b.t.Dial(ctx, a.addr(), a.id.ID) }()
-		wg.Wait()
-		time.Sleep(300 * time.Millisecond) // let the loser's close arrive
-		alive := func(n *testNode) []*Peer {
-			var out []*Peer
-			for {
-				select {
-				case p := <-n.peers:
-					if p.Context().Err() == nil {
-						out = append(out, p)
-					}
-				default:
-					return out
-				}
+		var checks sync.WaitGroup
+		checks.Add(2)
+		var mu sync.Mutex
+		asked := 0
+		hold := func() {
+			mu.Lock()
+			asked++
+			first := asked <= 2
+			mu.Unlock()
+			if first {
+				checks.Done()
+				checks.Wait()
 			}
 		}
-		pa, pb := alive(a), alive(b)
-		if len(pa) != 1 || len(pb) != 1 {
-			t.Fatalf("round %d: %d live connections on a, %d on b", i, len(pa), len(pb))
+		a.verifying, b.verifying = hold, hold
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		var errA, errB error
+		go func() { defer wg.Done(); _, errA = a.t.Dial(ctx, b.addr(), b.id.ID) }()
+		go func() { defer wg.Done(); _, errB = b.t.Dial(ctx, a.addr(), a.id.ID) }()
+		wg.Wait()
+		cancel()
+		if errA != nil || errB != nil {
+			t.Fatalf("round %d: dials: %v, %v", i, errA, errB)
 		}
-		// The same connection is dialed on one side and accepted on the other.
-		if pa[0].dialed == pb[0].dialed {
-			t.Fatalf("round %d: the surviving connections are not the same one", i)
-		}
+		aSmaller := bytes.Compare(a.id.ID[:], b.id.ID[:]) < 0
+		var seenA, seenB []*Peer
+		waitCond(t, 5*time.Second, fmt.Sprintf("round %d: one connection, dialed by the smaller ID", i), func() (bool, string) {
+			pa, pb := livePeers(a, &seenA), livePeers(b, &seenB)
+			if len(pa) != 1 || len(pb) != 1 {
+				return false, fmt.Sprintf("%d live connections on a, %d on b", len(pa), len(pb))
+			}
+			// The same connection is dialed on one side and accepted on
+			// the other.
+			if pa[0].dialed == pb[0].dialed || pa[0].dialed != aSmaller {
+				return false, fmt.Sprintf("a keeps the one it dialed: %v, b: %v; a's ID is the smaller: %v", pa[0].dialed, pb[0].dialed, aSmaller)
+			}
+			return true, ""
+		})
 	}
 }
 
@@ -255,6 +320,7 @@ func TestRedialAfterRestartReplacesOldConnection(t *testing.T) {
 		first := waitPeer(t, a)
 
 		// The same device, restarted: a new transport with b's identity.
+		old := waitPeer(t, b)
 		restarted := newTestNodeAs(t, b.id, memContent{})
 		restarted.pair(a)
 		if _, err := restarted.t.Dial(ctx, a.addr(), a.id.ID); err != nil {
@@ -266,9 +332,22 @@ func TestRedialAfterRestartReplacesOldConnection(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("round %d: the connection from before the restart is still open", i)
 		}
-		time.Sleep(200 * time.Millisecond)
-		if second.Context().Err() != nil {
+		// The old process's end closes too: nothing is left that could
+		// replace the restarted peer's connection.
+		select {
+		case <-old.Context().Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the old process's end of the replaced connection is still open", i)
+		}
+		onRestarted := waitPeer(t, restarted)
+		if second.Context().Err() != nil || onRestarted.Context().Err() != nil {
 			t.Fatalf("round %d: the restarted peer's connection was refused\n%s", i, a.logs)
+		}
+		a.t.mu.Lock()
+		kept := a.t.peers[b.id.ID]
+		a.t.mu.Unlock()
+		if kept != second {
+			t.Fatalf("round %d: a does not keep the restarted peer's connection", i)
 		}
 		if got := second.RemoteAddr().String(); got != restarted.t.Addr().String() {
 			t.Fatalf("round %d: the surviving connection comes from %s, want the restarted peer at %s", i, got, restarted.t.Addr())
@@ -472,35 +551,65 @@ func TestDialAfterClose(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("Dial after Close took %v", took)
 	}
-	a.t.NewRedialer(ctx).Found(b.id.ID, []netip.AddrPort{b.addr()})
+	var trace redialTrace
+	r := a.t.newRedialer(ctx, clock.Real{}, trace.hooks())
+	r.Found(b.id.ID, []netip.AddrPort{b.addr()})
+	r.dialDue(ctx) // what its loop, had it started, would do
+	if n := trace.dialCount(); n != 0 {
+		t.Fatalf("a Redialer made after Close started %d attempts", n)
+	}
 	noPeer(t, b)
 }
 
 // TestDialRacingClose dials while the transport closes: Close returns,
 // and Dial either connected before Close started or fails with an error
-// wrapping net.ErrClosed. Under -race it also checks that no goroutine is
-// added to the transport's WaitGroup while Close waits on it.
+// wrapping net.ErrClosed. Some rounds hold the dial's handshake at its
+// certificate check until Close has started, so the dial must fail; the
+// others let Close and Dial race freely. Under -race it also checks that
+// no goroutine is added to the transport's WaitGroup while Close waits on
+// it.
 func TestDialRacingClose(t *testing.T) {
 	for i := range 10 {
+		held := i%2 == 0
 		a, b := pairedTestNodes(t, memContent{}, memContent{})
+		checking, release := make(chan struct{}), make(chan struct{})
+		if held {
+			var once sync.Once
+			a.verifying = func() {
+				once.Do(func() {
+					close(checking)
+					<-release
+				})
+			}
+		}
 		dialed := make(chan error, 1)
 		go func() {
 			_, err := a.t.Dial(context.Background(), b.addr(), b.id.ID)
 			dialed <- err
 		}()
-		time.Sleep(time.Duration(i) * time.Millisecond)
+		if held {
+			<-checking
+		}
 		closed := make(chan struct{})
 		go func() {
 			a.t.Close()
 			close(closed)
 		}()
+		if held {
+			waitCond(t, 5*time.Second, "Close starts", func() (bool, string) { return a.t.ctx.Err() != nil, "not yet" })
+			close(release)
+		}
 		select {
 		case <-closed:
 		case <-time.After(10 * time.Second):
 			t.Fatalf("round %d: Close did not return", i)
 		}
-		if err := <-dialed; err != nil && !errors.Is(err, net.ErrClosed) {
+		err := <-dialed
+		if err != nil && !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("round %d: Dial racing Close: %v", i, err)
+		}
+		if held && err == nil {
+			t.Fatalf("round %d: a dial still in its handshake when Close started succeeded", i)
 		}
 	}
 }

@@ -330,9 +330,9 @@ func (db *DB) writeTx(ctx context.Context, synced bool, fn func(tx *sql.Tx) erro
 	if synced {
 		// The setting belongs to the connection: this one is held for the
 		// transaction and set back before it returns to the pool.
-		conn, err := db.sql.Conn(ctx)
-		if err != nil {
-			return err
+		conn, cerr := db.sql.Conn(ctx)
+		if cerr != nil {
+			return cerr
 		}
 		defer conn.Close()
 		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=FULL"); err != nil {

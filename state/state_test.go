@@ -15,6 +15,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/goroutines"
 )
 
 func testPath(t testing.TB) string {
@@ -315,23 +316,78 @@ func TestTwoHandles(t *testing.T) {
 	if err := status.Close(); err != nil {
 		t.Fatal(err)
 	}
-	const hold = 300 * time.Millisecond
-	go func() {
-		time.Sleep(hold)
-		tx.Commit()
-	}()
-	start := time.Now()
-	if err := cli.Pair(ctx, dev(2), "phone"); err != nil {
-		t.Fatalf("write while the other handle held the lock: %v", err)
+	// The CLI's write reaches SQLite's busy handler, waiting for the
+	// lock; only then does the daemon commit.
+	paired := make(chan error, 1)
+	go func() { paired <- cli.Pair(ctx, dev(2), "phone") }()
+	waitInBusyHandler(t, "state.(*DB).Pair", paired)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
 	}
-	if waited := time.Since(start); waited < hold/2 {
-		t.Fatalf("write did not wait for the lock (%v); was the transaction not holding it?", waited)
+	if err := <-paired; err != nil {
+		t.Fatalf("write while the other handle held the lock: %v", err)
 	}
 	if v, ok, err := cli.Meta(ctx, "held"); err != nil || !ok || v != "1" {
 		t.Fatalf("held write lost: %q %v %v", v, ok, err)
 	}
 	if ok, err := daemon.IsPaired(ctx, dev(2)); err != nil || !ok {
 		t.Fatalf("daemon does not see the second pairing: %v %v", ok, err)
+	}
+}
+
+// waitInBusyHandler waits until a goroutine running fn is in SQLite's
+// busy handler, waiting for the write lock; it fails the test if done
+// delivers fn's result first.
+func waitInBusyHandler(t *testing.T, fn string, done <-chan error) {
+	t.Helper()
+	waiting := func() bool {
+		// SQLite's busy callback, or the driver's own, which replaces it
+		// for calls with a context that can end.
+		return goroutines.Count("", fn, "sqliteDefaultBusyCallback")+goroutines.Count("", fn, "sqlite.busyHandler") > 0
+	}
+	for deadline := time.Now().Add(busyTimeoutMS * time.Millisecond / 2); !waiting(); {
+		select {
+		case err := <-done:
+			t.Fatalf("write returned (%v) without waiting for the lock; was the transaction not holding it?", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the write is not waiting in SQLite's busy handler")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSyncedWriteGivesUpWithItsContext: a pairing (a synced write) that
+// waits for another handle's write lock returns its context's error once
+// the context ends (it used to go on with no transaction and panic).
+func TestSyncedWriteGivesUpWithItsContext(t *testing.T) {
+	path := testPath(t)
+	daemon, cli := openTest(t, path), openTest(t, path)
+	bg := context.Background()
+	tx, err := daemon.sql.BeginTx(bg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(bg, `INSERT INTO meta (key, value) VALUES ('held', '1')`); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(bg)
+	paired := make(chan error, 1)
+	go func() { paired <- cli.Pair(ctx, dev(3), "laptop") }()
+	waitInBusyHandler(t, "state.(*DB).Pair", paired)
+	cancel()
+	select {
+	case err := <-paired:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Pair: %v, want the context's error", err)
+		}
+	case <-time.After(busyTimeoutMS * time.Millisecond):
+		t.Fatal("Pair did not give up with its context")
+	}
+	if ok, err := daemon.IsPaired(bg, dev(3)); err != nil || ok {
+		t.Fatalf("paired after giving up: %v %v", ok, err)
 	}
 }
 

@@ -1,4 +1,13 @@
-package quicnet
+// Package discovery finds paired devices on the LAN: each device announces
+// its ID and QUIC port over multicast DNS (DNS-SD) and browses for the
+// others. It only reports addresses; whether a device may connect is the
+// transport's decision, made at every handshake.
+//
+// Guarantees: a report names a device ID and addresses seen for it on an
+// interface this host has; a Service that is not wanted (every paired
+// device is connected) answers queries but sends none of its own; no
+// report is made after Close returns.
+package discovery
 
 import (
 	"context"
@@ -16,6 +25,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/pion/logging"
 	"github.com/pion/mdns/v2"
 	"golang.org/x/net/ipv4"
@@ -32,7 +42,7 @@ const (
 	mdnsTxtPort = "port"
 	mdnsPort    = 5353
 
-	// mdnsDefaultInterval is DiscoveryConfig.Interval when unset.
+	// mdnsDefaultInterval is Config.Interval when unset.
 	mdnsDefaultInterval = 5 * time.Second
 	// mdnsQueryInterval is the longest gap between two browse queries.
 	// pion/mdns answers every query (no known-answer suppression), so a
@@ -57,8 +67,8 @@ type Found struct {
 	Addrs []netip.AddrPort
 }
 
-// DiscoveryConfig configures StartDiscovery.
-type DiscoveryConfig struct {
+// Config configures Start.
+type Config struct {
 	// ID is this device, announced in the TXT record; sightings of the
 	// same ID (our own announcement) are never reported.
 	ID certs.DeviceID
@@ -80,9 +90,27 @@ type DiscoveryConfig struct {
 	Wanted func() bool
 	// Logger receives discovery's logs; default slog.Default().
 	Logger *slog.Logger
+	// Clock times the Interval and dates sightings; default the system
+	// clock. (mDNS queries go out on pion's own timer.)
+	Clock clock.Clock
 }
 
-// Discovery announces this device over mDNS DNS-SD and reports the other
+// discHooks are what a test replaces in a Service: pick chooses the
+// interfaces; refreshed, when set, is called after each refresh with
+// what discovery then runs.
+type discHooks struct {
+	pick      func() (mdnsIfaces, error)
+	refreshed func(discState)
+}
+
+// discState is what a Service runs after a refresh.
+type discState struct {
+	ifaces   string // key of the interface set mDNS runs on; "" when it does not run
+	browsing bool   // a browse session is open
+	restarts int    // times mDNS was started, the first included
+}
+
+// Service announces this device over mDNS DNS-SD and reports the other
 // drive-node devices on the LAN until Close.
 //
 // It uses every interface that is up, multicast-capable, not loopback and
@@ -91,11 +119,12 @@ type DiscoveryConfig struct {
 // interface: it never depends on a default route, so it keeps working on a
 // LAN whose internet uplink is gone. IPv4 is always used; IPv6 where the
 // host has it.
-type Discovery struct {
-	cfg      DiscoveryConfig
+type Service struct {
+	cfg      Config
 	log      *slog.Logger
 	found    func(Found)
-	pick     func() (mdnsIfaces, error)
+	hooks    discHooks
+	clk      clock.Clock
 	instance string // our DNS-SD instance name, unique per start
 	host     string // our mDNS host name, without ".local"
 
@@ -103,12 +132,13 @@ type Discovery struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	// Owned by StartDiscovery until the loop goroutine starts, then by
+	// Owned by Start until the loop goroutine starts, then by
 	// that goroutine alone.
 	conn     *mdns.Conn
 	browse   context.CancelFunc
 	current  string // fingerprint of the interface set conn uses
 	lastErr  string // last start failure logged, to log each only once
+	starts   int    // times mDNS was started
 	closeErr error  // set by the loop before done is closed
 
 	// mu serialises calls of found and guards peers.
@@ -126,7 +156,7 @@ type mdnsIfaces struct {
 	key      string // changes whenever an interface or address does
 }
 
-// StartDiscovery starts announcing this device and browsing for others.
+// Start starts announcing this device and browsing for others.
 // It fails only on an invalid configuration: when no interface can be used
 // yet (a machine that booted before its cable was plugged in) it logs that
 // and keeps checking every Interval, starting as soon as one appears.
@@ -140,23 +170,23 @@ type mdnsIfaces struct {
 // must return quickly and must not call Close. No call starts after Close
 // returns.
 //
-// Discovery ends when ctx ends or Close is called; Close must still be
+// A Service ends when ctx ends or Close is called; Close must still be
 // called to wait for it.
-func StartDiscovery(ctx context.Context, cfg DiscoveryConfig, found func(Found)) (*Discovery, error) {
-	return mdnsStart(ctx, cfg, found, mdnsPickInterfaces)
+func Start(ctx context.Context, cfg Config, found func(Found)) (*Service, error) {
+	return mdnsStart(ctx, cfg, found, discHooks{pick: mdnsPickInterfaces})
 }
 
-// mdnsStart is StartDiscovery with the interface chooser as a parameter,
-// for tests.
-func mdnsStart(ctx context.Context, cfg DiscoveryConfig, found func(Found), pick func() (mdnsIfaces, error)) (*Discovery, error) {
+// mdnsStart is Start with the interface chooser and hooks as a
+// parameter, for tests.
+func mdnsStart(ctx context.Context, cfg Config, found func(Found), hooks discHooks) (*Service, error) {
 	if cfg.ID.IsZero() {
-		return nil, errors.New("quicnet: discovery: no device ID")
+		return nil, errors.New("discovery: no device ID")
 	}
 	if cfg.Port <= 0 || cfg.Port > 65535 {
-		return nil, fmt.Errorf("quicnet: discovery: port %d out of range", cfg.Port)
+		return nil, fmt.Errorf("discovery: port %d out of range", cfg.Port)
 	}
 	if found == nil {
-		return nil, errors.New("quicnet: discovery: nil found callback")
+		return nil, errors.New("discovery: nil found callback")
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = mdnsDefaultInterval
@@ -169,11 +199,12 @@ func mdnsStart(ctx context.Context, cfg DiscoveryConfig, found func(Found), pick
 	var nonce [4]byte
 	rand.Read(nonce[:])
 	suffix := hex.EncodeToString(nonce[:])
-	d := &Discovery{
+	d := &Service{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		found:    found,
-		pick:     pick,
+		hooks:    hooks,
+		clk:      clock.Or(cfg.Clock),
 		instance: cfg.ID.Short() + "-" + suffix,
 		host:     "drive-node-" + strings.ToLower(cfg.ID.Short()) + "-" + suffix,
 		done:     make(chan struct{}),
@@ -188,32 +219,35 @@ func mdnsStart(ctx context.Context, cfg DiscoveryConfig, found func(Found), pick
 // Close stops announcing and browsing and waits until discovery has
 // stopped; found is not called after Close returns. It may be called more
 // than once and returns the error of closing the mDNS sockets, if any.
-func (d *Discovery) Close() error {
+func (d *Service) Close() error {
 	d.cancel()
 	<-d.done
 	return d.closeErr
 }
 
-func (d *Discovery) loop() {
+func (d *Service) loop() {
 	defer close(d.done)
-	t := time.NewTicker(d.cfg.Interval)
+	t := d.clk.NewTicker(d.cfg.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-d.ctx.Done():
 			d.closeErr = d.stop()
 			return
-		case <-t.C:
+		case <-t.C():
 			d.refresh()
-			d.prune(time.Now())
+			d.prune(d.clk.Now())
 		}
 	}
 }
 
 // refresh restarts mDNS when the interface set changed (or it is not
 // running) and otherwise starts browsing over.
-func (d *Discovery) refresh() {
-	ifs, err := d.pick()
+func (d *Service) refresh() {
+	if d.hooks.refreshed != nil {
+		defer func() { d.hooks.refreshed(discState{ifaces: d.current, browsing: d.browse != nil, restarts: d.starts}) }()
+	}
+	ifs, err := d.hooks.pick()
 	if err != nil {
 		// Keep what runs: listing interfaces failing says nothing about
 		// them.
@@ -241,6 +275,7 @@ func (d *Discovery) refresh() {
 		return
 	}
 	d.lastErr = ""
+	d.starts++
 	d.current = ifs.key
 	d.browseIfWanted()
 	d.log.Info("LAN discovery running", "instance", d.instance, "interfaces", ifs.key)
@@ -248,7 +283,7 @@ func (d *Discovery) refresh() {
 
 // browseIfWanted starts browsing over if peers are wanted, and otherwise
 // ends the browse session: with every peer connected the LAN stays quiet.
-func (d *Discovery) browseIfWanted() {
+func (d *Service) browseIfWanted() {
 	if d.cfg.Wanted == nil || d.cfg.Wanted() {
 		d.startBrowse()
 		return
@@ -263,7 +298,7 @@ func (d *Discovery) browseIfWanted() {
 // startBrowse (re)starts the browse session: a new session forgets what
 // the previous one reported, so every peer still answering is reported
 // again.
-func (d *Discovery) startBrowse() {
+func (d *Service) startBrowse() {
 	if d.browse != nil {
 		d.browse()
 	}
@@ -275,7 +310,7 @@ func (d *Discovery) startBrowse() {
 }
 
 // stop closes the mDNS conn; no found call is running or starts after it.
-func (d *Discovery) stop() error {
+func (d *Service) stop() error {
 	if d.browse != nil {
 		d.browse()
 		d.browse = nil
@@ -287,16 +322,16 @@ func (d *Discovery) stop() error {
 	err := d.conn.Close()
 	d.conn = nil
 	if err != nil {
-		return fmt.Errorf("quicnet: close mDNS: %w", err)
+		return fmt.Errorf("discovery: close mDNS: %w", err)
 	}
 	return nil
 }
 
 // startConn opens the mDNS sockets and starts the responder and browser on
 // ifs.
-func (d *Discovery) startConn(ifs mdnsIfaces) error {
+func (d *Service) startConn(ifs mdnsIfaces) error {
 	if len(ifs.list) == 0 {
-		return errors.New("quicnet: no up, multicast-capable interface with an address")
+		return errors.New("discovery: no up, multicast-capable interface with an address")
 	}
 	// Several responders (a second drive-node, avahi, mDNSResponder) may
 	// share port 5353: the sockets set address/port reuse.
@@ -311,7 +346,7 @@ func (d *Discovery) startConn(ifs mdnsIfaces) error {
 		p6 = ipv6.NewPacketConn(u6)
 	}
 	if p4 == nil && p6 == nil {
-		return fmt.Errorf("quicnet: mDNS socket: %w", errors.Join(err4, err6))
+		return fmt.Errorf("discovery: mDNS socket: %w", errors.Join(err4, err6))
 	}
 	if p4 == nil {
 		d.log.Debug("no IPv4 mDNS socket", "err", err4)
@@ -344,7 +379,7 @@ func (d *Discovery) startConn(ifs mdnsIfaces) error {
 		if u6 != nil {
 			u6.Close()
 		}
-		return fmt.Errorf("quicnet: start mDNS on %s: %w", ifs.key, err)
+		return fmt.Errorf("discovery: start mDNS on %s: %w", ifs.key, err)
 	}
 	conn.OnServiceDiscovered(d.onService)
 	d.conn = conn
@@ -362,13 +397,13 @@ func mdnsListen(ctx context.Context, network string, addr netip.AddrPort) (*net.
 	u, ok := pc.(*net.UDPConn)
 	if !ok {
 		pc.Close()
-		return nil, fmt.Errorf("quicnet: %s listener is a %T", network, pc)
+		return nil, fmt.Errorf("discovery: %s listener is a %T", network, pc)
 	}
 	return u, nil
 }
 
 // onService handles one resolved instance from pion's browse.
-func (d *Discovery) onService(ev mdns.ServiceEvent) {
+func (d *Service) onService(ev mdns.ServiceEvent) {
 	id, port, ok := mdnsParse(ev)
 	if !ok || id == d.cfg.ID {
 		return
@@ -378,7 +413,7 @@ func (d *Discovery) onService(ev mdns.ServiceEvent) {
 		return
 	}
 	ap := netip.AddrPortFrom(addr, port)
-	now := time.Now()
+	now := d.clk.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.ctx.Err() != nil {
@@ -399,12 +434,12 @@ func (d *Discovery) onService(ev mdns.ServiceEvent) {
 	d.found(Found{ID: id, Addrs: mdnsOrder(seen, now, d.addrTTL())})
 }
 
-func (d *Discovery) addrTTL() time.Duration {
+func (d *Service) addrTTL() time.Duration {
 	return mdnsAddrTTLIntervals*d.cfg.Interval + 2*mdnsQueryInterval
 }
 
 // prune forgets addresses not seen for addrTTL.
-func (d *Discovery) prune(now time.Time) {
+func (d *Service) prune(now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id, seen := range d.peers {
@@ -488,7 +523,7 @@ func mdnsUsable(a netip.Addr) (netip.Addr, bool) {
 func mdnsPickInterfaces() (mdnsIfaces, error) {
 	all, err := net.Interfaces()
 	if err != nil {
-		return mdnsIfaces{}, fmt.Errorf("quicnet: list network interfaces: %w", err)
+		return mdnsIfaces{}, fmt.Errorf("discovery: list network interfaces: %w", err)
 	}
 	var lan, loop mdnsIfaces
 	loop.loopback = true

@@ -1,6 +1,6 @@
 //go:build windows
 
-package quicnet
+package discovery
 
 import (
 	"syscall"

@@ -3,7 +3,7 @@
 // The two-host test needs package netlab (network namespaces), which does
 // not build on Windows; so this file is not built there.
 
-package quicnet
+package discovery
 
 import (
 	"bufio"
@@ -14,14 +14,17 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/internal/netlab"
 	"github.com/pion/mdns/v2"
 )
@@ -29,7 +32,7 @@ import (
 // discTestID returns a device ID derived from name.
 func discTestID(name string) certs.DeviceID { return certs.DeviceID(sha256.Sum256([]byte(name))) }
 
-// discRecorder collects what a Discovery reports.
+// discRecorder collects what a Service reports.
 type discRecorder struct {
 	mu    sync.Mutex
 	calls int
@@ -80,12 +83,12 @@ func discTestLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func discStart(t *testing.T, name string, port int, pick func() (mdnsIfaces, error)) (*Discovery, *discRecorder, certs.DeviceID) {
+func discStart(t *testing.T, name string, port int, pick func() (mdnsIfaces, error)) (*Service, *discRecorder, certs.DeviceID) {
 	t.Helper()
 	id := discTestID(name)
 	rec := newDiscRecorder()
-	cfg := DiscoveryConfig{ID: id, Port: port, Interval: 500 * time.Millisecond, Logger: discTestLogger(t).With("node", name)}
-	d, err := mdnsStart(t.Context(), cfg, rec.found, pick)
+	cfg := Config{ID: id, Port: port, Interval: 500 * time.Millisecond, Logger: discTestLogger(t).With("node", name)}
+	d, err := mdnsStart(t.Context(), cfg, rec.found, discHooks{pick: pick})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,17 +111,17 @@ func discLoopbackOnly() (mdnsIfaces, error) {
 	return ifs, nil
 }
 
-// TestDiscoveryFindsEachOther runs two Discoveries in one process on the
-// interfaces StartDiscovery picks itself: they share port 5353 and each
+// TestDiscoveryFindsEachOther runs two Services in one process on the
+// interfaces Start picks itself: they share port 5353 and each
 // reports the other, never itself.
 func TestDiscoveryFindsEachOther(t *testing.T) {
 	rec := map[string]*discRecorder{}
 	ids := map[string]certs.DeviceID{}
-	ds := map[string]*Discovery{}
+	ds := map[string]*Service{}
 	for i, name := range []string{"a", "b"} {
 		ids[name] = discTestID(name)
 		rec[name] = newDiscRecorder()
-		d, err := StartDiscovery(t.Context(), DiscoveryConfig{ID: ids[name], Port: 41001 + i, Interval: 500 * time.Millisecond, Logger: discTestLogger(t).With("node", name)}, rec[name].found)
+		d, err := Start(t.Context(), Config{ID: ids[name], Port: 41001 + i, Interval: 500 * time.Millisecond, Logger: discTestLogger(t).With("node", name)}, rec[name].found)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +169,9 @@ func TestDiscoveryFindsEachOther(t *testing.T) {
 		return rec["a"].count() >= n+2, fmt.Sprintf("%d reports, was %d", rec["a"].count(), n)
 	})
 
-	// After Close no report arrives; Close is idempotent.
+	// After Close no report arrives; Close is idempotent. A sighting
+	// that pion hands over after Close (its goroutines may still hold
+	// one) is dropped.
 	if err := ds["a"].Close(); err != nil {
 		t.Errorf("close: %v", err)
 	}
@@ -174,9 +179,15 @@ func TestDiscoveryFindsEachOther(t *testing.T) {
 		t.Errorf("second close: %v", err)
 	}
 	n = rec["a"].count()
-	time.Sleep(1500 * time.Millisecond)
+	ds["a"].onService(mdns.ServiceEvent{
+		Instance: mdns.ServiceInstance{Port: 41002, Text: []mdns.TXTEntry{mdns.NewTXTString(mdnsTxtID, ids["b"].String())}},
+		Addr:     netip.MustParseAddr("127.0.0.1"),
+	})
 	if got := rec["a"].count(); got != n {
 		t.Errorf("%d reports after Close", got-n)
+	}
+	if ds["a"].conn != nil {
+		t.Error("mDNS still open after Close")
 	}
 }
 
@@ -195,14 +206,14 @@ func TestDiscoveryLoopback(t *testing.T) {
 // and long before the browser's Interval.
 func TestDiscoveryRestartedPeer(t *testing.T) {
 	recA := newDiscRecorder()
-	a, err := mdnsStart(t.Context(), DiscoveryConfig{ID: discTestID("r-a"), Port: 43001, Logger: discTestLogger(t)}, recA.found, discLoopbackOnly)
+	a, err := mdnsStart(t.Context(), Config{ID: discTestID("r-a"), Port: 43001, Logger: discTestLogger(t)}, recA.found, discHooks{pick: discLoopbackOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	idB := discTestID("r-b")
-	start := func() *Discovery {
-		d, err := mdnsStart(t.Context(), DiscoveryConfig{ID: idB, Port: 43002, Interval: time.Hour, Logger: discTestLogger(t)}, func(Found) {}, discLoopbackOnly)
+	start := func() *Service {
+		d, err := mdnsStart(t.Context(), Config{ID: idB, Port: 43002, Interval: time.Hour, Logger: discTestLogger(t)}, func(Found) {}, discHooks{pick: discLoopbackOnly})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,12 +232,45 @@ func TestDiscoveryRestartedPeer(t *testing.T) {
 	t.Logf("restarted peer reported after %v", took)
 }
 
+// discStates collects what a Service runs after each refresh.
+type discStates chan discState
+
+// next returns the state after the next refresh.
+func (c discStates) next(t *testing.T, what string) discState {
+	t.Helper()
+	select {
+	case st := <-c:
+		return st
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no refresh", what)
+		return discState{}
+	}
+}
+
+// discStartFake starts a Service on loopback whose Interval runs on a
+// fake clock, and returns its states after each refresh; the one after
+// the refresh at start has been taken.
+func discStartFake(t *testing.T, cfg Config, rec *discRecorder, pick func() (mdnsIfaces, error)) (*clock.Fake, discStates, discState) {
+	t.Helper()
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	cfg.Clock = clk
+	states := make(discStates, 64)
+	d, err := mdnsStart(t.Context(), cfg, rec.found, discHooks{pick: pick, refreshed: func(s discState) { states <- s }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return clk, states, states.next(t, "start")
+}
+
 // TestDiscoveryInterfacesAppear: started with no usable interface,
-// discovery does not fail and starts once one appears; a changed
-// interface set restarts it.
+// discovery does not fail, checks again at every Interval and starts once
+// one appears; a changed interface set restarts it.
 func TestDiscoveryInterfacesAppear(t *testing.T) {
 	var phase atomic.Int32
+	var picks atomic.Int32
 	pick := func() (mdnsIfaces, error) {
+		picks.Add(1)
 		switch phase.Load() {
 		case 0:
 			return mdnsIfaces{}, nil
@@ -236,33 +280,53 @@ func TestDiscoveryInterfacesAppear(t *testing.T) {
 			return ifs, err
 		}
 	}
-	_, recA, _ := discStart(t, "late-a", 44001, pick)
-	_, recB, idB := discStart(t, "late-b", 44002, discLoopbackOnly)
-	time.Sleep(1200 * time.Millisecond)
-	if recA.count() != 0 || recB.count() != 0 {
-		t.Fatalf("a ran with no interface: a reported %d, b %d", recA.count(), recB.count())
+	recA := newDiscRecorder()
+	const interval = 5 * time.Second
+	cfgA := Config{ID: discTestID("late-a"), Port: 44001, Interval: interval, Logger: discTestLogger(t).With("node", "late-a")}
+	clk, states, st := discStartFake(t, cfgA, recA, pick)
+	_, _, idB := discStart(t, "late-b", 44002, discLoopbackOnly)
+	for i := range 3 {
+		if st.ifaces != "" || st.restarts != 0 {
+			t.Fatalf("refresh %d with no interface: runs %+v", i, st)
+		}
+		clk.Advance(interval)
+		st = states.next(t, fmt.Sprintf("interval %d", i+1))
+	}
+	if n := picks.Load(); n != 4 {
+		t.Fatalf("interfaces looked at %d times at start and over 3 Intervals, want 4", n)
+	}
+	if n := recA.count(); n != 0 {
+		t.Fatalf("a reported %d sightings with no interface", n)
 	}
 	phase.Store(1)
+	clk.Advance(interval)
+	if st = states.next(t, "interface appeared"); st.ifaces != "phase 1" || st.restarts != 1 || !st.browsing {
+		t.Fatalf("once an interface appeared: %+v, want running and browsing on phase 1", st)
+	}
 	netlab.Eventually(t, 10*time.Second, "a finds b once an interface appears", func() (bool, string) { return recA.has(idB, netip.Addr{}, 44002) })
 	phase.Store(2) // "an address changed": a restarts and keeps finding b
 	n := recA.count()
+	clk.Advance(interval)
+	if st = states.next(t, "interfaces changed"); st.ifaces != "phase 2" || st.restarts != 2 || !st.browsing {
+		t.Fatalf("once the interfaces changed: %+v, want restarted and browsing on phase 2", st)
+	}
 	netlab.Eventually(t, 10*time.Second, "a finds b after restarting", func() (bool, string) {
-		return recA.count() > n+1, fmt.Sprintf("%d reports, was %d", recA.count(), n)
+		return recA.count() > n, fmt.Sprintf("%d reports, was %d", recA.count(), n)
 	})
 }
 
 func TestDiscoveryConfigErrors(t *testing.T) {
 	id := discTestID("x")
 	for _, tc := range []struct {
-		cfg   DiscoveryConfig
+		cfg   Config
 		found func(Found)
 	}{
-		{DiscoveryConfig{Port: 1}, func(Found) {}},
-		{DiscoveryConfig{ID: id}, func(Found) {}},
-		{DiscoveryConfig{ID: id, Port: 70000}, func(Found) {}},
-		{DiscoveryConfig{ID: id, Port: 1}, nil},
+		{Config{Port: 1}, func(Found) {}},
+		{Config{ID: id}, func(Found) {}},
+		{Config{ID: id, Port: 70000}, func(Found) {}},
+		{Config{ID: id, Port: 1}, nil},
 	} {
-		if d, err := StartDiscovery(t.Context(), tc.cfg, tc.found); err == nil {
+		if d, err := Start(t.Context(), tc.cfg, tc.found); err == nil {
 			d.Close()
 			t.Errorf("%+v: no error", tc.cfg)
 		}
@@ -337,7 +401,7 @@ func TestDiscoveryHelperProcess(t *testing.T) {
 	out := bufio.NewWriter(os.Stdout)
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	d, err := StartDiscovery(context.Background(), DiscoveryConfig{ID: id, Port: port, Interval: 500 * time.Millisecond, Logger: log}, func(f Found) {
+	d, err := Start(context.Background(), Config{ID: id, Port: port, Interval: 500 * time.Millisecond, Logger: log}, func(f Found) {
 		mu.Lock()
 		defer mu.Unlock()
 		fmt.Fprint(out, "FOUND ", f.ID)
@@ -351,7 +415,14 @@ func TestDiscoveryHelperProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Println("STARTED")
-	time.Sleep(2 * time.Minute) // killed long before
+	// Runs until the test stops it; the bound only keeps an orphan from
+	// running for ever.
+	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer cancel()
+	select {
+	case <-stop.Done():
+	case <-time.After(2 * time.Minute):
+	}
 	d.Close()
 }
 
@@ -453,26 +524,41 @@ func TestDiscoveryTwoHosts(t *testing.T) {
 
 // TestDiscoveryNotWanted: a device that wants no peers (all connected)
 // stops browsing but still answers, so a peer that looks finds it; once
-// it wants peers again it finds them within an Interval or two.
+// it wants peers again it browses from its next Interval on and finds
+// them. a's Interval runs on a fake clock: after each of four Intervals
+// it must not browse.
 func TestDiscoveryNotWanted(t *testing.T) {
 	var wanted atomic.Bool
+	var asked atomic.Int32
 	recA := newDiscRecorder()
-	cfgA := DiscoveryConfig{ID: discTestID("nw-a"), Port: 44001, Interval: 500 * time.Millisecond,
-		Wanted: wanted.Load, Logger: discTestLogger(t).With("node", "nw-a")}
-	a, err := mdnsStart(t.Context(), cfgA, recA.found, discLoopbackOnly)
-	if err != nil {
-		t.Fatal(err)
+	const interval = 5 * time.Second
+	cfgA := Config{ID: discTestID("nw-a"), Port: 44001, Interval: interval,
+		Wanted: func() bool { asked.Add(1); return wanted.Load() }, Logger: discTestLogger(t).With("node", "nw-a")}
+	clk, states, st := discStartFake(t, cfgA, recA, discLoopbackOnly)
+	if st.ifaces == "" || st.browsing {
+		t.Fatalf("at start: %+v, want running and not browsing", st)
 	}
-	t.Cleanup(func() { a.Close() })
 	_, recB, idB := discStart(t, "nw-b", 44002, discLoopbackOnly)
 	lo := netip.MustParseAddr("127.0.0.1")
 	netlab.Eventually(t, 10*time.Second, "b finds a, which answers without browsing", func() (bool, string) {
 		return recB.has(cfgA.ID, lo, 44001)
 	})
-	time.Sleep(2 * time.Second) // four of a's Intervals
+	for i := range 4 {
+		clk.Advance(interval)
+		if st = states.next(t, fmt.Sprintf("interval %d", i+1)); st.browsing || st.restarts != 1 {
+			t.Fatalf("interval %d with no peer wanted: %+v, want running once and not browsing", i+1, st)
+		}
+	}
+	if n := asked.Load(); n != 5 {
+		t.Fatalf("Wanted asked %d times at start and over 4 Intervals, want 5", n)
+	}
 	if ok, _ := recA.has(idB, lo, 44002); ok {
 		t.Fatal("a found b while it wanted no peers: it kept browsing")
 	}
 	wanted.Store(true)
+	clk.Advance(interval)
+	if st = states.next(t, "peers wanted"); !st.browsing {
+		t.Fatalf("peers wanted again: %+v, want browsing", st)
+	}
 	netlab.Eventually(t, 5*time.Second, "a finds b once it wants peers", func() (bool, string) { return recA.has(idB, lo, 44002) })
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package quicnet
+package discovery
 
 import (
 	"syscall"
