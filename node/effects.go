@@ -203,21 +203,24 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	name, fetched := staged.temp[op.Hash]
 	if !fetched {
 		name = path.Join(parentDir(p), TempPrefix+"w-"+op.Hash.String()[:16])
-		src, ok := staged.placed[op.Hash]
-		switch {
-		case ok:
-			if err := copyInRoot(ctx, n.folderRoot(), src, name, op.Hash); err != nil {
+		// A later use copies from where the batch placed the content,
+		// unless an op of the batch moved or replaced that file since.
+		copied := false
+		if src, ok := staged.placed[op.Hash]; ok {
+			if copied = copyInRoot(ctx, n.folderRoot(), src, name, op.Hash) == nil; !copied {
 				n.folderRoot().Remove(name)
-				return fmt.Errorf("write %s from %s: %w", p, src, err)
 			}
+		}
+		switch {
+		case copied:
 		case op.Hash == content.EmptyHash:
 			if err := n.folderRoot().WriteFile(name, nil, 0o600); err != nil {
 				return fmt.Errorf("write %s: %w", p, err)
 			}
 		default:
 			// Content this batch did not fetch (an older version that is
-			// the winner again): copy it from a file here that has it, or
-			// fetch it now.
+			// the winner again), or no longer where it placed it: copy it
+			// from a file here that has it, or fetch it now.
 			if err := n.contentFromElsewhere(ctx, op, name); err != nil {
 				return fmt.Errorf("content %s of %s: %w", op.Hash.Short(), p, err)
 			}
