@@ -68,9 +68,15 @@ func TestFileAndDirectoryAtOnePath(t *testing.T) {
 				}
 				return sameTree(a, b)
 			})
+			// An op may wait a pass for content its peer has moved to a
+			// conflict copy and not yet recorded (the peer then says it does
+			// not have it); what must never happen is an op that cannot be
+			// placed, which would hold its origin back.
 			for _, n := range []*runningNode{na, nb} {
-				if strings.Contains(n.logs.String(), "op stays pending") {
-					t.Fatalf("%s left an op pending:\n%s", n.folder, n.logs)
+				for _, line := range strings.Split(n.logs.String(), "\n") {
+					if strings.Contains(line, "op stays pending") && !strings.Contains(line, ErrContentNowhere.Error()) {
+						t.Fatalf("%s left an op pending:\n%s", n.folder, n.logs)
+					}
 				}
 			}
 		})

@@ -49,7 +49,8 @@ func openOnFullDisk(t *testing.T, dir, part string) (*Log, *fullDisk) {
 	return l, d
 }
 
-// within fails the test unless fn returns within 10 s.
+// within fails the test unless fn returns within 60 s: a bound against a
+// hang, generous for a machine under load.
 func within[T any](t *testing.T, what string, fn func() T) T {
 	t.Helper()
 	done := make(chan T, 1)
@@ -57,7 +58,7 @@ func within[T any](t *testing.T, what string, fn func() T) T {
 	select {
 	case v := <-done:
 		return v
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatalf("%s did not return", what)
 		var zero T
 		return zero
