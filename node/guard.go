@@ -218,10 +218,7 @@ func (n *Node) pause(ctx context.Context, why string) {
 			r.Close()
 		}
 		n.commitMu.Unlock()
-		select {
-		case n.pauseKick <- struct{}{}:
-		default:
-		}
+		n.pauseKick.Kick()
 	}
 	// Best effort: a state dir that cannot take this write is itself the
 	// reason, and the log says it.

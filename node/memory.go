@@ -21,19 +21,13 @@ func (n *Node) noteBurst(changes int) {
 	if changes < burstOps {
 		return
 	}
-	select {
-	case n.burst <- struct{}{}:
-	default:
-	}
+	n.burst.Kick()
 }
 
 // noteActivity tells releaseLoop that the node is still busy (serving a
 // peer the contents of a burst, say): a pending release waits.
 func (n *Node) noteActivity() {
-	select {
-	case n.activity <- struct{}{}:
-	default:
-	}
+	n.activity.Kick()
 }
 
 // releaseLoop calls Config.AfterBurst once a burst of changes, and the
@@ -57,10 +51,10 @@ func (n *Node) releaseLoopOn(ctx context.Context, clk clock.Clock, release func(
 		case <-ctx.Done():
 			timer.Stop()
 			return
-		case <-n.burst:
+		case <-n.burst.C():
 			pending = true
 			timer.Reset(releaseDelay)
-		case <-n.activity:
+		case <-n.activity.C():
 			if pending {
 				timer.Reset(releaseDelay)
 			}

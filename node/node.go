@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/kick"
 	"github.com/drive-node/drive-node/internal/lockfile"
 	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
@@ -60,17 +61,17 @@ type Node struct {
 	root   atomic.Pointer[Folder]
 	paused atomic.Bool // the folder or state dir is unusable: nothing is recorded or applied
 	// pauseKick tells the watch loop that pause was called.
-	pauseKick chan struct{}
+	pauseKick kick.Signal
 	// stateInfo identifies the state dir opened, so that a disk mounted
 	// over it later is not written to.
 	stateInfo os.FileInfo
 
 	tr        *quicnet.Transport
 	logWatch  logWatch
-	applyKick chan struct{}
+	applyKick kick.Signal
 	// burst and activity tell releaseLoop that a burst of changes was
 	// handled, and that the node is still busy.
-	burst, activity chan struct{}
+	burst, activity kick.Signal
 	peersMu         sync.Mutex
 	peerRowMu       sync.Mutex // serialises updatePeerRow's read and write of a row
 	peers           map[certs.DeviceID]*peerState
@@ -180,8 +181,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 // newNode is a node with its defaults, holding nothing open yet.
 func newNode(cfg Config) *Node {
 	return &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, flushData: dataSync, openFolder: OpenRootFolder, ready: make(chan struct{}),
-		applyKick: make(chan struct{}, 1), pauseKick: make(chan struct{}, 1), burst: make(chan struct{}, 1),
-		activity: make(chan struct{}, 1), stallAfter: stallAfter, stallCheck: stallCheck,
+		stallAfter: stallAfter, stallCheck: stallCheck,
 		peers: map[certs.DeviceID]*peerState{}}
 }
 
@@ -327,7 +327,7 @@ func (n *Node) watch(ctx context.Context) error {
 		case err := <-werr:
 			werr <- err // for the deferred wait
 			return fmt.Errorf("watching %s: %w", n.cfg.Folder, err)
-		case <-n.pauseKick:
+		case <-n.pauseKick.C():
 			if n.paused.Load() {
 				return errPaused
 			}

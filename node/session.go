@@ -12,6 +12,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/kick"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/wire"
@@ -130,10 +131,10 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 type progressBox struct {
 	mu    sync.Mutex
 	have  map[certs.DeviceID]uint64 // nil when nothing waits to be sent
-	ready chan struct{}             // 1 slot; may hold a token whose vector was already taken
+	ready kick.Signal               // wakes the sender; may fire when the vector was already taken
 }
 
-func newProgressBox() *progressBox { return &progressBox{ready: make(chan struct{}, 1)} }
+func newProgressBox() *progressBox { return &progressBox{} }
 
 // post replaces the vector waiting to be sent, if any, and wakes the
 // sender. It never blocks.
@@ -141,10 +142,7 @@ func (b *progressBox) post(have map[certs.DeviceID]uint64) {
 	b.mu.Lock()
 	b.have = have
 	b.mu.Unlock()
-	select {
-	case b.ready <- struct{}{}:
-	default:
-	}
+	b.ready.Kick()
 }
 
 // take returns the vector posted since the last take, or nil.
@@ -255,7 +253,7 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 		case <-ctx.Done():
 			return nil
 		case <-changed:
-		case <-progress.ready: // the next flush sends it
+		case <-progress.ready.C(): // the next flush sends it
 		}
 	}
 }
@@ -302,10 +300,7 @@ func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, 
 }
 
 func (n *Node) kickApply() {
-	select {
-	case n.applyKick <- struct{}{}:
-	default:
-	}
+	n.applyKick.Kick()
 }
 
 // applyLoop applies received ops as they arrive, and retries ops left
@@ -317,7 +312,7 @@ func (n *Node) applyLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-n.applyKick:
+		case <-n.applyKick.C():
 		case <-retry.C:
 		}
 		if n.paused.Load() {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/internal/clock"
+	"github.com/drive-node/drive-node/internal/kick"
 )
 
 // Backoff bounds for redialling a peer that cannot be reached.
@@ -43,7 +44,7 @@ type Redialer struct {
 	t       *Transport
 	mu      sync.Mutex
 	targets map[string]*target // by device ID string or static address
-	kick    chan struct{}
+	kick    kick.Signal
 	stable  time.Duration // stableConnection; tests shorten it
 	clk     clock.Clock
 	hooks   redialHooks
@@ -67,7 +68,7 @@ func (t *Transport) NewRedialer(ctx context.Context) *Redialer {
 
 // newRedialer is NewRedialer on clock clk, with hooks.
 func (t *Transport) newRedialer(ctx context.Context, clk clock.Clock, hooks redialHooks) *Redialer {
-	r := &Redialer{t: t, targets: map[string]*target{}, kick: make(chan struct{}, 1), stable: stableConnection,
+	r := &Redialer{t: t, targets: map[string]*target{}, stable: stableConnection,
 		clk: clk, hooks: hooks}
 	t.mu.Lock()
 	t.redialers = append(t.redialers, r)
@@ -147,10 +148,7 @@ func later(a, b time.Time) time.Time {
 }
 
 func (r *Redialer) poke() {
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
+	r.kick.Kick()
 }
 
 func (r *Redialer) loop(ctx context.Context) {
@@ -162,7 +160,7 @@ func (r *Redialer) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C():
-		case <-r.kick:
+		case <-r.kick.C():
 		}
 	}
 }

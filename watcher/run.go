@@ -227,7 +227,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 			}
 		case <-tick:
 			w.Rescan()
-		case <-w.rescan:
+		case <-w.rescan.C():
 			left, err := w.scan(ctx, out, ws, 0)
 			if err != nil {
 				return err

@@ -59,6 +59,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/kick"
 )
 
 // Observation is what the watcher saw at one path at one moment.
@@ -140,7 +141,7 @@ type Watcher struct {
 	rootPfx  string // root with a trailing separator
 	rootInfo fs.FileInfo
 	log      *slog.Logger
-	rescan   chan struct{}
+	rescan   kick.Signal
 	scanned  chan struct{}
 	scanOnce sync.Once
 	running  atomic.Bool
@@ -196,7 +197,6 @@ func New(opts Options) (*Watcher, error) {
 		rootPfx:  pfx,
 		rootInfo: st,
 		log:      opts.Logger,
-		rescan:   make(chan struct{}, 1),
 		scanned:  make(chan struct{}),
 		readDir:  listDir,
 	}, nil
@@ -215,10 +215,7 @@ func (w *Watcher) Scanned() <-chan struct{} { return w.scanned }
 // Rescan asks a running Run loop for a full scan soon. It never blocks;
 // requests made while one is pending are merged.
 func (w *Watcher) Rescan() {
-	select {
-	case w.rescan <- struct{}{}:
-	default:
-	}
+	w.rescan.Kick()
 }
 
 // abs returns the OS path of a relative slash path.

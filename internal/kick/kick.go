@@ -1,0 +1,34 @@
+// Package kick is a wake-up signal that never blocks the one who gives it.
+//
+// A Signal holds at most one pending wake-up: any number of Kicks between
+// two receives on C wake the receiver once, and a Kick with nobody waiting
+// is kept until someone receives. It suits "there is work; look again"
+// between goroutines, where the receiver then reads the current state and
+// a lost duplicate costs nothing.
+package kick
+
+import "sync"
+
+// Signal is a wake-up signal; the zero value is ready to use. It must not
+// be copied after first use.
+type Signal struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (s *Signal) init() { s.once.Do(func() { s.ch = make(chan struct{}, 1) }) }
+
+// Kick wakes the receiver, now or at its next receive. It never blocks.
+func (s *Signal) Kick() {
+	s.init()
+	select {
+	case s.ch <- struct{}{}:
+	default:
+	}
+}
+
+// C is the channel to receive wake-ups from.
+func (s *Signal) C() <-chan struct{} {
+	s.init()
+	return s.ch
+}
