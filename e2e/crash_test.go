@@ -16,6 +16,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/internal/netlab"
+	"github.com/drive-node/drive-node/node"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 )
@@ -86,18 +87,11 @@ func (m *mutator) list(dirs bool) []string {
 	return out
 }
 
-type statusJSON struct {
-	Running bool   `json:"running"`
-	Ready   bool   `json:"ready"`
-	Ops     uint64 `json:"ops"`
-	Files   int    `json:"files"`
-}
-
 // readStatus runs `drive-node status --json`; while the daemon is still
 // creating its state it may fail, which reads as "not ready".
-func readStatus(h *netlab.Host, bin, folder string) (statusJSON, error) {
+func readStatus(h *netlab.Host, bin, folder string) (node.Status, error) {
 	out, err := h.Command(context.Background(), bin, "status", "--folder", folder, "--json").Output()
-	var st statusJSON
+	var st node.Status
 	if err == nil {
 		err = json.Unmarshal(out, &st)
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/internal/netlab"
-	"github.com/drive-node/drive-node/node"
 )
 
 var manyFiles = flag.Int("e2e.manyfiles", 200_000, "files TestManySmallFilesAllArrive writes into A's folder")
@@ -51,10 +49,9 @@ func TestManySmallFilesAllArrive(t *testing.T) {
 			return false, "waiting"
 		}
 		last = time.Now()
-		var st node.Status
-		out := p.b.Run(t, p.bin, "status", "--folder", p.dirB, "--json")
-		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			return false, fmt.Sprintf("status: %v: %s", err, out)
+		st, err := readStatus(p.b, p.bin, p.dirB)
+		if err != nil {
+			return false, err.Error()
 		}
 		sawPending = sawPending || st.PendingOps > 0
 		return st.Files == total && st.PendingOps == 0, fmt.Sprintf("%d files recorded, %d ops to apply %+v", st.Files, st.PendingOps, st.Pending)

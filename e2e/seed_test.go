@@ -133,6 +133,10 @@ func TestSeedScenario(t *testing.T) {
 	converge(t, "(3) edit with no default route reaches B", dirA, dirB, 20*time.Second)
 
 	// (4) B is killed; A changes a lot; B comes back and catches up.
+	before, err := readStatus(p.a, bin, dirA)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.pb.Kill()
 	writeFile(t, filepath.Join(dirA, "hello.txt"), []byte("changed while B was off\n"))
 	for i := 0; i < 200; i++ {
@@ -144,7 +148,12 @@ func TestSeedScenario(t *testing.T) {
 	if err := os.Rename(filepath.Join(dirA, "photos/2026/big.bin"), filepath.Join(dirA, "photos/big-renamed.bin")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // A records the changes while B is away
+	// A records the 203 changes (an edit, 200 files, a delete, a rename)
+	// while B is away.
+	netlab.Eventually(t, 20*time.Second, "A records the changes made while B is off", func() (bool, string) {
+		st, err := readStatus(p.a, bin, dirA)
+		return err == nil && st.Ops >= before.Ops+203, fmt.Sprintf("%d ops, %d before, %v", st.Ops, before.Ops, err)
+	})
 	p.pb = startDaemon(t, b, bin, dirB, "B")
 	converge(t, "(4) B restarted after kill -9 catches up", dirA, dirB, 30*time.Second)
 
