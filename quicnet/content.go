@@ -30,8 +30,7 @@ import (
 // asks the peer to stop sending. On an incomplete transfer it resets the
 // sending side as well.
 type contentStream struct {
-	*quic.Stream
-	idle    time.Duration
+	idleStream
 	release func()
 }
 
@@ -43,14 +42,29 @@ func (cs *contentStream) done(complete bool) {
 	cs.release()
 }
 
-// Read reads from the stream with an idle deadline: a peer that sends
-// nothing for cs.idle fails the read, naming how long it was silent,
-// instead of holding the fetch (and its slot) for ever.
-func (cs *contentStream) Read(b []byte) (int, error) {
-	cs.SetReadDeadline(time.Now().Add(cs.idle))
-	n, err := cs.Stream.Read(b)
+// idleStream reads and writes a content stream with an idle deadline on
+// each call: a peer that sends nothing, or takes nothing (its flow control
+// stays shut), for idle fails the call, naming how long, instead of
+// holding the transfer (and its slot) for ever.
+type idleStream struct {
+	*quic.Stream
+	idle time.Duration
+}
+
+func (s idleStream) Read(b []byte) (int, error) {
+	s.SetReadDeadline(time.Now().Add(s.idle))
+	n, err := s.Stream.Read(b)
 	if isTimeout(err) {
-		err = fmt.Errorf("%w: the peer sent nothing for %s", ErrStalled, cs.idle)
+		err = fmt.Errorf("%w: the peer sent nothing for %s", ErrStalled, s.idle)
+	}
+	return n, err
+}
+
+func (s idleStream) Write(b []byte) (int, error) {
+	s.SetWriteDeadline(time.Now().Add(s.idle))
+	n, err := s.Stream.Write(b)
+	if isTimeout(err) {
+		err = fmt.Errorf("%w: the peer took nothing for %s", ErrStalled, s.idle)
 	}
 	return n, err
 }
@@ -87,10 +101,9 @@ func (p *Peer) openContent(ctx context.Context, req wire.Message) (*contentStrea
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { s.CancelRead(codeStreamDone); s.CancelWrite(codeStreamDone) })
-	cs := &contentStream{Stream: s, idle: p.t.streamIdle, release: func() { stop(); <-p.fetchSlots }}
-	w := &idleWriter{s: s, idle: p.t.streamIdle}
-	if _, err = w.Write([]byte{streamContent}); err == nil {
-		err = wire.WriteFrame(w, req)
+	cs := &contentStream{idleStream: idleStream{s, p.t.streamIdle}, release: func() { stop(); <-p.fetchSlots }}
+	if _, err = cs.Write([]byte{streamContent}); err == nil {
+		err = wire.WriteFrame(cs, req)
 	}
 	if err != nil {
 		cs.done(false)
@@ -98,22 +111,6 @@ func (p *Peer) openContent(ctx context.Context, req wire.Message) (*contentStrea
 	}
 	s.Close() // our side is done writing
 	return cs, nil
-}
-
-// idleWriter writes to a stream with an idle deadline: a peer that takes
-// nothing for idle (its flow control stays shut) fails the write.
-type idleWriter struct {
-	s    *quic.Stream
-	idle time.Duration
-}
-
-func (w *idleWriter) Write(b []byte) (int, error) {
-	w.s.SetWriteDeadline(time.Now().Add(w.idle))
-	n, err := w.s.Write(b)
-	if isTimeout(err) {
-		err = fmt.Errorf("%w: the peer took nothing for %s", ErrStalled, w.idle)
-	}
-	return n, err
 }
 
 // Fetch asks the peer for the content with hash h from offset on and
@@ -250,7 +247,7 @@ func (p *Peer) serveContent(s *quic.Stream) {
 		s.CancelWrite(codeStreamDone)
 		return
 	}
-	w := &idleWriter{s: s, idle: p.t.streamIdle}
+	w := idleStream{s, p.t.streamIdle}
 	switch req := m.(type) {
 	case *wire.ContentRequest:
 		// What the transfer cost the connection, for tuning: losses and
