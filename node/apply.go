@@ -18,11 +18,12 @@ import (
 )
 
 // pendingOps returns the ops in the log that the database has not
-// recorded, in Lamport order (which respects causality across origins).
-func (n *Node) pendingOps(ctx context.Context) ([]oplog.Op, error) {
+// recorded, in Lamport order (which respects causality across origins),
+// and what the database has applied of each origin.
+func (n *Node) pendingOps(ctx context.Context) ([]oplog.Op, map[certs.DeviceID]uint64, error) {
 	applied, err := n.db.Applied(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var missing []oplog.Op
 	for origin, highest := range n.ops.Vector() {
@@ -34,11 +35,11 @@ func (n *Node) pendingOps(ctx context.Context) ([]oplog.Op, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	sortCausal(missing)
-	return missing, nil
+	return missing, applied, nil
 }
 
 // sortCausal orders ops by (Lamport, origin, sequence): an order that
@@ -68,22 +69,26 @@ const applyChunk = 1000
 // cannot be had now stays pending with every later op of its origin; the
 // next call tries again.
 func (n *Node) applyPending(ctx context.Context) error {
-	ops, err := n.pendingOps(ctx)
+	ops, applied, err := n.pendingOps(ctx)
 	if err != nil {
 		return err
 	}
-	return n.applyPendingOps(ctx, ops)
+	return n.applyPendingOps(ctx, ops, applied)
 }
 
-// applyPendingOps is applyPending with the pending ops already read.
-func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) {
-	blocked := map[certs.DeviceID]string{} // origin -> why its next op waits
+// applyPendingOps is applyPending with the pending ops, and what the
+// database has applied, already read.
+func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[certs.DeviceID]uint64) (err error) {
 	// Status counts the ops this pass is about to apply from now on, not
 	// only once the pass, which can take minutes, is over; an origin keeps
 	// the reason the last pass gave it until this one gives another.
-	if err := n.pending.write(ctx, n, n.pending.reasons(), ""); err != nil && ctx.Err() == nil {
+	if err := n.pending.write(ctx, n, applied, n.pending.reasons(), ""); err != nil && ctx.Err() == nil {
 		n.log.Debug("recording the pending changes for status failed", "err", err)
 	}
+	if len(ops) == 0 {
+		return nil // nothing was pending: the report just written holds
+	}
+	blocked := map[certs.DeviceID]string{} // origin -> why its next op waits
 	defer func() {
 		// What is left pending, and why, for status; paused is the reason
 		// when a pause cut the pass short.
@@ -96,13 +101,10 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) 
 		// shows what is left for the next run.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if werr := n.pending.write(wctx, n, blocked, dflt); werr != nil {
+		if werr := n.pending.write(wctx, n, nil, blocked, dflt); werr != nil {
 			n.log.Debug("recording the pending changes for status failed", "err", werr)
 		}
 	}()
-	if len(ops) == 0 {
-		return nil
-	}
 	var stageErrs []error
 	finished := false
 	defer func() {
@@ -115,10 +117,6 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op) (err error) 
 	}()
 	defer n.noteBurst(len(ops))
 	skip := core.SupersededInBatch(ops)
-	applied, err := n.db.Applied(ctx)
-	if err != nil {
-		return err
-	}
 
 	// Chunks in causal order: a prefix of a causal order is causally
 	// closed, so each chunk builds only on what is applied before it.

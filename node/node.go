@@ -188,7 +188,7 @@ func newNode(cfg Config) *Node {
 // catchUp brings the database up to the log once the folder is open, as
 // the first thing a node does: a crash can leave it behind.
 func (n *Node) catchUp(ctx context.Context) error {
-	pending, err := n.pendingOps(ctx)
+	pending, applied, err := n.pendingOps(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the changes pending in %s: %w", n.cfg.StateDir, err)
 	}
@@ -199,7 +199,7 @@ func (n *Node) catchUp(ctx context.Context) error {
 	// lost database): record what it lacks before looking at the folder.
 	if n.paused.Load() {
 		// Local ops are still recorded from the log; remote ones wait.
-	} else if err := n.applyPendingOps(ctx, pending); err != nil {
+	} else if err := n.applyPendingOps(ctx, pending, applied); err != nil {
 		n.log.Warn("some received changes wait for a peer", "err", err)
 	}
 	return nil

@@ -101,14 +101,9 @@ func (r *pendingReport) lastEnd() time.Time {
 // something a new connection does not change: an op this device cannot
 // apply, a full disk, a pause, a content no connected peer has.
 func (r *pendingReport) explained() map[certs.DeviceID]bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	out := map[certs.DeviceID]bool{}
-	for _, p := range r.report {
-		if p.Reason == reasonApplying || strings.HasPrefix(p.Reason, reasonContent) {
-			continue
-		}
-		if id, err := certs.ParseDeviceID(p.Origin); err == nil {
+	for id, why := range r.reasons() {
+		if why != reasonApplying && !strings.HasPrefix(why, reasonContent) {
 			out[id] = true
 		}
 	}
@@ -146,11 +141,14 @@ func (r *pendingReport) summary() string {
 // write records, per origin with ops logged beyond what is applied, how
 // many and why: the reason an apply pass gave for it (why), else dflt,
 // else reasonApplying (ops that arrived during the pass wait for the next
-// one, which they started).
-func (r *pendingReport) write(ctx context.Context, n *Node, why map[certs.DeviceID]string, dflt string) error {
-	applied, err := n.db.Applied(ctx)
-	if err != nil {
-		return err
+// one, which they started). applied is what the database has applied, or
+// nil to read it.
+func (r *pendingReport) write(ctx context.Context, n *Node, applied map[certs.DeviceID]uint64, why map[certs.DeviceID]string, dflt string) error {
+	if applied == nil {
+		var err error
+		if applied, err = n.db.Applied(ctx); err != nil {
+			return err
+		}
 	}
 	report := pendingOf(n.ops.Vector(), applied, why, dflt)
 	b, err := json.Marshal(report)
@@ -186,18 +184,8 @@ func pendingOf(logged, applied map[certs.DeviceID]uint64, why map[certs.DeviceID
 		}
 		report = append(report, Pending{Origin: o.String(), Logged: seq, Applied: applied[o], Ops: seq - applied[o], Reason: reason})
 	}
-	slices.SortFunc(report, func(a, b Pending) int { return compareStrings(a.Origin, b.Origin) })
+	slices.SortFunc(report, func(a, b Pending) int { return strings.Compare(a.Origin, b.Origin) })
 	return report
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // readPending reads the report the daemon last wrote and brings it up to

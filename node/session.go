@@ -318,7 +318,7 @@ func (n *Node) applyLoop(ctx context.Context) {
 		if n.paused.Load() {
 			// Nothing is written into a folder that is not the synced one;
 			// status says why what arrives waits.
-			n.pending.write(ctx, n, nil, reasonPaused)
+			n.pending.write(ctx, n, nil, nil, reasonPaused)
 			continue
 		}
 		if err := n.checkStateDir(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/quicnet"
 )
 
 // A session that cannot make progress is reset: if ops stay pending for
@@ -112,8 +113,9 @@ func (n *Node) checkStall(ctx context.Context, w *stallWatch) {
 	}
 	n.peersMu.Lock()
 	haves := make(map[certs.DeviceID]map[certs.DeviceID]uint64, len(n.peers))
+	conns := make(map[certs.DeviceID]*quicnet.Peer, len(n.peers))
 	for id, ps := range n.peers {
-		haves[id] = ps.have
+		haves[id], conns[id] = ps.have, ps.p
 	}
 	n.peersMu.Unlock()
 	// A pass that has not ended for the whole wait is what is stuck: what
@@ -131,11 +133,8 @@ func (n *Node) checkStall(ctx context.Context, w *stallWatch) {
 	for _, id := range stuck {
 		n.log.Warn("received changes made no progress; resetting the connection", "peer", id.Short(),
 			"for", n.stallAfter, "pending", n.pending.summary())
-		n.peersMu.Lock()
-		ps := n.peers[id]
-		n.peersMu.Unlock()
-		if ps != nil && ps.p != nil {
-			ps.p.CloseWithError("no progress")
+		if conns[id] != nil {
+			conns[id].CloseWithError("no progress")
 		}
 	}
 	n.kickApply()

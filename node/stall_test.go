@@ -64,7 +64,7 @@ func TestStuckOnNamesPeersThatHaveThePendingOps(t *testing.T) {
 	}
 	for _, c := range cases {
 		got := stuckOn(certs.DeviceID{9}, logged, c.applied, c.peers, c.settled)
-		slices.SortFunc(got, func(x, y certs.DeviceID) int { return compareStrings(string(x[:]), string(y[:])) })
+		slices.SortFunc(got, func(x, y certs.DeviceID) int { return strings.Compare(string(x[:]), string(y[:])) })
 		if !slices.Equal(got, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
 		}
@@ -230,7 +230,7 @@ func TestCheckStallWaitsTheWholeBound(t *testing.T) {
 	if _, err := n.ops.Insert(ctx, op); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.pending.write(ctx, n, nil, ""); err != nil {
+	if err := n.pending.write(ctx, n, nil, nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	n.peers[peer.ID] = &peerState{have: map[certs.DeviceID]uint64{peer.ID: 1}}
@@ -267,7 +267,7 @@ func TestCheckStallWaitsTheWholeBound(t *testing.T) {
 	waitResets("after long local work", 3, 9, true)
 
 	why := map[certs.DeviceID]string{peer.ID: pendingReason(fmt.Errorf("x: %w", ErrContentNowhere))}
-	if err := n.pending.write(ctx, n, why, ""); err != nil {
+	if err := n.pending.write(ctx, n, nil, why, ""); err != nil {
 		t.Fatal(err)
 	}
 	for range 20 {
