@@ -129,19 +129,25 @@ func (m *Mem) Restart() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.crashAt, m.failAt = 0, 0
+	m.eachInode(func(n *inode) { n.live = n.synced.clone() })
+}
+
+// eachInode calls f once on every inode reachable from the root, each
+// before the entries it then holds are visited (f may replace them).
+func (m *Mem) eachInode(f func(n *inode)) {
 	seen := map[*inode]bool{}
-	var revert func(n *inode)
-	revert = func(n *inode) {
+	var visit func(n *inode)
+	visit = func(n *inode) {
 		if seen[n] {
 			return
 		}
 		seen[n] = true
-		n.live = n.synced.clone()
+		f(n)
 		for _, c := range n.live.entries {
-			revert(c)
+			visit(c)
 		}
 	}
-	revert(m.root)
+	visit(m.root)
 }
 
 // change counts one change and says whether it may be made.
@@ -400,19 +406,7 @@ func (m *Mem) SyncFS() error {
 	if err := m.change("syncfs", "."); err != nil {
 		return err
 	}
-	seen := map[*inode]bool{}
-	var sync func(n *inode)
-	sync = func(n *inode) {
-		if seen[n] {
-			return
-		}
-		seen[n] = true
-		n.synced = n.live.clone()
-		for _, c := range n.live.entries {
-			sync(c)
-		}
-	}
-	sync(m.root)
+	m.eachInode(func(n *inode) { n.synced = n.live.clone() })
 	return nil
 }
 
