@@ -18,29 +18,31 @@ import (
 // planRemote asks the core what op does here, gathering what it needs
 // until the plan is final.
 func (n *Node) planRemote(ctx context.Context, op oplog.Op, pending *batchRecords, sourceUsable bool, at int64) (core.RemotePlan, error) {
-	s := core.NewSnapshot()
-	for {
+	return decide(ctx, n, op, pending, func(s *core.Snapshot) (core.RemotePlan, core.Needs) {
 		plan := core.PlanRemote(op, s, sourceUsable, at)
-		if plan.Needs.Empty() {
-			return plan, nil
-		}
-		if err := n.gather(ctx, s, plan.Needs, pending); err != nil {
-			return core.RemotePlan{}, fmt.Errorf("deciding %s: %w", op, err)
-		}
-	}
+		return plan, plan.Needs
+	})
 }
 
 // forwardTarget asks the core where op carries an edit concurrent with a
 // rename ("" for nowhere).
 func (n *Node) forwardTarget(ctx context.Context, op oplog.Op, pending *batchRecords) (string, error) {
+	return decide(ctx, n, op, pending, func(s *core.Snapshot) (string, core.Needs) { return core.ForwardTarget(op, s) })
+}
+
+// decide runs one of the core's decisions about op on a snapshot that
+// starts empty, gathering what the decision says it lacks, until it lacks
+// nothing.
+func decide[T any](ctx context.Context, n *Node, op oplog.Op, pending *batchRecords, f func(*core.Snapshot) (T, core.Needs)) (T, error) {
 	s := core.NewSnapshot()
 	for {
-		to, needs := core.ForwardTarget(op, s)
+		v, needs := f(s)
 		if needs.Empty() {
-			return to, nil
+			return v, nil
 		}
 		if err := n.gather(ctx, s, needs, pending); err != nil {
-			return "", fmt.Errorf("deciding %s: %w", op, err)
+			var zero T
+			return zero, fmt.Errorf("deciding %s: %w", op, err)
 		}
 	}
 }
