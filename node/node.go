@@ -98,12 +98,11 @@ type Node struct {
 	// effects: tests change the folder there, as a user might, and the
 	// simulation counts the rules plans exercise.
 	decided func(op oplog.Op, plan core.RemotePlan)
-	// fetchVia, when set, wraps each peer that content is fetched from:
-	// tests make a connection's transfers hang. contentFrom, when set,
-	// replaces the connected peers as the sources of content (the
-	// simulation has no transport).
-	fetchVia    func(*quicnet.Peer) contentFetcher
-	contentFrom func() []contentFetcher
+	// contentFrom, when set, turns the connected peers into the sources
+	// content is fetched from: tests make a connection's transfers hang,
+	// and the simulation, which has no transport, ignores them and gives
+	// its own store.
+	contentFrom func(peers []*quicnet.Peer) []contentFetcher
 
 	// pending writes what status shows of the ops not yet applied;
 	// progress counts ops applied and content bytes received, which the

@@ -419,18 +419,18 @@ type peerState struct {
 
 // fetchers returns the connected peers to fetch content from.
 func (n *Node) fetchers() []contentFetcher {
-	if n.contentFrom != nil {
-		return n.contentFrom()
-	}
 	n.peersMu.Lock()
-	defer n.peersMu.Unlock()
-	out := make([]contentFetcher, 0, len(n.peers))
+	peers := make([]*quicnet.Peer, 0, len(n.peers))
 	for _, ps := range n.peers {
-		var f contentFetcher = ps.p
-		if n.fetchVia != nil {
-			f = n.fetchVia(ps.p)
-		}
-		out = append(out, f)
+		peers = append(peers, ps.p)
+	}
+	n.peersMu.Unlock()
+	if n.contentFrom != nil {
+		return n.contentFrom(peers)
+	}
+	out := make([]contentFetcher, len(peers))
+	for i, p := range peers {
+		out[i] = p
 	}
 	return out
 }

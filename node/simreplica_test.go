@@ -21,6 +21,7 @@ import (
 	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/node/internal/folder"
 	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
 )
@@ -146,7 +147,7 @@ func (r *replica) start(ctx context.Context) error {
 	n := newNode(Config{Folder: "sim-" + r.id.Short(), Logger: simLogger})
 	n.id = &certs.Identity{ID: r.id}
 	n.ops, n.db, n.now = r.ops, r.db, r.clock.now
-	n.contentFrom = func() []contentFetcher { return []contentFetcher{r.store} }
+	n.contentFrom = func([]*quicnet.Peer) []contentFetcher { return []contentFetcher{r.store} }
 	n.decided = r.count
 	n.setFolder(r.folder)
 	r.node = n

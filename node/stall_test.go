@@ -189,7 +189,13 @@ func TestStalledSyncResetsItsConnection(t *testing.T) {
 	startNode(t, a, addrA, addrB)
 	nb := startNodeWith(t, b, addrB, func(n *Node) {
 		n.stallAfter, n.stallCheck = time.Second, 50*time.Millisecond
-		n.fetchVia = func(p *quicnet.Peer) contentFetcher { return hangingFetcher{p: p, n: n} }
+		n.contentFrom = func(peers []*quicnet.Peer) []contentFetcher {
+			out := make([]contentFetcher, len(peers))
+			for i, p := range peers {
+				out[i] = hangingFetcher{p: p, n: n}
+			}
+			return out
+		}
 	}, addrA)
 	waitFor(t, "b to catch up after its stalled connection was reset", func() string { return sameTree(a, b) })
 	if !strings.Contains(nb.logs.String(), "received changes made no progress; resetting the connection") {
