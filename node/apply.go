@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -258,7 +260,7 @@ func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []
 			}
 		}
 	}
-	for _, name := range staged.temp {
+	for _, name := range slices.Sorted(maps.Values(staged.temp)) {
 		n.folderRoot().Remove(name) // not needed after all (a later op superseded it)
 	}
 	if err := flush(); err != nil {
@@ -316,9 +318,16 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool, s
 			last[placement{op.NewPath, op.Hash}] = i
 		}
 	}
+	// In the log's order: what was written first is fetched first, and a
+	// simulated run fetches in one order.
+	order := slices.Sorted(maps.Values(last))
 	var wants []want
-	for key, i := range last {
-		op, p := ops[i], key.path
+	for _, i := range order {
+		op := ops[i]
+		p := op.Path
+		if op.Kind == oplog.KindRename {
+			p = op.NewPath
+		}
 		if checkPath(p) != nil || seen[op.Hash] {
 			continue
 		}

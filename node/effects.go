@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
+	"slices"
 	"time"
 
 	"github.com/drive-node/drive-node/content"
@@ -183,7 +185,9 @@ func (s *stagedSet) touch(paths ...string) {
 // syncDirs makes the batch's renames and removals durable: after it a
 // crash cannot undo on disk what the database is about to record.
 func (n *Node) syncDirs(s *stagedSet) error {
-	for dir := range s.dirs {
+	// In name order: a failure then hits the same directory on every run
+	// of a simulated schedule.
+	for _, dir := range slices.Sorted(maps.Keys(s.dirs)) {
 		if err := n.folderRoot().SyncDir(dir); err != nil && !notThere(err) {
 			return fmt.Errorf("sync directory %q: %w", dir, err)
 		}

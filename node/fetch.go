@@ -277,27 +277,34 @@ func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
 			batches = append(batches, []want{w})
 		}
 	}
-	sem := make(chan struct{}, fetchWorkers)
-	var wg sync.WaitGroup
-	spawn := func(f func()) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			f()
-		}()
-	}
+	// Tasks start in the order they are listed, a worker taking the next
+	// when it is free: with one worker the order is fixed.
+	var tasks []func()
 	for k, group := range batches {
-		spawn(func() {
+		tasks = append(tasks, func() {
 			for _, w := range n.fetchBatch(ctx, group, peers[k%len(peers)], got) {
 				one(w)
 			}
 		})
 	}
 	for _, w := range single {
-		spawn(func() { one(w) })
+		tasks = append(tasks, func() { one(w) })
 	}
+	queue := make(chan func())
+	var wg sync.WaitGroup
+	for range min(n.fetchWorkers, len(tasks)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for task := range queue {
+				task()
+			}
+		}()
+	}
+	for _, task := range tasks {
+		queue <- task
+	}
+	close(queue)
 	wg.Wait()
 }
 

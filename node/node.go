@@ -111,6 +111,9 @@ type Node struct {
 	progress, stallResets  atomic.Uint64
 	busy                   atomic.Int32 // long local work under way (see busyWith)
 	stallAfter, stallCheck time.Duration
+	// fetchWorkers bounds the fetches in flight; the simulation runs one
+	// at a time, so that a seed makes its changes in one order.
+	fetchWorkers int
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -180,7 +183,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 // newNode is a node with its defaults, holding nothing open yet.
 func newNode(cfg Config) *Node {
 	return &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, flushData: dataSync, openFolder: OpenRootFolder, ready: make(chan struct{}),
-		stallAfter: stallAfter, stallCheck: stallCheck,
+		stallAfter: stallAfter, stallCheck: stallCheck, fetchWorkers: fetchWorkers,
 		peers: map[certs.DeviceID]*peerState{}}
 }
 

@@ -24,17 +24,17 @@ import (
 // edits, deletes, renames, type changes, partitions, heals, reordered
 // messages, crashes (between placing files and recording them too) and
 // failing writes, renames and fsyncs. No sleeps, no network: a seed
-// replays its schedule. (The engine syncs a batch's directories in map
-// order, so which change an injected fault hits can vary between runs of
-// a seed; the schedule itself does not.)
+// replays exactly, down to the order of every change to every folder
+// (TestSimulationReplays checks it), so a failure's seed reproduces it.
 
 // simSteps is the length of a seed's schedule.
 const simSteps = 50
 
 var (
-	simSeeds = flag.Int("sim.seeds", 2000, "simulation seeds to run")
-	simSeed  = flag.Int64("sim.seed", -1, "run only this seed")
-	simFault = flag.Bool("sim.faults", true, "crash devices, also in the middle of applies, and fail their writes")
+	simSeeds   = flag.Int("sim.seeds", 2000, "simulation seeds to run")
+	simSeed    = flag.Int64("sim.seed", -1, "run only this seed")
+	simFault   = flag.Bool("sim.faults", true, "crash devices, also in the middle of applies, and fail their writes")
+	simReplays = flag.Int("sim.replays", 200, "seeds run twice to check that a seed replays")
 )
 
 // A user's edits. "d3" is both a file and a directory name, so a path
@@ -232,6 +232,9 @@ func (s *sim) crash(ctx context.Context, i int) error {
 		}
 	}
 	r.folder.Restart()
+	if err := r.crashLog(s.rng); err != nil {
+		return fmt.Errorf("crash %d: %w", i, err)
+	}
 	if err := r.start(ctx); err != nil {
 		return fmt.Errorf("reopen %d: %w", i, err)
 	}
@@ -408,6 +411,76 @@ func simDBDir(t testing.TB) string {
 	return t.TempDir()
 }
 
+// seedOutcome is how one seed's run ended.
+type seedOutcome struct {
+	seed int64
+	n    int
+	sim  *sim
+	err  error
+}
+
+// fail reports a seed that did not converge, with the schedule's last
+// events and the command that replays it.
+func (o seedOutcome) fail(t *testing.T) {
+	var tail []string
+	if o.sim != nil {
+		tail = o.sim.log
+	}
+	if len(tail) > 40 {
+		tail = tail[len(tail)-40:]
+	}
+	t.Fatalf("seed %d (%d replicas): %v\nlast events:\n%s\nrerun: go test ./node -run TestSimulation -sim.seed=%d", o.seed, o.n, o.err, strings.Join(tail, "\n"), o.seed)
+}
+
+// runSeeds runs every seed on 2 to 5 replicas, on every core; each seed
+// is deterministic on its own.
+func runSeeds(t testing.TB, seeds []int64, faults bool) []seedOutcome {
+	ctx := context.Background()
+	base := simDBDir(t)
+	results := make([]seedOutcome, len(seeds))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				seed := seeds[k]
+				n := 2 + int(seed%4)
+				dir, err := os.MkdirTemp(base, "seed-")
+				if err != nil {
+					results[k] = seedOutcome{seed, n, nil, err}
+					continue
+				}
+				s, err := runSim(ctx, seed, n, simSteps, faults, dir)
+				s.close()
+				os.RemoveAll(dir)
+				results[k] = seedOutcome{seed, n, s, err}
+			}
+		}()
+	}
+	for k := range seeds {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	return results
+}
+
+// fingerprint sums up what a run did: its schedule's events, every
+// change each folder saw, in order, and the ops each log holds.
+func (s *sim) fingerprint() string {
+	var b strings.Builder
+	for _, e := range s.log {
+		fmt.Fprintln(&b, e)
+	}
+	for i, r := range s.reps {
+		changes, digest := r.folder.Journal()
+		fmt.Fprintf(&b, "replica %d: %d changes, journal %016x, log %v\n", i, changes, digest, r.vector())
+	}
+	return b.String()
+}
+
 // TestSimulation runs 2 to 5 real nodes over many seeded schedules; a
 // failure prints the seed (rerun it with -sim.seed=N) and the schedule's
 // last events.
@@ -420,54 +493,12 @@ func TestSimulation(t *testing.T) {
 			seeds = append(seeds, int64(i))
 		}
 	}
-	ctx := context.Background()
-	base := simDBDir(t)
 	start := time.Now()
-	// Seeds run on every core; each is deterministic on its own.
-	type outcome struct {
-		seed int64
-		n    int
-		sim  *sim
-		err  error
-	}
-	results := make([]outcome, len(seeds))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range next {
-				seed := seeds[k]
-				n := 2 + int(seed%4)
-				dir, err := os.MkdirTemp(base, "seed-")
-				if err != nil {
-					results[k] = outcome{seed, n, nil, err}
-					continue
-				}
-				s, err := runSim(ctx, seed, n, simSteps, *simFault, dir)
-				s.close()
-				os.RemoveAll(dir)
-				results[k] = outcome{seed, n, s, err}
-			}
-		}()
-	}
-	for k := range seeds {
-		next <- k
-	}
-	close(next)
-	wg.Wait()
+	results := runSeeds(t, seeds, *simFault)
 	conflicts, forwarded, clashes, crashes, faults := 0, 0, 0, 0, 0
 	for _, r := range results {
 		if r.err != nil {
-			var tail []string
-			if r.sim != nil {
-				tail = r.sim.log
-			}
-			if len(tail) > 40 {
-				tail = tail[len(tail)-40:]
-			}
-			t.Fatalf("seed %d (%d replicas): %v\nlast events:\n%s\nrerun: go test ./node -run TestSimulation -sim.seed=%d", r.seed, r.n, r.err, strings.Join(tail, "\n"), r.seed)
+			r.fail(t)
 		}
 		for _, rep := range r.sim.reps {
 			forwarded += rep.forwarded
@@ -482,5 +513,28 @@ func TestSimulation(t *testing.T) {
 		len(seeds), took.Round(time.Millisecond), float64(len(seeds))/took.Seconds(), conflicts, forwarded, clashes, crashes, faults)
 	if len(seeds) > 100 && (conflicts == 0 || forwarded == 0 || clashes == 0 || *simFault && (crashes == 0 || faults == 0)) {
 		t.Fatal("no seed produced a conflict, a rename vs edit, a file vs directory clash, a crash or a failed write: the schedule does not exercise them")
+	}
+}
+
+// TestSimulationReplays runs seeds twice and demands the same run: the
+// same events, the same changes to every folder in the same order, the
+// same logs. A seed that a failure prints must replay that failure.
+func TestSimulationReplays(t *testing.T) {
+	var seeds []int64
+	for i := 0; i < *simReplays; i++ {
+		seeds = append(seeds, int64(i))
+	}
+	first, second := runSeeds(t, seeds, true), runSeeds(t, seeds, true)
+	for k := range seeds {
+		a, b := first[k], second[k]
+		if a.err != nil {
+			a.fail(t)
+		}
+		if b.err != nil {
+			b.fail(t)
+		}
+		if fa, fb := a.sim.fingerprint(), b.sim.fingerprint(); fa != fb {
+			t.Fatalf("seed %d ran differently the second time:\n--- first\n%s--- second\n%s", a.seed, fa, fb)
+		}
 	}
 }

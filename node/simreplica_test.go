@@ -7,6 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
+	"math/rand"
+	randv2 "math/rand/v2"
 	"os"
 	"path"
 	"sort"
@@ -71,11 +74,14 @@ type simClock struct{ t time.Time }
 func (c *simClock) now() time.Time { return c.t }
 
 // replica is one simulated device. Its op log, database and folder
-// outlive its node: a crash drops the node and what the folder had not
-// made durable, and a new node is opened over what is left.
+// outlive its node: a crash drops the node, and what the folder and the
+// log's file system had not made durable, and a new node is opened over
+// what is left. (The database keeps what it committed, as it does when
+// the process dies: its power-loss behaviour is SQLite's to test.)
 type replica struct {
 	id     certs.DeviceID
 	folder *folder.Mem
+	logFS  *vfs.MemFS // the op log's file system
 	ops    *oplog.Log
 	db     *state.DB
 	node   *Node
@@ -124,9 +130,9 @@ func copyEmptyDB(ctx context.Context, dst string) error {
 func newReplica(ctx context.Context, i int, dbDir string, clock *simClock, store *contentStore) (*replica, error) {
 	var id certs.DeviceID
 	id[0], id[1] = byte(i+1), 0x5a
-	r := &replica{id: id, folder: folder.NewMem(clock.t), clock: clock, store: store}
+	r := &replica{id: id, folder: folder.NewMem(clock.t), logFS: vfs.NewCrashableMem(), clock: clock, store: store}
 	var err error
-	if r.ops, err = oplog.OpenFS("oplog", id, simLogger, vfs.NewMem()); err != nil {
+	if r.ops, err = oplog.OpenFS("oplog", id, simLogger, r.logFS); err != nil {
 		return nil, err
 	}
 	dbPath := path.Join(dbDir, fmt.Sprintf("state-%d.db", i))
@@ -147,11 +153,30 @@ func (r *replica) start(ctx context.Context) error {
 	n := newNode(Config{Folder: "sim-" + r.id.Short(), Logger: simLogger})
 	n.id = &certs.Identity{ID: r.id}
 	n.ops, n.db, n.now = r.ops, r.db, r.clock.now
+	n.fetchWorkers = 1
 	n.contentFrom = func([]*quicnet.Peer) []contentFetcher { return []contentFetcher{r.store} }
 	n.decided = r.count
 	n.setFolder(r.folder)
 	r.node = n
 	return n.catchUp(ctx)
+}
+
+// crashLog stops the op log as a power cut would: what was synced
+// survives, of the rest a random share (rng) does or does not. Every op
+// the log acknowledged must be there after it reopens.
+func (r *replica) crashLog(rng *rand.Rand) error {
+	before := r.vector()
+	after := r.logFS.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.Intn(101), RNG: randv2.New(randv2.NewPCG(rng.Uint64(), rng.Uint64()))})
+	r.ops.Close() // its files are gone with the machine
+	r.logFS = after
+	var err error
+	if r.ops, err = oplog.OpenFS("oplog", r.id, simLogger, r.logFS); err != nil {
+		return fmt.Errorf("reopen the op log after a crash: %w", err)
+	}
+	if got := r.vector(); !maps.Equal(got, before) {
+		return fmt.Errorf("the op log lost acknowledged ops in a crash: it held %v, it holds %v", before, got)
+	}
+	return nil
 }
 
 func (r *replica) close() {

@@ -2,6 +2,9 @@ package folder
 
 import (
 	"errors"
+	"fmt"
+	"hash"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"path"
@@ -38,6 +41,8 @@ type Mem struct {
 	failAt  int   // the change that fails, 0 for none
 	failErr error // what it fails with
 	crashAt int   // the change from which everything fails, 0 for none
+	// journal digests every change made, in order (see Journal).
+	journal hash.Hash64
 }
 
 // inode is a file or directory; live is what is seen now, synced what a
@@ -69,7 +74,7 @@ func (s inodeState) clone() inodeState {
 
 // NewMem returns an empty, synced folder whose clock starts at start.
 func NewMem(start time.Time) *Mem {
-	m := &Mem{now: start}
+	m := &Mem{now: start, journal: fnv.New64a()}
 	m.root = m.newInode(true, 0o755)
 	return m
 }
@@ -157,6 +162,7 @@ func (m *Mem) change(op, name string) error {
 	}
 	m.changes++
 	m.now = m.now.Add(time.Millisecond)
+	fmt.Fprintf(m.journal, "%s %q\n", op, name)
 	if m.crashed() {
 		return &fs.PathError{Op: op, Path: name, Err: ErrCrashed}
 	}
@@ -164,6 +170,15 @@ func (m *Mem) change(op, name string) error {
 		return &fs.PathError{Op: op, Path: name, Err: m.failErr}
 	}
 	return nil
+}
+
+// Journal returns how many changes were made and a digest of them (each
+// one's kind and path, in order): two runs of a deterministic program
+// over the folder give the same pair.
+func (m *Mem) Journal() (changes int, digest uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changes, m.journal.Sum64()
 }
 
 // look is called for reads: they fail only after a crash.
