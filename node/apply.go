@@ -118,7 +118,7 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[
 		}
 	}()
 	defer n.noteBurst(len(ops))
-	skip := core.SupersededInBatch(ops)
+	batch := core.NewBatch(ops)
 
 	// Chunks in causal order: a prefix of a causal order is causally
 	// closed, so each chunk builds only on what is applied before it.
@@ -134,7 +134,7 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[
 		seen := map[content.Hash]bool{}
 		for lo := 0; lo < len(ops); lo += applyChunk {
 			hi := min(lo+applyChunk, len(ops))
-			c := stagedChunk{lo, hi, n.stageContents(sctx, ops[lo:hi], skip[lo:hi], seen)}
+			c := stagedChunk{lo, hi, n.stageContents(sctx, batch, lo, hi, seen)}
 			select {
 			case chunks <- c:
 			case <-sctx.Done():
@@ -163,7 +163,7 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[
 			}
 			first = false
 		}
-		if err := n.applyOps(ctx, ops[c.lo:c.hi], skip[c.lo:c.hi], own, c.staged, applied, blocked); err != nil {
+		if err := n.applyOps(ctx, batch, c.lo, c.hi, own, c.staged, applied, blocked); err != nil {
 			return err
 		}
 		stageErrs = append(stageErrs, c.staged.errs...)
@@ -178,8 +178,9 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[
 // applyOps carries out one chunk of remote ops under the commit lock,
 // after recording own (this device's pending ops). Ops of a blocked
 // origin are left pending; an op that fails blocks its origin, and
-// blocked says why (see pendingReason).
-func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []oplog.Op, staged *stagedSet,
+// blocked says why (see pendingReason). The chunk is ops lo to hi of
+// batch.
+func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own []oplog.Op, staged *stagedSet,
 	applied map[certs.DeviceID]uint64, blocked map[certs.DeviceID]string) error {
 	if staged.flush {
 		// One flush for the chunk's small files: every fetched file is on
@@ -216,11 +217,12 @@ func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []
 		recs.add(core.RecordsFor(op, at)...)
 		b.Applied[op.Origin] = op.Seq
 	}
-	for i, op := range ops {
+	for i := lo; i < hi; i++ {
+		op := batch.Op(i)
 		if op.Origin == n.id.ID || blocked[op.Origin] != "" || op.Seq <= applied[op.Origin] {
 			continue
 		}
-		if skip[i] {
+		if batch.Superseded(i) == core.Whole {
 			if n.residue.has(op) {
 				rows, err := n.resumeLocked(ctx, op, &recs)
 				if err != nil {
@@ -232,7 +234,7 @@ func (n *Node) applyOps(ctx context.Context, ops []oplog.Op, skip []bool, own []
 			b.Applied[op.Origin] = op.Seq
 			continue
 		}
-		rows, more, err := n.execute(ctx, op, staged, &recs)
+		rows, more, err := n.execute(ctx, batch, i, staged, &recs)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -292,7 +294,7 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 }
 
 // stageContents fetches the content of the remote writes and renames
-// among ops that no later op supersedes (skip) and whose content the
+// among ops lo to hi of batch that no later op supersedes, and whose content the
 // folder does not hold already. It returns the staged temp files and, in
 // their errs, what could not be had.
 //
@@ -301,20 +303,21 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 // one name, and the chunk that staged it moves it into place or removes
 // it, possibly while this chunk is staged; a later chunk copies the
 // content from where the earlier one placed it.
-func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool, seen map[content.Hash]bool) *stagedSet {
+func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int, seen map[content.Hash]bool) *stagedSet {
 	type placement struct {
 		path string
 		hash content.Hash
 	}
 	last := map[placement]int{}
-	for i, op := range ops {
-		if op.Origin == n.id.ID || skip[i] {
+	for i := lo; i < hi; i++ {
+		op, superseded := batch.Op(i), batch.Superseded(i)
+		if op.Origin == n.id.ID || superseded == core.Whole {
 			continue
 		}
-		switch op.Kind {
-		case oplog.KindWrite:
+		switch {
+		case op.Kind == oplog.KindWrite:
 			last[placement{op.Path, op.Hash}] = i
-		case oplog.KindRename:
+		case op.Kind == oplog.KindRename && superseded != core.Target:
 			last[placement{op.NewPath, op.Hash}] = i
 		}
 	}
@@ -323,7 +326,7 @@ func (n *Node) stageContents(ctx context.Context, ops []oplog.Op, skip []bool, s
 	order := slices.Sorted(maps.Values(last))
 	var wants []want
 	for _, i := range order {
-		op := ops[i]
+		op := batch.Op(i)
 		p := op.Path
 		if op.Kind == oplog.KindRename {
 			p = op.NewPath
@@ -366,7 +369,8 @@ func (n *Node) sourceUsable(ctx context.Context, op oplog.Op, pending *batchReco
 // paths to record as local changes afterwards. pending holds the rows
 // decided earlier in the same batch, which take precedence over the
 // database.
-func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pending *batchRecords) ([]state.File, []string, error) {
+func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *stagedSet, pending *batchRecords) ([]state.File, []string, error) {
+	op := batch.Op(i)
 	for _, p := range []string{op.Path, op.NewPath} {
 		if p == "" && op.Kind != oplog.KindRename {
 			continue
@@ -414,7 +418,7 @@ func (n *Node) execute(ctx context.Context, op oplog.Op, staged *stagedSet, pend
 		}
 	}
 	usable := op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, pending)
-	plan, err := n.planRemote(ctx, op, pending, usable, n.now().UnixNano())
+	plan, err := n.planRemote(ctx, core.Arrival{Op: op, SourceUsable: usable, Batch: batch, Index: i, At: n.now().UnixNano()}, pending)
 	if err != nil {
 		return nil, nil, err
 	}

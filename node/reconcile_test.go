@@ -16,10 +16,22 @@ type scenario struct {
 	t     *testing.T
 	ctx   context.Context
 	clock *simClock
+	reps  []*replica // every replica made, all connected to each other
 }
 
 func (sc *scenario) replica(i int, dbDir string) *replica {
-	r, err := newReplica(sc.ctx, i, dbDir, sc.clock, &sharedContent)
+	var self *replica
+	others := func() (out []*replica) {
+		for _, r := range sc.reps {
+			if r != self {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	r, err := newReplica(sc.ctx, i, dbDir, sc.clock, others)
+	self = r
+	sc.reps = append(sc.reps, r)
 	if err != nil {
 		sc.t.Fatal(err)
 	}

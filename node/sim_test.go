@@ -31,10 +31,15 @@ import (
 const simSteps = 50
 
 var (
-	simSeeds   = flag.Int("sim.seeds", 2000, "simulation seeds to run")
-	simSeed    = flag.Int64("sim.seed", -1, "run only this seed")
-	simFault   = flag.Bool("sim.faults", true, "crash devices, also in the middle of applies, and fail their writes")
-	simReplays = flag.Int("sim.replays", 200, "seeds run twice to check that a seed replays")
+	simSeeds = flag.Int("sim.seeds", 2000, "simulation seeds to run")
+	simSeed  = flag.Int64("sim.seed", -1, "run only this seed")
+	simFault = flag.Bool("sim.faults", true, "crash devices, also in the middle of applies, and fail their writes")
+	// Content whose every copy is gone (written, kept as a conflict copy
+	// and removed before any peer fetched it; or lost with unsynced data
+	// in a crash) leaves ops that wait for it; without this flag a store
+	// of every content written stands in for a device that has it.
+	simStrictContent = flag.Bool("sim.strictcontent", false, "fetch content only from connected devices")
+	simReplays       = flag.Int("sim.replays", 200, "seeds run twice to check that a seed replays")
 )
 
 // A user's edits. "d3" is both a file and a directory name, so a path
@@ -137,6 +142,20 @@ type sim struct {
 
 func (s *sim) tracef(format string, args ...any) { s.log = append(s.log, fmt.Sprintf(format, args...)) }
 
+// connected lists the devices i is connected to now.
+func (s *sim) connected(i int) []*replica {
+	var out []*replica
+	if i >= len(s.up) {
+		return nil // still being made
+	}
+	for j, up := range s.up[i] {
+		if up && j < len(s.reps) {
+			out = append(out, s.reps[j])
+		}
+	}
+	return out
+}
+
 // connect resets what i believes j has to j's log, as a Hello does.
 func (s *sim) connect(i, j int) {
 	s.sent[i][j] = s.reps[j].vector()
@@ -208,10 +227,11 @@ func (s *sim) apply(ctx context.Context, i int, fault func(*replica)) error {
 	return nil // a failed write leaves its op pending, retried later
 }
 
-// ignoreWaiting drops the errors of ops left pending for a reason the
-// next pass settles (content not yet available).
+// ignoreWaiting drops the errors of ops left pending for a reason a later
+// pass settles: content that no connected device has now (it may come
+// with a reconnection, or a later op may supersede the op that wants it).
 func ignoreWaiting(err error) error {
-	if err == nil || errors.Is(err, ErrContentUnavailable) {
+	if err == nil || errors.Is(err, ErrContentUnavailable) || errors.Is(err, ErrContentNowhere) {
 		return nil
 	}
 	return err
@@ -253,7 +273,7 @@ func (s *sim) close() {
 func runSim(ctx context.Context, seed int64, n, steps int, faults bool, dbDir string) (s *sim, err error) {
 	s = &sim{rng: rand.New(rand.NewSource(seed)), clock: &simClock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, faults: faults}
 	for i := 0; i < n; i++ {
-		r, err := newReplica(ctx, i, dbDir, s.clock, &sharedContent)
+		r, err := newReplica(ctx, i, dbDir, s.clock, func() []*replica { return s.connected(i) })
 		if err != nil {
 			return s, err
 		}
@@ -342,7 +362,7 @@ func (s *sim) settle(ctx context.Context) error {
 	}
 	for round := 0; ; round++ {
 		if round > 200 {
-			return fmt.Errorf("did not settle")
+			return fmt.Errorf("did not settle:%s", s.describePending(ctx))
 		}
 		for i := range s.reps {
 			// The watcher: what a failed apply left on disk unrecorded (a
@@ -373,6 +393,27 @@ func (s *sim) settle(ctx context.Context) error {
 	}
 }
 
+// describePending lists, per device, the ops it has not applied and why
+// the last pass left them.
+func (s *sim) describePending(ctx context.Context) string {
+	var b strings.Builder
+	for i, r := range s.reps {
+		ops, _, err := r.node.pendingOps(ctx)
+		if err != nil {
+			fmt.Fprintf(&b, "\n%d: %v", i, err)
+			continue
+		}
+		for _, op := range ops {
+			fmt.Fprintf(&b, "\n%d: pending %s#%d %v %q %q %s", i, op.Origin.Short(), op.Seq, op.Kind, op.Path, op.NewPath, op.Hash.Short())
+		}
+		if len(ops) > 0 {
+			fmt.Fprintf(&b, "\n%d: last pass: %v", i, r.node.applyPending(ctx))
+		}
+		fmt.Fprintf(&b, "\n%d: folder %s", i, r.describeFS())
+	}
+	return b.String()
+}
+
 // settled reports whether every log holds the same ops and every
 // database has applied them.
 func (s *sim) settled(ctx context.Context) (bool, error) {
@@ -393,10 +434,6 @@ func (s *sim) settled(ctx context.Context) (bool, error) {
 	}
 	return true, nil
 }
-
-// sharedContent is every content simulated users wrote, across seeds
-// (contents are named by device and step, so seeds share them safely).
-var sharedContent contentStore
 
 // simDBDir is where a simulation's databases go: memory-backed where the
 // system has /dev/shm.

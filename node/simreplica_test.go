@@ -37,8 +37,10 @@ import (
 // and the transport are not there: the simulation reports what a user
 // changed, as the watcher would, and carries ops between devices.
 
-// contentStore serves every content any simulated user wrote: the
-// simulation's stand-in for fetching from peers.
+// contentStore holds every content simulated users wrote. It stands in
+// for a device that has a content and is not connected now: fetched from
+// after every connected device, it keeps ops whose content no connected
+// device holds from waiting for ever (see -sim.strictcontent).
 type contentStore struct {
 	mu   sync.Mutex
 	data map[content.Hash][]byte
@@ -58,7 +60,7 @@ func (s *contentStore) Fetch(ctx context.Context, h content.Hash, offset int64, 
 	b, ok := s.data[h]
 	s.mu.Unlock()
 	if !ok {
-		return 0, fmt.Errorf("content %s: %w", h.Short(), ErrContentUnavailable)
+		return 0, fmt.Errorf("content %s: %w", h.Short(), quicnet.ErrNotFound)
 	}
 	if offset < int64(len(b)) {
 		if _, err := dst.Write(b[offset:]); err != nil {
@@ -66,6 +68,35 @@ func (s *contentStore) Fetch(ctx context.Context, h content.Hash, offset int64, 
 		}
 	}
 	return int64(len(b)), nil
+}
+
+// sharedContent is every content simulated users wrote, across seeds
+// (contents are named by device and step, so seeds share them safely).
+var sharedContent contentStore
+
+// peerContent fetches content from another simulated device through the
+// node's own serving side (OpenContent), as the transport does: only
+// what that device has recorded and still holds on disk is found.
+type peerContent struct{ from *replica }
+
+func (p peerContent) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.Writer) (int64, error) {
+	f, size, err := p.from.node.OpenContent(ctx, h)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("fetch %s from %s: %w", h.Short(), p.from.id.Short(), quicnet.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("fetch %s from %s: %w", h.Short(), p.from.id.Short(), err)
+	}
+	defer f.Close()
+	if offset < size {
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			return 0, err
+		}
+		if _, err := io.CopyN(dst, f, size-offset); err != nil {
+			return 0, fmt.Errorf("fetch %s from %s: %w", h.Short(), p.from.id.Short(), err)
+		}
+	}
+	return size, nil
 }
 
 // simClock is the time every device of a simulation sees.
@@ -86,7 +117,9 @@ type replica struct {
 	db     *state.DB
 	node   *Node
 	clock  *simClock
-	store  *contentStore
+	// peers lists the devices this one is connected to now: content is
+	// fetched from them.
+	peers func() []*replica
 	// Counts of what the schedule exercised on this device.
 	forwarded, clashes, crashes, faults int
 }
@@ -127,10 +160,10 @@ func copyEmptyDB(ctx context.Context, dst string) error {
 }
 
 // newReplica makes device i, its database in dbDir.
-func newReplica(ctx context.Context, i int, dbDir string, clock *simClock, store *contentStore) (*replica, error) {
+func newReplica(ctx context.Context, i int, dbDir string, clock *simClock, peers func() []*replica) (*replica, error) {
 	var id certs.DeviceID
 	id[0], id[1] = byte(i+1), 0x5a
-	r := &replica{id: id, folder: folder.NewMem(clock.t), logFS: vfs.NewCrashableMem(), clock: clock, store: store}
+	r := &replica{id: id, folder: folder.NewMem(clock.t), logFS: vfs.NewCrashableMem(), clock: clock, peers: peers}
 	var err error
 	if r.ops, err = oplog.OpenFS("oplog", id, simLogger, r.logFS); err != nil {
 		return nil, err
@@ -154,7 +187,16 @@ func (r *replica) start(ctx context.Context) error {
 	n.id = &certs.Identity{ID: r.id}
 	n.ops, n.db, n.now = r.ops, r.db, r.clock.now
 	n.fetchWorkers = 1
-	n.contentFrom = func([]*quicnet.Peer) []contentFetcher { return []contentFetcher{r.store} }
+	n.contentFrom = func([]*quicnet.Peer) []contentFetcher {
+		var out []contentFetcher
+		for _, p := range r.peers() {
+			out = append(out, peerContent{p})
+		}
+		if !*simStrictContent {
+			out = append(out, &sharedContent)
+		}
+		return out
+	}
 	n.decided = r.count
 	n.setFolder(r.folder)
 	r.node = n
@@ -210,7 +252,15 @@ func (r *replica) count(op oplog.Op, plan core.RemotePlan) {
 }
 
 // report records what is at paths now, as the watcher reports a change.
+//
+// The user's program has made its change durable by then. A change a
+// crash takes back after the node logged it would leave an op whose
+// content no device has (a power cut losing unsynced user data); a peer
+// then waits for that content for ever, which is not what this checks.
 func (r *replica) report(ctx context.Context, paths ...string) error {
+	if err := r.folder.SyncFS(); err != nil {
+		return err
+	}
 	var obs []watcher.Observation
 	seen := map[string]bool{}
 	sort.Strings(paths)
@@ -315,7 +365,7 @@ func (r *replica) files() map[string]simEntry {
 
 // write is a user writing data at p, making the directories above it.
 func (r *replica) write(ctx context.Context, p, data string) error {
-	r.store.put([]byte(data))
+	sharedContent.put([]byte(data))
 	if err := r.folder.MkdirAll(parentDir(p), 0o755); err != nil && parentDir(p) != "" {
 		return err
 	}

@@ -17,9 +17,9 @@ import (
 
 // planRemote asks the core what op does here, gathering what it needs
 // until the plan is final.
-func (n *Node) planRemote(ctx context.Context, op oplog.Op, pending *batchRecords, sourceUsable bool, at int64) (core.RemotePlan, error) {
-	return decide(ctx, n, op, pending, func(s *core.Snapshot) (core.RemotePlan, core.Needs) {
-		plan := core.PlanRemote(op, s, sourceUsable, at)
+func (n *Node) planRemote(ctx context.Context, a core.Arrival, pending *batchRecords) (core.RemotePlan, error) {
+	return decide(ctx, n, a.Op, pending, func(s *core.Snapshot) (core.RemotePlan, core.Needs) {
+		plan := core.PlanRemote(a, s)
 		return plan, plan.Needs
 	})
 }

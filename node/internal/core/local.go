@@ -186,22 +186,3 @@ func RecordsFor(op oplog.Op, at int64) []state.File {
 	}
 	return nil
 }
-
-// SupersededInBatch marks the ops, in causal order, that a later op in the
-// same batch on the same path was made after seeing: they never become
-// heads, so they are skipped (their content is never needed).
-func SupersededInBatch(ops []oplog.Op) []bool {
-	skip := make([]bool, len(ops))
-	latest := map[string]int{}
-	for i := len(ops) - 1; i >= 0; i-- {
-		op := ops[i]
-		if op.Kind != oplog.KindRename {
-			if j, ok := latest[op.Path]; ok && ops[j].Parent.Dominates(op.Version()) {
-				skip[i] = true
-				continue
-			}
-			latest[op.Path] = i
-		}
-	}
-	return skip
-}

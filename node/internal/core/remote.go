@@ -57,26 +57,41 @@ type RemotePlan struct {
 	Needs     Needs
 }
 
+// Arrival is a remote op and what is known of it beyond the snapshot.
+type Arrival struct {
+	Op oplog.Op
+	// SourceUsable says whether a rename's source is on disk as the op
+	// expects, so it can be moved rather than fetched.
+	SourceUsable bool
+	// Batch, when set, is the batch the op is the Index-th of: what a
+	// later op there replaces is not placed (a rename whose target is
+	// replaced only removes its source; a conflict copy that a later op
+	// records or removes is left to it).
+	Batch *Batch
+	Index int
+	// At is the time tombstones are stamped with.
+	At int64
+}
+
 // PlanRemote decides what a remote op does here. It is pure: the folder
 // and database are known only through s (whose records describe the disk:
 // changes not yet recorded are recorded before it is gathered), and
-// nothing is changed. sourceUsable says whether a rename's source is on
-// disk as the op expects, so it can be moved rather than fetched; at is
-// the time tombstones are stamped with. A plan with Needs must be decided
-// again once they are gathered.
-func PlanRemote(op oplog.Op, s *Snapshot, sourceUsable bool, at int64) RemotePlan {
+// nothing is changed. A plan with Needs must be decided again once they
+// are gathered.
+func PlanRemote(a Arrival, s *Snapshot) RemotePlan {
 	v := newReader(s)
-	p := planRemote(op, v, sourceUsable, at)
+	p := planRemote(a, v)
 	if !v.needs.Empty() {
 		return RemotePlan{Needs: *v.needs}
 	}
 	return p
 }
 
-func planRemote(op oplog.Op, v reader, sourceUsable bool, at int64) RemotePlan {
+func planRemote(a Arrival, v reader) RemotePlan {
+	op, sourceUsable, at := a.Op, a.SourceUsable, a.At
 	var p RemotePlan
 	paths := []string{op.Path}
-	if op.Kind == oplog.KindRename {
+	if op.Kind == oplog.KindRename && a.Batch.Superseded(a.Index) != Target {
 		paths = []string{op.NewPath, op.Path} // target first: it may take the source's file
 	}
 	fwd := forwardedEdit(op, v)
@@ -116,6 +131,11 @@ func planRemote(op oplog.Op, v reader, sourceUsable bool, at int64) RemotePlan {
 			if curHash == l.content.Hash && !curHash.IsZero() {
 				p.Effects = append(p.Effects, Effect{Kind: MoveAside, Path: path, To: cp})
 				curLive, curHash = false, content.Hash{}
+			} else if a.Batch.ReplacedAfter(a.Index, cp) {
+				// The batch records the copy later, as the device that
+				// made it did, and perhaps its removal: the content may
+				// be nowhere now.
+				continue
 			} else {
 				p.Effects = append(p.Effects, Effect{Kind: Place, Path: cp, Op: l.content})
 			}

@@ -58,8 +58,14 @@ func recorded(ops ...oplog.Op) *Snapshot {
 // snapshot lacks is not there.
 func decide(t *testing.T, s *Snapshot, op oplog.Op, sourceUsable bool) RemotePlan {
 	t.Helper()
+	return decideArrival(t, s, Arrival{Op: op, SourceUsable: sourceUsable})
+}
+
+// decideArrival is decide for an op with what is known of it beyond s.
+func decideArrival(t *testing.T, s *Snapshot, a Arrival) RemotePlan {
+	t.Helper()
 	for round := 0; ; round++ {
-		plan := PlanRemote(op, s, sourceUsable, 0)
+		plan := PlanRemote(a, s)
 		if plan.Needs.Empty() {
 			return plan
 		}

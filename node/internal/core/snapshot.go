@@ -1,6 +1,6 @@
 // Package core decides what the engine does, from values to values: which
 // ops a batch of local observations makes (PlanLocal), the records an op
-// leaves (RecordsFor), which ops a batch can skip (SupersededInBatch), and
+// leaves (RecordsFor), which ops a batch can skip (Batch), and
 // what a remote op does to the folder and the records (PlanRemote): who
 // wins, which versions are kept as conflict copies, where an edit
 // concurrent with a rename goes, how a file and a directory at one path
