@@ -138,13 +138,9 @@ func TestContentRequestBounded(t *testing.T) {
 		}
 		s.CancelRead(0)
 		s.CancelWrite(0)
-		for end := time.Now().Add(2 * time.Second); !strings.Contains(b.logs.String(), c.log); {
-			if time.Now().After(end) {
-				t.Errorf("%s: no bad request naming %q logged:\n%s", c.name, c.log, b.logs.String())
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitCond(t, 2*time.Second, fmt.Sprintf("%s: a bad request naming %q logged", c.name, c.log), func() (bool, string) {
+			return strings.Contains(b.logs.String(), c.log), b.logs.String()
+		})
 	}
 	if _, err := pa.Fetch(ctx, h, 0, io.Discard); err != nil {
 		t.Fatalf("fetch after refused requests: %v", err)

@@ -219,11 +219,7 @@ func TestConnectionLifetimeOnTheConfiguredClock(t *testing.T) {
 	}
 	fake.Advance(time.Hour)
 	waitPeer(t, b).CloseWithError("test")
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "lasted=1h0m0s") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the disconnection did not report an hour on the fake clock:\n%s", logs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitCond(t, 10*time.Second, "the disconnection to report an hour on the fake clock", func() (bool, string) {
+		return strings.Contains(logs.String(), "lasted=1h0m0s"), logs.String()
+	})
 }

@@ -105,6 +105,10 @@ type loop struct {
 	retry   map[string]look     // files not stable yet, none of them pending
 	retryAt time.Time           // when the earliest retry is due; zero if none
 	lost    eventLoss           // events the kernel dropped, not yet rescanned for
+	// rescanAt is when the periodic rescan is due; zero if disabled. It
+	// is one more deadline for the loop's only timer, rather than a
+	// ticker, so that next names every time the loop will wake.
+	rescanAt time.Time
 }
 
 // After events were lost (the kernel's queue overflowed), the folder is
@@ -181,19 +185,20 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 	l.addRetries(left)
 	w.scanOnce.Do(func() { close(w.scanned) })
 
-	var tick <-chan time.Time
 	if w.o.RescanInterval > 0 {
-		t := time.NewTicker(w.o.RescanInterval)
-		defer t.Stop()
-		tick = t.C
+		l.rescanAt = w.clk.Now().Add(w.o.RescanInterval)
 	}
-	timer := time.NewTimer(time.Hour)
+	timer := w.clk.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		if next := l.next(); next.IsZero() {
+		next := l.next()
+		if next.IsZero() {
 			timer.Stop()
 		} else {
-			timer.Reset(max(time.Until(next), 0))
+			timer.Reset(max(next.Sub(w.clk.Now()), 0))
+		}
+		if w.waiting != nil {
+			w.waiting(l)
 		}
 		select {
 		case <-ctx.Done():
@@ -209,24 +214,27 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 			if !ok {
 				return errors.New("watcher: event stream closed")
 			}
-			if l.lost.note(time.Now(), true) {
+			if l.lost.note(w.clk.Now(), true) {
 				if errors.Is(err, fsnotify.ErrEventOverflow) {
 					w.log.Warn("file events overflowed; rescanning the folder once the burst is over")
 				} else {
 					w.log.Warn("file watching failed; rescanning the folder once the burst is over", "err", err)
 				}
 			}
-		case <-timer.C:
-			if due := l.lost.due(); !due.IsZero() && !time.Now().Before(due) {
+		case <-timer.C():
+			now := w.clk.Now()
+			if due := l.lost.due(); !due.IsZero() && !now.Before(due) {
 				w.log.Info("rescanning the folder for lost file events", "losses", l.lost.count)
 				l.lost = eventLoss{}
 				w.Rescan()
 			}
-			if err := l.flush(ctx, out); err != nil {
+			if !l.rescanAt.IsZero() && !now.Before(l.rescanAt) {
+				l.rescanAt = now.Add(w.o.RescanInterval)
+				w.Rescan()
+			}
+			if err := l.flush(ctx, out, now); err != nil {
 				return err
 			}
-		case <-tick:
-			w.Rescan()
 		case <-w.rescan.C():
 			left, err := w.scan(ctx, out, ws, 0)
 			if err != nil {
@@ -260,7 +268,7 @@ func (l *loop) event(ev fsnotify.Event) error {
 		l.held[rel] = lk
 		delete(l.retry, rel)
 	}
-	now := time.Now()
+	now := w.clk.Now()
 	l.lost.note(now, false)
 	l.pending[rel] = struct{}{}
 	l.last = now
@@ -282,11 +290,10 @@ func (l *loop) next() time.Time {
 	if len(l.pending) > 0 {
 		t = l.flushAt()
 	}
-	if !l.retryAt.IsZero() && (t.IsZero() || l.retryAt.Before(t)) {
-		t = l.retryAt
-	}
-	if due := l.lost.due(); !due.IsZero() && (t.IsZero() || due.Before(t)) {
-		t = due
+	for _, due := range []time.Time{l.retryAt, l.lost.due(), l.rescanAt} {
+		if !due.IsZero() && (t.IsZero() || due.Before(t)) {
+			t = due
+		}
 	}
 	return t
 }
@@ -318,10 +325,9 @@ func (l *loop) updateRetryAt() {
 	}
 }
 
-// flush looks at the pending group if it settled and at the files due for
-// another look, and sends what differs as one group.
-func (l *loop) flush(ctx context.Context, out chan<- []Observation) error {
-	now := time.Now()
+// flush looks at the pending group if it settled by now and at the files
+// due for another look, and sends what differs as one group.
+func (l *loop) flush(ctx context.Context, out chan<- []Observation, now time.Time) error {
 	var paths []string
 	prevs := map[string]look{}
 	if len(l.pending) > 0 && !now.Before(l.flushAt()) {

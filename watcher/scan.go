@@ -67,7 +67,7 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel string, st fs.
 			return &obs, nil, nil
 		}
 	}
-	now := time.Now()
+	now := w.clk.Now()
 	quiet := now.Sub(st.ModTime()) >= w.o.StableFor ||
 		(prev != nil && prev.sig == cur && now.Sub(prev.at) >= w.o.StableFor)
 	if !quiet {
@@ -97,7 +97,7 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel string, st fs.
 	}
 	if as := sigOf(after); as != cur || n != cur.size || !after.Mode().IsRegular() {
 		// Changed while it was hashed: hash it again once it is quiet.
-		return nil, &look{as, time.Now()}, nil
+		return nil, &look{as, w.clk.Now()}, nil
 	}
 	obs.Hash = h
 	return &obs, nil, nil
@@ -358,16 +358,16 @@ func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchS
 	present, gone := r.present, r.gone
 
 	unstable := r.unstable
-	deadline := time.Now().Add(wait)
+	deadline := w.clk.Now().Add(wait)
 	for len(unstable) > 0 {
 		next := earliest(unstable).Add(w.o.StableFor)
 		if next.After(deadline) {
 			break
 		}
-		if err := sleepUntil(ctx, next); err != nil {
+		if err := w.sleepUntil(ctx, next); err != nil {
 			return nil, err
 		}
-		due, prevs := takeDue(unstable, time.Now(), w.o.StableFor)
+		due, prevs := takeDue(unstable, w.clk.Now(), w.o.StableFor)
 		rr, err := w.lookPaths(ctx, due, prevs, ws)
 		if err != nil {
 			return nil, err
@@ -406,11 +406,11 @@ func takeDue(m map[string]look, now time.Time, stableFor time.Duration) ([]strin
 	return due, prevs
 }
 
-func sleepUntil(ctx context.Context, t time.Time) error {
-	timer := time.NewTimer(time.Until(t))
+func (w *Watcher) sleepUntil(ctx context.Context, t time.Time) error {
+	timer := w.clk.NewTimer(t.Sub(w.clk.Now()))
 	defer timer.Stop()
 	select {
-	case <-timer.C:
+	case <-timer.C():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

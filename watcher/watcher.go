@@ -59,6 +59,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/internal/kick"
 )
 
@@ -121,6 +122,15 @@ type Options struct {
 	StableFor time.Duration
 	// Logger receives the watcher's logs; default slog.Default().
 	Logger *slog.Logger
+	// Clock is what the watcher reads the time from and waits on; default
+	// the system clock. Every wait (Settle, StableFor, the rescan after
+	// lost events, RescanInterval, Scan's wait for files being written) is
+	// a timer on it, so on a fake clock nothing falls due until the clock
+	// is moved on. A file's age is its mtime's distance from Clock's Now:
+	// a clock other than the system's must agree with the file system's
+	// timestamps, or files seem written long ago (and are hashed at once)
+	// or in the future.
+	Clock clock.Clock
 }
 
 const (
@@ -137,6 +147,7 @@ const (
 // Watcher watches one folder. Create it with New.
 type Watcher struct {
 	o        Options
+	clk      clock.Clock
 	root     string // absolute, cleaned
 	rootPfx  string // root with a trailing separator
 	rootInfo fs.FileInfo
@@ -150,6 +161,10 @@ type Watcher struct {
 	// Seams for tests.
 	readDir func(dir *os.Root) ([]fs.DirEntry, error)
 	onHash  func(rel string, st fs.FileInfo)
+	// waiting is called by Run each time it is about to wait, its timer
+	// set for l.next(): a test on a fake clock learns there when the loop
+	// will wake next, before it moves the clock on.
+	waiting func(l *loop)
 }
 
 // New checks the options and returns a Watcher; nothing runs until Run or
@@ -193,6 +208,7 @@ func New(opts Options) (*Watcher, error) {
 	}
 	return &Watcher{
 		o:        opts,
+		clk:      clock.Or(opts.Clock),
 		root:     root,
 		rootPfx:  pfx,
 		rootInfo: st,

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/fsnotify/fsnotify"
 )
 
@@ -92,21 +93,42 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLogger() *slog.Logger { return textLogger(io.Discard) }
+
+// textLogger logs at Info and above to w.
+func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 type harness struct {
-	t       *testing.T
-	root    string
-	idx     *memIndex
-	w       *Watcher
-	runErr  chan error
+	t      *testing.T
+	root   string
+	idx    *memIndex
+	w      *Watcher
+	clk    *clock.Fake // the watcher's clock, if it is a fake one
+	runErr chan error
+	ping   chan chan struct{} // see sync
+
 	mu      sync.Mutex
+	changed chan struct{} // closed and replaced at each slice received and each report of the loop
 	batches [][]Observation
 	latest  map[string]Observation
+	waits   int             // reports of the Run loop, made each time it is about to wait
+	loop    loopReport      // the last one
+	tracked map[string]bool // paths whose pending state the reports carry
+}
+
+// loopReport is what the Run loop showed as it was about to wait.
+type loopReport struct {
+	next    time.Time // when its timer is due; zero if it is stopped
+	rescan  bool      // a rescan was asked for and has not started
+	losses  int       // event losses noted since the last rescan for them
+	fsw     *fsnotify.Watcher
+	pending map[string]bool // the tracked paths named by events not yet looked at
 }
 
 // start runs a watcher on root; tweak, if not nil, adjusts the options and
-// then the watcher before Run starts.
+// then the watcher before Run starts. With a fake Clock, the folder must
+// hold no file still being written: the first scan would wait for the
+// clock, and start waits for the first scan.
 func start(t *testing.T, root string, idx *memIndex, tweakOpts func(*Options), tweak func(*Watcher)) *harness {
 	t.Helper()
 	opts := Options{Root: root, Index: idx, RescanInterval: -1, Logger: quietLogger()}
@@ -117,11 +139,14 @@ func start(t *testing.T, root string, idx *memIndex, tweakOpts func(*Options), t
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{t: t, root: root, idx: idx, w: w, runErr: make(chan error, 1), ping: make(chan chan struct{}),
+		changed: make(chan struct{}), latest: map[string]Observation{}, tracked: map[string]bool{}}
+	h.clk, _ = opts.Clock.(*clock.Fake)
+	w.waiting = h.report
 	if tweak != nil {
 		tweak(w)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, root: root, idx: idx, w: w, runErr: make(chan error, 1), latest: map[string]Observation{}}
 	out := make(chan []Observation)
 	go func() { h.runErr <- w.Run(ctx, out) }()
 	recvDone := make(chan struct{})
@@ -136,7 +161,10 @@ func start(t *testing.T, root string, idx *memIndex, tweakOpts func(*Options), t
 				for _, o := range batch {
 					h.latest[o.Path] = o
 				}
+				h.notify()
 				h.mu.Unlock()
+			case done := <-h.ping:
+				close(done)
 			case <-ctx.Done():
 				return
 			}
@@ -161,29 +189,171 @@ func start(t *testing.T, root string, idx *memIndex, tweakOpts func(*Options), t
 	return h
 }
 
+// startFake runs a watcher, as start does, on a fake clock that reads the
+// time of the call until the test moves it on, with the given Settle and
+// StableFor.
+func startFake(t *testing.T, root string, idx *memIndex, settle, stableFor time.Duration, tweakOpts func(*Options), tweak func(*Watcher)) *harness {
+	t.Helper()
+	return start(t, root, idx, func(o *Options) {
+		o.Clock, o.Settle, o.StableFor = clock.NewFake(time.Now()), settle, stableFor
+		if tweakOpts != nil {
+			tweakOpts(o)
+		}
+	}, tweak)
+}
+
+// report is the watcher's waiting seam: it runs on the Run loop.
+func (h *harness) report(l *loop) {
+	r := loopReport{next: l.next(), rescan: len(h.w.rescan.C()) > 0, losses: l.lost.count, fsw: l.ws.fsw, pending: map[string]bool{}}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for p := range h.tracked {
+		if _, ok := l.pending[p]; ok {
+			r.pending[p] = true
+		}
+	}
+	h.waits++
+	h.loop = r
+	h.notify()
+}
+
+// notify wakes whoever waits in until; h.mu must be held.
+func (h *harness) notify() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// until waits until cond holds, checking it, with h.mu held, at each
+// slice received and each report of the Run loop.
+func (h *harness) until(what string, cond func() bool) {
+	h.t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		h.mu.Lock()
+		ok, changed := cond(), h.changed
+		h.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.t.Fatalf("waited 10 s for %s; the loop last reported %+v", what, h.loop)
+		}
+	}
+}
+
+// sync returns once every slice the watcher sent before the call has been
+// recorded.
+func (h *harness) sync() {
+	done := make(chan struct{})
+	h.ping <- done
+	<-done
+}
+
+// settle waits until the watcher has done all that is due by the fake
+// clock's reading (its timer is due later, or stopped, and no rescan is
+// waiting to start) and what it sent has been recorded. A report made
+// before the clock last moved is good enough: if its timer fell due, the
+// clock fired it and the loop will report again.
+func (h *harness) settle() {
+	h.t.Helper()
+	now := h.clk.Now()
+	h.until("the watcher to do what is due at "+now.Format(time.StampMicro), func() bool {
+		return h.waits > 0 && !h.loop.rescan && (h.loop.next.IsZero() || h.loop.next.After(now))
+	})
+	h.sync()
+}
+
+// advance moves the fake clock on by d (see advanceTo).
+func (h *harness) advance(d time.Duration) {
+	h.t.Helper()
+	h.advanceTo(h.clk.Now().Add(d))
+}
+
+// advanceTo moves the fake clock on to end, stopping, as the real clock
+// would, each time the watcher's timer falls due on the way and letting it
+// do what is due there.
+func (h *harness) advanceTo(end time.Time) {
+	h.t.Helper()
+	for {
+		h.settle()
+		now := h.clk.Now()
+		if !now.Before(end) {
+			return
+		}
+		h.mu.Lock()
+		to := h.loop.next
+		h.mu.Unlock()
+		if to.IsZero() || to.After(end) {
+			to = end
+		}
+		h.clk.Advance(to.Sub(now))
+	}
+}
+
+// track makes the loop's reports say whether path is pending.
+func (h *harness) track(path string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.tracked[path] = true
+}
+
+// moveIn makes a file, an hour old, outside the folder and moves it in as
+// name, tracked: one event, so that none of it comes after the test has
+// moved the clock on.
+func (h *harness) moveIn(name, data string) {
+	h.t.Helper()
+	src := filepath.Join(h.t.TempDir(), name)
+	writeOld(h.t, src, data)
+	h.track(name)
+	if err := os.Rename(src, filepath.Join(h.root, name)); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitPending waits until an event has made the tracked path pending.
+func (h *harness) waitPending(path string) {
+	h.t.Helper()
+	h.until(path+" to be named by an event", func() bool { return h.loop.pending[path] })
+}
+
+// lose makes the watcher's event stream report lost events, as it does
+// when the kernel's queue overflows, and waits until the loop noted it.
+func (h *harness) lose() {
+	h.t.Helper()
+	h.settle()
+	h.mu.Lock()
+	fsw, losses := h.loop.fsw, h.loop.losses
+	h.mu.Unlock()
+	fsw.Errors <- fsnotify.ErrEventOverflow
+	h.until("the loss to be noted", func() bool { return h.loop.losses > losses })
+}
+
 // waitObs waits until the latest observation of path satisfies cond.
 func (h *harness) waitObs(path string, cond func(Observation) bool) Observation {
 	h.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		h.mu.Lock()
-		o, ok := h.latest[path]
-		h.mu.Unlock()
-		if ok && cond(o) {
-			return o
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.t.Fatalf("no matching observation of %s; last: %+v", path, h.latest[path])
-	return Observation{}
+	var o Observation
+	h.until("an observation of "+path, func() bool {
+		var ok bool
+		o, ok = h.latest[path]
+		return ok && cond(o)
+	})
+	return o
 }
 
 // count returns how many observations of path were sent.
 func (h *harness) count(path string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.countLocked(path)
+}
+
+// countLocked is count with h.mu held.
+func (h *harness) countLocked(path string) int {
 	n := 0
 	for _, b := range h.batches {
 		for _, o := range b {
@@ -505,54 +675,6 @@ func TestDirectoryReplacedIsWatchedAgain(t *testing.T) {
 	h.waitObs("d/f2", hashOf("2"))
 }
 
-func TestBurstOfWritesIsCoalescedAndHashedWhenQuiet(t *testing.T) {
-	root := t.TempDir()
-	const stable = 150 * time.Millisecond
-	type hashed struct {
-		age  time.Duration
-		size int64
-	}
-	var mu sync.Mutex
-	var hashes []hashed
-	h := start(t, root, newIndex(), func(o *Options) { o.StableFor = stable }, func(w *Watcher) {
-		w.onHash = func(rel string, st fs.FileInfo) {
-			if rel == "growing.log" {
-				mu.Lock()
-				hashes = append(hashes, hashed{time.Since(st.ModTime()), st.Size()})
-				mu.Unlock()
-			}
-		}
-	})
-	f, err := os.Create(filepath.Join(root, "growing.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all strings.Builder
-	for i := 0; i < 40; i++ {
-		line := fmt.Sprintf("line %d\n", i)
-		all.WriteString(line)
-		if _, err := f.WriteString(line); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	f.Close()
-	h.waitObs("growing.log", hashOf(all.String()))
-	if n := h.count("growing.log"); n > 3 {
-		t.Errorf("a burst of 40 writes produced %d observations", n)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(hashes) == 0 || len(hashes) > 3 {
-		t.Errorf("hashed %d times", len(hashes))
-	}
-	for _, x := range hashes {
-		if x.age < stable {
-			t.Errorf("hashed while its mtime was %v old (size %d)", x.age, x.size)
-		}
-	}
-}
-
 func TestIgnoredPathsNeverAppear(t *testing.T) {
 	root := t.TempDir()
 	writeAt(t, filepath.Join(root, ".drive-node/state.db"), "db")
@@ -592,13 +714,7 @@ func TestRescanPicksUpWhatEventsMissed(t *testing.T) {
 	h.idx.forget("f")
 	n := h.count("f")
 	h.w.Rescan()
-	deadline := time.Now().Add(5 * time.Second)
-	for h.count("f") == n {
-		if time.Now().After(deadline) {
-			t.Fatal("Rescan did not report the unrecorded file")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	h.until("Rescan to report the unrecorded file", func() bool { return h.countLocked("f") > n })
 	h.waitObs("f", hashOf("data"))
 }
 
@@ -700,7 +816,7 @@ func TestUnreadableDirectoryKeepsWhatIsRecorded(t *testing.T) {
 	idx.set("locked/f", Known{Size: 1, Hash: content.Sum([]byte("f"))})
 	idx.set("locked/gone-for-real", Known{Size: 1})
 	var logs syncBuffer
-	w, err := New(Options{Root: root, Index: idx, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	w, err := New(Options{Root: root, Index: idx, Logger: textLogger(&logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -791,27 +907,6 @@ func TestModeChangeIsReportedWithoutHashing(t *testing.T) {
 	case rel := <-hashed:
 		t.Errorf("%s was hashed for a permission change", rel)
 	default:
-	}
-}
-
-func TestFutureMTimeIsStillReported(t *testing.T) {
-	root := t.TempDir()
-	p := filepath.Join(root, "from-the-future")
-	writeAt(t, p, "later")
-	future := time.Now().Add(time.Hour)
-	if err := os.Chtimes(p, future, future); err != nil {
-		t.Fatal(err)
-	}
-	w, err := New(Options{Root: root, Index: newIndex(), Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batches, err := scanAll(t, w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := flatten(batches); !hashOf("later")(got["from-the-future"]) {
-		t.Fatalf("scan: %+v", got)
 	}
 }
 
