@@ -98,7 +98,7 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[
 		if n.paused.Load() {
 			dflt = reasonPaused
 		}
-		n.pending.passEnded(n.now())
+		n.pending.passEnded(n.clock.Now())
 		// Also when the pass ended because the node stops: status then
 		// shows what is left for the next run.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -194,7 +194,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
 	defer n.placing.reset()
-	at := n.now().UnixNano()
+	at := n.clock.Now().UnixNano()
 	b := state.Batch{Applied: map[certs.DeviceID]uint64{}}
 	var recs batchRecords
 	// flush records what the chunk has done so far, after the directories
@@ -418,7 +418,7 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		}
 	}
 	usable := op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, pending)
-	plan, err := n.planRemote(ctx, core.Arrival{Op: op, SourceUsable: usable, Batch: batch, Index: i, At: n.now().UnixNano()}, pending)
+	plan, err := n.planRemote(ctx, core.Arrival{Op: op, SourceUsable: usable, Batch: batch, Index: i, At: n.clock.Now().UnixNano()}, pending)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -507,7 +507,7 @@ func (n *Node) fillFromDisk(r *state.File) {
 
 func (n *Node) recordConflict(ctx context.Context, copyPath, original string, winner, loser certs.DeviceID) {
 	n.log.Warn("conflicting edits: kept the losing version as a conflict copy", "path", original, "copy", copyPath, "winner", winner.Short(), "loser", loser.Short())
-	if err := n.db.RecordConflict(ctx, state.Conflict{CopyPath: copyPath, OriginalPath: original, Winner: winner, Loser: loser, CreatedAt: n.now().UnixNano()}); err != nil {
+	if err := n.db.RecordConflict(ctx, state.Conflict{CopyPath: copyPath, OriginalPath: original, Winner: winner, Loser: loser, CreatedAt: n.clock.Now().UnixNano()}); err != nil {
 		n.log.Warn("recording conflict failed", "copy", copyPath, "err", err)
 	}
 }

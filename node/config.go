@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/drive-node/drive-node/internal/clock"
 )
 
 // StateDirName is the state directory's name when it lives in the folder.
@@ -44,6 +46,10 @@ type Config struct {
 	// events. Nil discards them; the node never logs anywhere else, nor
 	// through slog's default logger.
 	Logger *slog.Logger
+	// Clock, when set, is the time the node, its watcher and its
+	// transport read and wait on; nil is the system clock. On a fake
+	// clock nothing timed happens until the clock is moved.
+	Clock clock.Clock
 	// AfterBurst, when set, is called from the node's own goroutine once
 	// the node has handled a burst of changes (a large sync or scan) and
 	// has then been idle for about a second; never while it is busy, and

@@ -4,7 +4,6 @@ import (
 	"context"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // stopAfterEffects applies what r received, stopping before the batch is
@@ -24,7 +23,7 @@ func (sc *scenario) stopAfterEffects(r *replica, syncAt int) {
 }
 
 func newScenario(t *testing.T) (*scenario, *replica, *replica) {
-	sc := &scenario{t: t, ctx: context.Background(), clock: &simClock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	sc := &scenario{t: t, ctx: context.Background(), clock: newSimClock()}
 	dir := simDBDir(t)
 	return sc, sc.replica(0, dir), sc.replica(1, dir)
 }

@@ -173,10 +173,13 @@ func (n *Node) waitForStateDir(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(guardPoll):
+		case <-n.after(guardPoll):
 		}
 	}
 }
+
+// after is time.After on the node's clock.
+func (n *Node) after(d time.Duration) <-chan time.Time { return n.clock.NewTimer(d).C() }
 
 // guardPoll is how often a paused node checks whether it may resume.
 const guardPoll = 2 * time.Second
@@ -249,7 +252,7 @@ func (n *Node) waitUntilSyncable(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(guardPoll):
+		case <-n.after(guardPoll):
 		}
 	}
 }

@@ -19,6 +19,7 @@ func (n *Node) startNetwork(ctx context.Context) error {
 		Content:  n,
 		OnPeer:   n.servePeer,
 		Logger:   n.log,
+		Clock:    n.clock,
 	})
 	if err != nil {
 		return err

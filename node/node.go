@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/internal/kick"
 	"github.com/drive-node/drive-node/internal/lockfile"
 	"github.com/drive-node/drive-node/node/internal/core"
@@ -87,7 +88,7 @@ type Node struct {
 
 	// now is the clock and diskFree the free-space probe; tests replace
 	// them.
-	now      func() time.Time
+	clock    clock.Clock
 	diskFree func(path string) (uint64, error)
 	// flushData flushes a received file's data while it arrives, and
 	// openFolder opens the folder again after a pause (tests make them
@@ -158,7 +159,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// written together: this run's PID beside the earlier run's start and
 	// readiness would read as ready before the start-up scan.
 	if err := n.db.SetMetas(ctx, map[string]string{
-		metaPID: strconv.Itoa(os.Getpid()), metaStartedAt: strconv.FormatInt(n.now().UnixNano(), 10), metaFolder: cfg.Folder,
+		metaPID: strconv.Itoa(os.Getpid()), metaStartedAt: strconv.FormatInt(n.clock.Now().UnixNano(), 10), metaFolder: cfg.Folder,
 	}); err != nil {
 		return nil, err
 	}
@@ -182,7 +183,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 // newNode is a node with its defaults, holding nothing open yet.
 func newNode(cfg Config) *Node {
-	return &Node{cfg: cfg, log: cfg.Logger, now: time.Now, diskFree: diskFree, flushData: dataSync, openFolder: OpenRootFolder, ready: make(chan struct{}),
+	return &Node{cfg: cfg, log: cfg.Logger, clock: clock.Or(cfg.Clock), diskFree: diskFree, flushData: dataSync, openFolder: OpenRootFolder, ready: make(chan struct{}),
 		stallAfter: stallAfter, stallCheck: stallCheck, fetchWorkers: fetchWorkers,
 		peers: map[certs.DeviceID]*peerState{}}
 }
@@ -295,7 +296,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(guardPoll):
+		case <-n.after(guardPoll):
 		}
 	}
 }
@@ -310,6 +311,7 @@ func (n *Node) watch(ctx context.Context) error {
 		Ignore:         ignoreFunc(n.cfg.Folder, n.cfg.StateDir),
 		RescanInterval: n.cfg.RescanInterval,
 		Logger:         n.log,
+		Clock:          n.clock,
 	})
 	if err != nil {
 		return err
@@ -379,7 +381,7 @@ func hasRemoval(batch []watcher.Observation) bool {
 
 func (n *Node) markReady(ctx context.Context) {
 	n.readyOnce.Do(func() {
-		if err := n.db.SetMeta(ctx, metaReadyAt, strconv.FormatInt(n.now().UnixNano(), 10)); err != nil {
+		if err := n.db.SetMeta(ctx, metaReadyAt, strconv.FormatInt(n.clock.Now().UnixNano(), 10)); err != nil {
 			n.log.Warn("recording readiness failed", "err", err)
 		}
 		n.log.Info("start-up scan complete", "ops", n.ops.Count())
@@ -447,7 +449,7 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 	for _, o := range obs {
 		inodes[o.Path] = o.Inode
 	}
-	at := n.now().UnixNano()
+	at := n.clock.Now().UnixNano()
 	b := state.Batch{Files: plan.MetaOnly}
 	for _, op := range accepted {
 		for _, r := range core.RecordsFor(op, at) {
@@ -480,10 +482,10 @@ const TombstoneRetention = 90 * 24 * time.Hour
 
 // purgeLoop drops tombstones older than TombstoneRetention, daily.
 func (n *Node) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(24 * time.Hour)
+	t := n.clock.NewTicker(24 * time.Hour)
 	defer t.Stop()
 	for {
-		if k, err := n.db.PurgeTombstones(ctx, n.now().Add(-TombstoneRetention).UnixNano()); err != nil {
+		if k, err := n.db.PurgeTombstones(ctx, n.clock.Now().Add(-TombstoneRetention).UnixNano()); err != nil {
 			n.log.Warn("purging old tombstones failed", "err", err)
 		} else if k > 0 {
 			n.log.Info("purged old tombstones", "count", k)
@@ -491,7 +493,7 @@ func (n *Node) purgeLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

@@ -101,7 +101,7 @@ func (n *Node) removeStaleTemps() {
 		if !strings.HasPrefix(e.Name(), TempPrefix) {
 			continue
 		}
-		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 24*time.Hour {
+		if info, err := e.Info(); err == nil && n.clock.Now().Sub(info.ModTime()) > 24*time.Hour {
 			n.folderRoot().Remove(e.Name())
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/clock"
 )
 
 // scenario drives two real replicas for one hand-written case; a step
@@ -15,7 +16,7 @@ import (
 type scenario struct {
 	t     *testing.T
 	ctx   context.Context
-	clock *simClock
+	clock *clock.Fake
 	reps  []*replica // every replica made, all connected to each other
 }
 
@@ -75,7 +76,7 @@ func (sc *scenario) exchange(a, b *replica) {
 
 func (sc *scenario) put(r *replica, p, data string) {
 	sc.t.Helper()
-	sc.clock.t = sc.clock.t.Add(time.Second)
+	sc.clock.Advance(time.Second)
 	sc.must(r.write(sc.ctx, p, data))
 }
 
@@ -213,7 +214,7 @@ func TestConcurrentScenarios(t *testing.T) {
 	} {
 		for _, aFirst := range []bool{true, false} {
 			t.Run(tc.name, func(t *testing.T) {
-				sc := &scenario{t: t, ctx: context.Background(), clock: &simClock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+				sc := &scenario{t: t, ctx: context.Background(), clock: newSimClock()}
 				dir := simDBDir(t)
 				a, b := sc.replica(0, dir), sc.replica(1, dir)
 				if tc.setup != nil {

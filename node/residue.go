@@ -237,7 +237,7 @@ func (n *Node) resumeLocked(ctx context.Context, op oplog.Op, pending *batchReco
 	// The records are the core's, as when op is applied: op joins the
 	// heads already recorded, and a version concurrent with it stays one.
 	// Op alone would drop such a head here and nowhere else.
-	plan, err := n.planRemote(ctx, core.Arrival{Op: op, At: n.now().UnixNano()}, pending)
+	plan, err := n.planRemote(ctx, core.Arrival{Op: op, At: n.clock.Now().UnixNano()}, pending)
 	if err != nil {
 		return nil, err
 	}

@@ -306,14 +306,14 @@ func (n *Node) kickApply() {
 // applyLoop applies received ops as they arrive, and retries ops left
 // pending (content not yet available) every few seconds.
 func (n *Node) applyLoop(ctx context.Context) {
-	retry := time.NewTicker(3 * time.Second)
+	retry := n.clock.NewTicker(3 * time.Second)
 	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.applyKick.C():
-		case <-retry.C:
+		case <-retry.C():
 		}
 		if n.paused.Load() {
 			// Nothing is written into a folder that is not the synced one;
@@ -384,7 +384,7 @@ func (n *Node) updatePeerRow(ctx context.Context, id certs.DeviceID, addr string
 		return
 	}
 	row.Connected = connected
-	row.LastSeen = n.now().UnixNano()
+	row.LastSeen = n.clock.Now().UnixNano()
 	if addr != "" {
 		row.Address = addr
 		row.Addresses = []string{addr}

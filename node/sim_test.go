@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/oplog"
 )
 
@@ -127,7 +128,7 @@ type message struct {
 
 type sim struct {
 	rng   *rand.Rand
-	clock *simClock
+	clock *clock.Fake
 	reps  []*replica
 	up    [][]bool                            // link i<->j up
 	sent  []map[int]map[certs.DeviceID]uint64 // what i believes j has, per connection
@@ -271,7 +272,7 @@ func (s *sim) close() {
 // runSim runs one seed's schedule on n replicas and checks the outcome.
 // The caller closes the returned sim, which is there even on an error.
 func runSim(ctx context.Context, seed int64, n, steps int, faults bool, dbDir string) (s *sim, err error) {
-	s = &sim{rng: rand.New(rand.NewSource(seed)), clock: &simClock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, faults: faults}
+	s = &sim{rng: rand.New(rand.NewSource(seed)), clock: newSimClock(), faults: faults}
 	for i := 0; i < n; i++ {
 		r, err := newReplica(ctx, i, dbDir, s.clock, func() []*replica { return s.connected(i) })
 		if err != nil {
@@ -288,7 +289,7 @@ func runSim(ctx context.Context, seed int64, n, steps int, faults bool, dbDir st
 		}
 	}
 	for step := 1; step <= steps; step++ {
-		s.clock.t = s.clock.t.Add(time.Second)
+		s.clock.Advance(time.Second)
 		if err := s.step(ctx, step, n); err != nil {
 			return s, fmt.Errorf("step %d: %w", step, err)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/node/internal/folder"
@@ -99,10 +100,9 @@ func (p peerContent) Fetch(ctx context.Context, h content.Hash, offset int64, ds
 	return size, nil
 }
 
-// simClock is the time every device of a simulation sees.
-type simClock struct{ t time.Time }
-
-func (c *simClock) now() time.Time { return c.t }
+// newSimClock is the time every device of a simulation sees; nothing
+// but the schedule moves it.
+func newSimClock() *clock.Fake { return clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 // replica is one simulated device. Its op log, database and folder
 // outlive its node: a crash drops the node, and what the folder and the
@@ -116,7 +116,7 @@ type replica struct {
 	ops    *oplog.Log
 	db     *state.DB
 	node   *Node
-	clock  *simClock
+	clock  *clock.Fake
 	// peers lists the devices this one is connected to now: content is
 	// fetched from them.
 	peers func() []*replica
@@ -160,10 +160,10 @@ func copyEmptyDB(ctx context.Context, dst string) error {
 }
 
 // newReplica makes device i, its database in dbDir.
-func newReplica(ctx context.Context, i int, dbDir string, clock *simClock, peers func() []*replica) (*replica, error) {
+func newReplica(ctx context.Context, i int, dbDir string, clock *clock.Fake, peers func() []*replica) (*replica, error) {
 	var id certs.DeviceID
 	id[0], id[1] = byte(i+1), 0x5a
-	r := &replica{id: id, folder: folder.NewMem(clock.t), logFS: vfs.NewCrashableMem(), clock: clock, peers: peers}
+	r := &replica{id: id, folder: folder.NewMem(clock.Now()), logFS: vfs.NewCrashableMem(), clock: clock, peers: peers}
 	var err error
 	if r.ops, err = oplog.OpenFS("oplog", id, simLogger, r.logFS); err != nil {
 		return nil, err
@@ -183,9 +183,9 @@ func newReplica(ctx context.Context, i int, dbDir string, clock *simClock, peers
 // start opens a node over the replica's log, database and folder, and
 // catches it up as Open does.
 func (r *replica) start(ctx context.Context) error {
-	n := newNode(Config{Folder: "sim-" + r.id.Short(), Logger: simLogger})
+	n := newNode(Config{Folder: "sim-" + r.id.Short(), Logger: simLogger, Clock: r.clock})
 	n.id = &certs.Identity{ID: r.id}
-	n.ops, n.db, n.now = r.ops, r.db, r.clock.now
+	n.ops, n.db = r.ops, r.db
 	n.fetchWorkers = 1
 	n.contentFrom = func([]*quicnet.Peer) []contentFetcher {
 		var out []contentFetcher

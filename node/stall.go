@@ -80,14 +80,14 @@ func stuckOn(self certs.DeviceID, logged, applied map[certs.DeviceID]uint64, pee
 // stallLoop resets the connections of a sync that makes no progress (see
 // stallAfter), logging at WARN why the ops wait.
 func (n *Node) stallLoop(ctx context.Context) {
-	tick := time.NewTicker(n.stallCheck)
+	tick := n.clock.NewTicker(n.stallCheck)
 	defer tick.Stop()
 	var w stallWatch
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick.C():
 		}
 		n.checkStall(ctx, &w)
 	}
@@ -99,7 +99,7 @@ func (n *Node) stallLoop(ctx context.Context) {
 // long that moves no byte over the network (hashing a partly received
 // file to resume it, copying a content it has under another name).
 func (n *Node) checkStall(ctx context.Context, w *stallWatch) {
-	now := n.now()
+	now := n.clock.Now()
 	if n.paused.Load() || n.busy.Load() > 0 || !n.pending.any() {
 		w.reset(now)
 		return

@@ -13,6 +13,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 )
@@ -213,16 +214,15 @@ func TestCheckStallWaitsTheWholeBound(t *testing.T) {
 	folder := t.TempDir()
 	peer := pairedPeer(t, folder, "peer")
 	ctx := context.Background()
-	n, err := Open(ctx, Config{Folder: folder, Listen: "127.0.0.1:0", NoDiscovery: true})
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	n, err := Open(ctx, Config{Folder: folder, Listen: "127.0.0.1:0", NoDiscovery: true, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	clock := time.Unix(1_000_000, 0)
-	n.now = func() time.Time { return clock }
 	var w stallWatch
 	tick := func(d time.Duration) uint64 {
-		clock = clock.Add(d)
+		clk.Advance(d)
 		n.checkStall(ctx, &w)
 		return n.stallResets.Load()
 	}
@@ -232,7 +232,7 @@ func TestCheckStallWaitsTheWholeBound(t *testing.T) {
 		}
 	}
 	op := oplog.Op{Origin: peer.ID, Seq: 1, Lamport: 1, Kind: oplog.KindWrite, Path: "f.txt",
-		Hash: content.Sum([]byte("x")), Size: 1, Mode: 0o644, MTime: clock.UnixNano()}
+		Hash: content.Sum([]byte("x")), Size: 1, Mode: 0o644, MTime: clk.Now().UnixNano()}
 	if _, err := n.ops.Insert(ctx, op); err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestCheckStallWaitsTheWholeBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 20 {
-		n.pending.passEnded(clock) // passes keep ending, each explaining the wait
+		n.pending.passEnded(clk.Now()) // passes keep ending, each explaining the wait
 		if tick(10*time.Second) != 3 {
 			t.Fatal("reset although no peer has the content")
 		}
