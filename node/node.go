@@ -55,8 +55,8 @@ type Node struct {
 	log  *slog.Logger
 	id   *certs.Identity
 	lock *lockfile.Lock
-	ops  *oplog.Log
-	db   *state.DB
+	ops  opLog
+	db   stateStore
 	// root is the folder; every write goes through it, so nothing escapes
 	// it. It is reopened when a folder that went missing comes back.
 	root   atomic.Pointer[Folder]
@@ -149,12 +149,16 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.id, err = certs.LoadOrCreate(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	if n.ops, err = oplog.Open(filepath.Join(cfg.StateDir, oplogName), n.id.ID, n.log); err != nil {
+	ops, err := oplog.Open(filepath.Join(cfg.StateDir, oplogName), n.id.ID, n.log)
+	if err != nil {
 		return nil, err
 	}
-	if n.db, err = state.Open(ctx, filepath.Join(cfg.StateDir, dbName)); err != nil {
+	n.ops = ops
+	db, err := state.Open(ctx, filepath.Join(cfg.StateDir, dbName))
+	if err != nil {
 		return nil, err
 	}
+	n.db = db
 	// Status tells this run's readiness from an earlier run's by these,
 	// written together: this run's PID beside the earlier run's start and
 	// readiness would read as ready before the start-up scan.

@@ -221,7 +221,7 @@ func (s *placingSet) reset() {
 // is then not taken for a change, hashed and reported only to be found
 // equal to its record.
 type dbIndex struct {
-	db      *state.DB
+	db      stateStore
 	placing *placingSet
 }
 

@@ -221,6 +221,7 @@ func (s *sim) apply(ctx context.Context, i int, fault func(*replica)) error {
 	fault(r)
 	err := r.node.applyPending(ctx)
 	r.folder.ClearFaults()
+	r.failing.failApply = false
 	if r.folder.Crashed() {
 		s.tracef("crashed %d while applying (%v)", i, err)
 		return s.crash(ctx, i)
@@ -306,7 +307,21 @@ func (s *sim) step(ctx context.Context, step, n int) error {
 	switch k := s.rng.Intn(100); {
 	case k < 40:
 		s.tracef("%d: edit on %d", step, i)
-		return s.edit(ctx, s.reps[i], step)
+		if !s.faults || s.rng.Intn(25) != 0 {
+			return s.edit(ctx, s.reps[i], step)
+		}
+		// The op log cannot take the change: the daemon stops (the log
+		// is never written after a failure) and, restarted, finds the
+		// change on disk.
+		s.reps[i].failing.failAppend = true
+		err := s.edit(ctx, s.reps[i], step)
+		s.reps[i].failing.failAppend = false
+		if !errors.Is(err, errInjected) {
+			return err // nothing was recorded (or it failed otherwise)
+		}
+		s.tracef("%d: the log of %d refused the edit: restart", step, i)
+		s.reps[i].faults++
+		return s.crash(ctx, i)
 	case k < 60:
 		if i != j && s.up[i][j] {
 			return s.send(ctx, i, j)
@@ -321,9 +336,16 @@ func (s *sim) step(ctx context.Context, step, n int) error {
 		return s.apply(ctx, i, nil)
 	case k < 88:
 		// A write, rename or fsync of the apply fails: the op waits.
+		s.reps[i].faults++
+		if s.rng.Intn(4) == 0 {
+			// The database fails to record a batch whose files are
+			// placed: the ops wait, and the placed files must not be
+			// taken for local edits on the next pass.
+			s.tracef("%d: the database of %d fails to record an apply", step, i)
+			return s.apply(ctx, i, func(r *replica) { r.failing.failApply = true })
+		}
 		at := 1 + s.rng.Intn(12)
 		s.tracef("%d: change %d of the apply on %d fails", step, at, i)
-		s.reps[i].faults++
 		return s.apply(ctx, i, func(r *replica) { r.folder.FailAt(at, syscall.EIO) })
 	case k < 90:
 		// The machine stops in the middle of an apply: between placing

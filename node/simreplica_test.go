@@ -100,6 +100,36 @@ func (p peerContent) Fetch(ctx context.Context, h content.Hash, offset int64, ds
 	return size, nil
 }
 
+// errInjected is what a store the simulation makes fail returns.
+var errInjected = errors.New("injected failure")
+
+// failing is a device's op log and database as its node sees them: an
+// armed call fails once with errInjected.
+type failing struct {
+	opLog
+	stateStore
+	failAppend, failApply bool
+}
+
+func (f *failing) Append(ctx context.Context, ops ...oplog.Op) ([]oplog.Op, error) {
+	if f.failAppend {
+		f.failAppend = false
+		return nil, fmt.Errorf("append to the op log: %w", errInjected)
+	}
+	return f.opLog.Append(ctx, ops...)
+}
+
+func (f *failing) Apply(ctx context.Context, b state.Batch) error {
+	if f.failApply {
+		f.failApply = false
+		return fmt.Errorf("record a batch: %w", errInjected)
+	}
+	return f.stateStore.Apply(ctx, b)
+}
+
+// Close closes neither store: the replica owns them.
+func (f *failing) Close() error { return nil }
+
 // newSimClock is the time every device of a simulation sees; nothing
 // but the schedule moves it.
 func newSimClock() *clock.Fake { return clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
@@ -115,6 +145,9 @@ type replica struct {
 	logFS  *vfs.MemFS // the op log's file system
 	ops    *oplog.Log
 	db     *state.DB
+	// failing stands between the node and its log and database, to fail
+	// a chosen call.
+	failing *failing
 	node   *Node
 	clock  *clock.Fake
 	// peers lists the devices this one is connected to now: content is
@@ -185,7 +218,8 @@ func newReplica(ctx context.Context, i int, dbDir string, clock *clock.Fake, pee
 func (r *replica) start(ctx context.Context) error {
 	n := newNode(Config{Folder: "sim-" + r.id.Short(), Logger: simLogger, Clock: r.clock})
 	n.id = &certs.Identity{ID: r.id}
-	n.ops, n.db = r.ops, r.db
+	r.failing = &failing{opLog: r.ops, stateStore: r.db}
+	n.ops, n.db = r.failing, r.failing
 	n.fetchWorkers = 1
 	n.contentFrom = func([]*quicnet.Peer) []contentFetcher {
 		var out []contentFetcher

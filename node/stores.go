@@ -1,0 +1,61 @@
+package node
+
+import (
+	"context"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
+)
+
+// The two stores the engine keeps are reached through what it needs of
+// them, so a test can put a store that fails at a chosen call between the
+// engine and the real one.
+
+// opLog is what the node needs of the op log (an *oplog.Log).
+type opLog interface {
+	Append(ctx context.Context, ops ...oplog.Op) ([]oplog.Op, error)
+	Insert(ctx context.Context, ops ...oplog.Op) ([]oplog.Op, error)
+	Get(origin certs.DeviceID, seq uint64) (op oplog.Op, found bool, err error)
+	Iterate(ctx context.Context, origin certs.DeviceID, from uint64, fn func(oplog.Op) error) error
+	Highest(origin certs.DeviceID) uint64
+	Vector() map[certs.DeviceID]uint64
+	Count() uint64
+	// Failed is closed, and Err says why, once the log cannot be written.
+	Failed() <-chan struct{}
+	Err() error
+	Close() error
+}
+
+// stateStore is what the node needs of the state database (a *state.DB).
+type stateStore interface {
+	Apply(ctx context.Context, b state.Batch) error
+	Applied(ctx context.Context) (map[certs.DeviceID]uint64, error)
+	File(ctx context.Context, path string) (f state.File, ok bool, err error)
+	FilesByHash(ctx context.Context, h content.Hash) ([]state.File, error)
+	FilesUnder(ctx context.Context, dir string, fn func(state.File) error) error
+	PurgeTombstones(ctx context.Context, olderThan int64) (int, error)
+
+	RecordConflict(ctx context.Context, c state.Conflict) error
+	Conflicts(ctx context.Context) ([]state.Conflict, error)
+
+	Meta(ctx context.Context, key string) (value string, ok bool, err error)
+	SetMeta(ctx context.Context, key, value string) error
+	SetMetas(ctx context.Context, kv map[string]string) error
+	SetMetaSynced(ctx context.Context, key, value string) error
+
+	IsPaired(ctx context.Context, id certs.DeviceID) (bool, error)
+	Peer(ctx context.Context, id certs.DeviceID) (p state.Peer, ok bool, err error)
+	Peers(ctx context.Context) ([]state.Peer, error)
+	UpdatePeerStatus(ctx context.Context, p state.Peer) error
+	ResetPeerStatus(ctx context.Context) error
+	SetPeerProgress(ctx context.Context, peer, origin certs.DeviceID, seq uint64) error
+
+	Close() error
+}
+
+var (
+	_ opLog      = (*oplog.Log)(nil)
+	_ stateStore = (*state.DB)(nil)
+)
