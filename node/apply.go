@@ -239,6 +239,13 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if n.unplaced.failed(op, err) {
+				if err := n.giveUp(ctx, op, err); err != nil {
+					return err
+				}
+				b.Applied[op.Origin] = op.Seq
+				continue
+			}
 			n.log.Warn("op stays pending", "op", op.String(), "err", err)
 			if errors.Is(err, syscall.ENOSPC) {
 				staged.errs = append(staged.errs, err)
@@ -380,8 +387,8 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 			err = n.throughSymlink(p)
 		}
 		if err != nil {
-			n.log.Error("refusing op from peer: it names a path this device must not write (outside the folder, or a name its file system cannot hold)", "op", op.String(), "err", err)
-			return nil, nil, nil // recorded as handled, never applied
+			// Counted as handled, never applied, and listed in status.
+			return nil, nil, n.giveUp(ctx, op, err)
 		}
 	}
 	if n.residue.has(op) {

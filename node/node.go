@@ -82,6 +82,9 @@ type Node struct {
 	placing placingSet
 	// residue is what ops pending at start-up may have left unrecorded.
 	residue residue
+	// unplaced counts the passes that failed on an op for a reason that
+	// does not go away (see giveUp).
+	unplaced unplacedTries
 	// commitMu serialises turning changes into ops and applying them, so
 	// the state database sees ops in the order the log accepted them.
 	commitMu sync.Mutex

@@ -38,6 +38,10 @@ type Status struct {
 	// received is left to do.
 	PendingOps uint64    `json:"pending_ops"`
 	Pending    []Pending `json:"pending"`
+	// Unplaced lists received changes this device cannot carry out (a
+	// name its file system refuses, a directory it may not write): they
+	// are skipped here, and the sending device's later changes go on.
+	Unplaced []Unplaced `json:"unplaced"`
 }
 
 // PeerStatus is one paired device as status shows it. Behind counts the
@@ -79,7 +83,7 @@ func openStateDB(ctx context.Context, stateDir string) (*state.DB, error) {
 
 // ReadStatus reads the status of the node whose state lives in stateDir.
 func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
-	st := Status{StateDir: stateDir, Peers: []PeerStatus{}, Conflicts: []Conflict{}, Pending: []Pending{}}
+	st := Status{StateDir: stateDir, Peers: []PeerStatus{}, Conflicts: []Conflict{}, Pending: []Pending{}, Unplaced: []Unplaced{}}
 	if id, err := certs.Load(stateDir); err == nil {
 		st.Device = id.ID.String()
 	}
@@ -128,6 +132,12 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 			ps.LastSeen = &t
 		}
 		st.Peers = append(st.Peers, ps)
+	}
+	if st.Unplaced, err = readUnplaced(ctx, db); err != nil {
+		return st, err
+	}
+	for i := range st.Unplaced {
+		st.Unplaced[i].Origin = originName(st.Unplaced[i].Origin, names)
 	}
 	if st.Pending, st.PendingOps, err = readPending(ctx, db, st.Running, names); err != nil {
 		return st, err

@@ -408,6 +408,12 @@ func printStatus(w io.Writer, st node.Status) {
 			fmt.Fprintf(w, "  %d from %s %s: %s\n", p.Ops, p.Origin, p.Name, p.Reason)
 		}
 	}
+	if len(st.Unplaced) > 0 {
+		fmt.Fprintf(w, "not placed:  %d received changes this device cannot carry out (skipped here only)\n", len(st.Unplaced))
+		for _, u := range st.Unplaced {
+			fmt.Fprintf(w, "  %q from %s: %s\n", u.Path, u.Origin, u.Reason)
+		}
+	}
 	if len(st.Conflicts) > 0 {
 		fmt.Fprintf(w, "conflicts:   %d\n", len(st.Conflicts))
 		for _, c := range st.Conflicts {

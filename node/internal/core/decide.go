@@ -5,6 +5,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/drive-node/drive-node/content"
 )
@@ -25,9 +26,36 @@ func wins(aLamport uint64, aDev []byte, bLamport uint64, bDev []byte) bool {
 func conflictName(p, loserShort string, t time.Time, h content.Hash) string {
 	dir, base := path.Split(p)
 	ext := path.Ext(base)
-	if ext == base { // ".bashrc" has no stem to keep apart from the extension
+	if ext == base || len(ext) > maxKeptExt { // ".bashrc" has no stem to keep apart from the extension
 		ext = ""
 	}
 	stem := strings.TrimSuffix(base, ext)
-	return dir + stem + ".conflict-" + loserShort + "-" + t.UTC().Format("20060102-150405") + "-" + h.String()[:6] + ext
+	tag := ".conflict-" + loserShort + "-" + t.UTC().Format("20060102-150405") + "-" + h.String()[:6]
+	// A copy's name must fit where the original's did: the stem is cut,
+	// at a character boundary, so that the name stays within nameMax.
+	stem = cutToBytes(stem, nameMax-len(tag)-len(ext))
+	return dir + stem + tag + ext
+}
+
+// nameMax is the longest file name, in bytes, that the file systems the
+// folder lives on hold (ext4, APFS, exFAT's 255 UTF-16 units are more).
+const nameMax = 255
+
+// maxKeptExt is the longest extension a conflict copy keeps at its end;
+// a longer one is cut with the stem.
+const maxKeptExt = 32
+
+// cutToBytes returns the longest prefix of s of at most n bytes that
+// ends at a character boundary.
+func cutToBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	if n <= 0 {
+		return ""
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -41,6 +41,9 @@ type Mem struct {
 	failAt  int   // the change that fails, 0 for none
 	failErr error // what it fails with
 	crashAt int   // the change from which everything fails, 0 for none
+	// refuse, when set, says why a new name cannot be made (see
+	// RefuseNames).
+	refuse func(base string) error
 	// journal digests every change made, in order (see Journal).
 	journal hash.Hash64
 }
@@ -181,6 +184,26 @@ func (m *Mem) Journal() (changes int, digest uint64) {
 	return m.changes, m.journal.Sum64()
 }
 
+// RefuseNames makes every later attempt to create a name (a file, a
+// directory, a rename's target) fail with what refuse returns for the
+// name's last element, when it is not nil: a file system that cannot hold
+// some names.
+func (m *Mem) RefuseNames(refuse func(base string) error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.refuse = refuse
+}
+
+func (m *Mem) refused(op, name, base string) error {
+	if m.refuse == nil {
+		return nil
+	}
+	if err := m.refuse(base); err != nil {
+		return &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	return nil
+}
+
 // look is called for reads: they fail only after a crash.
 func (m *Mem) look(op, name string) error {
 	if m.crashed() {
@@ -251,6 +274,9 @@ func (m *Mem) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 	case n != nil && n.dir && writable:
 		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
 	case n == nil:
+		if err := m.refused("open", name, base); err != nil {
+			return nil, err
+		}
 		if err := m.change("open", name); err != nil {
 			return nil, err
 		}
@@ -315,6 +341,9 @@ func (m *Mem) Rename(oldname, newname string) error {
 			return &fs.PathError{Op: "rename", Path: newname, Err: syscall.ENOTEMPTY}
 		}
 	}
+	if err := m.refused("rename", newname, npath); err != nil {
+		return err
+	}
 	if err := m.change("rename", oldname); err != nil {
 		return err
 	}
@@ -363,6 +392,9 @@ func (m *Mem) MkdirAll(name string, perm fs.FileMode) error {
 		}
 		c, ok := dir.live.entries[p]
 		if !ok {
+			if err := m.refused("mkdir", name, p); err != nil {
+				return err
+			}
 			if err := m.change("mkdir", name); err != nil {
 				return err
 			}
