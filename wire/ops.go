@@ -10,17 +10,15 @@ import (
 	"github.com/drive-node/drive-node/oplog"
 )
 
-// maxOpBytes bounds one encoded op inside an Ops message.
-const maxOpBytes = 2*oplog.MaxPathLen + 64*1024
-
 // minOpBytes is the fewest bytes one op takes in an Ops body, so a body
 // with k bytes left holds at most k/minOpBytes ops: the decoder refuses a
 // larger count before allocating for it (a decoded op takes several
-// times its shortest encoding). The shortest op is the zero op: a
-// one-byte length prefix, then oplog's encoding with every varint one
-// byte and every string and the version empty — encoding version and
-// kind, origin, seq and lamport, path and new-path lengths, hash, size,
-// mode and mtime, version length. TestMinOpBytes holds it to the encoding.
+// times its shortest encoding). The shortest op is a write with every
+// other field zero: a one-byte length prefix, then oplog's encoding with
+// every varint one byte and every string and the version empty —
+// encoding version and kind, origin, seq and lamport, path and new-path
+// lengths, hash, size, mode and mtime, version length. TestMinOpBytes
+// holds it to the encoding.
 const minOpBytes = 1 + 2 + len(certs.DeviceID{}) + 2 + 2 + len(content.Hash{}) + 3 + 1
 
 // Ops carries ops the receiver lacks, each origin's in sequence order.
@@ -57,7 +55,7 @@ func (m *Ops) decode(d *fields.Decoder) {
 	}
 	m.Ops = make([]oplog.Op, 0, n)
 	for i := uint64(0); i < n && d.Err() == nil; i++ {
-		raw := d.Bytes("op", maxOpBytes)
+		raw := d.Bytes("op", oplog.MaxOpSize)
 		if d.Err() != nil {
 			return
 		}
@@ -80,6 +78,8 @@ type Progress struct {
 func (*Progress) Type() Type { return TypeProgress }
 
 // AppendBody implements Message.
-func (m *Progress) AppendBody(b []byte) ([]byte, error) { return appendVector(b, m.Have), nil }
+func (m *Progress) AppendBody(b []byte) ([]byte, error) {
+	return appendVector(b, m.Have, "progress's have")
+}
 
 func (m *Progress) decode(d *fields.Decoder) { m.Have = readVector(d, "have") }
