@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -10,7 +11,124 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/vclock"
 )
+
+// bigOp is a rename of two MaxPathLen paths: about 8 KiB encoded.
+func bigOp(seq uint64) oplog.Op {
+	return oplog.Op{Origin: dev(1), Seq: seq, Lamport: seq, Kind: oplog.KindRename,
+		Path: strings.Repeat("a", oplog.MaxPathLen), NewPath: strings.Repeat("b", oplog.MaxPathLen), Mode: 0o644}
+}
+
+// sendAll puts ops through an OpsBatch the way a sender does, writing a
+// frame each time the batch says it is full and once at the end, and
+// returns the frames written.
+func sendAll(t *testing.T, b *OpsBatch, ops []oplog.Op) [][]byte {
+	t.Helper()
+	var frames [][]byte
+	flush := func() {
+		var buf bytes.Buffer
+		if err := WriteFrame(&buf, b); err != nil {
+			t.Fatalf("frame %d of %d ops: %v", len(frames), b.Len(), err)
+		}
+		frames = append(frames, buf.Bytes())
+		b.Reset()
+	}
+	for _, op := range ops {
+		full, err := b.Add(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if full {
+			flush()
+		}
+	}
+	if b.Len() > 0 {
+		flush()
+	}
+	return frames
+}
+
+// TestOpsBatchKeepsFramesWithinMaxFrame: 2,000 ops of 8 KiB make 16 MiB,
+// twice what a frame may hold, so the one Ops frame a count-only sender
+// writes is refused, and the sender fails on it at every connection. A
+// batch splits them into frames that each hold as many as fit, in order.
+func TestOpsBatchKeepsFramesWithinMaxFrame(t *testing.T) {
+	ops := make([]oplog.Op, 2000)
+	for i := range ops {
+		ops[i] = bigOp(uint64(i + 1))
+	}
+	if err := WriteFrame(&bytes.Buffer{}, &Ops{Ops: ops}); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("2,000 ops of 8 KiB in one frame: %v, want ErrFrameTooLarge", err)
+	}
+	frames := sendAll(t, &OpsBatch{MaxOps: 2000}, ops)
+	if len(frames) < 2 {
+		t.Fatalf("%d frames", len(frames))
+	}
+	var got []oplog.Op
+	for i, f := range frames {
+		m, err := ReadFrame(bytes.NewReader(f))
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		got = append(got, m.(*Ops).Ops...)
+		// Split only when the next op would not have fitted.
+		if next := len(got); i < len(frames)-1 {
+			enc, _ := ops[next].MarshalBinary()
+			if room := MaxFrame - (len(f) - 4); room >= len(enc)+binary.MaxVarintLen64*2 {
+				t.Errorf("frame %d ends with %d bytes to spare, and the next op takes %d", i, room, len(enc))
+			}
+		}
+	}
+	if !reflect.DeepEqual(got, ops) {
+		t.Fatalf("%d ops came through, want the %d sent in order", len(got), len(ops))
+	}
+}
+
+// TestOpsBatchCountsOps: MaxOps bounds each frame as well; an op that
+// would go past it starts the next frame.
+func TestOpsBatchCountsOps(t *testing.T) {
+	ops := sampleOps(7).Ops
+	var sizes []int
+	for _, f := range sendAll(t, &OpsBatch{MaxOps: 3}, ops) {
+		m, err := ReadFrame(bytes.NewReader(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(m.(*Ops).Ops))
+	}
+	if !reflect.DeepEqual(sizes, []int{3, 3, 1}) {
+		t.Fatalf("frames of %v ops, want 3, 3, 1", sizes)
+	}
+	// A batch that holds an op back takes nothing more until Reset.
+	b := &OpsBatch{}
+	b.Add(ops[0])
+	b.held = true
+	if _, err := b.Add(ops[1]); err == nil {
+		t.Fatal("an op was added to a full batch")
+	}
+}
+
+// TestOpsBatchRefusesWhatNoPeerTakes: an op the log would refuse is not
+// encoded either; the batch is left as it was.
+func TestOpsBatchRefusesWhatNoPeerTakes(t *testing.T) {
+	b := &OpsBatch{}
+	if _, err := b.Add(sampleOps(1).Ops[0]); err != nil {
+		t.Fatal(err)
+	}
+	wide := bigOp(2)
+	for i := 0; i <= oplog.MaxParents; i++ {
+		var d certs.DeviceID
+		binary.BigEndian.PutUint32(d[:], uint32(i+1))
+		wide.Parent = append(wide.Parent, vclock.Entry{Device: d, Counter: 1})
+	}
+	if _, err := b.Add(wide); !errors.Is(err, oplog.ErrInvalid) {
+		t.Fatalf("an op over MaxParents: %v, want oplog.ErrInvalid", err)
+	}
+	if b.Len() != 1 {
+		t.Fatalf("batch holds %d ops after a refused one, want 1", b.Len())
+	}
+}
 
 // TestHelloNameCutAtRuneBoundary: a name over maxName bytes is cut
 // before the rune the limit falls in, so the peer gets UTF-8; a name that
