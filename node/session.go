@@ -18,7 +18,8 @@ import (
 	"github.com/drive-node/drive-node/wire"
 )
 
-// opsPerFrame bounds how many ops one Ops message carries.
+// opsPerFrame bounds how many ops one Ops message carries; wire.OpsBatch
+// also keeps each frame within wire.MaxFrame bytes.
 const opsPerFrame = 2000
 
 // logWatch lets senders wait for the op log to grow without polling.
@@ -212,12 +213,12 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 			origins = append(origins, o)
 		}
 		sort.Slice(origins, func(i, j int) bool { return string(origins[i][:]) < string(origins[j][:]) })
-		var batch []oplog.Op
+		batch := wire.OpsBatch{MaxOps: opsPerFrame}
 		// flush sends the batch, if any, then the Progress waiting, if any.
 		flush := func() error {
-			if len(batch) > 0 {
-				err := p.Send(ctx, &wire.Ops{Ops: batch})
-				batch = batch[:0]
+			if batch.Len() > 0 {
+				err := p.Send(ctx, &batch)
+				batch.Reset()
 				if err != nil {
 					return err
 				}
@@ -235,9 +236,12 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 				if op.Seq > mine[o] {
 					return errStop
 				}
-				batch = append(batch, op)
+				full, err := batch.Add(op)
+				if err != nil {
+					return err
+				}
 				sent[o] = op.Seq
-				if len(batch) >= opsPerFrame {
+				if full {
 					return flush()
 				}
 				return nil

@@ -23,6 +23,10 @@
 //     is opened again (Open then reads back whatever the disk holds).
 //   - Each origin's ops are stored contiguously from 1: Insert refuses an op
 //     that would leave a gap, and ignores ones already present.
+//   - The log holds only ops a peer accepts (see MaxParents and the other
+//     limits): Append and Insert refuse a call with an op outside them,
+//     storing none of it, and Insert refuses an op whose origin would be
+//     one more than MaxOrigins (the ops before it in the call are stored).
 //   - Concurrent callers are grouped: everything waiting when a commit
 //     starts shares the next fsync.
 package oplog
@@ -199,15 +203,18 @@ func (l *Log) Self() certs.DeviceID { return l.self }
 
 // Append durably records ops made on this device. Origin, Seq and Lamport
 // of each op are assigned here; the ops are returned as stored, in order,
-// once synced.
+// once synced. A call with an op Validate refuses stores nothing and fails
+// with its error, which wraps ErrInvalid.
 func (l *Log) Append(ctx context.Context, ops ...Op) ([]Op, error) {
 	return l.submit(ctx, ops, true)
 }
 
 // Insert durably records ops received from peers, as they are. Ops already
 // in the log are skipped; the ops newly stored are returned in order. An op
-// whose sequence would leave a gap fails the call with ErrGap; the ops
-// before it in the same call are stored.
+// whose sequence would leave a gap fails the call with ErrGap, and one of
+// an origin past MaxOrigins with ErrTooManyOrigins; the ops before it in
+// the same call are stored. A call with an op Validate refuses stores
+// nothing and fails with its error.
 func (l *Log) Insert(ctx context.Context, ops ...Op) ([]Op, error) {
 	return l.submit(ctx, ops, false)
 }
@@ -220,6 +227,13 @@ func (l *Log) submit(ctx context.Context, ops []Op, local bool) (out []Op, err e
 	}()
 	if len(ops) == 0 {
 		return nil, nil
+	}
+	// Checked before the committer sees any: a request is stored whole or,
+	// for an op outside the limits, not at all.
+	for _, op := range ops {
+		if err := op.Validate(); err != nil {
+			return nil, fmt.Errorf("oplog: none of %d ops stored: %w", len(ops), err)
+		}
 	}
 	if err := l.fail.get(); err != nil {
 		return nil, err
@@ -306,6 +320,10 @@ func (l *Log) commit(group []*request) {
 				}
 				if op.Seq != have+1 || op.Origin.IsZero() {
 					r.err = fmt.Errorf("%w: %s after %d", ErrGap, op, have)
+					break
+				}
+				if have == 0 && !roomForOrigin(highest, l.self) {
+					r.err = fmt.Errorf("%w: %s would be origin %d, over the %d a Hello lists", ErrTooManyOrigins, op, len(highest)+1, MaxOrigins)
 					break
 				}
 				lamport = max(lamport, op.Lamport)
@@ -408,7 +426,7 @@ func (l *Log) iterateUnguarded(ctx context.Context, origin certs.DeviceID, from,
 			return err
 		}
 		var op Op
-		if err := op.UnmarshalBinary(it.Value()); err != nil {
+		if err := op.unmarshalStored(it.Value()); err != nil {
 			return fmt.Errorf("oplog: %s: op %x: %w", l.dir, it.Key(), err)
 		}
 		if err := fn(op); err != nil {
@@ -441,10 +459,21 @@ func (l *Log) get(origin certs.DeviceID, seq uint64) (Op, bool, error) {
 	}
 	defer closer.Close()
 	var op Op
-	if err := op.UnmarshalBinary(v); err != nil {
+	if err := op.unmarshalStored(v); err != nil {
 		return Op{}, false, fmt.Errorf("oplog: %s: op %s#%d: %w", l.dir, origin.Short(), seq, err)
 	}
 	return op, true, nil
+}
+
+// roomForOrigin reports whether a log holding highest takes ops of one
+// more origin other than self. One place is kept for self, so that the
+// ops of others never stop this device from recording its own changes.
+func roomForOrigin(highest map[certs.DeviceID]uint64, self certs.DeviceID) bool {
+	n := len(highest)
+	if _, ok := highest[self]; !ok {
+		n++
+	}
+	return n < MaxOrigins
 }
 
 func opKey(origin certs.DeviceID, seq uint64) []byte {

@@ -70,26 +70,25 @@ func (o Op) String() string {
 	return s
 }
 
-// Limits enforced when decoding, so a malformed or hostile encoding cannot
-// make the decoder allocate without bound.
-const (
-	MaxPathLen    = 4096
-	MaxVectorLen  = 4096
-	encodingV1    = 1
-	fixedOverhead = 1 + 1 + 32 + 32 // version, kind, origin, hash
-)
+// encodingV1 is the first byte of every op's encoding.
+const encodingV1 = 1
+
+// minParentEntry is the fewest bytes one Parent entry takes: the device,
+// then a one-byte counter. A declared entry count is checked against the
+// bytes left before anything is allocated for it.
+const minParentEntry = len(certs.DeviceID{}) + 1
 
 // ErrMalformed is wrapped by every decoding error.
 var ErrMalformed = errors.New("oplog: malformed op")
 
-// AppendBinary appends the binary encoding of o to b.
+// AppendBinary appends the binary encoding of o to b. It refuses, with an
+// error wrapping ErrInvalid, an op that Validate refuses: what it writes
+// is always what UnmarshalBinary reads back.
 func (o Op) AppendBinary(b []byte) ([]byte, error) {
-	if len(o.Path) > MaxPathLen || len(o.NewPath) > MaxPathLen {
-		return b, fmt.Errorf("oplog: path of %s longer than %d bytes", o, MaxPathLen)
+	if err := o.Validate(); err != nil {
+		return b, err
 	}
-	if len(o.Parent) > MaxVectorLen {
-		return b, fmt.Errorf("oplog: version of %s has more than %d entries", o, MaxVectorLen)
-	}
+	start := len(b)
 	b = append(b, encodingV1, byte(o.Kind))
 	b = append(b, o.Origin[:]...)
 	b = binary.AppendUvarint(b, o.Seq)
@@ -107,6 +106,11 @@ func (o Op) AppendBinary(b []byte) ([]byte, error) {
 		b = append(b, e.Device[:]...)
 		b = binary.AppendUvarint(b, e.Counter)
 	}
+	// Validate's limits keep every op within MaxOpSize (TestLargestOp);
+	// this holds the encoding to it should they ever drift apart.
+	if n := len(b) - start; n > MaxOpSize {
+		return b[:start], fmt.Errorf("%w: %s encodes to %d bytes, over %d", ErrInvalid, o, n, MaxOpSize)
+	}
 	return b, nil
 }
 
@@ -115,9 +119,30 @@ func (o Op) MarshalBinary() ([]byte, error) {
 	return o.AppendBinary(make([]byte, 0, 128+len(o.Path)+len(o.NewPath)))
 }
 
-// UnmarshalBinary decodes an op written by MarshalBinary. Every error wraps
-// ErrMalformed and says which field was bad.
+// UnmarshalBinary decodes an op written by MarshalBinary. It takes only
+// what AppendBinary writes: an encoding over MaxOpSize, varints longer
+// than their shortest form and a Parent that Validate refuses are
+// malformed. Every error wraps ErrMalformed and says which field was bad.
 func (o *Op) UnmarshalBinary(b []byte) error {
+	if len(b) > MaxOpSize {
+		return fmt.Errorf("%w: %d bytes, over %d", ErrMalformed, len(b), MaxOpSize)
+	}
+	return o.decode(b, false)
+}
+
+// unmarshalStored decodes an op the log wrote itself. It differs from
+// UnmarshalBinary only for ops logs took before the limits were shared
+// with the wire (longer versions, versions out of order): the log reads
+// its own data back rather than failing on it.
+func (o *Op) unmarshalStored(b []byte) error { return o.decode(b, true) }
+
+// decode reads an op; stored relaxes the Parent's limits as
+// unmarshalStored says.
+func (o *Op) decode(b []byte, stored bool) error {
+	maxParents := MaxParents
+	if stored {
+		maxParents = storedMaxParents
+	}
 	d := fields.NewDecoder(b, ErrMalformed)
 	if v := d.Byte("encoding version"); d.Err() == nil && v != encodingV1 {
 		return fmt.Errorf("%w: unknown encoding version %d", ErrMalformed, v)
@@ -134,8 +159,14 @@ func (o *Op) UnmarshalBinary(b []byte) error {
 	mode := d.Uvarint("mode")
 	out.MTime = d.Varint("mtime")
 	n := d.Uvarint("version length")
-	if d.Err() == nil && n > MaxVectorLen {
-		d.Fail("version length %d over limit %d", n, MaxVectorLen)
+	if d.Err() == nil && n > uint64(maxParents) {
+		d.Fail("version length %d over limit %d", n, maxParents)
+	}
+	if d.Err() == nil && n > uint64(d.Left()/minParentEntry) {
+		d.Fail("version of %d entries does not fit in %d bytes", n, d.Left())
+	}
+	if d.Err() == nil && n > 0 {
+		out.Parent = make(vclock.Vector, 0, n)
 	}
 	for i := uint64(0); i < n && d.Err() == nil; i++ {
 		var e vclock.Entry
@@ -151,6 +182,11 @@ func (o *Op) UnmarshalBinary(b []byte) error {
 	}
 	if mode > 0o7777 {
 		return fmt.Errorf("%w: mode %o out of range", ErrMalformed, mode)
+	}
+	if !stored {
+		if err := out.Parent.Check(); err != nil {
+			return fmt.Errorf("%w: version: %w", ErrMalformed, err)
+		}
 	}
 	out.Mode = uint32(mode)
 	*o = out

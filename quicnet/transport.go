@@ -8,7 +8,11 @@
 //     to an ID the Paired callback accepts, checked by both the dialer and
 //     the listener during every handshake, resumed ones included; an
 //     unpaired device gets no stream and is logged once with its ID (again
-//     only after maxLoggedUnpair others).
+//     only after maxLoggedUnpair others), in at most unpairedLogBurst lines
+//     a minute.
+//   - The listener runs at most maxHandshakes handshakes at once, and
+//     maxHandshakesPerSource from one address; from validateAbove on, a
+//     new one must first prove its address (QUIC Retry).
 //   - At most one connection per peer is handed to OnPeer at a time. When
 //     both sides dial at once, both keep the connection dialed by the
 //     device with the smaller ID; otherwise a newer connection replaces an
@@ -40,7 +44,10 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// ALPN is the TLS application protocol of drive-node connections.
+// ALPN is the TLS application protocol of drive-node connections. It
+// does not follow wire.ProtocolVersion: peers of another version connect
+// and are refused at Hello with a clear error, rather than failing the
+// handshake with one that does not say why (docs/protocol.md).
 const ALPN = "drive-node/1"
 
 // Stream kinds: the first byte of every stream says what it carries.
@@ -111,10 +118,13 @@ type Transport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	hs *handshakes // the listener's handshakes in flight
+
 	mu           sync.Mutex
 	peers        map[certs.DeviceID]*Peer
 	loggedUnpair map[certs.DeviceID]bool // at most maxLoggedUnpair
-	redialers    []*Redialer             // told when a connection ends
+	unpairedLog  logLimit
+	redialers    []*Redialer // told when a connection ends
 }
 
 // maxLoggedUnpair bounds the set of unpaired devices already logged:
@@ -168,11 +178,14 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 	t := &Transport{
 		cfg: cfg, log: cfg.Logger, udp: udp, qcfg: quicConfig(), requestWait: contentRequestWait, openWait: streamOpenWait, streamIdle: streamIdle,
 		peers: map[certs.DeviceID]*Peer{}, loggedUnpair: map[certs.DeviceID]bool{},
+		hs: newHandshakes(maxHandshakes, maxHandshakesPerSource, validateAbove),
 	}
 	// A reset key derived from the device key lets a restarted node reset
 	// connections its previous run left in peers, so they reconnect at once.
 	key := resetKey(cfg.Identity)
-	t.tr = &quic.Transport{Conn: udp, StatelessResetKey: &key}
+	// Both hooks run for incoming connections only, before any
+	// cryptography: a handshake over the bounds costs one packet.
+	t.tr = &quic.Transport{Conn: udp, StatelessResetKey: &key, VerifySourceAddress: t.hs.mustValidate, ConnContext: t.hs.admit}
 	t.ln, err = t.tr.Listen(t.tlsConfig(certs.DeviceID{}), t.qcfg)
 	if err != nil {
 		udp.Close()
@@ -270,16 +283,24 @@ func (t *Transport) verify(chain []*x509.Certificate, expect certs.DeviceID) err
 	}
 	if !t.cfg.Paired(id) {
 		t.mu.Lock()
-		first := !t.loggedUnpair[id]
-		if first {
-			if len(t.loggedUnpair) >= maxLoggedUnpair {
-				clear(t.loggedUnpair)
+		// A device left out by the rate limit is not marked logged: it is
+		// logged when it comes back once lines may be written again.
+		log, dropped := false, 0
+		if !t.loggedUnpair[id] {
+			if log, dropped = t.unpairedLog.allow(t.cfg.Clock.Now()); log {
+				if len(t.loggedUnpair) >= maxLoggedUnpair {
+					clear(t.loggedUnpair)
+				}
+				t.loggedUnpair[id] = true
 			}
-			t.loggedUnpair[id] = true
 		}
 		t.mu.Unlock()
-		if first {
-			t.log.Warn("refused a device that is not paired; to trust it run: drive-node pair ID", "id", id.String())
+		if log {
+			args := []any{"id", id.String()}
+			if dropped > 0 {
+				args = append(args, "others_not_logged", dropped)
+			}
+			t.log.Warn("refused a device that is not paired; to trust it run: drive-node pair ID", args...)
 		}
 		return fmt.Errorf("quicnet: %s: %w", id.Short(), ErrUnpaired)
 	}
@@ -292,6 +313,7 @@ func (t *Transport) acceptLoop() {
 		if err != nil {
 			return
 		}
+		accepted(conn)
 		if !t.spawn(func() { t.register(conn, false) }) {
 			conn.CloseWithError(codeNormal, "shutting down")
 			return

@@ -65,20 +65,28 @@ type testNode struct {
 
 func newTestNode(t *testing.T, data ContentSource) *testNode {
 	t.Helper()
-	id, err := certs.LoadOrCreate(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newTestNodeAs(t, id, data)
+	return newTestNodeWith(t, nil, data, nil)
 }
 
 // newTestNodeAs is newTestNode with a given identity: the same device in a
 // new process.
 func newTestNodeAs(t *testing.T, id *certs.Identity, data ContentSource) *testNode {
 	t.Helper()
-	var err error
+	return newTestNodeWith(t, id, data, nil)
+}
+
+// newTestNodeWith is newTestNodeAs with tweak applied to the Config
+// before Listen; a nil id is a new device.
+func newTestNodeWith(t *testing.T, id *certs.Identity, data ContentSource, tweak func(*Config)) *testNode {
+	t.Helper()
+	if id == nil {
+		var err error
+		if id, err = certs.LoadOrCreate(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	n := &testNode{id: id, logs: &syncBuffer{}, paired: map[certs.DeviceID]bool{}, peers: make(chan *Peer, 16)}
-	n.t, err = Listen(context.Background(), Config{
+	cfg := Config{
 		Identity: id, Listen: "127.0.0.1:0", Content: data,
 		Paired: func(d certs.DeviceID) bool {
 			n.mu.Lock()
@@ -91,8 +99,12 @@ func newTestNodeAs(t *testing.T, id *certs.Identity, data ContentSource) *testNo
 		},
 		OnPeer: func(ctx context.Context, p *Peer) { n.peers <- p; <-ctx.Done() },
 		Logger: slog.New(slog.NewTextHandler(n.logs, nil)),
-	})
-	if err != nil {
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	var err error
+	if n.t, err = Listen(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.t.Close() })
@@ -505,32 +517,67 @@ func TestPairingCheckedOnResumedHandshakes(t *testing.T) {
 }
 
 // TestUnpairedLogIsBounded: anyone who reaches the port can make new keys
-// and dial; the set of unpaired devices already logged must stay bounded.
+// and dial. The lines saying so are rate-limited, the next line written
+// counting those left out, and a device left out is logged when it comes
+// back later; the set of devices already logged stays bounded; and each
+// refused handshake gives back its place among those in flight.
 func TestUnpairedLogIsBounded(t *testing.T) {
-	n := newTestNode(t, memContent{})
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	n := newTestNodeWith(t, nil, memContent{}, func(c *Config) { c.Clock = clk })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	lines := func() int { return strings.Count(n.logs.String(), "refused a device") }
 	logged := func() int { n.t.mu.Lock(); defer n.t.mu.Unlock(); return len(n.t.loggedUnpair) }
-	const dials = maxLoggedUnpair + 20
-	for i := 0; i < dials; i++ {
+	dialNew := func() *certs.Identity {
+		t.Helper()
 		id, err := certs.LoadOrCreate(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if conn, err := dialAs(ctx, n, id.Certificate, nil); err == nil {
-			// The listener refuses the dialer after checking it.
-			select {
-			case <-conn.Context().Done():
-			case <-ctx.Done():
-				t.Fatal("the listener did not refuse an unpaired device")
-			}
+		dialUnpaired(ctx, t, n, id)
+		return id
+	}
+
+	var first *certs.Identity
+	for i := 0; i < 3*unpairedLogBurst; i++ {
+		if id := dialNew(); i == unpairedLogBurst {
+			first = id // the first left out
 		}
+	}
+	if got := lines(); got != unpairedLogBurst {
+		t.Fatalf("%d unpaired devices within a minute logged in %d lines, want %d", 3*unpairedLogBurst, got, unpairedLogBurst)
+	}
+	clk.Advance(unpairedLogWindow)
+	dialUnpaired(ctx, t, n, first)
+	logs := n.logs.String()
+	if !strings.Contains(logs, first.ID.String()) || !strings.Contains(logs, fmt.Sprintf("others_not_logged=%d", 2*unpairedLogBurst)) {
+		t.Fatalf("a minute on, a device left out came back: its line does not name it or count the %d left out:\n%s", 2*unpairedLogBurst, logs)
+	}
+
+	for i := 0; i < maxLoggedUnpair+20; i++ {
+		clk.Advance(unpairedLogWindow)
+		dialNew()
 		if got := logged(); got > maxLoggedUnpair {
 			t.Fatalf("after %d unpaired devices, %d are kept as logged", i+1, got)
 		}
 	}
-	if got := strings.Count(n.logs.String(), "refused a device"); got != dials {
-		t.Fatalf("%d unpaired devices logged, want each of %d once", got, dials)
+	waitCond(t, 5*time.Second, "every refused handshake's place given back", func() (bool, string) {
+		total := n.t.hs.stats().total
+		return total == 0, fmt.Sprintf("%d in flight", total)
+	})
+}
+
+// dialUnpaired dials n as id, which n has not paired, and waits for n to
+// refuse it.
+func dialUnpaired(ctx context.Context, t *testing.T, n *testNode, id *certs.Identity) {
+	t.Helper()
+	if conn, err := dialAs(ctx, n, id.Certificate, nil); err == nil {
+		// The listener refuses the dialer after checking it.
+		select {
+		case <-conn.Context().Done():
+		case <-ctx.Done():
+			t.Fatal("the listener did not refuse an unpaired device")
+		}
 	}
 }
 

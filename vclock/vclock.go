@@ -10,6 +10,7 @@ package vclock
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -46,6 +47,28 @@ func (o Ordering) String() string {
 		return fmt.Sprintf("Ordering(%d)", int(o))
 	}
 	return names[o]
+}
+
+// ErrInvalid is wrapped by Check's errors.
+var ErrInvalid = errors.New("vclock: not a canonical version vector")
+
+// Check returns an error saying what is wrong when v is not in the form
+// the methods keep: devices in increasing order, each once, none the zero
+// ID, no zero counter. Get and Merge rely on the order, and equal
+// versions must encode equally, so a vector read from outside is checked
+// before it is used.
+func (v Vector) Check() error {
+	for i, e := range v {
+		switch {
+		case e.Device.IsZero():
+			return fmt.Errorf("%w: entry %d names the zero device", ErrInvalid, i)
+		case e.Counter == 0:
+			return fmt.Errorf("%w: entry %d (%s) has counter 0", ErrInvalid, i, e.Device.Short())
+		case i > 0 && bytes.Compare(v[i-1].Device[:], e.Device[:]) >= 0:
+			return fmt.Errorf("%w: entry %d (%s) not after entry %d (%s)", ErrInvalid, i, e.Device.Short(), i-1, v[i-1].Device.Short())
+		}
+	}
+	return nil
 }
 
 // Get returns the counter of device d, zero if absent.

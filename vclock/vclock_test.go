@@ -1,6 +1,8 @@
 package vclock
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/drive-node/drive-node/certs"
@@ -54,6 +56,34 @@ func TestOrderingString(t *testing.T) {
 	for o, want := range map[Ordering]string{Equal: "equal", Before: "before", After: "after", Concurrent: "concurrent", 7: "Ordering(7)", -1: "Ordering(-1)"} {
 		if got := o.String(); got != want {
 			t.Errorf("Ordering(%d).String() = %q, want %q", int(o), got, want)
+		}
+	}
+}
+
+// TestCheck: what the methods make passes; a vector out of order, with a
+// device twice, a zero counter or the zero device does not, and the error
+// says which entry.
+func TestCheck(t *testing.T) {
+	a, b := dev(1), dev(2)
+	made := Vector{}.With(b, 3).With(a, 1).Merge(Vector{}.With(a, 7))
+	if err := made.Check(); err != nil {
+		t.Fatalf("%v: %v", made, err)
+	}
+	if err := (Vector{}).Check(); err != nil {
+		t.Fatalf("empty vector: %v", err)
+	}
+	for name, c := range map[string]struct {
+		v    Vector
+		want string
+	}{
+		"unsorted":    {Vector{{b, 1}, {a, 1}}, "entry 1"},
+		"twice":       {Vector{{a, 1}, {a, 2}}, "entry 1"},
+		"zero count":  {Vector{{a, 1}, {b, 0}}, "entry 1"},
+		"zero device": {Vector{{certs.DeviceID{}, 1}}, "zero device"},
+	} {
+		err := c.v.Check()
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Check(%v) = %v, want ErrInvalid naming %q", name, c.v, err, c.want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/binary"
+	"unicode/utf8"
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/internal/fields"
@@ -28,12 +29,28 @@ func (*Hello) Type() Type { return TypeHello }
 // AppendBody implements Message.
 func (m *Hello) AppendBody(b []byte) ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(m.Version))
-	name := m.Name
-	if len(name) > maxName {
-		name = name[:maxName]
+	b = appendBytes(b, []byte(cutName(m.Name)))
+	return appendVector(b, m.Have, "hello's have")
+}
+
+// cutName returns name cut to maxName bytes at a rune boundary: a cut
+// through a rune would send the peer a name that is not UTF-8, which it
+// shows (status, logs) as garbage or refuses.
+func cutName(name string) string {
+	if len(name) <= maxName {
+		return name
 	}
-	b = appendBytes(b, []byte(name))
-	return appendVector(b, m.Have), nil
+	cut := maxName
+	// name[cut] is the first byte left out; while it continues a rune,
+	// that rune began before the cut and goes too. A rune is at most
+	// utf8.UTFMax bytes, so past that the name was not UTF-8 anyway.
+	for back := 0; back < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(name[cut]); back++ {
+		cut--
+	}
+	if !utf8.RuneStart(name[cut]) {
+		cut = maxName
+	}
+	return name[:cut]
 }
 
 func (m *Hello) decode(d *fields.Decoder) {

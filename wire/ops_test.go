@@ -39,20 +39,21 @@ func TestOpsCountBoundedByFrame(t *testing.T) {
 	}
 }
 
-// TestMinOpBytes checks 1 against the encoding: the zero op is
-// the shortest (every varint one byte, every string empty) and its
-// length prefix one byte.
+// TestMinOpBytes checks minOpBytes against the encoding: an op with
+// every varint one byte and every string and the version empty is the
+// shortest, and its length prefix one byte.
 func TestMinOpBytes(t *testing.T) {
-	b, err := oplog.Op{}.AppendBinary(nil)
+	shortest := oplog.Op{Kind: oplog.KindWrite}
+	b, err := shortest.AppendBinary(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := len(appendBytes(nil, b)); got != minOpBytes {
 		t.Fatalf("the shortest op takes %d bytes in an Ops body, minOpBytes is %d", got, minOpBytes)
 	}
-	// A body of three shortest ops passes the count check (the zero op
-	// then fails on its kind); a byte less, it does not.
-	body, _ := (&Ops{Ops: make([]oplog.Op, 3)}).AppendBody(nil)
+	// A body of three shortest ops passes the count check; a byte less,
+	// it does not.
+	body, _ := (&Ops{Ops: []oplog.Op{shortest, shortest, shortest}}).AppendBody(nil)
 	for _, cut := range []int{0, 1} {
 		d := fields.NewDecoder(body[:len(body)-cut], ErrMalformed)
 		(&Ops{}).decode(d)

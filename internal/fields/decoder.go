@@ -6,7 +6,8 @@
 // decode function reads its fields straight through and checks once.
 // Every error wraps the malformed-input error of the encoding being read
 // (oplog.ErrMalformed, wire.ErrMalformed) and names the field that was
-// bad. No length read from the input is trusted: a length-prefixed field
+// bad. A varint is accepted only in its shortest form, as encoders write
+// it, so no value has two encodings. No length read from the input is trusted: a length-prefixed field
 // is checked against its limit and against the bytes left before it is
 // sliced, and nothing is allocated from a declared length.
 package fields
@@ -91,28 +92,43 @@ func (d *Decoder) Fixed(dst []byte, what string) {
 	d.b = d.b[len(dst):]
 }
 
-// Uvarint reads an unsigned varint.
+// Uvarint reads an unsigned varint in its shortest form.
 func (d *Decoder) Uvarint(what string) uint64 {
 	if d.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.Fail("bad varint at %s", what)
+	if !d.canonical(n, what) {
 		return 0
 	}
 	d.b = d.b[n:]
 	return v
 }
 
-// Varint reads a signed (zig-zag) varint.
+// canonical checks the n bytes binary.Uvarint or binary.Varint read off
+// the front of the input: n <= 0 is a varint cut short or past 64 bits,
+// and a last byte of zero adds nothing (80 00 is 0 in two bytes). Only
+// the shortest form is accepted, so every value has one encoding and
+// bytes that differ are values that differ.
+func (d *Decoder) canonical(n int, what string) bool {
+	if n <= 0 {
+		d.Fail("bad varint at %s", what)
+		return false
+	}
+	if n > 1 && d.b[n-1] == 0 {
+		d.Fail("varint at %s in %d bytes, longer than its shortest form", what, n)
+		return false
+	}
+	return true
+}
+
+// Varint reads a signed (zig-zag) varint in its shortest form.
 func (d *Decoder) Varint(what string) int64 {
 	if d.err != nil {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.Fail("bad varint at %s", what)
+	if !d.canonical(n, what) {
 		return 0
 	}
 	d.b = d.b[n:]

@@ -1,6 +1,7 @@
 package fields
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"strings"
@@ -60,6 +61,9 @@ func TestDecoderErrorsNameTheField(t *testing.T) {
 		{"short fixed", []byte{1, 2}, func(d *Decoder) { d.Fixed(make([]byte, 3), "hash") }, "truncated at hash"},
 		{"cut varint", []byte{0x80}, func(d *Decoder) { d.Uvarint("seq") }, "bad varint at seq"},
 		{"overlong varint", []byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, func(d *Decoder) { d.Varint("size") }, "bad varint at size"},
+		{"padded uvarint", []byte{0x80, 0x00}, func(d *Decoder) { d.Uvarint("seq") }, "varint at seq in 2 bytes, longer than its shortest form"},
+		{"padded varint", []byte{0x81, 0x80, 0x80, 0x00}, func(d *Decoder) { d.Varint("size") }, "varint at size in 4 bytes"},
+		{"padded length", []byte{0x83, 0x00, 'a', 'b', 'c'}, func(d *Decoder) { d.Bytes("name", 100) }, "varint at name length in 2 bytes"},
 		{"over the limit", long, func(d *Decoder) { d.String("path", 9) }, "path of 10 bytes (limit 9, 10 left)"},
 		{"longer than the input", long[:5], func(d *Decoder) { d.Bytes("name", 100) }, "name of 10 bytes (limit 100, 4 left)"},
 		{"length cut", nil, func(d *Decoder) { d.Bytes("name", 100) }, "bad varint at name length"},
@@ -72,6 +76,23 @@ func TestDecoderErrorsNameTheField(t *testing.T) {
 				t.Errorf("error %v, want one wrapping %v that says %q", err, errTest, c.want)
 			}
 		})
+	}
+}
+
+// TestVarintsAtTheirEdges: the shortest form of every width is read,
+// the largest values included, and nothing is left over.
+func TestVarintsAtTheirEdges(t *testing.T) {
+	for _, u := range []uint64{0, 1, 127, 128, 1<<14 - 1, 1 << 14, 1<<63 - 1, 1 << 63, ^uint64(0)} {
+		d := NewDecoder(binary.AppendUvarint(nil, u), errTest)
+		if got := d.Uvarint("u"); got != u || d.Finish() != nil {
+			t.Errorf("uvarint %d read as %d: %v", u, got, d.Err())
+		}
+	}
+	for _, v := range []int64{0, -1, 1, -64, 64, -1 << 63, 1<<63 - 1} {
+		d := NewDecoder(binary.AppendVarint(nil, v), errTest)
+		if got := d.Varint("v"); got != v || d.Finish() != nil {
+			t.Errorf("varint %d read as %d: %v", v, got, d.Err())
+		}
 	}
 }
 
@@ -109,6 +130,7 @@ func FuzzDecoder(f *testing.F) {
 	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 3, 'a', 'b', 'c'})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{})
+	f.Add([]byte{0x80, 0x00, 0x81, 0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := NewDecoder(b, errTest)
 		d.Byte("byte")
@@ -125,6 +147,20 @@ func FuzzDecoder(f *testing.F) {
 		}
 		if err := d.Finish(); err != nil && !errors.Is(err, errTest) {
 			t.Fatalf("error %v does not wrap the encoding's error", err)
+		}
+		// A varint read is the shortest form: writing it back gives the
+		// bytes it was read from.
+		d = NewDecoder(b, errTest)
+		if u := d.Uvarint("u"); d.Err() == nil {
+			if n := len(b) - d.Left(); !bytes.Equal(binary.AppendUvarint(nil, u), b[:n]) {
+				t.Fatalf("uvarint %d read from %x", u, b[:n])
+			}
+		}
+		d = NewDecoder(b, errTest)
+		if v := d.Varint("v"); d.Err() == nil {
+			if n := len(b) - d.Left(); !bytes.Equal(binary.AppendVarint(nil, v), b[:n]) {
+				t.Fatalf("varint %d read from %x", v, b[:n])
+			}
 		}
 	})
 }

@@ -1,0 +1,66 @@
+package oplog
+
+import (
+	"errors"
+	"fmt"
+)
+
+// The limits of an op and of a log. They are the protocol's: package wire
+// refuses anything past them from a peer, and the log refuses anything
+// past them from its caller, so that nothing the log holds is an op a
+// peer would refuse. A log that took one would send it on every
+// connection and have it refused every time, holding back every op
+// behind it.
+const (
+	// MaxPathLen bounds Path and NewPath, in bytes.
+	MaxPathLen = 4096
+	// MaxParents bounds the entries of an op's Parent. Any op within
+	// MaxPathLen and MaxParents encodes within MaxOpSize (TestLargestOp),
+	// so the entry count alone says whether an op can be carried.
+	MaxParents = 1536
+	// MaxOpSize bounds one op's encoding. An Ops frame of one such op
+	// fits wire.MaxFrame with room to spare.
+	MaxOpSize = 2*MaxPathLen + 64<<10
+	// MaxOrigins bounds the origins a log holds ops of: a Hello or
+	// Progress lists each, and carries no more than this many.
+	MaxOrigins = 1 << 16
+)
+
+// storedMaxParents bounds Parent when the log reads back its own ops.
+// Logs written before MaxParents could take ops with up to this many
+// entries; a log reads them back rather than failing on its own data,
+// and refuses to encode them again to send them.
+const storedMaxParents = 4096
+
+// ErrInvalid is wrapped by the errors of Validate, and so by those of
+// AppendBinary, Append and Insert for an op outside the limits.
+var ErrInvalid = errors.New("oplog: op outside the protocol's limits")
+
+// ErrTooManyOrigins is wrapped by Insert's error for an op whose origin
+// would be one more than a Hello can list.
+var ErrTooManyOrigins = errors.New("oplog: too many origins")
+
+// Validate returns an error wrapping ErrInvalid, saying what is wrong,
+// when o cannot be encoded, kept or sent: a kind or mode out of range, a
+// path over MaxPathLen, a Parent over MaxParents entries or not in the
+// form package vclock keeps (sorted, each device once, no zero counter or
+// zero device). Origin, Seq and Lamport are not checked: Append assigns
+// them.
+func (o Op) Validate() error {
+	switch {
+	case o.Kind < KindWrite || o.Kind > KindRmdir:
+		return fmt.Errorf("%w: %s: unknown kind %d", ErrInvalid, o, uint8(o.Kind))
+	case o.Mode > 0o7777:
+		return fmt.Errorf("%w: %s: mode %o out of range", ErrInvalid, o, o.Mode)
+	case len(o.Path) > MaxPathLen:
+		return fmt.Errorf("%w: path of %d bytes, over %d", ErrInvalid, len(o.Path), MaxPathLen)
+	case len(o.NewPath) > MaxPathLen:
+		return fmt.Errorf("%w: new path of %d bytes, over %d", ErrInvalid, len(o.NewPath), MaxPathLen)
+	case len(o.Parent) > MaxParents:
+		return fmt.Errorf("%w: %s: version of %d entries, over the %d an op carries", ErrInvalid, o, len(o.Parent), MaxParents)
+	}
+	if err := o.Parent.Check(); err != nil {
+		return fmt.Errorf("%w: %s: version: %w", ErrInvalid, o, err)
+	}
+	return nil
+}
