@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/internal/clock"
+	"github.com/drive-node/drive-node/internal/durable"
 )
 
 // StateDirName is the state directory's name when it lives in the folder.
@@ -140,7 +141,7 @@ func CheckFolder(path string) error {
 
 // prepareStateDir creates dir if needed and proves it writable.
 func prepareStateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := durable.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("state dir %s %w: %w", dir, ErrStateNotWritable, err)
 	}
 	probe := filepath.Join(dir, ".write-test")
