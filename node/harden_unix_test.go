@@ -4,11 +4,15 @@ package node
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/drive-node/drive-node/internal/fifotest"
+	"github.com/drive-node/drive-node/internal/safeopen"
 )
 
 // TestStateDirIsMadePrivate: a state dir left readable by an older
@@ -44,5 +48,26 @@ func TestStateDirIsMadePrivate(t *testing.T) {
 	})
 	if seen < 8 {
 		t.Fatalf("only %d entries in the state dir", seen)
+	}
+}
+
+// TestFolderDoesNotWaitOnAFIFO: anyone who can write in the folder can put
+// a FIFO where a file was. The daemon opens files there to hash them and
+// to serve them to peers; such an open must fail at once, not wait for a
+// writer that never comes.
+func TestFolderDoesNotWaitOnAFIFO(t *testing.T) {
+	dir := t.TempDir()
+	waited := fifotest.Make(t, filepath.Join(dir, "was-a-file"))
+	root, err := OpenRootFolder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	f, err := root.Open("was-a-file")
+	if err == nil {
+		f.Close()
+	}
+	if waited() || !errors.Is(err, safeopen.ErrNotRegular) {
+		t.Fatalf("opening a FIFO: %v (waited for a writer: %v), want ErrNotRegular at once", err, waited())
 	}
 }
