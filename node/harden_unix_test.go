@@ -5,14 +5,19 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/drive-node/drive-node/content"
 
 	"github.com/drive-node/drive-node/internal/fifotest"
 	"github.com/drive-node/drive-node/internal/safeopen"
+	"github.com/drive-node/drive-node/oplog"
 )
 
 // TestStateDirIsMadePrivate: a state dir left readable by an older
@@ -69,5 +74,36 @@ func TestFolderDoesNotWaitOnAFIFO(t *testing.T) {
 	}
 	if waited() || !errors.Is(err, safeopen.ErrNotRegular) {
 		t.Fatalf("opening a FIFO: %v (waited for a writer: %v), want ErrNotRegular at once", err, waited())
+	}
+}
+
+// TestReceivedModesAreNeverGroupOrWorldWritable: a peer's op sets the mode
+// of what it creates here, but it cannot make a file or directory that
+// every user of this device may change; the execute bits it sets stay.
+func TestReceivedModesAreNeverGroupOrWorldWritable(t *testing.T) {
+	defer syscall.Umask(syscall.Umask(0)) // what the daemon makes is then the op's mode, unmasked
+	folder := t.TempDir()
+	peer := pairedPeer(t, folder, "peer")
+	n := startNode(t, folder, freeUDPPort(t))
+	data := []byte("#!/bin/sh\n")
+	src := &memSource{data: map[content.Hash][]byte{content.Sum(data): data}}
+	ops := []oplog.Op{
+		{Origin: peer.ID, Seq: 1, Lamport: 1, Kind: oplog.KindMkdir, Path: "shared", Mode: 0o777},
+		{Origin: peer.ID, Seq: 2, Lamport: 2, Kind: oplog.KindWrite, Path: "shared/run.sh", Mode: 0o777,
+			Hash: content.Sum(data), Size: int64(len(data)), MTime: time.Now().UnixNano()},
+		{Origin: peer.ID, Seq: 3, Lamport: 3, Kind: oplog.KindWrite, Path: "notes.txt", Mode: 0o666,
+			Hash: content.Sum(data), Size: int64(len(data)), MTime: time.Now().UnixNano()},
+	}
+	sendAsPeer(t, peer, n, src, ops)
+	waitFor(t, "every op applied", func() string {
+		if applied, _ := n.db.Applied(context.Background()); applied[peer.ID] != uint64(len(ops)) {
+			return fmt.Sprintf("applied %d of %d", applied[peer.ID], len(ops))
+		}
+		return ""
+	})
+	for p, want := range map[string]fs.FileMode{"shared": 0o755, "shared/run.sh": 0o755, "notes.txt": 0o644} {
+		if st, err := os.Stat(filepath.Join(folder, p)); err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: %v, %v; want mode %v", p, st.Mode().Perm(), err, want)
+		}
 	}
 }
