@@ -165,3 +165,24 @@ func TestParseDeviceIDErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestReadIDNeedsOnlyTheCertificate: the ID is read from the certificate
+// alone, so showing it never touches the key.
+func TestReadIDNeedsOnlyTheCertificate(t *testing.T) {
+	dir := t.TempDir()
+	id, err := LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, KeyFile), []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadID(dir)
+	if err != nil || got != id.ID {
+		t.Fatalf("ReadID = %v, %v; want %v", got, err, id.ID)
+	}
+	os.Remove(filepath.Join(dir, CertFile))
+	if _, err := ReadID(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ReadID without a certificate: %v, want ErrNotExist", err)
+	}
+}

@@ -58,7 +58,7 @@ func LoadOrCreate(dir string) (*Identity, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := durable.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("certs: create state dir %s: %w", dir, err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -91,6 +91,28 @@ func LoadOrCreate(dir string) (*Identity, error) {
 func Load(dir string) (*Identity, error) {
 	id, _, err := load(dir)
 	return id, err
+}
+
+// ReadID returns the device ID that dir's certificate carries, reading
+// neither the private key nor anything else: a command that only shows
+// the ID (status) has no use for the key. The daemon checks at every start
+// that the certificate is the key's and makes it again if not, so the ID
+// is that of the device that last ran from dir.
+func ReadID(dir string) (DeviceID, error) {
+	certPath := filepath.Join(dir, CertFile)
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return DeviceID{}, fmt.Errorf("certs: %w", err)
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return DeviceID{}, fmt.Errorf("certs: parse %s: no PEM certificate", certPath)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return DeviceID{}, fmt.Errorf("certs: parse %s: %w", certPath, err)
+	}
+	return DeviceIDFromCertificate(cert), nil
 }
 
 // load reads the identity stored in dir. When the certificate had to be

@@ -519,16 +519,19 @@ func (n *Node) recordConflict(ctx context.Context, copyPath, original string, wi
 	}
 }
 
+// fileMode and dirMode are the modes a received file or directory gets:
+// the op's (a default for none) without the group and other write bits,
+// which no peer may grant to every user of this device.
 func fileMode(m uint32) os.FileMode {
 	if m == 0 {
 		return 0o644
 	}
-	return os.FileMode(m) & os.ModePerm
+	return os.FileMode(m) & os.ModePerm &^ 0o022
 }
 
 func dirMode(m uint32) os.FileMode {
 	if m == 0 {
 		return 0o755
 	}
-	return os.FileMode(m) & os.ModePerm
+	return os.FileMode(m) & os.ModePerm &^ 0o022
 }

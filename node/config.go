@@ -3,13 +3,16 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/drive-node/drive-node/internal/clock"
+	"github.com/drive-node/drive-node/internal/durable"
 )
 
 // StateDirName is the state directory's name when it lives in the folder.
@@ -138,16 +141,49 @@ func CheckFolder(path string) error {
 	return nil
 }
 
-// prepareStateDir creates dir if needed and proves it writable.
+// prepareStateDir creates dir if needed, makes it private and proves it
+// writable.
 func prepareStateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := durable.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("state dir %s %w: %w", dir, ErrStateNotWritable, err)
+	}
+	if err := makePrivate(dir); err != nil {
+		return err
 	}
 	probe := filepath.Join(dir, ".write-test")
 	if err := os.WriteFile(probe, nil, 0o600); err != nil {
 		return fmt.Errorf("state dir %s %w: %w", dir, ErrStateNotWritable, err)
 	}
 	return os.Remove(probe)
+}
+
+// makePrivate takes the group and other permission bits off dir and
+// everything in it: the op log and the database name every synced path, and
+// the key is the device's identity. A state dir made by an older
+// drive-node, or under a loose umask, is tightened at the next start.
+// Windows keeps files private by ACLs, not by these bits.
+func makePrivate(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("state dir %s: %w", dir, err)
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil // chmod would change what it points to
+		}
+		info, err := d.Info()
+		if err != nil {
+			return fmt.Errorf("state dir %s: %w", dir, err)
+		}
+		if perm := info.Mode().Perm(); perm&0o077 != 0 {
+			if err := os.Chmod(p, perm&^0o077); err != nil {
+				return fmt.Errorf("state dir %s: make %s private: %w", dir, p, err)
+			}
+		}
+		return nil
+	})
 }
 
 // ignoreFunc returns the watcher's ignore rule: the state dir when it lies

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/safeopen"
 	"github.com/drive-node/drive-node/node/internal/folder"
 )
 
@@ -31,18 +32,16 @@ func OpenRootFolder(dir string) (Folder, error) {
 
 // Open opens name for reading.
 func (r RootFolder) Open(name string) (File, error) {
-	f, err := r.Root.Open(name)
-	if err != nil {
-		return nil, err // not a typed nil inside the interface
-	}
-	return f, nil
+	return r.OpenFile(name, os.O_RDONLY, 0)
 }
 
-// OpenFile opens name as os.OpenFile does.
+// OpenFile opens name as os.OpenFile does, except that a FIFO, device or
+// socket found there is an error wrapping safeopen.ErrNotRegular, never a
+// wait: anyone who can write in the folder can put one where a file was.
 func (r RootFolder) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
-	f, err := r.Root.OpenFile(name, flag, perm)
+	f, err := safeopen.In(r.Root, name, flag, perm)
 	if err != nil {
-		return nil, err
+		return nil, err // not a typed nil inside the interface
 	}
 	return f, nil
 }

@@ -6,7 +6,10 @@ import (
 	"io/fs"
 	"runtime"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Limits on paths received from peers.
@@ -21,7 +24,8 @@ var ErrUnsafePath = errors.New("unsafe path")
 // checkPath accepts only a path that names something inside the folder:
 // relative, slash-separated, no empty, "." or ".." component, no NUL or
 // backslash, valid UTF-8, within length limits, and not the node's own
-// state or temporary files; on Windows, also no component Windows cannot
+// state or temporary files under any name a file system may take for
+// theirs (see reservedName); on Windows, also no component Windows cannot
 // create (see windowsInvalid: elsewhere such names are ordinary files, and
 // refusing them would stop their sync). Symlinks are handled where files
 // are opened (os.Root refuses to follow one out of the folder).
@@ -49,8 +53,9 @@ func checkPath(p string) error {
 			return bad("'..' component")
 		case len(c) > maxComponentLen:
 			return bad(fmt.Sprintf("component longer than %d bytes", maxComponentLen))
-		case c == StateDirName || c == MarkerName || strings.HasPrefix(c, TempPrefix):
-			return bad("names drive-node's own files")
+		case reservedName(c):
+			return bad(fmt.Sprintf("component %q names drive-node's own files (%s, %s or %s*) on a file system that ignores case or Unicode form",
+				c, StateDirName, MarkerName, TempPrefix))
 		}
 		if runtime.GOOS == "windows" {
 			if err := windowsInvalid(c); err != nil {
@@ -59,6 +64,58 @@ func checkPath(p string) error {
 		}
 	}
 	return nil
+}
+
+// reservedName reports whether a file system could take the component c
+// for the state dir, the marker or a temporary file: a case-insensitive or
+// normalizing one (exFAT, APFS, NTFS) opens ".DRIVE-NODE" as ".drive-node",
+// so a peer's write there would land in the state dir. c is compared after
+// dropping format characters (which HFS+ ignores), NFKC normalization (which
+// covers NFC and NFD, and fullwidth look-alikes), mapping every letter to one
+// case (so that "ı", "ſ" and the Kelvin sign meet "I", "S" and "K", as NTFS's
+// upcase table has them), and trimming trailing dots and spaces (which
+// Windows and exFAT drop). It also refuses the 8.3 short names Windows and
+// FAT give those files: FAT disks are common on small boards, so this is
+// not limited to Windows. Refusing a look-alike that no file system
+// confuses costs only that name's sync.
+func reservedName(c string) bool {
+	f := foldName(c)
+	return f == reservedState || f == reservedMarker || strings.HasPrefix(f, reservedTemp) || shortAlias(c)
+}
+
+// The reserved names as foldName gives them.
+var (
+	reservedState  = foldName(StateDirName)
+	reservedMarker = foldName(MarkerName)
+	reservedTemp   = foldName(TempPrefix)
+)
+
+// foldName is name as the most forgiving file system compares it (see
+// reservedName).
+func foldName(name string) string {
+	name = strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, name)
+	name = strings.Map(func(r rune) rune { return unicode.ToUpper(unicode.ToLower(r)) }, norm.NFKC.String(name))
+	return strings.TrimRight(name, ". ")
+}
+
+// shortAlias reports whether name is an 8.3 short name that one of
+// drive-node's own files can get: they all start ".drive-node", which 8.3
+// shortens to "DRIVE-~N", or, once a directory holds more than four such
+// names, to "DR", four hex digits and "~N".
+func shortAlias(name string) bool {
+	base, num, ok := strings.Cut(strings.ToUpper(name), "~")
+	if !ok || num == "" || strings.Trim(num, "0123456789") != "" {
+		return false
+	}
+	if base == "DRIVE-" {
+		return true
+	}
+	return len(base) == 6 && base[:2] == "DR" && strings.Trim(base[2:], "0123456789ABCDEF") == ""
 }
 
 // windowsInvalid says why Windows cannot create a file or directory named

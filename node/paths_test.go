@@ -116,3 +116,36 @@ func TestCheckPathWindowsNames(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckPathReservedNamesInAnyForm: a file system that ignores case or
+// Unicode form (exFAT, APFS, NTFS) opens these names as the state dir, the
+// marker or a temporary file, so they are refused on every device.
+func TestCheckPathReservedNamesInAnyForm(t *testing.T) {
+	for _, p := range []string{
+		".DRIVE-NODE/device-key.pem",
+		".Drive-Node/state.db",
+		"sub/.Drive-Node-Folder",
+		".DRIVE-NODE-FOLDER",
+		".DRIVE-NODE-TMP-x",
+		"a/.Drive-Node-Tmp-w-0123",
+		".drıve-node/device-key.pem",       // dotless i: NTFS upcases it to I
+		".drive-node\u200c/device-key.pem", // zero-width non-joiner: HFS+ ignores it
+		".ｄｒｉｖｅ-ｎｏｄｅ/device-key.pem",       // fullwidth: NFKC makes it ASCII
+		".drive-node-folder.",              // Windows and exFAT drop trailing dots
+		".drive-node /device-key.pem",      // and spaces
+		"DRIVE-~1/device-key.pem",          // the 8.3 alias of .drive-node
+		"drive-~12",                        // in any case, any number
+		"DR7A3F~1",                         // the hashed 8.3 alias
+		"e\u0301/.DRIVE-NODE/state.db",     // a decomposed parent does not hide it
+	} {
+		err := checkPath(p)
+		if !errors.Is(err, ErrUnsafePath) || !strings.Contains(err.Error(), "names drive-node's own files") {
+			t.Errorf("checkPath(%q) = %v, want a refusal naming drive-node's own files", p, err)
+		}
+	}
+	for _, p := range []string{".drive-nodes", "drive-node", ".drive-node-backup/x", "DRIVE-1", "DRIVE~1", "DRZZZZ~1", "DRIVE-~", "DRIVE-~1.TXT", "café/naïve"} {
+		if err := checkPath(p); err != nil {
+			t.Errorf("checkPath(%q) = %v, want nil", p, err)
+		}
+	}
+}

@@ -66,8 +66,9 @@ type Conflict struct {
 }
 
 // openStateDB opens the database of a state dir that must already exist,
-// without taking the daemon's lock: SQLite lets the CLI and the daemon
-// share it.
+// read-only and without taking the daemon's lock: SQLite lets the CLI and
+// the daemon share it, and a look at the state never changes it (nor
+// migrates a database the daemon has not upgraded yet).
 func openStateDB(ctx context.Context, stateDir string) (*state.DB, error) {
 	if _, err := os.Stat(stateDir); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w (has drive-node run on this folder?)", stateDir, err)
@@ -78,14 +79,15 @@ func openStateDB(ctx context.Context, stateDir string) (*state.DB, error) {
 	if _, err := os.Stat(dbPath); err != nil {
 		return nil, fmt.Errorf("state dir %s holds no drive-node database (%w): a disk that did not mount, or the wrong --state?", stateDir, err)
 	}
-	return state.Open(ctx, dbPath)
+	return state.OpenReadOnly(ctx, dbPath)
 }
 
 // ReadStatus reads the status of the node whose state lives in stateDir.
 func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 	st := Status{StateDir: stateDir, Peers: []PeerStatus{}, Conflicts: []Conflict{}, Pending: []Pending{}, Unplaced: []Unplaced{}}
-	if id, err := certs.Load(stateDir); err == nil {
-		st.Device = id.ID.String()
+	// The certificate names the device; the private key is not read.
+	if id, err := certs.ReadID(stateDir); err == nil {
+		st.Device = id.String()
 	}
 	db, err := openStateDB(ctx, stateDir)
 	if err != nil {

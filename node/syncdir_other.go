@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+
+	"github.com/drive-node/drive-node/internal/safeopen"
 )
 
 // syncDir makes a rename or removal inside dir durable.
@@ -13,7 +15,7 @@ func syncDir(root *os.Root, dir string) error {
 	if dir == "" {
 		dir = "."
 	}
-	d, err := root.Open(dir)
+	d, err := safeopen.In(root, dir, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}

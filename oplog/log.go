@@ -97,7 +97,7 @@ type request struct {
 // The log reports through logger (pebble's messages at debug level, its
 // fatal errors at error level); nil discards them.
 func Open(dir string, self certs.DeviceID, logger *slog.Logger) (*Log, error) {
-	return OpenFS(dir, self, logger, vfs.Default)
+	return OpenFS(dir, self, logger, privateFS{vfs.Default})
 }
 
 // OpenFS is Open on the file system fs instead of the operating system's

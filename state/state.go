@@ -9,10 +9,11 @@
 //     or less of an origin's op log than Applied says.
 //   - The database may be opened by several processes at once: the daemon
 //     keeps it open while the CLI (`drive-node pair`, `drive-node status`)
-//     opens the same file. The database runs in WAL mode, so readers never
-//     block the writer nor the writer the readers, and writers from other
-//     processes wait up to five seconds (busy_timeout) for the write lock
-//     instead of failing. Write transactions take the lock when they begin
+//     opens the same file; status opens it read-only (OpenReadOnly), so a
+//     look never writes or migrates it. The database runs in WAL mode, so
+//     readers never block the writer nor the writer the readers, and
+//     writers from other processes wait up to five seconds (busy_timeout)
+//     for the write lock instead of failing. Write transactions take the lock when they begin
 //     (BEGIN IMMEDIATE), so they never fail half-way on a lock upgrade.
 //     Within one process writes are serialised before they reach SQLite.
 //   - Readers see a consistent snapshot: one call never mixes the states
@@ -151,26 +152,38 @@ func latestVersion() int { return len(migrations()) }
 // directory holding path must exist. A database whose schema is newer than
 // this code knows is an error.
 func Open(ctx context.Context, path string) (*DB, error) {
-	return openAt(ctx, path, latestVersion())
+	return openAt(ctx, path, latestVersion(), false)
 }
 
-// openAt is Open migrating only up to version target; tests use it to make
-// databases of older versions.
-func openAt(ctx context.Context, path string, target int) (*DB, error) {
+// OpenReadOnly opens the existing state database at path for reading
+// only, for `drive-node status`: nothing is created, migrated or written,
+// so a look at the state never changes it, whoever else has it open. A
+// database whose schema is not the one this code reads is an error naming
+// both versions: the daemon migrates it when it starts.
+func OpenReadOnly(ctx context.Context, path string) (*DB, error) {
+	return openAt(ctx, path, latestVersion(), true)
+}
+
+// openAt is Open migrating only up to version target (tests use it to
+// make databases of older versions), or, when readOnly, OpenReadOnly
+// checking that the database is at target.
+func openAt(ctx context.Context, path string, target int, readOnly bool) (*DB, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
-	// Create the file ourselves so that it (and the -wal and -shm files
-	// SQLite derives from it) is private to the user.
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	if !readOnly {
+		// Create the file ourselves so that it (and the -wal and -shm
+		// files SQLite derives from it) is private to the user.
+		f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("state: open %s: %w", path, err)
+		}
+		if err := f.Close(); err != nil {
+			return nil, fmt.Errorf("state: open %s: %w", path, err)
+		}
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("state: open %s: %w", path, err)
-	}
-	sqldb, err := sql.Open("sqlite", dsn(abs))
+	sqldb, err := sql.Open("sqlite", dsn(abs, readOnly))
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
@@ -179,7 +192,12 @@ func openAt(ctx context.Context, path string, target int) (*DB, error) {
 	sqldb.SetMaxOpenConns(4)
 	sqldb.SetMaxIdleConns(2)
 	db := &DB{path: path, sql: sqldb, writeSem: make(chan struct{}, 1)}
-	if err := db.init(ctx, target); err != nil {
+	if readOnly {
+		err = db.checkVersion(ctx, target)
+	} else {
+		err = db.init(ctx, target)
+	}
+	if err != nil {
 		sqldb.Close()
 		return nil, err
 	}
@@ -196,8 +214,11 @@ func openAt(ctx context.Context, path string, target int) (*DB, error) {
 }
 
 // dsn builds the driver's connection string for the absolute path abs.
-// Every pooled connection gets the same pragmas.
-func dsn(abs string) string {
+// Every pooled connection gets the same pragmas. A read-only connection
+// is opened by SQLite itself read-only (mode=ro: it cannot create the
+// file or write it), sets nothing that would write (the journal mode),
+// and begins its transactions without asking for the write lock.
+func dsn(abs string, readOnly bool) string {
 	p := filepath.ToSlash(abs)
 	if !strings.HasPrefix(p, "/") {
 		p = "/" + p // Windows: C:/x -> /C:/x
@@ -205,13 +226,17 @@ func dsn(abs string) string {
 	u := url.URL{Scheme: "file", Path: p}
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
-	q.Add("_pragma", "journal_mode(WAL)")
+	if readOnly {
+		q.Set("mode", "ro")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Set("_txlock", "immediate")
+	}
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	// 512 KiB of page cache per connection: the daemon's memory budget is
 	// small, and the hot rows are few.
 	q.Add("_pragma", "cache_size(-512)")
-	q.Set("_txlock", "immediate")
 	// url.URL would render "file:///abs"; SQLite accepts that too, but the
 	// query must be encoded by us, as the driver splits at the first '?'.
 	return "file://" + u.EscapedPath() + "?" + q.Encode()
@@ -244,6 +269,20 @@ func (db *DB) init(ctx context.Context, target int) error {
 			return nil
 		}
 	}
+}
+
+// checkVersion returns an error unless the schema is at version want.
+func (db *DB) checkVersion(ctx context.Context, want int) error {
+	v, err := db.SchemaVersion(ctx)
+	switch {
+	case err != nil:
+		return err
+	case v > want:
+		return fmt.Errorf("state: %s: schema version %d is newer than this drive-node reads (%d); upgrade drive-node", db.path, v, want)
+	case v < want:
+		return fmt.Errorf("state: %s: schema version %d is older than this drive-node reads (%d); start the daemon once to upgrade it", db.path, v, want)
+	}
+	return nil
 }
 
 // migrateOne applies the next migration, if the database is below target,

@@ -136,7 +136,7 @@ func TestOpenNotADatabase(t *testing.T) {
 func TestMigrateFromVersion1(t *testing.T) {
 	ctx := context.Background()
 	path := testPath(t)
-	old, err := openAt(ctx, path, 1)
+	old, err := openAt(ctx, path, 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,7 +567,7 @@ func TestMigrateForgetsLooksOfTreeNamedFiles(t *testing.T) {
 	}
 	ctx := context.Background()
 	path := testPath(t)
-	old, err := openAt(ctx, path, 3)
+	old, err := openAt(ctx, path, 3, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/safeopen"
 )
 
 // errReplaced means that what was opened at a path is not what a look at
@@ -75,9 +76,14 @@ func listDir(dir *os.Root) ([]fs.DirEntry, error) {
 // directory dir so that nothing outside the folder is read. It fails with
 // errReplaced if the file opened is not the one st describes (a symlink,
 // which Open would follow, or another file put there meanwhile), so that
-// the hash is never that of another file.
+// the hash is never that of another file. A FIFO or device put there
+// meanwhile is found without waiting on it (see safeopen), and is
+// errReplaced too.
 func hashIn(ctx context.Context, dir *os.Root, rel string, st fs.FileInfo) (content.Hash, int64, error) {
-	f, err := dir.Open(path.Base(rel))
+	f, err := safeopen.In(dir, path.Base(rel), os.O_RDONLY, 0)
+	if errors.Is(err, safeopen.ErrNotRegular) {
+		err = errReplaced
+	}
 	if err != nil {
 		return content.Hash{}, 0, fmt.Errorf("watcher: hash %s: %w", rel, err)
 	}

@@ -30,9 +30,11 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/node"
@@ -358,28 +360,34 @@ func runStatus(args []string, stdout io.Writer) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		b, err := json.MarshalIndent(st, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", escapeC1(b))
+		return err
 	}
 	printStatus(stdout, st)
 	return nil
 }
 
+// printStatus prints st for a person. Names and messages come partly from
+// peers (device names, paths, errors naming paths): each goes through
+// shown, so that no escape sequence a peer chose reaches the terminal.
 func printStatus(w io.Writer, st node.Status) {
 	run := "not running"
 	if st.Running {
 		run = fmt.Sprintf("running (pid %d)", st.PID)
 		if st.DiskFull != "" {
-			run += ", " + st.DiskFull
+			run += ", " + shown(st.DiskFull)
 		}
 		if st.Paused != "" {
-			run += ", PAUSED: " + st.Paused
+			run += ", PAUSED: " + shown(st.Paused)
 		} else if !st.Ready {
 			run += ", start-up scan in progress"
 		}
 	}
-	fmt.Fprintf(w, "device:      %s\nfolder:      %s\nstate:       %s\ndaemon:      %s\n", st.Device, st.Folder, st.StateDir, run)
+	fmt.Fprintf(w, "device:      %s\nfolder:      %s\nstate:       %s\ndaemon:      %s\n", shown(st.Device), shown(st.Folder), shown(st.StateDir), run)
 	fmt.Fprintf(w, "tracked:     %d files, %d directories, %s\nops in log:  %d\n", st.Files, st.Dirs, humanBytes(st.Bytes), st.Ops)
 	if st.LastChange != nil {
 		fmt.Fprintf(w, "last change: %s\n", st.LastChange.Local().Format(time.DateTime))
@@ -388,15 +396,15 @@ func printStatus(w io.Writer, st node.Status) {
 	for _, p := range st.Peers {
 		conn := "disconnected"
 		if p.Connected {
-			conn = "connected " + p.Address
+			conn = "connected " + shown(p.Address)
 		}
 		seen := "never"
 		if p.LastSeen != nil {
 			seen = p.LastSeen.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(w, "  %s %s: %s, last seen %s, lacks %d of our ops", p.ID, p.Name, conn, seen, p.Behind)
+		fmt.Fprintf(w, "  %s %s: %s, last seen %s, lacks %d of our ops", shown(p.ID), shown(p.Name), conn, seen, p.Behind)
 		if p.Error != "" {
-			fmt.Fprintf(w, ", %s", p.Error)
+			fmt.Fprintf(w, ", %s", shown(p.Error))
 		}
 		fmt.Fprintln(w)
 	}
@@ -405,7 +413,7 @@ func printStatus(w io.Writer, st node.Status) {
 	} else {
 		fmt.Fprintf(w, "to apply:    %d ops\n", st.PendingOps)
 		for _, p := range st.Pending {
-			fmt.Fprintf(w, "  %d from %s %s: %s\n", p.Ops, p.Origin, p.Name, p.Reason)
+			fmt.Fprintf(w, "  %d from %s %s: %s\n", p.Ops, shown(p.Origin), shown(p.Name), shown(p.Reason))
 		}
 	}
 	if len(st.Unplaced) > 0 {
@@ -417,9 +425,39 @@ func printStatus(w io.Writer, st node.Status) {
 	if len(st.Conflicts) > 0 {
 		fmt.Fprintf(w, "conflicts:   %d\n", len(st.Conflicts))
 		for _, c := range st.Conflicts {
-			fmt.Fprintf(w, "  %s (copy of %s)\n", c.Copy, c.Original)
+			fmt.Fprintf(w, "  %s (copy of %s)\n", shown(c.Copy), shown(c.Original))
 		}
 	}
+}
+
+// shown is s as printed for a person: s itself when every character of it
+// prints as itself, else s quoted with Go's escapes (strconv.Quote), so that
+// control characters, escape sequences, invalid UTF-8 and invisible or
+// reordering characters show as what they are instead of acting on the
+// terminal.
+func shown(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !strconv.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// escapeC1 writes DEL and the C1 control characters of encoded JSON as
+// \u escapes: the encoder escapes only those below U+0020, and some
+// terminals act on U+009B as on ESC [. They can only stand inside
+// strings, where the escape means the same character.
+func escapeC1(b []byte) string {
+	var out strings.Builder
+	for _, r := range string(b) {
+		if r >= 0x7f && r <= 0x9f {
+			fmt.Fprintf(&out, `\u%04x`, r)
+		} else {
+			out.WriteRune(r)
+		}
+	}
+	return out.String()
 }
 
 func humanBytes(n int64) string {

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/node"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/spf13/pflag"
 )
@@ -122,5 +125,43 @@ func TestExitCodes(t *testing.T) {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestStatusQuotesNamesWithControlCharacters: device names, paths and
+// errors partly come from peers; none may put an escape sequence on the
+// terminal, yet what they say stays readable.
+func TestStatusQuotesNamesWithControlCharacters(t *testing.T) {
+	evil := "evil\x1b]0;owned\x07"
+	st := node.Status{
+		Device: "ME", Running: true, Paused: "write \x1b[2J failed",
+		Peers:      []node.PeerStatus{{ID: "PEER", Name: evil, Error: "bad \x9b1m byte"}},
+		PendingOps: 1, Pending: []node.Pending{{Origin: "PEER", Name: evil, Ops: 1, Reason: "cannot apply: a\u202etxt.exe"}},
+		Conflicts: []node.Conflict{{Copy: "x\x1bc.conflict.txt", Original: "plain name.txt"}},
+	}
+	var out bytes.Buffer
+	printStatus(&out, st)
+	got := out.String()
+	for i, r := range got {
+		if r != '\n' && !strconv.IsPrint(r) || r == utf8.RuneError {
+			t.Fatalf("status prints %U at byte %d:\n%s", r, i, got)
+		}
+	}
+	for _, want := range []string{`"evil\x1b]0;owned\a"`, `"write \x1b[2J failed"`, `"bad \x9b1m byte"`, `"cannot apply: a\u202etxt.exe"`, `"x\x1bc.conflict.txt"`, "(copy of plain name.txt)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %s:\n%s", want, got)
+		}
+	}
+	// --json: the encoder escapes what is below U+0020; DEL and the C1
+	// controls are escaped too, and the document reads back the same.
+	st.Peers[0].Name = "csi\u009b2J del\x7f"
+	b, _ := json.Marshal(st)
+	js := escapeC1(b)
+	if strings.ContainsFunc(js, func(r rune) bool { return r < 0x20 || r >= 0x7f && r <= 0x9f }) {
+		t.Fatalf("--json prints a control character: %q", js)
+	}
+	var back node.Status
+	if err := json.Unmarshal([]byte(js), &back); err != nil || back.Peers[0].Name != st.Peers[0].Name {
+		t.Fatalf("--json reads back as %+v, %v", back.Peers, err)
 	}
 }

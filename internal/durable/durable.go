@@ -52,5 +52,31 @@ func WriteFileVia(path, pattern string, data []byte, perm fs.FileMode) (err erro
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return SyncDir(dir)
+	return syncDir(dir)
 }
+
+// MkdirAll creates dir and the directories above it that are missing, with
+// the permissions perm, and syncs the directory that holds each one it
+// created: a file written durably inside a new directory is lost in a
+// power cut all the same if the directory's own entry is.
+func MkdirAll(dir string, perm fs.FileMode) error {
+	var made []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		made = append(made, d)
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	for _, d := range made {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncDir is SyncDir; tests count its calls.
+var syncDir = SyncDir

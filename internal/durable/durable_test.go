@@ -56,3 +56,25 @@ func TestWriteFileFailureKeepsTheOldFile(t *testing.T) {
 		t.Fatal("a write into a missing directory succeeded")
 	}
 }
+
+func TestMkdirAllSyncsWhatHoldsEachNewDirectory(t *testing.T) {
+	var synced []string
+	syncDir = func(dir string) error { synced = append(synced, dir); return SyncDir(dir) }
+	defer func() { syncDir = SyncDir }()
+	base := t.TempDir()
+	dir := filepath.Join(base, "a", "b")
+	if err := MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		t.Fatalf("%s not made: %v", dir, err)
+	}
+	want := []string{filepath.Join(base, "a"), base}
+	if strings.Join(synced, ",") != strings.Join(want, ",") {
+		t.Fatalf("synced %q, want %q", synced, want)
+	}
+	synced = nil
+	if err := MkdirAll(dir, 0o700); err != nil || len(synced) != 0 {
+		t.Fatalf("an existing directory: %v, synced %q", err, synced)
+	}
+}
