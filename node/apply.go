@@ -132,9 +132,13 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[
 	go func() {
 		defer close(chunks)
 		seen := map[content.Hash]bool{}
+		// What an earlier pass found it needed and had not staged (the
+		// losing version of a conflict) is staged with the first chunk.
+		extra := n.unstaged.take()
 		for lo := 0; lo < len(ops); lo += applyChunk {
 			hi := min(lo+applyChunk, len(ops))
-			c := stagedChunk{lo, hi, n.stageContents(sctx, batch, lo, hi, seen)}
+			c := stagedChunk{lo, hi, n.stageContents(sctx, batch, lo, hi, seen, extra)}
+			extra = nil
 			select {
 			case chunks <- c:
 			case <-sctx.Done():
@@ -310,7 +314,7 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 // one name, and the chunk that staged it moves it into place or removes
 // it, possibly while this chunk is staged; a later chunk copies the
 // content from where the earlier one placed it.
-func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int, seen map[content.Hash]bool) *stagedSet {
+func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int, seen map[content.Hash]bool, extra []want) *stagedSet {
 	type placement struct {
 		path string
 		hash content.Hash
@@ -349,6 +353,12 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 		}
 		seen[op.Hash] = true
 		wants = append(wants, want{op.Hash, op.Size})
+	}
+	for _, w := range extra {
+		if !seen[w.h] {
+			seen[w.h] = true
+			wants = append(wants, w)
+		}
 	}
 	staged := &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}, looks: map[string]look{}}
 	n.fetchAll(ctx, wants, staged)

@@ -122,6 +122,8 @@ type stagedSet struct {
 	// remove something else fails instead (see unchangedSince).
 	looks map[string]look
 	errs  []error // why contents could not be had
+	// failed holds, per content this pass tried and failed to stage, why.
+	failed map[content.Hash]error
 	flush bool    // small files among temp wait for syncFS
 }
 
@@ -225,7 +227,7 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 			// Content this batch did not fetch (an older version that is
 			// the winner again), or no longer where it placed it: copy it
 			// from a file here that has it, or fetch it now.
-			if err := n.contentFromElsewhere(ctx, op, name); err != nil {
+			if err := n.contentFromElsewhere(ctx, op, name, staged); err != nil {
 				return fmt.Errorf("content %s of %s: %w", op.Hash.Short(), p, err)
 			}
 		}
@@ -304,23 +306,23 @@ func (n *Node) removeEmptyDir(p string) error {
 	return nil
 }
 
-// contentFromElsewhere writes op's content to the temp file name: copied
-// from a recorded file with that hash, or fetched from a peer.
-func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name string) error {
+// contentFromElsewhere writes op's content to the temp file name, copied
+// from a recorded file with that hash. It never fetches: it runs under
+// the commit lock, which a fetch from a slow or silent peer would hold
+// while local changes wait to be recorded. A content not here is noted
+// for the next pass, which stages it before taking the lock; the op
+// waits until then.
+func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name string, staged *stagedSet) error {
 	if n.copyFromRecorded(ctx, op.Hash, name) {
 		return nil
 	}
 	n.folderRoot().Remove(name)
-	staged, err := n.stage(ctx, op.Hash, op.Size, n.fetchers())
-	if err != nil {
-		return err
+	if err := staged.failed[op.Hash]; err != nil {
+		return err // this pass tried already: its reason stands
 	}
-	if !syncedAlone(op.Size) {
-		if err := n.folderRoot().SyncFS(); err != nil {
-			return err
-		}
-	}
-	return n.folderRoot().Rename(staged, name)
+	n.unstaged.add(want{op.Hash, op.Size})
+	n.applyKick.Kick()
+	return fmt.Errorf("content %s: %w: it is fetched before the next pass", op.Hash.Short(), ErrContentUnavailable)
 }
 
 // copyFromRecorded copies the content h to the temp file name from a

@@ -64,7 +64,7 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 	for attempt := 0; attempt < 2; attempt++ { // a bad copy is fetched once more
 		for _, p := range peers {
 			start := time.Now()
-			err := n.fetchInto(ctx, name, h, p)
+			err := n.fetchInto(ctx, name, h, size, p)
 			if err == nil {
 				n.log.Debug("content fetched", "hash", h.Short(), "size", size, "took", time.Since(start))
 				return name, nil
@@ -100,9 +100,15 @@ func allNotFound(errs []error) bool {
 	return len(errs) > 0
 }
 
-// fetchInto appends to the temp file what it lacks of h, then verifies the
-// whole file against h. On a mismatch the file is removed.
-func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p contentFetcher) error {
+// ErrSizeMismatch is returned when a peer sends content of another size
+// than the op that names it says.
+var ErrSizeMismatch = errors.New("content is not the size its op says")
+
+// fetchInto appends to the temp file what it lacks of h, whose op says it
+// is size bytes, then verifies the whole file against h. On a mismatch the
+// file is removed. A peer that sends more than size bytes is cut off at
+// the first byte over: what it says of the size is never trusted.
+func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, size int64, p contentFetcher) error {
 	f, err := n.folderRoot().OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", name, err)
@@ -144,10 +150,19 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		}
 		return err
 	}
-	size, err := p.Fetch(ctx, h, offset, io.MultiWriter(wb, hasher, progressWriter{&n.progress}))
+	if offset > size {
+		discard() // not a prefix of this content
+		return fmt.Errorf("%s: %d bytes left by an earlier attempt: %w", h.Short(), offset, ErrSizeMismatch)
+	}
+	dst := &sizeBound{w: io.MultiWriter(wb, hasher, progressWriter{&n.progress}), left: size - offset}
+	announced, err := p.Fetch(ctx, h, offset, dst)
+	if err == nil && announced != size {
+		err = fmt.Errorf("%s: the peer has %d bytes, the op says %d: %w", h.Short(), announced, size, ErrSizeMismatch)
+	}
 	if err != nil {
-		if offset > 0 && size > 0 && offset > size {
-			n.folderRoot().Remove(name)
+		if errors.Is(err, ErrSizeMismatch) {
+			discard()
+			return err
 		}
 		return flushFailed(err)
 	}
@@ -165,6 +180,22 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, p con
 		}
 	}
 	return flushFailed(nil)
+}
+
+// sizeBound passes at most left bytes on to w and fails the write that
+// would pass more.
+type sizeBound struct {
+	w    io.Writer
+	left int64
+}
+
+func (b *sizeBound) Write(p []byte) (int, error) {
+	if int64(len(p)) > b.left {
+		return 0, fmt.Errorf("the peer sent more: %w", ErrSizeMismatch)
+	}
+	n, err := b.w.Write(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // syncReceived fsyncs the received file f (staged as name), logging how
@@ -220,6 +251,28 @@ type want struct {
 	size int64
 }
 
+// wantSet holds contents a pass found it needed and had not staged, for
+// the next pass to stage (see contentFromElsewhere).
+type wantSet struct {
+	mu    sync.Mutex
+	wants []want
+}
+
+func (s *wantSet) add(w want) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wants = append(s.wants, w)
+}
+
+// take returns what was added and empties the set.
+func (s *wantSet) take() []want {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.wants
+	s.wants = nil
+	return out
+}
+
 // Contents up to smallContent bytes are fetched in groups of up to
 // batchFiles (and batchBytes) per stream: for small files one stream and
 // one temp-file round per file was the cost, not the bytes.
@@ -253,6 +306,10 @@ func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
 		defer mu.Unlock()
 		if err != nil {
 			staged.errs = append(staged.errs, err)
+			if staged.failed == nil {
+				staged.failed = map[content.Hash]error{}
+			}
+			staged.failed[w.h] = err
 			return
 		}
 		staged.temp[w.h] = name

@@ -82,6 +82,9 @@ type Node struct {
 	placing placingSet
 	// residue is what ops pending at start-up may have left unrecorded.
 	residue residue
+	// unstaged holds contents an apply found it needed and had not
+	// fetched; the next pass fetches them before taking the commit lock.
+	unstaged wantSet
 	// unplaced counts the passes that failed on an op for a reason that
 	// does not go away (see giveUp).
 	unplaced unplacedTries

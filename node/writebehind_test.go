@@ -131,7 +131,7 @@ func TestFetchIntoDropsAFileWhoseFlushFailed(t *testing.T) {
 			n := &Node{log: slog.New(slog.DiscardHandler), flushData: func(File) error { return injected }}
 			n.setFolder(RootFolder{root})
 			name := stagedName(h)
-			err = n.fetchInto(context.Background(), name, h, scriptedFetch{data, tc.cut})
+			err = n.fetchInto(context.Background(), name, h, int64(len(data)), scriptedFetch{data, tc.cut})
 			if !errors.Is(err, injected) {
 				t.Errorf("fetchInto = %v, want the flush's error", err)
 			}
