@@ -353,17 +353,24 @@ func (n *Node) peerDown(p *quicnet.Peer) {
 	n.updatePeerRow(context.Background(), p.ID, "")
 }
 
+// peerProgress notes how far the peer has each origin's ops. Only origins
+// this device's log holds are written, up to what it holds, in one
+// transaction: a Progress frame naming thousands of origins, real or made
+// up, is not thousands of transactions and permanent rows.
 func (n *Node) peerProgress(ctx context.Context, id certs.DeviceID, have map[certs.DeviceID]uint64) {
 	n.peersMu.Lock()
 	if ps, ok := n.peers[id]; ok {
 		ps.have = maps.Clone(have)
 	}
 	n.peersMu.Unlock()
-	for origin, seq := range have {
-		if err := n.db.SetPeerProgress(ctx, id, origin, seq); err != nil {
-			n.log.Debug("recording a peer's progress failed", "peer", id.Short(), "err", err)
-			break
+	known := map[certs.DeviceID]uint64{}
+	for origin, held := range n.ops.Vector() {
+		if seq := min(have[origin], held); seq > 0 {
+			known[origin] = seq
 		}
+	}
+	if err := n.db.SetPeerProgresses(ctx, id, known); err != nil {
+		n.log.Debug("recording a peer's progress failed", "peer", id.Short(), "err", err)
 	}
 	n.updatePeerRow(ctx, id, "")
 }

@@ -50,7 +50,7 @@ type stateStore interface {
 	Peers(ctx context.Context) ([]state.Peer, error)
 	UpdatePeerStatus(ctx context.Context, p state.Peer) error
 	ResetPeerStatus(ctx context.Context) error
-	SetPeerProgress(ctx context.Context, peer, origin certs.DeviceID, seq uint64) error
+	SetPeerProgresses(ctx context.Context, peer certs.DeviceID, have map[certs.DeviceID]uint64) error
 
 	Close() error
 }

@@ -202,6 +202,15 @@ func (db *DB) UpdatePeerStatus(ctx context.Context, p Peer) error {
 // to seq. The recorded value is only ever raised. It returns an error
 // wrapping ErrNotPaired if peer is not paired.
 func (db *DB) SetPeerProgress(ctx context.Context, peer, origin certs.DeviceID, seq uint64) error {
+	return db.SetPeerProgresses(ctx, peer, map[certs.DeviceID]uint64{origin: seq})
+}
+
+// SetPeerProgresses is SetPeerProgress for every origin of have, in one
+// transaction.
+func (db *DB) SetPeerProgresses(ctx context.Context, peer certs.DeviceID, have map[certs.DeviceID]uint64) error {
+	if len(have) == 0 {
+		return nil
+	}
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM peers WHERE id = ?`, peer[:]).Scan(&one)
@@ -211,7 +220,12 @@ func (db *DB) SetPeerProgress(ctx context.Context, peer, origin certs.DeviceID, 
 		if err != nil {
 			return err
 		}
-		return raise(ctx, tx, "peer_progress", "peer", peer[:], origin, seq)
+		for origin, seq := range have {
+			if err := raise(ctx, tx, "peer_progress", "peer", peer[:], origin, seq); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("state: %s: set progress of peer %s: %w", db.path, peer, err)
