@@ -124,7 +124,7 @@ type stagedSet struct {
 	errs  []error // why contents could not be had
 	// failed holds, per content this pass tried and failed to stage, why.
 	failed map[content.Hash]error
-	flush bool    // small files among temp wait for syncFS
+	flush  bool // small files among temp wait for syncFS
 }
 
 // looked notes what is at paths now, after the batch changed them.

@@ -20,8 +20,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/drive-node/drive-node/certs"
-	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/node/internal/folder"
 	"github.com/drive-node/drive-node/oplog"
@@ -148,8 +148,8 @@ type replica struct {
 	// failing stands between the node and its log and database, to fail
 	// a chosen call.
 	failing *failing
-	node   *Node
-	clock  *clock.Fake
+	node    *Node
+	clock   *clock.Fake
 	// peers lists the devices this one is connected to now: content is
 	// fetched from them.
 	peers func() []*replica
