@@ -24,6 +24,11 @@ const (
 	// MaxOrigins bounds the origins a log holds ops of: a Hello or
 	// Progress lists each, and carries no more than this many.
 	MaxOrigins = 1 << 16
+	// MaxLamport bounds a received op's Lamport clock. Honest devices,
+	// adding one per op, never come near it; a peer's op of 2^64-1, if
+	// adopted, would make this device's next op wrap to 0 and lose every
+	// conflict it is in.
+	MaxLamport = 1 << 62
 )
 
 // storedMaxParents bounds Parent when the log reads back its own ops.
@@ -35,6 +40,12 @@ const storedMaxParents = 4096
 // ErrInvalid is wrapped by the errors of Validate, and so by those of
 // AppendBinary, Append and Insert for an op outside the limits.
 var ErrInvalid = errors.New("oplog: op outside the protocol's limits")
+
+// ErrOwnOrigin is wrapped by Insert's error for an op that names this
+// device as its origin and that its log does not hold: only this device
+// makes its ops, so a peer that sends one sends a forgery (or a copy of a
+// log this device lost, which it must not take as its own either).
+var ErrOwnOrigin = errors.New("oplog: a peer's op names this device as its origin")
 
 // ErrTooManyOrigins is wrapped by Insert's error for an op whose origin
 // would be one more than a Hello can list.

@@ -151,3 +151,47 @@ func TestStoredOpsPastTheLimitsReadBack(t *testing.T) {
 		t.Fatalf("taken from a peer: %v", err)
 	}
 }
+
+// A peer's op naming this device is refused: the log holds every op this
+// device made, so such an op is a forgery, and taking it would give a
+// made-up op this device's next sequence number.
+func TestInsertRefusesThisDevicesOrigin(t *testing.T) {
+	ctx := context.Background()
+	l := openLog(t, t.TempDir(), 1)
+	defer l.Close()
+	mine, err := l.Append(ctx, Op{Kind: KindWrite, Path: "mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := mine[0].Origin
+	if _, err := l.Insert(ctx, mine[0]); err != nil {
+		t.Fatalf("an op of its own the log holds, sent back: %v", err)
+	}
+	forged := Op{Origin: self, Seq: 2, Lamport: 9, Kind: KindDelete, Path: "mine"}
+	if _, err := l.Insert(ctx, forged); !errors.Is(err, ErrOwnOrigin) {
+		t.Fatalf("a forged op of this device: %v, want ErrOwnOrigin", err)
+	}
+	next, err := l.Append(ctx, Op{Kind: KindWrite, Path: "next"})
+	if err != nil || next[0].Seq != 2 {
+		t.Fatalf("this device's next op: %v %v, want sequence 2", next, err)
+	}
+}
+
+// A received Lamport clock past MaxLamport is refused, so the next local
+// op never wraps to 0.
+func TestInsertRefusesALamportPastTheBound(t *testing.T) {
+	ctx := context.Background()
+	l := openLog(t, t.TempDir(), 1)
+	defer l.Close()
+	peer := certs.DeviceID{0xcc}
+	if _, err := l.Insert(ctx, Op{Origin: peer, Seq: 1, Lamport: 1<<64 - 1, Kind: KindDelete, Path: "x"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Lamport 2^64-1: %v, want ErrInvalid", err)
+	}
+	if _, err := l.Insert(ctx, Op{Origin: peer, Seq: 1, Lamport: MaxLamport, Kind: KindDelete, Path: "x"}); err != nil {
+		t.Fatalf("Lamport at the bound: %v", err)
+	}
+	next, err := l.Append(ctx, Op{Kind: KindWrite, Path: "next"})
+	if err != nil || next[0].Lamport != MaxLamport+1 {
+		t.Fatalf("next local op: %v %v, want Lamport %d", next, err, uint64(MaxLamport)+1)
+	}
+}

@@ -318,6 +318,14 @@ func (l *Log) commit(group []*request) {
 				if op.Seq <= have {
 					continue
 				}
+				if op.Origin == l.self {
+					r.err = fmt.Errorf("%w: %s after %d", ErrOwnOrigin, op, have)
+					break
+				}
+				if op.Lamport > MaxLamport {
+					r.err = fmt.Errorf("%w: %s: Lamport clock %d, over %d", ErrInvalid, op, op.Lamport, uint64(MaxLamport))
+					break
+				}
 				if op.Seq != have+1 || op.Origin.IsZero() {
 					r.err = fmt.Errorf("%w: %s after %d", ErrGap, op, have)
 					break
