@@ -304,83 +304,6 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 	n.db.SetMeta(ctx, metaDiskFull, msg)
 }
 
-// stageContents fetches the content of the remote writes and renames
-// among ops lo to hi of batch that no later op supersedes, and whose content the
-// folder does not hold already. It returns the staged temp files and, in
-// their errs, what could not be had.
-//
-// seen holds the contents earlier chunks of the same pass staged, and
-// gains this chunk's: a content is staged once per pass. Its temp file has
-// one name, and the chunk that staged it moves it into place or removes
-// it, possibly while this chunk is staged; a later chunk copies the
-// content from where the earlier one placed it.
-func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int, seen map[content.Hash]bool, extra []want) *stagedSet {
-	type placement struct {
-		path string
-		hash content.Hash
-	}
-	last := map[placement]int{}
-	for i := lo; i < hi; i++ {
-		op, superseded := batch.Op(i), batch.Superseded(i)
-		if op.Origin == n.id.ID || superseded == core.Whole {
-			continue
-		}
-		switch {
-		case op.Kind == oplog.KindWrite:
-			last[placement{op.Path, op.Hash}] = i
-		case op.Kind == oplog.KindRename && superseded != core.Target:
-			last[placement{op.NewPath, op.Hash}] = i
-		}
-	}
-	// In the log's order: what was written first is fetched first, and a
-	// simulated run fetches in one order.
-	order := slices.Sorted(maps.Values(last))
-	var wants []want
-	for _, i := range order {
-		op := batch.Op(i)
-		p := op.Path
-		if op.Kind == oplog.KindRename {
-			p = op.NewPath
-		}
-		if checkPath(p) != nil || seen[op.Hash] {
-			continue
-		}
-		if op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, nil) {
-			continue
-		}
-		if cur, ok, _ := n.db.File(ctx, p); ok && !cur.Deleted && cur.Hash == op.Hash {
-			continue
-		}
-		seen[op.Hash] = true
-		wants = append(wants, want{op.Hash, op.Size})
-	}
-	for _, w := range extra {
-		if !seen[w.h] {
-			seen[w.h] = true
-			wants = append(wants, w)
-		}
-	}
-	staged := &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}, looks: map[string]look{}}
-	n.fetchAll(ctx, wants, staged)
-	return staged
-}
-
-// sourceUsable reports whether a rename's source is on disk as the op
-// expects, so it can be moved instead of fetched. pending holds the rows
-// the batch decided and has not recorded yet: what an earlier op of the
-// batch left at the source counts, not the database's older row.
-func (n *Node) sourceUsable(ctx context.Context, op oplog.Op, pending *batchRecords) bool {
-	if checkPath(op.Path) != nil {
-		return false
-	}
-	cur, err := n.recordAt(ctx, op.Path, pending)
-	if err != nil || cur == nil || cur.Deleted || cur.Hash != op.Hash {
-		return false
-	}
-	st, err := n.folderRoot().Lstat(op.Path)
-	return err == nil && st.Mode().IsRegular() && st.Size() == cur.Size && st.ModTime().UnixNano() == cur.MTime
-}
-
 // execute carries out one remote op on the folder: the core decides,
 // this runs the plan's effects and returns the rows to record and the
 // paths to record as local changes afterwards. pending holds the rows
@@ -471,39 +394,6 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		n.recordConflict(ctx, c.CopyPath, c.Original, c.Winner, c.Loser)
 	}
 	return plan.Records, observe, nil
-}
-
-// batchRecords are the rows a batch has decided and not yet written to
-// the database, with the latest row of each path at hand: a batch of
-// thousands of ops looks paths up once per op.
-type batchRecords struct {
-	files  []state.File
-	latest map[string]int // path → index in files of its latest row
-}
-
-// add appends rows; a later row of a path supersedes an earlier one.
-func (r *batchRecords) add(rows ...state.File) {
-	if r.latest == nil {
-		r.latest = map[string]int{}
-	}
-	for _, f := range rows {
-		r.latest[f.Path] = len(r.files)
-		r.files = append(r.files, f)
-	}
-}
-
-// get returns a copy of p's latest row, or nil if the batch has none (or
-// there is no batch: r is nil).
-func (r *batchRecords) get(p string) *state.File {
-	if r == nil {
-		return nil
-	}
-	i, ok := r.latest[p]
-	if !ok {
-		return nil
-	}
-	f := r.files[i]
-	return &f
 }
 
 // fillFromDisk records what the file system says about r's path (inode,
