@@ -27,6 +27,15 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 	switch e.Kind {
 	case core.Place:
 		return false, n.place(ctx, e.Path, e.Op, staged)
+	case core.Chmod:
+		if err := n.unchangedSince(staged, e.Path); err != nil {
+			return false, err
+		}
+		defer staged.looked(n, e.Path)
+		if err := n.folderRoot().Chmod(e.Path, fileMode(e.Op.Mode)); err != nil {
+			return false, fmt.Errorf("chmod %s: %w", e.Path, err)
+		}
+		return false, nil
 	case core.Move, core.MoveAside:
 		if err := n.unchangedSince(staged, e.To); err != nil {
 			return false, err

@@ -29,6 +29,9 @@ const (
 	Rmdir
 	// Mkdir creates the directory path (and its parents).
 	Mkdir
+	// Chmod gives the file at path op's mode: its content is already the
+	// op's.
+	Chmod
 )
 
 // Effect is one step of a RemotePlan.
@@ -162,6 +165,9 @@ func planRemote(a Arrival, v reader) RemotePlan {
 			p.Observe = append(p.Observe, path)
 		case w.live:
 			if curHash == w.content.Hash && curLive {
+				if cur.Mode != w.content.Mode {
+					p.Effects = append(p.Effects, Effect{Kind: Chmod, Path: path, Op: w.content})
+				}
 				break
 			}
 			if op.Kind == oplog.KindRename && path == op.NewPath && w.id.Origin == op.Origin && w.id.Seq == op.Seq && sourceUsable && sourceGoes(v, op, at) {

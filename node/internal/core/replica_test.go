@@ -99,7 +99,7 @@ func effects(p RemotePlan) string {
 	}
 	var out []string
 	for _, e := range p.Effects {
-		k := [...]string{"place", "move", "aside", "remove", "rmdir", "mkdir"}[e.Kind]
+		k := [...]string{"place", "move", "aside", "remove", "rmdir", "mkdir", "chmod"}[e.Kind]
 		s := k + " " + name(e.Path)
 		if e.Kind == Move || e.Kind == MoveAside {
 			s += ">" + name(e.To)
