@@ -156,10 +156,16 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 		}
 	}
 	p.l.Error("op log storage failed; the log takes no more ops", "dir", p.fail.dir, "err", fatal)
+	guard := guarded()
+	if !guard {
+		// Marked before Failed closes: a Close that Failed wakes must
+		// already see pebble stuck, or it waits on the locks this
+		// goroutine holds for good.
+		p.fail.markStuck()
+	}
 	err := p.fail.set(fmt.Errorf("%w: %s: %w", ErrFailed, p.fail.dir, fatal))
-	if guarded() {
+	if guard {
 		panic(fatalPanic{err})
 	}
-	p.fail.markStuck()
 	select {}
 }
