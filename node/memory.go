@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"time"
-
-	"github.com/drive-node/drive-node/internal/clock"
 )
 
 // burstOps is how many changes, applied or recorded at once, make a burst
@@ -35,15 +33,9 @@ func (n *Node) noteActivity() {
 // used back to the OS there: the runtime would return it by itself, over
 // minutes; on a small board that shares its memory with other services the
 // daemon should be back to its idle size within a second of a large sync.
-// It runs only when AfterBurst is set.
+// It runs only when AfterBurst is set, timed by the node's clock.
 func (n *Node) releaseLoop(ctx context.Context) {
-	n.releaseLoopOn(ctx, clock.Real{}, n.cfg.AfterBurst)
-}
-
-// releaseLoopOn is releaseLoop timed by clk, calling release to hand the
-// memory back.
-func (n *Node) releaseLoopOn(ctx context.Context, clk clock.Clock, release func()) {
-	timer := clk.NewTimer(time.Hour)
+	timer := n.clock.NewTimer(time.Hour)
 	timer.Stop()
 	pending := false
 	for {
@@ -60,7 +52,7 @@ func (n *Node) releaseLoopOn(ctx context.Context, clk clock.Clock, release func(
 			}
 		case <-timer.C():
 			pending = false
-			release()
+			n.cfg.AfterBurst()
 		}
 	}
 }

@@ -26,12 +26,12 @@ func heapFree() uint64 {
 // releaseDelay, not while it is busy; a handful of changes is not a
 // burst. The loop runs on a fake clock, moved on by the test.
 func TestReleaseAfterBurst(t *testing.T) {
-	n := &Node{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	clk := clock.NewFake(time.Unix(1_000_000, 0))
 	var released atomic.Int32
 	release := func() { released.Add(1); debug.FreeOSMemory() }
+	n := &Node{clock: clk, cfg: Config{AfterBurst: release}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	// armed waits until the loop has armed its timer since the call that
 	// returned ch.
 	armed := func(ch <-chan struct{}, what string) {
@@ -43,7 +43,7 @@ func TestReleaseAfterBurst(t *testing.T) {
 		}
 	}
 	_, ch := clk.Armed()
-	go n.releaseLoopOn(ctx, clk, release)
+	go n.releaseLoop(ctx)
 	armed(ch, "start")
 
 	// A handful of changes is not a burst (told on a node with no loop

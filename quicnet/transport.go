@@ -162,9 +162,7 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 	if cfg.ContentStreams <= 0 {
 		cfg.ContentStreams = 16
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = clock.Real{}
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	addr, err := net.ResolveUDPAddr("udp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("quicnet: listen address %q: %w", cfg.Listen, err)
