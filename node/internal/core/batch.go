@@ -13,18 +13,22 @@ import (
 // briefly on its origin (written, moved or kept as a conflict copy, then
 // removed before any peer fetched it) is never asked for.
 type Batch struct {
-	ops      []oplog.Op
-	touching map[string][]int // indexes of the ops touching a path, ascending
+	ops        []oplog.Op
+	touching   map[string][]int // indexes of the ops touching a path, ascending
+	superseded []Superseded     // per op, decided once: staging and applying both ask
 }
 
 // NewBatch indexes ops, which must be in causal order.
 func NewBatch(ops []oplog.Op) *Batch {
-	b := &Batch{ops: ops, touching: map[string][]int{}}
+	b := &Batch{ops: ops, touching: map[string][]int{}, superseded: make([]Superseded, len(ops))}
 	for i, op := range ops {
 		b.touching[op.Path] = append(b.touching[op.Path], i)
 		if op.Kind == oplog.KindRename {
 			b.touching[op.NewPath] = append(b.touching[op.NewPath], i)
 		}
+	}
+	for i := range ops {
+		b.superseded[i] = b.decideSuperseded(i)
 	}
 	return b
 }
@@ -65,11 +69,15 @@ const (
 
 // Superseded says how much of the i-th op a later op replaces. A rename
 // away from a path replaces a write there too: the rename then places the
-// content at its target itself.
+// content at its target itself. A nil Batch replaces nothing.
 func (b *Batch) Superseded(i int) Superseded {
 	if b == nil {
 		return Kept
 	}
+	return b.superseded[i]
+}
+
+func (b *Batch) decideSuperseded(i int) Superseded {
 	op := b.ops[i]
 	src := b.ReplacedAfter(i, op.Path)
 	if op.Kind != oplog.KindRename {
