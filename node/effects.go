@@ -200,7 +200,7 @@ func (n *Node) syncDirs(s *stagedSet) error {
 	// of a simulated schedule.
 	for _, dir := range slices.Sorted(maps.Keys(s.dirs)) {
 		if err := n.folderRoot().SyncDir(dir); err != nil && !notThere(err) {
-			return fmt.Errorf("sync directory %q: %w", dir, err)
+			return err // it names the directory
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/durable"
 	"github.com/drive-node/drive-node/internal/safeopen"
 	"github.com/drive-node/drive-node/node/internal/folder"
 )
@@ -51,7 +52,7 @@ func (r RootFolder) OpenFile(name string, flag int, perm fs.FileMode) (File, err
 func (r RootFolder) SyncFS() error { return syncFS(r.Root) }
 
 // SyncDir fsyncs the directory dir.
-func (r RootFolder) SyncDir(dir string) error { return syncDir(r.Root, dir) }
+func (r RootFolder) SyncDir(dir string) error { return durable.SyncDirIn(r.Root, dir) }
 
 // hashFile hashes f from its start: on every core for an *os.File, as one
 // stream otherwise.

@@ -7,7 +7,7 @@ import (
 
 // TestSyncDirAfterRename: flushing the folder and a directory in it after
 // a rename succeeds on every platform (on Windows a directory handle
-// cannot be flushed, so syncDir must not try).
+// cannot be flushed, so SyncDir must not try).
 func TestSyncDirAfterRename(t *testing.T) {
 	root, err := os.OpenRoot(t.TempDir())
 	if err != nil {
@@ -24,8 +24,8 @@ func TestSyncDirAfterRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{"", "sub"} {
-		if err := syncDir(root, dir); err != nil {
-			t.Errorf("syncDir(%q): %v", dir, err)
+		if err := (RootFolder{root}).SyncDir(dir); err != nil {
+			t.Errorf("SyncDir(%q): %v", dir, err)
 		}
 	}
 }
