@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
-	"github.com/drive-node/drive-node/state"
 )
 
 // metaPending holds the last pendingReport the daemon wrote, as JSON.
@@ -192,13 +191,9 @@ func pendingOf(logged, applied map[certs.DeviceID]uint64, why map[certs.DeviceID
 // date with what the database has applied since: an origin applied up to
 // its logged sequence is left out. running says whether the daemon runs;
 // when it does not, what is left waits for it.
-func readPending(ctx context.Context, db *state.DB, running bool, names map[string]string) ([]Pending, uint64, error) {
-	raw, ok, err := db.Meta(ctx, metaPending)
-	if err != nil || !ok || raw == "" {
-		return []Pending{}, 0, err
-	}
-	var recorded []Pending
-	if err := json.Unmarshal([]byte(raw), &recorded); err != nil {
+func readPending(ctx context.Context, db stateStore, running bool, names map[string]string) ([]Pending, uint64, error) {
+	recorded, err := readMetaList[Pending](ctx, db, metaPending)
+	if err != nil || len(recorded) == 0 {
 		return []Pending{}, 0, err
 	}
 	applied, err := db.Applied(ctx)

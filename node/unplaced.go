@@ -106,20 +106,21 @@ func (n *Node) giveUp(ctx context.Context, op oplog.Op, err error) error {
 	return nil
 }
 
-// metaReader is the part of the state database readUnplaced needs.
-type metaReader interface {
-	Meta(ctx context.Context, key string) (value string, ok bool, err error)
+// readUnplaced returns the ops not placed on this device, oldest first.
+func readUnplaced(ctx context.Context, db stateStore) ([]Unplaced, error) {
+	return readMetaList[Unplaced](ctx, db, metaUnplaced)
 }
 
-// readUnplaced returns the ops not placed on this device, oldest first.
-func readUnplaced(ctx context.Context, db metaReader) ([]Unplaced, error) {
-	raw, ok, err := db.Meta(ctx, metaUnplaced)
+// readMetaList reads the JSON list the daemon keeps under key for status:
+// empty, never nil, when there is none.
+func readMetaList[T any](ctx context.Context, db stateStore, key string) ([]T, error) {
+	raw, ok, err := db.Meta(ctx, key)
 	if err != nil || !ok || raw == "" {
-		return []Unplaced{}, err
+		return []T{}, err
 	}
-	var list []Unplaced
+	var list []T
 	if err := json.Unmarshal([]byte(raw), &list); err != nil {
-		return []Unplaced{}, fmt.Errorf("read the ops not placed here: %w", err)
+		return []T{}, fmt.Errorf("read %q for status: %w", key, err)
 	}
 	return list, nil
 }
