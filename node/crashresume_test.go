@@ -22,6 +22,7 @@ func (sc *scenario) stopAfterEffects(r *replica, syncAt int) {
 	sc.must(r.scan(sc.ctx))
 }
 
+// newScenario makes a scenario of two replicas, connected to each other.
 func newScenario(t *testing.T) (*scenario, *replica, *replica) {
 	sc := &scenario{t: t, ctx: context.Background(), clock: newSimClock()}
 	dir := simDBDir(t)

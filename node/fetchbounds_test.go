@@ -74,8 +74,7 @@ func (c countingFetch) Fetch(ctx context.Context, h content.Hash, offset int64, 
 // Content an apply needs and did not stage is never fetched under the
 // commit lock: the op waits, and the next pass stages it first.
 func TestNoFetchUnderTheCommitLock(t *testing.T) {
-	sc := &scenario{t: t, ctx: context.Background(), clock: newSimClock()}
-	b := sc.replica(1, simDBDir(t))
+	sc, _, b := newScenario(t)
 	data := []byte("a losing version")
 	calls := 0
 	b.node.contentFrom = func([]*quicnet.Peer) []contentFetcher { return []contentFetcher{countingFetch{&calls, data}} }

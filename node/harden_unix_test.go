@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/content"
-
 	"github.com/drive-node/drive-node/internal/fifotest"
 	"github.com/drive-node/drive-node/internal/safeopen"
 	"github.com/drive-node/drive-node/oplog"

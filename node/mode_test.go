@@ -1,16 +1,13 @@
 package node
 
 import (
-	"context"
 	"testing"
 )
 
 // chmod +x on one device reaches the others: the content is unchanged,
 // so nothing is fetched or placed, but the mode is applied.
 func TestAModeOnlyChangeReachesPeers(t *testing.T) {
-	sc := &scenario{t: t, ctx: context.Background(), clock: newSimClock()}
-	dir := simDBDir(t)
-	a, b := sc.replica(0, dir), sc.replica(1, dir)
+	sc, a, b := newScenario(t)
 	sc.put(a, "run.sh", "#!/bin/sh\n")
 	sc.exchange(a, b)
 	sc.must(a.folder.Chmod("run.sh", 0o755))

@@ -214,9 +214,7 @@ func TestConcurrentScenarios(t *testing.T) {
 	} {
 		for _, aFirst := range []bool{true, false} {
 			t.Run(tc.name, func(t *testing.T) {
-				sc := &scenario{t: t, ctx: context.Background(), clock: newSimClock()}
-				dir := simDBDir(t)
-				a, b := sc.replica(0, dir), sc.replica(1, dir)
+				sc, a, b := newScenario(t)
 				if tc.setup != nil {
 					tc.setup(sc, a)
 					sc.exchange(a, b)

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,9 +13,7 @@ import (
 // the op is skipped here, listed for status, and nothing changes on the
 // device that has the file.
 func TestAnOpThisDeviceCannotPlaceDoesNotStopItsOrigin(t *testing.T) {
-	sc := &scenario{t: t, ctx: context.Background(), clock: newSimClock()}
-	dir := simDBDir(t)
-	a, b := sc.replica(0, dir), sc.replica(1, dir)
+	sc, a, b := newScenario(t)
 	b.folder.RefuseNames(func(base string) error {
 		if strings.Contains(base, "?") {
 			return syscall.EINVAL
@@ -61,9 +58,7 @@ func TestAnOpThisDeviceCannotPlaceDoesNotStopItsOrigin(t *testing.T) {
 
 // A failure that may go away (here an I/O error) never gives the op up.
 func TestAnOpThatMaySucceedLaterIsNeverGivenUp(t *testing.T) {
-	sc := &scenario{t: t, ctx: context.Background(), clock: newSimClock()}
-	dir := simDBDir(t)
-	a, b := sc.replica(0, dir), sc.replica(1, dir)
+	sc, a, b := newScenario(t)
 	failing := true
 	b.folder.RefuseNames(func(base string) error {
 		if failing && base == "x.txt" {
