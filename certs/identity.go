@@ -40,6 +40,12 @@ type Identity struct {
 	ID DeviceID
 }
 
+// Signer returns the device's private key, which signs its TLS
+// handshakes and its ops.
+func (id *Identity) Signer() crypto.Signer {
+	return id.Certificate.PrivateKey.(crypto.Signer)
+}
+
 // LoadOrCreate loads the identity stored in dir, creating dir and a new
 // identity if there is none: no key file. An identity that exists but
 // cannot be read is an error, never silently replaced: peers have pinned

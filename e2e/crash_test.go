@@ -153,7 +153,7 @@ func openStoppedLog(t *testing.T, stateDir string) (*oplog.Log, certs.DeviceID) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := oplog.Open(filepath.Join(stateDir, "oplog"), id.ID, nil)
+	l, err := oplog.Open(filepath.Join(stateDir, "oplog"), id.Signer(), nil)
 	if err != nil {
 		t.Fatalf("op log of a stopped node does not open: %v", err)
 	}

@@ -107,16 +107,23 @@ func TestHostilePeerCannotWriteOutsideFolder(t *testing.T) {
 }
 
 // sendAsPeer connects to n as the paired device id, sends ops in one frame
-// and serves their content from src until the test ends.
-func sendAsPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource, ops []oplog.Op) {
+// and serves their content from src until the test ends. The ops are
+// signed as their origins would: id's, and those of the devices in
+// relayed, which id introduces first as devices it vouches for.
+func sendAsPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource, ops []oplog.Op, relayed ...*certs.Identity) {
 	t.Helper()
-	scriptPeer(t, id, n, src, ops, func(wire.Message) {})
+	scriptPeer(t, id, n, src, ops, func(wire.Message) {}, relayed...)
 }
 
 // scriptPeer is sendAsPeer that also hands each message n sends after
 // the ops to each.
-func scriptPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource, ops []oplog.Op, each func(wire.Message)) {
+func scriptPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource, ops []oplog.Op, each func(wire.Message), relayed ...*certs.Identity) {
 	t.Helper()
+	sealByOrigin(t, ops, append([]*certs.Identity{id}, relayed...))
+	var introduce wire.Origins
+	for _, r := range relayed {
+		introduce.Keys = append(introduce.Keys, r.Certificate.Leaf.RawSubjectPublicKeyInfo)
+	}
 	sent := make(chan struct{})
 	tr, err := quicnet.Listen(context.Background(), quicnet.Config{
 		Identity: id, Listen: "127.0.0.1:0", Content: src,
@@ -124,6 +131,9 @@ func scriptPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource
 		OnPeer: func(ctx context.Context, p *quicnet.Peer) {
 			p.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion, Name: "scripted"})
 			p.Recv(ctx)
+			if len(introduce.Keys) > 0 {
+				p.Send(ctx, &introduce)
+			}
 			p.Send(ctx, &wire.Ops{Ops: ops})
 			close(sent)
 			for {
@@ -157,14 +167,18 @@ func TestConcurrentOpsInOneBatch(t *testing.T) {
 	n := startNode(t, folder, freeUDPPort(t))
 	first, second := []byte("first version"), []byte("second, concurrent version")
 	src := &memSource{data: map[content.Hash][]byte{content.Sum(first): first, content.Sum(second): second}}
-	third := certs.DeviceID{0x7e, 3}
+	relayed, err := certs.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	third := relayed.ID
 	write := func(origin certs.DeviceID, lamport uint64, data []byte) oplog.Op {
 		// No Parent: neither write saw the other. (Two ops of one origin
 		// are never concurrent: it made the second after the first.)
 		return oplog.Op{Origin: origin, Seq: 1, Lamport: lamport, Kind: oplog.KindWrite, Path: "same.txt",
 			Hash: content.Sum(data), Size: int64(len(data)), Mode: 0o644, MTime: time.Now().UnixNano()}
 	}
-	sendAsPeer(t, peer, n, src, []oplog.Op{write(peer.ID, 1, first), write(third, 2, second)})
+	sendAsPeer(t, peer, n, src, []oplog.Op{write(peer.ID, 1, first), write(third, 2, second)}, relayed)
 	// The batch's records, applied marks included, are written before the
 	// copy is recorded (a crash in between leaves the copy to the start-up
 	// scan), so both are waited for.
@@ -262,5 +276,31 @@ func TestSameContentInSeveralChunks(t *testing.T) {
 	}
 	if got, _ := filepath.Glob(filepath.Join(folder, "d*", "f*.txt")); len(got) != files {
 		t.Fatalf("%d files in the folder, want %d", len(got), files)
+	}
+}
+
+// sealByOrigin signs ops in place as their origins, among ids, would: each
+// origin's ops (consecutive, from its first) chained, signed at least
+// every oplog.MaxUnsignedRun ops and at the last.
+func sealByOrigin(t testing.TB, ops []oplog.Op, ids []*certs.Identity) {
+	t.Helper()
+	for _, id := range ids {
+		var idx []int
+		var run []oplog.Op
+		for i, op := range ops {
+			if op.Origin == id.ID {
+				idx, run = append(idx, i), append(run, op)
+			}
+		}
+		var prev oplog.Link
+		for start := 0; start < len(run); start += oplog.MaxUnsignedRun {
+			var err error
+			if prev, err = oplog.Seal(id.Signer(), prev, run[start:min(start+oplog.MaxUnsignedRun, len(run))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for k, i := range idx {
+			ops[i] = run[k]
+		}
 	}
 }

@@ -155,7 +155,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.id, err = certs.LoadOrCreate(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	ops, err := oplog.Open(filepath.Join(cfg.StateDir, oplogName), n.id.ID, n.log)
+	ops, err := oplog.Open(filepath.Join(cfg.StateDir, oplogName), n.id.Signer(), n.log)
 	if err != nil {
 		return nil, err
 	}

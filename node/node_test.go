@@ -16,6 +16,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/oplog"
 )
 
 // testLog collects a node's logs for failure messages and assertions.
@@ -255,3 +256,31 @@ func (m *memSource) OpenContent(_ context.Context, h content.Hash) (io.ReadSeekC
 type readSeekNopCloser struct{ *bytes.Reader }
 
 func (readSeekNopCloser) Close() error { return nil }
+
+// insertFrom stores ops as peer made them, sent by peer: peer's key is
+// recorded in l, and the ops (consecutive ops of peer) are chained after
+// what l holds of peer and the last signed, as peer's log would.
+func insertFrom(t testing.TB, l opLog, peer *certs.Identity, ops ...oplog.Op) []oplog.Op {
+	t.Helper()
+	key, err := oplog.ParseOriginKey(peer.Certificate.Leaf.RawSubjectPublicKeyInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddOrigin(context.Background(), key, peer.ID); err != nil {
+		t.Fatal(err)
+	}
+	var prev oplog.Link
+	if before, ok, err := l.Get(peer.ID, ops[0].Seq-1); err != nil {
+		t.Fatal(err)
+	} else if ok {
+		prev = before.Link()
+	}
+	if _, err := oplog.Seal(peer.Signer(), prev, ops); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := l.Insert(context.Background(), peer.ID, ops...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stored
+}

@@ -43,7 +43,7 @@ func TestRunReturnsTheOpLogsFailure(t *testing.T) {
 		if err := n.ops.Close(); err != nil {
 			t.Fatal(err)
 		}
-		l, err := oplog.OpenFS(filepath.Join(n.cfg.StateDir, oplogName), n.id.ID, n.log, errorfs.Wrap(vfs.Default, disk))
+		l, err := oplog.OpenFS(filepath.Join(n.cfg.StateDir, oplogName), n.id.Signer(), n.log, errorfs.Wrap(vfs.Default, disk))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,9 +25,7 @@ func TestProgressRecordsOnlyOriginsTheLogHolds(t *testing.T) {
 	defer n.Close()
 	op := oplog.Op{Origin: peer.ID, Seq: 1, Lamport: 1, Kind: oplog.KindWrite, Path: "f.txt",
 		Hash: content.Sum([]byte("x")), Size: 1, Mode: 0o644}
-	if _, err := n.ops.Insert(ctx, op); err != nil {
-		t.Fatal(err)
-	}
+	insertFrom(t, n.ops, peer, op)
 	have := map[certs.DeviceID]uint64{peer.ID: 5}
 	for i := range 5000 {
 		var made certs.DeviceID

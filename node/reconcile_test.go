@@ -53,7 +53,7 @@ func (sc *scenario) receive(from, to *replica) {
 	for origin := range from.vector() {
 		ops, err := from.opsAfter(sc.ctx, origin, 0)
 		sc.must(err)
-		_, err = to.ops.Insert(sc.ctx, ops...)
+		_, err = to.ops.Insert(sc.ctx, from.id, ops...)
 		sc.must(err)
 	}
 }

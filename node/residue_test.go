@@ -129,13 +129,11 @@ func TestCrashResidueIsNotALocalChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := oplog.Open(filepath.Join(stateDir, oplogName), self.ID, nil)
+	l, err := oplog.Open(filepath.Join(stateDir, oplogName), self.Signer(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Insert(context.Background(), x0, x1, x2, x3); err != nil {
-		t.Fatal(err)
-	}
+	insertFrom(t, l, peer, x0, x1, x2, x3)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

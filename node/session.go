@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -80,8 +81,15 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 		p.CloseWithError(fmt.Sprintf("want hello version %d", wire.ProtocolVersion))
 		return
 	}
+	if err := n.admitPeer(ctx, p); err != nil {
+		log.Warn("recording the peer's key failed; closing", "err", err)
+		p.CloseWithError("key not recorded")
+		return
+	}
 	n.peerUp(ctx, p, hello)
 	defer n.peerDown(p)
+	gate := newOriginGate(n, p.ID)
+	var runs unsignedRuns
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -108,10 +116,22 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 			return
 		}
 		switch m := m.(type) {
+		case *wire.Origins:
+			if err := gate.introduce(ctx, m); err != nil {
+				log.Warn("taking the keys a peer introduced failed; closing", "err", err)
+				p.CloseWithError("bad origins")
+				return
+			}
 		case *wire.Ops:
+			ops, err := gate.filter(m.Ops)
+			if err != nil {
+				log.Warn("closing the connection to a peer that names too many devices", "err", err)
+				p.CloseWithError("too many devices")
+				return
+			}
 			// Before the ops reach the log, whose growth wakes the sender.
-			peerHas.raiseOps(m.Ops)
-			if err := n.receiveOps(ctx, p, m.Ops, progress); err != nil {
+			peerHas.raiseOps(ops)
+			if err := n.receiveOps(ctx, p, ops, gate, &runs, progress); err != nil {
 				log.Warn("receiving ops failed; reconnecting resynchronises", "err", err)
 				p.CloseWithError("bad ops")
 				return
@@ -204,6 +224,12 @@ func (k *knownVector) skip(sent map[certs.DeviceID]uint64) {
 // sends the Progress the receive loop posted in progress.
 func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVector, progress *progressBox) error {
 	sent := map[certs.DeviceID]uint64{}
+	introduced := map[certs.DeviceID]bool{}
+	// Origins whose next op is a legacy (unsigned) one that this device
+	// did not make, and its sequence: the peer takes those only from
+	// their origin, so nothing more of that origin is sent from here
+	// unless the peer gets that op elsewhere.
+	legacy := map[certs.DeviceID]uint64{}
 	for {
 		changed := n.logWatch.changed()
 		peerHas.skip(sent)
@@ -213,6 +239,20 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 			origins = append(origins, o)
 		}
 		sort.Slice(origins, func(i, j int) bool { return string(origins[i][:]) < string(origins[j][:]) })
+		var toSend []certs.DeviceID
+		for _, o := range origins {
+			if mine[o] > sent[o] && legacy[o] != sent[o]+1 {
+				toSend = append(toSend, o)
+			}
+		}
+		keys := n.originsToIntroduce(p.ID, toSend, introduced)
+		for len(keys) > 0 {
+			k := min(len(keys), wire.MaxOriginsPerFrame)
+			if err := p.Send(ctx, &wire.Origins{Keys: keys[:k]}); err != nil {
+				return err
+			}
+			keys = keys[k:]
+		}
 		batch := wire.OpsBatch{MaxOps: opsPerFrame}
 		// flush sends the batch, if any, then the Progress waiting, if any.
 		flush := func() error {
@@ -228,12 +268,13 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 			}
 			return nil
 		}
-		for _, o := range origins {
-			if mine[o] <= sent[o] {
-				continue
-			}
+		for _, o := range toSend {
 			err := n.ops.Iterate(ctx, o, sent[o]+1, func(op oplog.Op) error {
 				if op.Seq > mine[o] {
+					return errStop
+				}
+				if op.Legacy && o != n.id.ID {
+					legacy[o] = op.Seq
 					return errStop
 				}
 				full, err := batch.Add(op)
@@ -269,7 +310,11 @@ var errStop = fmt.Errorf("stop")
 // wakes the applier. Ops that would leave a gap fail the call: the
 // connection is then reset and the Hello exchange starts over from what is
 // durable.
-func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, progress *progressBox) error {
+func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, gate *originGate, runs *unsignedRuns, progress *progressBox) error {
+	ops, err := runs.add(ops, gate)
+	if err != nil {
+		return err
+	}
 	for _, op := range ops {
 		for _, path := range []string{op.Path, op.NewPath} {
 			if path == "" {
@@ -291,10 +336,23 @@ func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, 
 			return err
 		}
 	}
-	inserted, err := n.ops.Insert(ctx, ops...)
+	inserted, err := n.ops.Insert(ctx, p.ID, ops...)
 	if len(inserted) > 0 {
 		n.logWatch.notify()
 		n.kickApply()
+	}
+	// Ops of origins the log refused are left out for the rest of the
+	// session, and the others' go on: one origin's bad op does not hold
+	// back the rest.
+	var refused *oplog.InsertError
+	if errors.As(err, &refused) {
+		for o, why := range refused.Refused {
+			runs.drop(o)
+			if err := gate.refuse(o, why); err != nil {
+				return err
+			}
+		}
+		err = nil
 	}
 	if err != nil {
 		return err

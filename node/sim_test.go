@@ -200,7 +200,7 @@ func (s *sim) deliver(ctx context.Context, k int) error {
 	if !s.up[m.from][m.to] {
 		return nil
 	}
-	_, err := s.reps[m.to].ops.Insert(ctx, m.ops...)
+	_, err := s.reps[m.to].ops.Insert(ctx, s.reps[m.from].id, m.ops...)
 	if errors.Is(err, oplog.ErrGap) {
 		// A reordered delivery: the connection is reset and the Hello
 		// exchange starts over from what is durable.

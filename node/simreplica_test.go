@@ -1,7 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -141,6 +146,7 @@ func newSimClock() *clock.Fake { return clock.NewFake(time.Date(2026, 1, 1, 0, 0
 // the process dies: its power-loss behaviour is SQLite's to test.)
 type replica struct {
 	id     certs.DeviceID
+	key    *ecdsa.PrivateKey
 	folder *folder.Mem
 	logFS  *vfs.MemFS // the op log's file system
 	ops    *oplog.Log
@@ -194,12 +200,19 @@ func copyEmptyDB(ctx context.Context, dst string) error {
 
 // newReplica makes device i, its database in dbDir.
 func newReplica(ctx context.Context, i int, dbDir string, clock *clock.Fake, peers func() []*replica) (*replica, error) {
-	var id certs.DeviceID
-	id[0], id[1] = byte(i+1), 0x5a
-	r := &replica{id: id, folder: folder.NewMem(clock.Now()), logFS: vfs.NewCrashableMem(), clock: clock, peers: peers}
+	key := simKey(i)
+	r := &replica{id: simKeys[i].ID, key: key, folder: folder.NewMem(clock.Now()), logFS: vfs.NewCrashableMem(), clock: clock, peers: peers}
 	var err error
-	if r.ops, err = oplog.OpenFS("oplog", id, simLogger, r.logFS); err != nil {
+	if r.ops, err = oplog.OpenFS("oplog", key, simLogger, r.logFS); err != nil {
 		return nil, err
+	}
+	// Every replica is paired with every other: each log takes the
+	// others' ops on their own word.
+	for j := range simKeys {
+		if err := r.ops.AddOrigin(ctx, simKeys[j], simKeys[j].ID); err != nil {
+			r.ops.Close()
+			return nil, err
+		}
 	}
 	dbPath := path.Join(dbDir, fmt.Sprintf("state-%d.db", i))
 	if err := copyEmptyDB(ctx, dbPath); err != nil {
@@ -246,7 +259,7 @@ func (r *replica) crashLog(rng *rand.Rand) error {
 	r.ops.Close() // its files are gone with the machine
 	r.logFS = after
 	var err error
-	if r.ops, err = oplog.OpenFS("oplog", r.id, simLogger, r.logFS); err != nil {
+	if r.ops, err = oplog.OpenFS("oplog", r.key, simLogger, r.logFS); err != nil {
 		return fmt.Errorf("reopen the op log after a crash: %w", err)
 	}
 	if got := r.vector(); !maps.Equal(got, before) {
@@ -517,3 +530,40 @@ func (r *replica) describeRecords(ctx context.Context) (string, error) {
 	})
 	return strings.Join(parts, "\n"), err
 }
+
+// maxSimReplicas bounds the devices of a simulation.
+const maxSimReplicas = 5
+
+// simKeys are the public keys of the simulation's devices, by index,
+// and simPrivate their private keys. Each is made from its index alone,
+// so that a seed gives the same device IDs, and so the same order of
+// everything sorted by device, in every run; and the IDs ascend with the
+// index, as scenarios expect (a later device wins a tie).
+var simKeys, simPrivate = func() ([]oplog.OriginKey, []*ecdsa.PrivateKey) {
+	keys, private := make([]oplog.OriginKey, maxSimReplicas), make([]*ecdsa.PrivateKey, maxSimReplicas)
+	var last certs.DeviceID
+	for i := range keys {
+		for try := 0; ; try++ {
+			scalar := sha256.Sum256([]byte(fmt.Sprintf("drive-node simulation device %d, try %d", i, try)))
+			k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), scalar[:])
+			if err != nil {
+				panic(err)
+			}
+			der, err := x509.MarshalPKIXPublicKey(k.Public())
+			if err != nil {
+				panic(err)
+			}
+			if keys[i], err = oplog.ParseOriginKey(der); err != nil {
+				panic(err)
+			}
+			if i == 0 || bytes.Compare(keys[i].ID[:], last[:]) > 0 {
+				private[i], last = k, keys[i].ID
+				break
+			}
+		}
+	}
+	return keys, private
+}()
+
+// simKey returns device i's key.
+func simKey(i int) *ecdsa.PrivateKey { return simPrivate[i] }

@@ -233,9 +233,7 @@ func TestCheckStallWaitsTheWholeBound(t *testing.T) {
 	}
 	op := oplog.Op{Origin: peer.ID, Seq: 1, Lamport: 1, Kind: oplog.KindWrite, Path: "f.txt",
 		Hash: content.Sum([]byte("x")), Size: 1, Mode: 0o644, MTime: clk.Now().UnixNano()}
-	if _, err := n.ops.Insert(ctx, op); err != nil {
-		t.Fatal(err)
-	}
+	insertFrom(t, n.ops, peer, op)
 	if err := n.pending.write(ctx, n, nil, nil, ""); err != nil {
 		t.Fatal(err)
 	}

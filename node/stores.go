@@ -16,7 +16,10 @@ import (
 // opLog is what the node needs of the op log (an *oplog.Log).
 type opLog interface {
 	Append(ctx context.Context, ops ...oplog.Op) ([]oplog.Op, error)
-	Insert(ctx context.Context, ops ...oplog.Op) ([]oplog.Op, error)
+	Insert(ctx context.Context, from certs.DeviceID, ops ...oplog.Op) ([]oplog.Op, error)
+	AddOrigin(ctx context.Context, key oplog.OriginKey, voucher certs.DeviceID) error
+	Origin(id certs.DeviceID) (key oplog.OriginKey, voucher certs.DeviceID, ok bool)
+	Vouched(voucher certs.DeviceID) int
 	Get(origin certs.DeviceID, seq uint64) (op oplog.Op, found bool, err error)
 	Iterate(ctx context.Context, origin certs.DeviceID, from uint64, fn func(oplog.Op) error) error
 	Highest(origin certs.DeviceID) uint64

@@ -42,7 +42,7 @@ func (g *walGate) String() string { return "walGate" }
 func openGated(t *testing.T) (*Log, *walGate) {
 	t.Helper()
 	g := &walGate{entered: make(chan struct{}), release: make(chan error)}
-	l, err := OpenFS(filepath.Join(t.TempDir(), "log"), dev(1), nil, errorfs.Wrap(vfs.Default, g))
+	l, err := OpenFS(filepath.Join(t.TempDir(), "log"), testKey(1), nil, errorfs.Wrap(vfs.Default, g))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,13 +127,14 @@ func TestFailedCommitIsNeverSeenAndStopsTheLog(t *testing.T) {
 	if _, err := l.Append(ctx, Op{Kind: KindWrite, Path: "durable"}); err != nil {
 		t.Fatal(err)
 	}
+	remote := signed(t, l, Op{Origin: dev(2), Seq: 1, Lamport: 5, Kind: KindWrite, Path: "remote"})
 	l.commitBatch = func(b *pebble.Batch) error {
 		if err := b.Commit(pebble.Sync); err != nil {
 			return err
 		}
 		return errors.New("disk on fire")
 	}
-	_, err := l.Insert(ctx, Op{Origin: dev(2), Seq: 1, Lamport: 5, Kind: KindWrite, Path: "remote"})
+	_, err := l.Insert(ctx, dev(2), remote...)
 	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("insert with a failing commit: %v", err)
 	}
@@ -145,7 +146,7 @@ func TestFailedCommitIsNeverSeenAndStopsTheLog(t *testing.T) {
 	if _, err := l.Append(ctx, Op{Kind: KindWrite, Path: "later"}); !errors.Is(err, ErrFailed) {
 		t.Fatalf("append after a failed commit: %v", err)
 	}
-	if _, err := l.Insert(ctx, Op{Origin: dev(2), Seq: 1, Lamport: 5, Kind: KindWrite, Path: "again"}); !errors.Is(err, ErrFailed) {
+	if _, err := l.Insert(ctx, dev(2), Op{Origin: dev(2), Seq: 1, Lamport: 5, Kind: KindWrite, Path: "again", Sig: []byte{1}}); !errors.Is(err, ErrFailed) {
 		t.Fatalf("insert after a failed commit: %v", err)
 	}
 	if ops := collect(t, l, 1, 1); len(ops) != 1 || ops[0].Path != "durable" {

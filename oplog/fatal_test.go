@@ -42,7 +42,7 @@ func (d *fullDisk) String() string { return "fullDisk(" + d.part + ")" }
 func openOnFullDisk(t *testing.T, dir, part string) (*Log, *fullDisk) {
 	t.Helper()
 	d := &fullDisk{part: part}
-	l, err := OpenFS(dir, dev(1), nil, errorfs.Wrap(vfs.Default, d))
+	l, err := OpenFS(dir, testKey(1), nil, errorfs.Wrap(vfs.Default, d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestFailedWALWriteIsAnError(t *testing.T) {
 	disk.armed.Store(false)
 	_, err = l.Append(ctx, Op{Kind: KindWrite, Path: "later"})
 	isFailure(t, "append after the failure", err)
-	_, err = l.Insert(ctx, Op{Origin: dev(2), Seq: 1, Lamport: 1, Kind: KindWrite, Path: "remote"})
+	_, err = l.Insert(ctx, dev(2), Op{Origin: dev(2), Seq: 1, Lamport: 1, Kind: KindWrite, Path: "remote", Sig: []byte{1}})
 	isFailure(t, "insert after the failure", err)
 	within(t, "Close", l.Close)
 

@@ -21,14 +21,34 @@ const (
 	// MaxOpSize bounds one op's encoding. An Ops frame of one such op
 	// fits wire.MaxFrame with room to spare.
 	MaxOpSize = 2*MaxPathLen + 64<<10
-	// MaxOrigins bounds the origins a log holds ops of: a Hello or
-	// Progress lists each, and carries no more than this many.
-	MaxOrigins = 1 << 16
+	// MaxOrigins bounds the origins a log holds keys and ops of: a Hello
+	// or Progress lists each, and carries no more than this many. It is
+	// MaxParents because a version names each origin at most once: the
+	// version a device merges from a path's heads, however many devices
+	// wrote the path at once, then always fits an op, and a path has at
+	// most this many heads.
+	MaxOrigins = MaxParents
 	// MaxLamport bounds a received op's Lamport clock. Honest devices,
 	// adding one per op, never come near it; a peer's op of 2^64-1, if
 	// adopted, would make this device's next op wrap to 0 and lose every
 	// conflict it is in.
 	MaxLamport = 1 << 62
+	// MaxLamportJump bounds how far past the log's Lamport clock, as an
+	// Insert call begins, a received op's may be. An honest device's clock
+	// is one past the highest it has seen, so it leads a peer's only by
+	// the ops the peer has not seen yet: four billion is far more than a
+	// mesh makes. A hostile origin can raise every clock by at most this
+	// much per call, so reaching MaxLamport would take it 2^30 calls.
+	MaxLamportJump = 1 << 32
+	// MaxUnsignedRun bounds how many of an origin's ops follow each other
+	// unsigned: Append signs at least every MaxUnsignedRun-th op and
+	// every op that ends MaxUnsignedBytes of ops, as well as the last op
+	// of each call. A receiver holds a run until the op signed after it
+	// arrives, so these bound what a peer can make it hold unverified.
+	MaxUnsignedRun = 1024
+	// MaxUnsignedBytes bounds the encoded bytes of an unsigned run; see
+	// MaxUnsignedRun.
+	MaxUnsignedBytes = 1 << 20
 )
 
 // storedMaxParents bounds Parent when the log reads back its own ops.
@@ -55,8 +75,9 @@ var ErrTooManyOrigins = errors.New("oplog: too many origins")
 // when o cannot be encoded, kept or sent: a kind or mode out of range, a
 // path over MaxPathLen, a Parent over MaxParents entries or not in the
 // form package vclock keeps (sorted, each device once, no zero counter or
-// zero device). Origin, Seq and Lamport are not checked: Append assigns
-// them.
+// zero device), a Sig over MaxSigLen, or a Legacy op with a Prev or a
+// Sig. Origin, Seq, Lamport, Prev and Sig are not checked against each
+// other: Append assigns them, Insert authenticates them.
 func (o Op) Validate() error {
 	switch {
 	case o.Kind < KindWrite || o.Kind > KindRmdir:
@@ -67,6 +88,10 @@ func (o Op) Validate() error {
 		return fmt.Errorf("%w: path of %d bytes, over %d", ErrInvalid, len(o.Path), MaxPathLen)
 	case len(o.NewPath) > MaxPathLen:
 		return fmt.Errorf("%w: new path of %d bytes, over %d", ErrInvalid, len(o.NewPath), MaxPathLen)
+	case len(o.Sig) > MaxSigLen:
+		return fmt.Errorf("%w: %s: signature of %d bytes, over %d", ErrInvalid, o, len(o.Sig), MaxSigLen)
+	case o.Legacy && (!o.Prev.IsZero() || len(o.Sig) > 0):
+		return fmt.Errorf("%w: %s: a legacy op has no Prev and no signature", ErrInvalid, o)
 	case len(o.Parent) > MaxParents:
 		return fmt.Errorf("%w: %s: version of %d entries, over the %d an op carries", ErrInvalid, o, len(o.Parent), MaxParents)
 	}

@@ -2,6 +2,10 @@ package oplog
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"path/filepath"
@@ -40,12 +44,13 @@ func TestLogRefusesOpsPeersWouldRefuse(t *testing.T) {
 	}
 	remote := wide
 	remote.Origin, remote.Seq, remote.Lamport = dev(2), 1, 1
-	if _, err := l.Insert(ctx, remote); !errors.Is(err, ErrInvalid) {
+	if _, err := l.Insert(ctx, dev(2), remote); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("insert of a 2,300-entry version: %v", err)
 	}
 	unsorted := remote
-	unsorted.Parent = vclock.Vector{{Device: dev(4), Counter: 1}, {Device: dev(3), Counter: 1}}
-	if _, err := l.Insert(ctx, unsorted); !errors.Is(err, ErrInvalid) || !errors.Is(err, vclock.ErrInvalid) {
+	two := manyDevices(2)
+	unsorted.Parent = vclock.Vector{two[1], two[0]}
+	if _, err := l.Insert(ctx, dev(2), unsorted); !errors.Is(err, ErrInvalid) || !errors.Is(err, vclock.ErrInvalid) {
 		t.Fatalf("insert of a version out of order: %v", err)
 	}
 	if v := l.Vector(); len(v) != 0 {
@@ -67,43 +72,41 @@ func TestLogRefusesOpsPeersWouldRefuse(t *testing.T) {
 	}
 }
 
-// TestInsertRefusesOriginsPastMaxOrigins: a Hello lists every origin a
-// log holds and carries at most MaxOrigins. A log that took one more
-// could say Hello to no one. Insert refuses the origin that would be one
-// too many; a place is kept for the device's own ops.
-func TestInsertRefusesOriginsPastMaxOrigins(t *testing.T) {
+// TestLogHoldsAtMostMaxOriginsKeys: a Hello lists every origin a log
+// holds and carries at most MaxOrigins. The log takes ops only of origins
+// whose keys it holds, and holds at most MaxOrigins keys, its own among
+// them, so a log never holds more origins than a Hello lists.
+func TestLogHoldsAtMostMaxOriginsKeys(t *testing.T) {
 	ctx := context.Background()
-	l := openLog(t, t.TempDir(), 1)
+	dir := t.TempDir()
+	l := openLog(t, dir, 1)
+	b := l.db.NewBatch()
+	for range MaxOrigins - 1 {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(k.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := certs.DeviceIDFromDER(der)
+		b.Set(originKeyKey(id), append(id[:], der...), nil)
+	}
+	l = reopenWith(t, l, dir, b)
 	defer l.Close()
-	origin := func(i int) certs.DeviceID {
-		var d certs.DeviceID
-		d[0] = 0xee
-		binary.BigEndian.PutUint32(d[1:], uint32(i))
-		return d
+	k, err := signerKey(testKey(2))
+	if err != nil {
+		t.Fatal(err)
 	}
-	ops := make([]Op, MaxOrigins-1)
-	for i := range ops {
-		ops[i] = Op{Origin: origin(i), Seq: 1, Lamport: 1, Kind: KindDelete, Path: "x"}
+	if err := l.AddOrigin(ctx, k, k.ID); !errors.Is(err, ErrTooManyOrigins) {
+		t.Fatalf("key %d: %v, want ErrTooManyOrigins", MaxOrigins+1, err)
 	}
-	if _, err := l.Insert(ctx, ops...); err != nil {
-		t.Fatalf("%d origins: %v", len(ops), err)
-	}
-	one := Op{Origin: origin(len(ops)), Seq: 1, Lamport: 1, Kind: KindDelete, Path: "x"}
-	if _, err := l.Insert(ctx, one); !errors.Is(err, ErrTooManyOrigins) {
-		t.Fatalf("origin %d: %v, want ErrTooManyOrigins", MaxOrigins, err)
+	if _, err := l.Insert(ctx, dev(2), signedBy(t, 2, Link{}, Op{Origin: dev(2), Seq: 1, Lamport: 1, Kind: KindDelete, Path: "x"})...); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("an op of an origin whose key was refused: %v", err)
 	}
 	if _, err := l.Append(ctx, Op{Kind: KindWrite, Path: "mine"}); err != nil {
-		t.Fatalf("the device's own op with %d other origins: %v", len(ops), err)
-	}
-	more := Op{Origin: ops[0].Origin, Seq: 2, Lamport: 2, Kind: KindDelete, Path: "x"}
-	if _, err := l.Insert(ctx, more); err != nil {
-		t.Fatalf("a known origin's next op: %v", err)
-	}
-	if _, err := l.Insert(ctx, one); !errors.Is(err, ErrTooManyOrigins) {
-		t.Fatalf("origin %d once full: %v", MaxOrigins+1, err)
-	}
-	if n := len(l.Vector()); n != MaxOrigins {
-		t.Fatalf("%d origins held, want %d", n, MaxOrigins)
+		t.Fatalf("the device's own op with %d other origins: %v", MaxOrigins-1, err)
 	}
 }
 
@@ -115,7 +118,7 @@ func TestStoredOpsPastTheLimitsReadBack(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "log")
 	l := openLog(t, dir, 1)
-	head, err := Op{Origin: dev(2), Seq: 1, Lamport: 1, Kind: KindWrite, Path: "old"}.MarshalBinary()
+	head, err := Op{Origin: dev(2), Seq: 1, Lamport: 1, Kind: KindWrite, Path: "old", Legacy: true}.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,13 +131,7 @@ func TestStoredOpsPastTheLimitsReadBack(t *testing.T) {
 	b := l.db.NewBatch()
 	b.Set(opKey(dev(2), 1), enc, nil)
 	b.Set(highestKey(dev(2)), binary.BigEndian.AppendUint64(nil, 1), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
-	l.Close()
-
-	l = openLog(t, dir, 1)
+	l = reopenWith(t, l, dir, b)
 	defer l.Close()
 	if err := l.Check(ctx); err != nil {
 		t.Fatalf("check of a log with an op past the limits: %v", err)
@@ -164,12 +161,17 @@ func TestInsertRefusesThisDevicesOrigin(t *testing.T) {
 		t.Fatal(err)
 	}
 	self := mine[0].Origin
-	if _, err := l.Insert(ctx, mine[0]); err != nil {
+	if _, err := l.Insert(ctx, dev(2), mine[0]); err != nil {
 		t.Fatalf("an op of its own the log holds, sent back: %v", err)
 	}
-	forged := Op{Origin: self, Seq: 2, Lamport: 9, Kind: KindDelete, Path: "mine"}
-	if _, err := l.Insert(ctx, forged); !errors.Is(err, ErrOwnOrigin) {
-		t.Fatalf("a forged op of this device: %v, want ErrOwnOrigin", err)
+	forged := []Op{{Origin: self, Seq: 2, Lamport: 9, Kind: KindDelete, Path: "mine", Prev: mine[0].Link(), Sig: mine[0].Sig}}
+	if _, err := l.Insert(ctx, dev(2), forged...); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("a forged op of this device: %v, want ErrUnauthenticated", err)
+	}
+	// Signed with this device's key: a copy of a log this device lost.
+	lost := signedBy(t, 1, mine[0].Link(), forged[0])
+	if _, err := l.Insert(ctx, dev(2), lost...); !errors.Is(err, ErrOwnOrigin) {
+		t.Fatalf("an op of this device it does not hold: %v, want ErrOwnOrigin", err)
 	}
 	next, err := l.Append(ctx, Op{Kind: KindWrite, Path: "next"})
 	if err != nil || next[0].Seq != 2 {
@@ -177,21 +179,40 @@ func TestInsertRefusesThisDevicesOrigin(t *testing.T) {
 	}
 }
 
-// A received Lamport clock past MaxLamport is refused, so the next local
-// op never wraps to 0.
+// A received Lamport clock past MaxLamport, or more than MaxLamportJump
+// past the log's, is refused, so the next local op never wraps to 0.
 func TestInsertRefusesALamportPastTheBound(t *testing.T) {
 	ctx := context.Background()
 	l := openLog(t, t.TempDir(), 1)
 	defer l.Close()
-	peer := certs.DeviceID{0xcc}
-	if _, err := l.Insert(ctx, Op{Origin: peer, Seq: 1, Lamport: 1<<64 - 1, Kind: KindDelete, Path: "x"}); !errors.Is(err, ErrInvalid) {
+	trust(t, l, 3)
+	op := func(lamport uint64) []Op {
+		return signedBy(t, 3, Link{}, Op{Origin: dev(3), Seq: 1, Lamport: lamport, Kind: KindDelete, Path: "x"})
+	}
+	if _, err := l.Insert(ctx, dev(3), op(1<<64-1)...); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Lamport 2^64-1: %v, want ErrInvalid", err)
 	}
-	if _, err := l.Insert(ctx, Op{Origin: peer, Seq: 1, Lamport: MaxLamport, Kind: KindDelete, Path: "x"}); err != nil {
+	if _, err := l.Insert(ctx, dev(3), op(MaxLamportJump+1)...); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Lamport %d past this log's 0: %v, want ErrInvalid", uint64(MaxLamportJump)+1, err)
+	}
+	if _, err := l.Insert(ctx, dev(3), op(MaxLamportJump)...); err != nil {
 		t.Fatalf("Lamport at the bound: %v", err)
 	}
 	next, err := l.Append(ctx, Op{Kind: KindWrite, Path: "next"})
-	if err != nil || next[0].Lamport != MaxLamport+1 {
-		t.Fatalf("next local op: %v %v, want Lamport %d", next, err, uint64(MaxLamport)+1)
+	if err != nil || next[0].Lamport != MaxLamportJump+1 {
+		t.Fatalf("next local op: %v %v, want Lamport %d", next, err, uint64(MaxLamportJump)+1)
 	}
+}
+
+// reopenWith commits b, records written under the log l's feet as an
+// earlier build or a damaged disk would leave them, and opens the log in
+// dir again.
+func reopenWith(t *testing.T, l *Log, dir string, b *pebble.Batch) *Log {
+	t.Helper()
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	l.Close()
+	return openLog(t, dir, 1)
 }

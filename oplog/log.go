@@ -27,17 +27,26 @@
 //     limits): Append and Insert refuse a call with an op outside them,
 //     storing none of it, and Insert refuses an op whose origin would be
 //     one more than MaxOrigins (the ops before it in the call are stored).
+//   - Every op is shown to come from its origin (see Insert): this
+//     device's ops are chained and signed with its key as they are
+//     committed; a peer's are taken only from an origin whose key the
+//     log holds (AddOrigin), chained to the op before them and covered
+//     by a signature that verifies. A different op for a sequence the log
+//     holds is refused (ErrConflict), never swapped in.
 //   - Concurrent callers are grouped: everything waiting when a commit
 //     starts shares the next fsync.
 package oplog
 
 import (
 	"context"
+	"crypto"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -60,10 +69,12 @@ var ErrFailed = errors.New("oplog: failed; the log takes no more ops until it is
 
 // Key prefixes. An op lives at 'o'+origin+seq (big-endian, so pebble's
 // order is sequence order); 'h'+origin holds the origin's highest sequence,
-// written in the same batch as the op, and 'l' the highest Lamport clock.
+// written in the same batch as the op, 'l' the highest Lamport clock, and
+// 'k'+origin the voucher and key of an origin (see AddOrigin).
 const (
 	prefixOp      = 'o'
 	prefixHighest = 'h'
+	prefixKey     = 'k'
 	keyLamport    = "l"
 )
 
@@ -71,6 +82,7 @@ const (
 type Log struct {
 	db   *pebble.DB
 	self certs.DeviceID
+	key  crypto.Signer
 	dir  string
 
 	reqs   chan *request
@@ -80,32 +92,88 @@ type Log struct {
 	commitBatch func(*pebble.Batch) error // b.Commit(pebble.Sync); tests make it fail
 	fail        *failure                  // shared with pebble's logger
 
-	mu      sync.RWMutex // guards highest and lamport (read by Vector, written by committer)
+	mu      sync.RWMutex // guards the fields below (read by all, written by the committer)
 	highest map[certs.DeviceID]uint64
+	tips    map[certs.DeviceID]tip // each origin's highest op
 	lamport uint64
+	origins map[certs.DeviceID]origin
+}
+
+// tip is what the log keeps in memory of an origin's highest op, to
+// check the next one against.
+type tip struct {
+	link    Link
+	lamport uint64
+	legacy  bool
 }
 
 type request struct {
-	ops    []Op
-	local  bool
-	result []Op
-	err    error
-	done   chan struct{}
+	ops     []Op
+	local   bool
+	from    certs.DeviceID           // the peer that sent ops (Insert)
+	links   []Link                   // ops' Links (Insert), computed by the caller
+	refused map[certs.DeviceID]error // origins whose ops are not stored (Insert)
+	origin  *origin                  // a key to record (AddOrigin), instead of ops
+	result  []Op
+	err     error
+	done    chan struct{}
 }
 
-// Open opens (creating if needed) the op log in dir for the device self.
-// The log reports through logger (pebble's messages at debug level, its
-// fatal errors at error level); nil discards them.
-func Open(dir string, self certs.DeviceID, logger *slog.Logger) (*Log, error) {
-	return OpenFS(dir, self, logger, privateFS{vfs.Default})
+// refuse notes why origin o's ops in r are not stored, if not noted yet.
+func (r *request) refuse(o certs.DeviceID, err error) {
+	if r.refused == nil {
+		r.refused = map[certs.DeviceID]error{}
+	}
+	if r.refused[o] == nil {
+		r.refused[o] = err
+	}
+}
+
+// InsertError is Insert's error when it refused the ops of some origins
+// in a call and stored the others'. Each refused origin's error says why
+// and wraps the reason: ErrUnauthenticated, ErrConflict, ErrGap,
+// ErrInvalid, ErrOwnOrigin or ErrTooManyOrigins.
+type InsertError struct {
+	Refused map[certs.DeviceID]error
+}
+
+func (e *InsertError) Error() string {
+	errs := make([]string, 0, len(e.Refused))
+	for _, err := range e.Refused {
+		errs = append(errs, err.Error())
+	}
+	slices.Sort(errs)
+	return fmt.Sprintf("oplog: the ops of %d origins were refused: %s", len(e.Refused), strings.Join(errs, "; "))
+}
+
+// Unwrap returns each refused origin's error.
+func (e *InsertError) Unwrap() []error {
+	out := make([]error, 0, len(e.Refused))
+	for _, err := range e.Refused {
+		out = append(out, err)
+	}
+	return out
+}
+
+// Open opens (creating if needed) the op log in dir for the device whose
+// key signs its ops (the key of its certificate: the device ID is the
+// hash of its public key). The log reports through logger (pebble's
+// messages at debug level, its fatal errors at error level); nil discards
+// them.
+func Open(dir string, key crypto.Signer, logger *slog.Logger) (*Log, error) {
+	return OpenFS(dir, key, logger, privateFS{vfs.Default})
 }
 
 // OpenFS is Open on the file system fs instead of the operating system's
 // (tests pass one that injects faults). Whatever fs does, the log does not
 // panic or end the process: a failed write stops the log (see Failed).
-func OpenFS(dir string, self certs.DeviceID, logger *slog.Logger, fs vfs.FS) (*Log, error) {
+func OpenFS(dir string, key crypto.Signer, logger *slog.Logger, fs vfs.FS) (*Log, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	own, err := signerKey(key)
+	if err != nil {
+		return nil, err
 	}
 	fail := newFailure(dir)
 	// A small cache and memtable: ops are written once and read mostly
@@ -116,14 +184,17 @@ func OpenFS(dir string, self certs.DeviceID, logger *slog.Logger, fs vfs.FS) (*L
 	cache := pebble.NewCache(4 << 20)
 	defer cache.Unref()
 	var db *pebble.DB
-	err := fail.guard(false, func() (err error) {
+	err = fail.guard(false, func() (err error) {
 		db, err = pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger, fail}, Cache: cache, MemTableSize: 1536 << 10, FS: fs})
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oplog: open %s: %w", dir, err)
 	}
-	l := &Log{db: db, self: self, dir: dir, reqs: make(chan *request, 1024), done: make(chan struct{}), fail: fail, highest: map[certs.DeviceID]uint64{}}
+	l := &Log{
+		db: db, self: own.ID, key: key, dir: dir, reqs: make(chan *request, 1024), done: make(chan struct{}), fail: fail,
+		highest: map[certs.DeviceID]uint64{}, tips: map[certs.DeviceID]tip{}, origins: map[certs.DeviceID]origin{},
+	}
 	l.commitBatch = func(b *pebble.Batch) error { return b.Commit(pebble.Sync) }
 	if err := fail.guard(false, l.load); err != nil {
 		if fail.closable() {
@@ -132,6 +203,10 @@ func OpenFS(dir string, self certs.DeviceID, logger *slog.Logger, fs vfs.FS) (*L
 		return nil, err
 	}
 	go l.commitLoop()
+	if err := l.AddOrigin(context.Background(), own, own.ID); err != nil {
+		l.Close()
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -161,6 +236,19 @@ func (l *Log) load() error {
 	default:
 		l.lamport = binary.BigEndian.Uint64(v)
 		closer.Close()
+	}
+	if err := l.loadOrigins(); err != nil {
+		return err
+	}
+	for id, seq := range l.highest {
+		op, found, err := l.get(id, seq)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("oplog: %s: %s#%d, its highest op, is missing", l.dir, id.Short(), seq)
+		}
+		l.tips[id] = tip{link: op.Link(), lamport: op.Lamport, legacy: op.Legacy}
 	}
 	return nil
 }
@@ -201,35 +289,46 @@ func (l *Log) Err() error { return l.fail.get() }
 // Self returns the device whose local ops this log numbers.
 func (l *Log) Self() certs.DeviceID { return l.self }
 
-// Append durably records ops made on this device. Origin, Seq and Lamport
-// of each op are assigned here; the ops are returned as stored, in order,
+// Append durably records ops made on this device. Origin, Seq, Lamport
+// and Prev of each op are assigned here, and the last op (and one in
+// MaxUnsignedRun, see there) is signed; the ops are returned as stored, in order,
 // once synced. A call with an op Validate refuses stores nothing and fails
 // with its error, which wraps ErrInvalid.
 func (l *Log) Append(ctx context.Context, ops ...Op) ([]Op, error) {
-	return l.submit(ctx, ops, true)
-}
-
-// Insert durably records ops received from peers, as they are. Ops already
-// in the log are skipped; the ops newly stored are returned in order. An op
-// whose sequence would leave a gap fails the call with ErrGap, and one of
-// an origin past MaxOrigins with ErrTooManyOrigins; the ops before it in
-// the same call are stored. A call with an op Validate refuses stores
-// nothing and fails with its error.
-func (l *Log) Insert(ctx context.Context, ops ...Op) ([]Op, error) {
-	return l.submit(ctx, ops, false)
-}
-
-func (l *Log) submit(ctx context.Context, ops []Op, local bool) (out []Op, err error) {
-	defer func() {
-		if r := recover(); r != nil { // send on closed channel
-			out, err = nil, ErrClosed
-		}
-	}()
-	if len(ops) == 0 {
-		return nil, nil
-	}
 	// Checked before the committer sees any: a request is stored whole or,
 	// for an op outside the limits, not at all.
+	for _, op := range ops {
+		if err := op.Validate(); err != nil {
+			return nil, fmt.Errorf("oplog: none of %d ops stored: %w", len(ops), err)
+		}
+	}
+	return l.submit(ctx, &request{ops: ops, local: true})
+}
+
+// Insert durably records ops that the peer from sent, as they are, and
+// returns those newly stored, in order; ops already in the log are
+// skipped. The ops of an origin that fail a check below are refused, and
+// the other origins' ops go on: the error is then an *InsertError naming
+// each refused origin and why. Of a refused origin, the ops of the call
+// before the failing one are stored only when a signature covers them;
+// when the failure is one of authentication, none are.
+//
+// Each op must be shown to come from its origin (ErrUnauthenticated): the
+// log holds the origin's key (AddOrigin); the op's Prev is the Link of the
+// origin's op before it, in the call or in the log; each Sig verifies with
+// that key; no more than MaxUnsignedRun-1 ops or MaxUnsignedBytes follow
+// each other unsigned; and each origin's last op in the call is signed,
+// so that its signature covers the ops before it. A Legacy op is taken
+// only from its origin itself (from), whose connection is its proof.
+//
+// An op must also continue its origin's ops without a gap (ErrGap); be
+// the op the log holds, for a sequence it holds (ErrConflict); not name
+// this device (ErrOwnOrigin); not be of an origin past MaxOrigins
+// (ErrTooManyOrigins); and carry a sequence of at least 1 and a Lamport
+// clock within MaxLamport, at most MaxLamportJump past the log's as the
+// call began, and past its origin's previous op's (ErrInvalid). A call
+// with an op Validate refuses stores nothing and fails with its error.
+func (l *Log) Insert(ctx context.Context, from certs.DeviceID, ops ...Op) ([]Op, error) {
 	for _, op := range ops {
 		if err := op.Validate(); err != nil {
 			return nil, fmt.Errorf("oplog: none of %d ops stored: %w", len(ops), err)
@@ -238,7 +337,32 @@ func (l *Log) submit(ctx context.Context, ops []Op, local bool) (out []Op, err e
 	if err := l.fail.get(); err != nil {
 		return nil, err
 	}
-	r := &request{ops: ops, local: local, done: make(chan struct{})}
+	links, refused := l.authenticate(from, ops)
+	r := &request{ops: ops, from: from, links: links, refused: refused}
+	var stored []Op
+	var err error
+	if slices.ContainsFunc(ops, func(op Op) bool { return refused[op.Origin] == nil }) {
+		stored, err = l.submit(ctx, r)
+	}
+	if err == nil && len(r.refused) > 0 {
+		err = &InsertError{Refused: r.refused}
+	}
+	return stored, err
+}
+
+func (l *Log) submit(ctx context.Context, r *request) (out []Op, err error) {
+	defer func() {
+		if r := recover(); r != nil { // send on closed channel
+			out, err = nil, ErrClosed
+		}
+	}()
+	if len(r.ops) == 0 && r.origin == nil {
+		return nil, nil
+	}
+	if err := l.fail.get(); err != nil {
+		return nil, err
+	}
+	r.done = make(chan struct{})
 	select {
 	case l.reqs <- r:
 	case <-l.fail.ch:
@@ -298,66 +422,30 @@ func (l *Log) commit(group []*request) {
 		return
 	}
 	l.mu.RLock()
-	highest := maps.Clone(l.highest)
-	lamport := l.lamport
+	c := &commit{
+		l: l, highest: maps.Clone(l.highest), tips: maps.Clone(l.tips), lamport: l.lamport,
+		touched: map[certs.DeviceID]bool{}, staged: map[string]Link{},
+	}
 	l.mu.RUnlock()
-
-	b := l.db.NewBatch()
-	defer b.Close()
-	touched := map[certs.DeviceID]bool{}
-	var buf []byte
+	c.b = l.db.NewBatch()
+	defer c.b.Close()
 	for _, r := range group {
-		for _, op := range r.ops {
-			if r.local {
-				op.Origin = l.self
-				op.Seq = highest[l.self] + 1
-				lamport++
-				op.Lamport = lamport
-			} else {
-				have := highest[op.Origin]
-				if op.Seq <= have {
-					continue
-				}
-				if op.Origin == l.self {
-					r.err = fmt.Errorf("%w: %s after %d", ErrOwnOrigin, op, have)
-					break
-				}
-				if op.Lamport > MaxLamport {
-					r.err = fmt.Errorf("%w: %s: Lamport clock %d, over %d", ErrInvalid, op, op.Lamport, uint64(MaxLamport))
-					break
-				}
-				if op.Seq != have+1 || op.Origin.IsZero() {
-					r.err = fmt.Errorf("%w: %s after %d", ErrGap, op, have)
-					break
-				}
-				if have == 0 && !roomForOrigin(highest, l.self) {
-					r.err = fmt.Errorf("%w: %s would be origin %d, over the %d a Hello lists", ErrTooManyOrigins, op, len(highest)+1, MaxOrigins)
-					break
-				}
-				lamport = max(lamport, op.Lamport)
-			}
-			var err error
-			buf, err = op.AppendBinary(buf[:0])
-			if err != nil {
-				r.err = err
-				break
-			}
-			if err := b.Set(opKey(op.Origin, op.Seq), buf, nil); err != nil {
-				r.err = fmt.Errorf("oplog: stage %s: %w", op, err)
-				break
-			}
-			highest[op.Origin] = op.Seq
-			touched[op.Origin] = true
-			r.result = append(r.result, op)
+		switch {
+		case r.origin != nil:
+			c.stageOrigin(r)
+		case r.local:
+			c.stageLocal(r)
+		default:
+			c.stageRemote(r)
 		}
 	}
-	for id := range touched {
-		b.Set(highestKey(id), binary.BigEndian.AppendUint64(nil, highest[id]), nil)
+	for id := range c.touched {
+		c.b.Set(highestKey(id), binary.BigEndian.AppendUint64(nil, c.highest[id]), nil)
 	}
-	b.Set([]byte(keyLamport), binary.BigEndian.AppendUint64(nil, lamport), nil)
+	c.b.Set([]byte(keyLamport), binary.BigEndian.AppendUint64(nil, c.lamport), nil)
 	// pebble reports a failed WAL write or fsync through Logger.Fatalf,
 	// which the guard turns into the error returned here.
-	if err := l.fail.guard(true, func() error { return l.commitBatch(b) }); err != nil {
+	if err := l.fail.guard(true, func() error { return l.commitBatch(c.b) }); err != nil {
 		// highest and lamport stay as they were, so readers never see the
 		// batch; nothing is committed after it (see the package comment).
 		failed := l.fail.set(fmt.Errorf("%w: commit to %s: %w", ErrFailed, l.dir, err))
@@ -368,7 +456,10 @@ func (l *Log) commit(group []*request) {
 		return
 	}
 	l.mu.Lock()
-	l.highest, l.lamport = highest, lamport
+	l.highest, l.tips, l.lamport = c.highest, c.tips, c.lamport
+	for _, o := range c.origins {
+		l.origins[o.key.ID] = o
+	}
 	l.mu.Unlock()
 	for _, r := range group {
 		close(r.done)

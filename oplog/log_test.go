@@ -12,7 +12,7 @@ import (
 
 func openLog(t testing.TB, dir string, self byte) *Log {
 	t.Helper()
-	l, err := Open(dir, dev(self), nil)
+	l, err := Open(dir, testKey(self), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,16 +79,20 @@ func TestInsertSkipsDuplicatesAndRefusesGaps(t *testing.T) {
 	remote := func(seq, lamport uint64) Op {
 		return Op{Origin: dev(2), Seq: seq, Lamport: lamport, Kind: KindWrite, Path: fmt.Sprint(seq)}
 	}
-	got, err := l.Insert(ctx, remote(1, 10), remote(2, 11))
+	got, err := l.Insert(ctx, dev(2), signed(t, l, remote(1, 10), remote(2, 11))...)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("insert: %v %v", got, err)
 	}
-	got, err = l.Insert(ctx, remote(2, 11), remote(3, 12))
+	got, err = l.Insert(ctx, dev(2), signed(t, l, remote(2, 11), remote(3, 12))...)
 	if err != nil || len(got) != 1 || got[0].Seq != 3 {
 		t.Fatalf("duplicate not skipped: %v %v", got, err)
 	}
-	got, err = l.Insert(ctx, remote(4, 13), remote(6, 14))
-	if !errors.Is(err, ErrGap) || len(got) != 1 {
+	got, err = l.Insert(ctx, dev(2), signed(t, l, remote(4, 13))...)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("insert after a duplicate: %v %v", got, err)
+	}
+	got, err = l.Insert(ctx, dev(2), signed(t, l, remote(6, 14))...)
+	if !errors.Is(err, ErrGap) || len(got) != 0 {
 		t.Fatalf("gap: %v %v", got, err)
 	}
 	if l.Highest(dev(2)) != 4 {
@@ -171,7 +175,7 @@ func TestSecondOpenIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	l := openLog(t, dir, 1)
 	defer l.Close()
-	if l2, err := Open(dir, dev(1), nil); err == nil {
+	if l2, err := Open(dir, testKey(1), nil); err == nil {
 		l2.Close()
 		t.Fatal("log opened twice")
 	}
@@ -237,7 +241,7 @@ func TestCheckFindsAGap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := l.Insert(ctx, Op{Origin: dev(2), Seq: 1, Lamport: 9, Kind: KindDelete, Path: "g"}); err != nil {
+	if _, err := l.Insert(ctx, dev(2), signed(t, l, Op{Origin: dev(2), Seq: 1, Lamport: 9, Kind: KindDelete, Path: "g"})...); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Check(ctx); err != nil {

@@ -56,6 +56,18 @@ type Op struct {
 	// Parent is the version of Path the origin had when it made the op:
 	// the op's own version is Parent with Origin's entry set to Seq.
 	Parent vclock.Vector
+	// Prev is the Link of the origin's op Seq-1 (zero for Seq 1): it
+	// chains the origin's ops, so a signature over one op's Link covers
+	// every op before it.
+	Prev Link
+	// Sig is the origin's signature over the op's Link (see Seal), or nil.
+	// An origin signs at least the last op of each Append call and one op
+	// in MaxUnsignedRun; ops between are proven by the chain.
+	Sig []byte
+	// Legacy marks an op made before ops were signed (encoding 1): it has
+	// no Prev and no Sig, and peers take it only from its origin itself.
+	// Append never makes one; a log keeps those it holds.
+	Legacy bool
 }
 
 // Version returns the version of the path that this op produces.
@@ -70,8 +82,12 @@ func (o Op) String() string {
 	return s
 }
 
-// encodingV1 is the first byte of every op's encoding.
-const encodingV1 = 1
+// The first byte of an op's encoding. An op of encoding 1 (Legacy) has
+// neither Prev nor Sig.
+const (
+	encodingV1 = 1
+	encodingV2 = 2
+)
 
 // minParentEntry is the fewest bytes one Parent entry takes: the device,
 // then a one-byte counter. A declared entry count is checked against the
@@ -81,15 +97,63 @@ const minParentEntry = len(certs.DeviceID{}) + 1
 // ErrMalformed is wrapped by every decoding error.
 var ErrMalformed = errors.New("oplog: malformed op")
 
-// AppendBinary appends the binary encoding of o to b. It refuses, with an
-// error wrapping ErrInvalid, an op that Validate refuses: what it writes
-// is always what UnmarshalBinary reads back.
+// AppendBinary appends the binary encoding of o to b: its body (what
+// Link hashes), then, unless o is Legacy, the length of Sig and Sig. It
+// refuses, with an error wrapping ErrInvalid, an op that Validate
+// refuses: what it writes is always what UnmarshalBinary reads back.
 func (o Op) AppendBinary(b []byte) ([]byte, error) {
 	if err := o.Validate(); err != nil {
 		return b, err
 	}
 	start := len(b)
-	b = append(b, encodingV1, byte(o.Kind))
+	b = o.appendBody(b)
+	if !o.Legacy {
+		b = binary.AppendUvarint(b, uint64(len(o.Sig)))
+		b = append(b, o.Sig...)
+	}
+	// Validate's limits keep every op within MaxOpSize (TestLargestOp);
+	// this holds the encoding to it should they ever drift apart.
+	if n := len(b) - start; n > MaxOpSize {
+		return b[:start], fmt.Errorf("%w: %s encodes to %d bytes, over %d", ErrInvalid, o, n, MaxOpSize)
+	}
+	return b, nil
+}
+
+// EncodedLen returns the length of o's encoding (AppendBinary's), without
+// encoding it.
+func (o Op) EncodedLen() int {
+	n := 2 + len(o.Origin) + uvarintLen(o.Seq) + uvarintLen(o.Lamport) +
+		uvarintLen(uint64(len(o.Path))) + len(o.Path) + uvarintLen(uint64(len(o.NewPath))) + len(o.NewPath) +
+		len(o.Hash) + varintLen(o.Size) + uvarintLen(uint64(o.Mode)) + varintLen(o.MTime) +
+		uvarintLen(uint64(len(o.Parent)))
+	for _, e := range o.Parent {
+		n += len(e.Device) + uvarintLen(e.Counter)
+	}
+	if !o.Legacy {
+		n += len(o.Prev) + uvarintLen(uint64(len(o.Sig))) + len(o.Sig)
+	}
+	return n
+}
+
+func uvarintLen(v uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], v)
+}
+
+func varintLen(v int64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutVarint(b[:], v)
+}
+
+// appendBody appends the part of o's encoding that Link hashes. It does
+// not check o: a stored op past today's limits still has a Link of its
+// own.
+func (o Op) appendBody(b []byte) []byte {
+	version := byte(encodingV2)
+	if o.Legacy {
+		version = encodingV1
+	}
+	b = append(b, version, byte(o.Kind))
 	b = append(b, o.Origin[:]...)
 	b = binary.AppendUvarint(b, o.Seq)
 	b = binary.AppendUvarint(b, o.Lamport)
@@ -106,17 +170,15 @@ func (o Op) AppendBinary(b []byte) ([]byte, error) {
 		b = append(b, e.Device[:]...)
 		b = binary.AppendUvarint(b, e.Counter)
 	}
-	// Validate's limits keep every op within MaxOpSize (TestLargestOp);
-	// this holds the encoding to it should they ever drift apart.
-	if n := len(b) - start; n > MaxOpSize {
-		return b[:start], fmt.Errorf("%w: %s encodes to %d bytes, over %d", ErrInvalid, o, n, MaxOpSize)
+	if !o.Legacy {
+		b = append(b, o.Prev[:]...)
 	}
-	return b, nil
+	return b
 }
 
 // MarshalBinary returns the binary encoding of o.
 func (o Op) MarshalBinary() ([]byte, error) {
-	return o.AppendBinary(make([]byte, 0, 128+len(o.Path)+len(o.NewPath)))
+	return o.AppendBinary(make([]byte, 0, 240+len(o.Path)+len(o.NewPath)))
 }
 
 // UnmarshalBinary decodes an op written by MarshalBinary. It takes only
@@ -144,10 +206,11 @@ func (o *Op) decode(b []byte, stored bool) error {
 		maxParents = storedMaxParents
 	}
 	d := fields.NewDecoder(b, ErrMalformed)
-	if v := d.Byte("encoding version"); d.Err() == nil && v != encodingV1 {
+	v := d.Byte("encoding version")
+	if d.Err() == nil && v != encodingV1 && v != encodingV2 {
 		return fmt.Errorf("%w: unknown encoding version %d", ErrMalformed, v)
 	}
-	var out Op
+	out := Op{Legacy: v == encodingV1}
 	out.Kind = Kind(d.Byte("kind"))
 	d.Fixed(out.Origin[:], "origin")
 	out.Seq = d.Uvarint("seq")
@@ -173,6 +236,12 @@ func (o *Op) decode(b []byte, stored bool) error {
 		d.Fixed(e.Device[:], "version device")
 		e.Counter = d.Uvarint("version counter")
 		out.Parent = append(out.Parent, e)
+	}
+	if !out.Legacy {
+		d.Fixed(out.Prev[:], "prev")
+		if sig := d.Bytes("sig", MaxSigLen); len(sig) > 0 {
+			out.Sig = append([]byte(nil), sig...)
+		}
 	}
 	if err := d.Finish(); err != nil {
 		return err

@@ -13,14 +13,16 @@ import (
 	"github.com/drive-node/drive-node/vclock"
 )
 
-func dev(b byte) certs.DeviceID { var d certs.DeviceID; d[0] = b; d[31] = b; return d }
+// plainID returns a device ID made of b, in the order of b, for versions
+// whose order a test depends on.
+func plainID(b byte) certs.DeviceID { var d certs.DeviceID; d[0] = b; d[31] = b; return d }
 
 func sampleOp() Op {
 	return Op{
 		Origin: dev(1), Seq: 42, Lamport: 99, Kind: KindRename,
 		Path: "dir/a b.txt", NewPath: "dir/ü.txt", Hash: content.Sum([]byte("x")),
 		Size: -1 << 40, Mode: 0o755, MTime: -5,
-		Parent: vclock.Vector{}.With(dev(2), 7).With(dev(3), 1<<60),
+		Parent: vclock.Vector{}.With(plainID(2), 7).With(plainID(3), 1<<60),
 	}
 }
 
@@ -123,13 +125,20 @@ const sampleParentLen = 1 + 33 + 41
 // refusedOps returns encodings the decoder must refuse, one for each
 // check, all made from a good op so that only the named field is wrong.
 func refusedOps(t testing.TB) map[string][]byte {
-	good, err := sampleOp().MarshalBinary()
+	legacy := sampleOp()
+	legacy.Legacy = true
+	good, err := legacy.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
+	signed, err := sampleOp().MarshalBinary() // ends with Prev and a 0-byte Sig
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsigned := signed[:len(signed)-1]
 	tail := len(good) - sampleParentLen
 	head := good[:tail]
-	entry := func(d byte, c uint64) []byte { id := dev(d); return binary.AppendUvarint(id[:], c) }
+	entry := func(d byte, c uint64) []byte { id := plainID(d); return binary.AppendUvarint(id[:], c) }
 	parent := func(entries ...[]byte) []byte {
 		b := append([]byte(nil), head...)
 		b = binary.AppendUvarint(b, uint64(len(entries)))
@@ -148,6 +157,11 @@ func refusedOps(t testing.TB) map[string][]byte {
 		"parent count past data": parent(entry(2, 7))[:tail+1+33-1],
 		"seq padded to 2 bytes":  padded,
 		"over MaxOpSize":         append(parent(), make([]byte, MaxOpSize)...),
+		"legacy with a Prev":     append(append([]byte(nil), good...), make([]byte, 32)...),
+		"prev cut short":         signed[:len(signed)-2],
+		"sig length padded":      append(append([]byte(nil), unsigned...), 0x80, 0),
+		"sig over MaxSigLen":     append(binary.AppendUvarint(append([]byte(nil), unsigned...), MaxSigLen+1), make([]byte, MaxSigLen+1)...),
+		"unknown encoding 3":     append([]byte{3}, signed[1:]...),
 	}
 }
 
@@ -155,7 +169,9 @@ func refusedOps(t testing.TB) map[string][]byte {
 // a varint longer than its shortest form or an encoding past MaxOpSize is
 // malformed, though each would have been read before.
 func TestUnmarshalRefusesNonCanonical(t *testing.T) {
-	good, _ := sampleOp().MarshalBinary()
+	legacy := sampleOp()
+	legacy.Legacy = true
+	good, _ := legacy.MarshalBinary()
 	if tail := good[len(good)-sampleParentLen:]; tail[0] != 2 {
 		t.Fatalf("sampleOp's encoding does not end with its 2-entry parent: %x", tail)
 	}
@@ -168,14 +184,14 @@ func TestUnmarshalRefusesNonCanonical(t *testing.T) {
 }
 
 // TestLargestOp: an op at every limit at once (paths of MaxPathLen,
-// MaxParents entries, every varint at its longest) encodes within
+// MaxParents entries, every varint at its longest, a Sig of MaxSigLen) encodes within
 // MaxOpSize, so MaxParents alone says whether an op can be carried; one
 // entry or byte more is refused by Validate and by the encoder.
 func TestLargestOp(t *testing.T) {
 	most := ^uint64(0)
 	op := Op{Origin: dev(1), Seq: most, Lamport: most, Kind: KindRename,
 		Path: strings.Repeat("p", MaxPathLen), NewPath: strings.Repeat("n", MaxPathLen),
-		Size: -1 << 63, Mode: 0o7777, MTime: -1 << 63}
+		Size: -1 << 63, Mode: 0o7777, MTime: -1 << 63, Prev: Link{1}, Sig: bytes.Repeat([]byte{0x30}, MaxSigLen)}
 	for i := 0; i < MaxParents; i++ {
 		var d certs.DeviceID
 		binary.BigEndian.PutUint32(d[:], uint32(i+1))

@@ -37,6 +37,12 @@ type Peer struct {
 	fetchSlots chan struct{}
 }
 
+// PublicKey returns the peer's public key, PKIX-encoded, as its
+// certificate presented it in the handshake: the key whose SHA-256 is ID.
+func (p *Peer) PublicKey() []byte {
+	return p.conn.ConnectionState().TLS.PeerCertificates[0].RawSubjectPublicKeyInfo
+}
+
 func newPeer(t *Transport, conn *quic.Conn, id certs.DeviceID, dialed bool) *Peer {
 	ctx, cancel := context.WithCancel(t.ctx)
 	watch := func() {

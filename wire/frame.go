@@ -10,8 +10,8 @@
 // arrive, so a peer that declares a large frame and sends little makes
 // the reader hold little.
 //
-// The control stream carries Hello (first, both ways), then Ops and
-// Progress in any order. Each content stream carries one ContentRequest
+// The control stream carries Hello (first, both ways), then Origins, Ops
+// and Progress in any order (an origin's key before its ops). Each content stream carries one ContentRequest
 // and its ContentResponse followed by the raw bytes.
 package wire
 
@@ -27,8 +27,10 @@ import (
 // ProtocolVersion is sent in Hello; peers with another version are
 // refused with a clear error rather than misread. Version 2 names content
 // over content.BlockSize by its block tree: a version 1 peer would find
-// every such file's bytes "not matching its hash".
-const ProtocolVersion = 2
+// every such file's bytes "not matching its hash". Version 3 signs ops:
+// each carries the Link of its origin's previous op and may carry a
+// signature, and Origins frames introduce the keys that verify them.
+const ProtocolVersion = 3
 
 // MaxFrame is the largest frame accepted: ample for a batch of ops, small
 // enough that a hostile peer cannot exhaust memory.
@@ -46,6 +48,8 @@ const (
 	TypeContentResponse Type = 5
 	// TypeContentBatchRequest asks for several contents on one stream.
 	TypeContentBatchRequest Type = 6
+	// TypeOrigins introduces the keys of origins whose ops follow.
+	TypeOrigins Type = 7
 )
 
 // String returns the message type's name, for errors and logs.
@@ -63,6 +67,8 @@ func (t Type) String() string {
 		return "content-response"
 	case TypeContentBatchRequest:
 		return "content-batch-request"
+	case TypeOrigins:
+		return "origins"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -176,6 +182,8 @@ func Decode(t Type, body []byte) (Message, error) {
 		m = &ContentResponse{}
 	case TypeContentBatchRequest:
 		m = &ContentBatchRequest{}
+	case TypeOrigins:
+		m = &Origins{}
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, t)
 	}

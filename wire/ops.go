@@ -13,8 +13,8 @@ import (
 // minOpBytes is the fewest bytes one op takes in an Ops body, so a body
 // with k bytes left holds at most k/minOpBytes ops: the decoder refuses a
 // larger count before allocating for it (a decoded op takes several
-// times its shortest encoding). The shortest op is a write with every
-// other field zero: a one-byte length prefix, then oplog's encoding with
+// times its shortest encoding). The shortest op is a legacy write (no
+// Prev, no Sig) with every other field zero: a one-byte length prefix, then oplog's encoding with
 // every varint one byte and every string and the version empty —
 // encoding version and kind, origin, seq and lamport, path and new-path
 // lengths, hash, size, mode and mtime, version length. TestMinOpBytes

@@ -39,17 +39,21 @@ func TestOpsCountBoundedByFrame(t *testing.T) {
 	}
 }
 
-// TestMinOpBytes checks minOpBytes against the encoding: an op with
-// every varint one byte and every string and the version empty is the
-// shortest, and its length prefix one byte.
+// TestMinOpBytes checks minOpBytes against the encoding: a legacy op
+// with every varint one byte and every string and the version empty is
+// the shortest (a signed op also has a Prev and a Sig length), and its
+// length prefix one byte.
 func TestMinOpBytes(t *testing.T) {
-	shortest := oplog.Op{Kind: oplog.KindWrite}
+	shortest := oplog.Op{Kind: oplog.KindWrite, Legacy: true}
 	b, err := shortest.AppendBinary(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := len(appendBytes(nil, b)); got != minOpBytes {
 		t.Fatalf("the shortest op takes %d bytes in an Ops body, minOpBytes is %d", got, minOpBytes)
+	}
+	if b, _ := (oplog.Op{Kind: oplog.KindWrite}).AppendBinary(nil); len(b) < minOpBytes {
+		t.Fatalf("the shortest signed op takes %d bytes, under minOpBytes %d", len(b), minOpBytes)
 	}
 	// A body of three shortest ops passes the count check; a byte less,
 	// it does not.

@@ -45,6 +45,7 @@ type message struct {
 	Found   bool            `json:"found"`
 	Size    int64           `json:"size"`
 	Hashes  []vectors.Hex   `json:"hashes"`
+	Keys    []vectors.Hex   `json:"keys"`
 }
 
 // toMessage returns the message m describes.
@@ -78,6 +79,12 @@ func (m message) toMessage(t *testing.T) wire.Message {
 			hs[i] = h.Hash(t)
 		}
 		return &wire.ContentBatchRequest{Hashes: hs}
+	case wire.TypeOrigins.String():
+		keys := make([][]byte, len(m.Keys))
+		for i, k := range m.Keys {
+			keys[i] = k
+		}
+		return &wire.Origins{Keys: keys}
 	}
 	t.Fatalf("vector message type %q", m.Type)
 	return nil
@@ -116,7 +123,7 @@ func TestFrameVectors(t *testing.T) {
 			t.Errorf("%s: %d bytes left after the frame", c.Name, r.Len())
 		}
 	}
-	for typ := wire.TypeHello; typ <= wire.TypeContentBatchRequest; typ++ {
+	for typ := wire.TypeHello; typ <= wire.TypeOrigins; typ++ {
 		if !types[typ] {
 			t.Errorf("no vector for %s", typ)
 		}

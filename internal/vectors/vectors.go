@@ -103,6 +103,10 @@ type Op struct {
 	Mode    string  `json:"mode"`
 	MTime   int64   `json:"mtime"`
 	Parent  []Entry `json:"parent"`
+	// Prev and Sig are absent from a legacy op (encoding 1).
+	Prev   Hex  `json:"prev,omitempty"`
+	Sig    Hex  `json:"sig,omitempty"`
+	Legacy bool `json:"legacy,omitempty"`
 }
 
 // kinds are the op kinds by name, for Op.
@@ -128,7 +132,13 @@ func (o Op) ToOp(t testing.TB) oplog.Op {
 	op := oplog.Op{
 		Origin: o.Origin.Device(t), Seq: o.Seq, Lamport: o.Lamport, Kind: kind,
 		Path: o.Path, NewPath: o.NewPath, Hash: o.Hash.Hash(t),
-		Size: o.Size, Mode: uint32(mode), MTime: o.MTime,
+		Size: o.Size, Mode: uint32(mode), MTime: o.MTime, Legacy: o.Legacy,
+	}
+	if len(o.Prev) > 0 {
+		fixed(t, op.Prev[:], o.Prev)
+	}
+	if len(o.Sig) > 0 {
+		op.Sig = append([]byte(nil), o.Sig...)
 	}
 	for _, e := range o.Parent {
 		op.Parent = append(op.Parent, vclock.Entry{Device: e.Device.Device(t), Counter: e.Seq})
