@@ -65,18 +65,8 @@ const idleWindow = 60 * time.Second
 // stopped, or a /proc that counts nothing, measures no idleness.
 // Run: go test -run '^$' -bench IdleCPU -benchtime 1x ./bench/ (as root).
 func BenchmarkIdleCPU(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root for network namespaces")
-	}
-	bin := netlab.BuildBinary(b, "github.com/drive-node/drive-node/cmd/drive-node")
-	lab := netlab.New(b, 2)
-	tl := driveNode(bin)
-	root := b.TempDir()
-	dirA, dirB := filepath.Join(root, "A"), filepath.Join(root, "B")
-	os.MkdirAll(dirA, 0o755)
-	os.MkdirAll(dirB, 0o755)
-	tl.setup(b, lab, dirA, dirB)
-	pa, pb := tl.start(b, lab.Host(0), dirA), tl.start(b, lab.Host(1), dirB)
+	d := startDaemons(b, 2)
+	lab, bin, dirA, dirB, pa, pb := d.lab, d.bin, d.dirA, d.dirB, d.pa, d.pb
 	os.WriteFile(filepath.Join(dirA, "hello.txt"), []byte("connected?\n"), 0o644)
 	waitFiles(b, dirB, "hello.txt", 1, time.Minute)
 	dirs := []string{dirA, dirB}

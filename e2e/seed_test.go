@@ -43,7 +43,14 @@ func newPair(t *testing.T) *pair { return newPairWith(t, false) }
 // to the folder (--state DIR.state), as a NAS install does.
 func newPairWith(t *testing.T, outsideState bool) *pair {
 	t.Helper()
-	p := &pair{bin: netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node"), lab: netlab.New(t, 2)}
+	return newPairIn(t, netlab.New(t, 2), outsideState)
+}
+
+// newPairIn is newPairWith on lab, whose hosts 0 and 1 become A and B;
+// the test has the others to itself.
+func newPairIn(t *testing.T, lab *netlab.Lab, outsideState bool) *pair {
+	t.Helper()
+	p := &pair{bin: netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node"), lab: lab}
 	p.a, p.b = p.lab.Host(0), p.lab.Host(1)
 	p.dirA, p.dirB = filepath.Join(t.TempDir(), "A"), filepath.Join(t.TempDir(), "B")
 	os.MkdirAll(p.dirA, 0o755)

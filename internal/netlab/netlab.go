@@ -28,6 +28,7 @@ type Lab struct {
 	sw     string // switch namespace
 	gw     string // gateway namespace
 	hosts  []*Host
+	extra  int // addresses given out by AddAddrs
 }
 
 // Host is one machine on the LAN.
@@ -123,6 +124,27 @@ func killNamespace(ns string) {
 		}
 	}
 	exec.Command("ip", "netns", "del", ns).Run()
+}
+
+// AddAddrs gives h n more addresses on its LAN interface and returns
+// them, so that one host can act as many sources (a machine with several
+// addresses, or one that spoofs them). They are taken in turn, over all
+// of the lab's hosts, from 10.99.0.101–253, above the addresses of a lab
+// of at most 100 hosts.
+func (h *Host) AddAddrs(t testing.TB, n int) []netip.Addr {
+	t.Helper()
+	l := h.lab
+	if len(l.hosts) > 100 || l.extra+n > 153 {
+		t.Fatalf("netlab: no room for %d more addresses (%d hosts, %d extra addresses)", n, len(l.hosts), l.extra)
+	}
+	var addrs []netip.Addr
+	for range n {
+		a := netip.AddrFrom4([4]byte{10, 99, 0, byte(101 + l.extra)})
+		l.extra++
+		l.ip(t, "-n", h.Name, "addr", "add", a.String()+"/24", "dev", h.Iface)
+		addrs = append(addrs, a)
+	}
+	return addrs
 }
 
 func (l *Lab) ip(t testing.TB, args ...string) {

@@ -8,6 +8,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"testing"
+	"time"
 )
 
 // MemoryBytes returns a size field of /proc/PID/status in bytes: "VmRSS"
@@ -32,4 +35,33 @@ func MemoryBytes(pid int, field string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s for pid %d", field, pid)
+}
+
+// SampleRSS reads pid's VmRSS every interval, from now until the returned
+// stop is called or the test ends; stop returns the highest value read,
+// in bytes (0 if none could be read: the process had gone).
+func SampleRSS(t testing.TB, pid int, every time.Duration) (stop func() int64) {
+	quit, done := make(chan struct{}), make(chan int64)
+	go func() {
+		var peak int64
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			if n, err := MemoryBytes(pid, "VmRSS"); err == nil {
+				peak = max(peak, n)
+			}
+			select {
+			case <-quit:
+				done <- peak
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	stop = sync.OnceValue(func() int64 {
+		close(quit)
+		return <-done
+	})
+	t.Cleanup(func() { stop() })
+	return stop
 }
