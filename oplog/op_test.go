@@ -80,11 +80,19 @@ func FuzzUnmarshal(f *testing.F) {
 	good, _ := sampleOp().MarshalBinary()
 	f.Add(good)
 	f.Add([]byte{1, 1})
+	signed := sampleOp()
+	signed.Prev, signed.Sig = Link{9}, bytes.Repeat([]byte{0x30}, 70)
+	b, _ := signed.MarshalBinary()
+	f.Add(b)
+	legacy := sampleOp()
+	legacy.Legacy = true
+	b, _ = legacy.MarshalBinary()
+	f.Add(b)
 	many := sampleOp()
 	for i := 0; i < 40; i++ {
 		many.Parent = many.Parent.With(dev(byte(10+i)), uint64(i+1)<<(i%64))
 	}
-	b, _ := many.MarshalBinary()
+	b, _ = many.MarshalBinary()
 	f.Add(b)
 	for _, c := range refusedOps(f) {
 		if len(c) < 1<<10 { // a long seed slows every mutation
