@@ -7,7 +7,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"sort"
 	"syscall"
 	"time"
 
@@ -19,78 +18,39 @@ import (
 	"github.com/drive-node/drive-node/watcher"
 )
 
-// pendingOps returns the ops in the log that the database has not
-// recorded, in Lamport order (which respects causality across origins),
-// and what the database has applied of each origin.
-func (n *Node) pendingOps(ctx context.Context) ([]oplog.Op, map[certs.DeviceID]uint64, error) {
-	applied, err := n.db.Applied(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	var missing []oplog.Op
-	for origin, highest := range n.ops.Vector() {
-		if applied[origin] >= highest {
-			continue
-		}
-		err := n.ops.Iterate(ctx, origin, applied[origin]+1, func(op oplog.Op) error {
-			missing = append(missing, op)
-			return nil
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-	}
-	sortCausal(missing)
-	return missing, applied, nil
-}
-
-// sortCausal orders ops by (Lamport, origin, sequence): an order that
-// respects causality across origins.
-func sortCausal(ops []oplog.Op) {
-	sort.Slice(ops, func(i, j int) bool {
-		a, b := ops[i], ops[j]
-		if a.Lamport != b.Lamport {
-			return a.Lamport < b.Lamport
-		}
-		if a.Origin != b.Origin {
-			return string(a.Origin[:]) < string(b.Origin[:])
-		}
-		return a.Seq < b.Seq
-	})
-}
-
 // applyChunk bounds the ops applied under one hold of the commit lock;
 // the contents of the next chunk are fetched meanwhile.
 const applyChunk = 1000
 
 // applyPending brings the folder and the database up to the log: local ops
 // are recorded, remote ops are carried out on the folder and recorded.
-// Content is fetched without holding the commit lock, so local changes
-// keep being recorded during a long transfer, and a chunk's content is
-// fetched while the chunk before it is applied. An op whose content
-// cannot be had now stays pending with every later op of its origin; the
-// next call tries again.
-func (n *Node) applyPending(ctx context.Context) error {
-	ops, applied, err := n.pendingOps(ctx)
+// It reads the ops to apply in windows (pendingReader), so what it holds
+// is bounded whatever their number; what replaces an op it is blocked at
+// further on is found by lookAhead. Content is fetched without holding
+// the commit lock, so local changes keep being recorded during a long
+// transfer, and a chunk's content is fetched while the chunk before it is
+// applied. An op that cannot be applied now stays pending with every
+// later op of its origin, while other origins' ops go on; the next call
+// tries again. Passes never run concurrently: the apply loop runs them,
+// or, before it starts, catchUp.
+func (n *Node) applyPending(ctx context.Context) (err error) {
+	applied, err := n.db.Applied(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("read what the database has applied: %w", err)
 	}
-	return n.applyPendingOps(ctx, ops, applied)
-}
-
-// applyPendingOps is applyPending with the pending ops, and what the
-// database has applied, already read.
-func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[certs.DeviceID]uint64) (err error) {
+	// What arrives during the pass waits for the next one, which it
+	// started: a steady stream of ops does not make a pass endless.
+	upto := n.ops.Vector()
 	// Status counts the ops this pass is about to apply from now on, not
 	// only once the pass, which can take minutes, is over; an origin keeps
 	// the reason the last pass gave it until this one gives another.
 	if err := n.pending.write(ctx, n, applied, n.pending.reasons(), ""); err != nil && ctx.Err() == nil {
 		n.log.Debug("recording the pending changes for status failed", "err", err)
 	}
-	if len(ops) == 0 {
+	if !logAhead(upto, applied) {
 		return nil // nothing was pending: the report just written holds
 	}
-	blocked := map[certs.DeviceID]string{} // origin -> why its next op waits
+	blocked := newBlocks()
 	defer func() {
 		// What is left pending, and why, for status; paused is the reason
 		// when a pause cut the pass short.
@@ -103,7 +63,7 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[
 		// shows what is left for the next run.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if werr := n.pending.write(wctx, n, nil, blocked, dflt); werr != nil {
+		if werr := n.pending.write(wctx, n, nil, blocked.why, dflt); werr != nil {
 			n.log.Debug("recording the pending changes for status failed", "err", werr)
 		}
 	}()
@@ -117,8 +77,114 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[
 			n.noteDiskFull(ctx, stageErrs) // clears the note when space is back
 		}
 	}()
-	defer n.noteBurst(len(ops))
-	batch := core.NewBatch(ops)
+	handled := 0
+	defer func() { n.noteBurst(handled) }()
+
+	// This device's own ops (pending only after a crash between the log
+	// and the database) describe what is on disk already: they are
+	// recorded first, so that what the remote ops record as local changes
+	// builds on them.
+	if handled, err = n.recordOwn(ctx, applied, upto, blocked); err != nil {
+		return err
+	}
+	r, err := newPendingReader(ctx, n.ops, applied, upto, n.windowOps, n.windowBytes)
+	if err != nil {
+		return err
+	}
+	// What earlier passes found beyond their windows that replaces ops
+	// this one may be blocked at (see lookAhead); room is what this one
+	// may add to it.
+	later, size := n.ahead.pending(applied)
+	room := n.windowBytes - size
+	more, drained, first := false, false, true
+	defer func() {
+		if drained {
+			n.ahead.keep(blocked) // a pass cut short did not see every origin
+		}
+		if more {
+			n.kickApply() // the next pass skips what they replace
+		}
+	}()
+	// A pause (the folder or the state dir is gone) stops the pass: the
+	// windows left would only fail.
+	for !n.paused.Load() {
+		ops, err := r.window(ctx, blocked.has)
+		if err != nil {
+			return err
+		}
+		if len(ops) == 0 {
+			drained = true
+			break
+		}
+		// What an earlier pass found it needed and had not staged (the
+		// losing version of a conflict) is staged with the first chunk.
+		var extra []want
+		if first {
+			extra, first = n.unstaged.take(), false
+		}
+		handled += len(ops)
+		// What the window holds is in its batch already.
+		later = slices.DeleteFunc(later, func(op oplog.Op) bool { return op.Seq < r.next[op.Origin] })
+		errs, err := n.applyWindow(ctx, ops, later, applied, blocked, extra)
+		stageErrs = append(stageErrs, errs...)
+		if err != nil {
+			return err
+		}
+		found, err := n.lookAhead(ctx, r, ops, blocked, &room)
+		more = more || found
+		if err != nil {
+			return err
+		}
+	}
+	finished = true
+	if len(stageErrs) > 0 {
+		return errors.Join(stageErrs...)
+	}
+	return nil
+}
+
+// logAhead reports whether the log (upto) holds an op the database
+// (applied) has not applied.
+func logAhead(upto, applied map[certs.DeviceID]uint64) bool {
+	for origin, highest := range upto {
+		if applied[origin] < highest {
+			return true
+		}
+	}
+	return false
+}
+
+// recordOwn records this device's pending ops, a window at a time, and
+// returns how many there were.
+func (n *Node) recordOwn(ctx context.Context, applied, upto map[certs.DeviceID]uint64, blocked *blocks) (int, error) {
+	self, recorded := n.id.ID, 0
+	for from := applied[self] + 1; from <= upto[self]; {
+		own, next, err := readOrigin(ctx, n.ops, self, from, upto[self], n.windowOps, n.windowBytes)
+		if err != nil || len(own) == 0 {
+			return recorded, err
+		}
+		if err := n.applyOps(ctx, nil, 0, 0, own, newStagedSet(), applied, blocked); err != nil {
+			return recorded, err
+		}
+		recorded += len(own)
+		from = next
+	}
+	return recorded, nil
+}
+
+// applyWindow carries out one window of remote ops (in causal order), a
+// chunk at a time, and returns what could not be staged. later holds ops
+// beyond the window that replace what some of its ops do (see lookAhead):
+// the batch takes them into account, and does not apply them. extra is
+// what to stage with the first chunk besides the window's contents.
+func (n *Node) applyWindow(ctx context.Context, ops, later []oplog.Op, applied map[certs.DeviceID]uint64,
+	blocked *blocks, extra []want) ([]error, error) {
+	batch := core.NewBatch(slices.Concat(ops, later))
+	// A content is staged once per window (see stageContents). Not once
+	// per pass: what a window staged and did not use (its op's origin was
+	// blocked) is removed when the window ends, and a later window that
+	// needs it stages it again.
+	seen := map[content.Hash]bool{}
 
 	// Chunks in causal order: a prefix of a causal order is causally
 	// closed, so each chunk builds only on what is applied before it.
@@ -131,10 +197,6 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[
 	chunks := make(chan stagedChunk, 1)
 	go func() {
 		defer close(chunks)
-		seen := map[content.Hash]bool{}
-		// What an earlier pass found it needed and had not staged (the
-		// losing version of a conflict) is staged with the first chunk.
-		extra := n.unstaged.take()
 		for lo := 0; lo < len(ops); lo += applyChunk {
 			hi := min(lo+applyChunk, len(ops))
 			c := stagedChunk{lo, hi, n.stageContents(sctx, batch, lo, hi, seen, extra)}
@@ -152,40 +214,22 @@ func (n *Node) applyPendingOps(ctx context.Context, ops []oplog.Op, applied map[
 		}
 	}()
 
-	first := true
+	var stageErrs []error
 	for c := range chunks {
-		var own []oplog.Op
-		if first {
-			// This device's own ops (pending only after a crash between
-			// the log and the database) describe what is on disk already:
-			// they are recorded first, so that what the remote ops record
-			// as local changes builds on them.
-			for _, op := range ops {
-				if op.Origin == n.id.ID && op.Seq > applied[op.Origin] {
-					own = append(own, op)
-				}
-			}
-			first = false
-		}
-		if err := n.applyOps(ctx, batch, c.lo, c.hi, own, c.staged, applied, blocked); err != nil {
-			return err
+		if err := n.applyOps(ctx, batch, c.lo, c.hi, nil, c.staged, applied, blocked); err != nil {
+			return stageErrs, err
 		}
 		stageErrs = append(stageErrs, c.staged.errs...)
 	}
-	finished = true
-	if len(stageErrs) > 0 {
-		return errors.Join(stageErrs...)
-	}
-	return nil
+	return stageErrs, nil
 }
 
 // applyOps carries out one chunk of remote ops under the commit lock,
 // after recording own (this device's pending ops). Ops of a blocked
-// origin are left pending; an op that fails blocks its origin, and
-// blocked says why (see pendingReason). The chunk is ops lo to hi of
-// batch.
+// origin are left pending; an op that fails blocks its origin (see
+// blocks). The chunk is ops lo to hi of batch.
 func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own []oplog.Op, staged *stagedSet,
-	applied map[certs.DeviceID]uint64, blocked map[certs.DeviceID]string) error {
+	applied map[certs.DeviceID]uint64, blocked *blocks) error {
 	if staged.flush {
 		// One flush for the chunk's small files: every fetched file is on
 		// disk before any is renamed into place.
@@ -223,7 +267,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 	}
 	for i := lo; i < hi; i++ {
 		op := batch.Op(i)
-		if op.Origin == n.id.ID || blocked[op.Origin] != "" || op.Seq <= applied[op.Origin] {
+		if op.Origin == n.id.ID || blocked.has(op.Origin) || op.Seq <= applied[op.Origin] {
 			continue
 		}
 		if batch.Superseded(i) == core.Whole {
@@ -254,7 +298,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 			if errors.Is(err, syscall.ENOSPC) {
 				staged.errs = append(staged.errs, err)
 			}
-			blocked[op.Origin] = pendingReason(err)
+			blocked.block(op, pendingReason(err))
 			continue
 		}
 		recs.add(rows...)

@@ -121,6 +121,11 @@ type Node struct {
 	// fetchWorkers bounds the fetches in flight; the simulation runs one
 	// at a time, so that a seed makes its changes in one order.
 	fetchWorkers int
+	// windowOps and windowBytes bound the pending ops an apply pass holds
+	// at once (applyWindowOps, applyWindowBytes; tests make windows
+	// small); ahead is what passes found beyond their windows (lookAhead).
+	windowOps, windowBytes int
+	ahead                  aheadState
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -195,24 +200,23 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 func newNode(cfg Config) *Node {
 	return &Node{cfg: cfg, log: cfg.Logger, clock: clock.Or(cfg.Clock), diskFree: diskFree, flushData: dataSync, openFolder: OpenRootFolder, ready: make(chan struct{}),
 		stallAfter: stallAfter, stallCheck: stallCheck, fetchWorkers: fetchWorkers,
+		windowOps: applyWindowOps, windowBytes: applyWindowBytes,
 		peers: map[certs.DeviceID]*peerState{}}
 }
 
 // catchUp brings the database up to the log once the folder is open, as
 // the first thing a node does: a crash can leave it behind.
 func (n *Node) catchUp(ctx context.Context) error {
-	pending, applied, err := n.pendingOps(ctx)
-	if err != nil {
+	// Before any pending op is applied again: what such an op left on disk
+	// before a crash is told apart from local changes by the ops pending.
+	if err := n.noteResidue(ctx); err != nil {
 		return fmt.Errorf("reading the changes pending in %s: %w", n.cfg.StateDir, err)
 	}
-	// Before any pending op is applied again: what such an op left on disk
-	// before a crash is told apart from local changes by the whole set.
-	n.noteResidue(pending)
 	// The database may be behind the log (a crash between the two, or a
 	// lost database): record what it lacks before looking at the folder.
 	if n.paused.Load() {
 		// Local ops are still recorded from the log; remote ones wait.
-	} else if err := n.applyPendingOps(ctx, pending, applied); err != nil {
+	} else if err := n.applyPending(ctx); err != nil {
 		n.log.Warn("some received changes wait for a peer", "err", err)
 	}
 	return nil

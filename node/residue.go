@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path"
 	"sync"
 
@@ -182,13 +184,38 @@ func (r *residue) retire(applied map[certs.DeviceID]uint64) {
 	}
 }
 
-// noteResidue takes ops, those pending when the node opens, as what a
-// crash may have left in the folder unrecorded.
-func (n *Node) noteResidue(ops []oplog.Op) {
-	n.residue.add(ops, n.id.ID)
-	if n.residue.active() {
-		n.log.Info("changes received before the last stop are applied again; what they left on disk is not taken as a local change", "pending", len(ops))
+// noteResidue takes the remote ops pending when the node opens as what a
+// crash may have left in the folder unrecorded. It reads them one at a
+// time, only as many of each origin as residue.add keeps, so a log a peer
+// filled is not read whole into memory.
+func (n *Node) noteResidue(ctx context.Context) error {
+	applied, err := n.db.Applied(ctx)
+	if err != nil {
+		return fmt.Errorf("read what the database has applied: %w", err)
 	}
+	var pending uint64
+	for origin, highest := range n.ops.Vector() {
+		if origin == n.id.ID || applied[origin] >= highest {
+			continue
+		}
+		pending += highest - applied[origin]
+		taken := 0
+		err := n.ops.Iterate(ctx, origin, applied[origin]+1, func(op oplog.Op) error {
+			if taken >= applyChunk {
+				return errRunEnds
+			}
+			taken++
+			n.residue.add([]oplog.Op{op}, n.id.ID)
+			return nil
+		})
+		if err != nil && !errors.Is(err, errRunEnds) {
+			return fmt.Errorf("read the pending ops of %s: %w", origin.Short(), err)
+		}
+	}
+	if n.residue.active() {
+		n.log.Info("changes received before the last stop are applied again; what they left on disk is not taken as a local change", "pending", pending)
+	}
+	return nil
 }
 
 // retireResidue forgets the residue of the ops now applied. The caller

@@ -421,7 +421,7 @@ func (s *sim) settle(ctx context.Context) error {
 func (s *sim) describePending(ctx context.Context) string {
 	var b strings.Builder
 	for i, r := range s.reps {
-		ops, _, err := r.node.pendingOps(ctx)
+		ops, err := r.pendingOps(ctx)
 		if err != nil {
 			fmt.Fprintf(&b, "\n%d: %v", i, err)
 			continue

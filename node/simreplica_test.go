@@ -234,6 +234,9 @@ func (r *replica) start(ctx context.Context) error {
 	r.failing = &failing{opLog: r.ops, stateStore: r.db}
 	n.ops, n.db = r.failing, r.failing
 	n.fetchWorkers = 1
+	if simWindowOps > 0 {
+		n.windowOps = simWindowOps
+	}
 	n.contentFrom = func([]*quicnet.Peer) []contentFetcher {
 		var out []contentFetcher
 		for _, p := range r.peers() {

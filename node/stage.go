@@ -18,8 +18,8 @@ import (
 // folder does not hold already. It returns the staged temp files and, in
 // their errs, what could not be had.
 //
-// seen holds the contents earlier chunks of the same pass staged, and
-// gains this chunk's: a content is staged once per pass. Its temp file has
+// seen holds the contents earlier chunks of the same window staged, and
+// gains this chunk's: a content is staged once per window. Its temp file has
 // one name, and the chunk that staged it moves it into place or removes
 // it, possibly while this chunk is staged; a later chunk copies the
 // content from where the earlier one placed it.
@@ -69,9 +69,14 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 			wants = append(wants, w)
 		}
 	}
-	staged := &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}, looks: map[string]look{}}
+	staged := newStagedSet()
 	n.fetchAll(ctx, wants, staged)
 	return staged
+}
+
+// newStagedSet is an empty stagedSet.
+func newStagedSet() *stagedSet {
+	return &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}, looks: map[string]look{}}
 }
 
 // sourceUsable reports whether a rename's source is on disk as the op

@@ -37,6 +37,12 @@ func TestConflictNamesFitTheFileSystem(t *testing.T) {
 			if again := conflictName(c.p, "ABCDEFG", at, h); again != got {
 				t.Errorf("two devices name the copy differently: %q and %q", got, again)
 			}
+			if short, ok := CopyHash(got); !ok || short != h.String()[:6] {
+				t.Errorf("CopyHash(%q) = %q, %v; want %q", got, short, ok, h.String()[:6])
+			}
+			if short, ok := CopyHash(c.p); ok {
+				t.Errorf("CopyHash(%q), not a copy, = %q", c.p, short)
+			}
 		})
 	}
 }

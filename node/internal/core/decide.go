@@ -37,6 +37,22 @@ func conflictName(p, loserShort string, t time.Time, h content.Hash) string {
 	return dir + stem + tag + ext
 }
 
+// CopyHash returns the short content hash in the name of a conflict copy
+// (conflictName), and whether p is named as one.
+func CopyHash(p string) (string, bool) {
+	base := path.Base(p)
+	i := strings.LastIndex(base, ".conflict-")
+	if i < 0 {
+		return "", false
+	}
+	// The device, the date, the time, then the hash and the extension.
+	fields := strings.SplitN(base[i+len(".conflict-"):], "-", 4)
+	if len(fields) < 4 || len(fields[3]) < 6 {
+		return "", false
+	}
+	return fields[3][:6], true
+}
+
 // nameMax is the longest file name, in bytes, that the file systems the
 // folder lives on hold (ext4, APFS, exFAT's 255 UTF-16 units are more).
 const nameMax = 255
