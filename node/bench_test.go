@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
 )
 
 // BenchmarkSmallFiles moves a tree of 10,000 files of 4 KiB in 100
