@@ -207,7 +207,7 @@ func (n *Node) replacedLater(ctx context.Context, waiting []oplog.Op, from, upto
 	added := 0
 	err := n.ops.Iterate(ctx, waiting[0].Origin, from, func(later oplog.Op) error {
 		if later.Seq > upto {
-			return errRunEnds
+			return errStop
 		}
 		fills := fill(later, later.Path, nil)
 		if later.Kind == oplog.KindRename {
@@ -232,7 +232,7 @@ func (n *Node) replacedLater(ctx context.Context, waiting []oplog.Op, from, upto
 		added++
 		return nil
 	})
-	if err != nil && !errors.Is(err, errRunEnds) {
+	if err != nil && !errors.Is(err, errStop) {
 		return added, fmt.Errorf("read on for ops that replace %s: %w", waiting[0], err)
 	}
 	e.through = upto

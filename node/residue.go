@@ -202,13 +202,13 @@ func (n *Node) noteResidue(ctx context.Context) error {
 		taken := 0
 		err := n.ops.Iterate(ctx, origin, applied[origin]+1, func(op oplog.Op) error {
 			if taken >= applyChunk {
-				return errRunEnds
+				return errStop
 			}
 			taken++
 			n.residue.add([]oplog.Op{op}, n.id.ID)
 			return nil
 		})
-		if err != nil && !errors.Is(err, errRunEnds) {
+		if err != nil && !errors.Is(err, errStop) {
 			return fmt.Errorf("read the pending ops of %s: %w", origin.Short(), err)
 		}
 	}

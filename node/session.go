@@ -287,7 +287,7 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 				}
 				return nil
 			})
-			if err != nil && err != errStop {
+			if err != nil && !errors.Is(err, errStop) {
 				return err
 			}
 		}
@@ -303,13 +303,13 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 	}
 }
 
-var errStop = fmt.Errorf("stop")
-
 // receiveOps persists ops from a peer, acknowledges them (posts the
 // Progress for the sender to send: it does not write to the peer), and
-// wakes the applier. Ops that would leave a gap fail the call: the
-// connection is then reset and the Hello exchange starts over from what is
-// durable.
+// wakes the applier. Ops of an origin the log refuses (a gap, a forgery,
+// a conflict) are left out for the rest of the session (see originGate);
+// a reconnect starts over from what is durable. Only a failure of the
+// log or the state dir, or a peer past the session's bounds, fails the
+// call, and with it the connection.
 func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, gate *originGate, runs *unsignedRuns, progress *progressBox) error {
 	ops, err := runs.add(ops, gate)
 	if err != nil {

@@ -41,8 +41,8 @@ func opFootprint(op oplog.Op) int {
 	return int(unsafe.Sizeof(op)) + len(op.Path) + len(op.NewPath) + len(op.Parent)*int(unsafe.Sizeof(vclock.Entry{}))
 }
 
-// errRunEnds ends a read of the log early; it never leaves this file.
-var errRunEnds = errors.New("run ends")
+// errStop ends a read of the log (Iterate) early; the reader drops it.
+var errStop = errors.New("stop")
 
 // pendingReader reads the pending ops of one pass in windows. It holds,
 // per origin, where its next window starts, and a heap of the origins by
@@ -75,9 +75,9 @@ func newPendingReader(ctx context.Context, log opLog, applied, upto map[certs.De
 		}
 		err := log.Iterate(ctx, origin, applied[origin]+1, func(op oplog.Op) error {
 			r.startAt(op)
-			return errRunEnds
+			return errStop
 		})
-		if err != nil && !errors.Is(err, errRunEnds) {
+		if err != nil && !errors.Is(err, errStop) {
 			return nil, fmt.Errorf("read the first pending op of %s: %w", origin.Short(), err)
 		}
 	}
@@ -105,7 +105,7 @@ func (r *pendingReader) window(ctx context.Context, skip func(certs.DeviceID) bo
 		err := r.log.Iterate(ctx, h.origin, h.seq, func(op oplog.Op) error {
 			if op.Seq > r.upto[h.origin] {
 				r.next[h.origin] = op.Seq
-				return errRunEnds // arrived during the pass
+				return errStop // arrived during the pass
 			}
 			if op.Seq != h.seq {
 				key = max(key, op.Lamport)
@@ -113,7 +113,7 @@ func (r *pendingReader) window(ctx context.Context, skip func(certs.DeviceID) bo
 				if len(out) >= r.maxOps || size >= r.maxBytes || bounded && bound.less(at) {
 					r.next[h.origin] = op.Seq
 					heap.Push(&r.heads, at)
-					return errRunEnds
+					return errStop
 				}
 			}
 			out = append(out, op)
@@ -121,7 +121,7 @@ func (r *pendingReader) window(ctx context.Context, skip func(certs.DeviceID) bo
 			r.next[h.origin] = op.Seq + 1
 			return nil
 		})
-		if err != nil && !errors.Is(err, errRunEnds) {
+		if err != nil && !errors.Is(err, errStop) {
 			return nil, fmt.Errorf("read the pending ops of %s from %d: %w", h.origin.Short(), h.seq, err)
 		}
 	}
@@ -143,14 +143,14 @@ func readOrigin(ctx context.Context, log opLog, origin certs.DeviceID, from, upt
 	size := 0
 	err := log.Iterate(ctx, origin, from, func(op oplog.Op) error {
 		if op.Seq > upto || len(out) > 0 && (len(out) >= maxOps || size >= maxBytes) {
-			return errRunEnds
+			return errStop
 		}
 		out = append(out, op)
 		size += opFootprint(op)
 		from = op.Seq + 1
 		return nil
 	})
-	if err != nil && !errors.Is(err, errRunEnds) {
+	if err != nil && !errors.Is(err, errStop) {
 		return nil, 0, fmt.Errorf("read the ops of %s from %d: %w", origin.Short(), from, err)
 	}
 	return out, from, nil

@@ -295,12 +295,8 @@ func (l *Log) Self() certs.DeviceID { return l.self }
 // once synced. A call with an op Validate refuses stores nothing and fails
 // with its error, which wraps ErrInvalid.
 func (l *Log) Append(ctx context.Context, ops ...Op) ([]Op, error) {
-	// Checked before the committer sees any: a request is stored whole or,
-	// for an op outside the limits, not at all.
-	for _, op := range ops {
-		if err := op.Validate(); err != nil {
-			return nil, fmt.Errorf("oplog: none of %d ops stored: %w", len(ops), err)
-		}
+	if err := validateAll(ops); err != nil {
+		return nil, err
 	}
 	return l.submit(ctx, &request{ops: ops, local: true})
 }
@@ -329,10 +325,8 @@ func (l *Log) Append(ctx context.Context, ops ...Op) ([]Op, error) {
 // call began, and past its origin's previous op's (ErrInvalid). A call
 // with an op Validate refuses stores nothing and fails with its error.
 func (l *Log) Insert(ctx context.Context, from certs.DeviceID, ops ...Op) ([]Op, error) {
-	for _, op := range ops {
-		if err := op.Validate(); err != nil {
-			return nil, fmt.Errorf("oplog: none of %d ops stored: %w", len(ops), err)
-		}
+	if err := validateAll(ops); err != nil {
+		return nil, err
 	}
 	if err := l.fail.get(); err != nil {
 		return nil, err
@@ -348,6 +342,17 @@ func (l *Log) Insert(ctx context.Context, from certs.DeviceID, ops ...Op) ([]Op,
 		err = &InsertError{Refused: r.refused}
 	}
 	return stored, err
+}
+
+// validateAll checks ops before the committer sees any: a call is stored
+// whole or, for an op outside the limits, not at all.
+func validateAll(ops []Op) error {
+	for _, op := range ops {
+		if err := op.Validate(); err != nil {
+			return fmt.Errorf("oplog: none of %d ops stored: %w", len(ops), err)
+		}
+	}
+	return nil
 }
 
 func (l *Log) submit(ctx context.Context, r *request) (out []Op, err error) {
