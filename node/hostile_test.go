@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -119,7 +120,11 @@ func sendAsPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource
 // the ops to each.
 func scriptPeer(t *testing.T, id *certs.Identity, n *runningNode, src *memSource, ops []oplog.Op, each func(wire.Message), relayed ...*certs.Identity) {
 	t.Helper()
-	sealByOrigin(t, ops, append([]*certs.Identity{id}, relayed...))
+	keys := map[certs.DeviceID]crypto.Signer{id.ID: id.Signer()}
+	for _, r := range relayed {
+		keys[r.ID] = r.Signer()
+	}
+	sealRuns(t, ops, func(o certs.DeviceID) crypto.Signer { return keys[o] }, func(certs.DeviceID, uint64) oplog.Link { return oplog.Link{} })
 	var introduce wire.Origins
 	for _, r := range relayed {
 		introduce.Keys = append(introduce.Keys, r.Certificate.Leaf.RawSubjectPublicKeyInfo)
@@ -276,31 +281,5 @@ func TestSameContentInSeveralChunks(t *testing.T) {
 	}
 	if got, _ := filepath.Glob(filepath.Join(folder, "d*", "f*.txt")); len(got) != files {
 		t.Fatalf("%d files in the folder, want %d", len(got), files)
-	}
-}
-
-// sealByOrigin signs ops in place as their origins, among ids, would: each
-// origin's ops (consecutive, from its first) chained, signed at least
-// every oplog.MaxUnsignedRun ops and at the last.
-func sealByOrigin(t testing.TB, ops []oplog.Op, ids []*certs.Identity) {
-	t.Helper()
-	for _, id := range ids {
-		var idx []int
-		var run []oplog.Op
-		for i, op := range ops {
-			if op.Origin == id.ID {
-				idx, run = append(idx, i), append(run, op)
-			}
-		}
-		var prev oplog.Link
-		for start := 0; start < len(run); start += oplog.MaxUnsignedRun {
-			var err error
-			if prev, err = oplog.Seal(id.Signer(), prev, run[start:min(start+oplog.MaxUnsignedRun, len(run))]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for k, i := range idx {
-			ops[i] = run[k]
-		}
 	}
 }

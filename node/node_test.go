@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -259,7 +260,7 @@ func (readSeekNopCloser) Close() error { return nil }
 
 // insertFrom stores ops as peer made them, sent by peer: peer's key is
 // recorded in l, and the ops (consecutive ops of peer) are chained after
-// what l holds of peer and the last signed, as peer's log would.
+// what l holds of peer and signed, as peer's log would.
 func insertFrom(t testing.TB, l opLog, peer *certs.Identity, ops ...oplog.Op) []oplog.Op {
 	t.Helper()
 	key, err := oplog.ParseOriginKey(peer.Certificate.Leaf.RawSubjectPublicKeyInfo)
@@ -269,18 +270,62 @@ func insertFrom(t testing.TB, l opLog, peer *certs.Identity, ops ...oplog.Op) []
 	if err := l.AddOrigin(context.Background(), key, peer.ID); err != nil {
 		t.Fatal(err)
 	}
-	var prev oplog.Link
-	if before, ok, err := l.Get(peer.ID, ops[0].Seq-1); err != nil {
-		t.Fatal(err)
-	} else if ok {
-		prev = before.Link()
-	}
-	if _, err := oplog.Seal(peer.Signer(), prev, ops); err != nil {
-		t.Fatal(err)
-	}
+	sealRuns(t, ops, func(certs.DeviceID) crypto.Signer { return peer.Signer() }, prevIn(t, l))
 	stored, err := l.Insert(context.Background(), peer.ID, ops...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return stored
+}
+
+// sealRuns signs ops in place as their origins would: each origin's ops,
+// in sequence order, chained after prevOf(origin, first sequence), the
+// Link of the op before them, and signed at least every
+// oplog.MaxUnsignedRun ops and at the last. keyOf returns an origin's key.
+func sealRuns(t testing.TB, ops []oplog.Op, keyOf func(certs.DeviceID) crypto.Signer, prevOf func(certs.DeviceID, uint64) oplog.Link) {
+	t.Helper()
+	runs := map[certs.DeviceID][]int{}
+	var origins []certs.DeviceID
+	for i, op := range ops {
+		if runs[op.Origin] == nil {
+			origins = append(origins, op.Origin)
+		}
+		runs[op.Origin] = append(runs[op.Origin], i)
+	}
+	for _, o := range origins {
+		key := keyOf(o)
+		if key == nil {
+			t.Fatalf("no key to sign the ops of %s with", o.Short())
+		}
+		idx := runs[o]
+		run := make([]oplog.Op, len(idx))
+		for k, i := range idx {
+			run[k] = ops[i]
+		}
+		prev := prevOf(o, run[0].Seq)
+		for start := 0; start < len(run); start += oplog.MaxUnsignedRun {
+			var err error
+			if prev, err = oplog.Seal(key, prev, run[start:min(start+oplog.MaxUnsignedRun, len(run))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for k, i := range idx {
+			ops[i] = run[k]
+		}
+	}
+}
+
+// prevIn returns, for sealRuns, the Link of the op l holds before seq of
+// origin (zero when it holds none).
+func prevIn(t testing.TB, l opLog) func(certs.DeviceID, uint64) oplog.Link {
+	return func(origin certs.DeviceID, seq uint64) oplog.Link {
+		before, ok, err := l.Get(origin, seq-1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return oplog.Link{}
+		}
+		return before.Link()
+	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"maps"
@@ -104,39 +105,14 @@ func peerOps(origin certs.DeviceID, from uint64, n int, lamport uint64, name, da
 // applying them.
 func insert(t testing.TB, r *replica, ops []oplog.Op) {
 	t.Helper()
-	signAsSimDevices(t, r.ops, ops)
+	sealRuns(t, ops, func(o certs.DeviceID) crypto.Signer {
+		if i := slices.IndexFunc(simKeys, func(k oplog.OriginKey) bool { return k.ID == o }); i >= 0 {
+			return simKey(i)
+		}
+		return nil
+	}, prevIn(t, r.ops))
 	if got, err := r.ops.Insert(context.Background(), ops[0].Origin, ops...); err != nil || len(got) != len(ops) {
 		t.Fatalf("the log took %d of %d ops: %v", len(got), len(ops), err)
-	}
-}
-
-// signAsSimDevices signs ops, each origin's consecutive in order, as the
-// simulation device each names would: chained after what l holds of it,
-// signed at least every oplog.MaxUnsignedRun ops and at its last.
-func signAsSimDevices(t testing.TB, l opLog, ops []oplog.Op) {
-	t.Helper()
-	for start := 0; start < len(ops); {
-		end := start
-		for end < len(ops) && ops[end].Origin == ops[start].Origin {
-			end++
-		}
-		i := slices.IndexFunc(simKeys, func(k oplog.OriginKey) bool { return k.ID == ops[start].Origin })
-		if i < 0 {
-			t.Fatalf("%s is not a simulation device", ops[start].Origin.Short())
-		}
-		var prev oplog.Link
-		if before, ok, err := l.Get(ops[start].Origin, ops[start].Seq-1); err != nil {
-			t.Fatal(err)
-		} else if ok {
-			prev = before.Link()
-		}
-		for k := start; k < end; k += oplog.MaxUnsignedRun {
-			var err error
-			if prev, err = oplog.Seal(simKey(i), prev, ops[k:min(k+oplog.MaxUnsignedRun, end)]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		start = end
 	}
 }
 
