@@ -22,8 +22,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/text/unicode/norm"
-
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/internal/kick"
@@ -328,6 +326,9 @@ func (n *Node) watch(ctx context.Context) error {
 	w, err := watcher.New(watcher.Options{
 		Root:           n.cfg.Folder,
 		Index:          dbIndex{db: n.db, placing: &n.placing, nfc: n.volume().NormInsensitive},
+		ExactNames:     n.volume().Folds(),
+		IgnoreModes:    n.volume().NoModes,
+		MTimePrecision: n.volume().MTimePrecision,
 		Ignore:         ignoreFunc(n.cfg.Folder, n.cfg.StateDir),
 		RescanInterval: n.cfg.RescanInterval,
 		Logger:         n.log,
@@ -439,10 +440,7 @@ func (n *Node) recordObserved(ctx context.Context, obs []watcher.Observation) er
 // describe the folder as it is under it (taken by observe, or freshened).
 func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation) error {
 	if n.volume().NormInsensitive {
-		// Names travel in NFC; this folder finds a name in any form.
-		for i := range obs {
-			obs[i].Path = norm.NFC.String(obs[i].Path)
-		}
+		obs = inNFC(obs)
 	}
 	known := make(map[string]state.File, len(obs))
 	for _, o := range obs {
