@@ -356,6 +356,44 @@ func (l *loop) flush(ctx context.Context, out chan<- []Observation, now time.Tim
 	if err != nil {
 		return err
 	}
+	gone := l.holdGone(r, prevs, now)
 	l.addRetries(r.unstable)
-	return l.w.send(ctx, out, r.present, r.gone)
+	return l.w.send(ctx, out, r.present, gone)
+}
+
+// holdGone returns the vanished paths of r to report now. When one of them
+// was a recorded file of the size of a file in r not yet stable, that file
+// may be it under a new name, quiet but written too recently to tell (its
+// mtime in the file system's last step): then all of them are held back,
+// once, to be looked at again with the unstable files, so that a rename
+// is reported as one (and keeps the file's modes and times) rather than
+// as a removal now and a new file later.
+func (l *loop) holdGone(r *walkResult, prevs map[string]look, now time.Time) []Observation {
+	if len(r.gone) == 0 || len(r.unstable) == 0 {
+		return r.gone
+	}
+	sizes := make(map[int64]bool, len(r.unstable))
+	at := now // due with the last of them, so that one look takes all
+	for _, lk := range r.unstable {
+		sizes[lk.sig.size] = true
+		if lk.at.After(at) {
+			at = lk.at
+		}
+	}
+	match := false
+	for _, g := range r.gone {
+		if prevs[g.Path].gone {
+			return r.gone // held once already
+		}
+		if k, ok := l.w.o.Index.Lookup(g.Path); ok && !k.Dir && sizes[k.Size] {
+			match = true
+		}
+	}
+	if !match {
+		return r.gone
+	}
+	for _, g := range r.gone {
+		r.unstable[g.Path] = look{at: at, gone: true}
+	}
+	return nil
 }

@@ -64,6 +64,9 @@ type look struct {
 	sig sig
 	at  time.Time
 	via string // the name the file was reached by, if not its own (see lookFile)
+	// gone marks a vanished path held back once (see loop.holdGone), to
+	// be reported with a file not yet stable that may be it, renamed.
+	gone bool
 }
 
 func (w *Watcher) fileObservation(rel string, st fs.FileInfo) Observation {

@@ -384,3 +384,44 @@ func TestIgnoreModes(t *testing.T) {
 		t.Errorf("dir/new at the first scan: %+v, want Mode 0", o)
 	}
 }
+
+// TestRenameOfARecentFileIsReportedAsOne: on a file system with coarse
+// mtimes, a recorded file renamed within its mtime's step is not stable
+// yet under its new name. Its old name is held back with it, and both are
+// reported in one slice, side by side, so that the node sees a rename and
+// not a removal followed, a look later, by a new file.
+func TestRenameOfARecentFileIsReportedAsOne(t *testing.T) {
+	const settle, stable = 10 * time.Millisecond, 100 * time.Millisecond
+	sec := time.Now().Truncate(time.Second)
+	root := t.TempDir()
+	p := filepath.Join(root, "Plan.txt")
+	writeAt(t, p, "the plan")
+	if err := os.Chtimes(p, sec, sec); err != nil {
+		t.Fatal(err)
+	}
+	idx := newIndex()
+	idx.set("Plan.txt", knownFile(t, p))
+	h := start(t, root, idx, func(o *Options) {
+		o.Clock, o.Settle, o.StableFor = clock.NewFake(sec.Add(time.Second+50*time.Millisecond)), settle, stable
+		o.MTimePrecision = time.Second
+	}, nil)
+	h.track("plan-final.txt")
+	if err := os.Rename(p, filepath.Join(root, "plan-final.txt")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitPending("plan-final.txt")
+	h.advance(settle)
+	if got := h.allPaths(); len(got) != 0 {
+		t.Fatalf("reported %v at the first look; the new name is not stable yet", got)
+	}
+	h.advance(stable)
+	h.waitObs("plan-final.txt", hashOf("the plan"))
+	b := h.batchWith("plan-final.txt", hashOf("the plan"))
+	i, j := indexOf(b, "plan-final.txt"), indexOf(b, "Plan.txt")
+	if j != i+1 || b[j].Exists {
+		t.Errorf("slice %+v: want Plan.txt gone right after plan-final.txt", b)
+	}
+	if n := h.count("Plan.txt"); n != 1 {
+		t.Errorf("Plan.txt reported %d times, want once", n)
+	}
+}
