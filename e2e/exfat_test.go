@@ -26,6 +26,7 @@ const exfatWait = 10 * time.Second
 
 // exfatStatus is what TestExfatFolder reads of `drive-node status --json`.
 type exfatStatus struct {
+	StateDir   string `json:"state_dir"`
 	Running    bool
 	Ready      bool
 	Paused     string
@@ -148,8 +149,13 @@ func TestExfatFolder(t *testing.T) {
 		}
 	})
 	r.waitConnected(t)
-	if st, err := r.status(r.b, r.dirB); err == nil {
-		t.Logf("B's status once connected, its folder on exFAT:\n%s", st.raw)
+	st, err := r.status(r.b, r.dirB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("B's status once connected, its folder on exFAT:\n%s", st.raw)
+	if _, err := os.Stat(filepath.Join(r.dirB, ".drive-node")); st.StateDir != r.stateB || err == nil {
+		t.Fatalf("B's state is not kept off the exFAT disk: status names %s, %s/.drive-node: %v", st.StateDir, r.dirB, err)
 	}
 
 	var verdicts []string
