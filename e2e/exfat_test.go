@@ -42,7 +42,16 @@ type exfatStatus struct {
 	}
 	Conflicts []struct{ Copy, Original string }
 	Unplaced  []exfatUnplaced
-	raw       string
+	// FileSystem is what the node's probe found about its folder's
+	// file system.
+	FileSystem *struct {
+		Summary         string
+		CaseInsensitive bool   `json:"case_insensitive"`
+		RefusedChars    string `json:"refused_chars"`
+		NoModes         bool   `json:"no_unix_modes"`
+		MTimePrecision  int64  `json:"mtime_precision"`
+	} `json:"filesystem"`
+	raw string
 }
 
 // exfatUnplaced is one entry of status's "unplaced" list; kind and other
@@ -98,6 +107,7 @@ var refusedNames = []struct{ name, why string }{
 // ends by comparing A's tree with what it must be: a device that cannot
 // represent something may skip it, never change it elsewhere.
 //
+//  0. Each side's status shows what its folder's file system is.
 //  1. A holds Report.txt and report.txt: B holds one, lists the other as
 //     a case conflict, and nothing changes on A; a rename on A resolves it.
 //  2. Case-only renames on A (a directory, a file) reach B's exFAT folder
@@ -178,6 +188,7 @@ func TestExfatFolder(t *testing.T) {
 			note = f(t)
 		})
 	}
+	scenario("probe in status", r.probeShown)
 	scenario("case pair", r.casePair)
 	scenario("case-only rename on A", r.caseRenameOnA)
 	scenario("case-only rename on B", r.caseRenameOnB)
@@ -574,6 +585,35 @@ func (r *exfatRun) restartB(t *testing.T, between func()) {
 	}
 	r.pb = r.start(r.top, r.b, r.dirB, "B")
 	r.waitConnected(t)
+}
+
+// probeShown: each side's status says what its folder's file system is,
+// as found by trying: B's exFAT folder is case-insensitive, refuses the
+// characters the disk refused here and keeps no modes; A's is none of it.
+func (r *exfatRun) probeShown(t *testing.T) string {
+	r.step = "status shows each folder's file system"
+	a, errA := r.status(r.a, r.dirA)
+	b, errB := r.status(r.b, r.dirB)
+	if err := errors.Join(errA, errB); err != nil {
+		t.Fatal(err)
+	}
+	if a.FileSystem == nil || b.FileSystem == nil {
+		t.Fatalf("status shows no file system: A %+v, B %+v", a.FileSystem, b.FileSystem)
+	}
+	t.Logf("A's folder: %s; B's folder: %s", a.FileSystem.Summary, b.FileSystem.Summary)
+	if fs := a.FileSystem; fs.CaseInsensitive || fs.NoModes || fs.RefusedChars != "" {
+		t.Fatalf("A's folder on the test's own disk is shown as %+v", *fs)
+	}
+	fs := b.FileSystem
+	if !fs.CaseInsensitive || !fs.NoModes {
+		t.Fatalf("B's exFAT folder is shown as %+v", *fs)
+	}
+	for name, why := range r.refused {
+		if len(why) == 1 && !strings.Contains(fs.RefusedChars, why) {
+			t.Fatalf("B's exFAT disk refused %q here, its status says it refuses only %q", name, fs.RefusedChars)
+		}
+	}
+	return fmt.Sprintf("B: %s", fs.Summary)
 }
 
 // casePair: A holds Report.txt and report.txt, which B's folder cannot
