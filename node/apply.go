@@ -13,6 +13,7 @@ import (
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/node/internal/core"
+	"github.com/drive-node/drive-node/node/internal/volume"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
@@ -46,6 +47,9 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 	// the reason the last pass gave it until this one gives another.
 	if err := n.pending.write(ctx, n, applied, n.pending.reasons(), ""); err != nil && ctx.Err() == nil {
 		n.log.Debug("recording the pending changes for status failed", "err", err)
+	}
+	if err := n.retryCaseConflicts(ctx); err != nil {
+		return err
 	}
 	if !logAhead(upto, applied) {
 		return nil // nothing was pending: the report just written holds
@@ -245,6 +249,9 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 	at := n.clock.Now().UnixNano()
 	b := state.Batch{Applied: map[certs.DeviceID]uint64{}}
 	var recs batchRecords
+	// settled holds the paths ops of the chunk recorded: what status
+	// listed there as not placed is out of date.
+	settled := map[string]bool{}
 	// flush records what the chunk has done so far, after the directories
 	// of the files it placed are synced: a record never claims a rename
 	// that a crash could still undo.
@@ -303,6 +310,9 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 		}
 		recs.add(rows...)
 		n.placing.add(rows)
+		for _, r := range rows {
+			settled[r.Path] = true
+		}
 		b.Applied[op.Origin] = op.Seq
 		if len(more) > 0 {
 			// What the op left on disk that its records do not say (a
@@ -324,7 +334,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 		return err
 	}
 	n.retireResidue(ctx)
-	return nil
+	return n.dropUnplaced(ctx, settled)
 }
 
 // noteDiskFull shows in status whether received files wait for disk space.
@@ -366,6 +376,20 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		if err != nil {
 			// Counted as handled, never applied, and listed in status.
 			return nil, nil, n.giveUp(ctx, op, err)
+		}
+	}
+	// A name the folder cannot hold is not placed, before anything on
+	// disk is looked at: on a case-insensitive disk a look at report.txt
+	// finds Report.txt, and would record it as a local change of the
+	// peer's file.
+	if err := n.placeable(ctx, op, pending); err != nil {
+		var cc *CaseConflictError
+		switch {
+		case errors.As(err, &cc) && n.adoptCase(ctx, batch, i, cc, pending):
+		case errors.Is(err, volume.ErrRefused) || errors.As(err, &cc):
+			return nil, nil, n.giveUp(ctx, op, err)
+		default:
+			return nil, nil, err
 		}
 	}
 	if n.residue.has(op) {
@@ -449,7 +473,9 @@ func (n *Node) fillFromDisk(r *state.File) {
 		return
 	}
 	r.MTime = st.ModTime().UnixNano()
-	r.Mode = uint32(st.Mode().Perm())
+	if !n.volume().NoModes { // else the op's mode stays: the disk shows one mode for all
+		r.Mode = uint32(st.Mode().Perm())
+	}
 	r.Inode = watcher.InodeOf(st)
 	if !r.Dir {
 		r.Size = st.Size()

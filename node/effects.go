@@ -75,6 +75,11 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 		staged.touch(e.To, e.Path)
 		return false, nil
 	case core.Remove:
+		if n.volume().Folds() && !n.there(e.Path) {
+			// Nothing under this very name: what a look at it finds on a
+			// case-insensitive folder is another name's file.
+			return false, nil
+		}
 		if err := n.unchangedSince(staged, e.Path); err != nil {
 			return false, err
 		}
@@ -89,8 +94,11 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 		return false, nil
 	case core.Rmdir:
 		defer staged.looked(n, e.Path)
+		if n.volume().Folds() && !n.there(e.Path) {
+			return false, nil // another name's directory
+		}
 		n.folderRoot().Remove(e.Path) // fails on a non-empty directory, which stays
-		st, err := n.folderRoot().Lstat(e.Path)
+		st, err := n.lstat(e.Path, nil)
 		return err == nil && st.IsDir(), nil
 	case core.Mkdir:
 		if err := n.unchangedSince(staged, e.Path); err != nil {

@@ -263,6 +263,8 @@ func (n *Node) resume(ctx context.Context, root Folder) {
 	if old := n.setFolder(root); old != nil {
 		old.Close()
 	}
+	// Another disk may be mounted there now.
+	n.probeVolume(ctx)
 	n.paused.Store(false)
 	n.commitMu.Unlock()
 	n.db.SetMeta(ctx, metaPaused, "")

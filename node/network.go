@@ -98,13 +98,13 @@ func (n *Node) diskDiffers(ctx context.Context, p string, pending *batchRecords)
 	if err != nil {
 		return false, err
 	}
-	st, serr := n.folderRoot().Lstat(p)
+	st, serr := n.lstat(p, nil)
 	live := rec != nil && !rec.Deleted
 	switch {
 	case serr != nil && !live:
 		return false, nil
 	case serr == nil && live && st.IsDir() == rec.Dir &&
-		(rec.Dir || (st.Size() == rec.Size && st.ModTime().UnixNano() == rec.MTime)):
+		(rec.Dir || (st.Size() == rec.Size && n.sameMTime(st.ModTime().UnixNano(), rec.MTime))):
 		return false, nil
 	}
 	return true, nil

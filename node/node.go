@@ -27,6 +27,7 @@ import (
 	"github.com/drive-node/drive-node/internal/kick"
 	"github.com/drive-node/drive-node/internal/lockfile"
 	"github.com/drive-node/drive-node/node/internal/core"
+	"github.com/drive-node/drive-node/node/internal/volume"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/state"
@@ -88,6 +89,8 @@ type Node struct {
 	// unplaced counts the passes that failed on an op for a reason that
 	// does not go away (see giveUp).
 	unplaced unplacedTries
+	// vol is what the folder's file system can hold (see probeVolume).
+	vol atomic.Pointer[volume.Traits]
 	// commitMu serialises turning changes into ops and applying them, so
 	// the state database sees ops in the order the log accepted them.
 	commitMu sync.Mutex
@@ -183,6 +186,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("folder %s: %w", cfg.Folder, err)
 	}
 	n.setFolder(root)
+	n.probeVolume(ctx)
 	if err := n.initMarker(ctx); err != nil {
 		return nil, err
 	}
@@ -443,6 +447,9 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 		}
 	}
 	n.noteBurst(len(obs))
+	if n.volume().NoModes {
+		keepModes(obs, known)
+	}
 	plan := core.PlanLocal(obs, known)
 	if len(plan.Ops) == 0 && len(plan.MetaOnly) == 0 {
 		return nil

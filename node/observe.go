@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"path"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
@@ -23,18 +26,23 @@ func notThere(err error) bool {
 // lstat looks at p in the folder as the watcher does, never through a
 // symlink: a path whose parent is a symlink (or no directory at all) is
 // not there, although os.Root would follow a link that stays inside the
-// folder and refuse one that leaves it. dirs, if not nil, remembers the
-// parents found to be real directories, for a batch of lookups.
-func (n *Node) lstat(p string, dirs map[string]bool) (fs.FileInfo, error) {
+// folder and refuse one that leaves it. On a folder that finds names
+// under another case or Unicode form, a path is there only under its own
+// name: Docs is not there when the disk holds docs. seen, if not nil,
+// remembers what was found for a batch of lookups.
+func (n *Node) lstat(p string, seen *lookups) (fs.FileInfo, error) {
+	if seen == nil {
+		seen = newLookups()
+	}
 	var chain []string
-	for d := parentDir(p); d != "" && !dirs[d]; d = parentDir(d) {
+	for d := parentDir(p); d != "" && !seen.dirs[d]; d = parentDir(d) {
 		chain = append(chain, d)
 	}
 	// Outermost first: os.Root resolves the parents of each look, so a
 	// symlink must be met as the path's own last component.
 	for i := len(chain) - 1; i >= 0; i-- {
 		d := chain[i]
-		st, err := n.folderRoot().Lstat(d)
+		st, err := n.exactLstat(d, seen)
 		if err != nil {
 			return nil, err
 		}
@@ -42,12 +50,63 @@ func (n *Node) lstat(p string, dirs map[string]bool) (fs.FileInfo, error) {
 			return nil, &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
 		}
 	}
-	if dirs != nil {
-		for _, d := range chain {
-			dirs[d] = true
-		}
+	for _, d := range chain {
+		seen.dirs[d] = true
 	}
-	return n.folderRoot().Lstat(p)
+	return n.exactLstat(p, seen)
+}
+
+// lookups is what a batch of lstat calls found: directories that are
+// real directories, and the names directories hold.
+type lookups struct {
+	dirs  map[string]bool
+	names map[string]map[string]bool
+}
+
+func newLookups() *lookups {
+	return &lookups{dirs: map[string]bool{}, names: map[string]map[string]bool{}}
+}
+
+// exactLstat is Lstat, which on a folder that finds names under another
+// case or form also checks that p's directory holds p's name itself.
+func (n *Node) exactLstat(p string, seen *lookups) (fs.FileInfo, error) {
+	st, err := n.folderRoot().Lstat(p)
+	if err != nil || !n.volume().Folds() {
+		return st, err
+	}
+	dir := parentDir(p)
+	names, ok := seen.names[dir]
+	if !ok {
+		d, err := n.folderRoot().Open(cmpDir(dir))
+		if err != nil {
+			return nil, err
+		}
+		list, err := d.Readdirnames(-1)
+		d.Close()
+		if err != nil {
+			return nil, err
+		}
+		names = make(map[string]bool, len(list))
+		for _, name := range list {
+			names[name] = true
+			if nfc := norm.NFC.String(name); nfc != name {
+				names[nfc] = true // a folder that keeps names decomposed (HFS+)
+			}
+		}
+		seen.names[dir] = names
+	}
+	if !names[path.Base(p)] {
+		return nil, &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
+	}
+	return st, nil
+}
+
+// cmpDir is dir as the folder opens it: "." for the folder itself.
+func cmpDir(dir string) string {
+	if dir == "" {
+		return "."
+	}
+	return dir
 }
 
 // observe reports what is at p now, as the watcher would: a missing path
@@ -117,9 +176,9 @@ func (n *Node) removeStaleTemps() {
 func (n *Node) freshen(ctx context.Context, obs []watcher.Observation) ([]watcher.Observation, error) {
 	var out []watcher.Observation
 	replaced := map[string]bool{}
-	dirs := map[string]bool{}
+	seen := newLookups()
 	for i, o := range obs {
-		st, err := n.lstat(o.Path, dirs)
+		st, err := n.lstat(o.Path, seen)
 		if err != nil && !notThere(err) {
 			return nil, err
 		}

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/drive-node/drive-node/node/internal/volume"
 )
 
 // Limits on paths received from peers.
@@ -42,8 +44,6 @@ func checkPath(p string) error {
 		return bad("absolute")
 	case strings.ContainsAny(p, "\x00\\"):
 		return bad("contains NUL or backslash")
-	case len(p) >= 2 && p[1] == ':':
-		return bad("has a drive letter")
 	}
 	for _, c := range strings.Split(p, "/") {
 		switch {
@@ -126,42 +126,7 @@ func shortAlias(name string) bool {
 // (which Windows strips, so the file would get another name). It is pure,
 // so it is tested on every platform.
 func windowsInvalid(name string) error {
-	for _, r := range name {
-		switch {
-		case r < 0x20:
-			return fmt.Errorf("contains the control character %U", r)
-		case strings.ContainsRune(`<>:"/\|?*`, r):
-			return fmt.Errorf("contains %q", r)
-		}
-	}
-	if strings.HasSuffix(name, ".") || strings.HasSuffix(name, " ") {
-		return errors.New("ends in a dot or space")
-	}
-	base, _, _ := strings.Cut(name, ".")
-	base = strings.TrimRight(base, " ")
-	if windowsDevice(base) {
-		return fmt.Errorf("%q is a reserved device name", base)
-	}
-	return nil
-}
-
-// windowsDevice reports whether base (a name without its extension) is a
-// DOS device name: CON, PRN, AUX, NUL, COM1-9, LPT1-9 (and COM, LPT with
-// a superscript 1, 2 or 3), CONIN$ or CONOUT$, in any case.
-func windowsDevice(base string) bool {
-	u := strings.ToUpper(base)
-	switch u {
-	case "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$":
-		return true
-	}
-	if len(u) < 4 || u[:3] != "COM" && u[:3] != "LPT" {
-		return false
-	}
-	switch u[3:] {
-	case "1", "2", "3", "4", "5", "6", "7", "8", "9", "\u00b9", "\u00b2", "\u00b3":
-		return true
-	}
-	return false
+	return volume.Windows().Refuses(name)
 }
 
 // throughSymlink refuses a path whose existing parent directories include

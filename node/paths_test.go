@@ -25,7 +25,7 @@ func TestCheckPath(t *testing.T) {
 		{"a/", false},
 		{"a\x00b", false},
 		{`a\..\b`, false},
-		{"C:/x", false},
+		{"C:/x", runtime.GOOS != "windows"}, // a directory "C:" elsewhere
 		{".drive-node/state.db", false},
 		{"x/.drive-node-tmp-123", false},
 		{".drive-node-folder", false},

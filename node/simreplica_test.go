@@ -249,6 +249,7 @@ func (r *replica) start(ctx context.Context) error {
 	}
 	n.decided = r.count
 	n.setFolder(r.folder)
+	n.probeVolume(ctx)
 	r.node = n
 	return n.catchUp(ctx)
 }

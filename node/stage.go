@@ -51,7 +51,7 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 		if op.Kind == oplog.KindRename {
 			p = op.NewPath
 		}
-		if checkPath(p) != nil || seen[op.Hash] {
+		if checkPath(p) != nil || seen[op.Hash] || n.refused(p) {
 			continue
 		}
 		if op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, nil) {
@@ -91,6 +91,6 @@ func (n *Node) sourceUsable(ctx context.Context, op oplog.Op, pending *batchReco
 	if err != nil || cur == nil || cur.Deleted || cur.Hash != op.Hash {
 		return false
 	}
-	st, err := n.folderRoot().Lstat(op.Path)
-	return err == nil && st.Mode().IsRegular() && st.Size() == cur.Size && st.ModTime().UnixNano() == cur.MTime
+	st, err := n.lstat(op.Path, nil)
+	return err == nil && st.Mode().IsRegular() && st.Size() == cur.Size && n.sameMTime(st.ModTime().UnixNano(), cur.MTime)
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -42,6 +43,9 @@ type Status struct {
 	// name its file system refuses, a directory it may not write): they
 	// are skipped here, and the sending device's later changes go on.
 	Unplaced []Unplaced `json:"unplaced"`
+	// FileSystem is what the last probe found about the folder's file
+	// system (nil before the daemon's first start).
+	FileSystem *FileSystem `json:"filesystem,omitempty"`
 }
 
 // PeerStatus is one paired device as status shows it. Behind counts the
@@ -102,6 +106,12 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 		return i
 	}
 	st.Folder, _, _ = db.Meta(ctx, metaFolder)
+	if raw, ok, _ := db.Meta(ctx, metaVolume); ok {
+		var fs FileSystem
+		if json.Unmarshal([]byte(raw), &fs) == nil {
+			st.FileSystem = &fs
+		}
+	}
 	if st.Running {
 		st.Paused, _, _ = db.Meta(ctx, metaPaused)
 		st.DiskFull, _, _ = db.Meta(ctx, metaDiskFull)

@@ -5,11 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/node/internal/core"
+	"github.com/drive-node/drive-node/node/internal/volume"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 )
@@ -36,9 +41,15 @@ const (
 // Unplaced is a received op this device did not carry out, as status
 // shows it.
 type Unplaced struct {
-	Origin string    `json:"origin"`
-	Seq    uint64    `json:"seq"`
-	Path   string    `json:"path"`
+	Origin string `json:"origin"`
+	Seq    uint64 `json:"seq"`
+	Path   string `json:"path"`
+	// Kind says why, in a word: "refused-name" (the folder's file system
+	// cannot hold the name), "case-conflict" (it cannot hold the name
+	// apart from Other), "unsafe-path" (no device may write there) or
+	// "cannot-write" (the disk refuses the write).
+	Kind   string    `json:"kind"`
+	Other  string    `json:"other,omitempty"`
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
 }
@@ -46,7 +57,8 @@ type Unplaced struct {
 // unplaceable reports whether err says the op can never be carried out on
 // this device, however often it is tried.
 func unplaceable(err error) bool {
-	return errors.Is(err, ErrUnsafePath) ||
+	var cc *CaseConflictError
+	return errors.Is(err, ErrUnsafePath) || errors.Is(err, volume.ErrRefused) || errors.As(err, &cc) ||
 		errors.Is(err, syscall.ENAMETOOLONG) || errors.Is(err, syscall.EILSEQ) || errors.Is(err, syscall.EINVAL) ||
 		errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EROFS)
 }
@@ -79,11 +91,10 @@ func (u *unplacedTries) failed(op oplog.Op, err error) bool {
 	return true
 }
 
-// giveUp adds op to the list status shows and logs it. The caller counts
-// op as handled.
+// giveUp adds op to the list status shows and logs it, once per path: a
+// later op at a path listed already takes its entry. The caller counts op
+// as handled.
 func (n *Node) giveUp(ctx context.Context, op oplog.Op, err error) error {
-	n.log.Warn("a received change cannot be carried out on this device; it is skipped here and the device's later changes go on",
-		"op", op.String(), "err", err)
 	list, rerr := readUnplaced(ctx, n.db)
 	if rerr != nil {
 		return rerr
@@ -92,16 +103,31 @@ func (n *Node) giveUp(ctx context.Context, op oplog.Op, err error) error {
 	if op.Kind == oplog.KindRename {
 		p = op.Path + " -> " + op.NewPath
 	}
-	list = append(list, Unplaced{Origin: op.Origin.String(), Seq: op.Seq, Path: p, Reason: err.Error(), At: n.clock.Now().UTC()})
+	u := Unplaced{Origin: op.Origin.String(), Seq: op.Seq, Path: p, Kind: unplacedKind(err), Reason: err.Error(), At: n.clock.Now().UTC()}
+	var cc *CaseConflictError
+	if errors.As(err, &cc) {
+		u.Other = cc.Other
+	}
+	listed := slices.ContainsFunc(list, func(l Unplaced) bool { return l.Path == u.Path && l.Kind == u.Kind && l.Other == u.Other })
+	if !listed {
+		n.log.Warn("a received change cannot be carried out on this device; it is skipped here, kept in the log, and the device's later changes go on",
+			"op", op.String(), "kind", u.Kind, "err", err)
+	}
+	list = slices.DeleteFunc(list, func(l Unplaced) bool { return l.Path == u.Path })
+	list = append(list, u)
 	if len(list) > unplacedKept {
 		list = list[len(list)-unplacedKept:]
 	}
-	b, jerr := json.Marshal(list)
-	if jerr != nil {
-		return jerr
+	return n.writeUnplaced(ctx, list)
+}
+
+func (n *Node) writeUnplaced(ctx context.Context, list []Unplaced) error {
+	b, err := json.Marshal(list)
+	if err != nil {
+		return err
 	}
 	if err := n.db.SetMeta(ctx, metaUnplaced, string(b)); err != nil {
-		return fmt.Errorf("record op %s as not placed: %w", op, err)
+		return fmt.Errorf("record the changes not placed here: %w", err)
 	}
 	return nil
 }
@@ -134,4 +160,93 @@ func originName(origin string, names map[string]string) string {
 		return id.Short()
 	}
 	return origin
+}
+
+// dropUnplaced removes from the list the entries at paths that ops since
+// carried out here have placed or removed: the mesh has moved on there.
+func (n *Node) dropUnplaced(ctx context.Context, paths map[string]bool) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	list, err := readUnplaced(ctx, n.db)
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	kept := slices.DeleteFunc(slices.Clone(list), func(u Unplaced) bool {
+		from, to, _ := strings.Cut(u.Path, " -> ")
+		return paths[from] || to != "" && paths[to]
+	})
+	if len(kept) == len(list) {
+		return nil
+	}
+	return n.writeUnplaced(ctx, kept)
+}
+
+// retryCaseConflicts tries again every op not placed because of a case
+// conflict whose other name has gone (renamed or removed, here or on any
+// device): it is then placed as it would have been on arrival.
+func (n *Node) retryCaseConflicts(ctx context.Context) error {
+	list, err := readUnplaced(ctx, n.db)
+	if err != nil {
+		return err
+	}
+	for _, u := range list {
+		if u.Kind != "case-conflict" {
+			continue
+		}
+		origin, err := certs.ParseDeviceID(u.Origin)
+		if err != nil {
+			continue
+		}
+		op, found, err := n.ops.Get(origin, u.Seq)
+		if err != nil {
+			return err
+		}
+		if !found {
+			continue
+		}
+		if err := n.placeable(ctx, op, nil); err != nil {
+			continue // still held apart
+		}
+		if err := n.placeAgain(ctx, op); err != nil {
+			n.log.Debug("a change not placed because of a case conflict could not be placed yet", "op", op.String(), "err", err)
+			continue
+		}
+		n.log.Info("a case conflict is resolved: the change not placed before is placed now", "op", op.String())
+		if err := n.dropUnplaced(ctx, map[string]bool{placedPath(op): true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// placeAgain carries out op, which was counted as applied without being
+// placed, as an apply pass would, and records what it did.
+func (n *Node) placeAgain(ctx context.Context, op oplog.Op) error {
+	batch := core.NewBatch([]oplog.Op{op})
+	staged := n.stageContents(ctx, batch, 0, 1, map[content.Hash]bool{}, nil)
+	if len(staged.errs) > 0 {
+		return errors.Join(staged.errs...)
+	}
+	n.commitMu.Lock()
+	defer n.commitMu.Unlock()
+	defer n.placing.reset()
+	defer func() {
+		for _, name := range staged.temp {
+			n.folderRoot().Remove(name) // not used after all
+		}
+	}()
+	var recs batchRecords
+	rows, more, err := n.execute(ctx, batch, 0, staged, &recs)
+	if err != nil {
+		return err
+	}
+	n.placing.add(rows)
+	if err := n.syncDirs(staged); err != nil {
+		return err
+	}
+	if err := n.db.Apply(ctx, state.Batch{Files: rows}); err != nil {
+		return err
+	}
+	return n.observeLocked(ctx, more...)
 }

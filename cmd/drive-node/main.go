@@ -388,6 +388,9 @@ func printStatus(w io.Writer, st node.Status) {
 		}
 	}
 	fmt.Fprintf(w, "device:      %s\nfolder:      %s\nstate:       %s\ndaemon:      %s\n", shown(st.Device), shown(st.Folder), shown(st.StateDir), run)
+	if st.FileSystem != nil {
+		fmt.Fprintf(w, "file system: %s\n", shown(st.FileSystem.Summary))
+	}
 	fmt.Fprintf(w, "tracked:     %d files, %d directories, %s\nops in log:  %d\n", st.Files, st.Dirs, humanBytes(st.Bytes), st.Ops)
 	if st.LastChange != nil {
 		fmt.Fprintf(w, "last change: %s\n", st.LastChange.Local().Format(time.DateTime))
@@ -419,7 +422,12 @@ func printStatus(w io.Writer, st node.Status) {
 	if len(st.Unplaced) > 0 {
 		fmt.Fprintf(w, "not placed:  %d received changes this device cannot carry out (skipped here only)\n", len(st.Unplaced))
 		for _, u := range st.Unplaced {
-			fmt.Fprintf(w, "  %q from %s: %s\n", u.Path, u.Origin, u.Reason)
+			switch u.Kind {
+			case "case-conflict":
+				fmt.Fprintf(w, "  %q from %s: case conflict with %q, which this folder cannot hold apart from it (rename one of them on any device)\n", u.Path, u.Origin, u.Other)
+			default:
+				fmt.Fprintf(w, "  %q from %s: %s\n", u.Path, u.Origin, u.Reason)
+			}
 		}
 	}
 	if len(st.Conflicts) > 0 {

@@ -53,6 +53,30 @@ func (b *Batch) ReplacedAfter(i int, p string) bool {
 	return false
 }
 
+// RemovedLater reports whether an op after the i-th, from the same
+// device, removes p or renames it away: what that device did next to the
+// i-th op's path's neighbour (a change of a directory name's case, seen
+// on a folder that cannot hold both names, is a mkdir of the new name and
+// a removal of the old).
+func (b *Batch) RemovedLater(i int, p string) bool {
+	if b == nil {
+		return false
+	}
+	later := b.touching[p]
+	for _, j := range later[sort.SearchInts(later, i+1):] {
+		op := b.ops[j]
+		if op.Origin != b.ops[i].Origin {
+			continue
+		}
+		switch {
+		case op.Path != p:
+		case op.Kind == oplog.KindRmdir, op.Kind == oplog.KindDelete, op.Kind == oplog.KindRename:
+			return true
+		}
+	}
+	return false
+}
+
 // Superseded says how much of a batch's op a later op of the batch
 // replaces.
 type Superseded uint8

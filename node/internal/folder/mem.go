@@ -44,6 +44,8 @@ type Mem struct {
 	// refuse, when set, says why a new name cannot be made (see
 	// RefuseNames).
 	refuse func(base string) error
+	// fs is the file system the folder behaves as (see BehaveAs).
+	fs Behaviour
 	// journal digests every change made, in order (see Journal).
 	journal hash.Hash64
 }
@@ -85,7 +87,10 @@ func NewMem(start time.Time) *Mem {
 func (m *Mem) newInode(dir bool, mode fs.FileMode) *inode {
 	m.next++
 	n := &inode{ino: m.next, dir: dir}
-	n.live = inodeState{mode: mode.Perm(), mtime: m.now}
+	if m.fs.NoModes {
+		mode = 0o777
+	}
+	n.live = inodeState{mode: mode.Perm(), mtime: m.stamp()}
 	if dir {
 		n.live.entries = map[string]*inode{}
 	}
@@ -217,7 +222,66 @@ func clean(name string) string {
 	return strings.TrimPrefix(name, "/")
 }
 
+// Behaviour is how a Mem's names and metadata behave, after a real file
+// system's: the zero value is a POSIX one (ext4).
+type Behaviour struct {
+	// Key, when set, is the form in which names are compared: names with
+	// one Key are one name, held under the name it was created with
+	// (exFAT, NTFS and APFS compare without case, APFS without Unicode
+	// form).
+	Key func(name string) string
+	// Store, when set, is the form in which a new name is kept and
+	// listed (HFS+ keeps names decomposed, NFD).
+	Store func(name string) string
+	// NoModes: every file and directory shows mode 0777, whatever is set
+	// (exFAT, FAT).
+	NoModes bool
+	// MTimeStep is the step modification times are kept in (exfat-fuse
+	// 1 s, FAT 2 s); 0 keeps them exact.
+	MTimeStep time.Duration
+}
+
+// stamp is the modification time a change made now leaves.
+func (m *Mem) stamp() time.Time {
+	if m.fs.MTimeStep > 0 {
+		return m.now.Truncate(m.fs.MTimeStep)
+	}
+	return m.now
+}
+
+// BehaveAs makes the folder behave as b says from now on. It is meant
+// for an empty folder: names made before keep the form they had.
+func (m *Mem) BehaveAs(b Behaviour) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fs = b
+}
+
+// entry finds the entry of dir that name names, and the name it is held
+// under.
+func (m *Mem) entry(dir *inode, name string) (string, *inode) {
+	if c, ok := dir.live.entries[name]; ok || m.fs.Key == nil {
+		return name, c
+	}
+	k := m.fs.Key(name)
+	for held, c := range dir.live.entries {
+		if m.fs.Key(held) == k {
+			return held, c
+		}
+	}
+	return name, nil
+}
+
+// stored is the name a new entry called name is kept under.
+func (m *Mem) stored(name string) string {
+	if m.fs.Store != nil {
+		return m.fs.Store(name)
+	}
+	return name
+}
+
 // resolve finds name's parent directory and name's inode (nil if none).
+// base is the name the entry is held under when there is one.
 func (m *Mem) resolve(op, name string) (parent *inode, base string, n *inode, err error) {
 	name = clean(name)
 	if name == "" {
@@ -226,7 +290,8 @@ func (m *Mem) resolve(op, name string) (parent *inode, base string, n *inode, er
 	parts := strings.Split(name, "/")
 	dir := m.root
 	for _, p := range parts[:len(parts)-1] {
-		c, ok := dir.live.entries[p]
+		_, c := m.entry(dir, p)
+		ok := c != nil
 		if !ok {
 			return nil, "", nil, &fs.PathError{Op: op, Path: name, Err: syscall.ENOENT}
 		}
@@ -235,8 +300,8 @@ func (m *Mem) resolve(op, name string) (parent *inode, base string, n *inode, er
 		}
 		dir = c
 	}
-	base = parts[len(parts)-1]
-	return dir, base, dir.live.entries[base], nil
+	base, n = m.entry(dir, parts[len(parts)-1])
+	return dir, base, n, nil
 }
 
 func (m *Mem) find(op, name string) (*inode, error) {
@@ -281,13 +346,13 @@ func (m *Mem) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 			return nil, err
 		}
 		n = m.newInode(false, perm)
-		parent.live.entries[base] = n
-		parent.live.mtime = m.now
+		parent.live.entries[m.stored(base)] = n
+		parent.live.mtime = m.stamp()
 	case flag&os.O_TRUNC != 0 && writable:
 		if err := m.change("truncate", name); err != nil {
 			return nil, err
 		}
-		n.live.data, n.live.mtime = nil, m.now
+		n.live.data, n.live.mtime = nil, m.stamp()
 	}
 	return &memFile{m: m, n: n, name: clean(name), writable: writable}, nil
 }
@@ -325,8 +390,14 @@ func (m *Mem) Rename(oldname, newname string) error {
 	if err != nil {
 		return err
 	}
-	if clean(newname) == clean(oldname) {
+	if clean(newname) == clean(oldname) || target == n && path.Base("/"+clean(newname)) == opath {
 		return nil
+	}
+	if target == n {
+		// A new case or form of the same name: the entry is renamed.
+		target, npath = nil, path.Base("/"+clean(newname))
+	} else if target == nil {
+		npath = m.stored(npath)
 	}
 	if n.dir && strings.HasPrefix(clean(newname)+"/", clean(oldname)+"/") {
 		return &fs.PathError{Op: "rename", Path: newname, Err: syscall.EINVAL}
@@ -349,7 +420,7 @@ func (m *Mem) Rename(oldname, newname string) error {
 	}
 	delete(op.live.entries, opath)
 	np.live.entries[npath] = n
-	op.live.mtime, np.live.mtime = m.now, m.now
+	op.live.mtime, np.live.mtime = m.stamp(), m.stamp()
 	return nil
 }
 
@@ -374,7 +445,7 @@ func (m *Mem) Remove(name string) error {
 		return err
 	}
 	delete(parent.live.entries, base)
-	parent.live.mtime = m.now
+	parent.live.mtime = m.stamp()
 	return nil
 }
 
@@ -390,8 +461,8 @@ func (m *Mem) MkdirAll(name string, perm fs.FileMode) error {
 		if p == "" {
 			continue
 		}
-		c, ok := dir.live.entries[p]
-		if !ok {
+		_, c := m.entry(dir, p)
+		if c == nil {
 			if err := m.refused("mkdir", name, p); err != nil {
 				return err
 			}
@@ -399,8 +470,8 @@ func (m *Mem) MkdirAll(name string, perm fs.FileMode) error {
 				return err
 			}
 			c = m.newInode(true, perm)
-			dir.live.entries[p] = c
-			dir.live.mtime = m.now
+			dir.live.entries[m.stored(p)] = c
+			dir.live.mtime = m.stamp()
 		} else if !c.dir {
 			return &fs.PathError{Op: "mkdir", Path: name, Err: syscall.ENOTDIR}
 		}
@@ -424,12 +495,21 @@ func (m *Mem) WriteFile(name string, data []byte, perm fs.FileMode) error {
 
 // Chmod sets name's permission bits.
 func (m *Mem) Chmod(name string, mode fs.FileMode) error {
-	return m.setMeta("chmod", name, func(n *inode) { n.live.mode = mode.Perm() })
+	return m.setMeta("chmod", name, func(n *inode) {
+		if !m.fs.NoModes {
+			n.live.mode = mode.Perm()
+		}
+	})
 }
 
 // Chtimes sets name's modification time.
 func (m *Mem) Chtimes(name string, _, mtime time.Time) error {
-	return m.setMeta("chtimes", name, func(n *inode) { n.live.mtime = mtime })
+	return m.setMeta("chtimes", name, func(n *inode) {
+		if m.fs.MTimeStep > 0 {
+			mtime = mtime.Truncate(m.fs.MTimeStep)
+		}
+		n.live.mtime = mtime
+	})
 }
 
 func (m *Mem) setMeta(op, name string, set func(*inode)) error {

@@ -83,7 +83,7 @@ func (f *memFile) Write(p []byte) (int, error) {
 		d = append(d, make([]byte, end-int64(len(d)))...)
 	}
 	copy(d[f.pos:], p)
-	f.n.live.data, f.n.live.mtime = d, f.m.now
+	f.n.live.data, f.n.live.mtime = d, f.m.stamp()
 	f.pos += int64(len(p))
 	return len(p), nil
 }
