@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -262,7 +263,11 @@ func errOrOK(err error) string {
 }
 
 func (r *exfatRun) status(h *netlab.Host, dir string) (exfatStatus, error) {
-	out, err := h.Command(r.top.Context(), r.bin, append([]string{"status", "--folder", dir, "--json"}, r.loc(dir)...)...).Output()
+	// Not the test's context: the failure report reads status after it
+	// has ended.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := h.Command(ctx, r.bin, append([]string{"status", "--folder", dir, "--json"}, r.loc(dir)...)...).Output()
 	var st exfatStatus
 	if err != nil {
 		return st, err
