@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # LAN benchmark: drive-node and Syncthing side by side, in one run, on a
 # two-host network-namespace LAN whose links are shaped to 1 Gbit/s.
-# Needs root (network namespaces) and Debian's syncthing and iperf3.
+# Needs root (network namespaces) and Debian's syncthing and iperf3
+# (and exfat-fuse and exfatprogs for -lan.exfat).
 # Prints one table with both tools' figures and their ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,16 @@ need=()
 command -v syncthing >/dev/null || need+=(syncthing)
 command -v iperf3 >/dev/null || need+=(iperf3)
 command -v tc >/dev/null || need+=(iproute2)
+# -lan.exfat puts host B's folder on an exFAT disk: a loop file made with
+# mkfs.exfat and mounted with exfat-fuse.
+for arg in "$@"; do
+  case $arg in
+  -lan.exfat | --lan.exfat | -lan.exfat=true | --lan.exfat=true)
+    command -v mkfs.exfat >/dev/null || need+=(exfatprogs)
+    command -v mount.exfat-fuse >/dev/null || need+=(exfat-fuse)
+    ;;
+  esac
+done
 if ((${#need[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi

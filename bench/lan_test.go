@@ -68,6 +68,7 @@ var (
 	lanOnly    = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup,many); all when empty")
 	lanMany    = flag.Int("lan.many", 100_000, "files of 1 KiB (100 to a directory) the many-files figure moves in")
 	lanProfile = flag.String("lan.profile", "", "directory for drive-node's CPU and heap profiles and debug logs (A-….cpu, A-….mem, A-….log, B-…)")
+	lanExfat   = flag.Bool("lan.exfat", false, "put host B's folder, for every tool, on a real exFAT disk (a loop file mounted with exfat-fuse); B's state stays off it")
 )
 
 // measures reports whether figure is among -lan.only.
@@ -118,6 +119,12 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 	dirA, dirB, stage := filepath.Join(root, "A"), filepath.Join(root, "B"), filepath.Join(root, "stage")
 	for _, d := range []string{dirA, dirB, stage} {
 		os.MkdirAll(d, 0o755)
+	}
+	if *lanExfat {
+		// Deferred before the daemons start, so it runs after they are
+		// killed.
+		defer mountExfat(b, dirB)()
+		b.Logf("%s: B's folder %s is on an exFAT disk (exfat-fuse)", tl.name, dirB)
 	}
 	tl.setup(b, lab, dirA, dirB)
 	var started []*netlab.Process
@@ -487,20 +494,33 @@ func quicMiBps(b *testing.B, lab *netlab.Lab) float64 {
 }
 
 func driveNode(bin string) tool {
+	// state holds the folders whose state is not in the default place,
+	// FOLDER/.drive-node: with -lan.exfat B's lives beside its folder,
+	// off the exFAT disk.
+	state := map[string]string{}
+	loc := func(dir string) []string {
+		if s, ok := state[dir]; ok {
+			return []string{"--folder", dir, "--state", s}
+		}
+		return []string{"--folder", dir}
+	}
 	return tool{
 		name: "drive-node",
 		setup: func(b *testing.B, lab *netlab.Lab, dirA, dirB string) {
+			if *lanExfat {
+				state[dirB] = dirB + "-state"
+			}
 			last := func(s string) string {
 				l := strings.Split(strings.TrimSpace(s), "\n")
 				return l[len(l)-1]
 			}
-			idA := last(lab.Host(0).Run(b, bin, "id", "--folder", dirA))
-			idB := last(lab.Host(1).Run(b, bin, "id", "--folder", dirB))
-			lab.Host(0).Run(b, bin, "pair", "--folder", dirA, idB)
-			lab.Host(1).Run(b, bin, "pair", "--folder", dirB, idA)
+			idA := last(lab.Host(0).Run(b, bin, append([]string{"id"}, loc(dirA)...)...))
+			idB := last(lab.Host(1).Run(b, bin, append([]string{"id"}, loc(dirB)...)...))
+			lab.Host(0).Run(b, bin, append(append([]string{"pair"}, loc(dirA)...), idB)...)
+			lab.Host(1).Run(b, bin, append(append([]string{"pair"}, loc(dirB)...), idA)...)
 		},
 		start: func(b *testing.B, h *netlab.Host, dir string) *netlab.Process {
-			args := []string{"--folder", dir, "--listen", ":22000", "--log-level", "warn"}
+			args := append(loc(dir), "--listen", ":22000", "--log-level", "warn")
 			if *lanProfile != "" {
 				// Written when the process stops on SIGTERM (see run).
 				prof := filepath.Join(*lanProfile, fmt.Sprintf("%s-%d", filepath.Base(dir), time.Now().UnixMilli()))
@@ -512,7 +532,7 @@ func driveNode(bin string) tool {
 			// The files are recorded when status shows them tracked.
 			start := time.Now()
 			for time.Since(start) < time.Minute {
-				out, err := h.Command(b.Context(), bin, "status", "--folder", dir, "--json").Output()
+				out, err := h.Command(b.Context(), bin, append(append([]string{"status"}, loc(dir)...), "--json")...).Output()
 				var st struct{ Files int }
 				if err == nil && json.Unmarshal(out, &st) == nil && st.Files >= files {
 					return

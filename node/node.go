@@ -325,7 +325,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 func (n *Node) watch(ctx context.Context) error {
 	w, err := watcher.New(watcher.Options{
 		Root:           n.cfg.Folder,
-		Index:          dbIndex{n.db, &n.placing},
+		Index:          dbIndex{db: n.db, placing: &n.placing, nfc: n.volume().NormInsensitive},
+		ExactNames:     n.volume().Folds(),
+		IgnoreModes:    n.volume().NoModes,
+		MTimePrecision: n.volume().MTimePrecision,
 		Ignore:         ignoreFunc(n.cfg.Folder, n.cfg.StateDir),
 		RescanInterval: n.cfg.RescanInterval,
 		Logger:         n.log,
@@ -436,6 +439,9 @@ func (n *Node) recordObserved(ctx context.Context, obs []watcher.Observation) er
 // records them in the database. The caller holds the commit lock and obs
 // describe the folder as it is under it (taken by observe, or freshened).
 func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation) error {
+	if n.volume().NormInsensitive {
+		obs = inNFC(obs)
+	}
 	known := make(map[string]state.File, len(obs))
 	for _, o := range obs {
 		f, ok, err := n.db.File(ctx, o.Path)

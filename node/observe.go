@@ -120,7 +120,7 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 	}
 	if notThere(err) {
 		out := []watcher.Observation{{Path: p}}
-		for _, child := range (dbIndex{n.db, &n.placing}).Under(p) {
+		for _, child := range (dbIndex{db: n.db, placing: &n.placing}).Under(p) {
 			out = append(out, watcher.Observation{Path: child})
 		}
 		return out, nil
@@ -282,9 +282,15 @@ func (s *placingSet) reset() {
 type dbIndex struct {
 	db      stateStore
 	placing *placingSet
+	// nfc looks names up in NFC, the form they are recorded in, for a
+	// folder that keeps them in another form (HFS+ keeps NFD).
+	nfc bool
 }
 
 func (x dbIndex) Lookup(path string) (watcher.Known, bool) {
+	if x.nfc {
+		path = norm.NFC.String(path)
+	}
 	if k, ok := x.placing.get(path); ok {
 		return k, true
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -299,4 +300,19 @@ func (n *Node) adoptCase(ctx context.Context, batch *core.Batch, i int, cc *Case
 func (n *Node) there(p string) bool {
 	_, err := n.lstat(p, nil)
 	return err == nil
+}
+
+// inNFC puts what was seen on a folder that finds a name in any Unicode
+// form under the names' NFC form, the form names travel in. A name the
+// disk lists in another form (HFS+ lists NFD) may be reported gone under
+// its recorded NFC form and present under the listed one: it is there.
+func inNFC(obs []watcher.Observation) []watcher.Observation {
+	present := map[string]bool{}
+	for i := range obs {
+		obs[i].Path = norm.NFC.String(obs[i].Path)
+		if obs[i].Exists {
+			present[obs[i].Path] = true
+		}
+	}
+	return slices.DeleteFunc(obs, func(o watcher.Observation) bool { return !o.Exists && present[o.Path] })
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/drive-node/drive-node/node/internal/folder"
 )
 
@@ -18,11 +20,13 @@ import (
 // compared without case, : * ? " < > | and control characters refused,
 // no Unix modes, times kept to the second.
 var exfat = folder.Behaviour{
-	Key: func(name string) string {
-		return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, name)
-	},
+	Key:       foldCase,
 	NoModes:   true,
 	MTimeStep: time.Second,
+}
+
+func foldCase(name string) string {
+	return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, name)
 }
 
 func exfatRefuses(base string) error {
@@ -310,5 +314,65 @@ func TestRescanOfCoarseTimes(t *testing.T) {
 	}
 	if own := b.vector()[b.id]; own != 0 {
 		t.Errorf("a rescan on the exFAT device recorded %d changes", own)
+	}
+}
+
+// TestMacNamesTravelInNFC: a device whose disk keeps names decomposed
+// (HFS+) and finds them in any form never takes its own files for new
+// ones, and sends names in NFC.
+func TestMacNamesTravelInNFC(t *testing.T) {
+	ctx := context.Background()
+	s, err := runSim(ctx, 1, 2, 0, false, simDBDir(t))
+	t.Cleanup(s.close)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, mac := s.reps[0], s.reps[1]
+	mac.folder.BehaveAs(folder.Behaviour{
+		Key:   func(n string) string { return foldCase(norm.NFC.String(n)) },
+		Store: norm.NFD.String,
+	})
+	mac.node.probeVolume(ctx)
+	if v := mac.node.volume(); !v.NormInsensitive || !v.CaseInsensitive {
+		t.Fatalf("the probe of an HFS+-like folder found %+v", v)
+	}
+	nfc := "caf\u00e9.txt"
+	if err := a.write(ctx, nfc, "from linux"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := mac.paths(); !slices.Equal(got, []string{norm.NFD.String(nfc)}) {
+		t.Fatalf("the Mac holds %q, want the name decomposed", got)
+	}
+	// A user's program names a new file in NFD, as the Finder does.
+	if err := mac.write(ctx, norm.NFD.String("r\u00e9sum\u00e9.txt"), "from mac"); err != nil {
+		t.Fatal(err)
+	}
+	if err := mac.scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := mac.allOps(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var own []string
+	for _, op := range ops {
+		if op.Origin == mac.id {
+			own = append(own, op.String())
+			if !norm.NFC.IsNormalString(op.Path) {
+				t.Errorf("the Mac sent %s, a name not in NFC", op)
+			}
+		}
+	}
+	if len(own) != 1 {
+		t.Errorf("the Mac recorded %q, want only the new file", own)
+	}
+	if got := contents(t, a); !maps.Equal(got, map[string]string{nfc: "from linux", "r\u00e9sum\u00e9.txt": "from mac"}) {
+		t.Errorf("the Linux device holds %q", got)
 	}
 }

@@ -72,15 +72,15 @@ func listDir(dir *os.Root) ([]fs.DirEntry, error) {
 	return fs.ReadDir(dir.FS(), ".")
 }
 
-// hashIn hashes the regular file rel, which st describes, opened in its
-// directory dir so that nothing outside the folder is read. It fails with
-// errReplaced if the file opened is not the one st describes (a symlink,
-// which Open would follow, or another file put there meanwhile), so that
-// the hash is never that of another file. A FIFO or device put there
+// hashIn hashes the regular file rel, which st describes, opened as name
+// in its directory dir so that nothing outside the folder is read. It
+// fails with errReplaced if the file opened is not the one st describes (a
+// symlink, which Open would follow, or another file put there meanwhile),
+// so that the hash is never that of another file. A FIFO or device put there
 // meanwhile is found without waiting on it (see safeopen), and is
 // errReplaced too.
-func hashIn(ctx context.Context, dir *os.Root, rel string, st fs.FileInfo) (content.Hash, int64, error) {
-	f, err := safeopen.In(dir, path.Base(rel), os.O_RDONLY, 0)
+func hashIn(ctx context.Context, dir *os.Root, rel, name string, st fs.FileInfo) (content.Hash, int64, error) {
+	f, err := safeopen.In(dir, name, os.O_RDONLY, 0)
 	if errors.Is(err, safeopen.ErrNotRegular) {
 		err = errReplaced
 	}
@@ -109,10 +109,61 @@ func hashIn(ctx context.Context, dir *os.Root, rel string, st fs.FileInfo) (cont
 type dirChain struct {
 	rels []string   // rels[i+1] is a child of rels[i]; rels[0] is "", the folder
 	dirs []*os.Root // open on rels; dirs[0] belongs to the caller
+	// lists holds, with Options.ExactNames (nil without), the listing of
+	// each directory a name was checked in (see exact), read at its first
+	// check and kept for the chain's life: one look.
+	lists   map[string]*listing
+	readDir func(dir *os.Root) ([]fs.DirEntry, error)
 }
 
-func newDirChain(root *os.Root) *dirChain {
-	return &dirChain{rels: []string{""}, dirs: []*os.Root{root}}
+// newDirChain returns a chain from the folder, open as root, that checks
+// names against listings if Options.ExactNames is set.
+func (w *Watcher) newDirChain(root *os.Root) *dirChain {
+	c := &dirChain{rels: []string{""}, dirs: []*os.Root{root}}
+	if w.o.ExactNames {
+		c.lists, c.readDir = map[string]*listing{}, w.readDir
+	}
+	return c
+}
+
+// exact fails, with an error wrapping errNotListed, unless the directory
+// rel, open as dir, lists name under exactly that name; and with the
+// listing's error if it cannot be listed. It does nothing unless the
+// chain checks names.
+func (c *dirChain) exact(dir *os.Root, rel, name string) error {
+	if c.lists == nil {
+		return nil
+	}
+	l := c.lists[rel]
+	if l == nil {
+		l = newListing(c.readDir(dir))
+		c.lists[rel] = l
+	}
+	p := join(rel, name)
+	if l.err != nil {
+		return fmt.Errorf("watcher: look at %s: %w", p, l.err)
+	}
+	if !l.has(name) {
+		return fmt.Errorf("watcher: look at %s: %w", p, errNotListed)
+	}
+	return nil
+}
+
+// aliases returns the paths, listed in p's directory, that the file system
+// may take p for (see listing.aliases), if that directory was listed
+// by exact and does not list p.
+func (c *dirChain) aliases(p string) []string {
+	dir := parentOf(p)
+	l := c.lists[dir]
+	name := path.Base(p)
+	if l == nil || l.err != nil || l.has(name) {
+		return nil
+	}
+	var out []string
+	for _, a := range l.aliases(name) {
+		out = append(out, join(dir, a))
+	}
+	return out
 }
 
 // open returns the directory rel, valid until the next open or close. It
@@ -130,11 +181,12 @@ func (c *dirChain) open(rel string) (*os.Root, error) {
 		rest = rel[len(have)+1:]
 	}
 	for name := range strings.SplitSeq(rest, "/") {
-		sub := name
-		if have != "" {
-			sub = have + "/" + name
+		sub := join(have, name)
+		parent := c.dirs[len(c.dirs)-1]
+		if err := c.exact(parent, have, name); err != nil {
+			return nil, err
 		}
-		dir, _, err := openDir(c.dirs[len(c.dirs)-1], name, sub)
+		dir, _, err := openDir(parent, name, sub)
 		if err != nil {
 			return nil, err
 		}
@@ -155,6 +207,14 @@ func (c *dirChain) close() {
 	for len(c.dirs) > 1 {
 		c.pop()
 	}
+}
+
+// join returns the path of name in the directory dir ("" for the folder).
+func join(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
 }
 
 // within reports whether rel is dir or lies under it.

@@ -30,7 +30,7 @@ func TestHashDoesNotWaitOnAFIFOSwappedIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	_, _, err = hashIn(context.Background(), root, "f", st)
+	_, _, err = hashIn(context.Background(), root, "f", "f", st)
 	if waited() || !errors.Is(err, errReplaced) {
 		t.Fatalf("hashing a FIFO swapped in: %v (waited for a writer: %v), want errReplaced at once", err, waited())
 	}

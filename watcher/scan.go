@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -23,25 +24,63 @@ func sigOf(st fs.FileInfo) sig {
 	return sig{size: st.Size(), mtime: st.ModTime().UnixNano(), inode: InodeOf(st)}
 }
 
-// matches reports whether k records the file s describes. An inode of 0
+// matches reports whether k records the file s describes, on a file
+// system that keeps mtimes in steps of step (see sameMTime). An inode of 0
 // on either side means "unknown" and matches.
-func (s sig) matches(k Known) bool {
-	return !k.Dir && k.Size == s.size && k.MTime == s.mtime &&
+func (s sig) matches(k Known, step time.Duration) bool {
+	return !k.Dir && k.Size == s.size && sameMTime(k.MTime, s.mtime, step) &&
 		(k.Inode == 0 || s.inode == 0 || k.Inode == s.inode)
+}
+
+// sameMTime reports whether the mtimes a and b (unix nanoseconds) fall in
+// the same step of a file system that keeps times in steps of step; a
+// step of at most 1 ns compares them exactly.
+func sameMTime(a, b int64, step time.Duration) bool {
+	if step <= 1 {
+		return a == b
+	}
+	return floorTo(a, int64(step)) == floorTo(b, int64(step))
+}
+
+// floorTo truncates t toward minus infinity to a multiple of step, which
+// is positive.
+func floorTo(t, step int64) int64 {
+	return t - ((t%step)+step)%step
+}
+
+// writtenBy is the latest time the file st describes may have been
+// written: its mtime or, where the file system keeps times in steps of
+// MTimePrecision, the end of its mtime's step.
+func (w *Watcher) writtenBy(st fs.FileInfo) time.Time {
+	step := w.o.MTimePrecision
+	if step <= 1 {
+		return st.ModTime()
+	}
+	return time.Unix(0, floorTo(st.ModTime().UnixNano(), int64(step))).Add(step)
 }
 
 // look is an earlier look at a file that was not stable yet.
 type look struct {
 	sig sig
 	at  time.Time
+	via string // the name the file was reached by, if not its own (see lookFile)
 }
 
-func fileObservation(rel string, st fs.FileInfo) Observation {
-	return Observation{Path: rel, Exists: true, Size: st.Size(), Mode: uint32(st.Mode().Perm()), MTime: st.ModTime().UnixNano(), Inode: InodeOf(st)}
+func (w *Watcher) fileObservation(rel string, st fs.FileInfo) Observation {
+	return Observation{Path: rel, Exists: true, Size: st.Size(), Mode: w.modeOf(st), MTime: st.ModTime().UnixNano(), Inode: InodeOf(st)}
 }
 
-func dirObservation(rel string, st fs.FileInfo) Observation {
-	return Observation{Path: rel, Exists: true, Dir: true, Mode: uint32(st.Mode().Perm()), MTime: st.ModTime().UnixNano(), Inode: InodeOf(st)}
+func (w *Watcher) dirObservation(rel string, st fs.FileInfo) Observation {
+	return Observation{Path: rel, Exists: true, Dir: true, Mode: w.modeOf(st), MTime: st.ModTime().UnixNano(), Inode: InodeOf(st)}
+}
+
+// modeOf returns the permission bits st shows, or 0 (not known) where the
+// file system keeps none.
+func (w *Watcher) modeOf(st fs.FileInfo) uint32 {
+	if w.o.IgnoreModes {
+		return 0
+	}
+	return uint32(st.Mode().Perm())
 }
 
 func notExist(err error) bool {
@@ -49,17 +88,33 @@ func notExist(err error) bool {
 }
 
 // lookFile decides about the regular file rel, which st describes, in its
-// directory dir (see openDir). It returns the observation to report; or
-// nil and nil when the file matches the Index (or cannot be read, which is
-// logged); or again when the file is not stable yet and must be looked at
-// again StableFor later (or was replaced while it was opened). prev is the
+// directory dir (see openDir), reached there by its own name or, if via is
+// not "", by that other spelling of it, which the file system takes for it
+// (see lookPaths): then the inode number, which may be the spelling's, is
+// left unknown (0). It returns the observation to report; or nil and nil
+// when the file matches the Index (or cannot be read, which is logged); or
+// again when the file is not stable yet and must be looked at again
+// StableFor later (or was replaced while it was opened). prev is the
 // previous look that found it unstable, if any. Only a cancelled ctx is an
 // error.
-func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel string, st fs.FileInfo, prev *look) (o *Observation, again *look, err error) {
-	cur := sigOf(st)
-	obs := fileObservation(rel, st)
-	if k, ok := w.o.Index.Lookup(rel); ok && cur.matches(k) {
-		if k.Mode == 0 || k.Mode == obs.Mode {
+func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, st fs.FileInfo, prev *look) (o *Observation, again *look, err error) {
+	name := path.Base(rel)
+	if via != "" {
+		name = via
+	}
+	sigAt := func(st fs.FileInfo) sig {
+		s := sigOf(st)
+		if via != "" {
+			s.inode = 0
+		}
+		return s
+	}
+	later := func(s sig, at time.Time) *look { return &look{sig: s, at: at, via: via} }
+	cur := sigAt(st)
+	obs := w.fileObservation(rel, st)
+	obs.Inode = cur.inode
+	if k, ok := w.o.Index.Lookup(rel); ok && cur.matches(k, w.o.MTimePrecision) {
+		if k.Mode == 0 || k.Mode == obs.Mode || w.o.IgnoreModes {
 			return nil, nil, nil
 		}
 		if !k.Hash.IsZero() { // permission bits alone changed
@@ -68,36 +123,36 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel string, st fs.
 		}
 	}
 	now := w.clk.Now()
-	quiet := now.Sub(st.ModTime()) >= w.o.StableFor ||
+	quiet := now.Sub(w.writtenBy(st)) >= w.o.StableFor ||
 		(prev != nil && prev.sig == cur && now.Sub(prev.at) >= w.o.StableFor)
 	if !quiet {
-		return nil, &look{cur, now}, nil
+		return nil, later(cur, now), nil
 	}
 	if w.onHash != nil {
 		w.onHash(rel, st)
 	}
-	h, n, err := hashIn(ctx, dir, rel, st)
+	h, n, err := hashIn(ctx, dir, rel, name, st)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
 		if notExist(err) || errors.Is(err, errReplaced) { // look again: it will be reported gone, or as what is there now
-			return nil, &look{cur, now}, nil
+			return nil, later(cur, now), nil
 		}
 		w.log.Warn("cannot read a file; it stays as recorded until it can be read", "path", rel, "err", err)
 		return nil, nil, nil
 	}
-	after, err := dir.Lstat(path.Base(rel))
+	after, err := dir.Lstat(name)
 	if err != nil {
 		if notExist(err) {
-			return nil, &look{cur, now}, nil
+			return nil, later(cur, now), nil
 		}
 		w.log.Warn("cannot look at a file", "path", rel, "err", err)
 		return nil, nil, nil
 	}
-	if as := sigOf(after); as != cur || n != cur.size || !after.Mode().IsRegular() {
+	if as := sigAt(after); as != cur || n != cur.size || !after.Mode().IsRegular() {
 		// Changed while it was hashed: hash it again once it is quiet.
-		return nil, &look{as, w.clk.Now()}, nil
+		return nil, later(as, w.clk.Now()), nil
 	}
 	obs.Hash = h
 	return &obs, nil, nil
@@ -156,7 +211,7 @@ func (w *Watcher) walkTree(ctx context.Context, rel string, dir *os.Root, st fs.
 	if rel != "" {
 		r.seen[rel] = true
 		if k, ok := w.o.Index.Lookup(rel); !ok || !k.Dir {
-			r.present = append(r.present, dirObservation(rel, st))
+			r.present = append(r.present, w.dirObservation(rel, st))
 		}
 	}
 	// Watch before listing, so nothing created in between is missed.
@@ -223,7 +278,7 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 			continue
 		}
 		r.seen[child] = true
-		o, again, err := w.lookFile(ctx, dir, child, st, nil)
+		o, again, err := w.lookFile(ctx, dir, child, "", st, nil)
 		switch {
 		case err != nil:
 			return err
@@ -240,14 +295,17 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 // (prevs holds the earlier looks). A new or replaced directory is walked
 // (and watched, if ws is not nil); a vanished path is reported with every
 // recorded path under it, and so is a path whose parent is no longer a
-// directory. It fails if the folder is gone or replaced.
+// directory. With Options.ExactNames, a path its directory does not list
+// under exactly that name is gone too, and the listed names the file
+// system may take it for are looked at. It fails if the folder is gone or
+// replaced.
 func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[string]look, ws *watchSet) (*walkResult, error) {
 	root, err := w.openRoot()
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
-	dirs := newDirChain(root)
+	dirs := w.newDirChain(root)
 	defer dirs.close()
 	sort.Strings(paths) // ancestors first: a walk covers what is below
 	r := newWalkResult()
@@ -260,7 +318,16 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 			}
 		}
 	}
-	for _, p := range paths {
+	// With ExactNames, spelt maps a listed path that no event named, looked
+	// at because an event named it under another spelling (see aliasesOf),
+	// to that spelling's name.
+	var spelt map[string]string
+	if w.o.ExactNames {
+		spelt = map[string]string{}
+	}
+	named := len(paths) // paths[:named] are the caller's, sorted
+	for i := 0; i < len(paths); i++ {
+		p := paths[i]
 		if r.seen[p] || r.hidden(p) {
 			continue
 		}
@@ -270,9 +337,29 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 		// Through its parent, which must be a directory all the way down
 		// from the folder: else p is gone.
 		parent, err := dirs.open(parentOf(p))
+		if err == nil {
+			err = dirs.exact(parent, parentOf(p), path.Base(p))
+		}
 		var st fs.FileInfo
 		if err == nil {
 			st, err = parent.Lstat(path.Base(p))
+		}
+		var via string
+		if w.o.ExactNames && err == nil && st.Mode().IsRegular() {
+			// A file written through another spelling, which the file
+			// system took for p: p may show what was there before
+			// (exfat-fuse keeps each spelling's attributes apart, for a
+			// second), so it is looked at through that spelling.
+			if via = spelt[p]; via == "" {
+				via = prevs[p].via
+			}
+			if via != "" {
+				if vst, verr := parent.Lstat(via); verr == nil && vst.Mode().IsRegular() {
+					st = vst
+				} else {
+					via = ""
+				}
+			}
 		}
 		// New or replaced directory: it may have been filled before its
 		// watch existed, so it is walked, opened as the parent was.
@@ -285,6 +372,9 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 		switch {
 		case err != nil && notExist(err):
 			vanished(p)
+			if more := w.aliasesOf(dirs, p, paths[:named], spelt); len(more) > 0 {
+				paths = append(paths[:len(paths):len(paths)], more...) // a copy: paths is the caller's
+			}
 		case err != nil:
 			w.log.Warn("cannot look at a changed path", "path", p, "err", err)
 		case dir != nil:
@@ -295,7 +385,7 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 		case st.IsDir(): // a known, watched directory: only itself changed
 			r.seen[p] = true
 			if k, ok := w.o.Index.Lookup(p); !ok || !k.Dir {
-				r.present = append(r.present, dirObservation(p, st))
+				r.present = append(r.present, w.dirObservation(p, st))
 			}
 		case st.Mode().IsRegular():
 			r.seen[p] = true
@@ -303,7 +393,7 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 			if lk, ok := prevs[p]; ok {
 				prev = &lk
 			}
-			o, again, err := w.lookFile(ctx, parent, p, st, prev)
+			o, again, err := w.lookFile(ctx, parent, p, via, st, prev)
 			switch {
 			case err != nil:
 				return nil, err
@@ -318,6 +408,26 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 		}
 	}
 	return r, nil
+}
+
+// aliasesOf returns the listed paths, not ignored, that the file system may
+// have taken p for, p being named by an event and not listed (see
+// dirChain.aliases): what changed is there. named is the paths lookPaths
+// was given, sorted. If there is one such path and it is not among them,
+// it is noted in spelt, to be looked at through p's spelling.
+func (w *Watcher) aliasesOf(dirs *dirChain, p string, named []string, spelt map[string]string) []string {
+	var out []string
+	for _, a := range dirs.aliases(p) {
+		if !w.ignored(a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 1 {
+		if _, evented := slices.BinarySearch(named, out[0]); !evented {
+			spelt[out[0]] = path.Base(p)
+		}
+	}
+	return out
 }
 
 // Scan walks the whole folder once and sends, in slices of at most 1000,

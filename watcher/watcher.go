@@ -34,6 +34,8 @@
 //     is no longer a directory (a symlink put in its place, say) is gone.
 //   - The ignore function is applied to every path and its ancestors;
 //     ignored directories are not descended into or watched.
+//   - With ExactNames, a path is reported as existing only under the
+//     name, byte for byte, that its directory lists.
 //
 // Observations are sent as slices. Within the slices sent for one scan or
 // one settled group of events, each path appears at most once, in this
@@ -69,10 +71,13 @@ type Observation struct {
 	Exists bool   // false: nothing (that is synced) at Path any more
 	Dir    bool
 	Size   int64
-	Mode   uint32 // permission bits (fs.FileMode.Perm())
-	MTime  int64  // unix nanoseconds
-	Inode  uint64 // 0 where the OS has none
-	Hash   content.Hash
+	// Mode is the permission bits (fs.FileMode.Perm()); 0 means not
+	// known, as it always is with Options.IgnoreModes. (On a file system
+	// that keeps modes, a file with no permission bits set shows 0 too.)
+	Mode  uint32
+	MTime int64  // unix nanoseconds, as the file system keeps them
+	Inode uint64 // 0 where the OS has none, or not known (see Options.ExactNames)
+	Hash  content.Hash
 }
 
 // Known is what the node last recorded at a path.
@@ -84,7 +89,8 @@ type Known struct {
 	// Mode is the recorded permission bits. Zero means "not recorded":
 	// then a change of permission bits alone (which changes neither size
 	// nor mtime) is not noticed. When set and different from the file's,
-	// the file is reported with Hash taken from here, without re-hashing.
+	// the file is reported with Hash taken from here, without re-hashing
+	// (never with Options.IgnoreModes).
 	Mode uint32
 	Hash content.Hash
 }
@@ -131,6 +137,36 @@ type Options struct {
 	// timestamps, or files seem written long ago (and are hashed at once)
 	// or in the future.
 	Clock clock.Clock
+	// ExactNames says the file system finds a name under another case or
+	// Unicode form (exFAT and FAT; APFS and HFS+ by default):
+	// Lstat("docs") succeeds when the disk holds "Docs". Then a path
+	// exists only if its parent directory lists it under exactly that
+	// name, byte for byte; else it is reported gone, with what the Index
+	// has under it. So a case-only rename (mv Docs docs) reports Docs gone
+	// and docs new. A path named by an event is checked against a listing
+	// of each of its parents, read at most once per directory per look at
+	// a settled group of events. When the file system takes such a path
+	// for a listed name that differs from it only in case or Unicode form
+	// (a write through "A.TXT" to the listed "a.txt"), that listed path is
+	// looked at too, through the spelling the event named if no event
+	// named the listed one (its observation then has Inode 0). Full scans
+	// take every name from a listing and are exact either way. When
+	// false, a path exists if Lstat finds it.
+	ExactNames bool
+	// IgnoreModes says the file system keeps no permission bits (exFAT,
+	// FAT, where every file shows 0777): observations of files and
+	// directories carry Mode 0 (not known), and a file whose mode differs
+	// from the Index's recorded Mode is never reported for that alone.
+	IgnoreModes bool
+	// MTimePrecision is the step the file system keeps modification
+	// times in (1 s through exfat-fuse, 2 s on FAT); at most 1 ns means
+	// exact. Above 1 ns, a file's mtime and the Index's recorded MTime are
+	// compared truncated to the step (toward minus infinity), so a file
+	// recorded with more precision than the disk keeps (say, before a
+	// remount) is neither hashed nor reported; and a file's age, for
+	// StableFor, counts from the end of its mtime's step, the latest it
+	// may have been written.
+	MTimePrecision time.Duration
 }
 
 const (
