@@ -69,6 +69,10 @@ type wantFile struct {
 	data  string
 	mode  fs.FileMode // checked unless anyMode
 	mtime int64       // nanoseconds, checked unless 0
+	// ino is the file's inode number, checked unless 0: a file A keeps,
+	// or renames, keeps it; one replaced by a copy has another (unless
+	// the disk gave the freed number again).
+	ino uint64
 	// anyMode leaves the mode of a file made on B unchecked: exFAT
 	// keeps none, so A gives it one of its own.
 	anyMode bool
@@ -326,7 +330,14 @@ func (r *exfatRun) putA(t *testing.T, rel, data string, mode fs.FileMode) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.want[rel] = &wantFile{data: data, mode: mode, mtime: st.ModTime().UnixNano()}
+	r.want[rel] = &wantFile{data: data, mode: mode, mtime: st.ModTime().UnixNano(), ino: inode(st)}
+}
+
+func inode(st fs.FileInfo) uint64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Ino
+	}
+	return 0
 }
 
 // renameA renames a file or directory on A; what A must keep moves with
@@ -499,6 +510,9 @@ func (r *exfatRun) diffA(want, got map[string]string) []string {
 		}
 		if w.mtime != 0 && st.ModTime().UnixNano() != w.mtime {
 			diffs = append(diffs, fmt.Sprintf("mtime of %s is %s, was %s", p, st.ModTime().Format(time.RFC3339Nano), time.Unix(0, w.mtime).Format(time.RFC3339Nano)))
+		}
+		if w.ino != 0 && inode(st) != w.ino {
+			diffs = append(diffs, fmt.Sprintf("%s was replaced by a copy (inode %d, was %d)", p, inode(st), w.ino))
 		}
 	}
 	return diffs
@@ -701,22 +715,28 @@ func (r *exfatRun) caseRenameOnA(t *testing.T) string {
 	return "B lists docs/a.txt and note.txt"
 }
 
-// caseRenameOnB: B renames a file in case only on exFAT; A ends with the
-// new name only, as after a rename (mtime and mode kept).
+// caseRenameOnB: B renames a file in case only on exFAT, and another to
+// a new name; A ends with the new names only, each renamed there (the
+// same file: inode, mtime and mode kept), not replaced by a copy.
 func (r *exfatRun) caseRenameOnB(t *testing.T) string {
 	r.putA(t, "case-rename-b/Memo.txt", "a memo", 0o644)
-	r.sameTree(t, "Memo.txt on B", "case-rename-b")
-	if err := os.Rename(filepath.Join(r.dirB, "case-rename-b/Memo.txt"), filepath.Join(r.dirB, "case-rename-b/memo.txt")); err != nil {
-		t.Fatal(err)
+	r.putA(t, "case-rename-b/Plan.txt", "a plan", 0o600)
+	r.sameTree(t, "Memo.txt and Plan.txt on B", "case-rename-b")
+	for _, mv := range [][2]string{{"Memo.txt", "memo.txt"}, {"Plan.txt", "plan-final.txt"}} {
+		from, to := "case-rename-b/"+mv[0], "case-rename-b/"+mv[1]
+		if err := os.Rename(filepath.Join(r.dirB, from), filepath.Join(r.dirB, to)); err != nil {
+			t.Fatal(err)
+		}
+		r.wantRenamed(from, to)
 	}
-	if got := names(filepath.Join(r.dirB, "case-rename-b")); !slices.Equal(got, []string{"memo.txt"}) {
-		t.Fatalf("exFAT lists %q after the case-only rename", got)
+	r.step = "exFAT lists the new names"
+	if got := names(filepath.Join(r.dirB, "case-rename-b")); !slices.Equal(got, []string{"memo.txt", "plan-final.txt"}) {
+		t.Fatalf("exFAT lists %q after the renames", got)
 	}
-	r.wantRenamed("case-rename-b/Memo.txt", "case-rename-b/memo.txt")
-	r.sameTree(t, "a case-only rename on B reaches A", "case-rename-b")
+	r.sameTree(t, "renames on B, one case-only, reach A", "case-rename-b")
 	r.checkA(t, "case-rename-b")
 	r.noConflicts(t, "case-rename-b")
-	return "A lists memo.txt only, mtime and mode kept"
+	return "A lists memo.txt and plan-final.txt only, renamed there (inode, mtime and mode kept)"
 }
 
 // refusedNames: A creates names the exFAT disk refuses. B does not place
@@ -831,6 +851,7 @@ func (r *exfatRun) modes(t *testing.T) string {
 	writeFile(t, filepath.Join(r.dirB, "modes/secret.txt"), []byte("secret, edited on B"))
 	r.want["modes/secret.txt"].data = "secret, edited on B"
 	r.want["modes/secret.txt"].mtime = 0
+	r.want["modes/secret.txt"].ino = 0
 	r.sameTree(t, "B's edit of secret.txt reaches A", "modes")
 	r.checkA(t, "modes")
 	r.noConflicts(t, "modes")
@@ -859,7 +880,7 @@ func (r *exfatRun) fromExfat(t *testing.T) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.want[p].mtime = st.ModTime().UnixNano()
+		r.want[p].mtime, r.want[p].ino = st.ModTime().UnixNano(), inode(st)
 		modes = append(modes, fmt.Sprintf("%s %v", path.Base(p), st.Mode().Perm()))
 	}
 	return "modes on A: " + strings.Join(modes, ", ")
