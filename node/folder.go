@@ -4,6 +4,8 @@ import (
 	"context"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"syscall"
 
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/internal/durable"
@@ -78,4 +80,18 @@ func (n *Node) folderRoot() Folder {
 		return *p
 	}
 	return nil
+}
+
+// RenameCase renames oldname to newname, two spellings of one name on a
+// folder that does not tell them apart. os.Root's Rename refuses that for
+// a directory: the target is found, and on exfat-fuse under another inode
+// number. rename(2) itself takes it. The parents are the recorded
+// directories the op's paths were checked against (no symlink among
+// them).
+func (r RootFolder) RenameCase(oldname, newname string) error {
+	if err := r.Root.Rename(oldname, newname); err == nil {
+		return nil
+	}
+	dir := r.Root.Name()
+	return os.NewSyscallError("rename", syscall.Rename(filepath.Join(dir, filepath.FromSlash(oldname)), filepath.Join(dir, filepath.FromSlash(newname))))
 }

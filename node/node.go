@@ -456,6 +456,9 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 	if n.volume().NoModes {
 		keepModes(obs, known)
 	}
+	if step := n.volume().MTimePrecision; step > 1 {
+		keepMTimes(obs, known, step)
+	}
 	plan := core.PlanLocal(obs, known)
 	if len(plan.Ops) == 0 && len(plan.MetaOnly) == 0 {
 		return nil

@@ -283,7 +283,11 @@ func (n *Node) adoptCase(ctx context.Context, batch *core.Batch, i int, cc *Case
 	if err != nil || rec == nil || rec.Deleted || !rec.Dir {
 		return false
 	}
-	if err := n.folderRoot().Rename(cc.Other, cc.Path); err != nil {
+	rename := n.folderRoot().Rename
+	if r, ok := n.folderRoot().(interface{ RenameCase(string, string) error }); ok {
+		rename = r.RenameCase
+	}
+	if err := rename(cc.Other, cc.Path); err != nil {
 		n.log.Warn("cannot give a directory the case a peer gave it", "from", cc.Other, "to", cc.Path, "err", err)
 		return false
 	}
@@ -315,4 +319,29 @@ func inNFC(obs []watcher.Observation) []watcher.Observation {
 		}
 	}
 	return slices.DeleteFunc(obs, func(o watcher.Observation) bool { return !o.Exists && present[o.Path] })
+}
+
+// keepMTimes gives what was seen on a folder that keeps times in coarse
+// steps the recorded time of its path (or, for a file renamed here, of the
+// file that vanished with its content) when the two are one at that step:
+// the disk's truncated time is not this device's change, and must not
+// overwrite its peers' finer one.
+func keepMTimes(obs []watcher.Observation, known map[string]state.File, step time.Duration) {
+	same := func(a, b int64) bool { return volume.Truncate(a, step) == volume.Truncate(b, step) }
+	gone := map[content.Hash]int64{}
+	for _, o := range obs {
+		if k, ok := known[o.Path]; !o.Exists && ok && !k.Deleted && !k.Dir {
+			gone[k.Hash] = k.MTime
+		}
+	}
+	for i, o := range obs {
+		if !o.Exists || o.Dir {
+			continue
+		}
+		if k, ok := known[o.Path]; ok && !k.Deleted && !k.Dir && k.Hash == o.Hash && same(k.MTime, o.MTime) {
+			obs[i].MTime = k.MTime
+		} else if t, ok := gone[o.Hash]; ok && same(t, o.MTime) {
+			obs[i].MTime = t
+		}
+	}
 }
