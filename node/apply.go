@@ -385,7 +385,7 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 	if err := n.placeable(ctx, op, pending); err != nil {
 		var cc *CaseConflictError
 		switch {
-		case errors.As(err, &cc) && n.adoptCase(ctx, batch, i, cc, pending):
+		case errors.As(err, &cc) && n.adoptCase(ctx, batch, i, cc, pending, staged):
 		case errors.Is(err, volume.ErrRefused) || errors.As(err, &cc):
 			return nil, nil, n.giveUp(ctx, op, err)
 		default:
@@ -420,12 +420,12 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 	}
 	for _, p := range touched {
 		if p != "" && pending.get(p) == nil {
-			if err := n.recordIfChangedLocked(ctx, p, op); err != nil {
+			if err := n.recordIfChangedLocked(ctx, p, op, staged.names); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
-	usable := op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, pending)
+	usable := op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, pending, staged.names)
 	plan, err := n.planRemote(ctx, core.Arrival{Op: op, SourceUsable: usable, Batch: batch, Index: i, At: n.clock.Now().UnixNano()}, pending)
 	if err != nil {
 		return nil, nil, err

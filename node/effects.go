@@ -75,7 +75,7 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 		staged.touch(e.To, e.Path)
 		return false, nil
 	case core.Remove:
-		if n.volume().Folds() && !n.there(e.Path) {
+		if n.volume().Folds() && !n.there(e.Path, staged.names) {
 			// Nothing under this very name: what a look at it finds on a
 			// case-insensitive folder is another name's file.
 			return false, nil
@@ -94,11 +94,11 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 		return false, nil
 	case core.Rmdir:
 		defer staged.looked(n, e.Path)
-		if n.volume().Folds() && !n.there(e.Path) {
+		if n.volume().Folds() && !n.there(e.Path, staged.names) {
 			return false, nil // another name's directory
 		}
 		n.folderRoot().Remove(e.Path) // fails on a non-empty directory, which stays
-		st, err := n.lstat(e.Path, nil)
+		st, err := n.lstat(e.Path, staged.names)
 		return err == nil && st.IsDir(), nil
 	case core.Mkdir:
 		if err := n.unchangedSince(staged, e.Path); err != nil {
@@ -138,6 +138,9 @@ type stagedSet struct {
 	// on, or last left there itself: an effect that would replace or
 	// remove something else fails instead (see unchangedSince).
 	looks map[string]look
+	// names is what the batch's looks at the folder found (see
+	// Node.lstat), forgotten where the batch itself changed the folder.
+	names *lookups
 	errs  []error // why contents could not be had
 	// failed holds, per content this pass tried and failed to stage, why.
 	failed map[content.Hash]error
@@ -151,6 +154,7 @@ func (s *stagedSet) looked(n *Node, paths ...string) {
 	}
 	for _, p := range paths {
 		s.looks[p] = n.lookAt(p)
+		s.names.forget(p)
 	}
 }
 
@@ -198,6 +202,7 @@ func (n *Node) unchangedSince(s *stagedSet, p string) error {
 func (s *stagedSet) touch(paths ...string) {
 	for _, p := range paths {
 		s.dirs[parentDir(p)] = true
+		s.names.forget(p)
 	}
 }
 

@@ -73,8 +73,8 @@ func (n *Node) observeLocked(ctx context.Context, paths ...string) error {
 // as this device's change would make a second, concurrent version of the
 // op's own result (a conflict copy of identical content, or a file the
 // op's origin later deletes coming back).
-func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op) error {
-	differs, err := n.diskDiffers(ctx, p, nil)
+func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op, seen *lookups) error {
+	differs, err := n.diskDiffers(ctx, p, nil, seen)
 	if err != nil || !differs {
 		return err
 	}
@@ -93,12 +93,12 @@ func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op)
 // batch's latest row if pending (which may be nil) has one, else the
 // database's. Size and mtime stand for a file's content, as for the
 // watcher.
-func (n *Node) diskDiffers(ctx context.Context, p string, pending *batchRecords) (bool, error) {
+func (n *Node) diskDiffers(ctx context.Context, p string, pending *batchRecords, seen *lookups) (bool, error) {
 	rec, err := n.recordAt(ctx, p, pending)
 	if err != nil {
 		return false, err
 	}
-	st, serr := n.lstat(p, nil)
+	st, serr := n.lstat(p, seen)
 	live := rec != nil && !rec.Deleted
 	switch {
 	case serr != nil && !live:

@@ -67,6 +67,25 @@ func newLookups() *lookups {
 	return &lookups{dirs: map[string]bool{}, names: map[string]map[string]bool{}}
 }
 
+// forget drops what was found about p, its directory's names and
+// anything under it: the caller changed the folder there.
+func (l *lookups) forget(p string) {
+	if l == nil {
+		return
+	}
+	delete(l.names, parentDir(p))
+	for d := range l.dirs {
+		if d == p || strings.HasPrefix(d, p+"/") {
+			delete(l.dirs, d)
+		}
+	}
+	for d := range l.names {
+		if d == p || strings.HasPrefix(d, p+"/") {
+			delete(l.names, d)
+		}
+	}
+}
+
 // exactLstat is Lstat, which on a folder that finds names under another
 // case or form also checks that p's directory holds p's name itself.
 func (n *Node) exactLstat(p string, seen *lookups) (fs.FileInfo, error) {

@@ -27,10 +27,10 @@ func TestRenameSourceIsCheckedAgainstTheBatch(t *testing.T) {
 	batch.add(state.File{Path: "p", Hash: content.Sum([]byte("c1")), Size: 2, MTime: st.ModTime().UnixNano()})
 
 	op := oplog.Op{Kind: oplog.KindRename, Path: "p", NewPath: "q", Hash: content.Sum([]byte("c2")), Size: 2}
-	if a.node.sourceUsable(sc.ctx, op, &batch) {
+	if a.node.sourceUsable(sc.ctx, op, &batch, nil) {
 		t.Fatal("the source was taken as holding the op's content, which the batch replaced")
 	}
-	if !a.node.sourceUsable(sc.ctx, op, nil) {
+	if !a.node.sourceUsable(sc.ctx, op, nil, nil) {
 		t.Fatal("with no batch the recorded content is what counts: the test does not show the batch mattering")
 	}
 }

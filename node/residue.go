@@ -252,7 +252,7 @@ func (n *Node) resumeLocked(ctx context.Context, op oplog.Op, pending *batchReco
 		if checkPath(p) != nil {
 			return nil, nil
 		}
-		differs, err := n.diskDiffers(ctx, p, pending)
+		differs, err := n.diskDiffers(ctx, p, pending, nil)
 		if err != nil || !differs {
 			return nil, err
 		}

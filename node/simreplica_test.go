@@ -345,7 +345,7 @@ func (r *replica) scan(ctx context.Context) error {
 	}
 	var changed []string
 	for _, p := range paths {
-		differs, err := r.node.diskDiffers(ctx, p, nil)
+		differs, err := r.node.diskDiffers(ctx, p, nil, nil)
 		if err != nil {
 			return err
 		}

@@ -54,7 +54,7 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 		if checkPath(p) != nil || seen[op.Hash] || n.refused(p) {
 			continue
 		}
-		if op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, nil) {
+		if op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, nil, nil) {
 			continue
 		}
 		if cur, ok, _ := n.db.File(ctx, p); ok && !cur.Deleted && cur.Hash == op.Hash {
@@ -76,14 +76,14 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 
 // newStagedSet is an empty stagedSet.
 func newStagedSet() *stagedSet {
-	return &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}, looks: map[string]look{}}
+	return &stagedSet{temp: map[content.Hash]string{}, placed: map[content.Hash]string{}, dirs: map[string]bool{}, looks: map[string]look{}, names: newLookups()}
 }
 
 // sourceUsable reports whether a rename's source is on disk as the op
 // expects, so it can be moved instead of fetched. pending holds the rows
 // the batch decided and has not recorded yet: what an earlier op of the
 // batch left at the source counts, not the database's older row.
-func (n *Node) sourceUsable(ctx context.Context, op oplog.Op, pending *batchRecords) bool {
+func (n *Node) sourceUsable(ctx context.Context, op oplog.Op, pending *batchRecords, seen *lookups) bool {
 	if checkPath(op.Path) != nil {
 		return false
 	}
@@ -91,6 +91,6 @@ func (n *Node) sourceUsable(ctx context.Context, op oplog.Op, pending *batchReco
 	if err != nil || cur == nil || cur.Deleted || cur.Hash != op.Hash {
 		return false
 	}
-	st, err := n.lstat(op.Path, nil)
+	st, err := n.lstat(op.Path, seen)
 	return err == nil && st.Mode().IsRegular() && st.Size() == cur.Size && n.sameMTime(st.ModTime().UnixNano(), cur.MTime)
 }

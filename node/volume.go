@@ -274,7 +274,7 @@ func unplacedKind(err error) string {
 // batch also replaces Docs and Docs is a recorded directory; the moves
 // then find their files in place and the removal of Docs finds nothing
 // under that name. It reports whether it did so.
-func (n *Node) adoptCase(ctx context.Context, batch *core.Batch, i int, cc *CaseConflictError, pending *batchRecords) bool {
+func (n *Node) adoptCase(ctx context.Context, batch *core.Batch, i int, cc *CaseConflictError, pending *batchRecords, staged *stagedSet) bool {
 	op := batch.Op(i)
 	if op.Kind != oplog.KindMkdir || cc.Path != op.Path || !batch.RemovedLater(i, cc.Other) {
 		return false
@@ -291,6 +291,8 @@ func (n *Node) adoptCase(ctx context.Context, batch *core.Batch, i int, cc *Case
 		n.log.Warn("cannot give a directory the case a peer gave it", "from", cc.Other, "to", cc.Path, "err", err)
 		return false
 	}
+	staged.names.forget(cc.Other)
+	staged.names.forget(cc.Path)
 	if err := n.folderRoot().SyncDir(parentDir(cc.Path)); err != nil {
 		n.log.Warn("cannot make a directory's new case durable", "dir", cc.Path, "err", err)
 	}
@@ -301,8 +303,8 @@ func (n *Node) adoptCase(ctx context.Context, batch *core.Batch, i int, cc *Case
 // there reports whether the folder holds p under that very name (see
 // exactLstat): on a folder that finds Docs as docs, a removal of Docs must
 // not remove docs.
-func (n *Node) there(p string) bool {
-	_, err := n.lstat(p, nil)
+func (n *Node) there(p string, seen *lookups) bool {
+	_, err := n.lstat(p, seen)
 	return err == nil
 }
 

@@ -305,7 +305,7 @@ func TestRescanOfCoarseTimes(t *testing.T) {
 	rec.MTime += 123456789 % int64(time.Second)
 	var pending batchRecords
 	pending.add(rec)
-	differs, err := b.node.diskDiffers(ctx, "x.txt", &pending)
+	differs, err := b.node.diskDiffers(ctx, "x.txt", &pending, nil)
 	if err != nil || differs {
 		t.Errorf("a time kept to the second differs from its record with more: %v %v", differs, err)
 	}
