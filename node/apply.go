@@ -16,6 +16,7 @@ import (
 	"github.com/drive-node/drive-node/node/internal/volume"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
+	"github.com/drive-node/drive-node/vclock"
 	"github.com/drive-node/drive-node/watcher"
 )
 
@@ -251,7 +252,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 	var recs batchRecords
 	// settled holds the paths ops of the chunk recorded: what status
 	// listed there as not placed is out of date.
-	settled := map[string]bool{}
+	settled := map[string]vclock.Vector{}
 	// flush records what the chunk has done so far, after the directories
 	// of the files it placed are synced: a record never claims a rename
 	// that a crash could still undo.
@@ -311,7 +312,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 		recs.add(rows...)
 		n.placing.add(rows)
 		for _, r := range rows {
-			settled[r.Path] = true
+			settled[r.Path] = r.Version
 		}
 		b.Applied[op.Origin] = op.Seq
 		if len(more) > 0 {
@@ -386,6 +387,15 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		var cc *CaseConflictError
 		switch {
 		case errors.As(err, &cc) && n.adoptCase(ctx, batch, i, cc, pending, staged):
+		case (errors.Is(err, volume.ErrRefused) || errors.As(err, &cc)) && op.Kind == oplog.KindRename:
+			// The new name cannot be held here; the old one goes, as it
+			// goes on every other device (the content stays on those
+			// that hold the new name). The new name is listed, and
+			// placed if the conflict is resolved.
+			if err := n.giveUp(ctx, op, err); err != nil {
+				return nil, nil, err
+			}
+			op = removalOf(op)
 		case errors.Is(err, volume.ErrRefused) || errors.As(err, &cc):
 			return nil, nil, n.giveUp(ctx, op, err)
 		default:

@@ -72,9 +72,16 @@ func (s *sim) edit(ctx context.Context, r *replica, step int) error {
 		}
 	}
 	sort.Strings(existing)
+	names, dirs := simFiles, simDirs
+	if s.mixed {
+		names, dirs = mixedFiles, mixedDirs
+	}
 	switch k := s.rng.Intn(10); {
 	case k < 5 || len(existing) == 0: // create or modify
-		p := pick(simFiles)
+		p := pick(names)
+		if r.refuses(p) {
+			return nil // the user's program is told no, and nothing changes
+		}
 		if e, ok := files[p]; ok && e.dir {
 			if err := r.removeTree(ctx, p); err != nil { // a directory replaced by a file
 				return err
@@ -91,13 +98,13 @@ func (s *sim) edit(ctx context.Context, r *replica, step int) error {
 		}
 		return r.report(ctx, p)
 	case k < 9:
-		from, to := existing[s.rng.Intn(len(existing))], pick(simFiles)
-		if e, ok := files[to]; from == to || ok && e.dir || !canMkdirAll(files, to) || strings.HasPrefix(to, from+"/") {
+		from, to := existing[s.rng.Intn(len(existing))], pick(names)
+		if e, ok := files[to]; from == to || ok && e.dir || !canMkdirAll(files, to) || strings.HasPrefix(to, from+"/") || r.refuses(to) {
 			return nil
 		}
 		return r.move(ctx, from, to)
 	default: // mkdir or rm -rf
-		d := pick(simDirs)
+		d := pick(dirs)
 		if !canMkdirAll(files, d) {
 			return nil
 		}
@@ -139,6 +146,16 @@ type sim struct {
 	// faults crashes devices, also in the middle of applies, and fails
 	// their writes (see step).
 	faults bool
+	// mixed puts devices 1 and 2 on disks that fold names (see
+	// mixedDisks) and has users write names that only differ in case or
+	// Unicode form, and names exFAT refuses.
+	mixed bool
+	// trace, if set, hears what device i decided and observed: for
+	// following one seed while debugging it.
+	trace func(i int, what string)
+	// unplaced counts the files of device 0 a folding device could not
+	// hold and listed (see checkMixed).
+	unplaced int
 }
 
 func (s *sim) tracef(format string, args ...any) { s.log = append(s.log, fmt.Sprintf(format, args...)) }
@@ -273,11 +290,22 @@ func (s *sim) close() {
 // runSim runs one seed's schedule on n replicas and checks the outcome.
 // The caller closes the returned sim, which is there even on an error.
 func runSim(ctx context.Context, seed int64, n, steps int, faults bool, dbDir string) (s *sim, err error) {
-	s = &sim{rng: rand.New(rand.NewSource(seed)), clock: newSimClock(), faults: faults}
+	return runSimOn(ctx, &sim{rng: rand.New(rand.NewSource(seed)), clock: newSimClock(), faults: faults}, n, steps, dbDir)
+}
+
+// runSimOn runs s, made by the caller, on n replicas.
+func runSimOn(ctx context.Context, s *sim, n, steps int, dbDir string) (*sim, error) {
 	for i := 0; i < n; i++ {
 		r, err := newReplica(ctx, i, dbDir, s.clock, func() []*replica { return s.connected(i) })
 		if err != nil {
 			return s, err
+		}
+		if s.mixed {
+			mixedDisks(ctx, i, r)
+		}
+		if s.trace != nil {
+			i := i
+			r.trace = func(w string) { s.trace(i, w) }
 		}
 		s.reps = append(s.reps, r)
 		s.up = append(s.up, make([]bool, n))
@@ -291,12 +319,22 @@ func runSim(ctx context.Context, seed int64, n, steps int, faults bool, dbDir st
 	}
 	for step := 1; step <= steps; step++ {
 		s.clock.Advance(time.Second)
+		if s.mixed {
+			// Times a second apart: a disk that keeps them to the second
+			// still tells one step's writes from the next's.
+			for _, r := range s.reps {
+				r.folder.CatchUp(s.clock.Now())
+			}
+		}
 		if err := s.step(ctx, step, n); err != nil {
 			return s, fmt.Errorf("step %d: %w", step, err)
 		}
 	}
 	if err := s.settle(ctx); err != nil {
 		return s, err
+	}
+	if s.mixed {
+		return s, s.checkMixed(ctx)
 	}
 	return s, s.check(ctx)
 }
@@ -495,6 +533,13 @@ func (o seedOutcome) fail(t *testing.T) {
 // runSeeds runs every seed on 2 to 5 replicas, on every core; each seed
 // is deterministic on its own.
 func runSeeds(t testing.TB, seeds []int64, faults bool) []seedOutcome {
+	return runSeedsOf(t, seeds, func(seed int64) *sim {
+		return &sim{rng: rand.New(rand.NewSource(seed)), clock: newSimClock(), faults: faults}
+	})
+}
+
+// runSeedsOf is runSeeds for sims that newSim makes.
+func runSeedsOf(t testing.TB, seeds []int64, newSim func(seed int64) *sim) []seedOutcome {
 	ctx := context.Background()
 	base := simDBDir(t)
 	results := make([]seedOutcome, len(seeds))
@@ -512,7 +557,7 @@ func runSeeds(t testing.TB, seeds []int64, faults bool) []seedOutcome {
 					results[k] = seedOutcome{seed, n, nil, err}
 					continue
 				}
-				s, err := runSim(ctx, seed, n, simSteps, faults, dir)
+				s, err := runSimOn(ctx, newSim(seed), n, simSteps, dir)
 				s.close()
 				os.RemoveAll(dir)
 				results[k] = seedOutcome{seed, n, s, err}

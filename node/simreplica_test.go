@@ -161,6 +161,27 @@ type replica struct {
 	peers func() []*replica
 	// Counts of what the schedule exercised on this device.
 	forwarded, clashes, crashes, faults int
+	// folds is set for a folder that takes names under another case or
+	// Unicode form; refuse, if not nil, is the names its disk refuses
+	// (see mixedDisks).
+	folds  bool
+	refuse func(base string) error
+	// decomposes is set for a folder that keeps names decomposed (NFD).
+	decomposes bool
+	trace      func(string)
+}
+
+// refuses reports whether the replica's disk refuses a name in p.
+func (r *replica) refuses(p string) bool {
+	if r.refuse == nil {
+		return false
+	}
+	for _, part := range strings.Split(p, "/") {
+		if r.refuse(part) != nil {
+			return true
+		}
+	}
+	return false
 }
 
 var simLogger = slog.New(slog.DiscardHandler)
@@ -279,6 +300,9 @@ func (r *replica) close() {
 
 // count notes the rules a remote op's plan exercises.
 func (r *replica) count(op oplog.Op, plan core.RemotePlan) {
+	if r.trace != nil {
+		r.trace(fmt.Sprintf("decided %s#%d %v %q %q %s: effects %v records %v observe %v", op.Origin.Short(), op.Seq, op.Kind, op.Path, op.NewPath, op.Hash.Short(), plan.Effects, plan.Records, plan.Observe))
+	}
 	observed := map[string]bool{}
 	for _, p := range plan.Observe {
 		observed[p] = true
@@ -312,6 +336,16 @@ func (r *replica) report(ctx context.Context, paths ...string) error {
 	if err := r.folder.SyncFS(); err != nil {
 		return err
 	}
+	if r.folds {
+		// A user's name may have reached another name's file (A.txt
+		// finds a.txt): the watcher then reports the name the disk
+		// holds, which a look at every path finds.
+		changed, err := r.changed(ctx)
+		if err != nil {
+			return err
+		}
+		paths = append(paths, changed...)
+	}
 	var obs []watcher.Observation
 	seen := map[string]bool{}
 	sort.Strings(paths)
@@ -327,12 +361,25 @@ func (r *replica) report(ctx context.Context, paths ...string) error {
 			}
 		}
 	}
+	if r.trace != nil {
+		r.trace(fmt.Sprintf("observed %+v", obs))
+	}
 	return r.node.recordObserved(ctx, obs)
 }
 
 // scan reports every path whose disk differs from its record, among
 // those on disk or in the records, as the watcher's scan does.
 func (r *replica) scan(ctx context.Context) error {
+	changed, err := r.changed(ctx)
+	if err != nil || len(changed) == 0 {
+		return err
+	}
+	return r.report(ctx, changed...)
+}
+
+// changed lists the paths whose disk differs from their record, among
+// those on disk or in the records.
+func (r *replica) changed(ctx context.Context) ([]string, error) {
 	paths := r.paths()
 	err := r.db.Files(ctx, func(f state.File) error {
 		if !f.Deleted {
@@ -341,22 +388,19 @@ func (r *replica) scan(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var changed []string
 	for _, p := range paths {
 		differs, err := r.node.diskDiffers(ctx, p, nil, nil)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if differs {
 			changed = append(changed, p)
 		}
 	}
-	if len(changed) == 0 {
-		return nil
-	}
-	return r.report(ctx, changed...)
+	return changed, nil
 }
 
 // paths lists the folder's entries, less the engine's temp files.

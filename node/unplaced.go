@@ -17,6 +17,7 @@ import (
 	"github.com/drive-node/drive-node/node/internal/volume"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
+	"github.com/drive-node/drive-node/vclock"
 )
 
 // A received op that this device can never carry out (a name its file
@@ -163,18 +164,35 @@ func originName(origin string, names map[string]string) string {
 }
 
 // dropUnplaced removes from the list the entries at paths that ops since
-// carried out here have placed or removed: the mesh has moved on there.
-func (n *Node) dropUnplaced(ctx context.Context, paths map[string]bool) error {
-	if len(paths) == 0 {
+// carried out here have placed or removed, knowing the op not placed:
+// the mesh has moved on there. settled maps each such path to the
+// version its record has now; an entry whose op that version does not
+// include stays (a removal made concurrently with a write not placed
+// here does not win over it on the other devices either).
+func (n *Node) dropUnplaced(ctx context.Context, settled map[string]vclock.Vector) error {
+	if len(settled) == 0 {
 		return nil
 	}
 	list, err := readUnplaced(ctx, n.db)
 	if err != nil || len(list) == 0 {
 		return err
 	}
+	seen := func(p string, u Unplaced) bool {
+		v, ok := settled[p]
+		if !ok {
+			return false
+		}
+		origin, err := certs.ParseDeviceID(u.Origin)
+		return err != nil || v.Get(origin) >= u.Seq
+	}
 	kept := slices.DeleteFunc(slices.Clone(list), func(u Unplaced) bool {
-		from, to, _ := strings.Cut(u.Path, " -> ")
-		return paths[from] || to != "" && paths[to]
+		// A rename's entry is about its new name: a later write at its
+		// old name, placed here, leaves the new name still missing.
+		from, to, renamed := strings.Cut(u.Path, " -> ")
+		if renamed {
+			return seen(to, u)
+		}
+		return seen(from, u)
 	})
 	if len(kept) == len(list) {
 		return nil
@@ -213,7 +231,7 @@ func (n *Node) retryCaseConflicts(ctx context.Context) error {
 			continue
 		}
 		n.log.Info("a case conflict is resolved: the change not placed before is placed now", "op", op.String())
-		if err := n.dropUnplaced(ctx, map[string]bool{placedPath(op): true}); err != nil {
+		if err := n.dropUnplaced(ctx, map[string]vclock.Vector{placedPath(op): op.Version()}); err != nil {
 			return err
 		}
 	}

@@ -138,6 +138,13 @@ func placedPath(op oplog.Op) string {
 	return ""
 }
 
+// removalOf is the rename op as a removal of its source: what a device
+// that cannot hold the new name carries out of it.
+func removalOf(op oplog.Op) oplog.Op {
+	op.Kind, op.NewPath = oplog.KindDelete, ""
+	return op
+}
+
 // placeable says why op's path cannot be placed on this folder: a name
 // its file system refuses, or one it cannot hold apart from another
 // name there (see heldApart). nil means it may be tried.
