@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -74,16 +75,9 @@ func (l *lookups) forget(p string) {
 		return
 	}
 	delete(l.names, parentDir(p))
-	for d := range l.dirs {
-		if d == p || strings.HasPrefix(d, p+"/") {
-			delete(l.dirs, d)
-		}
-	}
-	for d := range l.names {
-		if d == p || strings.HasPrefix(d, p+"/") {
-			delete(l.names, d)
-		}
-	}
+	atOrUnder := func(d string) bool { return d == p || strings.HasPrefix(d, p+"/") }
+	maps.DeleteFunc(l.dirs, func(d string, _ bool) bool { return atOrUnder(d) })
+	maps.DeleteFunc(l.names, func(d string, _ map[string]bool) bool { return atOrUnder(d) })
 }
 
 // exactLstat is Lstat, which on a folder that finds names under another

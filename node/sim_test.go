@@ -586,18 +586,23 @@ func (s *sim) fingerprint() string {
 	return b.String()
 }
 
+// simSeedList is seeds 0 to count-1, or only -sim.seed when it is set.
+func simSeedList(count int) []int64 {
+	if *simSeed >= 0 {
+		return []int64{*simSeed}
+	}
+	seeds := make([]int64, count)
+	for i := range seeds {
+		seeds[i] = int64(i)
+	}
+	return seeds
+}
+
 // TestSimulation runs 2 to 5 real nodes over many seeded schedules; a
 // failure prints the seed (rerun it with -sim.seed=N) and the schedule's
 // last events.
 func TestSimulation(t *testing.T) {
-	seeds := []int64{}
-	if *simSeed >= 0 {
-		seeds = append(seeds, *simSeed)
-	} else {
-		for i := 0; i < *simSeeds; i++ {
-			seeds = append(seeds, int64(i))
-		}
-	}
+	seeds := simSeedList(*simSeeds)
 	start := time.Now()
 	results := runSeeds(t, seeds, *simFault)
 	conflicts, forwarded, clashes, crashes, faults := 0, 0, 0, 0, 0

@@ -48,7 +48,7 @@ func mixedDisks(ctx context.Context, i int, r *replica) {
 	case 1:
 		r.folder.BehaveAs(exfat)
 		r.folder.RefuseNames(exfatRefuses)
-		r.folds, r.refuse = true, exfatRefuses
+		r.folds = true
 	case 2:
 		r.folder.BehaveAs(hfsPlus)
 		r.folds, r.decomposes = true, true
@@ -81,7 +81,7 @@ func (s *sim) checkMixed(ctx context.Context) error {
 		if !r.folds {
 			continue
 		}
-		if err := s.placedOrListed(ctx, i, r, want); err != nil {
+		if err := s.placedOrListed(ctx, r, want); err != nil {
 			return fmt.Errorf("replica %d: %w\nreplica 0: %s\nreplica %d: %s", i, err, s.reps[0].describeFS(), i, r.describeFS())
 		}
 	}
@@ -91,7 +91,7 @@ func (s *sim) checkMixed(ctx context.Context) error {
 // placedOrListed checks a folding device r against want, device 0's
 // folder. On HFS+ names are listed decomposed and travel composed (NFC),
 // so they are compared in NFC there; exFAT keeps names as written.
-func (s *sim) placedOrListed(ctx context.Context, i int, r *replica, want map[string]simEntry) error {
+func (s *sim) placedOrListed(ctx context.Context, r *replica, want map[string]simEntry) error {
 	key := func(p string) string { return p }
 	if r.decomposes {
 		key = norm.NFC.String
@@ -141,14 +141,7 @@ func (s *sim) placedOrListed(ctx context.Context, i int, r *replica, want map[st
 // HFS+ disks beside POSIX ones, over seeds of their own; a failure prints
 // the seed (rerun it with -sim.seed=N).
 func TestSimulationMixedDisks(t *testing.T) {
-	seeds := []int64{}
-	if *simSeed >= 0 {
-		seeds = append(seeds, *simSeed)
-	} else {
-		for i := 0; i < *simMixedSeeds; i++ {
-			seeds = append(seeds, int64(i))
-		}
-	}
+	seeds := simSeedList(*simMixedSeeds)
 	start := time.Now()
 	results := runSeedsOf(t, seeds, func(seed int64) *sim {
 		return &sim{rng: rand.New(rand.NewSource(seed)), clock: newSimClock(), faults: *simFault, mixed: true}

@@ -162,27 +162,16 @@ type replica struct {
 	// Counts of what the schedule exercised on this device.
 	forwarded, clashes, crashes, faults int
 	// folds is set for a folder that takes names under another case or
-	// Unicode form; refuse, if not nil, is the names its disk refuses
-	// (see mixedDisks).
-	folds  bool
-	refuse func(base string) error
+	// Unicode form (see mixedDisks).
+	folds bool
 	// decomposes is set for a folder that keeps names decomposed (NFD).
 	decomposes bool
 	trace      func(string)
 }
 
-// refuses reports whether the replica's disk refuses a name in p.
-func (r *replica) refuses(p string) bool {
-	if r.refuse == nil {
-		return false
-	}
-	for _, part := range strings.Split(p, "/") {
-		if r.refuse(part) != nil {
-			return true
-		}
-	}
-	return false
-}
+// refuses reports whether the replica's disk refuses a name in p, as its
+// node's probe found.
+func (r *replica) refuses(p string) bool { return r.node.refused(p) }
 
 var simLogger = slog.New(slog.DiscardHandler)
 
@@ -346,6 +335,11 @@ func (r *replica) report(ctx context.Context, paths ...string) error {
 		}
 		paths = append(paths, changed...)
 	}
+	return r.record(ctx, paths)
+}
+
+// record records what is at paths now.
+func (r *replica) record(ctx context.Context, paths []string) error {
 	var obs []watcher.Observation
 	seen := map[string]bool{}
 	sort.Strings(paths)
@@ -370,11 +364,14 @@ func (r *replica) report(ctx context.Context, paths ...string) error {
 // scan reports every path whose disk differs from its record, among
 // those on disk or in the records, as the watcher's scan does.
 func (r *replica) scan(ctx context.Context) error {
+	if err := r.folder.SyncFS(); err != nil {
+		return err
+	}
 	changed, err := r.changed(ctx)
 	if err != nil || len(changed) == 0 {
 		return err
 	}
-	return r.report(ctx, changed...)
+	return r.record(ctx, changed)
 }
 
 // changed lists the paths whose disk differs from their record, among
