@@ -430,7 +430,7 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 	}
 	for _, p := range touched {
 		if p != "" && pending.get(p) == nil {
-			if err := n.recordIfChangedLocked(ctx, p, op, staged.names); err != nil {
+			if err := n.recordIfChangedLocked(ctx, p, op, pending, staged.names); err != nil {
 				return nil, nil, err
 			}
 		}

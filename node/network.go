@@ -73,8 +73,8 @@ func (n *Node) observeLocked(ctx context.Context, paths ...string) error {
 // as this device's change would make a second, concurrent version of the
 // op's own result (a conflict copy of identical content, or a file the
 // op's origin later deletes coming back).
-func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op, seen *lookups) error {
-	differs, err := n.diskDiffers(ctx, p, nil, seen)
+func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op, pending *batchRecords, seen *lookups) error {
+	differs, err := n.diskDiffers(ctx, p, pending, seen)
 	if err != nil || !differs {
 		return err
 	}
@@ -98,8 +98,16 @@ func (n *Node) diskDiffers(ctx context.Context, p string, pending *batchRecords,
 	if err != nil {
 		return false, err
 	}
-	st, serr := n.lstat(p, seen)
 	live := rec != nil && !rec.Deleted
+	if !live {
+		// On a disk that keeps no Unicode form (HFS+), a file recorded
+		// under another form of p's name is found at p too: it is that
+		// record's, not a change at p.
+		if twin, err := n.formTwin(ctx, p, pending); err != nil || twin != "" {
+			return false, err
+		}
+	}
+	st, serr := n.lstat(p, seen)
 	switch {
 	case serr != nil && !live:
 		return false, nil

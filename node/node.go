@@ -440,7 +440,10 @@ func (n *Node) recordObserved(ctx context.Context, obs []watcher.Observation) er
 // describe the folder as it is under it (taken by observe, or freshened).
 func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation) error {
 	if n.volume().NormInsensitive {
-		obs = inNFC(obs)
+		var err error
+		if obs, err = n.inHeldForm(ctx, obs); err != nil {
+			return err
+		}
 	}
 	known := make(map[string]state.File, len(obs))
 	for _, o := range obs {

@@ -93,8 +93,9 @@ func (u *unplacedTries) failed(op oplog.Op, err error) bool {
 }
 
 // giveUp adds op to the list status shows and logs it, once per path: a
-// later op at a path listed already takes its entry. The caller counts op
-// as handled.
+// later op at a path listed already takes the entries it has seen (those
+// made concurrently stay beside it, each to be placed if the conflict is
+// resolved). The caller counts op as handled.
 func (n *Node) giveUp(ctx context.Context, op oplog.Op, err error) error {
 	list, rerr := readUnplaced(ctx, n.db)
 	if rerr != nil {
@@ -114,7 +115,7 @@ func (n *Node) giveUp(ctx context.Context, op oplog.Op, err error) error {
 		n.log.Warn("a received change cannot be carried out on this device; it is skipped here, kept in the log, and the device's later changes go on",
 			"op", op.String(), "kind", u.Kind, "err", err)
 	}
-	list = slices.DeleteFunc(list, func(l Unplaced) bool { return l.Path == u.Path })
+	list = slices.DeleteFunc(list, func(l Unplaced) bool { return l.Path == u.Path && includes(op.Version(), l) })
 	list = append(list, u)
 	if len(list) > unplacedKept {
 		list = list[len(list)-unplacedKept:]
@@ -179,11 +180,7 @@ func (n *Node) dropUnplaced(ctx context.Context, settled map[string]vclock.Vecto
 	}
 	seen := func(p string, u Unplaced) bool {
 		v, ok := settled[p]
-		if !ok {
-			return false
-		}
-		origin, err := certs.ParseDeviceID(u.Origin)
-		return err != nil || v.Get(origin) >= u.Seq
+		return ok && includes(v, u)
 	}
 	kept := slices.DeleteFunc(slices.Clone(list), func(u Unplaced) bool {
 		// A rename's entry is about its new name: a later write at its
@@ -198,6 +195,13 @@ func (n *Node) dropUnplaced(ctx context.Context, settled map[string]vclock.Vecto
 		return nil
 	}
 	return n.writeUnplaced(ctx, kept)
+}
+
+// includes reports whether version v includes u's op (or u names no
+// device: an entry of no use).
+func includes(v vclock.Vector, u Unplaced) bool {
+	origin, err := certs.ParseDeviceID(u.Origin)
+	return err != nil || v.Get(origin) >= u.Seq
 }
 
 // retryCaseConflicts tries again every op not placed because of a case

@@ -189,6 +189,15 @@ func (n *Node) heldApart(ctx context.Context, p string, op oplog.Op, pending *ba
 	if rec, err := n.recordAt(ctx, p, pending); err != nil || rec != nil && !rec.Deleted {
 		return "", err // recorded under its own name, and so is every directory above it
 	}
+	// A disk that keeps no Unicode form lists a name in one form whatever
+	// form it was made in: only the records tell that another form of the
+	// name is held.
+	if twin, err := n.formTwin(ctx, p, pending); err != nil || twin != "" {
+		if err == nil && n.movesAway(ctx, op, twin, pending) {
+			return "", nil // the rename's own source, in another form
+		}
+		return twin, err
+	}
 	parts := strings.Split(p, "/")
 	for i := range parts {
 		q := strings.Join(parts[:i+1], "/")
@@ -213,10 +222,45 @@ func (n *Node) heldApart(ctx context.Context, p string, op oplog.Op, pending *ba
 			continue
 		}
 		other := path.Join(parentDir(q), held)
-		if op.Kind == oplog.KindRename && other == op.Path {
+		if n.movesAway(ctx, op, other, pending) {
 			return "", nil // the rename's own source, under another case
 		}
 		return other, nil
+	}
+	return "", nil
+}
+
+// movesAway reports whether op is a rename whose source is other, the
+// name its new one cannot be held apart from, and whose source holds what
+// the rename moves: the rename then takes the name over (Docs to docs).
+// A source holding something else (an edit made concurrently) stays, and
+// the new name would land on it.
+func (n *Node) movesAway(ctx context.Context, op oplog.Op, other string, pending *batchRecords) bool {
+	if op.Kind != oplog.KindRename || other != op.Path {
+		return false
+	}
+	src, err := n.recordAt(ctx, op.Path, pending)
+	return err == nil && src != nil && !src.Deleted && src.Hash == op.Hash
+}
+
+// formTwin returns, on a folder that finds a name under any Unicode form,
+// the live recorded path that is p in another form (composed or
+// decomposed), or "" if there is none.
+func (n *Node) formTwin(ctx context.Context, p string, pending *batchRecords) (string, error) {
+	if !n.volume().NormInsensitive {
+		return "", nil
+	}
+	for _, q := range []string{norm.NFC.String(p), norm.NFD.String(p)} {
+		if q == p {
+			continue
+		}
+		rec, err := n.recordAt(ctx, q, pending)
+		if err != nil {
+			return "", err
+		}
+		if rec != nil && !rec.Deleted {
+			return q, nil
+		}
 	}
 	return "", nil
 }
@@ -315,19 +359,42 @@ func (n *Node) there(p string, seen *lookups) bool {
 	return err == nil
 }
 
-// inNFC puts what was seen on a folder that finds a name in any Unicode
-// form under the names' NFC form, the form names travel in. A name the
-// disk lists in another form (HFS+ lists NFD) may be reported gone under
-// its recorded NFC form and present under the listed one: it is there.
-func inNFC(obs []watcher.Observation) []watcher.Observation {
+// inHeldForm puts what was seen on a folder that finds a name in any
+// Unicode form under the form the name is recorded in, and a name not
+// recorded in any form under its NFC form, the form names travel in: a
+// disk that keeps no form (HFS+ lists every name decomposed) shows a
+// peer's composed name and a peer's decomposed one alike. A name may so
+// be reported gone under its recorded form and present under the listed
+// one: it is there.
+func (n *Node) inHeldForm(ctx context.Context, obs []watcher.Observation) ([]watcher.Observation, error) {
 	present := map[string]bool{}
 	for i := range obs {
-		obs[i].Path = norm.NFC.String(obs[i].Path)
+		p, err := n.heldForm(ctx, obs[i].Path)
+		if err != nil {
+			return nil, err
+		}
+		obs[i].Path = p
 		if obs[i].Exists {
-			present[obs[i].Path] = true
+			present[p] = true
 		}
 	}
-	return slices.DeleteFunc(obs, func(o watcher.Observation) bool { return !o.Exists && present[o.Path] })
+	return slices.DeleteFunc(obs, func(o watcher.Observation) bool { return !o.Exists && present[o.Path] }), nil
+}
+
+// heldForm is p as recorded (as it is, composed or decomposed), or in
+// NFC if it is recorded in none of those forms.
+func (n *Node) heldForm(ctx context.Context, p string) (string, error) {
+	nfc := norm.NFC.String(p)
+	for _, q := range []string{p, nfc, norm.NFD.String(p)} {
+		rec, ok, err := n.db.File(ctx, q)
+		if err != nil {
+			return "", err
+		}
+		if ok && !rec.Deleted {
+			return q, nil
+		}
+	}
+	return nfc, nil
 }
 
 // keepMTimes gives what was seen on a folder that keeps times in coarse
