@@ -385,6 +385,9 @@ func (n *Node) inHeldForm(ctx context.Context, obs []watcher.Observation) ([]wat
 // NFC if it is recorded in none of those forms.
 func (n *Node) heldForm(ctx context.Context, p string) (string, error) {
 	nfc := norm.NFC.String(p)
+	if nfc == p && norm.NFD.IsNormalString(p) {
+		return p, nil // one form only (plain ASCII)
+	}
 	for _, q := range []string{p, nfc, norm.NFD.String(p)} {
 		rec, ok, err := n.db.File(ctx, q)
 		if err != nil {
