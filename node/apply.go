@@ -260,10 +260,11 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 		if err := n.syncDirs(staged); err != nil {
 			return err
 		}
-		b.Files = recs.files
+		b.Files, b.Versions, b.At = recs.files, staged.kept, n.clock.Now().UnixNano()
 		if err := n.db.Apply(ctx, b); err != nil {
 			return err
 		}
+		staged.kept = nil
 		n.progress.Add(uint64(len(b.Applied)))
 		n.placing.reset()
 		b, recs = state.Batch{Applied: map[certs.DeviceID]uint64{}}, batchRecords{}
@@ -366,6 +367,7 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 // database.
 func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *stagedSet, pending *batchRecords) ([]state.File, []string, error) {
 	op := batch.Op(i)
+	staged.recs, staged.by = pending, opID(op)
 	for _, p := range []string{op.Path, op.NewPath} {
 		if p == "" && op.Kind != oplog.KindRename {
 			continue

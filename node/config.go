@@ -13,6 +13,7 @@ import (
 
 	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/internal/durable"
+	"github.com/drive-node/drive-node/node/internal/retention"
 )
 
 // StateDirName is the state directory's name when it lives in the folder.
@@ -60,7 +61,21 @@ type Config struct {
 	// that a small board gets back the memory the burst used; the node
 	// itself changes no process-wide setting.
 	AfterBurst func()
+	// Versions is the version store's retention schedule, as
+	// comma-separated AGE:EVERY pairs ("1h:all,1d:1h,30d:1d,1y:1w", the
+	// default when empty); "off" keeps no versions. See docs/history.md.
+	Versions string
+	// VersionsMaxShare caps the version store at this fraction of the
+	// size of the folder's disk, dropping the oldest versions first; 0
+	// means DefaultVersionsMaxShare.
+	VersionsMaxShare float64
+
+	// schedule is Versions parsed; nil when versions are off.
+	schedule retention.Schedule
 }
+
+// DefaultVersionsMaxShare is Config.VersionsMaxShare when unset.
+const DefaultVersionsMaxShare = 0.10
 
 // DefaultMinStateFree is Config.MinStateFree when unset: room for the op
 // log's write-ahead log to fill its memtable (2 MiB) and be flushed and
@@ -111,7 +126,34 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MinStateFree == 0 {
 		c.MinStateFree = DefaultMinStateFree
 	}
+	if err := c.parseVersions(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// parseVersions checks Versions and VersionsMaxShare and sets schedule.
+func (c *Config) parseVersions() error {
+	if c.VersionsMaxShare == 0 {
+		c.VersionsMaxShare = DefaultVersionsMaxShare
+	}
+	if c.VersionsMaxShare < 0 || c.VersionsMaxShare > 1 {
+		return fmt.Errorf("versions: a share of the disk must lie between 0 and 1, not %g", c.VersionsMaxShare)
+	}
+	switch c.Versions {
+	case "off":
+		c.schedule = nil
+		return nil
+	case "", "on":
+		c.schedule = retention.Default()
+		return nil
+	}
+	s, err := retention.Parse(c.Versions)
+	if err != nil {
+		return fmt.Errorf("versions: %w", err)
+	}
+	c.schedule = s
+	return nil
 }
 
 // DefaultStateDir returns stateDir made absolute, or folder's own state
@@ -194,7 +236,8 @@ func ignoreFunc(folder, stateDir string) func(string) bool {
 		stateRel = filepath.ToSlash(rel)
 	}
 	return func(p string) bool {
-		if stateRel != "" && (p == stateRel || strings.HasPrefix(p, stateRel+"/")) || p == MarkerName {
+		if stateRel != "" && (p == stateRel || strings.HasPrefix(p, stateRel+"/")) || p == MarkerName ||
+			p == VersionsDirName || strings.HasPrefix(p, VersionsDirName+"/") {
 			return true
 		}
 		return strings.HasPrefix(p[strings.LastIndexByte(p, '/')+1:], TempPrefix)

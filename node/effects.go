@@ -14,6 +14,7 @@ import (
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
 )
 
@@ -66,7 +67,16 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 		if err := n.removeEmptyDir(e.To); err != nil {
 			return false, fmt.Errorf("move %s to %s: %w", e.Path, e.To, err)
 		}
+		var k keptFile
+		if e.Kind == core.Move {
+			// A file the move replaces is kept (a conflict copy's name
+			// is new, so MoveAside replaces nothing).
+			if k, err = n.keepBefore(ctx, e.To, staged, true); err != nil {
+				return false, err
+			}
+		}
 		if err := n.folderRoot().Rename(e.Path, e.To); err != nil {
+			k.undo(n, e.To, staged)
 			if e.Kind == core.MoveAside && notThere(err) {
 				return false, nil
 			}
@@ -84,6 +94,13 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 			return false, err
 		}
 		defer staged.looked(n, e.Path)
+		k, err := n.keepBefore(ctx, e.Path, staged, true)
+		if err != nil {
+			return false, err
+		}
+		if k.moved {
+			return false, nil
+		}
 		if err := n.folderRoot().Remove(e.Path); err != nil && !notThere(err) {
 			if st, serr := n.folderRoot().Lstat(e.Path); serr == nil && st.IsDir() {
 				return false, nil // a directory in the way is not this op's to remove
@@ -106,7 +123,11 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 		}
 		defer staged.looked(n, e.Path)
 		if st, err := n.folderRoot().Lstat(e.Path); err == nil && !st.IsDir() {
-			if err := n.folderRoot().Remove(e.Path); err != nil {
+			k, err := n.keepBefore(ctx, e.Path, staged, true)
+			if err != nil {
+				return false, err
+			}
+			if err := n.folderRoot().Remove(e.Path); err != nil && !k.moved {
 				return false, fmt.Errorf("replace %s with a directory: %w", e.Path, err)
 			}
 		}
@@ -117,6 +138,9 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 	}
 	return false, fmt.Errorf("unknown effect %d", e.Kind)
 }
+
+// opID names op as the database does.
+func opID(op oplog.Op) state.OpID { return state.OpID{Origin: op.Origin, Seq: op.Seq} }
 
 // sourceGoneError is a move whose source is missing on disk although its
 // record holds a file there: a crash took it before the watcher could
@@ -145,6 +169,14 @@ type stagedSet struct {
 	// failed holds, per content this pass tried and failed to stage, why.
 	failed map[content.Hash]error
 	flush  bool // small files among temp wait for syncFS
+	// recs are the rows the batch decided and has not recorded yet;
+	// kept, the versions its effects put into the version store, which
+	// are recorded with them.
+	recs *batchRecords
+	kept []state.Version
+	// by is the op whose effects run now: what they replace was
+	// replaced by it.
+	by state.OpID
 }
 
 // looked notes what is at paths now, after the batch changed them.
@@ -267,7 +299,12 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	if err := n.removeEmptyDir(p); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
+	k, err := n.keepBefore(ctx, p, staged, false)
+	if err != nil {
+		return err
+	}
 	if err := n.folderRoot().Rename(name, p); err != nil {
+		k.undo(n, p, staged)
 		n.folderRoot().Remove(name)
 		return fmt.Errorf("write %s: %w", p, err)
 	}

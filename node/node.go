@@ -191,6 +191,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.removeStaleTemps()
+	if err := n.checkVersionStore(ctx); err != nil {
+		return nil, fmt.Errorf("folder %s: %w", cfg.Folder, err)
+	}
 	if err := n.catchUp(ctx); err != nil {
 		return nil, err
 	}
@@ -289,10 +292,11 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer n.tr.Close()
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer wg.Done(); n.stallLoop(ctx) }()
 	go func() { defer wg.Done(); n.purgeLoop(ctx) }()
+	go func() { defer wg.Done(); n.versionsLoop(ctx) }()
 	if n.cfg.AfterBurst != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); n.releaseLoop(ctx) }()

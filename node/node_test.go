@@ -164,7 +164,7 @@ func sameTree(a, b string) string {
 			if rel == "." {
 				return nil
 			}
-			if d.Name() == StateDirName || d.Name() == MarkerName || strings.HasPrefix(d.Name(), TempPrefix) {
+			if d.Name() == StateDirName || d.Name() == MarkerName || d.Name() == VersionsDirName || strings.HasPrefix(d.Name(), TempPrefix) {
 				if d.IsDir() {
 					return filepath.SkipDir
 				}

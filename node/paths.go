@@ -54,8 +54,8 @@ func checkPath(p string) error {
 		case len(c) > maxComponentLen:
 			return bad(fmt.Sprintf("component longer than %d bytes", maxComponentLen))
 		case reservedName(c):
-			return bad(fmt.Sprintf("component %q names drive-node's own files (%s, %s or %s*) on a file system that ignores case or Unicode form",
-				c, StateDirName, MarkerName, TempPrefix))
+			return bad(fmt.Sprintf("component %q names drive-node's own files (%s, %s, %s or %s*) on a file system that ignores case or Unicode form",
+				c, StateDirName, MarkerName, VersionsDirName, TempPrefix))
 		}
 		if runtime.GOOS == "windows" {
 			if err := windowsInvalid(c); err != nil {
@@ -80,14 +80,15 @@ func checkPath(p string) error {
 // confuses costs only that name's sync.
 func reservedName(c string) bool {
 	f := foldName(c)
-	return f == reservedState || f == reservedMarker || strings.HasPrefix(f, reservedTemp) || shortAlias(c)
+	return f == reservedState || f == reservedMarker || f == reservedVersions || strings.HasPrefix(f, reservedTemp) || shortAlias(c)
 }
 
 // The reserved names as foldName gives them.
 var (
-	reservedState  = foldName(StateDirName)
-	reservedMarker = foldName(MarkerName)
-	reservedTemp   = foldName(TempPrefix)
+	reservedState    = foldName(StateDirName)
+	reservedMarker   = foldName(MarkerName)
+	reservedTemp     = foldName(TempPrefix)
+	reservedVersions = foldName(VersionsDirName)
 )
 
 // foldName is name as the most forgiving file system compares it (see

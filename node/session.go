@@ -505,7 +505,8 @@ func (n *Node) fetchers() []contentFetcher {
 }
 
 // OpenContent serves content to peers from the folder: a live recorded
-// file with that hash whose size and mtime still match the record.
+// file with that hash whose size and mtime still match the record, or
+// the version store's copy.
 func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
 	n.noteActivity()
 	files, err := n.db.FilesByHash(ctx, h)
@@ -523,6 +524,11 @@ func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekClos
 			continue
 		}
 		return fh, st.Size(), nil
+	}
+	// A content kept in the version store is served too: a peer restores
+	// from this device what it no longer holds itself.
+	if f, size, err := n.openVersion(ctx, h); err == nil {
+		return f, size, nil
 	}
 	return nil, 0, fmt.Errorf("content %s: %w", h.Short(), fs.ErrNotExist)
 }

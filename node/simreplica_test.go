@@ -400,7 +400,8 @@ func (r *replica) changed(ctx context.Context) ([]string, error) {
 	return changed, nil
 }
 
-// paths lists the folder's entries, less the engine's temp files.
+// paths lists the folder's entries, less the engine's temp files and
+// its version store.
 func (r *replica) paths() []string {
 	var out []string
 	var walk func(dir string)
@@ -412,10 +413,10 @@ func (r *replica) paths() []string {
 		entries, _ := d.ReadDir(-1)
 		d.Close()
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), TempPrefix) {
+			p := path.Join(dir, e.Name())
+			if strings.HasPrefix(e.Name(), TempPrefix) || p == VersionsDirName {
 				continue
 			}
-			p := path.Join(dir, e.Name())
 			out = append(out, p)
 			if e.IsDir() {
 				walk(p)

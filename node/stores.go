@@ -40,6 +40,15 @@ type stateStore interface {
 	FilesUnder(ctx context.Context, dir string, fn func(state.File) error) error
 	PurgeTombstones(ctx context.Context, olderThan int64) (int, error)
 
+	AddVersions(ctx context.Context, vs []state.Version) error
+	Versions(ctx context.Context, path string, under bool) ([]state.Version, error)
+	VersionsByHash(ctx context.Context, h content.Hash) ([]state.Version, error)
+	AllVersions(ctx context.Context) ([]state.Version, error)
+	DropVersions(ctx context.Context, ids []int64) ([]content.Hash, error)
+	HasVersionContent(ctx context.Context, h content.Hash) (bool, error)
+	VersionStats(ctx context.Context) (state.VersionStats, error)
+	RecordedTimes(ctx context.Context) ([]state.OpTimes, error)
+
 	RecordConflict(ctx context.Context, c state.Conflict) error
 	Conflicts(ctx context.Context) ([]state.Conflict, error)
 

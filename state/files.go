@@ -64,6 +64,13 @@ type Batch struct {
 	// Applied raises the applied vector: for each origin, applied becomes
 	// max(applied, seq). It is never lowered.
 	Applied map[certs.DeviceID]uint64
+	// Versions are contents the batch's changes replaced or removed and
+	// that the version store now holds (see Version). A version already
+	// recorded (same path, content and replacing op) is not added twice.
+	Versions []Version
+	// At is when the batch is recorded, in unix nanoseconds (0: now): the
+	// time OpTimes gives the ops Applied raises the vector over.
+	At int64
 }
 
 const fileColumns = `path, dir, hash, size, mode, mtime_ns, inode, version, lamport, origin, seq, deleted, deleted_ns, heads`
@@ -71,7 +78,7 @@ const fileColumns = `path, dir, hash, size, mode, mtime_ns, inode, version, lamp
 // Apply stores b in one transaction: either every file and the raised
 // applied vector are stored, or (on error) nothing is.
 func (db *DB) Apply(ctx context.Context, b Batch) error {
-	if len(b.Files) == 0 && len(b.Applied) == 0 {
+	if len(b.Files) == 0 && len(b.Applied) == 0 && len(b.Versions) == 0 {
 		return nil
 	}
 	for i := range b.Files {
@@ -97,12 +104,19 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 				}
 			}
 		}
+		at := b.At
+		if at == 0 {
+			at = now
+		}
 		for origin, seq := range b.Applied {
+			if err := noteOpTimes(ctx, tx, origin, seq, at); err != nil {
+				return err
+			}
 			if err := raise(ctx, tx, "applied", "", nil, origin, seq); err != nil {
 				return err
 			}
 		}
-		return nil
+		return addVersions(ctx, tx, b.Versions)
 	})
 	if err != nil {
 		return fmt.Errorf("state: %s: apply %d files: %w", db.path, len(b.Files), err)

@@ -141,6 +141,32 @@ func migrations() [][]string {
 		{
 			`UPDATE files SET mtime_ns = -1, inode = 0 WHERE dir = 0 AND deleted = 0 AND size > 8388608`,
 		},
+		// 5: the version store: contents this device replaced or removed.
+		{
+			`CREATE TABLE versions (
+				id        INTEGER PRIMARY KEY,
+				path      TEXT    NOT NULL,
+				hash      BLOB    NOT NULL CHECK (length(hash) = 32),
+				size      INTEGER NOT NULL,
+				mode      INTEGER NOT NULL,
+				mtime_ns  INTEGER NOT NULL,
+				kept_ns   INTEGER NOT NULL,
+				by_origin BLOB    NOT NULL CHECK (length(by_origin) = 32),
+				by_seq    INTEGER NOT NULL,
+				UNIQUE (path, hash, by_origin, by_seq)
+			)`,
+			`CREATE INDEX versions_by_hash ON versions (hash)`,
+			`CREATE INDEX versions_by_kept ON versions (kept_ns)`,
+			// When each op was recorded here: one row per run of an
+			// origin's ops recorded together.
+			`CREATE TABLE op_times (
+				origin BLOB    NOT NULL CHECK (length(origin) = 32),
+				first  INTEGER NOT NULL,
+				last   INTEGER NOT NULL,
+				at_ns  INTEGER NOT NULL,
+				PRIMARY KEY (origin, first)
+			) WITHOUT ROWID`,
+		},
 	}
 }
 

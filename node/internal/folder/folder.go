@@ -24,6 +24,10 @@ type Folder interface {
 	Stat(name string) (fs.FileInfo, error)
 	Lstat(name string) (fs.FileInfo, error)
 	Rename(oldname, newname string) error
+	// Link gives the file oldname a second name, newname, on the same
+	// file system (link(2)); it fails where the file system has no hard
+	// links (exFAT, FAT).
+	Link(oldname, newname string) error
 	Remove(name string) error
 	MkdirAll(name string, perm fs.FileMode) error
 	WriteFile(name string, data []byte, perm fs.FileMode) error

@@ -249,6 +249,8 @@ type Behaviour struct {
 	// MTimeStep is the step modification times are kept in (exfat-fuse
 	// 1 s, FAT 2 s); 0 keeps them exact.
 	MTimeStep time.Duration
+	// NoLinks: hard links are refused with EPERM (exFAT, FAT).
+	NoLinks bool
 }
 
 // stamp is the modification time a change made now leaves.
@@ -431,6 +433,40 @@ func (m *Mem) Rename(oldname, newname string) error {
 	delete(op.live.entries, opath)
 	np.live.entries[npath] = n
 	op.live.mtime, np.live.mtime = m.stamp(), m.stamp()
+	return nil
+}
+
+// Link makes newname a second name of the file oldname, as link(2) does:
+// the two share content and metadata until one is replaced.
+func (m *Mem) Link(oldname, newname string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.find("link", oldname)
+	if err != nil {
+		return err
+	}
+	if n.dir {
+		return &fs.PathError{Op: "link", Path: oldname, Err: syscall.EPERM}
+	}
+	if m.fs.NoLinks {
+		return &fs.PathError{Op: "link", Path: newname, Err: syscall.EPERM}
+	}
+	np, npath, target, err := m.resolve("link", newname)
+	if err != nil {
+		return err
+	}
+	if target != nil {
+		return &fs.PathError{Op: "link", Path: newname, Err: syscall.EEXIST}
+	}
+	npath = m.stored(npath)
+	if err := m.refused("link", newname, npath); err != nil {
+		return err
+	}
+	if err := m.change("link", newname); err != nil {
+		return err
+	}
+	np.live.entries[npath] = n
+	np.live.mtime = m.stamp()
 	return nil
 }
 

@@ -1,0 +1,378 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
+)
+
+// A restore brings paths back to an earlier version as a new local
+// change: the folder is written (what it replaces goes to the version
+// store first), the change is recorded as this device's ops, and every
+// device applies it like any other edit, so a restore is undone the same
+// way. The earlier tree is the op log's ops replayed up to the time asked,
+// in the order this device recorded them.
+
+// RestoreRequest says what to bring back.
+type RestoreRequest struct {
+	// Paths are slash-separated and relative to the folder; "." (or "")
+	// is the whole folder. A directory is restored with everything in it.
+	Paths []string `json:"paths"`
+	// At restores the paths as this device had them at that time.
+	At time.Time `json:"at,omitzero"`
+	// Version, instead of At, restores each path (a file) to the content
+	// whose hash starts with these hex digits (at least 8), as History
+	// lists it.
+	Version string `json:"version,omitempty"`
+}
+
+// RestoreResult is what a restore did at one path.
+type RestoreResult struct {
+	Path string `json:"path"`
+	// Outcome is "restored", "removed" (it did not exist then),
+	// "unchanged" (already as it was) or "unavailable".
+	Outcome string `json:"outcome"`
+	Hash    string `json:"hash,omitempty"`
+	Why     string `json:"why,omitempty"`
+}
+
+// Restore outcomes.
+const (
+	Restored    = "restored"
+	Removed     = "removed"
+	Unchanged   = "unchanged"
+	Unavailable = "unavailable"
+)
+
+// treeEntry is what a path held at some time.
+type treeEntry struct {
+	dir   bool
+	hash  content.Hash
+	size  int64
+	mode  uint32
+	mtime int64
+}
+
+// replay returns the tree the ops make, applied in order.
+func replay(ops []timedOp) map[string]treeEntry {
+	t := map[string]treeEntry{}
+	for _, op := range ops {
+		switch op.Kind {
+		case oplog.KindWrite:
+			t[op.Path] = treeEntry{hash: op.Hash, size: op.Size, mode: op.Mode, mtime: op.MTime}
+		case oplog.KindMkdir:
+			t[op.Path] = treeEntry{dir: true, mode: op.Mode}
+		case oplog.KindDelete, oplog.KindRmdir:
+			delete(t, op.Path)
+		case oplog.KindRename:
+			e, ok := t[op.Path]
+			delete(t, op.Path)
+			if !op.Hash.IsZero() || !ok {
+				e = treeEntry{hash: op.Hash, size: op.Size, mode: op.Mode, mtime: op.MTime}
+			}
+			t[op.NewPath] = e
+		}
+	}
+	return t
+}
+
+// under reports whether p is dir or inside it ("" holds everything).
+func under(p, dir string) bool {
+	return dir == "" || p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+// restoreStep is one change a restore makes.
+type restoreStep struct {
+	path   string
+	want   treeEntry
+	remove bool
+}
+
+// Restore brings req.Paths back as req says and returns what it did at
+// each path that differed, and at each that was already as it was. It
+// fetches contents from the folder, the version store or a connected
+// peer, then writes them under the commit lock and records them as local
+// changes.
+func (n *Node) Restore(ctx context.Context, req RestoreRequest) ([]RestoreResult, error) {
+	if n.paused.Load() {
+		return nil, errors.New("restore: sync is paused (see status); nothing was changed")
+	}
+	if len(req.Paths) == 0 {
+		return nil, errors.New("restore: no path given (use . for the whole folder)")
+	}
+	dirs := make([]string, len(req.Paths))
+	for i, p := range req.Paths {
+		p = strings.Trim(p, "/")
+		if p == "." {
+			p = ""
+		}
+		if p != "" {
+			if err := checkPath(p); err != nil {
+				return nil, fmt.Errorf("restore: %w", err)
+			}
+		}
+		dirs[i] = p
+	}
+	want, err := n.restoreTarget(ctx, dirs, req)
+	if err != nil {
+		return nil, err
+	}
+	now, err := n.liveUnder(ctx, dirs)
+	if err != nil {
+		return nil, err
+	}
+	var steps []restoreStep
+	var results []RestoreResult
+	for _, p := range slices.Sorted(maps.Keys(want)) {
+		w, cur := want[p], now[p]
+		if cur != nil && cur.Dir == w.dir && (w.dir || cur.Hash == w.hash) {
+			results = append(results, RestoreResult{Path: p, Outcome: Unchanged, Hash: hashText(w.hash)})
+			continue
+		}
+		steps = append(steps, restoreStep{path: p, want: w})
+	}
+	if req.Version == "" {
+		for _, p := range slices.Sorted(maps.Keys(now)) {
+			if _, ok := want[p]; !ok {
+				steps = append(steps, restoreStep{path: p, remove: true})
+			}
+		}
+	}
+	temps, missing := n.restoreContents(ctx, steps)
+	defer func() {
+		for _, name := range temps {
+			n.folderRoot().Remove(name)
+		}
+	}()
+	done, err := n.applyRestore(ctx, steps, temps, missing)
+	results = append(results, done...)
+	slices.SortFunc(results, func(a, b RestoreResult) int { return strings.Compare(a.Path, b.Path) })
+	return results, err
+}
+
+func hashText(h content.Hash) string {
+	if h.IsZero() {
+		return ""
+	}
+	return h.String()
+}
+
+// restoreTarget is what the paths held at req.At, or the version asked.
+func (n *Node) restoreTarget(ctx context.Context, dirs []string, req RestoreRequest) (map[string]treeEntry, error) {
+	want := map[string]treeEntry{}
+	if req.Version != "" {
+		v := strings.ToLower(req.Version)
+		if len(v) < 8 {
+			return nil, fmt.Errorf("restore: version %q: give at least 8 hex digits of the hash history shows", req.Version)
+		}
+		for _, p := range dirs {
+			hist, err := n.History(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			var found []HistoryEntry
+			for _, e := range hist {
+				if e.Hash != "" && strings.HasPrefix(e.Hash, v) && !slices.ContainsFunc(found, func(f HistoryEntry) bool { return f.Hash == e.Hash }) {
+					found = append(found, e)
+				}
+			}
+			switch len(found) {
+			case 0:
+				return nil, fmt.Errorf("restore: %s has no version %s (see drive-node history %s)", p, req.Version, p)
+			case 1:
+				op := found[0].op
+				want[p] = treeEntry{hash: op.Hash, size: op.Size, mode: op.Mode, mtime: op.MTime}
+			default:
+				return nil, fmt.Errorf("restore: %s: %s names %d versions; give more digits", p, req.Version, len(found))
+			}
+		}
+		return want, nil
+	}
+	if req.At.IsZero() {
+		return nil, errors.New("restore: say when to restore to (--at) or which version (--version)")
+	}
+	at := req.At.UnixNano()
+	ops, err := n.loggedOps(ctx, func(oplog.Op) bool { return true })
+	if err != nil {
+		return nil, err
+	}
+	ops = slices.DeleteFunc(ops, func(op timedOp) bool { return op.at > at })
+	for p, e := range replay(ops) {
+		for _, d := range dirs {
+			if under(p, d) {
+				want[p] = e
+				break
+			}
+		}
+	}
+	return want, nil
+}
+
+// liveUnder returns the live records at and under dirs.
+func (n *Node) liveUnder(ctx context.Context, dirs []string) (map[string]*state.File, error) {
+	now := map[string]*state.File{}
+	for _, d := range dirs {
+		if d != "" {
+			f, ok, err := n.db.File(ctx, d)
+			if err != nil {
+				return nil, err
+			}
+			if ok && !f.Deleted {
+				now[d] = &f
+			}
+			if ok && !f.Dir {
+				continue
+			}
+		}
+		err := n.db.FilesUnder(ctx, d, func(f state.File) error {
+			now[f.Path] = &f
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return now, nil
+}
+
+// restoreContents makes each content the steps need a verified temp file
+// in the folder: copied from a recorded file or the version store, or
+// fetched from a connected peer. missing says why a content could not be
+// had.
+func (n *Node) restoreContents(ctx context.Context, steps []restoreStep) (map[content.Hash]string, map[content.Hash]error) {
+	temps, missing := map[content.Hash]string{}, map[content.Hash]error{}
+	for _, s := range steps {
+		h := s.want.hash
+		if s.remove || s.want.dir || temps[h] != "" || missing[h] != nil {
+			continue
+		}
+		name := stagedName(h)
+		switch {
+		case h == content.EmptyHash:
+			if err := n.folderRoot().WriteFile(name, nil, 0o600); err != nil {
+				missing[h] = err
+				continue
+			}
+		case n.copyFromRecorded(ctx, h, name):
+		case n.copyVersion(ctx, h, name) == nil:
+		default:
+			n.folderRoot().Remove(name)
+			staged, err := n.stage(ctx, h, s.want.size, n.fetchers())
+			if err != nil {
+				missing[h] = fmt.Errorf("not here, not in this device's version store, and no connected peer has it: %w", err)
+				continue
+			}
+			name = staged
+		}
+		temps[h] = name
+	}
+	return temps, missing
+}
+
+// applyRestore carries out the steps under the commit lock and records
+// what changed as local changes.
+func (n *Node) applyRestore(ctx context.Context, steps []restoreStep, temps map[content.Hash]string, missing map[content.Hash]error) ([]RestoreResult, error) {
+	n.commitMu.Lock()
+	defer n.commitMu.Unlock()
+	staged := newStagedSet()
+	staged.by = state.OpID{Origin: n.id.ID}
+	for h, name := range temps {
+		staged.temp[h] = name
+	}
+	self := oplog.Op{Origin: n.id.ID}
+	var results []RestoreResult
+	var changed []string
+	// Files and directories to make first, shallowest first; removals
+	// after, deepest first, so a directory is empty when its turn comes.
+	slices.SortStableFunc(steps, func(a, b restoreStep) int {
+		switch {
+		case a.remove != b.remove:
+			if a.remove {
+				return 1
+			}
+			return -1
+		case a.remove:
+			return strings.Compare(b.path, a.path)
+		}
+		return strings.Compare(a.path, b.path)
+	})
+	for _, s := range steps {
+		r := RestoreResult{Path: s.path, Outcome: Restored, Hash: hashText(s.want.hash)}
+		var err error
+		switch {
+		case s.remove:
+			r.Outcome = Removed
+			err = n.restoreRemove(ctx, s.path, staged)
+		case s.want.dir:
+			if st, lerr := n.folderRoot().Lstat(s.path); lerr == nil && !st.IsDir() {
+				if err = n.restoreRemove(ctx, s.path, staged); err != nil {
+					break
+				}
+			}
+			err = n.mkdirAll(staged, s.path, dirMode(s.want.mode))
+		case missing[s.want.hash] != nil:
+			r.Outcome, r.Why = Unavailable, missing[s.want.hash].Error()
+		default:
+			op := self
+			op.Hash, op.Size, op.Mode, op.MTime = s.want.hash, s.want.size, s.want.mode, s.want.mtime
+			if st, lerr := n.folderRoot().Lstat(s.path); lerr == nil && st.IsDir() {
+				err = fmt.Errorf("a directory is at %s now; restore what is in it first, or move it", s.path)
+				break
+			}
+			err = n.place(ctx, s.path, op, staged)
+		}
+		if err != nil {
+			r.Outcome, r.Why = Unavailable, err.Error()
+		}
+		if r.Outcome != Unavailable {
+			changed = append(changed, s.path)
+		}
+		results = append(results, r)
+	}
+	if err := n.syncDirs(staged); err != nil {
+		return results, fmt.Errorf("restore: %w", err)
+	}
+	if err := n.db.AddVersions(ctx, staged.kept); err != nil {
+		return results, fmt.Errorf("restore: %w", err)
+	}
+	if err := n.observeLocked(ctx, changed...); err != nil {
+		return results, fmt.Errorf("restore: record the restored files: %w", err)
+	}
+	return results, nil
+}
+
+// restoreRemove removes what is at p for a restore, keeping a file in the
+// version store first; a directory goes only once empty.
+func (n *Node) restoreRemove(ctx context.Context, p string, staged *stagedSet) error {
+	st, err := n.folderRoot().Lstat(p)
+	if notThere(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		n.folderRoot().Remove(p) // stays if something unrecorded is in it
+		staged.touch(p)
+		return nil
+	}
+	k, err := n.keepBefore(ctx, p, staged, true)
+	if err != nil {
+		return err
+	}
+	if !k.moved {
+		if err := n.folderRoot().Remove(p); err != nil && !notThere(err) {
+			return err
+		}
+	}
+	staged.touch(p)
+	return nil
+}
