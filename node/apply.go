@@ -56,6 +56,9 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 		return nil // nothing was pending: the report just written holds
 	}
 	blocked := newBlocks()
+	if err := n.holdBraked(ctx, applied, blocked); err != nil {
+		return err
+	}
 	defer func() {
 		// What is left pending, and why, for status; paused is the reason
 		// when a pause cut the pass short.
@@ -121,6 +124,13 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 			drained = true
 			break
 		}
+		ops, braked, err := n.brake(ctx, ops, applied, blocked)
+		if err != nil {
+			return err
+		}
+		if len(ops) == 0 {
+			continue // the window was a held run's
+		}
 		// What an earlier pass found it needed and had not staged (the
 		// losing version of a conflict) is staged with the first chunk.
 		var extra []want
@@ -135,6 +145,7 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		braked()
 		found, err := n.lookAhead(ctx, r, ops, blocked, &room)
 		more = more || found
 		if err != nil {

@@ -70,8 +70,15 @@ type Config struct {
 	// means DefaultVersionsMaxShare.
 	VersionsMaxShare float64
 
+	// Brake is when a peer's run of changes that would delete or
+	// overwrite many files here is held for approval, as ParseBrake reads
+	// it ("1000,30%,5m"); "" is DefaultBrake, "off" no brake.
+	Brake string
+
 	// schedule is Versions parsed; nil when versions are off.
 	schedule retention.Schedule
+	// brake is Brake parsed; nil when off.
+	brake *BrakeRule
 }
 
 // DefaultVersionsMaxShare is Config.VersionsMaxShare when unset.
@@ -127,6 +134,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.MinStateFree = DefaultMinStateFree
 	}
 	if err := c.parseVersions(); err != nil {
+		return c, err
+	}
+	if c.brake, err = ParseBrake(c.Brake); err != nil {
 		return c, err
 	}
 	return c, nil

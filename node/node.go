@@ -48,6 +48,7 @@ const (
 	metaReadyAt    = "ready_at"
 	metaLastChange = "last_change"
 	metaFolder     = "folder"
+	metaVersions   = "versions" // the version store's schedule, or "off"
 )
 
 // Node is a running engine for one folder.
@@ -130,6 +131,9 @@ type Node struct {
 	windowOps, windowBytes int
 	ahead                  aheadState
 
+	// brakes is what the brake remembers between passes.
+	brakes brakeState
+
 	readyOnce sync.Once
 	ready     chan struct{}
 }
@@ -176,8 +180,13 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// Status tells this run's readiness from an earlier run's by these,
 	// written together: this run's PID beside the earlier run's start and
 	// readiness would read as ready before the start-up scan.
+	keep := "off"
+	if cfg.schedule != nil {
+		keep = cfg.schedule.String()
+	}
 	if err := n.db.SetMetas(ctx, map[string]string{
 		metaPID: strconv.Itoa(os.Getpid()), metaStartedAt: strconv.FormatInt(n.clock.Now().UnixNano(), 10), metaFolder: cfg.Folder,
+		metaVersions: keep,
 	}); err != nil {
 		return nil, err
 	}
@@ -231,6 +240,9 @@ func (n *Node) catchUp(ctx context.Context) error {
 
 // ID returns this device's ID.
 func (n *Node) ID() certs.DeviceID { return n.id.ID }
+
+// StateDir returns the state directory in use, made absolute.
+func (n *Node) StateDir() string { return n.cfg.StateDir }
 
 // Ready is closed once the start-up scan's findings are all in the log and
 // the database.

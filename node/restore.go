@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -155,7 +156,46 @@ func (n *Node) Restore(ctx context.Context, req RestoreRequest) ([]RestoreResult
 	done, err := n.applyRestore(ctx, steps, temps, missing)
 	results = append(results, done...)
 	slices.SortFunc(results, func(a, b RestoreResult) int { return strings.Compare(a.Path, b.Path) })
+	n.noteRestore(ctx, req, results)
 	return results, err
+}
+
+// metaRestores holds the most recent restores (RestoreSummary, JSON),
+// newest first; keptRestores is how many.
+const (
+	metaRestores = "restores"
+	keptRestores = 10
+)
+
+// noteRestore adds a restore to those status lists.
+func (n *Node) noteRestore(ctx context.Context, req RestoreRequest, results []RestoreResult) {
+	s := RestoreSummary{At: n.clock.Now().UTC(), Paths: req.Paths, To: req.Version}
+	if s.To == "" {
+		s.To = req.At.UTC().Format(time.RFC3339)
+	}
+	for _, r := range results {
+		switch r.Outcome {
+		case Restored:
+			s.Restored++
+		case Removed:
+			s.Removed++
+		case Unchanged:
+			s.Unchanged++
+		case Unavailable:
+			s.Unavailable++
+		}
+	}
+	var list []RestoreSummary
+	if raw, ok, _ := n.db.Meta(ctx, metaRestores); ok {
+		json.Unmarshal([]byte(raw), &list)
+	}
+	list = append([]RestoreSummary{s}, list...)
+	list = list[:min(len(list), keptRestores)]
+	if b, err := json.Marshal(list); err == nil {
+		if err := n.db.SetMeta(ctx, metaRestores, string(b)); err != nil {
+			n.log.Warn("noting the restore for status failed", "err", err)
+		}
+	}
 }
 
 func hashText(h content.Hash) string {

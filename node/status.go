@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
@@ -46,6 +48,34 @@ type Status struct {
 	// FileSystem is what the last probe found about the folder's file
 	// system (nil before the daemon's first start).
 	FileSystem *FileSystem `json:"filesystem,omitempty"`
+	// Versions is the version store: whether it is on, its schedule,
+	// and what it holds.
+	Versions VersionsStatus `json:"versions"`
+	// Held lists the runs of changes the brake holds (see Node.Approve
+	// and Node.Reject).
+	Held []HeldRun `json:"held"`
+	// Restores are the most recent restores, newest first.
+	Restores []RestoreSummary `json:"restores"`
+}
+
+// VersionsStatus is what status shows of the version store.
+type VersionsStatus struct {
+	// Keep is the retention schedule ("off" when versions are off).
+	Keep     string `json:"keep"`
+	Versions int    `json:"versions"`
+	Contents int    `json:"contents"`
+	Bytes    int64  `json:"bytes"`
+}
+
+// RestoreSummary is one restore as status lists it.
+type RestoreSummary struct {
+	At          time.Time `json:"at"`
+	Paths       []string  `json:"paths"`
+	To          string    `json:"to"` // the time or version restored to
+	Restored    int       `json:"restored"`
+	Removed     int       `json:"removed"`
+	Unchanged   int       `json:"unchanged"`
+	Unavailable int       `json:"unavailable"`
 }
 
 // PeerStatus is one paired device as status shows it. Behind counts the
@@ -88,7 +118,8 @@ func openStateDB(ctx context.Context, stateDir string) (*state.DB, error) {
 
 // ReadStatus reads the status of the node whose state lives in stateDir.
 func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
-	st := Status{StateDir: stateDir, Peers: []PeerStatus{}, Conflicts: []Conflict{}, Pending: []Pending{}, Unplaced: []Unplaced{}}
+	st := Status{StateDir: stateDir, Peers: []PeerStatus{}, Conflicts: []Conflict{}, Pending: []Pending{}, Unplaced: []Unplaced{},
+		Held: []HeldRun{}, Restores: []RestoreSummary{}}
 	// The certificate names the device; the private key is not read.
 	if id, err := certs.ReadID(stateDir); err == nil {
 		st.Device = id.String()
@@ -161,7 +192,29 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 	for _, c := range conflicts {
 		st.Conflicts = append(st.Conflicts, Conflict{Copy: c.CopyPath, Original: c.OriginalPath, Created: time.Unix(0, c.CreatedAt).UTC()})
 	}
+	readHistoryStatus(ctx, db, &st)
 	return st, nil
+}
+
+// readHistoryStatus fills in the version store, the brake and the recent
+// restores. A database older than the version store has none of them.
+func readHistoryStatus(ctx context.Context, db *state.DB, st *Status) {
+	st.Versions.Keep, _, _ = db.Meta(ctx, metaVersions)
+	if vs, err := db.VersionStats(ctx); err == nil {
+		st.Versions.Versions, st.Versions.Contents, st.Versions.Bytes = vs.Versions, vs.Contents, vs.Bytes
+	}
+	if raw, ok, _ := db.Meta(ctx, metaBrake); ok {
+		var r brakeRecord
+		if json.Unmarshal([]byte(raw), &r) == nil {
+			for _, h := range r.Held {
+				st.Held = append(st.Held, h)
+			}
+			slices.SortFunc(st.Held, func(a, b HeldRun) int { return strings.Compare(a.Origin, b.Origin) })
+		}
+	}
+	if raw, ok, _ := db.Meta(ctx, metaRestores); ok {
+		json.Unmarshal([]byte(raw), &st.Restores)
+	}
 }
 
 // ErrPairSelf is returned by Pair for the device's own ID.

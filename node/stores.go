@@ -39,6 +39,7 @@ type stateStore interface {
 	FilesByHash(ctx context.Context, h content.Hash) ([]state.File, error)
 	FilesUnder(ctx context.Context, dir string, fn func(state.File) error) error
 	PurgeTombstones(ctx context.Context, olderThan int64) (int, error)
+	Stats(ctx context.Context) (state.Stats, error)
 
 	AddVersions(ctx context.Context, vs []state.Version) error
 	Versions(ctx context.Context, path string, under bool) ([]state.Version, error)

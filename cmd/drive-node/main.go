@@ -38,6 +38,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/node"
+	"github.com/drive-node/drive-node/node/control"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/spf13/pflag"
 )
@@ -71,12 +72,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runPair(args, stdout)
 	case "status":
 		err = runStatus(args, stdout)
+	case "history":
+		err = runHistory(args, stdout, stderr)
+	case "restore":
+		err = runRestore(args, stdout, stderr)
+	case "approve":
+		err = runBrake(true, args, stdout, stderr)
+	case "reject":
+		err = runBrake(false, args, stdout, stderr)
 	case "version":
 		printVersion(stdout)
 	case "help":
 		usage(stdout)
 	default:
-		err = fmt.Errorf("unknown command %q (want id, pair, status, version or no command to run the daemon)", cmd)
+		err = fmt.Errorf("unknown command %q (want id, pair, status, history, restore, approve, reject, version or no command to run the daemon)", cmd)
 	}
 	if err != nil && !errors.Is(err, pflag.ErrHelp) {
 		fmt.Fprintf(stderr, "drive-node: %v\n", err)
@@ -102,9 +111,16 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `drive-node keeps one folder identical on the devices of a local network.
 
   drive-node --folder DIR [--state DIR] [--listen ADDR] [--name NAME] [--peer HOST:PORT]...
-  drive-node id     [--folder DIR | --state DIR]          print this device's ID
-  drive-node pair   [--folder DIR | --state DIR] ID       trust the device ID
-  drive-node status [--folder DIR | --state DIR] [--json]
+             [--versions on|off|SCHEDULE] [--brake on|off|FILES,PERCENT%,WINDOW]
+  drive-node id      [--folder DIR | --state DIR]         print this device's ID
+  drive-node pair    [--folder DIR | --state DIR] ID      trust the device ID
+  drive-node status  [--folder DIR | --state DIR] [--json]
+  drive-node history [--folder DIR | --state DIR] [--json] PATH
+                                                        every version of PATH and where it is
+  drive-node restore [--folder DIR | --state DIR] (--at TIME | --version HASH) PATH...
+                                                        bring files back as a new change (. for all)
+  drive-node approve [--folder DIR | --state DIR]       apply the changes the brake holds
+  drive-node reject  [--folder DIR | --state DIR]       send this device's files back instead
   drive-node version
 `)
 }
@@ -186,6 +202,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.Int64Var(&maxMemory, "max-memory", 32, "soft memory limit in MiB (the Go heap is collected harder near it; 0 for none)")
 	fs.Int64Var(&minStateFree, "min-state-free", node.DefaultMinStateFree>>20, "MiB kept free on the state dir's disk; below it the node pauses (0 for no reserve)")
+	fs.StringVar(&cfg.Versions, "versions", "", "keep replaced files: on (1h:all,1d:1h,30d:1d,1y:1w), off, or a schedule of AGE:EVERY pairs")
+	fs.Float64Var(&cfg.VersionsMaxShare, "versions-max-share", node.DefaultVersionsMaxShare, "largest share of the folder's disk the version store takes (oldest versions go first)")
+	fs.StringVar(&cfg.Brake, "brake", "", "hold a peer's mass deletes or overwrites: on (1000,30%,5m), off, or FILES,PERCENT%,WINDOW")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) to this file until the daemon stops")
 	fs.StringVar(&memProfile, "mem-profile", "", "write a heap profile (pprof: allocations since start, memory in use) to this file when the daemon stops")
@@ -263,7 +282,17 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger.Info("drive-node started", "version", version)
+	cctx, stopControl := context.WithCancel(ctx)
+	controlDone := make(chan struct{})
+	go func() {
+		defer close(controlDone)
+		if err := control.Serve(cctx, n, n.StateDir(), logger); err != nil {
+			logger.Warn("the control socket is not served: history, restore, approve and reject wait for the daemon to stop", "err", err)
+		}
+	}()
 	runErr := n.Run(ctx)
+	stopControl()
+	<-controlDone
 	closeErr := n.Close()
 	if runErr != nil {
 		return runErr
@@ -435,6 +464,34 @@ func printStatus(w io.Writer, st node.Status) {
 		for _, c := range st.Conflicts {
 			fmt.Fprintf(w, "  %s (copy of %s)\n", shown(c.Copy), shown(c.Original))
 		}
+	}
+	printHistoryStatus(w, st)
+}
+
+// printHistoryStatus prints the version store, the brake and the recent
+// restores.
+func printHistoryStatus(w io.Writer, st node.Status) {
+	switch v := st.Versions; v.Keep {
+	case "":
+	case "off":
+		fmt.Fprintf(w, "versions:    off (%d kept from before)\n", v.Versions)
+	default:
+		fmt.Fprintf(w, "versions:    %d of %d files, %s (keeping %s)\n", v.Versions, v.Contents, humanBytes(v.Bytes), v.Keep)
+	}
+	for _, h := range st.Held {
+		who := h.Name
+		if who == "" {
+			who = h.Origin
+		}
+		fmt.Fprintf(w, "HELD:        changes from %s that delete or overwrite %d of %d files, since %s: `drive-node approve` applies them, `drive-node reject` sends this device's files back\n",
+			shown(who), h.Files, h.Of, h.Since.Local().Format(time.DateTime))
+	}
+	for i, r := range st.Restores {
+		if i == 3 {
+			break
+		}
+		fmt.Fprintf(w, "restored:    %s to %s at %s: %d restored, %d removed, %d unchanged, %d not available\n",
+			shown(strings.Join(r.Paths, " ")), shown(r.To), r.At.Local().Format(time.DateTime), r.Restored, r.Removed, r.Unchanged, r.Unavailable)
 	}
 }
 

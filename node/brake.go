@@ -1,0 +1,453 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/node/internal/core"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
+	"github.com/drive-node/drive-node/vclock"
+)
+
+// The brake: a run of a peer's ops that would delete or overwrite more of
+// this device's files than a threshold within a short time (an rm -rf, a
+// program gone wrong, ransomware encrypting a laptop) is held instead of
+// applied. The ops stay in the log; the peer's later ops wait behind them,
+// other peers' ops go on. `approve` lets the run through; `reject` answers
+// it with this device's files as new changes made after seeing the run, so
+// every device, the one that made the run included, gets them back, and
+// then lets the run through, which then changes nothing.
+
+// BrakeRule is when the brake holds a peer's run of changes: more than
+// Files files, or (for a run of at least MinRun files) more than Share of
+// the folder's files, deleted or overwritten within Window.
+type BrakeRule struct {
+	Files  int
+	Share  float64
+	MinRun int
+	Window time.Duration
+}
+
+// DefaultBrake holds a run of more than 1,000 files, or of more than 30 %
+// of the folder (once at least 100 files), within 5 minutes: a small
+// folder's ordinary tidy-up goes through.
+var DefaultBrake = BrakeRule{Files: 1000, Share: 0.30, MinRun: 100, Window: 5 * time.Minute}
+
+// ParseBrake reads a brake rule as FILES,PERCENT%,WINDOW ("1000,30%,5m"),
+// with an optional fourth field min=N for MinRun; "" is DefaultBrake and
+// "off" is no brake (nil).
+func ParseBrake(s string) (*BrakeRule, error) {
+	switch s {
+	case "off":
+		return nil, nil
+	case "", "on":
+		r := DefaultBrake
+		return &r, nil
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("brake %q: %s (want FILES,PERCENT%%,WINDOW such as 1000,30%%,5m, or off)", s, why)
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) < 3 || len(parts) > 4 {
+		return nil, bad("three or four fields")
+	}
+	r := DefaultBrake
+	var err error
+	if r.Files, err = strconv.Atoi(parts[0]); err != nil || r.Files < 1 {
+		return nil, bad("FILES must be a positive count")
+	}
+	pct, ok := strings.CutSuffix(parts[1], "%")
+	share, err := strconv.ParseFloat(pct, 64)
+	if !ok || err != nil || share <= 0 || share > 100 {
+		return nil, bad("PERCENT must lie in (0, 100] and end in %")
+	}
+	r.Share = share / 100
+	if r.Window, err = time.ParseDuration(parts[2]); err != nil || r.Window <= 0 {
+		return nil, bad("WINDOW must be a positive duration")
+	}
+	if len(parts) == 4 {
+		v, ok := strings.CutPrefix(parts[3], "min=")
+		if r.MinRun, err = strconv.Atoi(v); !ok || err != nil || r.MinRun < 0 {
+			return nil, bad("the fourth field is min=N")
+		}
+	}
+	return &r, nil
+}
+
+// HeldRun is a run of a peer's changes the brake holds.
+type HeldRun struct {
+	Origin string    `json:"origin"`
+	Name   string    `json:"name,omitempty"`
+	Since  time.Time `json:"since"`
+	// Files counts the files the run would delete or overwrite, as far
+	// as it had arrived when the brake held it; Of is how many files the
+	// folder held.
+	Files int `json:"files"`
+	Of    int `json:"of"`
+	// From is the first op held.
+	From uint64 `json:"from"`
+}
+
+// brakeRecord is what the database keeps of the brake (metaBrake, JSON):
+// the runs held, and per origin the sequence up to which its ops were
+// approved (or answered by a reject).
+type brakeRecord struct {
+	Held     map[string]HeldRun `json:"held,omitempty"`
+	Released map[string]uint64  `json:"released,omitempty"`
+}
+
+const metaBrake = "brake"
+
+const reasonHeld = "held by the brake"
+
+// brakeState is the brake's memory between passes: per origin, when its
+// recent destructive ops were applied.
+type brakeState struct {
+	mu     sync.Mutex
+	recent map[certs.DeviceID][]int64
+}
+
+func (n *Node) readBrake(ctx context.Context) (brakeRecord, error) {
+	var r brakeRecord
+	raw, ok, err := n.db.Meta(ctx, metaBrake)
+	if err != nil || !ok {
+		return r, err
+	}
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return r, fmt.Errorf("brake record: %w", err)
+	}
+	return r, nil
+}
+
+func (n *Node) writeBrake(ctx context.Context, r brakeRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return n.db.SetMetaSynced(ctx, metaBrake, string(b))
+}
+
+// holdBraked blocks, for this pass, the origins whose runs the brake holds.
+func (n *Node) holdBraked(ctx context.Context, applied map[certs.DeviceID]uint64, blocked *blocks) error {
+	r, err := n.readBrake(ctx)
+	if err != nil {
+		return err
+	}
+	for key := range r.Held {
+		id, err := certs.ParseDeviceID(key)
+		if err != nil {
+			continue
+		}
+		// Not blocks.block: lookAhead must not read on in a held origin's
+		// log for ops that replace the held one.
+		blocked.why[id], blocked.seq[id] = reasonHeld, applied[id]+1
+	}
+	return nil
+}
+
+// destroys reports whether op would delete or overwrite a file this device
+// holds.
+func (n *Node) destroys(ctx context.Context, op oplog.Op) (bool, error) {
+	at := op.Path
+	switch op.Kind {
+	case oplog.KindDelete, oplog.KindWrite:
+	case oplog.KindRename:
+		at = op.NewPath
+	default:
+		return false, nil
+	}
+	f, ok, err := n.db.File(ctx, at)
+	if err != nil || !ok || f.Deleted || f.Dir {
+		return false, err
+	}
+	return op.Kind != oplog.KindWrite || f.Hash != op.Hash, nil
+}
+
+// brake counts, per origin, the ops of the window that would delete or
+// overwrite a file here, and holds an origin whose count, with what it
+// did within the rule's window, goes over the rule. It returns the window
+// less the held origins' ops; applied notes (once the window is applied)
+// the destructive ops that went through.
+func (n *Node) brake(ctx context.Context, ops []oplog.Op, applied map[certs.DeviceID]uint64, blocked *blocks) ([]oplog.Op, func(), error) {
+	rule := n.cfg.brake
+	if rule == nil {
+		return ops, func() {}, nil
+	}
+	rec, err := n.readBrake(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	count := map[certs.DeviceID]int{}
+	first := map[certs.DeviceID]uint64{}
+	for _, op := range ops {
+		if op.Origin == n.id.ID || op.Seq <= applied[op.Origin] || op.Seq <= rec.Released[op.Origin.String()] {
+			continue
+		}
+		d, err := n.destroys(ctx, op)
+		if err != nil {
+			return nil, nil, err
+		}
+		if d {
+			count[op.Origin]++
+			if first[op.Origin] == 0 {
+				first[op.Origin] = op.Seq
+			}
+		}
+	}
+	now := n.clock.Now()
+	cutoff := now.Add(-rule.Window).UnixNano()
+	n.brakes.mu.Lock()
+	if n.brakes.recent == nil {
+		n.brakes.recent = map[certs.DeviceID][]int64{}
+	}
+	for o, ts := range n.brakes.recent {
+		n.brakes.recent[o] = slices.DeleteFunc(ts, func(t int64) bool { return t < cutoff })
+	}
+	recent := maps.Clone(n.brakes.recent)
+	n.brakes.mu.Unlock()
+
+	var files int
+	var held []certs.DeviceID
+	for _, o := range slices.SortedFunc(maps.Keys(count), compareIDs) {
+		total := count[o] + len(recent[o])
+		trips := total > rule.Files
+		if !trips && total >= rule.MinRun {
+			if files == 0 {
+				st, err := n.db.Stats(ctx)
+				if err != nil {
+					return nil, nil, err
+				}
+				files = st.Files
+			}
+			trips = float64(total) > rule.Share*float64(files)
+		}
+		if !trips {
+			continue
+		}
+		if rec.Held == nil {
+			rec.Held = map[string]HeldRun{}
+		}
+		name := ""
+		if p, ok, err := n.db.Peer(ctx, o); err == nil && ok {
+			name = p.Name
+		}
+		if files == 0 {
+			if st, err := n.db.Stats(ctx); err == nil {
+				files = st.Files
+			}
+		}
+		rec.Held[o.String()] = HeldRun{Origin: o.String(), Name: name, Since: now.UTC(), Files: total, Of: files, From: applied[o] + 1}
+		n.log.Warn("a peer's run of changes would delete or overwrite many files here: held until `drive-node approve` or `drive-node reject`",
+			"peer", o.Short(), "name", name, "files", total, "of", files, "within", rule.Window)
+		held = append(held, o)
+		blocked.why[o], blocked.seq[o] = reasonHeld, applied[o]+1
+	}
+	if len(held) > 0 {
+		if err := n.writeBrake(ctx, rec); err != nil {
+			return nil, nil, err
+		}
+		ops = slices.DeleteFunc(slices.Clone(ops), func(op oplog.Op) bool { return slices.Contains(held, op.Origin) })
+	}
+	note := func() {
+		n.brakes.mu.Lock()
+		defer n.brakes.mu.Unlock()
+		t := n.clock.Now().UnixNano()
+		for o, c := range count {
+			if slices.Contains(held, o) {
+				continue
+			}
+			for range c {
+				n.brakes.recent[o] = append(n.brakes.recent[o], t)
+			}
+		}
+	}
+	return ops, note, nil
+}
+
+// Held returns the runs of changes the brake holds.
+func (n *Node) Held(ctx context.Context) ([]HeldRun, error) {
+	r, err := n.readBrake(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.SortedFunc(maps.Values(r.Held), func(a, b HeldRun) int { return strings.Compare(a.Origin, b.Origin) }), nil
+}
+
+// ErrNothingHeld is returned by Approve and Reject when the brake holds
+// nothing.
+var ErrNothingHeld = errors.New("the brake holds no changes")
+
+// Approve lets every held run through: its ops are applied, and those of
+// its origins that arrived up to now are not counted again.
+func (n *Node) Approve(ctx context.Context) ([]HeldRun, error) {
+	n.commitMu.Lock()
+	defer n.commitMu.Unlock()
+	runs, err := n.release(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("held changes approved", "runs", len(runs))
+	n.kickApply()
+	return runs, nil
+}
+
+// release forgets the held runs and approves their origins' ops up to
+// now. The caller holds the commit lock.
+func (n *Node) release(ctx context.Context) ([]HeldRun, error) {
+	r, err := n.readBrake(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Held) == 0 {
+		return nil, ErrNothingHeld
+	}
+	runs := slices.SortedFunc(maps.Values(r.Held), func(a, b HeldRun) int { return strings.Compare(a.Origin, b.Origin) })
+	if r.Released == nil {
+		r.Released = map[string]uint64{}
+	}
+	for key := range r.Held {
+		id, err := certs.ParseDeviceID(key)
+		if err != nil {
+			continue
+		}
+		r.Released[key] = max(r.Released[key], n.ops.Highest(id))
+	}
+	r.Held = nil
+	n.brakes.mu.Lock()
+	clear(n.brakes.recent)
+	n.brakes.mu.Unlock()
+	return runs, n.writeBrake(ctx, r)
+}
+
+// Reject answers every held run with this device's files: for each path
+// the run touches, this device's version (its file, its directory, or
+// nothing where the run made something) becomes a new change made after
+// seeing the run's ops there, so every device takes it; the run is then
+// let through and changes nothing that the answer covers. It returns the
+// runs and how many paths were answered.
+func (n *Node) Reject(ctx context.Context) ([]HeldRun, int, error) {
+	n.commitMu.Lock()
+	defer n.commitMu.Unlock()
+	r, err := n.readBrake(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(r.Held) == 0 {
+		return nil, 0, ErrNothingHeld
+	}
+	applied, err := n.db.Applied(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	// Per path the run touches, the versions its ops made there, and
+	// whether one of them made something there.
+	seen := map[string]vclock.Vector{}
+	madeDir := map[string]bool{}
+	var order []string
+	for key := range r.Held {
+		id, err := certs.ParseDeviceID(key)
+		if err != nil {
+			continue
+		}
+		err = n.ops.Iterate(ctx, id, applied[id]+1, func(op oplog.Op) error {
+			for _, p := range []string{op.Path, op.NewPath} {
+				if p == "" {
+					continue
+				}
+				if _, ok := seen[p]; !ok {
+					order = append(order, p)
+				}
+				seen[p] = seen[p].Merge(op.Version())
+			}
+			if op.Kind == oplog.KindMkdir {
+				madeDir[op.Path] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, 0, fmt.Errorf("reject: read the held changes: %w", err)
+		}
+	}
+	var answer []oplog.Op
+	for _, p := range order {
+		if checkPath(p) != nil {
+			continue
+		}
+		f, ok, err := n.db.File(ctx, p)
+		if err != nil {
+			return nil, 0, err
+		}
+		parent := seen[p]
+		if ok {
+			parent = parent.Merge(f.Version)
+		}
+		switch {
+		case ok && !f.Deleted && f.Dir:
+			answer = append(answer, oplog.Op{Kind: oplog.KindMkdir, Path: p, Mode: f.Mode, Parent: parent})
+		case ok && !f.Deleted:
+			answer = append(answer, oplog.Op{Kind: oplog.KindWrite, Path: p, Hash: f.Hash, Size: f.Size, Mode: f.Mode, MTime: f.MTime, Parent: parent})
+		case madeDir[p]:
+			answer = append(answer, oplog.Op{Kind: oplog.KindRmdir, Path: p, Parent: parent})
+		default:
+			answer = append(answer, oplog.Op{Kind: oplog.KindDelete, Path: p, Parent: parent})
+		}
+	}
+	// Directories before what goes in them; what a run made is removed
+	// deepest first, after the files.
+	slices.SortStableFunc(answer, func(a, b oplog.Op) int {
+		rank := func(op oplog.Op) int {
+			if op.Kind == oplog.KindMkdir {
+				return 0
+			}
+			if op.Kind == oplog.KindDelete || op.Kind == oplog.KindRmdir {
+				return 2
+			}
+			return 1
+		}
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra - rb
+		}
+		if rank(a) == 2 {
+			return strings.Compare(b.Path, a.Path)
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+	if len(answer) > 0 {
+		accepted, err := n.ops.Append(ctx, answer...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("reject: %w", err)
+		}
+		n.logWatch.notify()
+		at := n.clock.Now().UnixNano()
+		b := state.Batch{Applied: map[certs.DeviceID]uint64{n.id.ID: accepted[len(accepted)-1].Seq}, At: at}
+		for _, op := range accepted {
+			for _, rec := range core.RecordsFor(op, at) {
+				if cur, ok, _ := n.db.File(ctx, rec.Path); ok && !rec.Deleted && !cur.Deleted {
+					rec.Inode, rec.MTime = cur.Inode, cur.MTime // the file on disk is the one recorded
+				}
+				b.Files = append(b.Files, rec)
+			}
+		}
+		if err := n.db.Apply(ctx, b); err != nil {
+			n.kickApply()
+			return nil, 0, fmt.Errorf("reject: %w", err)
+		}
+	}
+	runs, err := n.release(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	n.log.Info("held changes rejected: this device's files are sent as new changes", "runs", len(runs), "paths", len(answer))
+	n.kickApply()
+	return runs, len(answer), nil
+}

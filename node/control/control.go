@@ -1,0 +1,208 @@
+// Package control lets the command line ask a running daemon to act: it
+// serves a small HTTP API on a Unix socket in the state directory (mode
+// 0600, so only the daemon's user reaches it) and is the client for it.
+// The daemon holds the op log open, so what needs the log (history,
+// restore, the brake's approve and reject) is done by the daemon when one
+// runs.
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/drive-node/drive-node/node"
+)
+
+// SocketName is the control socket's name in the state directory.
+const SocketName = "control.sock"
+
+// Node is what the API serves: a running *node.Node.
+type Node interface {
+	History(ctx context.Context, path string) ([]node.HistoryEntry, error)
+	Restore(ctx context.Context, req node.RestoreRequest) ([]node.RestoreResult, error)
+	Held(ctx context.Context) ([]node.HeldRun, error)
+	Approve(ctx context.Context) ([]node.HeldRun, error)
+	Reject(ctx context.Context) ([]node.HeldRun, int, error)
+}
+
+// HistoryRequest asks for a path's history.
+type HistoryRequest struct {
+	Path string `json:"path"`
+}
+
+// BrakeResult is what approve and reject did.
+type BrakeResult struct {
+	Runs     []node.HeldRun `json:"runs"`
+	Answered int            `json:"answered,omitempty"` // paths a reject sent back
+}
+
+// errorBody is an error as the API returns it.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// Serve listens on the state directory's control socket and answers until
+// ctx ends. A socket left by a daemon that crashed is replaced: the caller
+// holds the state directory's lock, so no other daemon serves it.
+func Serve(ctx context.Context, n Node, stateDir string, log *slog.Logger) error {
+	path := filepath.Join(stateDir, SocketName)
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	mux := http.NewServeMux()
+	handle := func(pattern string, fn func(r *http.Request) (any, error)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			out, err := fn(r)
+			w.Header().Set("Content-Type", "application/json")
+			if err != nil {
+				w.WriteHeader(http.StatusUnprocessableEntity)
+				json.NewEncoder(w).Encode(errorBody{err.Error()})
+				return
+			}
+			json.NewEncoder(w).Encode(out)
+		})
+	}
+	handle("POST /history", func(r *http.Request) (any, error) {
+		var req HistoryRequest
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return n.History(r.Context(), req.Path)
+	})
+	handle("POST /restore", func(r *http.Request) (any, error) {
+		var req node.RestoreRequest
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return n.Restore(r.Context(), req)
+	})
+	handle("GET /held", func(r *http.Request) (any, error) { return n.Held(r.Context()) })
+	handle("POST /approve", func(r *http.Request) (any, error) {
+		runs, err := n.Approve(r.Context())
+		return BrakeResult{Runs: runs}, err
+	})
+	handle("POST /reject", func(r *http.Request) (any, error) {
+		runs, answered, err := n.Reject(r.Context())
+		return BrakeResult{Runs: runs, Answered: answered}, err
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	log.Debug("control socket listening", "path", path)
+	err = srv.Serve(l)
+	os.Remove(path)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// decode reads a request's JSON body, at most 1 MiB.
+func decode(r *http.Request, v any) error {
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(v); err != nil {
+		return fmt.Errorf("request: %w", err)
+	}
+	return nil
+}
+
+// Client talks to a daemon's control socket.
+type Client struct {
+	http *http.Client
+	path string
+}
+
+// Dial returns a client for the daemon whose state is in stateDir, or an
+// error when none answers there.
+func Dial(ctx context.Context, stateDir string) (*Client, error) {
+	path := filepath.Join(stateDir, SocketName)
+	d := net.Dialer{Timeout: 2 * time.Second}
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	c.Close()
+	return &Client{path: path, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return d.DialContext(ctx, "unix", path) },
+	}}}, nil
+}
+
+// call posts (or, with no body, gets) and decodes the answer into out.
+func (c *Client) call(ctx context.Context, method, what string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://drive-node/"+what, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("daemon (%s): %w", c.path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e errorBody
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("daemon (%s): %s", c.path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// History asks the daemon for a path's history.
+func (c *Client) History(ctx context.Context, path string) ([]node.HistoryEntry, error) {
+	var out []node.HistoryEntry
+	return out, c.call(ctx, http.MethodPost, "history", HistoryRequest{Path: path}, &out)
+}
+
+// Restore asks the daemon to restore.
+func (c *Client) Restore(ctx context.Context, req node.RestoreRequest) ([]node.RestoreResult, error) {
+	var out []node.RestoreResult
+	return out, c.call(ctx, http.MethodPost, "restore", req, &out)
+}
+
+// Held asks the daemon what the brake holds.
+func (c *Client) Held(ctx context.Context) ([]node.HeldRun, error) {
+	var out []node.HeldRun
+	return out, c.call(ctx, http.MethodGet, "held", nil, &out)
+}
+
+// Approve asks the daemon to let the held runs through.
+func (c *Client) Approve(ctx context.Context) ([]node.HeldRun, error) {
+	var out BrakeResult
+	err := c.call(ctx, http.MethodPost, "approve", struct{}{}, &out)
+	return out.Runs, err
+}
+
+// Reject asks the daemon to answer the held runs with this device's files.
+func (c *Client) Reject(ctx context.Context) ([]node.HeldRun, int, error) {
+	var out BrakeResult
+	err := c.call(ctx, http.MethodPost, "reject", struct{}{}, &out)
+	return out.Runs, out.Answered, err
+}
