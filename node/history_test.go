@@ -94,3 +94,22 @@ func TestPeerChangesAreKeptAndRestored(t *testing.T) {
 		t.Fatalf("a second restore: %+v %v", again, err)
 	}
 }
+
+// With versions off, a peer's delete keeps nothing.
+func TestVersionsOffKeepsNothing(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	pairFolders(t, a, b)
+	addrA, addrB := freeUDPPort(t), freeUDPPort(t)
+	na := startNodeWith(t, a, addrA, func(n *Node) { n.cfg.schedule = nil }, addrB)
+	startNode(t, b, addrB, addrA)
+	write(t, filepath.Join(a, "gone.txt"), "soon deleted")
+	waitFor(t, "sync", func() string { return sameTree(a, b) })
+	os.Remove(filepath.Join(b, "gone.txt"))
+	waitFor(t, "delete", func() string { return sameTree(a, b) })
+	if vs, _ := na.db.AllVersions(context.Background()); len(vs) != 0 {
+		t.Fatalf("versions kept with versions off: %+v", vs)
+	}
+	if _, err := os.Stat(filepath.Join(a, VersionsDirName)); !os.IsNotExist(err) {
+		t.Fatalf("the version store exists with versions off: %v", err)
+	}
+}
