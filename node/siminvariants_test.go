@@ -21,7 +21,55 @@ func (s *sim) check(ctx context.Context) error {
 	if err := s.sameAsFirst(ctx, s.reps[1:]); err != nil {
 		return err
 	}
+	for i, r := range s.reps {
+		if err := r.storeSound(ctx); err != nil {
+			return fmt.Errorf("replica %d: %w", i, err)
+		}
+	}
 	return s.writesKept(ctx)
+}
+
+// storeSound checks the replica's version store against its records:
+// each version's content is in the store and hashes to its name, and
+// each content in the store is named by a version.
+func (r *replica) storeSound(ctx context.Context) error {
+	vs, err := r.node.db.AllVersions(ctx)
+	if err != nil {
+		return err
+	}
+	named := map[string]bool{}
+	for _, v := range vs {
+		named[versionPath(v.Hash)] = true
+		f, err := r.folder.Open(versionPath(v.Hash))
+		if err != nil {
+			return fmt.Errorf("version of %s (%s) is not in the store: %w", v.Path, v.Hash.Short(), err)
+		}
+		h, _, err := content.Reader(ctx, f)
+		f.Close()
+		if err != nil || h != v.Hash {
+			return fmt.Errorf("version of %s: the store holds %s under %s (%v)", v.Path, h.Short(), v.Hash.Short(), err)
+		}
+	}
+	top, err := r.folder.Open(VersionsDirName)
+	if err != nil {
+		return nil // nothing kept
+	}
+	subs, _ := top.Readdirnames(-1)
+	top.Close()
+	for _, sub := range subs {
+		d, err := r.folder.Open(VersionsDirName + "/" + sub)
+		if err != nil {
+			continue
+		}
+		names, _ := d.Readdirnames(-1)
+		d.Close()
+		for _, name := range names {
+			if p := VersionsDirName + "/" + sub + "/" + name; !named[p] {
+				return fmt.Errorf("the store holds %s, which no version names", p)
+			}
+		}
+	}
+	return nil
 }
 
 // sameAsFirst checks that every replica of reps has replica 0's folder
