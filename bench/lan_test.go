@@ -34,6 +34,8 @@ type tool struct {
 	// changes, files regular files in all (used before a peer comes back for
 	// the catch-up figure).
 	settled func(b *testing.B, h *netlab.Host, dir string, files int)
+	// restore, when set, measures the restore figure (drive-node only).
+	restore func(b *testing.B, stage, dirA, dirB string, a, h *netlab.Host) restoreFigures
 }
 
 // figures are one tool's results.
@@ -50,6 +52,7 @@ type figures struct {
 	manyPerSec  float64
 	manyTook    time.Duration
 	manyPeakRSS int64
+	restore     restoreFigures
 }
 
 const (
@@ -64,11 +67,12 @@ const (
 // Flags for working on one figure (bench/lan.sh passes its arguments on):
 // the table is only complete when every tool and figure runs.
 var (
-	lanTools   = flag.String("lan.tools", "drive-node,Syncthing", "comma-separated tools to run")
-	lanOnly    = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup,many); all when empty")
-	lanMany    = flag.Int("lan.many", 100_000, "files of 1 KiB (100 to a directory) the many-files figure moves in")
-	lanProfile = flag.String("lan.profile", "", "directory for drive-node's CPU and heap profiles and debug logs (A-….cpu, A-….mem, A-….log, B-…)")
-	lanExfat   = flag.Bool("lan.exfat", false, "put host B's folder, for every tool, on a real exFAT disk (a loop file mounted with exfat-fuse); B's state stays off it")
+	lanTools    = flag.String("lan.tools", "drive-node,Syncthing", "comma-separated tools to run")
+	lanOnly     = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup,many,restore); all when empty")
+	lanVersions = flag.String("lan.versions", "", "drive-node's --versions (on when empty; off to compare)")
+	lanMany     = flag.Int("lan.many", 100_000, "files of 1 KiB (100 to a directory) the many-files figure moves in")
+	lanProfile  = flag.String("lan.profile", "", "directory for drive-node's CPU and heap profiles and debug logs (A-….cpu, A-….mem, A-….log, B-…)")
+	lanExfat    = flag.Bool("lan.exfat", false, "put host B's folder, for every tool, on a real exFAT disk (a loop file mounted with exfat-fuse); B's state stays off it")
 )
 
 // measures reports whether figure is among -lan.only.
@@ -167,6 +171,9 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 	}
 	if measures("catchup") {
 		f.catchUp = catchUp(b, tl, start, stage, dirA, dirB, a, h, pb)
+	}
+	if measures("restore") && tl.restore != nil {
+		f.restore = tl.restore(b, stage, dirA, dirB, a, h)
 	}
 	if measures("many") {
 		f.manyPerSec, f.manyTook, f.manyPeakRSS = manyFiles(b, tl.name, *lanMany, stage, dirA, dirB, a, h)
@@ -521,6 +528,9 @@ func driveNode(bin string) tool {
 		},
 		start: func(b *testing.B, h *netlab.Host, dir string) *netlab.Process {
 			args := append(loc(dir), "--listen", ":22000", "--log-level", "warn")
+			if *lanVersions != "" {
+				args = append(args, "--versions", *lanVersions)
+			}
 			if *lanProfile != "" {
 				// Written when the process stops on SIGTERM (see run).
 				prof := filepath.Join(*lanProfile, fmt.Sprintf("%s-%d", filepath.Base(dir), time.Now().UnixMilli()))
@@ -540,6 +550,9 @@ func driveNode(bin string) tool {
 				time.Sleep(50 * time.Millisecond)
 			}
 			b.Fatal("drive-node on A did not record the catch-up files")
+		},
+		restore: func(b *testing.B, stage, dirA, dirB string, a, h *netlab.Host) restoreFigures {
+			return restoreFromPeer(b, bin, loc, stage, dirA, dirB, a, h)
 		},
 	}
 }
@@ -664,6 +677,9 @@ func formatTable(iperf, quic float64, d, s figures) string {
 		met            bool
 		vsSyncthing    bool // the target compares with Syncthing's figure
 		ofLink         bool // also shown as a share of the iperf3 figure
+		// notTheirs, when set, is what Syncthing's and the ratio's cells
+		// say: Syncthing has no such feature.
+		notTheirs string
 	}
 	rows := []row{
 		{figure: fmt.Sprintf("edit latency, median of %d", editSamples), format: "%.3f s",
@@ -681,6 +697,10 @@ func formatTable(iperf, quic float64, d, s figures) string {
 			target: "every file arrives", met: d.manyTook > 0},
 		{figure: fmt.Sprintf("%s files: peak RSS of the larger host", thousands(*lanMany)), format: "%.0f MiB", ours: mib(d.manyPeakRSS), theirs: mib(s.manyPeakRSS), ratio: times,
 			target: "≤ 80 MiB per daemon", met: d.manyPeakRSS <= 80<<20},
+		{figure: fmt.Sprintf("restore %s × 4 KiB files from a peer's store", thousands(restoreFiles)), format: "%.2f s", ours: secs(d.restore.small), notTheirs: "no restore from a peer",
+			target: "every file back", met: d.restore.small > 0},
+		{figure: fmt.Sprintf("restore one %d MiB file from a peer's store", bigSize>>20), format: "%.2f s", ours: secs(d.restore.big), notTheirs: "no restore from a peer",
+			target: "the file back", met: d.restore.big > 0},
 		{figure: "memory of both daemons, PSS (shared binary pages once)", format: "%.0f MiB",
 			ours: mib(d.pssBothBytes), theirs: mib(s.pssBothBytes), ratio: times,
 			target: "≤ 80 MiB", met: d.pssBothBytes <= 80<<20},
@@ -704,7 +724,11 @@ func formatTable(iperf, quic float64, d, s figures) string {
 		default:
 			verdict += " — not met"
 		}
-		fmt.Fprintf(&w, "| %s | %s | %s | %s | %s |\n", r.figure, ours, cell(r.format, r.theirs), r.ratio(r.ours, r.theirs), verdict)
+		theirs, ratio := r.notTheirs, "n/a"
+		if theirs == "" {
+			theirs, ratio = cell(r.format, r.theirs), r.ratio(r.ours, r.theirs)
+		}
+		fmt.Fprintf(&w, "| %s | %s | %s | %s | %s |\n", r.figure, ours, theirs, ratio, verdict)
 	}
 	return w.String()
 }

@@ -10,7 +10,8 @@ func TestTableJudgesTargets(t *testing.T) {
 	const iperf = 956.0 // Mbit/s: 114.0 MiB/s
 	good := figures{editLatency: 70 * time.Millisecond, bigMiBps: 110, smallPerSec: 3500,
 		catchUp: 400 * time.Millisecond, rssBothBytes: 77 << 20, pssBothBytes: 54 << 20,
-		manyPerSec: 3000, manyTook: 33 * time.Second, manyPeakRSS: 60 << 20}
+		manyPerSec: 3000, manyTook: 33 * time.Second, manyPeakRSS: 60 << 20,
+		restore: restoreFigures{small: 1500 * time.Millisecond, big: 6 * time.Second}}
 	syncthing := figures{editLatency: 700 * time.Millisecond, bigMiBps: 78, smallPerSec: 800,
 		catchUp: 3 * time.Second, rssBothBytes: 190 << 20, pssBothBytes: 140 << 20,
 		manyPerSec: 330, manyTook: 303 * time.Second, manyPeakRSS: 150 << 20}
@@ -33,6 +34,8 @@ func TestTableJudgesTargets(t *testing.T) {
 			"100,000 × 1 KiB files":         "| 3000 files/s | 330 files/s | 9.09× | every file arrives — met |",
 			"100,000 files: seconds":        "| 33 s | 303 s | 9.2× faster | every file arrives — met |",
 			"100,000 files: peak RSS":       "| 60 MiB | 150 MiB | 0.40× | ≤ 80 MiB per daemon — met |",
+			"restore 1,000":                 "| 1.50 s | no restore from a peer | n/a | every file back — met |",
+			"restore one 512 MiB":           "| 6.00 s | no restore from a peer | n/a | the file back — met |",
 		}, []string{"not met", "| — |"}},
 		{"all missed", bad, syncthing, map[string]string{
 			"edit latency":                  "≤ 0.10 s — not met",
@@ -41,6 +44,7 @@ func TestTableJudgesTargets(t *testing.T) {
 			"catch-up":                      "3.3× faster | ≤ 0.8 s and ≥ 4× — not met",
 			"memory of both daemons, VmRSS": "≤ 80 MiB — not met",
 			"100,000 × 1 KiB files":         "| — | 330 files/s | — | every file arrives — not measured |",
+			"restore 1,000":                 "| — | no restore from a peer | n/a | every file back — not measured |",
 		}, []string{"— met"}},
 		{"drive-node alone", good, figures{}, map[string]string{
 			"edit latency":   "| 0.070 s | — | — | ≤ 0.10 s — met |",

@@ -67,6 +67,11 @@ func (n *Node) keepBefore(ctx context.Context, p string, staged *stagedSet, remo
 	if !n.versionsOn() {
 		return keptFile{}, nil
 	}
+	root := n.folderRoot()
+	st, err := root.Lstat(p)
+	if err != nil || !st.Mode().IsRegular() {
+		return keptFile{}, nil // nothing there to keep (a new file's place)
+	}
 	rec := staged.recs.get(p)
 	if rec == nil {
 		f, ok, err := n.db.File(ctx, p)
@@ -80,11 +85,6 @@ func (n *Node) keepBefore(ctx context.Context, p string, staged *stagedSet, remo
 	}
 	if rec.Dir || rec.Deleted || rec.Hash.IsZero() {
 		return keptFile{}, nil
-	}
-	root := n.folderRoot()
-	st, err := root.Lstat(p)
-	if err != nil || !st.Mode().IsRegular() {
-		return keptFile{}, nil // nothing there to keep
 	}
 	h := rec.Hash
 	if st.Size() != rec.Size || st.ModTime().UnixNano() != rec.MTime {
