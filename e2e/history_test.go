@@ -185,6 +185,16 @@ func storeFiles(t *testing.T, dir string) []string {
 // drive-node's own names.
 func hashTree(t *testing.T, dir, prefix string) map[string]string {
 	t.Helper()
+	out, err := readHashTree(dir, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// readHashTree is hashTree for a tree that may change while it is read
+// (a daemon applies changes to it).
+func readHashTree(dir, prefix string) (map[string]string, error) {
 	out := map[string]string{}
 	root := filepath.Join(dir, prefix)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -213,10 +223,7 @@ func hashTree(t *testing.T, dir, prefix string) map[string]string {
 		out[rel] = sha(b)
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return out, err
 }
 
 // fileCount counts the regular files in dir, leaving out drive-node's own,
@@ -455,6 +462,15 @@ func TestRestorePointInTime(t *testing.T) {
 		}
 	}
 	converge(t, "67 renames, 67 edits, 66 deletes reach B", hp.dirA, hp.dirB, 30*time.Second)
+	// B replaced what A edited or deleted because of A's ops: it keeps
+	// those 133 contents (the renamed ones it moved, not replaced).
+	netlab.Eventually(t, 10*time.Second, "B records the 133 versions", func() (bool, string) {
+		st, err := readStatus(hp.b, hp.bin, hp.dirB)
+		return err == nil && st.Versions.Versions >= 133 && st.PendingOps == 0, fmt.Sprintf("%+v, %d ops pending, %v", st.Versions, st.PendingOps, err)
+	})
+	if st := hp.status(t, hp.b, hp.dirB); st.Versions.Versions != 133 {
+		t.Fatalf("B keeps %d versions after A's 67 edits and 66 deletes; want 133", st.Versions.Versions)
+	}
 	if d := treeDiffs(atT, hashTree(t, hp.dirA, "pit")); len(d) < 200 {
 		t.Fatalf("the changes after T left pit/ differing from T in only %d ways: %v", len(d), d)
 	}
@@ -488,7 +504,11 @@ func TestRestorePointInTime(t *testing.T) {
 		name, dir string
 	}{{"A", hp.dirA}, {"B", hp.dirB}} {
 		netlab.Eventually(t, 30*time.Second, "pit/ on "+side.name+" is as it was at T", func() (bool, string) {
-			d := treeDiffs(atT, hashTree(t, side.dir, "pit"))
+			got, err := readHashTree(side.dir, "pit")
+			if err != nil {
+				return false, err.Error()
+			}
+			d := treeDiffs(atT, got)
 			return len(d) == 0, fmt.Sprintf("%d differences: %v", len(d), firstN(d, 10))
 		})
 	}

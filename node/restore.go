@@ -285,13 +285,15 @@ func (n *Node) liveUnder(ctx context.Context, dirs []string) (map[string]*state.
 
 // restoreContents makes each content the steps need a verified temp file
 // in the folder: copied from a recorded file or the version store, or
-// fetched from a connected peer. missing says why a content could not be
-// had.
+// fetched from the connected peers (small ones in batches, several at
+// once). missing says why a content could not be had.
 func (n *Node) restoreContents(ctx context.Context, steps []restoreStep) (map[content.Hash]string, map[content.Hash]error) {
 	temps, missing := map[content.Hash]string{}, map[content.Hash]error{}
+	var wants []want
+	asked := map[content.Hash]bool{}
 	for _, s := range steps {
 		h := s.want.hash
-		if s.remove || s.want.dir || temps[h] != "" || missing[h] != nil {
+		if s.remove || s.want.dir || temps[h] != "" || missing[h] != nil || asked[h] {
 			continue
 		}
 		name := stagedName(h)
@@ -305,14 +307,35 @@ func (n *Node) restoreContents(ctx context.Context, steps []restoreStep) (map[co
 		case n.copyVersion(ctx, h, name) == nil:
 		default:
 			n.folderRoot().Remove(name)
-			staged, err := n.stage(ctx, h, s.want.size, n.fetchers())
-			if err != nil {
-				missing[h] = fmt.Errorf("not here, not in this device's version store, and no connected peer has it: %w", err)
-				continue
-			}
-			name = staged
+			wants, asked[h] = append(wants, want{h, s.want.size}), true
+			continue
 		}
 		temps[h] = name
+	}
+	if len(wants) == 0 {
+		return temps, missing
+	}
+	fetched := newStagedSet()
+	n.fetchAll(ctx, wants, fetched)
+	if fetched.flush {
+		// Small fetched files are flushed together, not one by one.
+		if err := n.folderRoot().SyncFS(); err != nil {
+			for h := range fetched.temp {
+				missing[h] = fmt.Errorf("flush the fetched content: %w", err)
+			}
+			return temps, missing
+		}
+	}
+	for _, w := range wants {
+		if name, ok := fetched.temp[w.h]; ok {
+			temps[w.h] = name
+			continue
+		}
+		err := fetched.failed[w.h]
+		if err == nil {
+			err = ErrContentUnavailable
+		}
+		missing[w.h] = fmt.Errorf("not here, not in this device's version store, and no connected peer has it: %w", err)
 	}
 	return temps, missing
 }
