@@ -53,7 +53,7 @@ func newHistPair(t *testing.T, flagsA, flagsB []string) *histPair {
 	p.pb = startDaemon(t, p.b, p.bin, p.dirB, "B", flagsB...)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("A's log (last lines):\n%s\nB's log (last lines):\n%s", lastLines(p.pa.Log(), 150), lastLines(p.pb.Log(), 150))
+			t.Logf("A's log (last lines):\n%s\nB's log (last lines):\n%s", lastLines(p.pa.Log(), 100000), lastLines(p.pb.Log(), 100000))
 		}
 	})
 	hp.waitReady(t, p.a, p.dirA)
