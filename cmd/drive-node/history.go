@@ -72,7 +72,7 @@ func onNode(f *nodeFlags, stderr io.Writer, network bool, fn func(ctx context.Co
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := node.Open(ctx, node.Config{Folder: folder, StateDir: stateDir, Listen: f.listen, Peers: f.peers,
-		NoDiscovery: f.noDiscovery, Logger: logger, Brake: "off"})
+		NoDiscovery: f.noDiscovery, Logger: logger})
 	if err != nil {
 		return err
 	}
