@@ -79,6 +79,17 @@ func TestBrakeHoldsRejectsAndApproves(t *testing.T) {
 		t.Fatalf("reject: %+v %d %v", runs, answered, err)
 	}
 	waitFor(t, "B gets its files back", func() string { return sameTree(a, b) })
+	// The held deletions were recorded after the answer that supersedes
+	// them: replaying the log to now changes nothing.
+	res, err := na.Restore(ctx, RestoreRequest{Paths: []string{"."}, At: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Outcome != Unchanged {
+			t.Fatalf("a restore to now after the reject: %+v", r)
+		}
+	}
 	if left, _ := os.ReadDir(filepath.Join(b, "d")); len(left) != files {
 		t.Fatalf("B holds %d files after the reject, want %d", len(left), files)
 	}

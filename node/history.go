@@ -58,32 +58,23 @@ func (n *Node) loggedOps(ctx context.Context, keep func(oplog.Op) bool) ([]timed
 	if err != nil {
 		return nil, err
 	}
+	applied, err := n.db.Applied(ctx)
+	if err != nil {
+		return nil, err
+	}
 	byOrigin := map[certs.DeviceID][]state.OpTimes{}
 	for _, t := range times {
 		byOrigin[t.Origin] = append(byOrigin[t.Origin], t)
 	}
+	now := n.clock.Now().UnixNano()
 	var out []timedOp
 	for origin := range n.ops.Vector() {
-		runs := byOrigin[origin]
+		runs := byOrigin[origin] // by First
 		err := n.ops.Iterate(ctx, origin, 1, func(op oplog.Op) error {
 			if !keep(op) {
 				return nil
 			}
-			at := int64(0)
-			// The earliest run that holds the op: a database rebuilt
-			// from the log records ops again, later.
-			for _, r := range runs {
-				if r.First <= op.Seq && op.Seq <= r.Last && (at == 0 || r.At < at) {
-					at = r.At
-				}
-			}
-			if at == 0 && len(runs) > 0 {
-				// Not recorded yet (pending): as of now.
-				if op.Seq > runs[len(runs)-1].Last {
-					at = n.clock.Now().UnixNano()
-				}
-			}
-			out = append(out, timedOp{op, at})
+			out = append(out, timedOp{op, recordedAt(runs, op.Seq, applied[origin], now)})
 			return nil
 		})
 		if err != nil {
@@ -95,6 +86,25 @@ func (n *Node) loggedOps(ctx context.Context, keep func(oplog.Op) bool) ([]timed
 			strings.Compare(string(a.Origin[:]), string(b.Origin[:])), cmp.Compare(a.Seq, b.Seq))
 	})
 	return out, nil
+}
+
+// recordedAt is when the op seq of an origin was recorded here (runs
+// are the origin's), now for an op not applied yet (received, pending or
+// held), and 0 for one applied before the database noted times.
+func recordedAt(runs []state.OpTimes, seq, applied uint64, now int64) int64 {
+	if seq > applied {
+		return now
+	}
+	// Runs are ordered by First; those that can hold seq start at or
+	// before it, and the one starting last is the first recording (a
+	// rebuild's run starts at 1 and replaced the first run there).
+	end, _ := slices.BinarySearchFunc(runs, seq+1, func(r state.OpTimes, s uint64) int { return cmp.Compare(r.First, s) })
+	for i := end - 1; i >= 0; i-- {
+		if seq <= runs[i].Last {
+			return runs[i].At
+		}
+	}
+	return 0
 }
 
 // History lists every version of p the op log knows, oldest first, and

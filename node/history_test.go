@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,10 +42,14 @@ func TestPeerChangesAreKeptAndRestored(t *testing.T) {
 		if err != nil || string(got) != "first "+name {
 			t.Fatalf("A's version store lacks %s: %q %v", name, got, err)
 		}
-		vs, err := na.db.Versions(ctx, name, false)
-		if err != nil || len(vs) != 1 || vs[0].Hash != h || vs[0].By.Origin != nb.ID() {
-			t.Fatalf("A's versions of %s: %+v %v", name, vs, err)
-		}
+		// The batch that placed the change records the version just after.
+		waitFor(t, "A records the version of "+name, func() string {
+			vs, err := na.db.Versions(ctx, name, false)
+			if err != nil || len(vs) != 1 || vs[0].Hash != h || vs[0].By.Origin != nb.ID() {
+				return fmt.Sprintf("A's versions of %s: %+v %v", name, vs, err)
+			}
+			return ""
+		})
 	}
 	if vs, _ := nb.db.AllVersions(ctx); len(vs) != 0 {
 		t.Fatalf("B kept its own changes' contents: %+v", vs)

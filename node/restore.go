@@ -10,9 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
+	"github.com/drive-node/drive-node/vclock"
 )
 
 // A restore brings paths back to an earlier version as a new local
@@ -62,24 +64,64 @@ type treeEntry struct {
 	mtime int64
 }
 
-// replay returns the tree the ops make, applied in order.
+// replayed is a path's state as replay has it: what is there (live) and
+// the version and op that put it there.
+type replayed struct {
+	treeEntry
+	live    bool
+	version vclock.Vector
+	lamport uint64
+	origin  certs.DeviceID
+}
+
+// replay returns the tree the ops make, taken in order, deciding as the
+// engine does: an op made before what a path holds (a device's run
+// answered by a reject, an op that arrived late) changes nothing, and of
+// concurrent ones an edit beats a removal and otherwise the higher
+// (Lamport clock, device) wins.
 func replay(ops []timedOp) map[string]treeEntry {
-	t := map[string]treeEntry{}
+	st := map[string]replayed{}
+	set := func(p string, op timedOp, e treeEntry, live bool) {
+		cur, seen := st[p]
+		v := op.Version()
+		if seen {
+			switch cur.version.Compare(v) {
+			case vclock.Equal, vclock.After:
+				return // made before what is there
+			case vclock.Concurrent:
+				wins := live && !cur.live ||
+					live == cur.live && (op.Lamport > cur.lamport || op.Lamport == cur.lamport && compareIDs(op.Origin, cur.origin) > 0)
+				if !wins {
+					cur.version = cur.version.Merge(v)
+					st[p] = cur
+					return
+				}
+			}
+		}
+		st[p] = replayed{treeEntry: e, live: live, version: cur.version.Merge(v), lamport: op.Lamport, origin: op.Origin}
+	}
 	for _, op := range ops {
 		switch op.Kind {
 		case oplog.KindWrite:
-			t[op.Path] = treeEntry{hash: op.Hash, size: op.Size, mode: op.Mode, mtime: op.MTime}
+			set(op.Path, op, treeEntry{hash: op.Hash, size: op.Size, mode: op.Mode, mtime: op.MTime}, true)
 		case oplog.KindMkdir:
-			t[op.Path] = treeEntry{dir: true, mode: op.Mode}
+			set(op.Path, op, treeEntry{dir: true, mode: op.Mode}, true)
 		case oplog.KindDelete, oplog.KindRmdir:
-			delete(t, op.Path)
+			set(op.Path, op, treeEntry{}, false)
 		case oplog.KindRename:
-			e, ok := t[op.Path]
-			delete(t, op.Path)
-			if !op.Hash.IsZero() || !ok {
-				e = treeEntry{hash: op.Hash, size: op.Size, mode: op.Mode, mtime: op.MTime}
+			src := st[op.Path]
+			e := treeEntry{hash: op.Hash, size: op.Size, mode: op.Mode, mtime: op.MTime}
+			if op.Hash.IsZero() && src.live {
+				e = src.treeEntry
 			}
-			t[op.NewPath] = e
+			set(op.Path, op, treeEntry{}, false)
+			set(op.NewPath, op, e, true)
+		}
+	}
+	t := make(map[string]treeEntry, len(st))
+	for p, r := range st {
+		if r.live {
+			t[p] = r.treeEntry
 		}
 	}
 	return t
@@ -95,6 +137,17 @@ type restoreStep struct {
 	path   string
 	want   treeEntry
 	remove bool
+	// was is the path's record when the restore was planned (nil: none
+	// or a tombstone).
+	was *state.File
+}
+
+// sameRecord reports whether the record (cur, ok) is still was.
+func sameRecord(cur state.File, ok bool, was *state.File) bool {
+	if !ok || cur.Deleted {
+		return was == nil
+	}
+	return was != nil && cur.Version.Compare(was.Version) == vclock.Equal && cur.Hash == was.Hash && cur.Dir == was.Dir
 }
 
 // Restore brings req.Paths back as req says and returns what it did at
@@ -138,12 +191,12 @@ func (n *Node) Restore(ctx context.Context, req RestoreRequest) ([]RestoreResult
 			results = append(results, RestoreResult{Path: p, Outcome: Unchanged, Hash: hashText(w.hash)})
 			continue
 		}
-		steps = append(steps, restoreStep{path: p, want: w})
+		steps = append(steps, restoreStep{path: p, want: w, was: cur})
 	}
 	if req.Version == "" {
 		for _, p := range slices.Sorted(maps.Keys(now)) {
 			if _, ok := want[p]; !ok {
-				steps = append(steps, restoreStep{path: p, remove: true})
+				steps = append(steps, restoreStep{path: p, remove: true, was: now[p]})
 			}
 		}
 	}
@@ -153,7 +206,9 @@ func (n *Node) Restore(ctx context.Context, req RestoreRequest) ([]RestoreResult
 			n.folderRoot().Remove(name)
 		}
 	}()
-	done, err := n.applyRestore(ctx, steps, temps, missing)
+	// Once files are being replaced the restore runs to its end, so
+	// what it kept is recorded with what it wrote.
+	done, err := n.applyRestore(context.WithoutCancel(ctx), steps, temps, missing)
 	results = append(results, done...)
 	slices.SortFunc(results, func(a, b RestoreResult) int { return strings.Compare(a.Path, b.Path) })
 	n.noteRestore(ctx, req, results)
@@ -283,6 +338,9 @@ func (n *Node) liveUnder(ctx context.Context, dirs []string) (map[string]*state.
 	return now, nil
 }
 
+// restoreTemp is where a restore keeps content h until it is placed.
+func restoreTemp(h content.Hash) string { return TempPrefix + "r-" + h.String()[:32] }
+
 // restoreContents makes each content the steps need a verified temp file
 // in the folder: copied from a recorded file or the version store, or
 // fetched from the connected peers (small ones in batches, several at
@@ -296,7 +354,7 @@ func (n *Node) restoreContents(ctx context.Context, steps []restoreStep) (map[co
 		if s.remove || s.want.dir || temps[h] != "" || missing[h] != nil || asked[h] {
 			continue
 		}
-		name := stagedName(h)
+		name := restoreTemp(h)
 		switch {
 		case h == content.EmptyHash:
 			if err := n.folderRoot().WriteFile(name, nil, 0o600); err != nil {
@@ -328,7 +386,13 @@ func (n *Node) restoreContents(ctx context.Context, steps []restoreStep) (map[co
 	}
 	for _, w := range wants {
 		if name, ok := fetched.temp[w.h]; ok {
-			temps[w.h] = name
+			// Under the restore's own name: the apply loop stages and
+			// removes contents under the shared one.
+			if err := n.folderRoot().Rename(name, restoreTemp(w.h)); err != nil {
+				missing[w.h] = fmt.Errorf("fetched, then: %w", err)
+				continue
+			}
+			temps[w.h] = restoreTemp(w.h)
 			continue
 		}
 		err := fetched.failed[w.h]
@@ -353,15 +417,16 @@ func (n *Node) applyRestore(ctx context.Context, steps []restoreStep, temps map[
 	self := oplog.Op{Origin: n.id.ID}
 	var results []RestoreResult
 	var changed []string
-	// Files and directories to make first, shallowest first; removals
-	// after, deepest first, so a directory is empty when its turn comes.
+	// Removals first, deepest first, so a directory is empty when its
+	// turn comes and a file can take a removed directory's place; then
+	// directories and files, shallowest first.
 	slices.SortStableFunc(steps, func(a, b restoreStep) int {
 		switch {
 		case a.remove != b.remove:
 			if a.remove {
-				return 1
+				return -1
 			}
-			return -1
+			return 1
 		case a.remove:
 			return strings.Compare(b.path, a.path)
 		}
@@ -370,6 +435,20 @@ func (n *Node) applyRestore(ctx context.Context, steps []restoreStep, temps map[
 	for _, s := range steps {
 		r := RestoreResult{Path: s.path, Outcome: Restored, Hash: hashText(s.want.hash)}
 		var err error
+		if cur, ok, rerr := n.db.File(ctx, s.path); rerr != nil || !sameRecord(cur, ok, s.was) {
+			// Changed since the restore was planned (a peer's change
+			// applied, a local one recorded): not undone unseen.
+			r.Outcome, r.Why = Unavailable, "changed while the restore was prepared; run it again"
+			results = append(results, r)
+			continue
+		}
+		if !s.remove {
+			if perr := n.placeable(ctx, oplog.Op{Kind: oplog.KindWrite, Path: s.path}, nil); perr != nil {
+				r.Outcome, r.Why = Unavailable, perr.Error()
+				results = append(results, r)
+				continue
+			}
+		}
 		switch {
 		case s.remove:
 			r.Outcome = Removed

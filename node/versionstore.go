@@ -2,15 +2,18 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/node/internal/retention"
+	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 )
 
@@ -78,16 +81,15 @@ func (n *Node) keepBefore(ctx context.Context, p string, staged *stagedSet, remo
 		if err != nil {
 			return keptFile{}, err
 		}
-		if !ok {
-			return keptFile{}, nil
-		}
 		rec = &f
-	}
-	if rec.Dir || rec.Deleted || rec.Hash.IsZero() {
-		return keptFile{}, nil
+		if !ok || f.Deleted || f.Dir {
+			// A file the records do not know (a restore replacing what a
+			// user just made): named by what it holds.
+			rec = &state.File{Mode: uint32(st.Mode().Perm())}
+		}
 	}
 	h := rec.Hash
-	if st.Size() != rec.Size || st.ModTime().UnixNano() != rec.MTime {
+	if h.IsZero() || rec.Dir || rec.Deleted || st.Size() != rec.Size || st.ModTime().UnixNano() != rec.MTime {
 		if h, err = hashIn(ctx, root, p); err != nil {
 			return keptFile{}, fmt.Errorf("keep %s in the version store: %w", p, err)
 		}
@@ -109,13 +111,21 @@ func (n *Node) keepBefore(ctx context.Context, p string, staged *stagedSet, remo
 		staged.dirs[""], staged.dirs[VersionsDirName] = true, true
 	}
 	staged.dirs[dir] = true
-	if !remove {
+	// A file with other names besides p is moved, not linked: the store's
+	// copy would change with an edit made in place through another name.
+	if !remove && linkCount(st) <= 1 {
 		if err := root.Link(p, name); err == nil {
 			k.linked = name
 		}
 	}
 	if k.linked == "" {
 		if err := root.Rename(p, name); err != nil {
+			if errors.Is(err, syscall.EXDEV) {
+				// p is on another file system mounted inside the folder:
+				// the store cannot take it without a copy.
+				n.log.Warn("a replaced file is on another disk than the version store: not kept", "path", p)
+				return keptFile{}, nil
+			}
 			return keptFile{}, fmt.Errorf("keep %s in the version store: %w", p, err)
 		}
 		k.moved = true
@@ -157,24 +167,18 @@ func hashIn(ctx context.Context, root Folder, p string) (content.Hash, error) {
 	return h, err
 }
 
-// openVersion opens the stored content h, checking its size against its
-// versions' records.
-func (n *Node) openVersion(ctx context.Context, h content.Hash) (File, int64, error) {
-	vs, err := n.db.VersionsByHash(ctx, h)
-	if err != nil {
-		return nil, 0, err
-	}
-	if len(vs) == 0 {
-		return nil, 0, fmt.Errorf("content %s: %w", h.Short(), fs.ErrNotExist)
-	}
+// openVersion opens the stored content h. A content in the store is
+// served even before its version is recorded (the batch that kept it
+// records it a moment later): whoever reads it checks it against h.
+func (n *Node) openVersion(_ context.Context, h content.Hash) (File, int64, error) {
 	f, err := n.folderRoot().Open(versionPath(h))
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("content %s: %w", h.Short(), fs.ErrNotExist)
 	}
 	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() || st.Size() != vs[0].Size {
+	if err != nil || !st.Mode().IsRegular() {
 		f.Close()
-		return nil, 0, fmt.Errorf("content %s in the version store: %w", h.Short(), ErrHashMismatch)
+		return nil, 0, fmt.Errorf("content %s: %w", h.Short(), fs.ErrNotExist)
 	}
 	return f, st.Size(), nil
 }
@@ -188,8 +192,6 @@ func (n *Node) pruneVersions(ctx context.Context) error {
 	if schedule == nil {
 		schedule = retention.Default() // versions kept before they were turned off still age out
 	}
-	n.commitMu.Lock()
-	defer n.commitMu.Unlock()
 	vs, err := n.db.AllVersions(ctx)
 	if err != nil || len(vs) == 0 {
 		return err
@@ -206,6 +208,12 @@ func (n *Node) pruneVersions(ctx context.Context) error {
 	if len(drop) == 0 {
 		return nil
 	}
+	// Only the changes hold the commit lock: a restore never reads a
+	// content while it goes, and a content kept meanwhile under a
+	// dropped one's name is named by its new version (DropVersions
+	// frees only what no version names).
+	n.commitMu.Lock()
+	defer n.commitMu.Unlock()
 	freed, err := n.db.DropVersions(ctx, drop)
 	if err != nil {
 		return err
@@ -228,6 +236,9 @@ func (n *Node) pruneVersions(ctx context.Context) error {
 // (see the top of this file): a content no version names is adopted or
 // removed, and a version whose content is gone is forgotten.
 func (n *Node) checkVersionStore(ctx context.Context) error {
+	if n.paused.Load() {
+		return nil // the folder is not there to look at: the next start checks
+	}
 	root := n.folderRoot()
 	held := map[content.Hash]bool{}
 	top, err := root.Open(VersionsDirName)
@@ -242,36 +253,95 @@ func (n *Node) checkVersionStore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("version store: %w", err)
 	}
-	var adopt []state.Version
+	orphans := map[content.Hash]string{}
 	for _, sub := range subs {
 		d, err := root.Open(path.Join(VersionsDirName, sub))
 		if err != nil {
-			continue
+			return fmt.Errorf("version store: %w", err)
 		}
-		names, _ := d.Readdirnames(-1)
+		names, err := d.Readdirnames(-1)
 		d.Close()
+		if err != nil {
+			return fmt.Errorf("version store: %s: %w", sub, err)
+		}
 		for _, name := range names {
 			p := path.Join(VersionsDirName, sub, name)
 			h, err := content.ParseHash(name)
-			if err != nil {
-				root.Remove(p) // not the store's: a temp of a crashed copy
-				continue
+			if err != nil || versionPath(h) != p {
+				continue // not the store's
 			}
 			known, err := n.db.HasVersionContent(ctx, h)
 			if err != nil {
 				return err
 			}
-			if known {
-				held[h] = true
-				continue
-			}
-			v, ok := n.orphanOwner(ctx, h, p)
-			if !ok {
-				root.Remove(p)
-				continue
-			}
 			held[h] = true
-			adopt = append(adopt, v)
+			if !known {
+				orphans[h] = p
+			}
+		}
+	}
+	if len(orphans) > 0 {
+		if err := n.adoptOrphans(ctx, orphans); err != nil {
+			return err
+		}
+	}
+	return n.forgetMissingVersions(ctx, held)
+}
+
+// adoptOrphans records the contents the store holds without a version (a
+// crash came between keeping them and recording the batch that replaced
+// them, or a restore stopped there) as versions of the paths they were
+// kept for: a path whose record still names the content, or else the
+// last path the op log wrote it to. Only a link to a file still in place
+// (the change that was to replace it never ran) is removed; a content no
+// path can be found for stays in the store, unrecorded.
+func (n *Node) adoptOrphans(ctx context.Context, orphans map[content.Hash]string) error {
+	var adopt []state.Version
+	unplaced := map[content.Hash]bool{}
+	now := n.clock.Now().UnixNano()
+	for h, stored := range orphans {
+		sst, err := n.folderRoot().Lstat(stored)
+		if err != nil {
+			continue
+		}
+		files, err := n.db.FilesByHash(ctx, h)
+		if err != nil {
+			return err
+		}
+		inPlace := false
+		for _, f := range files {
+			if st, err := n.folderRoot().Lstat(f.Path); err == nil && os.SameFile(st, sst) {
+				inPlace = true
+			}
+		}
+		switch {
+		case inPlace:
+			n.folderRoot().Remove(stored)
+		case len(files) > 0:
+			f := files[0]
+			adopt = append(adopt, state.Version{Path: f.Path, Hash: h, Size: sst.Size(), Mode: f.Mode, MTime: f.MTime, Kept: now,
+				By: state.OpID{Origin: n.id.ID}})
+		default:
+			unplaced[h] = true
+		}
+	}
+	if len(unplaced) > 0 {
+		// The op log names where each content was written.
+		err := eachLogged(ctx, n.ops, func(op oplog.Op) {
+			if unplaced[op.Hash] && (op.Kind == oplog.KindWrite || op.Kind == oplog.KindRename) {
+				p := op.Path
+				if op.Kind == oplog.KindRename {
+					p = op.NewPath
+				}
+				if st, err := n.folderRoot().Lstat(orphans[op.Hash]); err == nil {
+					adopt = slices.DeleteFunc(adopt, func(v state.Version) bool { return v.Hash == op.Hash })
+					adopt = append(adopt, state.Version{Path: p, Hash: op.Hash, Size: st.Size(), Mode: op.Mode, MTime: op.MTime, Kept: now,
+						By: state.OpID{Origin: n.id.ID}})
+				}
+			}
+		})
+		if err != nil {
+			return err
 		}
 	}
 	if len(adopt) > 0 {
@@ -280,33 +350,17 @@ func (n *Node) checkVersionStore(ctx context.Context) error {
 		}
 		n.log.Info("version store: kept contents that a crash left unrecorded", "versions", len(adopt))
 	}
-	return n.forgetMissingVersions(ctx, held)
+	return nil
 }
 
-// orphanOwner finds the path a content the store holds without a version
-// was kept for: one whose record still names the content while the file
-// there is no longer it (the batch that replaced it never got recorded).
-func (n *Node) orphanOwner(ctx context.Context, h content.Hash, stored string) (state.Version, bool) {
-	sst, err := n.folderRoot().Lstat(stored)
-	if err != nil {
-		return state.Version{}, false
-	}
-	files, err := n.db.FilesByHash(ctx, h)
-	if err != nil {
-		return state.Version{}, false
-	}
-	for _, f := range files {
-		st, err := n.folderRoot().Lstat(f.Path)
-		if err == nil && (os.SameFile(st, sst) || st.Size() == f.Size && st.ModTime().UnixNano() == f.MTime) {
-			return state.Version{}, false // still there: nothing was replaced
+// eachLogged calls fn for every op of the log.
+func eachLogged(ctx context.Context, l opLog, fn func(oplog.Op)) error {
+	for origin := range l.Vector() {
+		if err := l.Iterate(ctx, origin, 1, func(op oplog.Op) error { fn(op); return nil }); err != nil {
+			return fmt.Errorf("read the op log: %w", err)
 		}
 	}
-	if len(files) == 0 {
-		return state.Version{}, false
-	}
-	f := files[0]
-	return state.Version{Path: f.Path, Hash: h, Size: sst.Size(), Mode: f.Mode, MTime: f.MTime,
-		Kept: n.clock.Now().UnixNano(), By: state.OpID{Origin: f.Origin}}, true
+	return nil
 }
 
 // forgetMissingVersions drops the versions whose content the store does
