@@ -43,6 +43,11 @@ type BrakeRule struct {
 // folder's ordinary tidy-up goes through.
 var DefaultBrake = BrakeRule{Files: 1000, Share: 0.30, MinRun: 100, Window: 5 * time.Minute}
 
+// String writes r as ParseBrake reads it.
+func (r BrakeRule) String() string {
+	return fmt.Sprintf("%d,%s%%,%s,min=%d", r.Files, strconv.FormatFloat(r.Share*100, 'g', -1, 64), r.Window, r.MinRun)
+}
+
 // ParseBrake reads a brake rule as FILES,PERCENT%,WINDOW ("1000,30%,5m"),
 // with an optional fourth field min=N for MinRun; "" is DefaultBrake and
 // "off" is no brake (nil).
@@ -94,8 +99,9 @@ type HeldRun struct {
 	// folder held.
 	Files int `json:"files"`
 	Of    int `json:"of"`
-	// From is the first op held.
-	From uint64 `json:"from"`
+	// From is the first op held; Counted the last op Files counts.
+	From    uint64 `json:"from"`
+	Counted uint64 `json:"counted"`
 }
 
 // brakeRecord is what the database keeps of the brake (metaBrake, JSON):
@@ -110,11 +116,39 @@ const metaBrake = "brake"
 
 const reasonHeld = "held by the brake"
 
-// brakeState is the brake's memory between passes: per origin, when its
-// recent destructive ops were applied.
+// brakeState is the brake's memory between passes: per origin, the
+// paths its destructive ops were applied at recently (and when), and when
+// its last op arrived. mu also serialises changes of the brake's record.
 type brakeState struct {
-	mu     sync.Mutex
-	recent map[certs.DeviceID][]int64
+	mu      sync.Mutex
+	recent  map[certs.DeviceID]map[string]int64
+	arrived map[certs.DeviceID]int64
+	// deferred is when an origin's destructive ops first waited for its
+	// stream to pause.
+	deferred map[certs.DeviceID]int64
+}
+
+// brakeSettle is how long an origin's ops must have stopped arriving
+// before its ops that delete or overwrite files are applied, so that a run
+// that arrives in pieces is judged whole, not let through piece by piece;
+// a steady stream waits at most brakeSettleMax. Creating files never
+// waits.
+const (
+	brakeSettle    = 300 * time.Millisecond
+	brakeSettleMax = 2 * time.Second
+)
+
+// noteArrival notes that ops of these origins arrived now.
+func (n *Node) noteArrival(ops []oplog.Op) {
+	now := n.clock.Now().UnixNano()
+	n.brakes.mu.Lock()
+	defer n.brakes.mu.Unlock()
+	if n.brakes.arrived == nil {
+		n.brakes.arrived = map[certs.DeviceID]int64{}
+	}
+	for _, op := range ops {
+		n.brakes.arrived[op.Origin] = now
+	}
 }
 
 func (n *Node) readBrake(ctx context.Context) (brakeRecord, error) {
@@ -137,13 +171,18 @@ func (n *Node) writeBrake(ctx context.Context, r brakeRecord) error {
 	return n.db.SetMetaSynced(ctx, metaBrake, string(b))
 }
 
-// holdBraked blocks, for this pass, the origins whose runs the brake holds.
+// holdBraked blocks, for this pass, the origins whose runs the brake
+// holds, and counts again the files a held run would change when more of
+// it has arrived.
 func (n *Node) holdBraked(ctx context.Context, applied map[certs.DeviceID]uint64, blocked *blocks) error {
+	n.brakes.mu.Lock()
+	defer n.brakes.mu.Unlock()
 	r, err := n.readBrake(ctx)
 	if err != nil {
 		return err
 	}
-	for key := range r.Held {
+	changed := false
+	for key, h := range r.Held {
 		id, err := certs.ParseDeviceID(key)
 		if err != nil {
 			continue
@@ -151,86 +190,144 @@ func (n *Node) holdBraked(ctx context.Context, applied map[certs.DeviceID]uint64
 		// Not blocks.block: lookAhead must not read on in a held origin's
 		// log for ops that replace the held one.
 		blocked.why[id], blocked.seq[id] = reasonHeld, applied[id]+1
+		if top := n.ops.Highest(id); top > h.Counted {
+			run := map[string]bool{}
+			for p := range n.brakes.recent[id] {
+				run[p] = true // went through before the hold, within the window
+			}
+			if _, err := n.runGoesOver(ctx, id, applied[id]+1, run, func(int) (bool, error) { return false, nil }); err != nil {
+				return err
+			}
+			h.Files, h.Counted, changed = len(run), top, true
+			r.Held[key] = h
+		}
+	}
+	if changed {
+		return n.writeBrake(ctx, r)
 	}
 	return nil
 }
 
 // destroys reports whether op would delete or overwrite a file this device
-// holds.
-func (n *Node) destroys(ctx context.Context, op oplog.Op) (bool, error) {
+// holds, and where: an op made after seeing the file's version (one made
+// concurrently only makes a conflict copy).
+func (n *Node) destroys(ctx context.Context, op oplog.Op) (string, bool, error) {
 	at := op.Path
 	switch op.Kind {
 	case oplog.KindDelete, oplog.KindWrite:
 	case oplog.KindRename:
 		at = op.NewPath
 	default:
-		return false, nil
+		return "", false, nil
 	}
 	f, ok, err := n.db.File(ctx, at)
 	if err != nil || !ok || f.Deleted || f.Dir {
-		return false, err
+		return "", false, err
 	}
-	return op.Kind != oplog.KindWrite || f.Hash != op.Hash, nil
+	if op.Kind == oplog.KindWrite && f.Hash == op.Hash || !op.Parent.Dominates(f.Version) {
+		return "", false, nil
+	}
+	return at, true, nil
 }
 
-// brake counts, per origin, the ops of the window that would delete or
-// overwrite a file here, and holds an origin whose count, with what it
-// did within the rule's window, goes over the rule. It returns the window
-// less the held origins' ops; applied notes (once the window is applied)
-// the destructive ops that went through.
+// brake counts, per origin, the files the window's ops would delete or
+// overwrite here, with those it did within the rule's window, and holds
+// an origin whose count goes over the rule. A count that could still go
+// over is completed from the origin's ops beyond the window, and while
+// its ops still arrive the origin waits (brakeSettle). It returns the
+// window less the held and waiting origins' ops, and what to call once the
+// window is applied (it notes the destructive ops that went through).
 func (n *Node) brake(ctx context.Context, ops []oplog.Op, applied map[certs.DeviceID]uint64, blocked *blocks) ([]oplog.Op, func(), error) {
 	rule := n.cfg.brake
 	if rule == nil {
 		return ops, func() {}, nil
 	}
+	n.brakes.mu.Lock()
+	defer n.brakes.mu.Unlock()
 	rec, err := n.readBrake(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	count := map[certs.DeviceID]int{}
-	first := map[certs.DeviceID]uint64{}
+	paths := map[certs.DeviceID]map[string]bool{}
+	last := map[certs.DeviceID]uint64{}
 	for _, op := range ops {
+		last[op.Origin] = max(last[op.Origin], op.Seq)
 		if op.Origin == n.id.ID || op.Seq <= applied[op.Origin] || op.Seq <= rec.Released[op.Origin.String()] {
 			continue
 		}
-		d, err := n.destroys(ctx, op)
+		at, d, err := n.destroys(ctx, op)
 		if err != nil {
 			return nil, nil, err
 		}
 		if d {
-			count[op.Origin]++
-			if first[op.Origin] == 0 {
-				first[op.Origin] = op.Seq
+			if paths[op.Origin] == nil {
+				paths[op.Origin] = map[string]bool{}
 			}
+			paths[op.Origin][at] = true
 		}
 	}
 	now := n.clock.Now()
 	cutoff := now.Add(-rule.Window).UnixNano()
-	n.brakes.mu.Lock()
 	if n.brakes.recent == nil {
-		n.brakes.recent = map[certs.DeviceID][]int64{}
+		n.brakes.recent = map[certs.DeviceID]map[string]int64{}
 	}
-	for o, ts := range n.brakes.recent {
-		n.brakes.recent[o] = slices.DeleteFunc(ts, func(t int64) bool { return t < cutoff })
+	for _, m := range n.brakes.recent {
+		maps.DeleteFunc(m, func(_ string, t int64) bool { return t < cutoff })
 	}
-	recent := maps.Clone(n.brakes.recent)
-	n.brakes.mu.Unlock()
-
-	var files int
-	var held []certs.DeviceID
-	for _, o := range slices.SortedFunc(maps.Keys(count), compareIDs) {
-		total := count[o] + len(recent[o])
-		trips := total > rule.Files
-		if !trips && total >= rule.MinRun {
-			if files == 0 {
-				st, err := n.db.Stats(ctx)
-				if err != nil {
-					return nil, nil, err
-				}
-				files = st.Files
+	files := -1
+	folderFiles := func() (int, error) {
+		if files < 0 {
+			st, err := n.db.Stats(ctx)
+			if err != nil {
+				return 0, err
 			}
-			trips = float64(total) > rule.Share*float64(files)
+			files = st.Files
 		}
+		return files, nil
+	}
+	// over reports whether count destructive files break the rule.
+	over := func(count int) (bool, error) {
+		if count > rule.Files {
+			return true, nil
+		}
+		if count < rule.MinRun || count == 0 {
+			return false, nil
+		}
+		f, err := folderFiles()
+		return float64(count) > rule.Share*float64(f), err
+	}
+	var held, waiting []certs.DeviceID
+	for _, o := range slices.SortedFunc(maps.Keys(paths), compareIDs) {
+		run := maps.Clone(paths[o])
+		for p := range n.brakes.recent[o] {
+			run[p] = true
+		}
+		trips, err := over(len(run))
+		if err != nil {
+			return nil, nil, err
+		}
+		if !trips && len(run) >= rule.MinRun {
+			// Could the rest of the run, already logged, take it over?
+			if trips, err = n.runGoesOver(ctx, o, last[o]+1, run, over); err != nil {
+				return nil, nil, err
+			}
+		}
+		if !trips && now.UnixNano()-n.brakes.arrived[o] < int64(brakeSettle) {
+			// More may be on its way: the run is judged once its origin
+			// pauses (or after brakeSettleMax of a steady stream), not
+			// let through piece by piece.
+			if n.brakes.deferred == nil {
+				n.brakes.deferred = map[certs.DeviceID]int64{}
+			}
+			if since, ok := n.brakes.deferred[o]; !ok || now.UnixNano()-since < int64(brakeSettleMax) {
+				if !ok {
+					n.brakes.deferred[o] = now.UnixNano()
+				}
+				waiting = append(waiting, o)
+				continue
+			}
+		}
+		delete(n.brakes.deferred, o)
 		if !trips {
 			continue
 		}
@@ -241,14 +338,10 @@ func (n *Node) brake(ctx context.Context, ops []oplog.Op, applied map[certs.Devi
 		if p, ok, err := n.db.Peer(ctx, o); err == nil && ok {
 			name = p.Name
 		}
-		if files == 0 {
-			if st, err := n.db.Stats(ctx); err == nil {
-				files = st.Files
-			}
-		}
-		rec.Held[o.String()] = HeldRun{Origin: o.String(), Name: name, Since: now.UTC(), Files: total, Of: files, From: applied[o] + 1}
+		of, _ := folderFiles()
+		rec.Held[o.String()] = HeldRun{Origin: o.String(), Name: name, Since: now.UTC(), Files: len(run), Of: of, From: applied[o] + 1}
 		n.log.Warn("a peer's run of changes would delete or overwrite many files here: held until `drive-node approve` or `drive-node reject`",
-			"peer", o.Short(), "name", name, "files", total, "of", files, "within", rule.Window)
+			"peer", o.Short(), "name", name, "files", len(run), "of", of, "within", rule.Window)
 		held = append(held, o)
 		blocked.why[o], blocked.seq[o] = reasonHeld, applied[o]+1
 	}
@@ -256,22 +349,68 @@ func (n *Node) brake(ctx context.Context, ops []oplog.Op, applied map[certs.Devi
 		if err := n.writeBrake(ctx, rec); err != nil {
 			return nil, nil, err
 		}
-		ops = slices.DeleteFunc(slices.Clone(ops), func(op oplog.Op) bool { return slices.Contains(held, op.Origin) })
+	}
+	for _, o := range waiting {
+		blocked.why[o], blocked.seq[o] = reasonApplying, applied[o]+1
+	}
+	if len(waiting) > 0 {
+		go func() {
+			t := n.clock.NewTimer(brakeSettle)
+			defer t.Stop()
+			select {
+			case <-t.C():
+				n.kickApply()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	if len(held)+len(waiting) > 0 {
+		ops = slices.DeleteFunc(slices.Clone(ops), func(op oplog.Op) bool {
+			return slices.Contains(held, op.Origin) || slices.Contains(waiting, op.Origin)
+		})
 	}
 	note := func() {
 		n.brakes.mu.Lock()
 		defer n.brakes.mu.Unlock()
 		t := n.clock.Now().UnixNano()
-		for o, c := range count {
-			if slices.Contains(held, o) {
+		for o, ps := range paths {
+			if slices.Contains(held, o) || slices.Contains(waiting, o) {
 				continue
 			}
-			for range c {
-				n.brakes.recent[o] = append(n.brakes.recent[o], t)
+			if n.brakes.recent[o] == nil {
+				n.brakes.recent[o] = map[string]int64{}
+			}
+			for p := range ps {
+				n.brakes.recent[o][p] = t
 			}
 		}
 	}
 	return ops, note, nil
+}
+
+// runGoesOver reads origin's logged ops from seq on, adding the paths
+// they would delete or overwrite to run, and reports whether run goes
+// over the rule. It stops as soon as it does.
+func (n *Node) runGoesOver(ctx context.Context, origin certs.DeviceID, from uint64, run map[string]bool, over func(int) (bool, error)) (bool, error) {
+	trips := false
+	var overErr error
+	err := n.ops.Iterate(ctx, origin, from, func(op oplog.Op) error {
+		at, d, err := n.destroys(ctx, op)
+		if err != nil {
+			return err
+		}
+		if d && !run[at] {
+			run[at] = true
+			if trips, overErr = over(len(run)); overErr != nil || trips {
+				return errStop
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		err = overErr
+	}
+	return trips, err
 }
 
 // Held returns the runs of changes the brake holds.
@@ -292,7 +431,7 @@ var ErrNothingHeld = errors.New("the brake holds no changes")
 func (n *Node) Approve(ctx context.Context) ([]HeldRun, error) {
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
-	runs, err := n.release(ctx)
+	runs, err := n.release(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -302,8 +441,11 @@ func (n *Node) Approve(ctx context.Context) ([]HeldRun, error) {
 }
 
 // release forgets the held runs and approves their origins' ops up to
-// now. The caller holds the commit lock.
-func (n *Node) release(ctx context.Context) ([]HeldRun, error) {
+// upto (or, for an origin it lacks, up to the last logged). The caller
+// holds the commit lock.
+func (n *Node) release(ctx context.Context, upto map[certs.DeviceID]uint64) ([]HeldRun, error) {
+	n.brakes.mu.Lock()
+	defer n.brakes.mu.Unlock()
 	r, err := n.readBrake(ctx)
 	if err != nil {
 		return nil, err
@@ -320,12 +462,14 @@ func (n *Node) release(ctx context.Context) ([]HeldRun, error) {
 		if err != nil {
 			continue
 		}
-		r.Released[key] = max(r.Released[key], n.ops.Highest(id))
+		seq, ok := upto[id]
+		if !ok {
+			seq = n.ops.Highest(id)
+		}
+		r.Released[key] = max(r.Released[key], seq)
+		delete(n.brakes.recent, id)
 	}
 	r.Held = nil
-	n.brakes.mu.Lock()
-	clear(n.brakes.recent)
-	n.brakes.mu.Unlock()
 	return runs, n.writeBrake(ctx, r)
 }
 
@@ -354,12 +498,19 @@ func (n *Node) Reject(ctx context.Context) ([]HeldRun, int, error) {
 	seen := map[string]vclock.Vector{}
 	madeDir := map[string]bool{}
 	var order []string
+	// What is answered is what is logged now; what arrives later is
+	// judged anew.
+	upto := map[certs.DeviceID]uint64{}
 	for key := range r.Held {
 		id, err := certs.ParseDeviceID(key)
 		if err != nil {
 			continue
 		}
+		upto[id] = n.ops.Highest(id)
 		err = n.ops.Iterate(ctx, id, applied[id]+1, func(op oplog.Op) error {
+			if op.Seq > upto[id] {
+				return errStop
+			}
 			for _, p := range []string{op.Path, op.NewPath} {
 				if p == "" {
 					continue
@@ -374,7 +525,7 @@ func (n *Node) Reject(ctx context.Context) ([]HeldRun, int, error) {
 			}
 			return nil
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, errStop) {
 			return nil, 0, fmt.Errorf("reject: read the held changes: %w", err)
 		}
 	}
@@ -443,7 +594,7 @@ func (n *Node) Reject(ctx context.Context) ([]HeldRun, int, error) {
 			return nil, 0, fmt.Errorf("reject: %w", err)
 		}
 	}
-	runs, err := n.release(ctx)
+	runs, err := n.release(ctx, upto)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -107,3 +107,12 @@ func TestBrakeHoldsRejectsAndApproves(t *testing.T) {
 		t.Fatalf("still held after the approve: %+v", st.Held)
 	}
 }
+
+func TestBrakeRuleRoundTrip(t *testing.T) {
+	for _, r := range []BrakeRule{DefaultBrake, {Files: 7, Share: 0.025, MinRun: 0, Window: 90 * time.Second}} {
+		got, err := ParseBrake(r.String())
+		if err != nil || *got != r {
+			t.Errorf("ParseBrake(%q) = %+v, %v; want %+v", r.String(), got, err, r)
+		}
+	}
+}

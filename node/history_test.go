@@ -27,6 +27,14 @@ func TestPeerChangesAreKeptAndRestored(t *testing.T) {
 		write(t, filepath.Join(a, name), "first "+name)
 	}
 	waitFor(t, "initial sync", func() string { return sameTree(a, b) })
+	// B records the batch a moment after placing its files; a restore
+	// goes back to what B had recorded.
+	waitFor(t, "B records A's changes", func() string {
+		if applied, err := nb.db.Applied(context.Background()); err != nil || applied[na.ID()] != na.ops.Highest(na.ID()) {
+			return fmt.Sprintf("B applied %v of A's %d ops (%v)", applied[na.ID()], na.ops.Highest(na.ID()), err)
+		}
+		return ""
+	})
 	before := time.Now()
 
 	for _, name := range names[:3] {

@@ -43,12 +43,14 @@ const (
 
 // Meta keys written to the state database for `drive-node status`.
 const (
-	metaPID        = "pid"
-	metaStartedAt  = "started_at"
-	metaReadyAt    = "ready_at"
-	metaLastChange = "last_change"
-	metaFolder     = "folder"
-	metaVersions   = "versions" // the version store's schedule, or "off"
+	metaPID           = "pid"
+	metaStartedAt     = "started_at"
+	metaReadyAt       = "ready_at"
+	metaLastChange    = "last_change"
+	metaFolder        = "folder"
+	metaVersions      = "versions"       // the version store's schedule, or "off"
+	metaVersionsShare = "versions_share" // its cap, a share of the disk
+	metaBrakeRule     = "brake_rule"     // the brake's rule, or "off"
 )
 
 // Node is a running engine for one folder.
@@ -180,13 +182,16 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// Status tells this run's readiness from an earlier run's by these,
 	// written together: this run's PID beside the earlier run's start and
 	// readiness would read as ready before the start-up scan.
-	keep := "off"
+	keep, brake := "off", "off"
 	if cfg.schedule != nil {
 		keep = cfg.schedule.String()
 	}
+	if cfg.brake != nil {
+		brake = cfg.brake.String()
+	}
 	if err := n.db.SetMetas(ctx, map[string]string{
 		metaPID: strconv.Itoa(os.Getpid()), metaStartedAt: strconv.FormatInt(n.clock.Now().UnixNano(), 10), metaFolder: cfg.Folder,
-		metaVersions: keep,
+		metaVersions: keep, metaVersionsShare: strconv.FormatFloat(cfg.VersionsMaxShare, 'g', -1, 64), metaBrakeRule: brake,
 	}); err != nil {
 		return nil, err
 	}

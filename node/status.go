@@ -52,19 +52,23 @@ type Status struct {
 	// and what it holds.
 	Versions VersionsStatus `json:"versions"`
 	// Held lists the runs of changes the brake holds (see Node.Approve
-	// and Node.Reject).
-	Held []HeldRun `json:"held"`
+	// and Node.Reject); Brake is the rule the daemon last ran with.
+	Held  []HeldRun `json:"held"`
+	Brake string    `json:"brake,omitempty"`
 	// Restores are the most recent restores, newest first.
 	Restores []RestoreSummary `json:"restores"`
 }
 
 // VersionsStatus is what status shows of the version store.
 type VersionsStatus struct {
-	// Keep is the retention schedule ("off" when versions are off).
-	Keep     string `json:"keep"`
-	Versions int    `json:"versions"`
-	Contents int    `json:"contents"`
-	Bytes    int64  `json:"bytes"`
+	// Keep is the retention schedule ("off" when versions are off), and
+	// MaxShare the largest share of the disk the store takes, as the
+	// daemon last ran with them.
+	Keep     string  `json:"keep"`
+	MaxShare float64 `json:"max_share,omitempty"`
+	Versions int     `json:"versions"`
+	Contents int     `json:"contents"`
+	Bytes    int64   `json:"bytes"`
 }
 
 // RestoreSummary is one restore as status lists it.
@@ -200,6 +204,10 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 // restores. A database older than the version store has none of them.
 func readHistoryStatus(ctx context.Context, db *state.DB, st *Status) {
 	st.Versions.Keep, _, _ = db.Meta(ctx, metaVersions)
+	if v, ok, _ := db.Meta(ctx, metaVersionsShare); ok {
+		st.Versions.MaxShare, _ = strconv.ParseFloat(v, 64)
+	}
+	st.Brake, _, _ = db.Meta(ctx, metaBrakeRule)
 	if vs, err := db.VersionStats(ctx); err == nil {
 		st.Versions.Versions, st.Versions.Contents, st.Versions.Bytes = vs.Versions, vs.Contents, vs.Bytes
 	}

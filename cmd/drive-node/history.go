@@ -71,8 +71,13 @@ func onNode(f *nodeFlags, stderr io.Writer, network bool, fn func(ctx context.Co
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := node.Open(ctx, node.Config{Folder: folder, StateDir: stateDir, Listen: f.listen, Peers: f.peers,
-		NoDiscovery: f.noDiscovery, Logger: logger})
+	// The version store and the brake keep the settings the daemon last
+	// ran with: pruning by other ones would drop what the daemon keeps.
+	cfg := node.Config{Folder: folder, StateDir: stateDir, Listen: f.listen, Peers: f.peers, NoDiscovery: f.noDiscovery, Logger: logger}
+	if st, err := node.ReadStatus(ctx, stateDir); err == nil {
+		cfg.Versions, cfg.VersionsMaxShare, cfg.Brake = st.Versions.Keep, st.Versions.MaxShare, st.Brake
+	}
+	n, err := node.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -91,11 +96,11 @@ func onNode(f *nodeFlags, stderr io.Writer, network bool, fn func(ctx context.Co
 		return err
 	}
 	waitPeers(ctx, stateDir, f.wait, func(p node.PeerStatus) bool { return p.Connected })
-	if err := fn(ctx, n); err != nil {
-		return err
-	}
+	err = fn(ctx, n)
+	// What was recorded (all of a restore, or part of one that failed
+	// somewhere) goes to the peers before the node stops.
 	waitPeers(ctx, stateDir, f.wait, func(p node.PeerStatus) bool { return p.Connected && p.Behind == 0 })
-	return nil
+	return err
 }
 
 // waitPeers waits, at most for wait, until every paired peer is as ok says.
@@ -210,12 +215,20 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if asJSON {
-			return printJSON(stdout, res)
-		}
 		counts := map[string]int{}
 		for _, r := range res {
 			counts[r.Outcome]++
+		}
+		if asJSON {
+			if err := printJSON(stdout, res); err != nil {
+				return err
+			}
+			if counts[node.Unavailable] > 0 {
+				return fmt.Errorf("restore: %d paths could not be restored", counts[node.Unavailable])
+			}
+			return nil
+		}
+		for _, r := range res {
 			if r.Outcome != node.Unchanged {
 				line := fmt.Sprintf("%-11s %s", r.Outcome, shown(r.Path))
 				if r.Why != "" {

@@ -61,6 +61,8 @@ func Serve(ctx context.Context, n Node, stateDir string, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("control socket %s: %w", path, err)
 	}
+	// The state dir is private (0700) already, so nobody else reaches the
+	// socket in the moment before this.
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
 		return fmt.Errorf("control socket %s: %w", path, err)
