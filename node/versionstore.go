@@ -208,25 +208,45 @@ func (n *Node) pruneVersions(ctx context.Context) error {
 	if len(drop) == 0 {
 		return nil
 	}
-	// Only the changes hold the commit lock: a restore never reads a
-	// content while it goes, and a content kept meanwhile under a
-	// dropped one's name is named by its new version (DropVersions
-	// frees only what no version names).
+	// Only the changes hold the commit lock, so a restore never reads a
+	// content while it goes. A content leaves the store first, then its
+	// versions: a crash in between leaves versions without a content,
+	// which the next start forgets, never a pruned content that comes
+	// back as a version.
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
-	freed, err := n.db.DropVersions(ctx, drop)
-	if err != nil {
-		return err
+	dropped := map[int64]bool{}
+	for _, id := range drop {
+		dropped[id] = true
+	}
+	var freed []content.Hash
+	seen := map[content.Hash]bool{}
+	for _, v := range vs {
+		if !dropped[v.ID] || seen[v.Hash] {
+			continue
+		}
+		seen[v.Hash] = true
+		// Versions kept since the list was read name contents too.
+		all, err := n.db.VersionsByHash(ctx, v.Hash)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(all, func(w state.Version) bool { return !dropped[w.ID] }) {
+			freed = append(freed, v.Hash)
+		}
 	}
 	dirs := map[string]bool{}
 	for _, h := range freed {
 		if err := n.folderRoot().Remove(versionPath(h)); err != nil && !notThere(err) {
-			n.log.Warn("removing a content from the version store failed", "content", h.Short(), "err", err)
+			return fmt.Errorf("version store: remove %s: %w", h.Short(), err)
 		}
 		dirs[parentDir(versionPath(h))] = true
 	}
 	for d := range dirs {
 		n.folderRoot().SyncDir(d)
+	}
+	if _, err := n.db.DropVersions(ctx, drop); err != nil {
+		return err
 	}
 	n.log.Info("version store pruned", "versions", len(drop), "contents", len(freed))
 	return nil
