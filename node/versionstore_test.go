@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -158,5 +159,70 @@ func TestVersionsOff(t *testing.T) {
 	c, err = (Config{Folder: t.TempDir()}).withDefaults()
 	if err != nil || c.schedule.String() != retention.Default().String() {
 		t.Fatalf("default: %v %v", c.schedule, err)
+	}
+}
+
+// dropFails is a database whose DropVersions fails, as a crash between
+// removing contents and forgetting their versions would leave it.
+type dropFails struct{ stateStore }
+
+func (dropFails) DropVersions(context.Context, []int64) ([]content.Hash, error) {
+	return nil, errors.New("crashed")
+}
+
+// A crash while pruning (the contents removed, their versions not yet
+// forgotten) loses nothing that is kept: the next start forgets the
+// versions whose content is gone, and every other version keeps its
+// content.
+func TestCrashWhilePruning(t *testing.T) {
+	folder := t.TempDir()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(now)
+	n := openAt(t, folder, clk, "1h:all")
+	ctx := context.Background()
+	old, young := storeContent(t, folder, "old enough to go"), storeContent(t, folder, "young")
+	shared := storeContent(t, folder, "named by an old and a young version")
+	err := n.db.AddVersions(ctx, []state.Version{
+		{Path: "a", Hash: old, Size: 16, Kept: now.Add(-2 * time.Hour).UnixNano()},
+		{Path: "b", Hash: young, Size: 5, Kept: now.Add(-time.Minute).UnixNano()},
+		{Path: "c", Hash: shared, Size: 35, Kept: now.Add(-3 * time.Hour).UnixNano()},
+		{Path: "d", Hash: shared, Size: 35, Kept: now.Add(-time.Minute).UnixNano()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := n.db
+	n.db = dropFails{real}
+	if err := n.pruneVersions(ctx); err == nil {
+		t.Fatal("pruning with a failing database reported no error")
+	}
+	n.db = real
+	n.Close()
+
+	n = openAt(t, folder, clk, "1h:all")
+	vs, err := n.db.AllVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, v := range vs {
+		paths = append(paths, v.Path)
+		if _, err := os.Stat(filepath.Join(folder, filepath.FromSlash(versionPath(v.Hash)))); err != nil {
+			t.Fatalf("version of %s has no content: %v", v.Path, err)
+		}
+	}
+	// c's version is old, but its content stays for d: it comes back
+	// with it until the next prune drops c alone.
+	if !slices.Equal(paths, []string{"c", "b", "d"}) {
+		t.Fatalf("versions after the crash: %v, want c, b and d", paths)
+	}
+	if _, err := os.Stat(filepath.Join(folder, filepath.FromSlash(versionPath(old)))); !os.IsNotExist(err) {
+		t.Fatalf("the pruned content is still in the store: %v", err)
+	}
+	if err := n.pruneVersions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := n.db.AllVersions(ctx); len(vs) != 2 {
+		t.Fatalf("after the next prune: %+v, want b and d", vs)
 	}
 }
