@@ -44,9 +44,15 @@ func TestBrakeHoldsRejectsAndApproves(t *testing.T) {
 	}
 	strict := func(n *Node) { n.cfg.brake = &BrakeRule{Files: 1000, Share: 0.5, MinRun: 10, Window: time.Minute} }
 	na := startNodeWith(t, a, addrA, strict, addrB)
-	startNode(t, b, addrB, addrA)
+	nb := startNode(t, b, addrB, addrA)
 	waitFor(t, "initial sync", func() string { return sameTree(a, b) })
 	ctx := context.Background()
+	waitFor(t, "B records A's files", func() string {
+		if applied, err := nb.db.Applied(ctx); err != nil || applied[na.ID()] != na.ops.Highest(na.ID()) {
+			return fmt.Sprintf("B applied %d of A's %d ops (%v)", applied[na.ID()], na.ops.Highest(na.ID()), err)
+		}
+		return ""
+	})
 	if _, err := na.Approve(ctx); !errors.Is(err, ErrNothingHeld) {
 		t.Fatalf("approve with nothing held: %v", err)
 	}
