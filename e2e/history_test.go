@@ -610,8 +610,12 @@ func (hp *histPair) waitHeld(t *testing.T, what string, opsB uint64, deletes int
 		return err == nil && st.Ops >= opsB+uint64(deletes), fmt.Sprintf("%d ops, %d before, %v", st.Ops, opsB, err)
 	})
 	var held node.HeldRun
+	// A change to one file is applied at once, so a run whose first
+	// pieces are single files may let those few through before it is
+	// judged (reject brings them back); a piece of several waits.
+	const slack = 5
 	took := netlab.Eventually(t, 30*time.Second, what, func() (bool, string) {
-		if n := fileCount(hp.dirA); n != files {
+		if n := fileCount(hp.dirA); n < files-slack {
 			t.Fatalf("%s: A's folder holds %d files, not %d: the brake let B's deletes through", what, n, files)
 		}
 		st, err := readStatus(hp.a, hp.bin, hp.dirA)
@@ -626,11 +630,12 @@ func (hp *histPair) waitHeld(t *testing.T, what string, opsB uint64, deletes int
 		held = st.Held[i]
 		return st.Pending[j].Ops >= uint64(deletes), fmt.Sprintf("held %+v, pending %+v", st.Held, st.Pending)
 	})
-	if n := fileCount(hp.dirA); n != files {
+	n := fileCount(hp.dirA)
+	if n < files-slack {
 		t.Fatalf("%s: A's folder holds %d files, not %d", what, n, files)
 	}
-	if st := hp.status(t, hp.a, hp.dirA); st.Files != files {
-		t.Fatalf("%s: A's status counts %d files, not %d", what, st.Files, files)
+	if st := hp.status(t, hp.a, hp.dirA); st.Files != n {
+		t.Fatalf("%s: A's status counts %d files, its folder holds %d", what, st.Files, n)
 	}
 	t.Logf("%s after %.2fs: %d files of %d, since %v, from op %d", what, took.Seconds(), held.Files, held.Of, held.Since.Format(time.TimeOnly), held.From)
 	return held
@@ -669,8 +674,8 @@ func TestBrakeHoldsMassDelete(t *testing.T) {
 		t.Fatalf("after reject A's status still shows held runs %+v", st.Held)
 	}
 	converge(t, "B gets its 1,600 deleted files back from A", hp.dirA, hp.dirB, 40*time.Second)
-	if n := fileCount(hp.dirB); n != total {
-		t.Fatalf("after reject B holds %d files; want %d", n, total)
+	if n, m := fileCount(hp.dirB), fileCount(hp.dirA); n != total || m != total {
+		t.Fatalf("after reject B holds %d files and A %d; want %d", n, m, total)
 	}
 
 	deleteRun()

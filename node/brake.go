@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
@@ -102,6 +103,10 @@ type HeldRun struct {
 	// From is the first op held; Counted the last op Files counts.
 	From    uint64 `json:"from"`
 	Counted uint64 `json:"counted"`
+	// Through lists the files the run deleted or overwrote here before
+	// the brake held it (within the rule's window): reject brings them
+	// back from the version store.
+	Through []string `json:"through,omitempty"`
 }
 
 // brakeRecord is what the database keeps of the brake (metaBrake, JSON):
@@ -117,38 +122,49 @@ const metaBrake = "brake"
 const reasonHeld = "held by the brake"
 
 // brakeState is the brake's memory between passes: per origin, the
-// paths its destructive ops were applied at recently (and when), and when
-// its last op arrived. mu also serialises changes of the brake's record.
+// paths its destructive ops were applied at recently (and when), and the
+// runs waiting for their origin's log to stop growing. mu also
+// serialises changes of the brake's record.
 type brakeState struct {
 	mu      sync.Mutex
 	recent  map[certs.DeviceID]map[string]int64
-	arrived map[certs.DeviceID]int64
-	// deferred is when an origin's destructive ops first waited for its
-	// stream to pause.
-	deferred map[certs.DeviceID]int64
+	waiting map[certs.DeviceID]growth
 }
 
-// brakeSettle is how long an origin's ops must have stopped arriving
-// before its ops that delete or overwrite files are applied, so that a run
-// that arrives in pieces is judged whole, not let through piece by piece;
-// a steady stream waits at most brakeSettleMax. Creating files never
-// waits.
+// growth is how far an origin's log reached when a run of its waited,
+// since when it has stood there, and since when the run has waited.
+type growth struct {
+	head         uint64
+	since, first int64
+}
+
+// A peer's ops that delete or overwrite several files here are applied
+// once its ops in the log have stopped growing for brakeSettle, so that a
+// run that arrives in pieces is judged whole, not let through piece by
+// piece; a steady stream waits at most brakeSettleMax. A change to one
+// file, and creating files, never wait.
 const (
-	brakeSettle    = 300 * time.Millisecond
-	brakeSettleMax = 2 * time.Second
+	brakeSettle    = time.Second
+	brakeSettleMax = 3 * time.Second
 )
 
-// noteArrival notes that ops of these origins arrived now.
-func (n *Node) noteArrival(ops []oplog.Op) {
-	now := n.clock.Now().UnixNano()
-	n.brakes.mu.Lock()
-	defer n.brakes.mu.Unlock()
-	if n.brakes.arrived == nil {
-		n.brakes.arrived = map[certs.DeviceID]int64{}
+// settled reports whether origin's log has stood still for brakeSettle
+// (or its run has waited brakeSettleMax), noting its head otherwise.
+func (b *brakeState) settled(origin certs.DeviceID, head uint64, now int64) bool {
+	if b.waiting == nil {
+		b.waiting = map[certs.DeviceID]growth{}
 	}
-	for _, op := range ops {
-		n.brakes.arrived[op.Origin] = now
+	g, ok := b.waiting[origin]
+	switch {
+	case !ok:
+		b.waiting[origin] = growth{head: head, since: now, first: now}
+		return false
+	case g.head != head:
+		g.head, g.since = head, now
+		b.waiting[origin] = g
+		return now-g.first >= int64(brakeSettleMax)
 	}
+	return now-g.since >= int64(brakeSettle) || now-g.first >= int64(brakeSettleMax)
 }
 
 func (n *Node) readBrake(ctx context.Context) (brakeRecord, error) {
@@ -312,22 +328,11 @@ func (n *Node) brake(ctx context.Context, ops []oplog.Op, applied map[certs.Devi
 				return nil, nil, err
 			}
 		}
-		if !trips && now.UnixNano()-n.brakes.arrived[o] < int64(brakeSettle) {
-			// More may be on its way: the run is judged once its origin
-			// pauses (or after brakeSettleMax of a steady stream), not
-			// let through piece by piece.
-			if n.brakes.deferred == nil {
-				n.brakes.deferred = map[certs.DeviceID]int64{}
-			}
-			if since, ok := n.brakes.deferred[o]; !ok || now.UnixNano()-since < int64(brakeSettleMax) {
-				if !ok {
-					n.brakes.deferred[o] = now.UnixNano()
-				}
-				waiting = append(waiting, o)
-				continue
-			}
+		if !trips && len(paths[o]) > 1 && !n.brakes.settled(o, n.ops.Highest(o), now.UnixNano()) {
+			waiting = append(waiting, o) // more of the run may be on its way
+			continue
 		}
-		delete(n.brakes.deferred, o)
+		delete(n.brakes.waiting, o)
 		if !trips {
 			continue
 		}
@@ -339,7 +344,13 @@ func (n *Node) brake(ctx context.Context, ops []oplog.Op, applied map[certs.Devi
 			name = p.Name
 		}
 		of, _ := folderFiles()
-		rec.Held[o.String()] = HeldRun{Origin: o.String(), Name: name, Since: now.UTC(), Files: len(run), Of: of, From: applied[o] + 1}
+		var through []string
+		for p := range n.brakes.recent[o] {
+			through = append(through, p)
+		}
+		slices.Sort(through)
+		rec.Held[o.String()] = HeldRun{Origin: o.String(), Name: name, Since: now.UTC(), Files: len(run), Of: of, From: applied[o] + 1,
+			Through: through}
 		n.log.Warn("a peer's run of changes would delete or overwrite many files here: held until `drive-node approve` or `drive-node reject`",
 			"peer", o.Short(), "name", name, "files", len(run), "of", of, "within", rule.Window)
 		held = append(held, o)
@@ -598,7 +609,52 @@ func (n *Node) Reject(ctx context.Context) ([]HeldRun, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	n.log.Info("held changes rejected: this device's files are sent as new changes", "runs", len(runs), "paths", len(answer))
+	back, err := n.bringBack(ctx, r.Held)
+	if err != nil {
+		return runs, len(answer), err
+	}
+	answered := len(answer) + back
+	n.log.Info("held changes rejected: this device's files are sent as new changes", "runs", len(runs), "paths", answered)
 	n.kickApply()
-	return runs, len(answer), nil
+	return runs, answered, nil
+}
+
+// bringBack restores, from the version store, the files that held runs
+// deleted or overwrote here before the brake held them, and returns how
+// many it restored. The caller holds the commit lock.
+func (n *Node) bringBack(ctx context.Context, held map[string]HeldRun) (int, error) {
+	want := map[string]content.Hash{}
+	for _, h := range held {
+		origin, err := certs.ParseDeviceID(h.Origin)
+		if err != nil {
+			continue
+		}
+		for _, p := range h.Through {
+			vs, err := n.db.Versions(ctx, p, false)
+			if err != nil {
+				return 0, err
+			}
+			for i := len(vs) - 1; i >= 0; i-- {
+				if vs[i].By.Origin == origin {
+					want[p] = vs[i].Hash
+					break
+				}
+			}
+		}
+	}
+	if len(want) == 0 {
+		return 0, nil
+	}
+	n.commitMu.Unlock() // Restore takes it
+	defer n.commitMu.Lock()
+	res, err := n.restoreTo(ctx, want)
+	back := 0
+	for _, r := range res {
+		if r.Outcome == Restored {
+			back++
+		} else if r.Outcome == Unavailable {
+			n.log.Warn("reject: a file the run removed before it was held could not be brought back", "path", r.Path, "why", r.Why)
+		}
+	}
+	return back, err
 }

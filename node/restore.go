@@ -179,6 +179,28 @@ func (n *Node) Restore(ctx context.Context, req RestoreRequest) ([]RestoreResult
 	if err != nil {
 		return nil, err
 	}
+	return n.restoreTree(ctx, req, dirs, want)
+}
+
+// restoreTo restores each path of want to its content (from the version
+// store, the folder or a peer), as Restore does.
+func (n *Node) restoreTo(ctx context.Context, want map[string]content.Hash) ([]RestoreResult, error) {
+	req := RestoreRequest{Version: "(kept before a held run)"}
+	tree := map[string]treeEntry{}
+	for p, h := range want {
+		req.Paths = append(req.Paths, p)
+		e := treeEntry{hash: h, mode: 0o644}
+		if vs, err := n.db.VersionsByHash(ctx, h); err == nil && len(vs) > 0 {
+			e.size, e.mode, e.mtime = vs[0].Size, vs[0].Mode, vs[0].MTime
+		}
+		tree[p] = e
+	}
+	slices.Sort(req.Paths)
+	return n.restoreTree(ctx, req, req.Paths, tree)
+}
+
+// restoreTree brings the paths dirs to the tree want.
+func (n *Node) restoreTree(ctx context.Context, req RestoreRequest, dirs []string, want map[string]treeEntry) ([]RestoreResult, error) {
 	now, err := n.liveUnder(ctx, dirs)
 	if err != nil {
 		return nil, err

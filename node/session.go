@@ -338,7 +338,6 @@ func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, 
 	}
 	inserted, err := n.ops.Insert(ctx, p.ID, ops...)
 	if len(inserted) > 0 {
-		n.noteArrival(inserted)
 		n.logWatch.notify()
 		n.kickApply()
 	}
