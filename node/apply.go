@@ -457,6 +457,10 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		n.decided(op, plan)
 	}
 	n.log.Debug("remote op", "op", op.String(), "effects", len(plan.Effects), "records", len(plan.Records))
+	// Noted before the effects run: a file placed in a directory the
+	// watcher does not watch yet, and removed before it does, is then
+	// reported gone by the watcher's look at that directory.
+	n.placing.expect(plan.Records)
 	observe := plan.Observe
 	for _, e := range plan.Effects {
 		stays, err := n.runEffect(ctx, e, staged)

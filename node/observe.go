@@ -252,16 +252,50 @@ func stillTrue(o watcher.Observation, st fs.FileInfo, err error) bool {
 }
 
 // placingSet is the files an apply has placed whose records are not yet
-// in the database, as the watcher would find them on disk.
+// in the database, as the watcher would find them on disk, and the paths
+// of every live record the apply is about to write.
+//
+// The paths matter to the watcher's Under: a directory the apply created
+// is watched only once the watcher gets to it, and what is removed from it
+// before then makes no event. The watcher then lists the directory and
+// reports gone what Under names and the listing lacks; a file placed
+// there and removed before the watch, its record not yet written, must be
+// among them, or its removal is never recorded.
 type placingSet struct {
 	mu sync.Mutex
 	m  map[string]watcher.Known
+	// paths holds the paths of the live records of the ops being carried
+	// out (files and directories), noted before their effects run: a
+	// path is listed from the moment something may appear there.
+	paths map[string]struct{}
 }
 
-// add notes the live file records among rows.
+// expect notes the paths of the live records among rows, before the
+// effects that make them are carried out.
+func (s *placingSet) expect(rows []state.File) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expectLocked(rows)
+}
+
+func (s *placingSet) expectLocked(rows []state.File) {
+	for _, r := range rows {
+		if r.Deleted {
+			continue
+		}
+		if s.paths == nil {
+			s.paths = map[string]struct{}{}
+		}
+		s.paths[r.Path] = struct{}{}
+	}
+}
+
+// add notes the live file records among rows, whose effects were carried
+// out.
 func (s *placingSet) add(rows []state.File) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expectLocked(rows)
 	for _, r := range rows {
 		if r.Deleted || r.Dir {
 			continue
@@ -280,12 +314,25 @@ func (s *placingSet) get(p string) (watcher.Known, bool) {
 	return k, ok
 }
 
+// under returns the noted paths strictly under dir ("" for all).
+func (s *placingSet) under(dir string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for p := range s.paths {
+		if dir == "" || (len(p) > len(dir) && p[len(dir)] == '/' && strings.HasPrefix(p, dir)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // reset forgets every entry: the records are in the database now, or the
 // apply gave up and its ops stay pending.
 func (s *placingSet) reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m = nil
+	s.m, s.paths = nil, nil
 }
 
 // dbIndex lets the watcher read what the node has recorded, and what an
@@ -314,11 +361,25 @@ func (x dbIndex) Lookup(path string) (watcher.Known, bool) {
 	return watcher.Known{Dir: f.Dir, Size: f.Size, MTime: f.MTime, Inode: f.Inode, Hash: f.Hash, Mode: f.Mode}, true
 }
 
+// Under lists the live records under dir and, while an apply is in
+// progress, the paths it is about to record there (see placingSet).
 func (x dbIndex) Under(dir string) []string {
 	var out []string
 	x.db.FilesUnder(context.Background(), dir, func(f state.File) error {
 		out = append(out, f.Path)
 		return nil
 	})
+	if more := x.placing.under(dir); len(more) > 0 {
+		have := make(map[string]bool, len(out))
+		for _, p := range out {
+			have[p] = true
+		}
+		for _, p := range more {
+			if !have[p] {
+				out = append(out, p)
+			}
+		}
+		slices.Sort(out)
+	}
 	return out
 }
