@@ -71,6 +71,13 @@ func restoreFromPeer(b *testing.B, bin string, loc func(dir string) []string, st
 		out := h.Run(b, bin, append(append([]string{"restore"}, loc(dirB)...), "--at", at, step.path)...)
 		*step.took = time.Since(start)
 		b.Logf("drive-node: restore %s from A's store took %.2f s: %s", step.path, step.took.Seconds(), lastLine(out))
+		// The restore is a change A takes in turn; the next figure is
+		// timed once it has.
+		if step.path == "rest" {
+			waitFiles(b, filepath.Join(dirA, "rest"), "", restoreFiles, 5*time.Minute)
+		} else {
+			waitSize(b, filepath.Join(dirA, "rest-big.bin"), bigSize, 5*time.Minute)
+		}
 	}
 	if n := countFiles(filepath.Join(dirB, "rest")); n != restoreFiles {
 		b.Fatalf("B holds %d of the %d restored files", n, restoreFiles)
