@@ -17,13 +17,33 @@ import (
 // (watch, hash, log, record, send) and of a received one (fetch, place,
 // record), both nodes in this process. The LAN benchmark (bench/lan.sh)
 // measures the same between two hosts.
+//
+// With versions=off the receiver keeps no version store; overwrite=true
+// rewrites every file after the first sync, so the receiver keeps each
+// replaced one (what the store costs where it works).
 func BenchmarkSmallFiles(b *testing.B) {
+	for _, overwrite := range []bool{false, true} {
+		for _, versions := range []string{"on", "off"} {
+			b.Run(fmt.Sprintf("overwrite=%v/versions=%s", overwrite, versions), func(b *testing.B) {
+				benchSmallFiles(b, versions, overwrite)
+			})
+		}
+	}
+}
+
+func benchSmallFiles(b *testing.B, versions string, overwrite bool) {
 	const files, size = 10000, 4 << 10
 	a, c := b.TempDir(), b.TempDir()
 	pairFolders(b, a, c)
 	addrA, addrC := freeUDPPort(b), freeUDPPort(b)
-	startNode(b, a, addrA, addrC)
-	startNode(b, c, addrC, addrA)
+	setup := func(n *Node) {
+		n.cfg.brake = nil // the overwrites are a mass change on purpose
+		if versions == "off" {
+			n.cfg.schedule = nil
+		}
+	}
+	startNodeWith(b, a, addrA, setup, addrC)
+	startNodeWith(b, c, addrC, setup, addrA)
 	rng := rand.NewChaCha8([32]byte{1})
 	buf := make([]byte, size)
 	b.ResetTimer()
@@ -49,6 +69,33 @@ func BenchmarkSmallFiles(b *testing.B) {
 				b.Fatalf("%d of %d files arrived in 5 minutes", countRegular(filepath.Join(c, name)), files)
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+		if overwrite {
+			// Every file gets a new content of the same size, written in
+			// place: the receiver replaces (and keeps) each.
+			b.StopTimer()
+			last := filepath.Join(a, name, "d99", "f09999.bin")
+			rng.Read(buf)
+			want := string(buf)
+			b.StartTimer()
+			start = time.Now()
+			for j := 0; j < files; j++ {
+				p := filepath.Join(a, name, fmt.Sprintf("d%02d", j%100), fmt.Sprintf("f%05d.bin", j))
+				if p != last {
+					rng.Read(buf)
+				} else {
+					copy(buf, want)
+				}
+				if err := os.WriteFile(p, buf, 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for got, _ := os.ReadFile(filepath.Join(c, name, "d99", "f09999.bin")); string(got) != want; got, _ = os.ReadFile(filepath.Join(c, name, "d99", "f09999.bin")) {
+				if time.Since(start) > 5*time.Minute {
+					b.Fatal("the overwrites did not arrive in 5 minutes")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 		}
 		b.ReportMetric(files/time.Since(start).Seconds(), "files/s")
 	}
