@@ -14,7 +14,6 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
-	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/vclock"
@@ -584,26 +583,15 @@ func (n *Node) Reject(ctx context.Context) ([]HeldRun, int, error) {
 		}
 		return strings.Compare(a.Path, b.Path)
 	})
-	if len(answer) > 0 {
-		accepted, err := n.ops.Append(ctx, answer...)
-		if err != nil {
-			return nil, 0, fmt.Errorf("reject: %w", err)
+	// The files on disk are the ones recorded: their records keep their
+	// look.
+	keepLook := func(r *state.File) {
+		if cur, ok, _ := n.db.File(ctx, r.Path); ok && !cur.Deleted {
+			r.Inode, r.MTime = cur.Inode, cur.MTime
 		}
-		n.logWatch.notify()
-		at := n.clock.Now().UnixNano()
-		b := state.Batch{Applied: map[certs.DeviceID]uint64{n.id.ID: accepted[len(accepted)-1].Seq}, At: at}
-		for _, op := range accepted {
-			for _, rec := range core.RecordsFor(op, at) {
-				if cur, ok, _ := n.db.File(ctx, rec.Path); ok && !rec.Deleted && !cur.Deleted {
-					rec.Inode, rec.MTime = cur.Inode, cur.MTime // the file on disk is the one recorded
-				}
-				b.Files = append(b.Files, rec)
-			}
-		}
-		if err := n.db.Apply(ctx, b); err != nil {
-			n.kickApply()
-			return nil, 0, fmt.Errorf("reject: %w", err)
-		}
+	}
+	if err := n.commitLocalLocked(ctx, answer, nil, keepLook); err != nil {
+		return nil, 0, fmt.Errorf("reject: %w", err)
 	}
 	runs, err := n.release(ctx, upto)
 	if err != nil {

@@ -487,28 +487,36 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 	if len(plan.Ops) == 0 && len(plan.MetaOnly) == 0 {
 		return nil
 	}
-	var accepted []oplog.Op
-	if len(plan.Ops) > 0 {
-		var err error
-		if accepted, err = n.ops.Append(ctx, plan.Ops...); err != nil {
-			return err
-		}
-	}
-	// From here the ops are accepted: peers may hear of them. If recording
-	// them below fails, applyPending records them from the log later.
-	if len(accepted) > 0 {
-		n.logWatch.notify()
-	}
 	inodes := make(map[string]uint64, len(obs))
 	for _, o := range obs {
 		inodes[o.Path] = o.Inode
 	}
+	return n.commitLocalLocked(ctx, plan.Ops, plan.MetaOnly, func(r *state.File) { r.Inode = inodes[r.Path] })
+}
+
+// commitLocalLocked logs ops as this device's changes, durably, then
+// records them, with metaOnly (rows whose only change is metadata peers do
+// not need), in one database batch. look fills in what the disk says of a
+// live record that an op cannot carry (its inode). The caller holds the
+// commit lock.
+func (n *Node) commitLocalLocked(ctx context.Context, ops []oplog.Op, metaOnly []state.File, look func(*state.File)) error {
+	var accepted []oplog.Op
+	if len(ops) > 0 {
+		var err error
+		if accepted, err = n.ops.Append(ctx, ops...); err != nil {
+			return err
+		}
+		// From here the ops are accepted: peers may hear of them. If
+		// recording them below fails, applyPending records them from the
+		// log later.
+		n.logWatch.notify()
+	}
 	at := n.clock.Now().UnixNano()
-	b := state.Batch{Files: plan.MetaOnly}
+	b := state.Batch{Files: metaOnly}
 	for _, op := range accepted {
 		for _, r := range core.RecordsFor(op, at) {
 			if !r.Deleted {
-				r.Inode = inodes[r.Path]
+				look(&r)
 			}
 			b.Files = append(b.Files, r)
 		}
