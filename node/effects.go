@@ -94,14 +94,7 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 			return false, err
 		}
 		defer staged.looked(n, e.Path)
-		k, err := n.keepBefore(ctx, e.Path, staged, true)
-		if err != nil {
-			return false, err
-		}
-		if k.moved {
-			return false, nil
-		}
-		if err := n.folderRoot().Remove(e.Path); err != nil && !notThere(err) {
+		if err := n.removeKept(ctx, e.Path, staged); err != nil && !notThere(err) {
 			if st, serr := n.folderRoot().Lstat(e.Path); serr == nil && st.IsDir() {
 				return false, nil // a directory in the way is not this op's to remove
 			}
@@ -123,11 +116,7 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 		}
 		defer staged.looked(n, e.Path)
 		if st, err := n.folderRoot().Lstat(e.Path); err == nil && !st.IsDir() {
-			k, err := n.keepBefore(ctx, e.Path, staged, true)
-			if err != nil {
-				return false, err
-			}
-			if err := n.folderRoot().Remove(e.Path); err != nil && !k.moved {
+			if err := n.removeKept(ctx, e.Path, staged); err != nil {
 				return false, fmt.Errorf("replace %s with a directory: %w", e.Path, err)
 			}
 		}

@@ -528,14 +528,8 @@ func (n *Node) restoreRemove(ctx context.Context, p string, staged *stagedSet) e
 		staged.touch(p)
 		return nil
 	}
-	k, err := n.keepBefore(ctx, p, staged, true)
-	if err != nil {
+	if err := n.removeKept(ctx, p, staged); err != nil && !notThere(err) {
 		return err
-	}
-	if !k.moved {
-		if err := n.folderRoot().Remove(p); err != nil && !notThere(err) {
-			return err
-		}
 	}
 	staged.touch(p)
 	return nil

@@ -136,6 +136,17 @@ func (n *Node) keepBefore(ctx context.Context, p string, staged *stagedSet, remo
 	return k, nil
 }
 
+// removeKept removes the file at p, keeping it in the version store
+// first (see keepBefore): the move into the store is the removal, or the
+// file goes once the store holds its content.
+func (n *Node) removeKept(ctx context.Context, p string, staged *stagedSet) error {
+	k, err := n.keepBefore(ctx, p, staged, true)
+	if err != nil || k.moved {
+		return err
+	}
+	return n.folderRoot().Remove(p)
+}
+
 // undo takes back what keepBefore did when the effect that followed it
 // failed: the file goes back to p, and its version is not recorded.
 func (k keptFile) undo(n *Node, p string, staged *stagedSet) {
