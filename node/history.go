@@ -3,7 +3,6 @@ package node
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -68,22 +67,17 @@ func (n *Node) loggedOps(ctx context.Context, keep func(oplog.Op) bool) ([]timed
 	}
 	now := n.clock.Now().UnixNano()
 	var out []timedOp
-	for origin := range n.ops.Vector() {
-		runs := byOrigin[origin] // by First
-		err := n.ops.Iterate(ctx, origin, 1, func(op oplog.Op) error {
-			if !keep(op) {
-				return nil
-			}
-			out = append(out, timedOp{op, recordedAt(runs, op.Seq, applied[origin], now)})
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("read the op log: %w", err)
+	err = eachLogged(ctx, n.ops, func(op oplog.Op) {
+		if keep(op) {
+			// byOrigin's runs are ordered by First.
+			out = append(out, timedOp{op, recordedAt(byOrigin[op.Origin], op.Seq, applied[op.Origin], now)})
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortStableFunc(out, func(a, b timedOp) int {
-		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.Lamport, b.Lamport),
-			strings.Compare(string(a.Origin[:]), string(b.Origin[:])), cmp.Compare(a.Seq, b.Seq))
+		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.Lamport, b.Lamport), compareIDs(a.Origin, b.Origin), cmp.Compare(a.Seq, b.Seq))
 	})
 	return out, nil
 }

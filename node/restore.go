@@ -384,7 +384,7 @@ func (n *Node) restoreContents(ctx context.Context, steps []restoreStep) (map[co
 				continue
 			}
 		case n.copyFromRecorded(ctx, h, name):
-		case n.copyVersion(ctx, h, name) == nil:
+		case copyInRoot(ctx, n.folderRoot(), versionPath(h), name, h) == nil: // from the version store
 		default:
 			n.folderRoot().Remove(name)
 			wants, asked[h] = append(wants, want{h, s.want.size}), true

@@ -415,17 +415,6 @@ func (n *Node) forgetMissingVersions(ctx context.Context, held map[content.Hash]
 	return err
 }
 
-// copyVersion writes the stored content h to the temp file name, checking
-// its hash, and fsyncs it.
-func (n *Node) copyVersion(ctx context.Context, h content.Hash, name string) error {
-	f, _, err := n.openVersion(ctx, h)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	return copyInRoot(ctx, n.folderRoot(), versionPath(h), name, h)
-}
-
 // versionsLoop prunes the version store at start and hourly.
 func (n *Node) versionsLoop(ctx context.Context) {
 	t := n.clock.NewTicker(time.Hour)
