@@ -109,11 +109,14 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 			at = now
 		}
 		for origin, seq := range b.Applied {
-			if err := noteOpTimes(ctx, tx, origin, seq, at); err != nil {
+			prev, raised, err := raise(ctx, tx, "applied", "", nil, origin, seq)
+			if err != nil {
 				return err
 			}
-			if err := raise(ctx, tx, "applied", "", nil, origin, seq); err != nil {
-				return err
+			if raised {
+				if err := noteOpTimes(ctx, tx, origin, prev+1, seq, at); err != nil {
+					return err
+				}
 			}
 		}
 		return addVersions(ctx, tx, b.Versions)
@@ -125,10 +128,11 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 }
 
 // raise sets table's seq for origin (and, if keyCol is set, keyCol = key)
-// to max(stored, seq), comparing as unsigned.
-func raise(ctx context.Context, tx *sql.Tx, table, keyCol string, key []byte, origin certs.DeviceID, seq uint64) error {
+// to max(stored, seq), comparing as unsigned. It returns the stored seq it
+// found and whether it raised it.
+func raise(ctx context.Context, tx *sql.Tx, table, keyCol string, key []byte, origin certs.DeviceID, seq uint64) (prev uint64, raised bool, err error) {
 	if seq == 0 {
-		return nil // absent means 0 already
+		return 0, false, nil // absent means 0 already
 	}
 	where, args := "origin = ?", []any{origin[:]}
 	cols, vals := "origin, seq", "?, ?"
@@ -137,19 +141,19 @@ func raise(ctx context.Context, tx *sql.Tx, table, keyCol string, key []byte, or
 		cols, vals = keyCol+", origin, seq", "?, ?, ?"
 	}
 	var cur int64
-	err := tx.QueryRowContext(ctx, "SELECT seq FROM "+table+" WHERE "+where, args...).Scan(&cur)
+	err = tx.QueryRowContext(ctx, "SELECT seq FROM "+table+" WHERE "+where, args...).Scan(&cur)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
-		return fmt.Errorf("read %s for %s: %w", table, origin, err)
+		return 0, false, fmt.Errorf("read %s for %s: %w", table, origin, err)
 	case fromU64(cur) >= seq:
-		return nil
+		return fromU64(cur), false, nil
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO "+table+" ("+cols+") VALUES ("+vals+")",
 		append(args, u64(seq))...); err != nil {
-		return fmt.Errorf("raise %s for %s to %d: %w", table, origin, seq, err)
+		return 0, false, fmt.Errorf("raise %s for %s to %d: %w", table, origin, seq, err)
 	}
-	return nil
+	return fromU64(cur), true, nil
 }
 
 // scanner is a *sql.Row or *sql.Rows.

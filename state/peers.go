@@ -221,7 +221,7 @@ func (db *DB) SetPeerProgresses(ctx context.Context, peer certs.DeviceID, have m
 			return err
 		}
 		for origin, seq := range have {
-			if err := raise(ctx, tx, "peer_progress", "peer", peer[:], origin, seq); err != nil {
+			if _, _, err := raise(ctx, tx, "peer_progress", "peer", peer[:], origin, seq); err != nil {
 				return err
 			}
 		}

@@ -197,19 +197,10 @@ func (db *DB) HasVersionContent(ctx context.Context, h content.Hash) (bool, erro
 	return true, nil
 }
 
-// noteOpTimes records that origin's ops above the applied vector, up to
-// seq, are recorded at at.
-func noteOpTimes(ctx context.Context, tx *sql.Tx, origin certs.DeviceID, seq uint64, at int64) error {
-	var cur int64
-	err := tx.QueryRowContext(ctx, `SELECT seq FROM applied WHERE origin = ?`, origin[:]).Scan(&cur)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read applied for %s: %w", origin, err)
-	}
-	if fromU64(cur) >= seq {
-		return nil
-	}
+// noteOpTimes records that origin's ops first to last are recorded at at.
+func noteOpTimes(ctx context.Context, tx *sql.Tx, origin certs.DeviceID, first, last uint64, at int64) error {
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO op_times (origin, first, last, at_ns) VALUES (?, ?, ?, ?)`,
-		origin[:], u64(fromU64(cur)+1), u64(seq), at); err != nil {
+		origin[:], u64(first), u64(last), at); err != nil {
 		return fmt.Errorf("note when ops of %s were recorded: %w", origin, err)
 	}
 	return nil
