@@ -166,9 +166,15 @@ func (b *brakeState) settled(origin certs.DeviceID, head uint64, now int64) bool
 	return now-g.since >= int64(brakeSettle) || now-g.first >= int64(brakeSettleMax)
 }
 
-func (n *Node) readBrake(ctx context.Context) (brakeRecord, error) {
+func (n *Node) readBrake(ctx context.Context) (brakeRecord, error) { return loadBrake(ctx, n.db) }
+
+// loadBrake reads the brake's record from a database: the node's, or the
+// one status opens read-only.
+func loadBrake(ctx context.Context, db interface {
+	Meta(ctx context.Context, key string) (string, bool, error)
+}) (brakeRecord, error) {
 	var r brakeRecord
-	raw, ok, err := n.db.Meta(ctx, metaBrake)
+	raw, ok, err := db.Meta(ctx, metaBrake)
 	if err != nil || !ok {
 		return r, err
 	}
@@ -176,6 +182,11 @@ func (n *Node) readBrake(ctx context.Context) (brakeRecord, error) {
 		return r, fmt.Errorf("brake record: %w", err)
 	}
 	return r, nil
+}
+
+// runs returns the held runs in the order of their origins.
+func (r brakeRecord) runs() []HeldRun {
+	return slices.SortedFunc(maps.Values(r.Held), func(a, b HeldRun) int { return strings.Compare(a.Origin, b.Origin) })
 }
 
 func (n *Node) writeBrake(ctx context.Context, r brakeRecord) error {
@@ -429,7 +440,7 @@ func (n *Node) Held(ctx context.Context) ([]HeldRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	return slices.SortedFunc(maps.Values(r.Held), func(a, b HeldRun) int { return strings.Compare(a.Origin, b.Origin) }), nil
+	return r.runs(), nil
 }
 
 // ErrNothingHeld is returned by Approve and Reject when the brake holds
@@ -463,7 +474,7 @@ func (n *Node) release(ctx context.Context, upto map[certs.DeviceID]uint64) ([]H
 	if len(r.Held) == 0 {
 		return nil, ErrNothingHeld
 	}
-	runs := slices.SortedFunc(maps.Values(r.Held), func(a, b HeldRun) int { return strings.Compare(a.Origin, b.Origin) })
+	runs := r.runs()
 	if r.Released == nil {
 		r.Released = map[string]uint64{}
 	}

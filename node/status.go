@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
@@ -211,14 +209,8 @@ func readHistoryStatus(ctx context.Context, db *state.DB, st *Status) {
 	if vs, err := db.VersionStats(ctx); err == nil {
 		st.Versions.Versions, st.Versions.Contents, st.Versions.Bytes = vs.Versions, vs.Contents, vs.Bytes
 	}
-	if raw, ok, _ := db.Meta(ctx, metaBrake); ok {
-		var r brakeRecord
-		if json.Unmarshal([]byte(raw), &r) == nil {
-			for _, h := range r.Held {
-				st.Held = append(st.Held, h)
-			}
-			slices.SortFunc(st.Held, func(a, b HeldRun) int { return strings.Compare(a.Origin, b.Origin) })
-		}
+	if r, err := loadBrake(ctx, db); err == nil && len(r.Held) > 0 {
+		st.Held = r.runs()
 	}
 	if raw, ok, _ := db.Meta(ctx, metaRestores); ok {
 		json.Unmarshal([]byte(raw), &st.Restores)
