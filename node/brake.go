@@ -354,13 +354,8 @@ func (n *Node) brake(ctx context.Context, ops []oplog.Op, applied map[certs.Devi
 			name = p.Name
 		}
 		of, _ := folderFiles()
-		var through []string
-		for p := range n.brakes.recent[o] {
-			through = append(through, p)
-		}
-		slices.Sort(through)
 		rec.Held[o.String()] = HeldRun{Origin: o.String(), Name: name, Since: now.UTC(), Files: len(run), Of: of, From: applied[o] + 1,
-			Through: through}
+			Through: slices.Sorted(maps.Keys(n.brakes.recent[o]))}
 		n.log.Warn("a peer's run of changes would delete or overwrite many files here: held until `drive-node approve` or `drive-node reject`",
 			"peer", o.Short(), "name", name, "files", len(run), "of", of, "within", rule.Window)
 		held = append(held, o)
