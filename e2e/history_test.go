@@ -315,6 +315,15 @@ func TestHistoryAndRestoreAcrossDevices(t *testing.T) {
 		writeFile(t, filepath.Join(hp.dirA, p), b)
 	}
 	converge(t, "4 files made on A reach B", hp.dirA, hp.dirB, 20*time.Second)
+	// A file is in place a moment before the batch that placed it is
+	// recorded; the time that splits the history is taken once B's
+	// history has the first version at a time before it was asked (an op
+	// not recorded yet is listed at the time of asking).
+	netlab.Eventually(t, 10*time.Second, "B records A's version of "+edited, func() (bool, string) {
+		asked := time.Now()
+		hist := hp.history(t, hp.b, hp.dirB, edited)
+		return len(hist) == 1 && !hist[0].At.IsZero() && hist[0].At.Before(asked), fmt.Sprintf("%+v", hist)
+	})
 	before := time.Now()
 	waitClockPast(before, time.Second)
 
