@@ -344,13 +344,14 @@ func (n *Node) Run(ctx context.Context) (err error) {
 // ctx ends, the watcher fails (the folder vanished) or a batch that would
 // delete arrives while the folder is not the synced one (errPaused).
 func (n *Node) watch(ctx context.Context) error {
+	reserved := ignoreFunc(n.cfg.Folder, n.cfg.StateDir)
 	w, err := watcher.New(watcher.Options{
 		Root:           n.cfg.Folder,
 		Index:          dbIndex{db: n.db, placing: &n.placing, nfc: n.volume().NormInsensitive},
 		ExactNames:     n.volume().Folds(),
 		IgnoreModes:    n.volume().NoModes,
 		MTimePrecision: n.volume().MTimePrecision,
-		Ignore:         ignoreFunc(n.cfg.Folder, n.cfg.StateDir),
+		Ignore:         func(p string, _ bool) bool { return reserved(p) },
 		RescanInterval: n.cfg.RescanInterval,
 		Logger:         n.log,
 		Clock:          n.clock,

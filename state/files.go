@@ -71,6 +71,12 @@ type Batch struct {
 	// At is when the batch is recorded, in unix nanoseconds (0: now): the
 	// time OpTimes gives the ops Applied raises the vector over.
 	At int64
+	// SetAside are ops the batch counts as handled without carrying them
+	// out (see SetAside); one already set aside is replaced.
+	SetAside []SetAside
+	// Resumed are set-aside ops now carried out: they are set aside no
+	// more.
+	Resumed []OpID
 }
 
 const fileColumns = `path, dir, hash, size, mode, mtime_ns, inode, version, lamport, origin, seq, deleted, deleted_ns, heads`
@@ -78,7 +84,7 @@ const fileColumns = `path, dir, hash, size, mode, mtime_ns, inode, version, lamp
 // Apply stores b in one transaction: either every file and the raised
 // applied vector are stored, or (on error) nothing is.
 func (db *DB) Apply(ctx context.Context, b Batch) error {
-	if len(b.Files) == 0 && len(b.Applied) == 0 && len(b.Versions) == 0 {
+	if len(b.Files) == 0 && len(b.Applied) == 0 && len(b.Versions) == 0 && len(b.SetAside) == 0 && len(b.Resumed) == 0 {
 		return nil
 	}
 	for i := range b.Files {
@@ -118,6 +124,12 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 					return err
 				}
 			}
+		}
+		if err := setAside(ctx, tx, b.SetAside, now); err != nil {
+			return err
+		}
+		if err := resume(ctx, tx, b.Resumed); err != nil {
+			return err
 		}
 		return addVersions(ctx, tx, b.Versions)
 	})

@@ -167,6 +167,19 @@ func migrations() [][]string {
 				PRIMARY KEY (origin, first)
 			) WITHOUT ROWID`,
 		},
+		// 6: received ops counted as handled without being carried out
+		// (see SetAside).
+		{
+			`CREATE TABLE set_aside (
+				origin   BLOB    NOT NULL CHECK (length(origin) = 32),
+				seq      INTEGER NOT NULL,
+				path     TEXT    NOT NULL,
+				new_path TEXT    NOT NULL,
+				why      TEXT    NOT NULL,
+				at_ns    INTEGER NOT NULL,
+				PRIMARY KEY (origin, seq)
+			) WITHOUT ROWID`,
+		},
 	}
 }
 

@@ -201,7 +201,7 @@ func (r *walkResult) markGone(p string) {
 // the walk did not find, except where nothing is known.
 func (w *Watcher) missing(dir string, r *walkResult) {
 	for _, p := range w.o.Index.Under(dir) {
-		if !r.seen[p] && !r.hidden(p) && !w.ignored(p) {
+		if !r.seen[p] && !r.hidden(p) && !w.ignoredRecord(p) {
 			r.markGone(p)
 		}
 	}
@@ -246,10 +246,13 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 		if rel != "" {
 			child = rel + "/" + child
 		}
-		if w.o.Ignore(child) {
+		t := e.Type()
+		if w.o.Ignore(child, t.IsDir()) {
+			if t.IsDir() {
+				ws.drop(child) // ignored since it was watched
+			}
 			continue
 		}
-		t := e.Type()
 		if !t.IsDir() && !t.IsRegular() {
 			w.skip(child, t)
 			continue
@@ -314,9 +317,11 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 	r := newWalkResult()
 	vanished := func(p string) {
 		ws.drop(p)
-		r.markGone(p)
+		if !w.ignoredRecord(p) {
+			r.markGone(p)
+		}
 		for _, c := range w.o.Index.Under(p) {
-			if !w.ignored(c) {
+			if !w.ignoredRecord(c) {
 				r.markGone(c)
 			}
 		}
@@ -363,6 +368,10 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 					via = ""
 				}
 			}
+		}
+		if err == nil && w.o.Ignore(p, st.IsDir()) {
+			ws.drop(p)
+			continue // an event named it before its type was known
 		}
 		// New or replaced directory: it may have been filled before its
 		// watch existed, so it is walked, opened as the parent was.

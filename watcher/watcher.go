@@ -112,10 +112,13 @@ type Options struct {
 	// Index is what the node last recorded; required.
 	Index Index
 	// Ignore reports slash-separated relative paths never to report or
-	// descend into; it is also applied to every ancestor of a path. When
-	// nil, ".drive-node" (with everything in it) and names starting with
-	// ".drive-node-tmp-" are ignored.
-	Ignore func(path string) bool
+	// descend into, given whether the path is a directory; it answers
+	// for the path as it lies, so a path under an ignored directory must
+	// be ignored too. It may change its answers while the watcher runs:
+	// a Rescan then finds what they change. When nil, ".drive-node"
+	// (with everything in it) and names starting with ".drive-node-tmp-"
+	// are ignored.
+	Ignore func(path string, dir bool) bool
 	// RescanInterval is the period of full scans, the safety net for lost
 	// events; default 10 minutes, negative to disable.
 	RescanInterval time.Duration
@@ -255,7 +258,7 @@ func New(opts Options) (*Watcher, error) {
 }
 
 // defaultIgnore ignores the default state directory and temporary files.
-func defaultIgnore(p string) bool {
+func defaultIgnore(p string, _ bool) bool {
 	return p == ".drive-node" || strings.HasPrefix(p, ".drive-node/") ||
 		strings.HasPrefix(path.Base(p), ".drive-node-tmp-")
 }
@@ -287,18 +290,21 @@ func (w *Watcher) relOf(abs string) (string, bool) {
 	return filepath.ToSlash(abs[len(w.rootPfx):]), true
 }
 
-// ignored applies Ignore to p and each of its ancestors.
+// ignored reports whether p is ignored whatever it is, file or
+// directory: an event's path is looked at unless it is.
 func (w *Watcher) ignored(p string) bool {
-	for {
-		if w.o.Ignore(p) {
-			return true
-		}
-		i := strings.LastIndexByte(p, '/')
-		if i < 0 {
-			return false
-		}
-		p = p[:i]
+	return w.o.Ignore(p, false) && w.o.Ignore(p, true)
+}
+
+// ignoredRecord reports whether the recorded path p is ignored, as the
+// directory or file its record says it is when that matters.
+func (w *Watcher) ignoredRecord(p string) bool {
+	asFile, asDir := w.o.Ignore(p, false), w.o.Ignore(p, true)
+	if asFile == asDir {
+		return asFile
 	}
+	k, _ := w.o.Index.Lookup(p)
+	return k.Dir == asDir
 }
 
 // checkRoot fails if the folder is gone or is no longer the directory New

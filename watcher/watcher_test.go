@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -123,6 +124,7 @@ type loopReport struct {
 	losses  int       // event losses noted since the last rescan for them
 	fsw     *fsnotify.Watcher
 	pending map[string]bool // the tracked paths named by events not yet looked at
+	watched map[string]bool // the directories with a watch
 }
 
 // start runs a watcher on root; tweak, if not nil, adjusts the options and
@@ -204,7 +206,8 @@ func startFake(t *testing.T, root string, idx *memIndex, settle, stableFor time.
 
 // report is the watcher's waiting seam: it runs on the Run loop.
 func (h *harness) report(l *loop) {
-	r := loopReport{next: l.next(), rescan: len(h.w.rescan.C()) > 0, losses: l.lost.count, fsw: l.ws.fsw, pending: map[string]bool{}}
+	r := loopReport{next: l.next(), rescan: len(h.w.rescan.C()) > 0, losses: l.lost.count, fsw: l.ws.fsw,
+		pending: map[string]bool{}, watched: maps.Clone(l.ws.dirs)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for p := range h.tracked {
@@ -682,8 +685,8 @@ func TestIgnoredPathsNeverAppear(t *testing.T) {
 	idx := newIndex()
 	idx.set("skipme/recorded", Known{Size: 1}) // not on disk, but ignored
 	h := start(t, root, idx, func(o *Options) {
-		o.Ignore = func(p string) bool {
-			return defaultIgnore(p) || p == "skipme"
+		o.Ignore = func(p string, dir bool) bool {
+			return defaultIgnore(p, dir) || p == "skipme" || strings.HasPrefix(p, "skipme/")
 		}
 	}, nil)
 	writeAt(t, filepath.Join(root, ".drive-node/state.db"), "db changed")
