@@ -77,6 +77,11 @@ type Batch struct {
 	// Resumed are set-aside ops now carried out: they are set aside no
 	// more.
 	Resumed []OpID
+	// LocalChanges are noted (see LocalChange), replacing what was noted
+	// at their paths; Undone are paths whose local change is noted no
+	// more.
+	LocalChanges []LocalChange
+	Undone       []string
 }
 
 const fileColumns = `path, dir, hash, size, mode, mtime_ns, inode, version, lamport, origin, seq, deleted, deleted_ns, heads`
@@ -84,7 +89,8 @@ const fileColumns = `path, dir, hash, size, mode, mtime_ns, inode, version, lamp
 // Apply stores b in one transaction: either every file and the raised
 // applied vector are stored, or (on error) nothing is.
 func (db *DB) Apply(ctx context.Context, b Batch) error {
-	if len(b.Files) == 0 && len(b.Applied) == 0 && len(b.Versions) == 0 && len(b.SetAside) == 0 && len(b.Resumed) == 0 {
+	if len(b.Files) == 0 && len(b.Applied) == 0 && len(b.Versions) == 0 && len(b.SetAside) == 0 && len(b.Resumed) == 0 &&
+		len(b.LocalChanges) == 0 && len(b.Undone) == 0 {
 		return nil
 	}
 	for i := range b.Files {
@@ -129,6 +135,9 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 			return err
 		}
 		if err := resume(ctx, tx, b.Resumed); err != nil {
+			return err
+		}
+		if err := noteLocalChanges(ctx, tx, b.Undone, b.LocalChanges, now); err != nil {
 			return err
 		}
 		return addVersions(ctx, tx, b.Versions)

@@ -72,3 +72,40 @@ func TestSetAsideWithTheAppliedVector(t *testing.T) {
 		t.Fatalf("after a failed batch: %+v; want the 2 set aside before", got)
 	}
 }
+
+// TestLocalChangesNotedAndUndone: local changes are noted by path (a
+// later note replaces an earlier one), undone in the same batch, and all
+// forgotten at once.
+func TestLocalChangesNotedAndUndone(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	list := func() []LocalChange {
+		var out []LocalChange
+		if err := db.LocalChanges(ctx, func(c LocalChange) error {
+			c.At = 0
+			out = append(out, c)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if err := db.Apply(ctx, Batch{LocalChanges: []LocalChange{{Path: "b.txt", Kind: "write"}, {Path: "a.txt", Kind: "delete"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := list(), []LocalChange{{"a.txt", "delete", 0}, {"b.txt", "write", 0}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("noted %+v; want %+v", got, want)
+	}
+	if err := db.Apply(ctx, Batch{Undone: []string{"a.txt"}, LocalChanges: []LocalChange{{Path: "b.txt", Kind: "delete"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := list(), []LocalChange{{"b.txt", "delete", 0}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after undoing a.txt: %+v; want %+v", got, want)
+	}
+	if err := db.ForgetLocalChanges(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(); len(got) != 0 {
+		t.Fatalf("after forgetting: %+v", got)
+	}
+}

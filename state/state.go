@@ -168,8 +168,14 @@ func migrations() [][]string {
 			) WITHOUT ROWID`,
 		},
 		// 6: received ops counted as handled without being carried out
-		// (see SetAside).
+		// (see SetAside), and changes a receive-only device keeps to
+		// itself (see LocalChange).
 		{
+			`CREATE TABLE local_changes (
+				path  TEXT    NOT NULL PRIMARY KEY,
+				kind  TEXT    NOT NULL,
+				at_ns INTEGER NOT NULL
+			) WITHOUT ROWID`,
 			`CREATE TABLE set_aside (
 				origin   BLOB    NOT NULL CHECK (length(origin) = 32),
 				seq      INTEGER NOT NULL,
