@@ -52,6 +52,15 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 	if err := n.retryCaseConflicts(ctx); err != nil {
 		return err
 	}
+	if n.setAsideDue.Swap(false) {
+		if err := n.resumeSetAside(ctx); err != nil {
+			n.setAsideDue.Store(true)
+			if ctx.Err() != nil {
+				return err
+			}
+			n.log.Warn("some changes set aside wait to be carried out", "err", err)
+		}
+	}
 	if !logAhead(upto, applied) {
 		return nil // nothing was pending: the report just written holds
 	}
@@ -272,8 +281,21 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 			return err
 		}
 		b.Files, b.Versions, b.At = recs.files, staged.kept, n.clock.Now().UnixNano()
+		if n.cfg.Role == ReceiveOnly {
+			// Where what peers' ops put in place replaced a local
+			// change, it is listed no more.
+			for _, r := range recs.files {
+				if n.diskHolds(r) {
+					b.Undone = append(b.Undone, r.Path)
+				}
+			}
+			b.Undone, staged.undone = append(b.Undone, staged.undone...), nil
+		}
 		if err := n.db.Apply(ctx, b); err != nil {
 			return err
+		}
+		if recs.get(IgnoreFileName) != nil {
+			n.ignoreKick.Kick() // the folder's rules file was placed
 		}
 		staged.kept = nil
 		n.progress.Add(uint64(len(b.Applied)))
@@ -299,6 +321,20 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 				recs.add(rows...)
 				n.placing.add(rows)
 			}
+			b.Applied[op.Origin] = op.Seq
+			continue
+		}
+		if n.setAsideForRole(op) {
+			b.SetAside = append(b.SetAside, setAsideOf(op, whySendOnly))
+			b.Applied[op.Origin] = op.Seq
+			continue
+		}
+		all, part := n.ignoredPart(op)
+		if all || part != nil {
+			b.SetAside = append(b.SetAside, setAsideOf(op, whyIgnored))
+		}
+		if all {
+			n.log.Debug("remote op set aside: its path is ignored here", "op", op.String())
 			b.Applied[op.Origin] = op.Seq
 			continue
 		}
@@ -379,6 +415,9 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *stagedSet, pending *batchRecords) ([]state.File, []string, error) {
 	op := batch.Op(i)
 	staged.recs, staged.by = pending, opID(op)
+	if _, part := n.ignoredPart(op); part != nil {
+		op = *part // the rest is out of view here (see ignoredPart)
+	}
 	for _, p := range []string{op.Path, op.NewPath} {
 		if p == "" && op.Kind != oplog.KindRename {
 			continue
@@ -442,10 +481,19 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		}
 	}
 	for _, p := range touched {
-		if p != "" && pending.get(p) == nil {
-			if err := n.recordIfChangedLocked(ctx, p, op, pending, staged.names); err != nil {
+		if p == "" || pending.get(p) != nil {
+			continue
+		}
+		if n.cfg.Role == ReceiveOnly {
+			// A peer's change replaces a local one here; the local
+			// content goes to the version store.
+			if err := n.yieldLocalLocked(ctx, p, pending, staged); err != nil {
 				return nil, nil, err
 			}
+			continue
+		}
+		if err := n.recordIfChangedLocked(ctx, p, op, pending, staged.names); err != nil {
+			return nil, nil, err
 		}
 	}
 	usable := op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, pending, staged.names)

@@ -265,7 +265,7 @@ func (n *Node) destroys(ctx context.Context, op oplog.Op) (string, bool, error) 
 // window is applied (it notes the destructive ops that went through).
 func (n *Node) brake(ctx context.Context, ops []oplog.Op, applied map[certs.DeviceID]uint64, blocked *blocks) ([]oplog.Op, func(), error) {
 	rule := n.cfg.brake
-	if rule == nil {
+	if rule == nil || n.cfg.Role == SendOnly { // a send-only device carries nothing out
 		return ops, func() {}, nil
 	}
 	n.brakes.mu.Lock()
@@ -527,32 +527,102 @@ func (n *Node) Reject(ctx context.Context) ([]HeldRun, int, error) {
 			if op.Seq > upto[id] {
 				return errStop
 			}
-			for _, p := range []string{op.Path, op.NewPath} {
-				if p == "" {
-					continue
-				}
-				if _, ok := seen[p]; !ok {
-					order = append(order, p)
-				}
-				seen[p] = seen[p].Merge(op.Version())
-			}
-			if op.Kind == oplog.KindMkdir {
-				madeDir[op.Path] = true
-			}
+			noteSeen(op, seen, madeDir, &order)
 			return nil
 		})
 		if err != nil && !errors.Is(err, errStop) {
 			return nil, 0, fmt.Errorf("reject: read the held changes: %w", err)
 		}
 	}
+	answered, err := n.answerLocked(ctx, seen, madeDir, order)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reject: %w", err)
+	}
+	runs, err := n.release(ctx, upto)
+	if err != nil {
+		return nil, 0, err
+	}
+	back, err := n.bringBack(ctx, r.Held)
+	if err != nil {
+		return runs, answered, err
+	}
+	answered += back
+	n.log.Info("held changes rejected: this device's files are sent as new changes", "runs", len(runs), "paths", answered)
+	n.kickApply()
+	return runs, answered, nil
+}
+
+// bringBack restores, from the version store, the files that held runs
+// deleted or overwrote here before the brake held them, and returns how
+// many it restored. The caller holds the commit lock.
+func (n *Node) bringBack(ctx context.Context, held map[string]HeldRun) (int, error) {
+	want := map[string]content.Hash{}
+	for _, h := range held {
+		origin, err := certs.ParseDeviceID(h.Origin)
+		if err != nil {
+			continue
+		}
+		for _, p := range h.Through {
+			vs, err := n.db.Versions(ctx, p, false)
+			if err != nil {
+				return 0, err
+			}
+			for i := len(vs) - 1; i >= 0; i-- {
+				if vs[i].By.Origin == origin {
+					want[p] = vs[i].Hash
+					break
+				}
+			}
+		}
+	}
+	if len(want) == 0 {
+		return 0, nil
+	}
+	n.commitMu.Unlock() // Restore takes it
+	defer n.commitMu.Lock()
+	res, err := n.restoreTo(ctx, want)
+	back := 0
+	for _, r := range res {
+		if r.Outcome == Restored {
+			back++
+		} else if r.Outcome == Unavailable {
+			n.log.Warn("reject: a file the run removed before it was held could not be brought back", "path", r.Path, "why", r.Why)
+		}
+	}
+	return back, err
+}
+
+// noteSeen notes the paths op touches in order (first time seen), the
+// versions op made there in seen, and in madeDir the directory it made.
+func noteSeen(op oplog.Op, seen map[string]vclock.Vector, madeDir map[string]bool, order *[]string) {
+	for _, p := range []string{op.Path, op.NewPath} {
+		if p == "" {
+			continue
+		}
+		if _, ok := seen[p]; !ok {
+			*order = append(*order, p)
+		}
+		seen[p] = seen[p].Merge(op.Version())
+	}
+	if op.Kind == oplog.KindMkdir {
+		madeDir[op.Path] = true
+	}
+}
+
+// answerLocked makes this device's version of each path in order (its
+// file, its directory, or nothing; a directory madeDir says others made
+// is removed) a new change made after seeing the versions seen holds
+// there, so every device takes it, and returns how many paths it
+// answered. The caller holds the commit lock.
+func (n *Node) answerLocked(ctx context.Context, seen map[string]vclock.Vector, madeDir map[string]bool, order []string) (int, error) {
 	var answer []oplog.Op
 	for _, p := range order {
-		if checkPath(p) != nil {
-			continue
+		if checkPath(p) != nil || n.ignored(p, madeDir[p]) {
+			continue // not this device's to answer
 		}
 		f, ok, err := n.db.File(ctx, p)
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		parent := seen[p]
 		if ok {
@@ -597,58 +667,7 @@ func (n *Node) Reject(ctx context.Context) ([]HeldRun, int, error) {
 		}
 	}
 	if err := n.commitLocalLocked(ctx, answer, nil, keepLook); err != nil {
-		return nil, 0, fmt.Errorf("reject: %w", err)
+		return 0, err
 	}
-	runs, err := n.release(ctx, upto)
-	if err != nil {
-		return nil, 0, err
-	}
-	back, err := n.bringBack(ctx, r.Held)
-	if err != nil {
-		return runs, len(answer), err
-	}
-	answered := len(answer) + back
-	n.log.Info("held changes rejected: this device's files are sent as new changes", "runs", len(runs), "paths", answered)
-	n.kickApply()
-	return runs, answered, nil
-}
-
-// bringBack restores, from the version store, the files that held runs
-// deleted or overwrote here before the brake held them, and returns how
-// many it restored. The caller holds the commit lock.
-func (n *Node) bringBack(ctx context.Context, held map[string]HeldRun) (int, error) {
-	want := map[string]content.Hash{}
-	for _, h := range held {
-		origin, err := certs.ParseDeviceID(h.Origin)
-		if err != nil {
-			continue
-		}
-		for _, p := range h.Through {
-			vs, err := n.db.Versions(ctx, p, false)
-			if err != nil {
-				return 0, err
-			}
-			for i := len(vs) - 1; i >= 0; i-- {
-				if vs[i].By.Origin == origin {
-					want[p] = vs[i].Hash
-					break
-				}
-			}
-		}
-	}
-	if len(want) == 0 {
-		return 0, nil
-	}
-	n.commitMu.Unlock() // Restore takes it
-	defer n.commitMu.Lock()
-	res, err := n.restoreTo(ctx, want)
-	back := 0
-	for _, r := range res {
-		if r.Outcome == Restored {
-			back++
-		} else if r.Outcome == Unavailable {
-			n.log.Warn("reject: a file the run removed before it was held could not be brought back", "path", r.Path, "why", r.Why)
-		}
-	}
-	return back, err
+	return len(answer), nil
 }

@@ -75,6 +75,10 @@ type Config struct {
 	// it ("1000,30%,5m"); "" is DefaultBrake, "off" no brake.
 	Brake string
 
+	// Role is what the device does with changes (see Role); "" is
+	// SendReceive.
+	Role Role
+
 	// schedule is Versions parsed; nil when versions are off.
 	schedule retention.Schedule
 	// brake is Brake parsed; nil when off.
@@ -137,6 +141,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, err
 	}
 	if c.brake, err = ParseBrake(c.Brake); err != nil {
+		return c, err
+	}
+	if c.Role, err = ParseRole(string(c.Role)); err != nil {
 		return c, err
 	}
 	return c, nil

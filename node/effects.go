@@ -166,6 +166,9 @@ type stagedSet struct {
 	// by is the op whose effects run now: what they replace was
 	// replaced by it.
 	by state.OpID
+	// undone are paths whose local change (on a receive-only device) a
+	// peer's op replaced.
+	undone []string
 }
 
 // looked notes what is at paths now, after the batch changed them.

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -136,6 +137,19 @@ type Node struct {
 	// brakes is what the brake remembers between passes.
 	brakes brakeState
 
+	// reserved says which paths are the node's own (never synced);
+	// ignoreRules is what the user's rules ignore (see ignored), swapped
+	// under the commit lock. ignoreKick asks for the rules files to be
+	// read again, rescanKick for the watcher to look at the whole folder,
+	// and setAsideDue for the next apply pass to carry out the ops set
+	// aside whose reason is gone.
+	reserved    func(string) bool
+	ignorePoll  time.Duration // see ignoreLoop; tests shorten it
+	ignoreRules atomic.Pointer[ignoreRules]
+	ignoreKick  kick.Signal
+	rescanKick  kick.Signal
+	setAsideDue atomic.Bool
+
 	readyOnce sync.Once
 	ready     chan struct{}
 }
@@ -152,6 +166,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := newNode(cfg)
+	n.setAsideDue.Store(true) // what an earlier run set aside may be due
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -192,7 +207,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.db.SetMetas(ctx, map[string]string{
 		metaPID: strconv.Itoa(os.Getpid()), metaStartedAt: strconv.FormatInt(n.clock.Now().UnixNano(), 10), metaFolder: cfg.Folder,
 		metaVersions: keep, metaVersionsShare: strconv.FormatFloat(cfg.VersionsMaxShare, 'g', -1, 64), metaBrakeRule: brake,
+		metaRole: string(cfg.Role),
 	}); err != nil {
+		return nil, err
+	}
+	if err := n.forgetRoleLeftovers(ctx); err != nil {
 		return nil, err
 	}
 	root, err := n.openFolder(cfg.Folder)
@@ -200,6 +219,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("folder %s: %w", cfg.Folder, err)
 	}
 	n.setFolder(root)
+	n.loadIgnore(ctx)
 	n.probeVolume(ctx)
 	if err := n.initMarker(ctx); err != nil {
 		return nil, err
@@ -219,10 +239,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 // newNode is a node with its defaults, holding nothing open yet.
 func newNode(cfg Config) *Node {
-	return &Node{cfg: cfg, log: cfg.Logger, clock: clock.Or(cfg.Clock), diskFree: diskFree, flushData: dataSync, openFolder: OpenRootFolder, ready: make(chan struct{}),
+	n := &Node{cfg: cfg, log: cfg.Logger, clock: clock.Or(cfg.Clock), diskFree: diskFree, flushData: dataSync, openFolder: OpenRootFolder, ready: make(chan struct{}),
 		stallAfter: stallAfter, stallCheck: stallCheck, fetchWorkers: fetchWorkers,
 		windowOps: applyWindowOps, windowBytes: applyWindowBytes,
-		peers: map[certs.DeviceID]*peerState{}}
+		peers: map[certs.DeviceID]*peerState{}, reserved: ignoreFunc(cfg.Folder, cfg.StateDir), ignorePoll: ignorePoll}
+	n.ignoreRules.Store(defaultRules())
+	return n
 }
 
 // catchUp brings the database up to the log once the folder is open, as
@@ -309,8 +331,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer n.tr.Close()
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); n.applyLoop(ctx) }()
+	go func() { defer wg.Done(); n.ignoreLoop(ctx) }()
 	go func() { defer wg.Done(); n.stallLoop(ctx) }()
 	go func() { defer wg.Done(); n.purgeLoop(ctx) }()
 	go func() { defer wg.Done(); n.versionsLoop(ctx) }()
@@ -344,14 +367,13 @@ func (n *Node) Run(ctx context.Context) (err error) {
 // ctx ends, the watcher fails (the folder vanished) or a batch that would
 // delete arrives while the folder is not the synced one (errPaused).
 func (n *Node) watch(ctx context.Context) error {
-	reserved := ignoreFunc(n.cfg.Folder, n.cfg.StateDir)
 	w, err := watcher.New(watcher.Options{
 		Root:           n.cfg.Folder,
 		Index:          dbIndex{db: n.db, placing: &n.placing, nfc: n.volume().NormInsensitive},
 		ExactNames:     n.volume().Folds(),
 		IgnoreModes:    n.volume().NoModes,
 		MTimePrecision: n.volume().MTimePrecision,
-		Ignore:         func(p string, _ bool) bool { return reserved(p) },
+		Ignore:         n.ignored,
 		RescanInterval: n.cfg.RescanInterval,
 		Logger:         n.log,
 		Clock:          n.clock,
@@ -374,6 +396,8 @@ func (n *Node) watch(ctx context.Context) error {
 		case err := <-werr:
 			werr <- err // for the deferred wait
 			return fmt.Errorf("watching %s: %w", n.cfg.Folder, err)
+		case <-n.rescanKick.C():
+			w.Rescan()
 		case <-n.pauseKick.C():
 			if n.paused.Load() {
 				return errPaused
@@ -467,6 +491,11 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 			return err
 		}
 	}
+	if slices.ContainsFunc(obs, func(o watcher.Observation) bool { return o.Path == IgnoreFileName }) {
+		// The rules file changed: what it says decides what else is
+		// recorded, observed with it or after.
+		n.loadIgnoreLocked(ctx)
+	}
 	known := make(map[string]state.File, len(obs))
 	for _, o := range obs {
 		f, ok, err := n.db.File(ctx, o.Path)
@@ -477,6 +506,11 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 			known[o.Path] = f
 		}
 	}
+	// What the rules ignore is never recorded, whoever looked at it (a
+	// path gone is what its record says it was).
+	obs = slices.DeleteFunc(obs, func(o watcher.Observation) bool {
+		return n.ignored(o.Path, o.Dir || !o.Exists && known[o.Path].Dir)
+	})
 	n.noteBurst(len(obs))
 	if n.volume().NoModes {
 		keepModes(obs, known)
@@ -485,14 +519,18 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 		keepMTimes(obs, known, step)
 	}
 	plan := core.PlanLocal(obs, known)
-	if len(plan.Ops) == 0 && len(plan.MetaOnly) == 0 {
-		return nil
-	}
 	inodes := make(map[string]uint64, len(obs))
 	for _, o := range obs {
 		inodes[o.Path] = o.Inode
 	}
-	return n.commitLocalLocked(ctx, plan.Ops, plan.MetaOnly, func(r *state.File) { r.Inode = inodes[r.Path] })
+	look := func(r *state.File) { r.Inode = inodes[r.Path] }
+	if n.cfg.Role == ReceiveOnly {
+		return n.keepLocalLocked(ctx, obs, plan, look)
+	}
+	if len(plan.Ops) == 0 && len(plan.MetaOnly) == 0 {
+		return nil
+	}
+	return n.commitLocalLocked(ctx, plan.Ops, plan.MetaOnly, look)
 }
 
 // commitLocalLocked logs ops as this device's changes, durably, then

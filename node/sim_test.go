@@ -150,12 +150,17 @@ type sim struct {
 	// mixedDisks) and has users write names that only differ in case or
 	// Unicode form, and names exFAT refuses.
 	mixed bool
+	// roles makes device 1 receive-only and gives device 2 rules of its
+	// own that ignore part of the folder (see rolesSetup).
+	roles bool
 	// trace, if set, hears what device i decided and observed: for
 	// following one seed while debugging it.
 	trace func(i int, what string)
 	// unplaced counts the files of device 0 a folding device could not
-	// hold and listed (see checkMixed).
-	unplaced int
+	// hold and listed (see checkMixed); localChanges and setAside what a
+	// roles simulation's mirror kept and its device with rules set
+	// aside.
+	unplaced, localChanges, setAside int
 }
 
 func (s *sim) tracef(format string, args ...any) { s.log = append(s.log, fmt.Sprintf(format, args...)) }
@@ -303,6 +308,9 @@ func runSimOn(ctx context.Context, s *sim, n, steps int, dbDir string) (*sim, er
 		if s.mixed {
 			mixedDisks(ctx, i, r)
 		}
+		if s.roles {
+			rolesSetup(i, r)
+		}
 		if s.trace != nil {
 			i := i
 			r.trace = func(w string) { s.trace(i, w) }
@@ -333,8 +341,11 @@ func runSimOn(ctx context.Context, s *sim, n, steps int, dbDir string) (*sim, er
 	if err := s.settle(ctx); err != nil {
 		return s, err
 	}
-	if s.mixed {
+	switch {
+	case s.mixed:
 		return s, s.checkMixed(ctx)
+	case s.roles:
+		return s, s.checkRoles(ctx)
 	}
 	return s, s.check(ctx)
 }
@@ -551,13 +562,17 @@ func runSeedsOf(t testing.TB, seeds []int64, newSim func(seed int64) *sim) []see
 			defer wg.Done()
 			for k := range next {
 				seed := seeds[k]
+				s := newSim(seed)
 				n := 2 + int(seed%4)
+				if s.roles {
+					n = 4 + int(seed%2) // a reference, a mirror, a device with rules, and more
+				}
 				dir, err := os.MkdirTemp(base, "seed-")
 				if err != nil {
 					results[k] = seedOutcome{seed, n, nil, err}
 					continue
 				}
-				s, err := runSimOn(ctx, newSim(seed), n, simSteps, dir)
+				s, err = runSimOn(ctx, s, n, simSteps, dir)
 				s.close()
 				os.RemoveAll(dir)
 				results[k] = seedOutcome{seed, n, s, err}

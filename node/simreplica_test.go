@@ -29,6 +29,7 @@ import (
 	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/node/internal/folder"
+	"github.com/drive-node/drive-node/node/internal/ignore"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/state"
@@ -167,6 +168,12 @@ type replica struct {
 	// decomposes is set for a folder that keeps names decomposed (NFD).
 	decomposes bool
 	trace      func(string)
+	// role and rules are the device's role and its own ignore rules
+	// (see rolesSetup); wroteIgnored counts the effects of peers' ops
+	// at paths its rules ignore, which must never happen.
+	role         Role
+	rules        string
+	wroteIgnored []string
 }
 
 // refuses reports whether the replica's disk refuses a name in p, as its
@@ -258,6 +265,10 @@ func (r *replica) start(ctx context.Context) error {
 		return out
 	}
 	n.decided = r.count
+	n.cfg.Role = r.role
+	if r.rules != "" {
+		n.ignoreRules.Store(&ignoreRules{m: ruleMatcher(r.rules)})
+	}
 	n.setFolder(r.folder)
 	n.probeVolume(ctx)
 	r.node = n
@@ -306,6 +317,11 @@ func (r *replica) count(op oplog.Op, plan core.RemotePlan) {
 		}
 	}
 	for _, e := range plan.Effects {
+		for _, p := range []string{e.Path, e.To} {
+			if p != "" && r.rules != "" && (r.node.ignored(p, false) || r.node.ignored(p, true)) {
+				r.wroteIgnored = append(r.wroteIgnored, fmt.Sprintf("%s#%d wrote %s", op.Origin.Short(), op.Seq, p))
+			}
+		}
 		if e.Kind == core.MoveAside && e.Path != op.Path && e.Path != op.NewPath {
 			r.clashes++ // a file in the way of a directory
 		}
@@ -613,3 +629,9 @@ var simKeys, simPrivate = func() ([]oplog.OriginKey, []*ecdsa.PrivateKey) {
 
 // simKey returns device i's key.
 func simKey(i int) *ecdsa.PrivateKey { return simPrivate[i] }
+
+// ruleMatcher is the defaults and rules, as a device's own file would
+// give them.
+func ruleMatcher(rules string) *ignore.Matcher {
+	return ignore.New(ignore.Defaults(), ignore.Parse("(sim)", []byte(rules)))
+}

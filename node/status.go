@@ -55,6 +55,29 @@ type Status struct {
 	Brake string    `json:"brake,omitempty"`
 	// Restores are the most recent restores, newest first.
 	Restores []RestoreSummary `json:"restores"`
+	// Role is the role the daemon last ran with (see Role).
+	Role string `json:"role,omitempty"`
+	// LocalChanges lists (the first 1,000 of) LocalChangeCount changes a
+	// receive-only device keeps to itself; `drive-node revert` puts the
+	// mesh's version back.
+	LocalChanges     []LocalChange `json:"local_changes"`
+	LocalChangeCount int           `json:"local_change_count"`
+	// Differing lists (the first 1,000 of) DifferingCount paths where
+	// peers made changes a send-only device did not carry out; `drive-node
+	// override` sends this device's version again.
+	Differing      []Differing `json:"differing"`
+	DifferingCount int         `json:"differing_count"`
+	// Ignored counts the peers' changes set aside because their paths are
+	// ignored here; they are carried out if the rules change.
+	Ignored int `json:"ignored"`
+}
+
+// LocalChange is a change a receive-only device keeps to itself, as status
+// lists it.
+type LocalChange struct {
+	Path string    `json:"path"`
+	Kind string    `json:"kind"`
+	At   time.Time `json:"at"`
 }
 
 // VersionsStatus is what status shows of the version store.
@@ -121,7 +144,7 @@ func openStateDB(ctx context.Context, stateDir string) (*state.DB, error) {
 // ReadStatus reads the status of the node whose state lives in stateDir.
 func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 	st := Status{StateDir: stateDir, Peers: []PeerStatus{}, Conflicts: []Conflict{}, Pending: []Pending{}, Unplaced: []Unplaced{},
-		Held: []HeldRun{}, Restores: []RestoreSummary{}}
+		Held: []HeldRun{}, Restores: []RestoreSummary{}, LocalChanges: []LocalChange{}, Differing: []Differing{}}
 	// The certificate names the device; the private key is not read.
 	if id, err := certs.ReadID(stateDir); err == nil {
 		st.Device = id.String()
@@ -195,7 +218,36 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 		st.Conflicts = append(st.Conflicts, Conflict{Copy: c.CopyPath, Original: c.OriginalPath, Created: time.Unix(0, c.CreatedAt).UTC()})
 	}
 	readHistoryStatus(ctx, db, &st)
+	if err := readRoleStatus(ctx, db, names, &st); err != nil {
+		return st, err
+	}
 	return st, nil
+}
+
+// readRoleStatus fills in the role, what it keeps apart, and what the
+// ignore rules set aside.
+func readRoleStatus(ctx context.Context, db *state.DB, names map[string]string, st *Status) error {
+	st.Role, _, _ = db.Meta(ctx, metaRole)
+	st.LocalChanges = []LocalChange{}
+	if err := db.LocalChanges(ctx, func(c state.LocalChange) error {
+		if st.LocalChangeCount < listedMax {
+			st.LocalChanges = append(st.LocalChanges, LocalChange{c.Path, c.Kind, time.Unix(0, c.At).UTC()})
+		}
+		st.LocalChangeCount++
+		return nil
+	}); err != nil {
+		return err
+	}
+	var err error
+	if st.Differing, st.DifferingCount, err = differing(ctx, db, whySendOnly, names, listedMax); err != nil {
+		return err
+	}
+	counts, err := db.SetAsideCounts(ctx)
+	if err != nil {
+		return err
+	}
+	st.Ignored = counts[whyIgnored]
+	return nil
 }
 
 // readHistoryStatus fills in the version store, the brake and the recent

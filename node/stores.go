@@ -48,6 +48,10 @@ type stateStore interface {
 	DropVersions(ctx context.Context, ids []int64) ([]content.Hash, error)
 	HasVersionContent(ctx context.Context, h content.Hash) (bool, error)
 	VersionStats(ctx context.Context) (state.VersionStats, error)
+	SetAsideOps(ctx context.Context, why string, fn func(state.SetAside) error) error
+	SetAsideCounts(ctx context.Context) (map[string]int, error)
+	LocalChanges(ctx context.Context, fn func(state.LocalChange) error) error
+	ForgetLocalChanges(ctx context.Context) error
 	RecordedTimes(ctx context.Context) ([]state.OpTimes, error)
 
 	RecordConflict(ctx context.Context, c state.Conflict) error

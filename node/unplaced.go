@@ -230,7 +230,7 @@ func (n *Node) retryCaseConflicts(ctx context.Context) error {
 		if err := n.placeable(ctx, op, nil); err != nil {
 			continue // still held apart
 		}
-		if err := n.placeAgain(ctx, op); err != nil {
+		if err := n.placeAgain(ctx, op, state.Batch{}); err != nil {
 			n.log.Debug("a change not placed because of a case conflict could not be placed yet", "op", op.String(), "err", err)
 			continue
 		}
@@ -243,8 +243,8 @@ func (n *Node) retryCaseConflicts(ctx context.Context) error {
 }
 
 // placeAgain carries out op, which was counted as applied without being
-// placed, as an apply pass would, and records what it did.
-func (n *Node) placeAgain(ctx context.Context, op oplog.Op) error {
+// placed, as an apply pass would, and records what it did with b.
+func (n *Node) placeAgain(ctx context.Context, op oplog.Op, b state.Batch) error {
 	batch := core.NewBatch([]oplog.Op{op})
 	staged := n.stageContents(ctx, batch, 0, 1, map[content.Hash]bool{}, nil)
 	if len(staged.errs) > 0 {
@@ -267,7 +267,8 @@ func (n *Node) placeAgain(ctx context.Context, op oplog.Op) error {
 	if err := n.syncDirs(staged); err != nil {
 		return err
 	}
-	if err := n.db.Apply(ctx, state.Batch{Files: rows}); err != nil {
+	b.Files, b.Versions, b.At = rows, staged.kept, n.clock.Now().UnixNano()
+	if err := n.db.Apply(ctx, b); err != nil {
 		return err
 	}
 	return n.observeLocked(ctx, more...)

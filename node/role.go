@@ -1,0 +1,349 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/node/internal/core"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
+	"github.com/drive-node/drive-node/vclock"
+	"github.com/drive-node/drive-node/watcher"
+)
+
+// Role is what a device does with changes. A receive-only device (a NAS
+// that mirrors) applies what peers send and announces nothing of its own:
+// a change made on it stays on its disk, is listed as a local change, and
+// never reaches a peer or makes one conflict. A send-only device (a
+// master) announces its changes and carries out none of its peers': their
+// ops are logged (and relayed) and set aside, and the paths they touch are
+// listed as differing.
+type Role string
+
+// The roles.
+const (
+	SendReceive Role = "send-receive"
+	ReceiveOnly Role = "receive-only"
+	SendOnly    Role = "send-only"
+)
+
+// ParseRole reads a role as the --role flag takes it; "" is SendReceive.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case "":
+		return SendReceive, nil
+	case SendReceive, ReceiveOnly, SendOnly:
+		return r, nil
+	}
+	return "", fmt.Errorf("role %q: want send-receive, receive-only or send-only", s)
+}
+
+const (
+	// metaRole is the role the daemon last ran with, for status.
+	metaRole = "role"
+	// whySendOnly is the reason set-aside ops of a send-only device's
+	// peers carry.
+	whySendOnly = "send-only"
+	// listedMax bounds the paths status lists of local changes and of
+	// differing paths (their counts are exact).
+	listedMax = 1000
+)
+
+// keepLocalLocked is what a receive-only device does with what it
+// observed instead of logging ops: the changes plan would log are noted
+// as local changes, paths observed as their records say are noted as
+// changed no more, and what only the records need (an mtime, an inode)
+// is recorded. The caller holds the commit lock.
+func (n *Node) keepLocalLocked(ctx context.Context, obs []watcher.Observation, plan core.LocalPlan, look func(*state.File)) error {
+	b := state.Batch{}
+	changed := map[string]bool{}
+	for _, op := range plan.Ops {
+		for _, p := range []string{op.Path, op.NewPath} {
+			if p != "" && !changed[p] {
+				changed[p] = true
+				b.LocalChanges = append(b.LocalChanges, state.LocalChange{Path: p, Kind: op.Kind.String()})
+			}
+		}
+	}
+	for _, o := range obs {
+		if !changed[o.Path] {
+			b.Undone = append(b.Undone, o.Path)
+		}
+	}
+	for _, r := range plan.MetaOnly {
+		if !changed[r.Path] {
+			look(&r)
+			b.Files = append(b.Files, r)
+		}
+	}
+	if len(b.LocalChanges) > 0 {
+		n.log.Info("local changes kept on this receive-only device, not sent", "paths", len(b.LocalChanges))
+	}
+	return n.db.Apply(ctx, b)
+}
+
+// LocalChangesList returns the local changes a receive-only device
+// keeps, in path order.
+func (n *Node) LocalChangesList(ctx context.Context) ([]state.LocalChange, error) {
+	var out []state.LocalChange
+	err := n.db.LocalChanges(ctx, func(c state.LocalChange) error {
+		out = append(out, c)
+		return nil
+	})
+	return out, err
+}
+
+// ErrNotReceiveOnly and ErrNotSendOnly are returned by Revert and Override
+// on a device of another role.
+var (
+	ErrNotReceiveOnly = errors.New("this device is not receive-only (start it with --role receive-only)")
+	ErrNotSendOnly    = errors.New("this device is not send-only (start it with --role send-only)")
+)
+
+// Revert puts back the mesh's version of every path a receive-only device
+// changed locally: its recorded file (from the version store, the folder
+// or a peer), its directory, or nothing where the device made something.
+// What it replaces goes into the version store, so a revert can be undone.
+func (n *Node) Revert(ctx context.Context) ([]RestoreResult, error) {
+	if n.cfg.Role != ReceiveOnly {
+		return nil, ErrNotReceiveOnly
+	}
+	if n.paused.Load() {
+		return nil, errors.New("revert: sync is paused (see status); nothing was changed")
+	}
+	changes, err := n.LocalChangesList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var steps []restoreStep
+	req := RestoreRequest{Version: "(the mesh's version)"}
+	for _, c := range changes {
+		req.Paths = append(req.Paths, c.Path)
+		f, ok, err := n.db.File(ctx, c.Path)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || f.Deleted {
+			steps = append(steps, restoreStep{path: c.Path, remove: true})
+			continue
+		}
+		steps = append(steps, restoreStep{path: c.Path, was: &f,
+			want: treeEntry{hash: f.Hash, size: f.Size, mode: f.Mode, mtime: f.MTime, dir: f.Dir}})
+	}
+	if len(steps) == 0 {
+		return nil, nil
+	}
+	temps, missing := n.restoreContents(ctx, steps)
+	defer func() {
+		for _, name := range temps {
+			n.folderRoot().Remove(name)
+		}
+	}()
+	results, err := n.applyRestore(context.WithoutCancel(ctx), steps, temps, missing)
+	slices.SortFunc(results, func(a, b RestoreResult) int { return strings.Compare(a.Path, b.Path) })
+	n.noteRestore(ctx, req, results)
+	return results, err
+}
+
+// setAsideHere reports whether this device sets op aside for its role,
+// and why.
+func (n *Node) setAsideForRole(op oplog.Op) bool {
+	return n.cfg.Role == SendOnly && op.Origin != n.id.ID
+}
+
+// Differing is a path where peers made changes a send-only device did not
+// carry out, as status lists it.
+type Differing struct {
+	Path string `json:"path"`
+	// Changes counts the peers' ops set aside there; By names the
+	// devices that made them.
+	Changes int      `json:"changes"`
+	By      []string `json:"by"`
+}
+
+// differing lists the paths of ops set aside for why, in path order, at
+// most max of them, and counts them all.
+func differing(ctx context.Context, db interface {
+	SetAsideOps(context.Context, string, func(state.SetAside) error) error
+}, why string, names map[string]string, max int) ([]Differing, int, error) {
+	byPath := map[string]*Differing{}
+	add := func(p string, origin certs.DeviceID) {
+		if p == "" {
+			return
+		}
+		d := byPath[p]
+		if d == nil {
+			d = &Differing{Path: p}
+			byPath[p] = d
+		}
+		d.Changes++
+		if who := originName(origin.String(), names); !slices.Contains(d.By, who) {
+			d.By = append(d.By, who)
+		}
+	}
+	if err := db.SetAsideOps(ctx, why, func(s state.SetAside) error {
+		add(s.Path, s.Op.Origin)
+		add(s.NewPath, s.Op.Origin)
+		return nil
+	}); err != nil {
+		return nil, 0, err
+	}
+	paths := slices.Sorted(func(yield func(string) bool) {
+		for p := range byPath {
+			if !yield(p) {
+				return
+			}
+		}
+	})
+	out := make([]Differing, 0, min(len(paths), max))
+	for _, p := range paths[:min(len(paths), max)] {
+		out = append(out, *byPath[p])
+	}
+	return out, len(paths), nil
+}
+
+// Override makes every peer match a send-only device again: at each path
+// where peers made changes it set aside, its own version (its file, its
+// directory, or nothing) becomes a new change made after seeing theirs,
+// which every device takes. It returns how many paths it answered.
+func (n *Node) Override(ctx context.Context) (int, error) {
+	if n.cfg.Role != SendOnly {
+		return 0, ErrNotSendOnly
+	}
+	n.commitMu.Lock()
+	defer n.commitMu.Unlock()
+	var ids []state.OpID
+	if err := n.db.SetAsideOps(ctx, whySendOnly, func(s state.SetAside) error {
+		ids = append(ids, s.Op)
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	seen := map[string]vclock.Vector{}
+	madeDir := map[string]bool{}
+	var order []string
+	for _, id := range ids {
+		op, found, err := n.ops.Get(id.Origin, id.Seq)
+		if err != nil {
+			return 0, fmt.Errorf("override: read %s#%d: %w", id.Origin.Short(), id.Seq, err)
+		}
+		if !found {
+			continue
+		}
+		noteSeen(op, seen, madeDir, &order)
+	}
+	answered, err := n.answerLocked(ctx, seen, madeDir, order)
+	if err != nil {
+		return 0, fmt.Errorf("override: %w", err)
+	}
+	if err := n.db.Apply(ctx, state.Batch{Resumed: ids}); err != nil {
+		return answered, fmt.Errorf("override: %w", err)
+	}
+	n.log.Info("override: this device's files are sent as new changes", "paths", answered)
+	return answered, nil
+}
+
+// forgetRoleLeftovers drops what an earlier run in another role left: the
+// local changes of a receive-only run (the watcher records them as
+// changes now), and has the ops a send-only run set aside carried out.
+func (n *Node) forgetRoleLeftovers(ctx context.Context) error {
+	if n.cfg.Role != ReceiveOnly {
+		if err := n.db.ForgetLocalChanges(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// yieldLocalLocked makes way, on a receive-only device, for a peer's op
+// at p: what a local change left at p, or at a directory above it, that
+// the records do not hold goes (its files into the version store), as the
+// peer's change replaces the local one. A file the records do not hold at
+// p itself stays for the op's effects, which keep it before they replace
+// it. The caller holds the commit lock.
+func (n *Node) yieldLocalLocked(ctx context.Context, p string, pending *batchRecords, staged *stagedSet) error {
+	root := n.folderRoot()
+	parts := strings.Split(p, "/")
+	for i := 1; i <= len(parts); i++ {
+		at := strings.Join(parts[:i], "/")
+		st, err := root.Lstat(at)
+		if err != nil {
+			return nil // nothing there, nor below
+		}
+		rec, err := n.recordAt(ctx, at, pending)
+		if err != nil {
+			return err
+		}
+		recDir := rec != nil && !rec.Deleted && rec.Dir
+		recFile := rec != nil && !rec.Deleted && !rec.Dir
+		switch {
+		case st.IsDir() && (recDir || i < len(parts)):
+			continue // a directory, as the records or the path want
+		case st.IsDir():
+			err = n.removeLocalTree(ctx, at, staged)
+		case i < len(parts) && !recFile || i == len(parts) && recDir:
+			// A file where the path needs a directory.
+			err = n.removeKept(ctx, at, staged)
+			staged.undone = append(staged.undone, at)
+		}
+		if err != nil {
+			return fmt.Errorf("make way for a peer's change at %s: %w", at, err)
+		}
+		staged.looked(n, p)
+		return nil
+	}
+	return nil
+}
+
+// removeLocalTree removes the directory p and everything in it, keeping
+// its files in the version store, and notes their paths as local changes
+// undone.
+func (n *Node) removeLocalTree(ctx context.Context, p string, staged *stagedSet) error {
+	root := n.folderRoot()
+	d, err := root.Open(p)
+	if err != nil {
+		return err
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		c := p + "/" + e.Name()
+		if n.reserved(c) {
+			continue
+		}
+		if e.IsDir() {
+			err = n.removeLocalTree(ctx, c, staged)
+		} else {
+			err = n.removeKept(ctx, c, staged)
+		}
+		if err != nil {
+			return err
+		}
+		staged.undone = append(staged.undone, c)
+	}
+	staged.touch(p)
+	staged.undone = append(staged.undone, p)
+	return root.Remove(p)
+}
+
+// diskHolds reports whether the folder holds what the record r says is at
+// its path (for a file, by size and mtime, as the watcher tells).
+func (n *Node) diskHolds(r state.File) bool {
+	st, err := n.folderRoot().Lstat(r.Path)
+	switch {
+	case err != nil:
+		return r.Deleted
+	case r.Deleted:
+		return false
+	case r.Dir:
+		return st.IsDir()
+	}
+	return !st.IsDir() && st.Size() == r.Size && n.sameMTime(st.ModTime().UnixNano(), r.MTime)
+}
