@@ -71,11 +71,12 @@ func onNode(f *nodeFlags, stderr io.Writer, network bool, fn func(ctx context.Co
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	// The version store and the brake keep the settings the daemon last
-	// ran with: pruning by other ones would drop what the daemon keeps.
+	// The version store, the brake and the role keep the settings the
+	// daemon last ran with: pruning by other ones would drop what the
+	// daemon keeps, and another role would record what it keeps apart.
 	cfg := node.Config{Folder: folder, StateDir: stateDir, Listen: f.listen, Peers: f.peers, NoDiscovery: f.noDiscovery, Logger: logger}
 	if st, err := node.ReadStatus(ctx, stateDir); err == nil {
-		cfg.Versions, cfg.VersionsMaxShare, cfg.Brake = st.Versions.Keep, st.Versions.MaxShare, st.Brake
+		cfg.Versions, cfg.VersionsMaxShare, cfg.Brake, cfg.Role = st.Versions.Keep, st.Versions.MaxShare, st.Brake, node.Role(st.Role)
 	}
 	n, err := node.Open(ctx, cfg)
 	if err != nil {
@@ -215,19 +216,22 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		counts := map[string]int{}
-		for _, r := range res {
-			counts[r.Outcome]++
+		return printRestored(stdout, "restore", res, asJSON)
+	})
+}
+
+// printRestored prints what a restore (or a revert, named by what) did,
+// and fails if a path could not be restored.
+func printRestored(stdout io.Writer, what string, res []node.RestoreResult, asJSON bool) error {
+	counts := map[string]int{}
+	for _, r := range res {
+		counts[r.Outcome]++
+	}
+	if asJSON {
+		if err := printJSON(stdout, res); err != nil {
+			return err
 		}
-		if asJSON {
-			if err := printJSON(stdout, res); err != nil {
-				return err
-			}
-			if counts[node.Unavailable] > 0 {
-				return fmt.Errorf("restore: %d paths could not be restored", counts[node.Unavailable])
-			}
-			return nil
-		}
+	} else {
 		for _, r := range res {
 			if r.Outcome != node.Unchanged {
 				line := fmt.Sprintf("%-11s %s", r.Outcome, shown(r.Path))
@@ -239,11 +243,11 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "restored %d, removed %d, already as they were %d, not available %d\n",
 			counts[node.Restored], counts[node.Removed], counts[node.Unchanged], counts[node.Unavailable])
-		if counts[node.Unavailable] > 0 {
-			return fmt.Errorf("restore: %d paths could not be restored", counts[node.Unavailable])
-		}
-		return nil
-	})
+	}
+	if counts[node.Unavailable] > 0 {
+		return fmt.Errorf("%s: %d paths could not be restored", what, counts[node.Unavailable])
+	}
+	return nil
 }
 
 func runBrake(approve bool, args []string, stdout, stderr io.Writer) error {

@@ -80,14 +80,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runBrake(true, args, stdout, stderr)
 	case "reject":
 		err = runBrake(false, args, stdout, stderr)
+	case "revert":
+		err = runRevert(args, stdout, stderr)
+	case "override":
+		err = runOverride(args, stdout, stderr)
+	case "ignore":
+		err = runIgnore(args, stdout)
 	case "version":
 		printVersion(stdout)
 	case "help":
 		usage(stdout)
 	default:
-		err = fmt.Errorf("unknown command %q (want id, pair, status, history, restore, approve, reject, version or no command to run the daemon)", cmd)
+		err = fmt.Errorf("unknown command %q (want id, pair, status, history, restore, approve, reject, revert, override, ignore, version or no command to run the daemon)", cmd)
 	}
-	if err != nil && !errors.Is(err, pflag.ErrHelp) {
+	if err != nil && !errors.Is(err, pflag.ErrHelp) && !errors.Is(err, errNoneIgnored) {
 		fmt.Fprintf(stderr, "drive-node: %v\n", err)
 	}
 	return exitCode(err)
@@ -112,6 +118,7 @@ func usage(w io.Writer) {
 
   drive-node --folder DIR [--state DIR] [--listen ADDR] [--name NAME] [--peer HOST:PORT]...
              [--versions on|off|SCHEDULE] [--brake on|off|FILES,PERCENT%,WINDOW]
+             [--role send-receive|receive-only|send-only]
   drive-node id      [--folder DIR | --state DIR]         print this device's ID
   drive-node pair    [--folder DIR | --state DIR] ID      trust the device ID
   drive-node status  [--folder DIR | --state DIR] [--json]
@@ -121,6 +128,11 @@ func usage(w io.Writer) {
                                                         bring files back as a new change (. for all)
   drive-node approve [--folder DIR | --state DIR]       apply the changes the brake holds
   drive-node reject  [--folder DIR | --state DIR]       send this device's files back instead
+  drive-node revert  [--folder DIR | --state DIR]       receive-only: put the mesh's version back
+  drive-node override [--folder DIR | --state DIR]      send-only: make every peer match this device
+  drive-node ignore  [--folder DIR | --state DIR] --check PATH...
+                                                        is PATH ignored, and by which rule
+  drive-node ignore --defaults                          the built-in ignore rules
   drive-node version
 `)
 }
@@ -205,6 +217,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Versions, "versions", "", "keep replaced files: on (1h:all,1d:1h,30d:1d,1y:1w), off, or a schedule of AGE:EVERY pairs")
 	fs.Float64Var(&cfg.VersionsMaxShare, "versions-max-share", node.DefaultVersionsMaxShare, "largest share of the folder's disk the version store takes (oldest versions go first)")
 	fs.StringVar(&cfg.Brake, "brake", "", "hold a peer's mass deletes or overwrites: on (1000,30%,5m), off, or FILES,PERCENT%,WINDOW")
+	fs.StringVar((*string)(&cfg.Role), "role", string(node.SendReceive), "send-receive, receive-only (apply peers' changes, send none) or send-only (send changes, apply none)")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) to this file until the daemon stops")
 	fs.StringVar(&memProfile, "mem-profile", "", "write a heap profile (pprof: allocations since start, memory in use) to this file when the daemon stops")
@@ -466,6 +479,30 @@ func printStatus(w io.Writer, st node.Status) {
 		}
 	}
 	printHistoryStatus(w, st)
+	printRoleStatus(w, st)
+}
+
+// printRoleStatus prints the role and what it keeps apart, and what the
+// ignore rules set aside.
+func printRoleStatus(w io.Writer, st node.Status) {
+	if st.Role != "" {
+		fmt.Fprintf(w, "role:        %s\n", shown(st.Role))
+	}
+	if st.LocalChangeCount > 0 {
+		fmt.Fprintf(w, "local:       %d changes kept on this device, not sent (`drive-node revert` puts the mesh's version back)\n", st.LocalChangeCount)
+		for _, c := range st.LocalChanges {
+			fmt.Fprintf(w, "  %s %s\n", shown(c.Kind), shown(c.Path))
+		}
+	}
+	if st.DifferingCount > 0 {
+		fmt.Fprintf(w, "differing:   %d paths peers changed, not applied here (`drive-node override` sends this device's version)\n", st.DifferingCount)
+		for _, d := range st.Differing {
+			fmt.Fprintf(w, "  %s: %d changes by %s\n", shown(d.Path), d.Changes, shown(strings.Join(d.By, ", ")))
+		}
+	}
+	if st.Ignored > 0 {
+		fmt.Fprintf(w, "ignored:     %d received changes to paths ignored here, kept in the log\n", st.Ignored)
+	}
 }
 
 // printHistoryStatus prints the version store, the brake and the recent

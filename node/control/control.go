@@ -2,8 +2,8 @@
 // serves a small HTTP API on a Unix socket in the state directory (mode
 // 0600, so only the daemon's user reaches it) and is the client for it.
 // The daemon holds the op log open, so what needs the log (history,
-// restore, the brake's approve and reject) is done by the daemon when one
-// runs.
+// restore, the brake's approve and reject, a receive-only device's revert,
+// a send-only device's override) is done by the daemon when one runs.
 package control
 
 import (
@@ -33,6 +33,13 @@ type Node interface {
 	Held(ctx context.Context) ([]node.HeldRun, error)
 	Approve(ctx context.Context) ([]node.HeldRun, error)
 	Reject(ctx context.Context) ([]node.HeldRun, int, error)
+	Revert(ctx context.Context) ([]node.RestoreResult, error)
+	Override(ctx context.Context) (int, error)
+}
+
+// OverrideResult is what override did.
+type OverrideResult struct {
+	Answered int `json:"answered"` // paths sent to every peer again
 }
 
 // HistoryRequest asks for a path's history.
@@ -102,6 +109,11 @@ func Serve(ctx context.Context, n Node, stateDir string, log *slog.Logger) error
 	handle("POST /reject", func(r *http.Request) (any, error) {
 		runs, answered, err := n.Reject(r.Context())
 		return BrakeResult{Runs: runs, Answered: answered}, err
+	})
+	handle("POST /revert", func(r *http.Request) (any, error) { return n.Revert(r.Context()) })
+	handle("POST /override", func(r *http.Request) (any, error) {
+		answered, err := n.Override(r.Context())
+		return OverrideResult{Answered: answered}, err
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
@@ -207,4 +219,19 @@ func (c *Client) Reject(ctx context.Context) ([]node.HeldRun, int, error) {
 	var out BrakeResult
 	err := c.call(ctx, http.MethodPost, "reject", struct{}{}, &out)
 	return out.Runs, out.Answered, err
+}
+
+// Revert asks a receive-only daemon to put the mesh's version back at its
+// locally changed paths.
+func (c *Client) Revert(ctx context.Context) ([]node.RestoreResult, error) {
+	var out []node.RestoreResult
+	return out, c.call(ctx, http.MethodPost, "revert", struct{}{}, &out)
+}
+
+// Override asks a send-only daemon to send its version of every differing
+// path again.
+func (c *Client) Override(ctx context.Context) (int, error) {
+	var out OverrideResult
+	err := c.call(ctx, http.MethodPost, "override", struct{}{}, &out)
+	return out.Answered, err
 }

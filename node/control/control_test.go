@@ -41,6 +41,12 @@ func (f *fakeNode) Reject(context.Context) ([]node.HeldRun, int, error) {
 	return []node.HeldRun{{Origin: "B", Files: 3}}, 3, nil
 }
 
+func (f *fakeNode) Revert(context.Context) ([]node.RestoreResult, error) {
+	return []node.RestoreResult{{Path: "local.txt", Outcome: node.Removed}}, nil
+}
+
+func (f *fakeNode) Override(context.Context) (int, error) { return 0, node.ErrNotSendOnly }
+
 func TestSocketServesTheNode(t *testing.T) {
 	dir, err := os.MkdirTemp("", "ctl") // short: a socket path has a length limit
 	if err != nil {
@@ -88,6 +94,12 @@ func TestSocketServesTheNode(t *testing.T) {
 	}
 	if runs, answered, err := c.Reject(ctx); err != nil || len(runs) != 1 || answered != 3 {
 		t.Fatalf("reject: %+v %d %v", runs, answered, err)
+	}
+	if res, err := c.Revert(ctx); err != nil || len(res) != 1 || res[0].Path != "local.txt" || res[0].Outcome != node.Removed {
+		t.Fatalf("revert: %+v %v", res, err)
+	}
+	if _, err := c.Override(ctx); err == nil || err.Error() != node.ErrNotSendOnly.Error() {
+		t.Fatalf("override on a device that is not send-only: %v", err)
 	}
 	cancel()
 	if err := <-done; err != nil {
