@@ -464,6 +464,11 @@ func (n *Node) applyRestore(ctx context.Context, steps []restoreStep, temps map[
 			results = append(results, r)
 			continue
 		}
+		if n.ignored(s.path, s.want.dir) {
+			r.Outcome, r.Why = Unavailable, "ignored on this device (see drive-node ignore --check)"
+			results = append(results, r)
+			continue
+		}
 		if !s.remove {
 			if perr := n.placeable(ctx, oplog.Op{Kind: oplog.KindWrite, Path: s.path}, nil); perr != nil {
 				r.Outcome, r.Why = Unavailable, perr.Error()

@@ -81,7 +81,9 @@ func (n *Node) keepLocalLocked(ctx context.Context, obs []watcher.Observation, p
 		}
 	}
 	if len(b.LocalChanges) > 0 {
-		n.log.Info("local changes kept on this receive-only device, not sent", "paths", len(b.LocalChanges))
+		// Each rescan finds them again: status lists them, the log
+		// does not repeat them.
+		n.log.Debug("local changes kept on this receive-only device, not sent", "paths", len(b.LocalChanges))
 	}
 	return n.db.Apply(ctx, b)
 }
