@@ -122,3 +122,51 @@ func TestReceiveOnlyRelayChain(t *testing.T) {
 	absent(t, "laptop 3", dirs[2], "from-nas.txt")
 	converge(t, "laptops 1 and 3 alike", dirs[0], dirs[2], 20*time.Second)
 }
+
+// TestSendOnlyMasterTwoReceivers: a send-only master paired with two
+// receive-only devices, which do not see each other, keeps both identical
+// to itself: its changes reach both, and a local change on one reaches
+// neither the master nor the other.
+func TestSendOnlyMasterTwoReceivers(t *testing.T) {
+	bin := netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node")
+	lab := netlab.New(t, 3)
+	var dirs [3]string
+	for i := range dirs {
+		dirs[i] = filepath.Join(t.TempDir(), fmt.Sprint(i))
+		if err := os.MkdirAll(dirs[i], 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pairHosts(t, bin, lab.Host(0), lab.Host(1), dirs[0], dirs[1], nil)
+	pairHosts(t, bin, lab.Host(0), lab.Host(2), dirs[0], dirs[2], nil)
+	procs := []*netlab.Process{
+		startDaemon(t, lab.Host(0), bin, dirs[0], "master", "--role", "send-only"),
+		startDaemon(t, lab.Host(1), bin, dirs[1], "receiver-1", "--role", "receive-only"),
+		startDaemon(t, lab.Host(2), bin, dirs[2], "receiver-2", "--role", "receive-only"),
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range procs {
+				t.Logf("log of %d (last lines):\n%s", i, lastLines(p.Log(), 80))
+			}
+		}
+	})
+	writeFile(t, filepath.Join(dirs[0], "catalogue/prices.txt"), []byte("the master's prices\n"))
+	writeFile(t, filepath.Join(dirs[0], "catalogue/items.txt"), []byte("the master's items\n"))
+	converge(t, "receiver 1 matches the master", dirs[0], dirs[1], 30*time.Second)
+	converge(t, "receiver 2 matches the master", dirs[0], dirs[2], 30*time.Second)
+
+	writeFile(t, filepath.Join(dirs[1], "catalogue/prices.txt"), []byte("changed on receiver 1\n"))
+	writeFile(t, filepath.Join(dirs[0], "catalogue/news.txt"), []byte("the master's news\n"))
+	arrives(t, "the master's next change reaches receiver 2", filepath.Join(dirs[2], "catalogue/news.txt"), []byte("the master's news\n"), 30*time.Second)
+	arrives(t, "and receiver 1", filepath.Join(dirs[1], "catalogue/news.txt"), []byte("the master's news\n"), 30*time.Second)
+	converge(t, "receiver 2 still matches the master", dirs[0], dirs[2], 30*time.Second)
+	for i, dir := range []string{dirs[0], dirs[2]} {
+		if got, _ := os.ReadFile(filepath.Join(dir, "catalogue/prices.txt")); string(got) != "the master's prices\n" {
+			t.Fatalf("receiver 1's local change reached device %d: %q", []int{0, 2}[i], got)
+		}
+	}
+	writeFile(t, filepath.Join(dirs[0], "catalogue/prices.txt"), []byte("the master's new prices\n"))
+	converge(t, "the master's edit replaces receiver 1's local one", dirs[0], dirs[1], 30*time.Second)
+	converge(t, "and reaches receiver 2", dirs[0], dirs[2], 30*time.Second)
+}

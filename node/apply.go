@@ -529,14 +529,30 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		}
 	}
 	for i := range plan.Records {
-		if !plan.Records[i].Deleted {
-			n.fillFromDisk(&plan.Records[i])
+		r := &plan.Records[i]
+		// On a receive-only device a path the effects did not write may
+		// hold a local change: its look is not the record's content's.
+		if !r.Deleted && (n.cfg.Role != ReceiveOnly || wrote(plan.Effects, r.Path)) {
+			n.fillFromDisk(r)
 		}
 	}
 	for _, c := range plan.Conflicts {
 		n.recordConflict(ctx, c.CopyPath, c.Original, c.Winner, c.Loser)
 	}
 	return plan.Records, observe, nil
+}
+
+// wrote reports whether one of effects puts something at p.
+func wrote(effects []core.Effect, p string) bool {
+	return slices.ContainsFunc(effects, func(e core.Effect) bool {
+		switch e.Kind {
+		case core.Place, core.Mkdir, core.Chmod:
+			return e.Path == p
+		case core.Move, core.MoveAside:
+			return e.To == p
+		}
+		return false
+	})
 }
 
 // fillFromDisk records what the file system says about r's path (inode,

@@ -525,7 +525,7 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 	}
 	look := func(r *state.File) { r.Inode = inodes[r.Path] }
 	if n.cfg.Role == ReceiveOnly {
-		return n.keepLocalLocked(ctx, obs, plan, look)
+		return n.keepLocalLocked(ctx, obs, known, plan.MetaOnly, look)
 	}
 	if len(plan.Ops) == 0 && len(plan.MetaOnly) == 0 {
 		return nil

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/drive-node/drive-node/certs"
-	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/vclock"
@@ -54,27 +53,36 @@ const (
 )
 
 // keepLocalLocked is what a receive-only device does with what it
-// observed instead of logging ops: the changes plan would log are noted
-// as local changes, paths observed as their records say are noted as
-// changed no more, and what only the records need (an mtime, an inode)
-// is recorded. The caller holds the commit lock.
-func (n *Node) keepLocalLocked(ctx context.Context, obs []watcher.Observation, plan core.LocalPlan, look func(*state.File)) error {
+// observed instead of logging ops: each observed path that differs from
+// its record (known) is noted as a local change, each that is as its
+// record says is noted as changed no more, and what only the records need
+// (an mtime, an inode) is recorded. The caller holds the commit lock.
+func (n *Node) keepLocalLocked(ctx context.Context, obs []watcher.Observation, known map[string]state.File, metaOnly []state.File, look func(*state.File)) error {
 	b := state.Batch{}
 	changed := map[string]bool{}
-	for _, op := range plan.Ops {
-		for _, p := range []string{op.Path, op.NewPath} {
-			if p != "" && !changed[p] {
-				changed[p] = true
-				b.LocalChanges = append(b.LocalChanges, state.LocalChange{Path: p, Kind: op.Kind.String()})
-			}
-		}
-	}
 	for _, o := range obs {
-		if !changed[o.Path] {
-			b.Undone = append(b.Undone, o.Path)
+		rec, ok := known[o.Path]
+		live := ok && !rec.Deleted
+		kind := ""
+		switch {
+		case !o.Exists && live && rec.Dir:
+			kind = "rmdir"
+		case !o.Exists && live:
+			kind = "delete"
+		case !o.Exists:
+		case o.Dir && !(live && rec.Dir):
+			kind = "mkdir"
+		case !o.Dir && (!live || rec.Dir || o.Hash != rec.Hash || o.Mode != 0 && o.Mode != rec.Mode):
+			kind = "write"
 		}
+		if kind == "" {
+			b.Undone = append(b.Undone, o.Path)
+			continue
+		}
+		changed[o.Path] = true
+		b.LocalChanges = append(b.LocalChanges, state.LocalChange{Path: o.Path, Kind: kind})
 	}
-	for _, r := range plan.MetaOnly {
+	for _, r := range metaOnly {
 		if !changed[r.Path] {
 			look(&r)
 			b.Files = append(b.Files, r)

@@ -8,11 +8,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drive-node/drive-node/state"
 )
 
 // The simulation with roles and ignore rules: device 1 is a receive-only
-// mirror and device 2 ignores d2/ and *.doc by rules of its own; users
-// edit every device, ignored paths and the mirror included.
+// mirror, device 2 ignores d2/ and *.doc by rules of its own, and a fifth
+// device, when there is one, is a send-only master; users edit every
+// device, ignored paths and the mirror included.
 
 var simRolesSeeds = flag.Int("sim.rolesseeds", 200, "simulation seeds to run with roles and ignore rules")
 
@@ -26,6 +29,8 @@ func rolesSetup(i int, r *replica) {
 		r.role = ReceiveOnly
 	case 2:
 		r.rules = simRules
+	case 4:
+		r.role = SendOnly
 	default:
 		return
 	}
@@ -36,7 +41,8 @@ func rolesSetup(i int, r *replica) {
 }
 
 // checkRoles: the devices with neither role nor rules agree as in check,
-// and no accepted write is lost. The mirror has their records, and their
+// and no accepted write is lost. The master, if any, records nothing but
+// its own ops. The mirror has their records, and their
 // folder but at the paths it lists as local changes (and below them); no
 // log holds an op of it. The device with rules has their records and
 // folder at every path its rules do not ignore, no record where they do,
@@ -44,6 +50,12 @@ func rolesSetup(i int, r *replica) {
 func (s *sim) checkRoles(ctx context.Context) error {
 	plain := []*replica{}
 	for _, r := range s.reps[3:] {
+		if r.role == SendOnly {
+			if err := ownRecordsOnly(ctx, r); err != nil {
+				return err
+			}
+			continue
+		}
 		plain = append(plain, r)
 	}
 	if err := s.sameAsFirst(ctx, plain); err != nil {
@@ -179,4 +191,29 @@ func TestSimulationRoles(t *testing.T) {
 	if len(seeds) > 100 && (local == 0 || aside == 0) {
 		t.Fatal("no seed left a local change on the mirror or set an op aside: the schedule does not exercise them")
 	}
+}
+
+// ownRecordsOnly checks that the send-only replica r recorded nothing but
+// its own ops, and that its folder is what they made.
+func ownRecordsOnly(ctx context.Context, r *replica) error {
+	var err error
+	if ferr := r.db.Files(ctx, func(f state.File) error {
+		if f.Origin != r.id && err == nil {
+			err = fmt.Errorf("the send-only replica recorded %s from %s", f.Path, f.Origin.Short())
+		}
+		return nil
+	}); ferr != nil {
+		return ferr
+	}
+	if err != nil {
+		return err
+	}
+	changed, cerr := r.changed(ctx)
+	if cerr != nil {
+		return cerr
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("the send-only replica's folder differs from its records at %v", changed)
+	}
+	return nil
 }
