@@ -116,6 +116,10 @@ func TestReceiveOnlyRelayChain(t *testing.T) {
 	writeFile(t, filepath.Join(dirs[2], "from-3.txt"), []byte("made on laptop 3\n"))
 	arrives(t, "a change on 3 reaches 1 through the NAS", filepath.Join(dirs[0], "from-3.txt"), []byte("made on laptop 3\n"), 30*time.Second)
 	writeFile(t, filepath.Join(dirs[1], "from-nas.txt"), []byte("made on the NAS\n"))
+	netlab.Eventually(t, 20*time.Second, "the NAS lists its local change", func() (bool, string) {
+		st, err := readStatus(lab.Host(1), bin, dirs[1])
+		return err == nil && st.LocalChangeCount == 1, fmt.Sprintf("%+v %v", st.LocalChanges, err)
+	})
 	writeFile(t, filepath.Join(dirs[0], "after.txt"), []byte("after the NAS's change\n"))
 	arrives(t, "a later change on 1 reaches 3", filepath.Join(dirs[2], "after.txt"), []byte("after the NAS's change\n"), 30*time.Second)
 	absent(t, "laptop 1", dirs[0], "from-nas.txt")

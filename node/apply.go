@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -58,7 +59,14 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 			if ctx.Err() != nil {
 				return err
 			}
-			n.log.Warn("some changes set aside wait to be carried out", "err", err)
+			// Said once; the passes after try again quietly.
+			level := slog.LevelDebug
+			if msg := err.Error(); msg != n.resumeNote {
+				level, n.resumeNote = slog.LevelWarn, msg
+			}
+			n.log.Log(ctx, level, "changes set aside wait to be carried out", "err", err)
+		} else {
+			n.resumeNote = ""
 		}
 	}
 	if !logAhead(upto, applied) {
@@ -149,7 +157,7 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 		handled += len(ops)
 		// What the window holds is in its batch already.
 		later = slices.DeleteFunc(later, func(op oplog.Op) bool { return op.Seq < r.next[op.Origin] })
-		errs, err := n.applyWindow(ctx, ops, later, applied, blocked, extra)
+		errs, err := n.applyWindow(ctx, ops, later, applied, blocked, extra, false)
 		stageErrs = append(stageErrs, errs...)
 		if err != nil {
 			return err
@@ -201,9 +209,11 @@ func (n *Node) recordOwn(ctx context.Context, applied, upto map[certs.DeviceID]u
 // chunk at a time, and returns what could not be staged. later holds ops
 // beyond the window that replace what some of its ops do (see lookAhead):
 // the batch takes them into account, and does not apply them. extra is
-// what to stage with the first chunk besides the window's contents.
+// what to stage with the first chunk besides the window's contents. With
+// resume set, the ops are set-aside ones carried out now (see
+// resumeSetAside).
 func (n *Node) applyWindow(ctx context.Context, ops, later []oplog.Op, applied map[certs.DeviceID]uint64,
-	blocked *blocks, extra []want) ([]error, error) {
+	blocked *blocks, extra []want, resume bool) ([]error, error) {
 	batch := core.NewBatch(slices.Concat(ops, later))
 	// A content is staged once per window (see stageContents). Not once
 	// per pass: what a window staged and did not use (its op's origin was
@@ -241,6 +251,7 @@ func (n *Node) applyWindow(ctx context.Context, ops, later []oplog.Op, applied m
 
 	var stageErrs []error
 	for c := range chunks {
+		c.staged.resume = resume
 		if err := n.applyOps(ctx, batch, c.lo, c.hi, nil, c.staged, applied, blocked); err != nil {
 			return stageErrs, err
 		}
@@ -322,19 +333,13 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 				n.placing.add(rows)
 			}
 			b.Applied[op.Origin] = op.Seq
+			staged.resumed(&b, op)
 			continue
 		}
-		if n.setAsideForRole(op) {
-			b.SetAside = append(b.SetAside, setAsideOf(op, whySendOnly))
-			b.Applied[op.Origin] = op.Seq
-			continue
-		}
-		all, part := n.ignoredPart(op)
-		if all || part != nil {
-			b.SetAside = append(b.SetAside, setAsideOf(op, whyIgnored))
-		}
+		why, all, part := n.setAside(op)
 		if all {
-			n.log.Debug("remote op set aside: its path is ignored here", "op", op.String())
+			n.log.Debug("remote op set aside", "op", op.String(), "why", why)
+			b.SetAside = append(b.SetAside, setAsideOf(op, why))
 			b.Applied[op.Origin] = op.Seq
 			continue
 		}
@@ -348,6 +353,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 					return err
 				}
 				b.Applied[op.Origin] = op.Seq
+				staged.resumed(&b, op)
 				continue
 			}
 			n.log.Warn("op stays pending", "op", op.String(), "err", err)
@@ -363,6 +369,13 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 			settled[r.Path] = r.Version
 		}
 		b.Applied[op.Origin] = op.Seq
+		if part {
+			// Carried out but for its ignored half, for which it stays
+			// set aside.
+			b.SetAside = append(b.SetAside, setAsideOf(op, why))
+		} else {
+			staged.resumed(&b, op)
+		}
 		if len(more) > 0 {
 			// What the op left on disk that its records do not say (a
 			// conflict copy, an edit carried to a rename's target, a
@@ -481,19 +494,12 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		}
 	}
 	for _, p := range touched {
-		if p == "" || pending.get(p) != nil {
-			continue
-		}
-		if n.cfg.Role == ReceiveOnly {
-			// A peer's change replaces a local one here; the local
-			// content goes to the version store.
-			if err := n.yieldLocalLocked(ctx, p, pending, staged); err != nil {
+		// A receive-only device records no change of its own: a local
+		// change where the plan's effects write makes way for them below.
+		if p != "" && pending.get(p) == nil && n.cfg.Role != ReceiveOnly {
+			if err := n.recordIfChangedLocked(ctx, p, op, pending, staged.names); err != nil {
 				return nil, nil, err
 			}
-			continue
-		}
-		if err := n.recordIfChangedLocked(ctx, p, op, pending, staged.names); err != nil {
-			return nil, nil, err
 		}
 	}
 	usable := op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, pending, staged.names)
@@ -505,6 +511,13 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		n.decided(op, plan)
 	}
 	n.log.Debug("remote op", "op", op.String(), "effects", len(plan.Effects), "records", len(plan.Records))
+	if n.cfg.Role == ReceiveOnly {
+		for _, e := range plan.Effects {
+			if err := n.yieldLocalLocked(ctx, effectTarget(e), pending, staged); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
 	// Noted before the effects run: a file placed in a directory the
 	// watcher does not watch yet, and removed before it does, is then
 	// reported gone by the watcher's look at that directory.
@@ -542,17 +555,20 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 	return plan.Records, observe, nil
 }
 
+// effectTarget is where the effect e puts something, or "" for a removal.
+func effectTarget(e core.Effect) string {
+	switch e.Kind {
+	case core.Place, core.Mkdir, core.Chmod:
+		return e.Path
+	case core.Move, core.MoveAside:
+		return e.To
+	}
+	return ""
+}
+
 // wrote reports whether one of effects puts something at p.
 func wrote(effects []core.Effect, p string) bool {
-	return slices.ContainsFunc(effects, func(e core.Effect) bool {
-		switch e.Kind {
-		case core.Place, core.Mkdir, core.Chmod:
-			return e.Path == p
-		case core.Move, core.MoveAside:
-			return e.To == p
-		}
-		return false
-	})
+	return slices.ContainsFunc(effects, func(e core.Effect) bool { return effectTarget(e) == p })
 }
 
 // fillFromDisk records what the file system says about r's path (inode,

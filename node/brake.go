@@ -246,6 +246,9 @@ func (n *Node) destroys(ctx context.Context, op oplog.Op) (string, bool, error) 
 	default:
 		return "", false, nil
 	}
+	if n.ignored(at, false) {
+		return "", false, nil // not carried out here
+	}
 	f, ok, err := n.db.File(ctx, at)
 	if err != nil || !ok || f.Deleted || f.Dir {
 		return "", false, err
@@ -496,6 +499,9 @@ func (n *Node) release(ctx context.Context, upto map[certs.DeviceID]uint64) ([]H
 // let through and changes nothing that the answer covers. It returns the
 // runs and how many paths were answered.
 func (n *Node) Reject(ctx context.Context) ([]HeldRun, int, error) {
+	if n.cfg.Role == ReceiveOnly {
+		return nil, 0, fmt.Errorf("reject: %w: approve the held changes, or keep them held", ErrReceiveOnly)
+	}
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
 	r, err := n.readBrake(ctx)
@@ -617,12 +623,15 @@ func noteSeen(op oplog.Op, seen map[string]vclock.Vector, madeDir map[string]boo
 func (n *Node) answerLocked(ctx context.Context, seen map[string]vclock.Vector, madeDir map[string]bool, order []string) (int, error) {
 	var answer []oplog.Op
 	for _, p := range order {
-		if checkPath(p) != nil || n.ignored(p, madeDir[p]) {
-			continue // not this device's to answer
+		if checkPath(p) != nil {
+			continue
 		}
 		f, ok, err := n.db.File(ctx, p)
 		if err != nil {
 			return 0, err
+		}
+		if n.ignored(p, madeDir[p] || ok && !f.Deleted && f.Dir) {
+			continue // not this device's to answer
 		}
 		parent := seen[p]
 		if ok {

@@ -75,8 +75,8 @@ type Config struct {
 	// it ("1000,30%,5m"); "" is DefaultBrake, "off" no brake.
 	Brake string
 
-	// Role is what the device does with changes (see Role); "" is
-	// SendReceive.
+	// Role is what the device does with changes (see Role); "" is the
+	// role it last ran with, SendReceive for a new device.
 	Role Role
 
 	// schedule is Versions parsed; nil when versions are off.
@@ -146,6 +146,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Role, err = ParseRole(string(c.Role)); err != nil {
 		return c, err
 	}
+
 	return c, nil
 }
 

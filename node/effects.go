@@ -169,6 +169,17 @@ type stagedSet struct {
 	// undone are paths whose local change (on a receive-only device) a
 	// peer's op replaced.
 	undone []string
+	// resume says the ops are set-aside ones carried out now: each one
+	// handled is set aside no more.
+	resume bool
+}
+
+// resumed notes in b that op, handled, is set aside no more, if the
+// batch resumes set-aside ops.
+func (s *stagedSet) resumed(b *state.Batch, op oplog.Op) {
+	if s.resume {
+		b.Resumed = append(b.Resumed, opID(op))
+	}
 }
 
 // looked notes what is at paths now, after the batch changed them.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -176,11 +177,23 @@ func setAsideOf(op oplog.Op, why string) state.SetAside {
 	return state.SetAside{Op: opID(op), Path: op.Path, NewPath: op.NewPath, Why: why}
 }
 
+// metaIgnoreRules holds the texts of the rules last put in force (JSON
+// ignoreTexts): a start that cannot read a rules file uses them, rather
+// than syncing what the user's rules hide.
+const metaIgnoreRules = "ignore_rules"
+
+// ignoreTexts are the rules files' texts, as kept in metaIgnoreRules.
+type ignoreTexts struct {
+	Folder []byte `json:"folder"`
+	Device []byte `json:"device"`
+}
+
 // loadIgnore reads the rules files and puts them in force. When they
 // changed, the watcher looks at the whole folder again (what is no
 // longer ignored is recorded, what now is is left alone) and the next
 // apply pass carries out the ops set aside for paths no longer ignored.
-// A rules file that cannot be read leaves the rules as they were.
+// A rules file that cannot be read leaves the rules as they were: those
+// last in force, at start.
 func (n *Node) loadIgnore(ctx context.Context) {
 	n.commitMu.Lock()
 	defer n.commitMu.Unlock()
@@ -192,9 +205,26 @@ func (n *Node) loadIgnore(ctx context.Context) {
 func (n *Node) loadIgnoreLocked(ctx context.Context) {
 	r, err := readIgnoreRules(n.folderRoot(), n.cfg.StateDir)
 	if err != nil {
-		n.log.Warn("the ignore rules cannot be read; the rules in force stay", "err", err)
-		return
+		if n.ignoreLoaded {
+			n.log.Warn("the ignore rules cannot be read; the rules in force stay", "err", err)
+			return
+		}
+		var last ignoreTexts
+		if raw, ok, _ := n.db.Meta(ctx, metaIgnoreRules); !ok || json.Unmarshal([]byte(raw), &last) != nil {
+			n.log.Warn("the ignore rules cannot be read, and none were in force before: only the defaults apply", "err", err)
+			return
+		}
+		n.log.Warn("the ignore rules cannot be read; the rules last in force apply", "err", err)
+		r = &ignoreRules{folder: last.Folder, device: last.Device, deviceStamp: stampOf(filepath.Join(n.cfg.StateDir, DeviceIgnoreName)),
+			m: ignore.New(ignore.Defaults(), ignore.Parse(IgnoreFileName, last.Folder), ignore.Parse(filepath.Join(n.cfg.StateDir, DeviceIgnoreName), last.Device))}
+	} else if raw, err := json.Marshal(ignoreTexts{r.folder, r.device}); err == nil {
+		if prev, _, _ := n.db.Meta(ctx, metaIgnoreRules); prev != string(raw) {
+			if err := n.db.SetMeta(ctx, metaIgnoreRules, string(raw)); err != nil {
+				n.log.Warn("keeping the ignore rules in force failed", "err", err)
+			}
+		}
 	}
+	n.ignoreLoaded = true
 	old := n.ignoreRules.Swap(r)
 	if old.sameRules(r) {
 		return
@@ -207,10 +237,13 @@ func (n *Node) loadIgnoreLocked(ctx context.Context) {
 }
 
 // ignoreLoop puts the rules in force again when the folder's rules file
-// was recorded or placed (ignoreKick) or the device's file changed.
+// was recorded or placed (ignoreKick) or the device's file changed and
+// then stayed as it was for a poll (a file read while it is saved would
+// lose rules for a moment, and sync what they hide).
 func (n *Node) ignoreLoop(ctx context.Context) {
 	t := n.clock.NewTicker(n.ignorePoll)
 	defer t.Stop()
+	var seen fileStamp
 	for {
 		select {
 		case <-ctx.Done():
@@ -218,10 +251,11 @@ func (n *Node) ignoreLoop(ctx context.Context) {
 		case <-n.ignoreKick.C():
 			n.loadIgnore(ctx)
 		case <-t.C():
-			r := n.ignoreRules.Load()
-			if stampOf(filepath.Join(n.cfg.StateDir, DeviceIgnoreName)) != r.deviceStamp {
+			now := stampOf(filepath.Join(n.cfg.StateDir, DeviceIgnoreName))
+			if now != n.ignoreRules.Load().deviceStamp && now == seen {
 				n.loadIgnore(ctx)
 			}
+			seen = now
 		}
 	}
 }

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -108,11 +110,18 @@ func TestIgnoreRulesAcrossTwoNodes(t *testing.T) {
 		return ""
 	})
 	write(t, filepath.Join(a, "videos/v1.mp4"), "a video")
+	waitFor(t, "B sets the video aside", func() string {
+		if n := setAside(t, rb, whyIgnored); n < 2 { // the directory and the file
+			return fmt.Sprintf("%d set aside", n)
+		}
+		return ""
+	})
+	write(t, filepath.Join(a, "videos/v1.mp4"), "a video, cut")
 	write(t, filepath.Join(a, "after2.txt"), "after")
 	waitFor(t, "a later change reaches B", func() string { return fileIs(filepath.Join(b, "after2.txt"), "after") })
-	waitFor(t, "B sets the video aside", func() string {
-		if setAside(t, rb, whyIgnored) == 0 {
-			return "nothing set aside"
+	waitFor(t, "B sets the second version aside", func() string {
+		if n := setAside(t, rb, whyIgnored); n < 3 {
+			return fmt.Sprintf("%d set aside", n)
 		}
 		return ""
 	})
@@ -122,8 +131,10 @@ func TestIgnoreRulesAcrossTwoNodes(t *testing.T) {
 	if err := os.Remove(filepath.Join(b, StateDirName, DeviceIgnoreName)); err != nil {
 		t.Fatal(err)
 	}
+	// The first version, replaced by the second, is not fetched: nothing
+	// stays set aside.
 	waitFor(t, "the video reaches B once its rule is gone", func() string {
-		return fileIs(filepath.Join(b, "videos/v1.mp4"), "a video")
+		return fileIs(filepath.Join(b, "videos/v1.mp4"), "a video, cut")
 	})
 	waitFor(t, "nothing set aside on B", func() string {
 		if n := setAside(t, rb, whyIgnored); n != 0 {
@@ -143,4 +154,31 @@ func TestIgnoreRulesAcrossTwoNodes(t *testing.T) {
 		}
 		return sameTree(a, b)
 	})
+}
+
+// TestIgnoreRulesLastInForceWhenUnreadable: a start that cannot read the
+// rules file (here, one over the size read) keeps the rules last in force
+// instead of syncing what they hide.
+func TestIgnoreRulesLastInForceWhenUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, IgnoreFileName), "secret/\n")
+	r := startNode(t, dir, freeUDPPort(t))
+	r.stop(t)
+	big := strings.Repeat("# padding\n", maxIgnoreBytes/10+1)
+	write(t, filepath.Join(dir, IgnoreFileName), big)
+	write(t, filepath.Join(dir, "secret/key.txt"), "do not sync")
+	write(t, filepath.Join(dir, "plain.txt"), "sync")
+	r = startNode(t, dir, freeUDPPort(t))
+	waitFor(t, "plain.txt recorded", func() string {
+		if !recorded(t, r, "plain.txt") {
+			return "not yet"
+		}
+		return ""
+	})
+	if recorded(t, r, "secret/key.txt") {
+		t.Fatal("a start with an unreadable rules file recorded what the rules last in force ignore")
+	}
+	if !strings.Contains(r.logs.String(), "the rules last in force apply") {
+		t.Fatalf("the log does not say the rules file could not be read:\n%s", r.logs)
+	}
 }

@@ -143,12 +143,14 @@ type Node struct {
 	// read again, rescanKick for the watcher to look at the whole folder,
 	// and setAsideDue for the next apply pass to carry out the ops set
 	// aside whose reason is gone.
-	reserved    func(string) bool
-	ignorePoll  time.Duration // see ignoreLoop; tests shorten it
-	ignoreRules atomic.Pointer[ignoreRules]
-	ignoreKick  kick.Signal
-	rescanKick  kick.Signal
-	setAsideDue atomic.Bool
+	reserved     func(string) bool
+	ignorePoll   time.Duration // see ignoreLoop; tests shorten it
+	ignoreRules  atomic.Pointer[ignoreRules]
+	ignoreLoaded bool // the rules files were read once (under the commit lock)
+	ignoreKick   kick.Signal
+	rescanKick   kick.Signal
+	setAsideDue  atomic.Bool
+	resumeNote   string // what the last resume that failed said (apply passes only)
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -194,6 +196,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.db = db
+	if err := n.resolveRole(ctx); err != nil {
+		return nil, err
+	}
 	// Status tells this run's readiness from an earlier run's by these,
 	// written together: this run's PID beside the earlier run's start and
 	// readiness would read as ready before the start-up scan.
@@ -207,7 +212,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.db.SetMetas(ctx, map[string]string{
 		metaPID: strconv.Itoa(os.Getpid()), metaStartedAt: strconv.FormatInt(n.clock.Now().UnixNano(), 10), metaFolder: cfg.Folder,
 		metaVersions: keep, metaVersionsShare: strconv.FormatFloat(cfg.VersionsMaxShare, 'g', -1, 64), metaBrakeRule: brake,
-		metaRole: string(cfg.Role),
+		metaRole: string(n.cfg.Role),
 	}); err != nil {
 		return nil, err
 	}
@@ -539,6 +544,9 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 // live record that an op cannot carry (its inode). The caller holds the
 // commit lock.
 func (n *Node) commitLocalLocked(ctx context.Context, ops []oplog.Op, metaOnly []state.File, look func(*state.File)) error {
+	if len(ops) > 0 && n.cfg.Role == ReceiveOnly {
+		return ErrReceiveOnly
+	}
 	var accepted []oplog.Op
 	if len(ops) > 0 {
 		var err error

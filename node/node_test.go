@@ -94,11 +94,22 @@ func pairedPeer(t testing.TB, folder, name string) *certs.Identity {
 // inject what the test controls.
 func startNodeWith(t testing.TB, folder, addr string, setup func(*Node), peers ...string) *runningNode {
 	t.Helper()
+	return startNodeConfig(t, folder, addr, nil, setup, peers...)
+}
+
+// startNodeConfig is startNodeWith with tweak adjusting the Config Open
+// is given.
+func startNodeConfig(t testing.TB, folder, addr string, tweak func(*Config), setup func(*Node), peers ...string) *runningNode {
+	t.Helper()
 	logs := &testLog{}
-	n, err := Open(context.Background(), Config{
+	cfg := Config{
 		Folder: folder, Listen: addr, Peers: peers, NoDiscovery: true, Name: filepath.Base(folder),
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

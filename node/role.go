@@ -30,12 +30,11 @@ const (
 	SendOnly    Role = "send-only"
 )
 
-// ParseRole reads a role as the --role flag takes it; "" is SendReceive.
+// ParseRole reads a role as the --role flag takes it; "" is the role the
+// device last ran with (see Config.Role).
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case "":
-		return SendReceive, nil
-	case SendReceive, ReceiveOnly, SendOnly:
+	case "", SendReceive, ReceiveOnly, SendOnly:
 		return r, nil
 	}
 	return "", fmt.Errorf("role %q: want send-receive, receive-only or send-only", s)
@@ -108,8 +107,10 @@ func (n *Node) LocalChangesList(ctx context.Context) ([]state.LocalChange, error
 }
 
 // ErrNotReceiveOnly and ErrNotSendOnly are returned by Revert and Override
-// on a device of another role.
+// on a device of another role; ErrReceiveOnly by what would send this
+// device's own changes from a receive-only one.
 var (
+	ErrReceiveOnly    = errors.New("this device is receive-only: it sends no change of its own")
 	ErrNotReceiveOnly = errors.New("this device is not receive-only (start it with --role receive-only)")
 	ErrNotSendOnly    = errors.New("this device is not send-only (start it with --role send-only)")
 )
@@ -159,10 +160,18 @@ func (n *Node) Revert(ctx context.Context) ([]RestoreResult, error) {
 	return results, err
 }
 
-// setAsideHere reports whether this device sets op aside for its role,
-// and why.
-func (n *Node) setAsideForRole(op oplog.Op) bool {
-	return n.cfg.Role == SendOnly && op.Origin != n.id.ID
+// setAside says whether this device sets the remote op aside, all of it
+// or (a rename half ignored) a part, and why: its paths are ignored here
+// (see ignoredPart), or the device is send-only.
+func (n *Node) setAside(op oplog.Op) (why string, all, part bool) {
+	ign, p := n.ignoredPart(op)
+	switch {
+	case ign:
+		return whyIgnored, true, false
+	case n.cfg.Role == SendOnly && op.Origin != n.id.ID:
+		return whySendOnly, true, false
+	}
+	return whyIgnored, false, p != nil
 }
 
 // Differing is a path where peers made changes a send-only device did not
@@ -236,6 +245,7 @@ func (n *Node) Override(ctx context.Context) (int, error) {
 	seen := map[string]vclock.Vector{}
 	madeDir := map[string]bool{}
 	var order []string
+	done := state.Batch{}
 	for _, id := range ids {
 		op, found, err := n.ops.Get(id.Origin, id.Seq)
 		if err != nil {
@@ -244,22 +254,55 @@ func (n *Node) Override(ctx context.Context) (int, error) {
 		if !found {
 			continue
 		}
+		if ignored, _ := n.ignoredPart(op); ignored {
+			// Not this device's to answer: kept for when no rule
+			// ignores it.
+			done.SetAside = append(done.SetAside, setAsideOf(op, whyIgnored))
+			continue
+		}
 		noteSeen(op, seen, madeDir, &order)
+		done.Resumed = append(done.Resumed, id)
 	}
 	answered, err := n.answerLocked(ctx, seen, madeDir, order)
 	if err != nil {
 		return 0, fmt.Errorf("override: %w", err)
 	}
-	if err := n.db.Apply(ctx, state.Batch{Resumed: ids}); err != nil {
+	if err := n.db.Apply(ctx, done); err != nil {
 		return answered, fmt.Errorf("override: %w", err)
 	}
 	n.log.Info("override: this device's files are sent as new changes", "paths", answered)
 	return answered, nil
 }
 
-// forgetRoleLeftovers drops what an earlier run in another role left: the
-// local changes of a receive-only run (the watcher records them as
-// changes now), and has the ops a send-only run set aside carried out.
+// resolveRole settles the role: the one configured, or else the one the
+// device last ran with, or else SendReceive. A device keeps its role
+// across restarts unless told otherwise: a mirror restarted without
+// --role must not send what it kept to itself.
+func (n *Node) resolveRole(ctx context.Context) error {
+	last, _, err := n.db.Meta(ctx, metaRole)
+	if err != nil {
+		return err
+	}
+	switch {
+	case n.cfg.Role == "" && last != "":
+		n.cfg.Role = Role(last)
+	case n.cfg.Role == "":
+		n.cfg.Role = SendReceive
+	case last != "" && Role(last) != n.cfg.Role:
+		n.log.Info("the device's role changes", "was", last, "now", n.cfg.Role)
+	}
+	if n.cfg.Role == ReceiveOnly && n.cfg.schedule == nil {
+		// A peer's change replaces a local one, and revert does too:
+		// the local content must go somewhere.
+		return errors.New("a receive-only device keeps its local changes in the version store when peers' changes replace them: it needs --versions on")
+	}
+	return nil
+}
+
+// forgetRoleLeftovers drops the local changes a receive-only run left
+// when the device runs in another role now: the watcher records them as
+// changes. (The ops a send-only run set aside are carried out by the
+// first apply pass, see resumeSetAside.)
 func (n *Node) forgetRoleLeftovers(ctx context.Context) error {
 	if n.cfg.Role != ReceiveOnly {
 		if err := n.db.ForgetLocalChanges(ctx); err != nil {
@@ -269,13 +312,21 @@ func (n *Node) forgetRoleLeftovers(ctx context.Context) error {
 	return nil
 }
 
-// yieldLocalLocked makes way, on a receive-only device, for a peer's op
-// at p: what a local change left at p, or at a directory above it, that
-// the records do not hold goes (its files into the version store), as the
-// peer's change replaces the local one. A file the records do not hold at
-// p itself stays for the op's effects, which keep it before they replace
-// it. The caller holds the commit lock.
+// errIgnoredInTheWay is a peer's change that would replace what the rules
+// ignore here: it is not carried out (see unplaceable).
+var errIgnoredInTheWay = errors.New("what this device's ignore rules ignore is in the way")
+
+// yieldLocalLocked makes way, on a receive-only device, for an effect of a
+// peer's op that puts something at p: what a local change left at p, or
+// at a directory above it, that the records do not hold goes (its files
+// into the version store), as the peer's change replaces the local one. A
+// file the records do not hold at p itself stays for the effect, which
+// keeps it before it replaces it. Nothing the rules ignore is removed.
+// The caller holds the commit lock.
 func (n *Node) yieldLocalLocked(ctx context.Context, p string, pending *batchRecords, staged *stagedSet) error {
+	if p == "" {
+		return nil
+	}
 	root := n.folderRoot()
 	parts := strings.Split(p, "/")
 	for i := 1; i <= len(parts); i++ {
@@ -290,6 +341,10 @@ func (n *Node) yieldLocalLocked(ctx context.Context, p string, pending *batchRec
 		}
 		recDir := rec != nil && !rec.Deleted && rec.Dir
 		recFile := rec != nil && !rec.Deleted && !rec.Dir
+		inWay := st.IsDir() && !recDir && i == len(parts) || !st.IsDir() && (i < len(parts) && !recFile || i == len(parts) && recDir)
+		if inWay && n.ignored(at, st.IsDir()) {
+			return fmt.Errorf("%s: %w", at, errIgnoredInTheWay)
+		}
 		switch {
 		case st.IsDir() && (recDir || i < len(parts)):
 			continue // a directory, as the records or the path want
@@ -327,6 +382,9 @@ func (n *Node) removeLocalTree(ctx context.Context, p string, staged *stagedSet)
 		c := p + "/" + e.Name()
 		if n.reserved(c) {
 			continue
+		}
+		if n.ignored(c, e.IsDir()) {
+			return fmt.Errorf("%s: %w", c, errIgnoredInTheWay)
 		}
 		if e.IsDir() {
 			err = n.removeLocalTree(ctx, c, staged)

@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/drive-node/drive-node/content"
@@ -13,8 +15,8 @@ import (
 )
 
 // withRole starts a node in role r.
-func withRole(r Role) func(*Node) {
-	return func(n *Node) { n.cfg.Role = r }
+func withRole(r Role) func(*Config) {
+	return func(c *Config) { c.Role = r }
 }
 
 // localChanges returns the paths n keeps as local changes.
@@ -42,7 +44,7 @@ func TestReceiveOnlyKeepsLocalChangesToItself(t *testing.T) {
 	addrA, addrB := freeUDPPort(t), freeUDPPort(t)
 	write(t, filepath.Join(a, "a.txt"), "v1")
 	ra := startNode(t, a, addrA, addrB)
-	rb := startNodeWith(t, b, addrB, withRole(ReceiveOnly), addrA)
+	rb := startNodeConfig(t, b, addrB, withRole(ReceiveOnly), nil, addrA)
 	waitFor(t, "a.txt reaches B", func() string { return fileIs(filepath.Join(b, "a.txt"), "v1") })
 
 	write(t, filepath.Join(b, "a.txt"), "B's local edit")
@@ -94,7 +96,7 @@ func TestSendOnlyAppliesNoPeerChange(t *testing.T) {
 	pairFolders(t, a, b)
 	addrA, addrB := freeUDPPort(t), freeUDPPort(t)
 	write(t, filepath.Join(a, "m.txt"), "master")
-	ra := startNodeWith(t, a, addrA, withRole(SendOnly), addrB)
+	ra := startNodeConfig(t, a, addrA, withRole(SendOnly), nil, addrB)
 	startNode(t, b, addrB, addrA)
 	waitFor(t, "m.txt reaches B", func() string { return fileIs(filepath.Join(b, "m.txt"), "master") })
 
@@ -131,4 +133,48 @@ func listIs(got []string, want ...string) string {
 		return ""
 	}
 	return fmt.Sprintf("%q", got)
+}
+
+// TestRoleKeptAcrossRestarts: a mirror restarted without a role is still
+// a mirror, and its local change still unsent; started as send-receive,
+// it sends the change. A receive-only device without a version store is
+// refused, naming why.
+func TestRoleKeptAcrossRestarts(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	pairFolders(t, a, b)
+	addrA, addrB := freeUDPPort(t), freeUDPPort(t)
+	write(t, filepath.Join(a, "doc.txt"), "A's")
+	ra := startNode(t, a, addrA, addrB)
+	rb := startNodeConfig(t, b, addrB, withRole(ReceiveOnly), nil, addrA)
+	waitFor(t, "doc.txt reaches B", func() string { return fileIs(filepath.Join(b, "doc.txt"), "A's") })
+	write(t, filepath.Join(b, "doc.txt"), "B's local edit")
+	waitFor(t, "B lists its local change", func() string { return listIs(localChanges(t, rb), "doc.txt") })
+	rb.stop(t)
+
+	rb = startNode(t, b, addrB, addrA) // no role given
+	if rb.cfg.Role != ReceiveOnly {
+		t.Fatalf("restarted without --role, B is %q; want receive-only", rb.cfg.Role)
+	}
+	write(t, filepath.Join(a, "later.txt"), "later")
+	waitFor(t, "A's later file reaches B", func() string { return fileIs(filepath.Join(b, "later.txt"), "later") })
+	if msg := fileIs(filepath.Join(a, "doc.txt"), "A's"); msg != "" {
+		t.Fatalf("B's local change reached A after a restart: %s", msg)
+	}
+	if got := localChanges(t, rb); !slices.Equal(got, []string{"doc.txt"}) {
+		t.Fatalf("after a restart B lists %q", got)
+	}
+	rb.stop(t)
+
+	rb = startNodeConfig(t, b, addrB, withRole(SendReceive), nil, addrA)
+	waitFor(t, "B's edit reaches A once B sends", func() string { return fileIs(filepath.Join(a, "doc.txt"), "B's local edit") })
+	if got := localChanges(t, rb); len(got) != 0 {
+		t.Fatalf("a send-receive B lists local changes %q", got)
+	}
+	rb.stop(t)
+	ra.stop(t)
+
+	_, err := Open(context.Background(), Config{Folder: b, Role: ReceiveOnly, Versions: "off", Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "--versions on") {
+		t.Fatalf("a receive-only device without versions opened: %v", err)
+	}
 }

@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 )
@@ -13,10 +15,13 @@ import (
 // goes (a rule removed, the device started in another role), the op is
 // carried out as an apply pass would have.
 
-// resumeSetAside carries out the set-aside ops whose reason is gone,
-// oldest first (in Lamport order, which every causal order keeps). An op
-// still set aside for another reason is noted with that reason. An op that
-// fails stays set aside, and the next pass tries again.
+// resumeSetAside carries out the set-aside ops whose reason is gone, as
+// one batch in Lamport order (which every causal order keeps): an op a
+// later one replaces is not fetched or placed, and each op handled is set
+// aside no more. An op set aside now for another reason is noted with
+// that reason. An op that cannot be carried out yet (its content is on no
+// connected peer) stays set aside, with the later ops of its origin, and
+// the next pass tries again.
 func (n *Node) resumeSetAside(ctx context.Context) error {
 	var rows []state.SetAside
 	if err := n.db.SetAsideOps(ctx, "", func(s state.SetAside) error {
@@ -37,10 +42,9 @@ func (n *Node) resumeSetAside(ctx context.Context) error {
 		if !found {
 			continue
 		}
-		all, _ := n.ignoredPart(op)
-		switch {
-		case all && s.Why != whyIgnored:
-			still = append(still, setAsideOf(op, whyIgnored))
+		switch why, all, _ := n.setAside(op); {
+		case all && why != s.Why:
+			still = append(still, setAsideOf(op, why))
 		case !all:
 			due = append(due, op)
 		}
@@ -50,24 +54,20 @@ func (n *Node) resumeSetAside(ctx context.Context) error {
 			return err
 		}
 	}
-	sortCausal(due)
-	var failed error
-	for _, op := range due {
-		b := state.Batch{Resumed: []state.OpID{opID(op)}}
-		if _, part := n.ignoredPart(op); part != nil {
-			// A rename still half ignored stays set aside for its other
-			// half.
-			b = state.Batch{SetAside: []state.SetAside{setAsideOf(op, whyIgnored)}}
-		}
-		if err := n.placeAgain(ctx, op, b); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			n.log.Debug("a change set aside could not be carried out yet", "op", op.String(), "err", err)
-			failed = err
-			continue
-		}
-		n.log.Debug("a change set aside is carried out", "op", op.String())
+	if len(due) == 0 {
+		return nil
 	}
-	return failed
+	sortCausal(due)
+	blocked := newBlocks()
+	errs, err := n.applyWindow(ctx, due, nil, map[certs.DeviceID]uint64{}, blocked, nil, true)
+	if err != nil {
+		return err
+	}
+	for origin, op := range blocked.at {
+		return fmt.Errorf("a change set aside waits to be carried out: %s: %s", op.String(), blocked.why[origin])
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
 }

@@ -34,6 +34,12 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 		if op.Origin == n.id.ID || superseded == core.Whole {
 			continue
 		}
+		if _, all, _ := n.setAside(op); all {
+			continue // not carried out here: nothing to fetch
+		}
+		if _, part := n.ignoredPart(op); part != nil {
+			op = *part // what of it is carried out (see execute)
+		}
 		switch {
 		case op.Kind == oplog.KindWrite:
 			last[placement{op.Path, op.Hash}] = i
@@ -47,6 +53,9 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 	var wants []want
 	for _, i := range order {
 		op := batch.Op(i)
+		if _, part := n.ignoredPart(op); part != nil {
+			op = *part
+		}
 		p := op.Path
 		if op.Kind == oplog.KindRename {
 			p = op.NewPath

@@ -47,8 +47,10 @@ type Unplaced struct {
 	Path   string `json:"path"`
 	// Kind says why, in a word: "refused-name" (the folder's file system
 	// cannot hold the name), "case-conflict" (it cannot hold the name
-	// apart from Other), "unsafe-path" (no device may write there) or
-	// "cannot-write" (the disk refuses the write).
+	// apart from Other), "unsafe-path" (no device may write there),
+	// "ignored-in-the-way" (a receive-only device would have to remove
+	// what its rules ignore) or "cannot-write" (the disk refuses the
+	// write).
 	Kind   string    `json:"kind"`
 	Other  string    `json:"other,omitempty"`
 	Reason string    `json:"reason"`
@@ -59,7 +61,7 @@ type Unplaced struct {
 // this device, however often it is tried.
 func unplaceable(err error) bool {
 	var cc *CaseConflictError
-	return errors.Is(err, ErrUnsafePath) || errors.Is(err, volume.ErrRefused) || errors.As(err, &cc) ||
+	return errors.Is(err, ErrUnsafePath) || errors.Is(err, volume.ErrRefused) || errors.As(err, &cc) || errors.Is(err, errIgnoredInTheWay) ||
 		errors.Is(err, syscall.ENAMETOOLONG) || errors.Is(err, syscall.EILSEQ) || errors.Is(err, syscall.EINVAL) ||
 		errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EROFS)
 }

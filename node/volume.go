@@ -313,6 +313,8 @@ func unplacedKind(err error) string {
 		return "refused-name"
 	case errors.Is(err, ErrUnsafePath):
 		return "unsafe-path"
+	case errors.Is(err, errIgnoredInTheWay):
+		return "ignored-in-the-way"
 	}
 	return "cannot-write"
 }
