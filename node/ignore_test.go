@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drive-node/drive-node/watcher"
 )
 
 // recorded reports whether n has a live record of p.
@@ -180,5 +182,33 @@ func TestIgnoreRulesLastInForceWhenUnreadable(t *testing.T) {
 	}
 	if !strings.Contains(r.logs.String(), "the rules last in force apply") {
 		t.Fatalf("the log does not say the rules file could not be read:\n%s", r.logs)
+	}
+}
+
+// TestStaleGoneObservationRecordsNothing: a watcher whose rules changed
+// in the middle of a scan may report a recorded file gone that is on disk
+// (the walk skipped its directory under the old rules, the look for what
+// is missing ran under the new ones). The node looks again before it
+// records, and sends no delete.
+func TestStaleGoneObservationRecordsNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "build/out.o"), "object")
+	r := startNode(t, dir, freeUDPPort(t))
+	waitFor(t, "build/out.o recorded", func() string {
+		if !recorded(t, r, "build/out.o") {
+			return "not yet"
+		}
+		return ""
+	})
+	before := r.ops.Highest(r.ID())
+	if err := r.recordObserved(ctx, []watcher.Observation{{Path: "build/out.o"}, {Path: "build"}}); err != nil {
+		t.Fatal(err)
+	}
+	if !recorded(t, r, "build/out.o") {
+		t.Fatal("a stale report of a file gone removed its record")
+	}
+	if after := r.ops.Highest(r.ID()); after != before {
+		t.Fatalf("a stale report of a file gone made %d ops", after-before)
 	}
 }
