@@ -344,6 +344,12 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 			continue
 		}
 		rows, more, err := n.execute(ctx, batch, i, staged, &recs)
+		if errors.Is(err, errTouchesIgnored) {
+			n.log.Debug("remote op set aside: it would change what is ignored here", "op", op.String(), "err", err)
+			b.SetAside = append(b.SetAside, setAsideOf(op, whyIgnored))
+			b.Applied[op.Origin] = op.Seq
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -507,12 +513,32 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 	if err != nil {
 		return nil, nil, err
 	}
+	for _, e := range plan.Effects {
+		for _, p := range []string{e.Path, e.To} {
+			if p != "" && n.ignored(p, e.Kind == core.Mkdir || e.Kind == core.Rmdir) {
+				// An edit carried to a rename's target, a copy or a file
+				// moved out of the way, where the rules ignore.
+				return nil, nil, fmt.Errorf("%s: %w", p, errTouchesIgnored)
+			}
+		}
+	}
 	if n.decided != nil {
 		n.decided(op, plan)
 	}
 	n.log.Debug("remote op", "op", op.String(), "effects", len(plan.Effects), "records", len(plan.Records))
 	if n.cfg.Role == ReceiveOnly {
-		for _, e := range plan.Effects {
+		for i, e := range plan.Effects {
+			if e.Kind == core.Chmod {
+				// The plan takes the disk to hold the record's content;
+				// a local change may not: the peer's version replaces it.
+				rec, err := n.recordAt(ctx, e.Path, pending)
+				if err != nil {
+					return nil, nil, err
+				}
+				if rec == nil || !n.diskHolds(*rec) {
+					plan.Effects[i].Kind = core.Place
+				}
+			}
 			if err := n.yieldLocalLocked(ctx, effectTarget(e), pending, staged); err != nil {
 				return nil, nil, err
 			}

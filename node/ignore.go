@@ -130,6 +130,11 @@ func readRulesFile(open func() (io.ReadCloser, fs.FileInfo, error)) ([]byte, err
 	return io.ReadAll(io.LimitReader(f, maxIgnoreBytes))
 }
 
+// errTouchesIgnored is a remote op whose effects here would change a path
+// the rules ignore (an edit carried to a rename's target there): it is set
+// aside as if its own paths were ignored.
+var errTouchesIgnored = errors.New("the change would touch a path ignored here")
+
 // ignored reports whether p (a directory if dir) is not synced here: the
 // node's own files, and what the rules ignore.
 func (n *Node) ignored(p string, dir bool) bool {

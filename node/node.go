@@ -168,7 +168,6 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := newNode(cfg)
-	n.setAsideDue.Store(true) // what an earlier run set aside may be due
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -249,6 +248,7 @@ func newNode(cfg Config) *Node {
 		windowOps: applyWindowOps, windowBytes: applyWindowBytes,
 		peers: map[certs.DeviceID]*peerState{}, reserved: ignoreFunc(cfg.Folder, cfg.StateDir), ignorePoll: ignorePoll}
 	n.ignoreRules.Store(defaultRules())
+	n.setAsideDue.Store(true) // what an earlier run set aside may be due
 	return n
 }
 
@@ -535,7 +535,11 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 	if len(plan.Ops) == 0 && len(plan.MetaOnly) == 0 {
 		return nil
 	}
-	return n.commitLocalLocked(ctx, plan.Ops, plan.MetaOnly, look)
+	ops, err := n.splitRenamesOverSetAside(ctx, plan.Ops, known)
+	if err != nil {
+		return err
+	}
+	return n.commitLocalLocked(ctx, ops, plan.MetaOnly, look)
 }
 
 // commitLocalLocked logs ops as this device's changes, durably, then

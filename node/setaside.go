@@ -71,3 +71,30 @@ func (n *Node) resumeSetAside(ctx context.Context) error {
 	}
 	return nil
 }
+
+// splitRenamesOverSetAside makes each rename whose target has ops set
+// aside a removal of its source and a write of its target. A rename's
+// version takes in its source's, which may claim to follow a peer's op
+// at the target that this device set aside and never placed (it counted
+// it handled): the write, made after seeing only what is recorded at the
+// target, is concurrent with that op instead, so that neither is lost.
+func (n *Node) splitRenamesOverSetAside(ctx context.Context, ops []oplog.Op, known map[string]state.File) ([]oplog.Op, error) {
+	out := make([]oplog.Op, 0, len(ops))
+	for _, op := range ops {
+		if op.Kind == oplog.KindRename {
+			aside, err := n.db.SetAsideAt(ctx, op.NewPath)
+			if err != nil {
+				return nil, err
+			}
+			if aside {
+				from, to := known[op.Path], known[op.NewPath]
+				out = append(out,
+					oplog.Op{Kind: oplog.KindWrite, Path: op.NewPath, Hash: op.Hash, Size: op.Size, Mode: op.Mode, MTime: op.MTime, Parent: to.Version},
+					oplog.Op{Kind: oplog.KindDelete, Path: op.Path, Hash: from.Hash, Size: from.Size, Parent: from.Version})
+				continue
+			}
+		}
+		out = append(out, op)
+	}
+	return out, nil
+}

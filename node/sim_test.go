@@ -151,8 +151,10 @@ type sim struct {
 	// Unicode form, and names exFAT refuses.
 	mixed bool
 	// roles makes device 1 receive-only and gives device 2 rules of its
-	// own that ignore part of the folder (see rolesSetup).
-	roles bool
+	// own that ignore part of the folder (see rolesSetup); toggles has
+	// device 2's user add and remove those rules as the schedule goes,
+	// and remove them before the devices settle.
+	roles, toggles bool
 	// trace, if set, hears what device i decided and observed: for
 	// following one seed while debugging it.
 	trace func(i int, what string)
@@ -160,7 +162,7 @@ type sim struct {
 	// hold and listed (see checkMixed); localChanges and setAside what a
 	// roles simulation's mirror kept and its device with rules set
 	// aside.
-	unplaced, localChanges, setAside int
+	unplaced, localChanges, setAside, toggled int
 }
 
 func (s *sim) tracef(format string, args ...any) { s.log = append(s.log, fmt.Sprintf(format, args...)) }
@@ -338,6 +340,11 @@ func runSimOn(ctx context.Context, s *sim, n, steps int, dbDir string) (*sim, er
 			return s, fmt.Errorf("step %d: %w", step, err)
 		}
 	}
+	if s.toggles && s.reps[2].rules != "" {
+		if err := s.toggleRules(ctx); err != nil {
+			return s, err
+		}
+	}
 	if err := s.settle(ctx); err != nil {
 		return s, err
 	}
@@ -352,6 +359,9 @@ func runSimOn(ctx context.Context, s *sim, n, steps int, dbDir string) (*sim, er
 
 // step runs one scheduled event.
 func (s *sim) step(ctx context.Context, step, n int) error {
+	if s.toggles && s.rng.Intn(12) == 0 {
+		return s.toggleRules(ctx)
+	}
 	i, j := s.rng.Intn(n), s.rng.Intn(n)
 	switch k := s.rng.Intn(100); {
 	case k < 40:

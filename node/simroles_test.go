@@ -22,6 +22,26 @@ var simRolesSeeds = flag.Int("sim.rolesseeds", 200, "simulation seeds to run wit
 // simRules are the ignore rules of device 2 in a roles simulation.
 const simRules = "d2/\n*.doc\n"
 
+// toggleRules adds device 2's rules if it has none, or removes them, as
+// its user editing its rules file would: the rules are swapped under the
+// commit lock, the ops set aside are due, and the watcher's rescan
+// records what changed where they no longer apply.
+func (s *sim) toggleRules(ctx context.Context) error {
+	r := s.reps[2]
+	if r.rules == "" {
+		r.rules = simRules
+	} else {
+		r.rules = ""
+	}
+	s.tracef("rules of 2: %q", r.rules)
+	r.node.commitMu.Lock()
+	r.node.ignoreRules.Store(&ignoreRules{m: ruleMatcher(r.rules)})
+	r.node.commitMu.Unlock()
+	r.node.setAsideDue.Store(true)
+	s.toggled++
+	return r.scan(ctx)
+}
+
 // rolesSetup gives device i of a roles simulation its role and rules.
 func rolesSetup(i int, r *replica) {
 	switch i {
@@ -90,6 +110,18 @@ func (s *sim) checkRoles(ctx context.Context) error {
 		return fmt.Errorf("replica 1 (receive-only): %w", err)
 	}
 	ruled := s.reps[2]
+	if ruled.rules == "" {
+		// Its rules were removed: it caught up with everything they
+		// had kept from it, and is a device like the plain ones.
+		if len(ruled.wroteIgnored) > 0 {
+			return fmt.Errorf("replica 2: peers' ops wrote where its rules ignored: %v", ruled.wroteIgnored)
+		}
+		if err := s.sameAsFirst(ctx, []*replica{ruled}); err != nil {
+			return fmt.Errorf("replica 2, its rules removed: %w", err)
+		}
+		s.localChanges += len(local)
+		return nil
+	}
 	ignored := func(p string) bool { return ruled.node.ignored(p, false) || ruled.node.ignored(p, true) }
 	if len(ruled.wroteIgnored) > 0 {
 		return fmt.Errorf("replica 2: peers' ops wrote where its rules ignore: %v", ruled.wroteIgnored)
@@ -176,20 +208,22 @@ func TestSimulationRoles(t *testing.T) {
 	seeds := simSeedList(*simRolesSeeds)
 	start := time.Now()
 	results := runSeedsOf(t, seeds, func(seed int64) *sim {
-		return &sim{rng: rand.New(rand.NewSource(seed)), clock: newSimClock(), faults: *simFault, roles: true}
+		// Every third seed, device 2's user adds and removes its rules.
+		return &sim{rng: rand.New(rand.NewSource(seed)), clock: newSimClock(), faults: *simFault, roles: true, toggles: seed%3 == 0}
 	})
-	local, aside := 0, 0
+	local, aside, toggled := 0, 0, 0
 	for _, r := range results {
 		if r.err != nil {
 			r.fail(t)
 		}
 		local += r.sim.localChanges
 		aside += r.sim.setAside
+		toggled += r.sim.toggled
 	}
-	t.Logf("%d seeds with a mirror and a device with rules converged in %v; %d local changes kept on mirrors; %d ops set aside by rules",
-		len(seeds), time.Since(start).Round(time.Millisecond), local, aside)
-	if len(seeds) > 100 && (local == 0 || aside == 0) {
-		t.Fatal("no seed left a local change on the mirror or set an op aside: the schedule does not exercise them")
+	t.Logf("%d seeds with a mirror and a device with rules converged in %v; %d local changes kept on mirrors; %d ops set aside by rules; rules added or removed %d times",
+		len(seeds), time.Since(start).Round(time.Millisecond), local, aside, toggled)
+	if len(seeds) > 100 && (local == 0 || aside == 0 || toggled == 0) {
+		t.Fatal("no seed left a local change on the mirror, set an op aside or changed rules: the schedule does not exercise them")
 	}
 }
 

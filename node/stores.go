@@ -50,6 +50,7 @@ type stateStore interface {
 	VersionStats(ctx context.Context) (state.VersionStats, error)
 	SetAsideOps(ctx context.Context, why string, fn func(state.SetAside) error) error
 	SetAsideCounts(ctx context.Context) (map[string]int, error)
+	SetAsideAt(ctx context.Context, path string) (bool, error)
 	LocalChanges(ctx context.Context, fn func(state.LocalChange) error) error
 	ForgetLocalChanges(ctx context.Context) error
 	RecordedTimes(ctx context.Context) ([]state.OpTimes, error)

@@ -114,3 +114,17 @@ func (db *DB) SetAsideCounts(ctx context.Context) (map[string]int, error) {
 	}
 	return out, nil
 }
+
+// SetAsideAt reports whether an op set aside names path (as its path or
+// a rename's target).
+func (db *DB) SetAsideAt(ctx context.Context, path string) (bool, error) {
+	var found bool
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM set_aside WHERE path = ?1)
+			OR EXISTS (SELECT 1 FROM set_aside WHERE new_path = ?1 AND new_path != '')`, path).Scan(&found)
+	})
+	if err != nil {
+		return false, fmt.Errorf("state: %s: look for set-aside ops at %q: %w", db.path, path, err)
+	}
+	return found, nil
+}

@@ -42,6 +42,11 @@ func TestSetAsideWithTheAppliedVector(t *testing.T) {
 	if got := listSetAside(t, db, ""); len(got) != 3 {
 		t.Fatalf("all set-aside ops: %+v; want 3", got)
 	}
+	for p, want := range map[string]bool{"cache/x": true, "a": true, "videos/a": true, "report.txt": true, "other": false, "": false} {
+		if got, err := db.SetAsideAt(ctx, p); err != nil || got != want {
+			t.Fatalf("SetAsideAt(%q) = %v (%v); want %v", p, got, err, want)
+		}
+	}
 	counts, err := db.SetAsideCounts(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -185,6 +185,8 @@ func migrations() [][]string {
 				at_ns    INTEGER NOT NULL,
 				PRIMARY KEY (origin, seq)
 			) WITHOUT ROWID`,
+			`CREATE INDEX set_aside_by_path ON set_aside (path)`,
+			`CREATE INDEX set_aside_by_new_path ON set_aside (new_path) WHERE new_path != ''`,
 		},
 	}
 }
