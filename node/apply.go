@@ -337,16 +337,18 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 			continue
 		}
 		why, all, part := n.setAside(op)
-		if all {
-			n.log.Debug("remote op set aside", "op", op.String(), "why", why)
-			b.SetAside = append(b.SetAside, setAsideOf(op, why))
-			b.Applied[op.Origin] = op.Seq
-			continue
+		var rows []state.File
+		var more []string
+		var err error
+		if !all {
+			rows, more, err = n.execute(ctx, batch, i, staged, &recs)
+			// Its effects here would change an ignored path (an edit
+			// carried to a rename's target there).
+			all = errors.Is(err, errTouchesIgnored)
 		}
-		rows, more, err := n.execute(ctx, batch, i, staged, &recs)
-		if errors.Is(err, errTouchesIgnored) {
-			n.log.Debug("remote op set aside: it would change what is ignored here", "op", op.String(), "err", err)
-			b.SetAside = append(b.SetAside, setAsideOf(op, whyIgnored))
+		if all {
+			n.log.Debug("remote op set aside", "op", op.String(), "why", why, "err", err)
+			b.SetAside = append(b.SetAside, setAsideOf(op, why))
 			b.Applied[op.Origin] = op.Seq
 			continue
 		}
@@ -375,7 +377,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 			settled[r.Path] = r.Version
 		}
 		b.Applied[op.Origin] = op.Seq
-		if part {
+		if part != nil {
 			// Carried out but for its ignored half, for which it stays
 			// set aside.
 			b.SetAside = append(b.SetAside, setAsideOf(op, why))

@@ -49,7 +49,18 @@ const (
 type ignoreRules struct {
 	m              *ignore.Matcher
 	folder, device []byte
-	deviceStamp    fileStamp
+	// folderRules and deviceRules count the rules of each text.
+	folderRules, deviceRules int
+	deviceStamp              fileStamp
+}
+
+// newIgnoreRules puts the defaults, then the folder's rules, then the
+// device's (from devicePath), each able to override what comes before,
+// into one matcher.
+func newIgnoreRules(folder, device []byte, devicePath string) *ignoreRules {
+	fr, dr := ignore.Parse(IgnoreFileName, folder), ignore.Parse(devicePath, device)
+	return &ignoreRules{m: ignore.New(ignore.Defaults(), fr, dr), folder: folder, device: device,
+		folderRules: len(fr), deviceRules: len(dr), deviceStamp: stampOf(devicePath)}
 }
 
 // fileStamp tells a file's change without reading it.
@@ -72,21 +83,14 @@ func (r *ignoreRules) sameRules(o *ignoreRules) bool {
 	return r != nil && o != nil && bytes.Equal(r.folder, o.folder) && bytes.Equal(r.device, o.device)
 }
 
-// defaultRules is the defaults alone: what is in force before the files
-// are read.
-func defaultRules() *ignoreRules {
-	return &ignoreRules{m: ignore.New(ignore.Defaults())}
-}
-
 // readIgnoreRules reads the folder's rules file (through root; absent is
-// no rules) and the device's, in stateDir, and builds the matcher: the
-// defaults first, then the folder's rules, then the device's, each able to
-// override what comes before.
+// no rules) and the device's, in stateDir, and builds the matcher (see
+// newIgnoreRules).
 func readIgnoreRules(root Folder, stateDir string) (*ignoreRules, error) {
-	r := &ignoreRules{}
+	var folder, device []byte
 	var err error
 	if root != nil {
-		if r.folder, err = readRulesFile(func() (io.ReadCloser, fs.FileInfo, error) {
+		if folder, err = readRulesFile(func() (io.ReadCloser, fs.FileInfo, error) {
 			st, err := root.Lstat(IgnoreFileName)
 			if err != nil || !st.Mode().IsRegular() {
 				return nil, st, err
@@ -98,8 +102,7 @@ func readIgnoreRules(root Folder, stateDir string) (*ignoreRules, error) {
 		}
 	}
 	devicePath := filepath.Join(stateDir, DeviceIgnoreName)
-	r.deviceStamp = stampOf(devicePath)
-	if r.device, err = readRulesFile(func() (io.ReadCloser, fs.FileInfo, error) {
+	if device, err = readRulesFile(func() (io.ReadCloser, fs.FileInfo, error) {
 		st, err := os.Stat(devicePath)
 		if err != nil || !st.Mode().IsRegular() {
 			return nil, st, err
@@ -109,8 +112,7 @@ func readIgnoreRules(root Folder, stateDir string) (*ignoreRules, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("read %s: %w", devicePath, err)
 	}
-	r.m = ignore.New(ignore.Defaults(), ignore.Parse(IgnoreFileName, r.folder), ignore.Parse(devicePath, r.device))
-	return r, nil
+	return newIgnoreRules(folder, device, devicePath), nil
 }
 
 // readRulesFile reads what open opens; a file that is not there, or is
@@ -220,8 +222,7 @@ func (n *Node) loadIgnoreLocked(ctx context.Context) {
 			return
 		}
 		n.log.Warn("the ignore rules cannot be read; the rules last in force apply", "err", err)
-		r = &ignoreRules{folder: last.Folder, device: last.Device, deviceStamp: stampOf(filepath.Join(n.cfg.StateDir, DeviceIgnoreName)),
-			m: ignore.New(ignore.Defaults(), ignore.Parse(IgnoreFileName, last.Folder), ignore.Parse(filepath.Join(n.cfg.StateDir, DeviceIgnoreName), last.Device))}
+		r = newIgnoreRules(last.Folder, last.Device, filepath.Join(n.cfg.StateDir, DeviceIgnoreName))
 	} else if raw, err := json.Marshal(ignoreTexts{r.folder, r.device}); err == nil {
 		if prev, _, _ := n.db.Meta(ctx, metaIgnoreRules); prev != string(raw) {
 			if err := n.db.SetMeta(ctx, metaIgnoreRules, string(raw)); err != nil {
@@ -234,8 +235,7 @@ func (n *Node) loadIgnoreLocked(ctx context.Context) {
 	if old.sameRules(r) {
 		return
 	}
-	n.log.Info("ignore rules in force", "folder_rules", len(ignore.Parse(IgnoreFileName, r.folder)),
-		"device_rules", len(ignore.Parse(DeviceIgnoreName, r.device)))
+	n.log.Info("ignore rules in force", "folder_rules", r.folderRules, "device_rules", r.deviceRules)
 	n.setAsideDue.Store(true)
 	n.rescanKick.Kick()
 	n.kickApply()

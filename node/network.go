@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"io/fs"
 
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/quicnet/discovery"
+	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/watcher"
 )
 
@@ -108,14 +110,24 @@ func (n *Node) diskDiffers(ctx context.Context, p string, pending *batchRecords,
 		}
 	}
 	st, serr := n.lstat(p, seen)
+	return !n.holds(st, serr, rec), nil
+}
+
+// holds reports whether what a look at a path found (st, or the error
+// err) is what rec says is there: nothing for no record or a tombstone, a
+// directory, or a file, whose size and mtime stand for its content as for
+// the watcher.
+func (n *Node) holds(st fs.FileInfo, err error, rec *state.File) bool {
+	live := rec != nil && !rec.Deleted
 	switch {
-	case serr != nil && !live:
-		return false, nil
-	case serr == nil && live && st.IsDir() == rec.Dir &&
-		(rec.Dir || (st.Size() == rec.Size && n.sameMTime(st.ModTime().UnixNano(), rec.MTime))):
-		return false, nil
+	case err != nil:
+		return !live
+	case !live:
+		return false
+	case rec.Dir:
+		return st.IsDir()
 	}
-	return true, nil
+	return !st.IsDir() && st.Size() == rec.Size && n.sameMTime(st.ModTime().UnixNano(), rec.MTime)
 }
 
 // peerMissing reports whether a paired device is not connected (or the

@@ -247,8 +247,10 @@ func newNode(cfg Config) *Node {
 		stallAfter: stallAfter, stallCheck: stallCheck, fetchWorkers: fetchWorkers,
 		windowOps: applyWindowOps, windowBytes: applyWindowBytes,
 		peers: map[certs.DeviceID]*peerState{}, reserved: ignoreFunc(cfg.Folder, cfg.StateDir), ignorePoll: ignorePoll}
-	n.ignoreRules.Store(defaultRules())
-	n.setAsideDue.Store(true) // what an earlier run set aside may be due
+	// The defaults rule until the files are read, and what an earlier
+	// run set aside may be due.
+	n.ignoreRules.Store(newIgnoreRules(nil, nil, ""))
+	n.setAsideDue.Store(true)
 	return n
 }
 

@@ -222,6 +222,13 @@ func (n *Node) restoreTree(ctx context.Context, req RestoreRequest, dirs []strin
 			}
 		}
 	}
+	return n.carryOutRestore(ctx, req, steps, results)
+}
+
+// carryOutRestore fetches what steps need, carries them out, and returns
+// what they did with results (paths already as asked), in path order,
+// noting the restore for status.
+func (n *Node) carryOutRestore(ctx context.Context, req RestoreRequest, steps []restoreStep, results []RestoreResult) ([]RestoreResult, error) {
 	temps, missing := n.restoreContents(ctx, steps)
 	defer func() {
 		for _, name := range temps {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -148,30 +149,22 @@ func (n *Node) Revert(ctx context.Context) ([]RestoreResult, error) {
 	if len(steps) == 0 {
 		return nil, nil
 	}
-	temps, missing := n.restoreContents(ctx, steps)
-	defer func() {
-		for _, name := range temps {
-			n.folderRoot().Remove(name)
-		}
-	}()
-	results, err := n.applyRestore(context.WithoutCancel(ctx), steps, temps, missing)
-	slices.SortFunc(results, func(a, b RestoreResult) int { return strings.Compare(a.Path, b.Path) })
-	n.noteRestore(ctx, req, results)
-	return results, err
+	return n.carryOutRestore(ctx, req, steps, nil)
 }
 
 // setAside says whether this device sets the remote op aside, all of it
-// or (a rename half ignored) a part, and why: its paths are ignored here
-// (see ignoredPart), or the device is send-only.
-func (n *Node) setAside(op oplog.Op) (why string, all, part bool) {
-	ign, p := n.ignoredPart(op)
+// or (a rename half ignored) a part, and why: its paths are ignored here,
+// or the device is send-only. part is then the op to carry out (see
+// ignoredPart).
+func (n *Node) setAside(op oplog.Op) (why string, all bool, part *oplog.Op) {
+	ign, part := n.ignoredPart(op)
 	switch {
 	case ign:
-		return whyIgnored, true, false
+		return whyIgnored, true, nil
 	case n.cfg.Role == SendOnly && op.Origin != n.id.ID:
-		return whySendOnly, true, false
+		return whySendOnly, true, nil
 	}
-	return whyIgnored, false, p != nil
+	return whyIgnored, false, part
 }
 
 // Differing is a path where peers made changes a send-only device did not
@@ -211,13 +204,7 @@ func differing(ctx context.Context, db interface {
 	}); err != nil {
 		return nil, 0, err
 	}
-	paths := slices.Sorted(func(yield func(string) bool) {
-		for p := range byPath {
-			if !yield(p) {
-				return
-			}
-		}
-	})
+	paths := slices.Sorted(maps.Keys(byPath))
 	out := make([]Differing, 0, min(len(paths), max))
 	for _, p := range paths[:min(len(paths), max)] {
 		out = append(out, *byPath[p])
@@ -402,16 +389,8 @@ func (n *Node) removeLocalTree(ctx context.Context, p string, staged *stagedSet)
 }
 
 // diskHolds reports whether the folder holds what the record r says is at
-// its path (for a file, by size and mtime, as the watcher tells).
+// its path (see holds).
 func (n *Node) diskHolds(r state.File) bool {
 	st, err := n.folderRoot().Lstat(r.Path)
-	switch {
-	case err != nil:
-		return r.Deleted
-	case r.Deleted:
-		return false
-	case r.Dir:
-		return st.IsDir()
-	}
-	return !st.IsDir() && st.Size() == r.Size && n.sameMTime(st.ModTime().UnixNano(), r.MTime)
+	return n.holds(st, err, &r)
 }

@@ -29,7 +29,6 @@ import (
 	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/node/internal/core"
 	"github.com/drive-node/drive-node/node/internal/folder"
-	"github.com/drive-node/drive-node/node/internal/ignore"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/state"
@@ -267,7 +266,7 @@ func (r *replica) start(ctx context.Context) error {
 	n.decided = r.count
 	n.cfg.Role = r.role
 	if r.rules != "" {
-		n.ignoreRules.Store(&ignoreRules{m: ruleMatcher(r.rules)})
+		n.ignoreRules.Store(newIgnoreRules(nil, []byte(r.rules), "(sim)"))
 	}
 	n.setFolder(r.folder)
 	n.probeVolume(ctx)
@@ -629,9 +628,3 @@ var simKeys, simPrivate = func() ([]oplog.OriginKey, []*ecdsa.PrivateKey) {
 
 // simKey returns device i's key.
 func simKey(i int) *ecdsa.PrivateKey { return simPrivate[i] }
-
-// ruleMatcher is the defaults and rules, as a device's own file would
-// give them.
-func ruleMatcher(rules string) *ignore.Matcher {
-	return ignore.New(ignore.Defaults(), ignore.Parse("(sim)", []byte(rules)))
-}

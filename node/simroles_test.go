@@ -35,7 +35,7 @@ func (s *sim) toggleRules(ctx context.Context) error {
 	}
 	s.tracef("rules of 2: %q", r.rules)
 	r.node.commitMu.Lock()
-	r.node.ignoreRules.Store(&ignoreRules{m: ruleMatcher(r.rules)})
+	r.node.ignoreRules.Store(newIgnoreRules(nil, []byte(r.rules), "(sim)"))
 	r.node.commitMu.Unlock()
 	r.node.setAsideDue.Store(true)
 	s.toggled++
@@ -56,7 +56,7 @@ func rolesSetup(i int, r *replica) {
 	}
 	r.node.cfg.Role = r.role
 	if r.rules != "" {
-		r.node.ignoreRules.Store(&ignoreRules{m: ruleMatcher(r.rules)})
+		r.node.ignoreRules.Store(newIgnoreRules(nil, []byte(r.rules), "(sim)"))
 	}
 }
 

@@ -29,16 +29,18 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 		hash content.Hash
 	}
 	last := map[placement]int{}
+	carried := map[int]oplog.Op{} // what of ops half ignored is carried out (see execute)
 	for i := lo; i < hi; i++ {
 		op, superseded := batch.Op(i), batch.Superseded(i)
 		if op.Origin == n.id.ID || superseded == core.Whole {
 			continue
 		}
-		if _, all, _ := n.setAside(op); all {
+		_, all, part := n.setAside(op)
+		if all {
 			continue // not carried out here: nothing to fetch
 		}
-		if _, part := n.ignoredPart(op); part != nil {
-			op = *part // what of it is carried out (see execute)
+		if part != nil {
+			op, carried[i] = *part, *part
 		}
 		switch {
 		case op.Kind == oplog.KindWrite:
@@ -52,9 +54,9 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 	order := slices.Sorted(maps.Values(last))
 	var wants []want
 	for _, i := range order {
-		op := batch.Op(i)
-		if _, part := n.ignoredPart(op); part != nil {
-			op = *part
+		op, ok := carried[i]
+		if !ok {
+			op = batch.Op(i)
 		}
 		p := op.Path
 		if op.Kind == oplog.KindRename {
