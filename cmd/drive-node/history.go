@@ -60,15 +60,9 @@ func onNode(f *nodeFlags, stderr io.Writer, network bool, fn func(ctx context.Co
 	if lockfile.Held(lockPath) {
 		return fmt.Errorf("the daemon runs (pid %d) but its control socket in %s does not answer", lockfile.HolderPID(lockPath), stateDir)
 	}
-	folder := f.loc.folderPath()
-	if folder == "" {
-		st, err := node.ReadStatus(ctx, stateDir)
-		if err != nil {
-			return err
-		}
-		if folder = st.Folder; folder == "" {
-			return errors.New("give --folder DIR: the state dir does not say which folder it syncs")
-		}
+	folder, err := f.loc.syncedFolder(ctx, stateDir)
+	if err != nil {
+		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// The version store, the brake and the role keep the settings the

@@ -172,6 +172,22 @@ func (l *locationFlags) folderPath() string {
 	return abs
 }
 
+// syncedFolder is the folder given, or else the one the state in stateDir
+// says it syncs.
+func (l *locationFlags) syncedFolder(ctx context.Context, stateDir string) (string, error) {
+	if folder := l.folderPath(); folder != "" {
+		return folder, nil
+	}
+	st, err := node.ReadStatus(ctx, stateDir)
+	if err != nil {
+		return "", err
+	}
+	if st.Folder == "" {
+		return "", errors.New("give --folder DIR: the state dir does not say which folder it syncs")
+	}
+	return st.Folder, nil
+}
+
 // stateDir resolves where the state lives; the folder must exist when it
 // is what locates the state.
 func (l *locationFlags) stateDir() (string, error) {

@@ -95,15 +95,9 @@ func runIgnore(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	folder := loc.folderPath()
-	if folder == "" {
-		st, err := node.ReadStatus(context.Background(), stateDir)
-		if err != nil {
-			return err
-		}
-		if folder = st.Folder; folder == "" {
-			return errors.New("give --folder DIR: the state dir does not say which folder it syncs")
-		}
+	folder, err := loc.syncedFolder(context.Background(), stateDir)
+	if err != nil {
+		return err
 	}
 	var paths []string
 	for _, a := range fs.Args() {
