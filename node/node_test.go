@@ -265,6 +265,15 @@ func (m *memSource) OpenContent(_ context.Context, h content.Hash) (io.ReadSeekC
 	return readSeekNopCloser{bytes.NewReader(b)}, int64(len(b)), nil
 }
 
+func (m *memSource) OpenChunkList(_ context.Context, h content.Hash) (io.ReadCloser, int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.data[h]; !ok {
+		return nil, 0, fs.ErrNotExist
+	}
+	return nil, 0, nil
+}
+
 type readSeekNopCloser struct{ *bytes.Reader }
 
 func (readSeekNopCloser) Close() error { return nil }

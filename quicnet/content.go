@@ -141,6 +141,68 @@ func (p *Peer) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.W
 	return resp.Size, nil
 }
 
+// FetchChunkList asks the peer for the chunk list of the content with
+// hash h and copies it to dst, returning its length. It returns 0 and no
+// error when the peer has the content but no chunk list for it (fetch it
+// whole), and an error wrapping ErrNotFound when the peer does not have
+// the content. A list longer than limit is refused before any of it is
+// read, and the stream reset. It takes a fetch slot as Fetch does. The
+// caller checks the list against h.
+func (p *Peer) FetchChunkList(ctx context.Context, h content.Hash, limit int64, dst io.Writer) (int64, error) {
+	cs, err := p.openContent(ctx, &wire.ChunkListRequest{Hash: h})
+	if err != nil {
+		return 0, fmt.Errorf("quicnet: fetch chunk list of %s from %s: %w", h.Short(), p.ID.Short(), err)
+	}
+	complete := false
+	defer func() { cs.done(complete) }()
+	resp, err := readChunkListResponse(cs)
+	if err != nil {
+		return 0, fmt.Errorf("quicnet: fetch chunk list of %s from %s: %w", h.Short(), p.ID.Short(), ctxOr(ctx, err))
+	}
+	if !resp.Found {
+		complete = true
+		return 0, fmt.Errorf("quicnet: fetch chunk list of %s from %s: %w", h.Short(), p.ID.Short(), ErrNotFound)
+	}
+	if resp.Length > limit {
+		return 0, fmt.Errorf("quicnet: fetch chunk list of %s from %s: a list of %d bytes, over the limit of %d", h.Short(), p.ID.Short(), resp.Length, limit)
+	}
+	n, err := copyContent(dst, cs, resp.Length)
+	if err != nil {
+		return n, fmt.Errorf("quicnet: fetch chunk list of %s from %s: %d of %d bytes: %w", h.Short(), p.ID.Short(), n, resp.Length, ctxOr(ctx, err))
+	}
+	complete = true
+	return resp.Length, nil
+}
+
+// FetchRange asks the peer for length bytes of the content with hash h
+// from offset on and copies them to dst, returning the content's full
+// size. It fails wrapping ErrNotFound when the peer does not have the
+// content or it ends before offset+length; when the stream ends short or
+// a write to dst fails, the stream is reset. It takes a fetch slot as
+// Fetch does. The caller verifies the bytes.
+func (p *Peer) FetchRange(ctx context.Context, h content.Hash, offset, length int64, dst io.Writer) (int64, error) {
+	cs, err := p.openContent(ctx, &wire.RangeRequest{Hash: h, Offset: offset, Length: length})
+	if err != nil {
+		return 0, fmt.Errorf("quicnet: fetch %s bytes %d+%d from %s: %w", h.Short(), offset, length, p.ID.Short(), err)
+	}
+	complete := false
+	defer func() { cs.done(complete) }()
+	resp, err := readResponse(cs)
+	if err != nil {
+		return 0, fmt.Errorf("quicnet: fetch %s bytes %d+%d from %s: %w", h.Short(), offset, length, p.ID.Short(), ctxOr(ctx, err))
+	}
+	if !resp.Found {
+		complete = true
+		return 0, fmt.Errorf("quicnet: fetch %s bytes %d+%d from %s: %w", h.Short(), offset, length, p.ID.Short(), ErrNotFound)
+	}
+	n, err := copyContent(dst, cs, length)
+	if err != nil {
+		return resp.Size, fmt.Errorf("quicnet: fetch %s bytes %d+%d from %s: %d of %d bytes: %w", h.Short(), offset, length, p.ID.Short(), n, length, ctxOr(ctx, err))
+	}
+	complete = true
+	return resp.Size, nil
+}
+
 // FetchBatch asks the peer for the whole contents hs (at most
 // wire.MaxBatch) on one stream, and calls each for them in order: with
 // the content's size and a reader of exactly its bytes, or with size -1
@@ -210,6 +272,18 @@ func readResponse(r io.Reader) (*wire.ContentResponse, error) {
 	return resp, nil
 }
 
+func readChunkListResponse(r io.Reader) (*wire.ChunkListResponse, error) {
+	m, err := wire.ReadFrame(r)
+	if err != nil {
+		return nil, err
+	}
+	resp, ok := m.(*wire.ChunkListResponse)
+	if !ok {
+		return nil, fmt.Errorf("got %s, want chunk-list-response", m.Type())
+	}
+	return resp, nil
+}
+
 // Bounds on content streams (Transport fields that tests shorten):
 //   - contentRequestWait: how long a request may take to arrive after the
 //     stream's kind; the opener writes both at once, so only a peer holding
@@ -230,10 +304,11 @@ const (
 )
 
 // serveContent answers one content stream: a single content (from an
-// offset) or a batch of whole contents. The request is read within
-// wire.MaxContentRequestFrame and Transport.requestWait; a stream whose
-// request is longer, late or bad is reset both ways, so it holds neither
-// memory nor one of the connection's streams.
+// offset), a byte range of one, a batch of whole contents, or a chunk
+// list. The request is read within wire.MaxContentRequestFrame and
+// Transport.requestWait; a stream whose request is longer, late or bad
+// is reset both ways, so it holds neither memory nor one of the
+// connection's streams.
 func (p *Peer) serveContent(s *quic.Stream) {
 	defer s.Close()
 	s.SetReadDeadline(time.Now().Add(p.t.requestWait))
@@ -253,18 +328,33 @@ func (p *Peer) serveContent(s *quic.Stream) {
 		// What the transfer cost the connection, for tuning: losses and
 		// the congestion window explain a slow large transfer.
 		start, before := time.Now(), p.conn.ConnectionStats()
-		if !p.sendContent(w, req.Hash, req.Offset) {
+		if !p.sendContent(w, req.Hash, req.Offset, -1) {
 			s.CancelWrite(codeStreamDone)
 		}
 		after := p.conn.ConnectionStats()
 		p.t.log.Debug("content sent", "peer", p.ID.Short(), "hash", req.Hash.Short(), "took", time.Since(start),
 			"packets", after.PacketsSent-before.PacketsSent, "lost", after.PacketsLost-before.PacketsLost,
 			"cwnd", after.CongestionWindow, "srtt", after.SmoothedRTT)
+	case *wire.RangeRequest:
+		start, before := time.Now(), p.conn.ConnectionStats()
+		if !p.sendContent(w, req.Hash, req.Offset, req.Length) {
+			s.CancelWrite(codeStreamDone)
+		}
+		after := p.conn.ConnectionStats()
+		p.t.log.Debug("range sent", "peer", p.ID.Short(), "hash", req.Hash.Short(), "offset", req.Offset, "length", req.Length,
+			"took", time.Since(start), "packets", after.PacketsSent-before.PacketsSent, "lost", after.PacketsLost-before.PacketsLost,
+			"cwnd", after.CongestionWindow, "srtt", after.SmoothedRTT)
+	case *wire.ChunkListRequest:
+		start := time.Now()
+		if !p.sendChunkList(w, req.Hash) {
+			s.CancelWrite(codeStreamDone)
+		}
+		p.t.log.Debug("chunk list sent", "peer", p.ID.Short(), "hash", req.Hash.Short(), "took", time.Since(start))
 	case *wire.ContentBatchRequest:
 		// Small contents are gathered into few large writes.
 		bw := bufio.NewWriterSize(w, 64<<10)
 		for _, h := range req.Hashes {
-			if !p.sendContent(bw, h, 0) {
+			if !p.sendContent(bw, h, 0, -1) {
 				s.CancelWrite(codeStreamDone)
 				return
 			}
@@ -279,12 +369,17 @@ func (p *Peer) serveContent(s *quic.Stream) {
 }
 
 // sendContent writes the response for h and, when this device has it,
-// its bytes from offset on. It reports false when the stream must end
-// early: the write failed, or the file changed or vanished under it (the
-// receiver's hash check refuses what it got and asks again).
-func (p *Peer) sendContent(w io.Writer, h content.Hash, offset int64) bool {
+// length of its bytes from offset on, or all of them from offset on when
+// length is negative; a content that ends before is not found. It
+// reports false when the stream must end early: the write failed, or the
+// file changed or vanished under it (the receiver's hash check refuses
+// what it got and asks again).
+func (p *Peer) sendContent(w io.Writer, h content.Hash, offset, length int64) bool {
 	r, size, err := p.t.cfg.Content.OpenContent(p.ctx, h)
-	if err != nil || offset > size {
+	if err == nil && length < 0 {
+		length = size - offset
+	}
+	if err != nil || offset > size || length > size-offset {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			p.t.log.Warn("serving content failed", "peer", p.ID.Short(), "hash", h.Short(), "err", err)
 		}
@@ -302,7 +397,36 @@ func (p *Peer) sendContent(w io.Writer, h content.Hash, offset int64) bool {
 	if err := wire.WriteFrame(w, &wire.ContentResponse{Found: true, Size: size}); err != nil {
 		return false
 	}
-	_, err = copyContent(w, r, size-offset)
+	_, err = copyContent(w, r, length)
+	return err == nil
+}
+
+// sendChunkList writes the response for the chunk list of h and, when
+// this device has one, the list. It reports false when the stream must
+// end early: the write failed, or the list could not be read whole.
+func (p *Peer) sendChunkList(w io.Writer, h content.Hash) bool {
+	r, n, err := p.t.cfg.Content.OpenChunkList(p.ctx, h)
+	if r != nil {
+		defer r.Close()
+	}
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			p.t.log.Warn("serving chunk list failed", "peer", p.ID.Short(), "hash", h.Short(), "err", err)
+		}
+		return wire.WriteFrame(w, &wire.ChunkListResponse{}) == nil
+	}
+	if r != nil && (n < 0 || n > wire.MaxChunkListBytes) {
+		// The content is held: the peer can still fetch it whole.
+		p.t.log.Warn("chunk list not served", "peer", p.ID.Short(), "hash", h.Short(), "length", n, "limit", int64(wire.MaxChunkListBytes))
+		r, n = nil, 0
+	}
+	if r == nil || n == 0 {
+		return wire.WriteFrame(w, &wire.ChunkListResponse{Found: true}) == nil
+	}
+	if err := wire.WriteFrame(w, &wire.ChunkListResponse{Found: true, Length: n}); err != nil {
+		return false
+	}
+	_, err = copyContent(w, r, n)
 	return err == nil
 }
 

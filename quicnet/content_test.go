@@ -1,6 +1,7 @@
 package quicnet
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -180,6 +181,10 @@ func (c *blockingContent) OpenContent(ctx context.Context, h content.Hash) (io.R
 	return c.data.OpenContent(ctx, h)
 }
 
+func (c *blockingContent) OpenChunkList(ctx context.Context, h content.Hash) (io.ReadCloser, int64, error) {
+	return c.data.OpenChunkList(ctx, h)
+}
+
 // markClosed records that Close returned and reports how many calls were
 // running then.
 func (c *blockingContent) markClosed() int {
@@ -252,5 +257,143 @@ func TestCloseWaitsForContentServing(t *testing.T) {
 	defer src.mu.Unlock()
 	if src.late {
 		t.Fatal("OpenContent was called after Close returned")
+	}
+}
+
+// listContent serves contents as memContent does, and for the contents
+// in lists their chunk lists.
+type listContent struct {
+	memContent
+	lists map[content.Hash][]byte
+}
+
+func (c listContent) OpenChunkList(ctx context.Context, h content.Hash) (io.ReadCloser, int64, error) {
+	if l, ok := c.lists[h]; ok {
+		return io.NopCloser(bytes.NewReader(l)), int64(len(l)), nil
+	}
+	return c.memContent.OpenChunkList(ctx, h)
+}
+
+// patterned returns n bytes, byte i being i mod 251: bytes taken from the
+// wrong place do not match.
+func patterned(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}
+
+// TestFetchChunkList: a list arrives byte for byte, a short one and one
+// copied in large pieces; a content the peer holds without a list gives
+// 0 and nothing written; one it lacks gives ErrNotFound. A list over the
+// caller's limit is refused with nothing of it written, more times than
+// there are fetch slots: each refusal gives its slot back.
+func TestFetchChunkList(t *testing.T) {
+	small, large := patterned(100), patterned(4*largeCopy+7)
+	withSmall, withLarge, noList := content.Sum([]byte("a")), content.Sum([]byte("b")), content.Sum([]byte("c"))
+	src := listContent{
+		memContent: memContent{withSmall: []byte("a"), withLarge: []byte("b"), noList: []byte("c")},
+		lists:      map[content.Hash][]byte{withSmall: small, withLarge: large},
+	}
+	a, b := pairedTestNodes(t, memContent{}, src)
+	ctx := context.Background()
+	if _, err := a.t.Dial(ctx, b.addr(), b.id.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitPeer(t, b)
+	pa := waitPeer(t, a)
+
+	for _, c := range []struct {
+		name string
+		h    content.Hash
+		want []byte
+	}{{"short list", withSmall, small}, {"long list", withLarge, large}, {"no list", noList, nil}} {
+		var buf bytes.Buffer
+		n, err := pa.FetchChunkList(ctx, c.h, int64(len(large)), &buf)
+		if err != nil || n != int64(len(c.want)) || !bytes.Equal(buf.Bytes(), c.want) {
+			t.Errorf("%s: got %d bytes (%d written), %v; want the %d bytes of the list", c.name, n, buf.Len(), err, len(c.want))
+		}
+	}
+	var buf bytes.Buffer
+	if n, err := pa.FetchChunkList(ctx, content.Sum([]byte("missing")), 1<<20, &buf); !errors.Is(err, ErrNotFound) || n != 0 || buf.Len() != 0 {
+		t.Errorf("unknown content: %d bytes (%d written), %v; want ErrNotFound", n, buf.Len(), err)
+	}
+	for range cap(pa.fetchSlots) + 1 {
+		n, err := pa.FetchChunkList(ctx, withLarge, int64(len(large))-1, &buf)
+		if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "over the limit") || n != 0 || buf.Len() != 0 {
+			t.Fatalf("a list over the limit: %d bytes (%d written), %v; want it refused unread", n, buf.Len(), err)
+		}
+	}
+	if n, err := pa.FetchChunkList(ctx, withLarge, int64(len(large)), &buf); err != nil || !bytes.Equal(buf.Bytes(), large) {
+		t.Fatalf("fetch after refused lists: %d bytes, %v", n, err)
+	}
+}
+
+// TestFetchRange: ranges arrive byte for byte, from the middle of a
+// content copied in large pieces, a short one, the last byte and the
+// whole, each with the content's full size; a range past the content's
+// end, and a content the peer lacks, give ErrNotFound with nothing
+// written.
+func TestFetchRange(t *testing.T) {
+	data := patterned(3<<20 + 11)
+	h := content.Sum(data)
+	pa := connectedPair(t, memContent{h: data})
+	ctx := context.Background()
+	end := int64(len(data))
+	for _, c := range []struct{ off, n int64 }{{1<<20 + 5, 1<<20 + 3}, {1000, 10}, {end - 1, 1}, {0, end}} {
+		var buf bytes.Buffer
+		size, err := pa.FetchRange(ctx, h, c.off, c.n, &buf)
+		if err != nil || size != end || !bytes.Equal(buf.Bytes(), data[c.off:c.off+c.n]) {
+			t.Errorf("%d bytes at %d: size %d, %d bytes written, %v; want size %d and the range", c.n, c.off, size, buf.Len(), err, end)
+		}
+	}
+	for _, c := range []struct {
+		h      content.Hash
+		off, n int64
+	}{{h, end, 1}, {h, end - 10, 11}, {h, 1 << 40, 1}, {content.Sum([]byte("missing")), 0, 1}} {
+		var buf bytes.Buffer
+		if _, err := pa.FetchRange(ctx, c.h, c.off, c.n, &buf); !errors.Is(err, ErrNotFound) || buf.Len() != 0 {
+			t.Errorf("%d bytes at %d of %s: %v, %d bytes written; want ErrNotFound", c.n, c.off, c.h.Short(), err, buf.Len())
+		}
+	}
+}
+
+// failingWriter takes n bytes, then fails every write with err.
+type failingWriter struct {
+	n   int
+	err error
+}
+
+func (w *failingWriter) Write(b []byte) (int, error) {
+	if len(b) <= w.n {
+		w.n -= len(b)
+		return len(b), nil
+	}
+	k := w.n
+	w.n = 0
+	return k, w.err
+}
+
+// TestFetchRangeWriteFails: a dst that fails part-way through a range
+// ends the fetch with its error; the stream is reset and its slot given
+// back, so fetches go on, more of them than there are slots.
+func TestFetchRangeWriteFails(t *testing.T) {
+	data := patterned(3 << 20)
+	h := content.Sum(data)
+	pa := connectedPair(t, memContent{h: data})
+	ctx := context.Background()
+	diskFull := errors.New("disk full")
+	for _, n := range []int64{2 << 20, 1000} { // copied in large pieces, and not
+		size, err := pa.FetchRange(ctx, h, 1<<20, n, &failingWriter{n: int(n / 3), err: diskFull})
+		if !errors.Is(err, diskFull) || size != int64(len(data)) {
+			t.Fatalf("%d bytes into a failing dst: size %d, %v; want the dst's error", n, size, err)
+		}
+	}
+	for range 3 * cap(pa.fetchSlots) {
+		var buf bytes.Buffer
+		if _, err := pa.FetchRange(ctx, h, 5, 100, &buf); err != nil || !bytes.Equal(buf.Bytes(), data[5:105]) {
+			t.Fatalf("fetch after a failed one: %v", err)
+		}
 	}
 }

@@ -136,6 +136,10 @@ func (c *closeSignal) OpenContent(context.Context, content.Hash) (io.ReadSeekClo
 	return &signalReader{bytes.NewReader(c.data), c.closed}, int64(len(c.data)), nil
 }
 
+func (c *closeSignal) OpenChunkList(context.Context, content.Hash) (io.ReadCloser, int64, error) {
+	return nil, 0, nil
+}
+
 type signalReader struct {
 	*bytes.Reader
 	closed chan struct{}

@@ -76,6 +76,13 @@ type ContentSource interface {
 	// size, or an error wrapping fs.ErrNotExist when this device does not
 	// have it. The transport closes the reader.
 	OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error)
+	// OpenChunkList returns a reader of exactly the bytes of the chunk
+	// list of the content with hash h and the list's length; nil, 0 and
+	// no error when this device has the content but no chunk list for it
+	// (the peer fetches it whole); or an error wrapping fs.ErrNotExist
+	// when this device does not have the content. The transport closes
+	// the reader.
+	OpenChunkList(ctx context.Context, h content.Hash) (io.ReadCloser, int64, error)
 }
 
 // Config configures a Transport.

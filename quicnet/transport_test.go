@@ -34,6 +34,14 @@ func (m memContent) OpenContent(_ context.Context, h content.Hash) (io.ReadSeekC
 	return nopCloser{bytes.NewReader(b)}, int64(len(b)), nil
 }
 
+// OpenChunkList implements ContentSource: no content has a chunk list.
+func (m memContent) OpenChunkList(_ context.Context, h content.Hash) (io.ReadCloser, int64, error) {
+	if _, ok := m[h]; !ok {
+		return nil, 0, fs.ErrNotExist
+	}
+	return nil, 0, nil
+}
+
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }

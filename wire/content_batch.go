@@ -15,8 +15,10 @@ const MaxBatch = 256
 // MaxContentRequestFrame is the longest frame a well-formed content
 // request can be, 8,195 bytes: a ContentBatchRequest of MaxBatch hashes,
 // which is its type byte, MaxBatch as a varint (two bytes: up to 16,383)
-// and the hashes. A ContentRequest (type, hash, offset of at most ten
-// bytes) is shorter. A server reads content requests with
+// and the hashes. The other requests are far shorter: a ContentRequest
+// (type, hash, an offset of at most ten bytes), a ChunkListRequest (type,
+// hash) and a RangeRequest (type, hash, offset and length of at most
+// nine bytes each, as neither passes 2^62), 51 bytes at most. A server reads content requests with
 // ReadFrameLimit(r, MaxContentRequestFrame), so a peer cannot make it
 // hold more than that per content stream.
 const MaxContentRequestFrame = 1 + 2 + MaxBatch*len(content.Hash{})

@@ -11,8 +11,11 @@
 // the reader hold little.
 //
 // The control stream carries Hello (first, both ways), then Origins, Ops
-// and Progress in any order (an origin's key before its ops). Each content stream carries one ContentRequest
-// and its ContentResponse followed by the raw bytes.
+// and Progress in any order (an origin's key before its ops). Each content
+// stream carries one request and its answer: a ContentRequest, or a
+// RangeRequest, and a ContentResponse followed by the raw bytes; a
+// ContentBatchRequest and a ContentResponse with the bytes for each hash;
+// or a ChunkListRequest and a ChunkListResponse followed by the list.
 package wire
 
 import (
@@ -30,7 +33,10 @@ import (
 // every such file's bytes "not matching its hash". Version 3 signs ops:
 // each carries the Link of its origin's previous op and may carry a
 // signature, and Origins frames introduce the keys that verify them.
-const ProtocolVersion = 3
+// Version 4 adds chunk lists and range requests: a fetcher asks for a
+// large content's chunk list (ChunkListRequest) and then for only the
+// byte ranges it lacks (RangeRequest).
+const ProtocolVersion = 4
 
 // MaxFrame is the largest frame accepted: ample for a batch of ops, small
 // enough that a hostile peer cannot exhaust memory.
@@ -50,6 +56,12 @@ const (
 	TypeContentBatchRequest Type = 6
 	// TypeOrigins introduces the keys of origins whose ops follow.
 	TypeOrigins Type = 7
+	// TypeChunkListRequest asks for a content's chunk list.
+	TypeChunkListRequest Type = 8
+	// TypeChunkListResponse answers it, followed by the list.
+	TypeChunkListResponse Type = 9
+	// TypeRangeRequest asks for a byte range of a content.
+	TypeRangeRequest Type = 10
 )
 
 // String returns the message type's name, for errors and logs.
@@ -69,6 +81,12 @@ func (t Type) String() string {
 		return "content-batch-request"
 	case TypeOrigins:
 		return "origins"
+	case TypeChunkListRequest:
+		return "chunk-list-request"
+	case TypeChunkListResponse:
+		return "chunk-list-response"
+	case TypeRangeRequest:
+		return "range-request"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -184,6 +202,12 @@ func Decode(t Type, body []byte) (Message, error) {
 		m = &ContentBatchRequest{}
 	case TypeOrigins:
 		m = &Origins{}
+	case TypeChunkListRequest:
+		m = &ChunkListRequest{}
+	case TypeChunkListResponse:
+		m = &ChunkListResponse{}
+	case TypeRangeRequest:
+		m = &RangeRequest{}
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, t)
 	}

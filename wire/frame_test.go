@@ -78,6 +78,10 @@ func TestMaxContentRequestFrame(t *testing.T) {
 	for _, m := range []Message{
 		&ContentBatchRequest{Hashes: make([]content.Hash, MaxBatch)},
 		&ContentRequest{Offset: 1 << 62},
+		&ChunkListRequest{},
+		&RangeRequest{Offset: 1<<62 - 1, Length: 1},
+		&RangeRequest{Offset: 1, Length: 1<<62 - 1},
+		&RangeRequest{Offset: 1 << 61, Length: 1 << 61},
 	} {
 		var buf bytes.Buffer
 		if err := WriteFrame(&buf, m); err != nil {

@@ -44,6 +44,7 @@ type message struct {
 	Offset  int64           `json:"offset"`
 	Found   bool            `json:"found"`
 	Size    int64           `json:"size"`
+	Length  int64           `json:"length"`
 	Hashes  []vectors.Hex   `json:"hashes"`
 	Keys    []vectors.Hex   `json:"keys"`
 }
@@ -85,6 +86,12 @@ func (m message) toMessage(t *testing.T) wire.Message {
 			keys[i] = k
 		}
 		return &wire.Origins{Keys: keys}
+	case wire.TypeChunkListRequest.String():
+		return &wire.ChunkListRequest{Hash: m.Hash.Hash(t)}
+	case wire.TypeChunkListResponse.String():
+		return &wire.ChunkListResponse{Found: m.Found, Length: m.Length}
+	case wire.TypeRangeRequest.String():
+		return &wire.RangeRequest{Hash: m.Hash.Hash(t), Offset: m.Offset, Length: m.Length}
 	}
 	t.Fatalf("vector message type %q", m.Type)
 	return nil
@@ -123,7 +130,7 @@ func TestFrameVectors(t *testing.T) {
 			t.Errorf("%s: %d bytes left after the frame", c.Name, r.Len())
 		}
 	}
-	for typ := wire.TypeHello; typ <= wire.TypeOrigins; typ++ {
+	for typ := wire.TypeHello; typ <= wire.TypeRangeRequest; typ++ {
 		if !types[typ] {
 			t.Errorf("no vector for %s", typ)
 		}

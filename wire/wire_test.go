@@ -41,6 +41,12 @@ func TestRoundTrip(t *testing.T) {
 		&ContentResponse{Found: true, Size: 12345},
 		&ContentResponse{},
 		&ContentBatchRequest{Hashes: []content.Hash{content.Sum([]byte("a")), content.Sum([]byte("b"))}},
+		&ChunkListRequest{Hash: content.Sum([]byte("x"))},
+		&ChunkListResponse{Found: true, Length: MaxChunkListBytes},
+		&ChunkListResponse{Found: true},
+		&ChunkListResponse{},
+		&RangeRequest{Hash: content.Sum([]byte("x")), Offset: 1 << 33, Length: 1 << 20},
+		&RangeRequest{Offset: 0, Length: 1 << 62},
 	} {
 		var buf bytes.Buffer
 		if err := WriteFrame(&buf, m); err != nil {
@@ -96,17 +102,27 @@ func TestMalformed(t *testing.T) {
 		return append(append(b, byte(typ)), body...)
 	}
 	for name, b := range map[string][]byte{
-		"unknown type":   frame(99, nil),
-		"empty frame":    {0, 0, 0, 0},
-		"hello trailing": frame(TypeHello, []byte{1, 0, 0, 7}),
-		"hello vector":   frame(TypeHello, []byte{1, 0, 200}),
-		"ops count":      frame(TypeOps, []byte{0xff, 0xff, 0x03}),
-		"ops bad op":     frame(TypeOps, []byte{1, 2, 9, 9}),
-		"content flag":   frame(TypeContentResponse, []byte{2, 0}),
-		"short hash":     frame(TypeContentRequest, []byte{1, 2, 3}),
-		"empty batch":    frame(TypeContentBatchRequest, []byte{0}),
-		"batch too long": frame(TypeContentBatchRequest, binary.AppendUvarint(nil, MaxBatch+1)),
-		"batch short":    frame(TypeContentBatchRequest, append([]byte{2}, make([]byte, 40)...)),
+		"unknown type":           frame(99, nil),
+		"empty frame":            {0, 0, 0, 0},
+		"hello trailing":         frame(TypeHello, []byte{1, 0, 0, 7}),
+		"hello vector":           frame(TypeHello, []byte{1, 0, 200}),
+		"ops count":              frame(TypeOps, []byte{0xff, 0xff, 0x03}),
+		"ops bad op":             frame(TypeOps, []byte{1, 2, 9, 9}),
+		"content flag":           frame(TypeContentResponse, []byte{2, 0}),
+		"short hash":             frame(TypeContentRequest, []byte{1, 2, 3}),
+		"empty batch":            frame(TypeContentBatchRequest, []byte{0}),
+		"batch too long":         frame(TypeContentBatchRequest, binary.AppendUvarint(nil, MaxBatch+1)),
+		"batch short":            frame(TypeContentBatchRequest, append([]byte{2}, make([]byte, 40)...)),
+		"chunk list short hash":  frame(TypeChunkListRequest, make([]byte, 31)),
+		"chunk list flag":        frame(TypeChunkListResponse, []byte{2, 0}),
+		"chunk list not found":   frame(TypeChunkListResponse, []byte{0, 1}),
+		"chunk list too long":    frame(TypeChunkListResponse, binary.AppendUvarint([]byte{1}, MaxChunkListBytes+1)),
+		"range of no bytes":      frame(TypeRangeRequest, append(make([]byte, 32), 5, 0)),
+		"range offset over 2^62": frame(TypeRangeRequest, binary.AppendUvarint(binary.AppendUvarint(make([]byte, 32), 1<<62+1), 1)),
+		"range length over 2^62": frame(TypeRangeRequest, binary.AppendUvarint(append(make([]byte, 32), 0), 1<<62+1)),
+		"range ending past 2^62": frame(TypeRangeRequest, binary.AppendUvarint(binary.AppendUvarint(make([]byte, 32), 1<<61+1), 1<<61)),
+		"range length missing":   frame(TypeRangeRequest, append(make([]byte, 32), 5)),
+		"range-request trailing": frame(TypeRangeRequest, append(make([]byte, 32), 5, 1, 0)),
 	} {
 		if _, err := ReadFrame(bytes.NewReader(b)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: got %v, want ErrMalformed", name, err)
@@ -131,6 +147,10 @@ func FuzzReadFrame(f *testing.F) {
 		&ContentRequest{Hash: content.Sum([]byte("x")), Offset: 1 << 33},
 		&ContentResponse{Found: true, Size: 12345},
 		&ContentBatchRequest{Hashes: []content.Hash{content.Sum(nil)}},
+		&ChunkListRequest{Hash: content.Sum([]byte("x"))},
+		&ChunkListResponse{Found: true, Length: 4096},
+		&ChunkListResponse{Found: true},
+		&RangeRequest{Hash: content.Sum([]byte("x")), Offset: 1 << 33, Length: 1 << 20},
 	} {
 		var buf bytes.Buffer
 		WriteFrame(&buf, m)

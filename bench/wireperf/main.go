@@ -91,6 +91,14 @@ func (m memory) OpenContent(_ context.Context, h content.Hash) (io.ReadSeekClose
 	return nopCloser{bytes.NewReader(m.data)}, int64(len(m.data)), nil
 }
 
+// OpenChunkList serves no chunk lists: the content is fetched whole.
+func (m memory) OpenChunkList(_ context.Context, h content.Hash) (io.ReadCloser, int64, error) {
+	if h != m.hash {
+		return nil, 0, fmt.Errorf("content %s: %w", h, fs.ErrNotExist)
+	}
+	return nil, 0, nil
+}
+
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
