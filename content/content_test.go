@@ -15,8 +15,8 @@ import (
 )
 
 func TestFileMatchesSum(t *testing.T) {
-	for _, size := range []int{0, 1, bufSize - 1, bufSize, bufSize + 1, 3*bufSize + 17,
-		BlockSize - 1, BlockSize, BlockSize + 1, 3*BlockSize + 17} {
+	for _, size := range []int{0, 1, MinChunk, MinChunk + 1, bufSize + 1, 3*MaxChunk + 17,
+		parallelFrom - 1, parallelFrom, parallelFrom + 1, 3*segmentSize + 17} {
 		data := make([]byte, size)
 		rand.Read(data)
 		p := filepath.Join(t.TempDir(), "f")
@@ -33,15 +33,18 @@ func TestFileMatchesSum(t *testing.T) {
 		if r, _, err := Reader(context.Background(), bytes.NewReader(data)); err != nil || r != h {
 			t.Fatalf("size %d: Reader gives %v (%v), File %v", size, r, err, h)
 		}
+		if size <= MinChunk && h != Hash(sha256.Sum256(data)) {
+			t.Fatalf("size %d: one chunk is not named by its SHA-256", size)
+		}
 	}
 	if Sum(nil) != EmptyHash {
 		t.Fatal("EmptyHash is not the hash of no bytes")
 	}
 }
 
-// TestTreeNaming pins the naming scheme: peers of other builds must name
-// the same bytes the same way.
-func TestTreeNaming(t *testing.T) {
+// TestLegacyNaming pins the names of protocol version 3: a content
+// recorded then keeps that name and is checked by it.
+func TestLegacyNaming(t *testing.T) {
 	for _, size := range []int{0, 5, BlockSize, BlockSize + 1, 2 * BlockSize, 2*BlockSize + 3} {
 		data := make([]byte, size)
 		rand.Read(data)
@@ -54,27 +57,25 @@ func TestTreeNaming(t *testing.T) {
 			}
 			want = Hash(sha512.Sum512_256(in))
 		}
-		if got := Sum(data); got != want {
-			t.Errorf("size %d: Sum = %v, want %v", size, got.Short(), want.Short())
+		h := NewLegacyHasher()
+		h.Write(data)
+		if got := h.Sum(); got != want {
+			t.Errorf("size %d: legacy name = %v, want %v", size, got.Short(), want.Short())
 		}
 	}
 }
 
-func TestHasherChunkingDoesNotMatter(t *testing.T) {
-	data := make([]byte, 2*BlockSize+1000)
+func TestHasherPiecesDoNotMatter(t *testing.T) {
+	data := make([]byte, 5*MaxChunk+1000)
 	rand.Read(data)
 	want := Sum(data)
 	r := mrand.New(mrand.NewPCG(1, 2))
-	for round := 0; round < 3; round++ {
+	for round := 0; round < 5; round++ {
 		h := NewHasher()
 		for off := 0; off < len(data); {
-			k := min(len(data)-off, 1+r.IntN(3<<20))
+			k := min(len(data)-off, 1+r.IntN(MaxChunk))
 			h.Write(data[off : off+k])
 			off += k
-			// A Sum on the way is right and does not change what follows.
-			if got := h.Sum(); got != Sum(data[:off]) {
-				t.Fatalf("round %d: Sum after %d bytes = %v, want %v", round, off, got.Short(), Sum(data[:off]).Short())
-			}
 		}
 		if got := h.Sum(); got != want {
 			t.Fatalf("round %d: %v, want %v", round, got.Short(), want.Short())
@@ -82,25 +83,25 @@ func TestHasherChunkingDoesNotMatter(t *testing.T) {
 	}
 }
 
-// TestBlocksHashesExactlySize: Open hashes the size a file has when it
+// TestOpenNamesExactlySize: Open names the size a file has when it
 // starts; bytes beyond (the file grew) are left out, and a file that
 // ends early (it shrank) is reported.
-func TestBlocksHashesExactlySize(t *testing.T) {
-	long := make([]byte, 3*BlockSize)
+func TestOpenNamesExactlySize(t *testing.T) {
+	long := make([]byte, 3*segmentSize)
 	rand.Read(long)
-	size := int64(2*BlockSize + 1)
-	if h, err := blocks(context.Background(), bytes.NewReader(long), size); err != nil || h != Sum(long[:size]) {
-		t.Fatalf("blocks of the first %d bytes = %v, %v; want %v", size, h.Short(), err, Sum(long[:size]).Short())
+	size := int64(2*segmentSize + 1)
+	if h, err := parallel(context.Background(), bytes.NewReader(long), size, nil); err != nil || h != Sum(long[:size]) {
+		t.Fatalf("parallel over the first %d bytes = %v, %v; want %v", size, h.Short(), err, Sum(long[:size]).Short())
 	}
-	short := make([]byte, BlockSize+10)
-	_, err := blocks(context.Background(), bytes.NewReader(short), 3*BlockSize)
+	short := make([]byte, segmentSize+10)
+	_, err := parallel(context.Background(), bytes.NewReader(short), 3*segmentSize, nil)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("blocks of a reader shorter than size = %v, want io.ErrUnexpectedEOF", err)
+		t.Fatalf("parallel over a reader shorter than size = %v, want io.ErrUnexpectedEOF", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := blocks(ctx, bytes.NewReader(make([]byte, 2*BlockSize)), 2*BlockSize); !errors.Is(err, context.Canceled) {
-		t.Fatalf("blocks with a cancelled context = %v", err)
+	if _, err := parallel(ctx, bytes.NewReader(long), size, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("parallel with a cancelled context = %v", err)
 	}
 }
 
@@ -123,8 +124,8 @@ func TestReaderHonoursContext(t *testing.T) {
 	}
 }
 
-// BenchmarkHash measures streamed hashing throughput on one core; the target
-// is at least 1 GiB/s.
+// BenchmarkHash measures naming on one core: cutting and SHA-256 in one
+// pass.
 func BenchmarkHash(b *testing.B) {
 	data := make([]byte, 64<<20)
 	rand.Read(data)
@@ -137,7 +138,30 @@ func BenchmarkHash(b *testing.B) {
 	}
 }
 
-// BenchmarkFile measures hashing a 64 MiB file, its blocks on every core.
+// BenchmarkChunking measures cutting alone on one core (the cost chunking
+// adds to SHA-256).
+func BenchmarkChunking(b *testing.B) {
+	data := make([]byte, 64<<20)
+	rand.Read(data)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	cuts := 0
+	for i := 0; i < b.N; i++ {
+		var c cutter
+		for p := data; len(p) > 0; {
+			k, cut := c.next(p)
+			if cut {
+				cuts++
+			}
+			p = p[k:]
+		}
+	}
+	if cuts == 0 {
+		b.Fatal("no cuts")
+	}
+}
+
+// BenchmarkFile measures naming a 64 MiB file on every core.
 func BenchmarkFile(b *testing.B) {
 	data := make([]byte, 64<<20)
 	rand.Read(data)
@@ -151,5 +175,19 @@ func BenchmarkFile(b *testing.B) {
 		if _, _, err := File(context.Background(), p); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkLegacyHash measures the names of protocol version 3 on one
+// core (SHA-256 alone), for comparison with BenchmarkHash.
+func BenchmarkLegacyHash(b *testing.B) {
+	data := make([]byte, 64<<20)
+	rand.Read(data)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h := NewLegacyHasher()
+		h.Write(data)
+		h.Sum()
 	}
 }

@@ -415,12 +415,17 @@ func copyInRoot(ctx context.Context, root Folder, src, dst string, want content.
 	if err != nil {
 		return err
 	}
-	h := content.NewHasher()
+	st, err := in.Stat()
+	if err != nil {
+		out.Close()
+		return err
+	}
+	h := content.NewChecker(st.Size())
 	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
 		out.Close()
 		return err
 	}
-	if h.Sum() != want {
+	if !h.Matches(want) {
 		out.Close()
 		return ErrHashMismatch
 	}

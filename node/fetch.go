@@ -36,8 +36,17 @@ func stagedName(h content.Hash) string { return TempPrefix + h.String()[:32] }
 
 // stage makes the content h (of the given size) available as a complete,
 // fsynced, verified temp file in the folder root and returns its name. A
-// partial file left by an earlier attempt is resumed from where it ends.
+// content of more than one chunk is assembled from its chunks, those
+// found on this device copied, only the others fetched (see assemble);
+// other contents are fetched whole. A partial file left by an earlier
+// attempt is resumed.
 func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []contentFetcher) (string, error) {
+	if size > content.MinChunk {
+		name, err := n.assemble(ctx, h, size, peers)
+		if !errors.Is(err, errNoList) {
+			return name, err
+		}
+	}
 	name := stagedName(h)
 	if st, err := n.folderRoot().Stat(name); err == nil && st.Size() == size {
 		done := n.busyWith()
@@ -114,7 +123,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, size 
 		return fmt.Errorf("open %s: %w", name, err)
 	}
 	defer f.Close()
-	hasher := content.NewHasher()
+	hasher := content.NewChecker(size)
 	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", name, err)
@@ -166,7 +175,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, size 
 		}
 		return flushFailed(err)
 	}
-	if hasher.Sum() != h {
+	if !hasher.Matches(h) {
 		discard()
 		return fmt.Errorf("%s: %w", h.Short(), ErrHashMismatch)
 	}
@@ -220,7 +229,7 @@ func (n *Node) stagedComplete(ctx context.Context, name string, h content.Hash, 
 		return false, nil
 	}
 	defer f.Close()
-	if got, _, err := hashFile(ctx, f); err != nil || got != h {
+	if !fileMatches(ctx, f, h, size) {
 		return false, nil
 	}
 	if syncedAlone(size) {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -63,6 +64,27 @@ func hashFile(ctx context.Context, f File) (content.Hash, int64, error) {
 		return content.Open(ctx, osf)
 	}
 	return content.Reader(ctx, f)
+}
+
+// fileMatches reports whether f, from its start, holds the content h of
+// size bytes, under its name of either scheme (see content.Checker).
+func fileMatches(ctx context.Context, f File, h content.Hash, size int64) bool {
+	c := content.NewChecker(size)
+	n, err := io.Copy(c, &ctxReader{ctx, f})
+	return err == nil && n == size && c.Matches(h)
+}
+
+// ctxReader reads r until ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // setFolder makes f the folder the node works in and returns the one it

@@ -109,7 +109,7 @@ func TestPausesWhileStateDirReplaced(t *testing.T) {
 	write(t, filepath.Join(a, "during.txt"), "made while the state dir was elsewhere")
 	ops := na.ops.Highest(na.ID())
 	if entries, _ := os.ReadDir(stateDir); len(entries) != 0 {
-		t.Fatalf("a wrote %d files into the directory that replaced its state dir", len(entries))
+		t.Fatalf("a wrote %d files into the directory that replaced its state dir: %v", len(entries), entries[0].Name())
 	}
 
 	if err := os.Remove(stateDir); err != nil {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/internal/kick"
 	"github.com/drive-node/drive-node/internal/lockfile"
@@ -152,6 +153,9 @@ type Node struct {
 	setAsideDue  atomic.Bool
 	resumeNote   string // what the last resume that failed said (apply passes only)
 
+	// lists keeps the chunk lists of contents this device holds.
+	lists *listStore
+
 	readyOnce sync.Once
 	ready     chan struct{}
 }
@@ -229,6 +233,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.removeStaleTemps()
+	if n.lists, err = openListStore(filepath.Join(cfg.StateDir, listsDir)); err != nil {
+		return nil, err
+	}
+	if err := n.sweepLists(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.checkVersionStore(ctx); err != nil {
 		return nil, fmt.Errorf("folder %s: %w", cfg.Folder, err)
 	}
@@ -294,6 +304,9 @@ func (n *Node) Close() error {
 	}
 	if n.ops != nil {
 		errs = append(errs, n.ops.Close())
+	}
+	if n.lists != nil {
+		errs = append(errs, n.lists.close())
 	}
 	if n.lock != nil {
 		errs = append(errs, n.lock.Release())
@@ -381,6 +394,7 @@ func (n *Node) watch(ctx context.Context) error {
 		IgnoreModes:    n.volume().NoModes,
 		MTimePrecision: n.volume().MTimePrecision,
 		Ignore:         n.ignored,
+		Hash:           func(ctx context.Context, f *os.File) (content.Hash, int64, error) { return n.hashKeepingList(ctx, f) },
 		RescanInterval: n.cfg.RescanInterval,
 		Logger:         n.log,
 		Clock:          n.clock,

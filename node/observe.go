@@ -148,7 +148,7 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 			return nil, err
 		}
 		defer f.Close()
-		h, size, err := hashFile(ctx, f)
+		h, size, err := n.hashKeepingList(ctx, f)
 		if err != nil {
 			return nil, err
 		}

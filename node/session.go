@@ -533,18 +533,6 @@ func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekClos
 	return nil, 0, fmt.Errorf("content %s: %w", h.Short(), fs.ErrNotExist)
 }
 
-// OpenChunkList serves chunk lists to peers; for now no content has one:
-// a content OpenContent finds is answered as held without a list (the
-// peer fetches it whole), and OpenContent's error is returned otherwise.
-func (n *Node) OpenChunkList(ctx context.Context, h content.Hash) (io.ReadCloser, int64, error) {
-	r, _, err := n.OpenContent(ctx, h)
-	if err != nil {
-		return nil, 0, err
-	}
-	r.Close()
-	return nil, 0, nil
-}
-
 // paired is the transport's pairing check.
 func (n *Node) paired(id certs.DeviceID) bool {
 	ok, err := n.db.IsPaired(context.Background(), id)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/oplog"
 )
@@ -61,6 +62,23 @@ func canMkdirAll(files map[string]simEntry, p string) bool {
 	return true
 }
 
+// chunkedBase is the bulk of the simulation's large contents: every
+// device's large files are it with a small change, so a device that
+// receives one finds most of its chunks in what it holds.
+var chunkedBase = func() []byte {
+	b := make([]byte, 3*content.MinChunk)
+	rand.New(rand.NewSource(42)).Read(b)
+	return b
+}()
+
+// chunkedContent is a content of several chunks: chunkedBase with the
+// device's byte and the step put in at a place the step picks, so the
+// chunks around it are new.
+func chunkedContent(device byte, step int) string {
+	at := (step * 7919) % len(chunkedBase)
+	return string(chunkedBase[:at]) + fmt.Sprintf("%x-%d", device, step) + string(chunkedBase[at:])
+}
+
 // edit makes one random change to r's folder, as a user, and reports it.
 func (s *sim) edit(ctx context.Context, r *replica, step int) error {
 	pick := func(list []string) string { return list[s.rng.Intn(len(list))] }
@@ -89,6 +107,9 @@ func (s *sim) edit(ctx context.Context, r *replica, step int) error {
 		}
 		if !canMkdirAll(files, p) {
 			return nil // a file where p's directory would go
+		}
+		if (step+int(r.id[0]))%16 == 0 { // not drawn: the schedules stay as they were
+			return r.write(ctx, p, chunkedContent(r.id[0], step))
 		}
 		return r.write(ctx, p, fmt.Sprintf("%x-%d", r.id[0], step))
 	case k < 7:

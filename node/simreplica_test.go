@@ -85,13 +85,23 @@ var sharedContent contentStore
 // what that device has recorded and still holds on disk is found.
 type peerContent struct{ from *replica }
 
-func (p peerContent) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.Writer) (int64, error) {
+// open opens h on the other device as the transport's serving side does;
+// a content it does not hold is quicnet.ErrNotFound.
+func (p peerContent) open(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
 	f, size, err := p.from.node.OpenContent(ctx, h)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("fetch %s from %s: %w", h.Short(), p.from.id.Short(), quicnet.ErrNotFound)
+		return nil, 0, fmt.Errorf("fetch %s from %s: %w", h.Short(), p.from.id.Short(), quicnet.ErrNotFound)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("fetch %s from %s: %w", h.Short(), p.from.id.Short(), err)
+		return nil, 0, fmt.Errorf("fetch %s from %s: %w", h.Short(), p.from.id.Short(), err)
+	}
+	return f, size, nil
+}
+
+func (p peerContent) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.Writer) (int64, error) {
+	f, size, err := p.open(ctx, h)
+	if err != nil {
+		return 0, err
 	}
 	defer f.Close()
 	if offset < size {
@@ -101,6 +111,45 @@ func (p peerContent) Fetch(ctx context.Context, h content.Hash, offset int64, ds
 		if _, err := io.CopyN(dst, f, size-offset); err != nil {
 			return 0, fmt.Errorf("fetch %s from %s: %w", h.Short(), p.from.id.Short(), err)
 		}
+	}
+	return size, nil
+}
+
+// FetchChunkList serves the list of h from the other device's serving
+// side (OpenChunkList), as the transport does.
+func (p peerContent) FetchChunkList(ctx context.Context, h content.Hash, limit int64, dst io.Writer) (int64, error) {
+	r, n, err := p.from.node.OpenChunkList(ctx, h)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("fetch the list of %s from %s: %w", h.Short(), p.from.id.Short(), quicnet.ErrNotFound)
+	}
+	if err != nil || r == nil {
+		return 0, err
+	}
+	defer r.Close()
+	if n > limit {
+		return 0, fmt.Errorf("fetch the list of %s from %s: %d bytes, over %d", h.Short(), p.from.id.Short(), n, limit)
+	}
+	if _, err := io.CopyN(dst, r, n); err != nil {
+		return 0, fmt.Errorf("fetch the list of %s from %s: %w", h.Short(), p.from.id.Short(), err)
+	}
+	return n, nil
+}
+
+// FetchRange serves bytes of h from the other device's serving side.
+func (p peerContent) FetchRange(ctx context.Context, h content.Hash, offset, length int64, dst io.Writer) (int64, error) {
+	f, size, err := p.open(ctx, h)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if offset+length > size {
+		return 0, fmt.Errorf("fetch %s from %s: %w", h.Short(), p.from.id.Short(), quicnet.ErrNotFound)
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return 0, err
+	}
+	if _, err := io.CopyN(dst, f, length); err != nil {
+		return size, fmt.Errorf("fetch %s from %s: %w", h.Short(), p.from.id.Short(), err)
 	}
 	return size, nil
 }
@@ -173,6 +222,9 @@ type replica struct {
 	role         Role
 	rules        string
 	wroteIgnored []string
+	// listDir is the device's list store (on the real disk: lists are a
+	// checked cache, which a crash of the folder does not touch).
+	listDir string
 }
 
 // refuses reports whether the replica's disk refuses a name in p, as its
@@ -230,6 +282,8 @@ func newReplica(ctx context.Context, i int, dbDir string, clock *clock.Fake, pee
 			return nil, err
 		}
 	}
+	r.listDir = path.Join(dbDir, fmt.Sprintf("lists-%d", i))
+	os.RemoveAll(r.listDir) // an earlier seed's
 	dbPath := path.Join(dbDir, fmt.Sprintf("state-%d.db", i))
 	if err := copyEmptyDB(ctx, dbPath); err != nil {
 		r.ops.Close()
@@ -247,6 +301,14 @@ func newReplica(ctx context.Context, i int, dbDir string, clock *clock.Fake, pee
 func (r *replica) start(ctx context.Context) error {
 	n := newNode(Config{Folder: "sim-" + r.id.Short(), Logger: simLogger, Clock: r.clock})
 	n.id = &certs.Identity{ID: r.id}
+	if r.node != nil && r.node.lists != nil {
+		r.node.lists.close() // the run before's
+	}
+	lists, err := openListStore(r.listDir)
+	if err != nil {
+		return err
+	}
+	n.lists = lists
 	r.failing = &failing{opLog: r.ops, stateStore: r.db}
 	n.ops, n.db = r.failing, r.failing
 	n.fetchWorkers = 1

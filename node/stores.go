@@ -70,6 +70,11 @@ type stateStore interface {
 	ResetPeerStatus(ctx context.Context) error
 	SetPeerProgresses(ctx context.Context, peer certs.DeviceID, have map[certs.DeviceID]uint64) error
 
+	IndexChunks(ctx context.Context, c content.Hash, next func() (content.Chunk, error)) error
+	ChunkSources(ctx context.Context, h content.Hash, size int64, limit int) ([]state.ChunkSource, error)
+	IndexedContents(ctx context.Context, fn func(content.Hash) error) error
+	DropChunks(ctx context.Context, cs []content.Hash) error
+
 	Close() error
 }
 

@@ -188,6 +188,18 @@ func migrations() [][]string {
 			`CREATE INDEX set_aside_by_path ON set_aside (path)`,
 			`CREATE INDEX set_aside_by_new_path ON set_aside (new_path) WHERE new_path != ''`,
 		},
+		// 7: where this device has each chunk of its contents (see
+		// ChunkSource).
+		{
+			`CREATE TABLE chunk_index (
+				chunk   INTEGER NOT NULL,
+				content BLOB    NOT NULL CHECK (length(content) = 32),
+				offset  INTEGER NOT NULL,
+				size    INTEGER NOT NULL,
+				PRIMARY KEY (chunk, content, offset)
+			) WITHOUT ROWID`,
+			`CREATE INDEX chunk_index_by_content ON chunk_index (content)`,
+		},
 	}
 }
 

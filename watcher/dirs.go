@@ -79,7 +79,7 @@ func listDir(dir *os.Root) ([]fs.DirEntry, error) {
 // so that the hash is never that of another file. A FIFO or device put there
 // meanwhile is found without waiting on it (see safeopen), and is
 // errReplaced too.
-func hashIn(ctx context.Context, dir *os.Root, rel, name string, st fs.FileInfo) (content.Hash, int64, error) {
+func hashIn(ctx context.Context, hash func(context.Context, *os.File) (content.Hash, int64, error), dir *os.Root, rel, name string, st fs.FileInfo) (content.Hash, int64, error) {
 	f, err := safeopen.In(dir, name, os.O_RDONLY, 0)
 	if errors.Is(err, safeopen.ErrNotRegular) {
 		err = errReplaced
@@ -95,7 +95,7 @@ func hashIn(ctx context.Context, dir *os.Root, rel, name string, st fs.FileInfo)
 	if err != nil {
 		return content.Hash{}, 0, fmt.Errorf("watcher: hash %s: %w", rel, err)
 	}
-	h, n, err := content.Open(ctx, f)
+	h, n, err := hash(ctx, f)
 	if err != nil {
 		return content.Hash{}, n, fmt.Errorf("watcher: hash %s: %w", rel, err)
 	}

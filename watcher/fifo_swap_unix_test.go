@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/internal/fifotest"
 )
 
@@ -30,7 +31,7 @@ func TestHashDoesNotWaitOnAFIFOSwappedIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	_, _, err = hashIn(context.Background(), root, "f", "f", st)
+	_, _, err = hashIn(context.Background(), content.Open, root, "f", "f", st)
 	if waited() || !errors.Is(err, errReplaced) {
 		t.Fatalf("hashing a FIFO swapped in: %v (waited for a writer: %v), want errReplaced at once", err, waited())
 	}

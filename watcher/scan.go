@@ -134,7 +134,7 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, s
 	if w.onHash != nil {
 		w.onHash(rel, st)
 	}
-	h, n, err := hashIn(ctx, dir, rel, name, st)
+	h, n, err := hashIn(ctx, w.o.Hash, dir, rel, name, st)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()

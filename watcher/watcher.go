@@ -48,6 +48,7 @@
 package watcher
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -119,6 +120,10 @@ type Options struct {
 	// (with everything in it) and names starting with ".drive-node-tmp-"
 	// are ignored.
 	Ignore func(path string, dir bool) bool
+	// Hash names the content of a regular file opened for it, from its
+	// start, and returns the size named (see content.Open, the default).
+	// The node's keeps each large content's chunk list as it goes.
+	Hash func(ctx context.Context, f *os.File) (content.Hash, int64, error)
 	// RescanInterval is the period of full scans, the safety net for lost
 	// events; default 10 minutes, negative to disable.
 	RescanInterval time.Duration
@@ -228,6 +233,9 @@ func New(opts Options) (*Watcher, error) {
 	}
 	if opts.Ignore == nil {
 		opts.Ignore = defaultIgnore
+	}
+	if opts.Hash == nil {
+		opts.Hash = content.Open
 	}
 	if opts.RescanInterval == 0 {
 		opts.RescanInterval = 10 * time.Minute

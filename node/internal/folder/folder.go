@@ -47,10 +47,12 @@ type File interface {
 	io.Reader
 	io.ReaderAt
 	io.Writer
+	io.WriterAt
 	io.Seeker
 	io.Closer
 	Stat() (fs.FileInfo, error)
 	Sync() error
+	Truncate(size int64) error
 	ReadDir(n int) ([]fs.DirEntry, error)
 	Readdirnames(n int) ([]string, error)
 }

@@ -70,6 +70,12 @@ func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (f *memFile) Write(p []byte) (int, error) {
+	k, err := f.WriteAt(p, f.pos)
+	f.pos += int64(k)
+	return k, err
+}
+
+func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
 	f.m.mu.Lock()
 	defer f.m.mu.Unlock()
 	if !f.writable {
@@ -79,13 +85,30 @@ func (f *memFile) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	d := f.n.live.data
-	if end := f.pos + int64(len(p)); end > int64(len(d)) {
+	if end := off + int64(len(p)); end > int64(len(d)) {
 		d = append(d, make([]byte, end-int64(len(d)))...)
 	}
-	copy(d[f.pos:], p)
+	copy(d[off:], p)
 	f.n.live.data, f.n.live.mtime = d, f.m.stamp()
-	f.pos += int64(len(p))
 	return len(p), nil
+}
+
+// Truncate sets the file's size, cutting it or extending it with zeros.
+func (f *memFile) Truncate(size int64) error {
+	f.m.mu.Lock()
+	defer f.m.mu.Unlock()
+	if !f.writable {
+		return &fs.PathError{Op: "truncate", Path: f.name, Err: syscall.EBADF}
+	}
+	if err := f.m.change("truncate", f.name); err != nil {
+		return err
+	}
+	d := f.n.live.data
+	if size > int64(len(d)) {
+		d = append(d, make([]byte, size-int64(len(d)))...)
+	}
+	f.n.live.data, f.n.live.mtime = d[:size], f.m.stamp()
+	return nil
 }
 
 func (f *memFile) Seek(offset int64, whence int) (int64, error) {
