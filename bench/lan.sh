@@ -3,7 +3,10 @@
 # two-host network-namespace LAN whose links are shaped to 1 Gbit/s.
 # Needs root (network namespaces) and Debian's syncthing and iperf3
 # (and exfat-fuse and exfatprogs for -lan.exfat).
-# Prints one table with both tools' figures and their ratio.
+# Prints one table with both tools' figures and their ratio (and, for the
+# delta figures, a second table by link speed and change).
+# -lan.only=edit,big,small,catchup,restore,many,delta picks figure groups;
+# -lan.tools=drive-node (or Syncthing) one tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -23,4 +26,4 @@ done
 if ((${#need[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-exec go test -run '^$' -bench BenchmarkLAN -benchtime 1x -timeout 60m -v ./bench/ "$@"
+exec go test -run '^$' -bench BenchmarkLAN -benchtime 1x -timeout 90m -v ./bench/ "$@"

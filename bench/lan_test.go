@@ -53,9 +53,11 @@ type figures struct {
 	manyTook    time.Duration
 	manyPeakRSS int64
 	restore     restoreFigures
+	delta       deltaFigures
 }
 
 const (
+	lanRate     = "1gbit" // the links' rate, as tc takes it
 	editSamples = 7
 	bigSize     = 512 << 20
 	smallCount  = 10000
@@ -68,7 +70,7 @@ const (
 // the table is only complete when every tool and figure runs.
 var (
 	lanTools    = flag.String("lan.tools", "drive-node,Syncthing", "comma-separated tools to run")
-	lanOnly     = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup,many,restore); all when empty")
+	lanOnly     = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup,many,restore,delta); all when empty")
 	lanVersions = flag.String("lan.versions", "", "drive-node's --versions (on when empty; off to compare)")
 	lanMany     = flag.Int("lan.many", 100_000, "files of 1 KiB (100 to a directory) the many-files figure moves in")
 	lanProfile  = flag.String("lan.profile", "", "directory for drive-node's CPU and heap profiles and debug logs (A-….cpu, A-….mem, A-….log, B-…)")
@@ -105,7 +107,7 @@ func BenchmarkLAN(b *testing.B) {
 	var iperf, quic float64
 	for _, tl := range tools {
 		lab := netlab.New(b, 2)
-		lab.Shape(b, "1gbit")
+		lab.Shape(b, lanRate)
 		if iperf == 0 {
 			iperf = iperfMbps(b, lab)
 			quic = quicMiBps(b, lab)
@@ -174,6 +176,9 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 	}
 	if measures("restore") && tl.restore != nil {
 		f.restore = tl.restore(b, stage, dirA, dirB, a, h)
+	}
+	if measures("delta") {
+		f.delta = deltaTransfer(b, tl.name, lab, stage, dirA, dirB)
 	}
 	if measures("many") {
 		f.manyPerSec, f.manyTook, f.manyPeakRSS = manyFiles(b, tl.name, *lanMany, stage, dirA, dirB, a, h)
@@ -653,6 +658,9 @@ const syncthingConfig = `<configuration version="36">
 
 func printTable(b *testing.B, iperf, quic float64, d, s figures) {
 	t := formatTable(iperf, quic, d, s)
+	if measures("delta") {
+		t += formatDeltaTable(d.delta, s.delta)
+	}
 	b.Log(t)
 	fmt.Print(t)
 }
