@@ -71,6 +71,14 @@ func (n *Node) assemble(ctx context.Context, h content.Hash, size int64, peers [
 	}
 	defer lf.Close()
 	a := &assembly{n: n, h: h, f: f, had: min(had, size), peers: chunkPeers(peers), sources: map[content.Hash][]io.ReaderAt{}}
+	// With no other content indexed (a first sync), no chunk is looked
+	// up, thousands of look-ups finding nothing, unless this device holds
+	// h itself (a copy).
+	a.lookup, _ = n.db.ChunksBesides(ctx, h)
+	if r, _, err := n.OpenContent(ctx, h); err == nil {
+		r.Close()
+		a.lookup = true
+	}
 	a.wb = newWriteBehind(f, 0)
 	a.wb.flush = func() error { return n.flushData(f) }
 	defer a.wb.stop()
@@ -133,7 +141,7 @@ func (n *Node) obtainList(ctx context.Context, h content.Hash, size int64, peers
 	for _, p := range cps {
 		err := n.fetchList(ctx, h, size, p)
 		if err == nil {
-			n.indexList(ctx, h)
+			n.indexSoon(ctx, h)
 			return nil
 		}
 		if errors.Is(err, errNoList) {
@@ -223,6 +231,8 @@ type assembly struct {
 	closers []io.Closer
 	buf     [content.MaxChunk]byte
 
+	lookup bool // the chunk index may place chunks in other contents
+
 	resumed, copied, fetched int64 // bytes, for the log
 }
 
@@ -303,6 +313,9 @@ func (a *assembly) local(ctx context.Context, c content.Chunk) (bool, error) {
 			a.resumed += c.Size
 			return true, nil
 		}
+	}
+	if !a.lookup {
+		return false, nil
 	}
 	srcs, err := a.n.db.ChunkSources(ctx, c.Hash, c.Size, sourcesPerChunk)
 	if err != nil {

@@ -123,8 +123,39 @@ func (n *Node) hashKeepingList(ctx context.Context, f File) (content.Hash, int64
 	if err := n.lists.keep(tmpName, h); err != nil {
 		return content.Hash{}, size, fmt.Errorf("chunk list of %s: %w", h.Short(), err)
 	}
-	n.indexList(ctx, h)
+	n.indexSoon(ctx, h)
 	return h, size, nil
+}
+
+// indexSoon has the chunks of h's list recorded in the chunk index by the
+// running node's indexer, off the path of the change that named h (a
+// 256 MiB file has some 1,800 chunks); when no indexer runs, or it is
+// behind, they are recorded now. A list left unindexed by a stop is
+// indexed at the next start (see sweepLists).
+func (n *Node) indexSoon(ctx context.Context, h content.Hash) {
+	if q := n.indexQueue.Load(); q != nil {
+		select {
+		case *q <- h:
+			return
+		default:
+		}
+	}
+	n.indexList(ctx, h)
+}
+
+// indexLoop records queued lists in the chunk index until ctx ends.
+func (n *Node) indexLoop(ctx context.Context) {
+	q := make(chan content.Hash, 64)
+	n.indexQueue.Store(&q)
+	defer n.indexQueue.Store(nil)
+	for {
+		select {
+		case h := <-q:
+			n.indexList(ctx, h)
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // indexList records the chunks of h's list in the chunk index. A list
@@ -173,8 +204,9 @@ func (n *Node) OpenChunkList(ctx context.Context, h content.Hash) (io.ReadCloser
 
 // sweepLists removes the lists, and forgets the chunk index, of contents
 // this device no longer holds: not in a recorded file, not in the version
-// store, not in a transfer's temp file that a restart resumes. It runs at
-// start, before anything is fetched.
+// store, not in a transfer's temp file that a restart resumes; it indexes
+// the lists kept that are not indexed yet. It runs at start, before
+// anything is fetched.
 func (n *Node) sweepLists(ctx context.Context) error {
 	if n.lists == nil {
 		return nil
@@ -194,6 +226,7 @@ func (n *Node) sweepLists(ctx context.Context) error {
 		return fmt.Errorf("chunk lists %s: %w", n.lists.dir, err)
 	}
 	var gone []content.Hash
+	var kept []content.Hash
 	for _, e := range entries {
 		h, perr := content.ParseHash(e.Name())
 		if strings.HasPrefix(e.Name(), "tmp-") || (perr == nil && !held(h)) || perr != nil {
@@ -201,7 +234,12 @@ func (n *Node) sweepLists(ctx context.Context) error {
 			if perr == nil {
 				gone = append(gone, h)
 			}
+			continue
 		}
+		kept = append(kept, h)
+	}
+	for _, h := range kept {
+		n.indexList(ctx, h) // a list the last run had no time to index
 	}
 	var indexed []content.Hash
 	if err := n.db.IndexedContents(ctx, func(h content.Hash) error {

@@ -153,8 +153,14 @@ type Node struct {
 	setAsideDue  atomic.Bool
 	resumeNote   string // what the last resume that failed said (apply passes only)
 
-	// lists keeps the chunk lists of contents this device holds.
-	lists *listStore
+	// lists keeps the chunk lists of contents this device holds;
+	// indexQueue, while Run runs, takes lists to record in the chunk
+	// index (see indexSoon).
+	lists      *listStore
+	indexQueue atomic.Pointer[chan content.Hash]
+	// announced holds the records of local ops sent to peers and not yet
+	// written to the database, so their contents are served meanwhile.
+	announced announcedFiles
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -351,7 +357,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer n.tr.Close()
-	wg.Add(5)
+	wg.Add(6)
+	go func() { defer wg.Done(); n.indexLoop(ctx) }()
 	go func() { defer wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer wg.Done(); n.ignoreLoop(ctx) }()
 	go func() { defer wg.Done(); n.stallLoop(ctx) }()
@@ -573,10 +580,6 @@ func (n *Node) commitLocalLocked(ctx context.Context, ops []oplog.Op, metaOnly [
 		if accepted, err = n.ops.Append(ctx, ops...); err != nil {
 			return err
 		}
-		// From here the ops are accepted: peers may hear of them. If
-		// recording them below fails, applyPending records them from the
-		// log later.
-		n.logWatch.notify()
 	}
 	at := n.clock.Now().UnixNano()
 	b := state.Batch{Files: metaOnly}
@@ -591,6 +594,13 @@ func (n *Node) commitLocalLocked(ctx context.Context, ops []oplog.Op, metaOnly [
 	}
 	if len(accepted) > 0 {
 		b.Applied = map[certs.DeviceID]uint64{n.id.ID: accepted[len(accepted)-1].Seq}
+		// From here the ops are accepted: peers may hear of them, and
+		// ask for their contents before the records below are written.
+		// If recording them fails, applyPending records them from the
+		// log later.
+		n.announced.add(b.Files)
+		defer n.announced.drop(b.Files)
+		n.logWatch.notify()
 	}
 	if err := n.db.Apply(ctx, b); err != nil {
 		n.kickApply()

@@ -16,6 +16,7 @@ import (
 	"github.com/drive-node/drive-node/internal/kick"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
+	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/wire"
 )
 
@@ -525,12 +526,60 @@ func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekClos
 		}
 		return fh, st.Size(), nil
 	}
+	// A content of a local op just sent, whose record is being written.
+	if f, ok := n.announced.find(h); ok {
+		if fh, err := n.folderRoot().Open(f.Path); err == nil {
+			if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() && st.Size() == f.Size && st.ModTime().UnixNano() == f.MTime {
+				return fh, st.Size(), nil
+			}
+			fh.Close()
+		}
+	}
 	// A content kept in the version store is served too: a peer restores
 	// from this device what it no longer holds itself.
 	if f, size, err := n.openVersion(ctx, h); err == nil {
 		return f, size, nil
 	}
 	return nil, 0, fmt.Errorf("content %s: %w", h.Short(), fs.ErrNotExist)
+}
+
+// announcedFiles are records of local ops that peers may have heard of
+// before the database holds them (see commitLocalLocked).
+type announcedFiles struct {
+	mu     sync.Mutex
+	byHash map[content.Hash][]state.File
+}
+
+func (a *announcedFiles) add(fs []state.File) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, f := range fs {
+		if f.Deleted || f.Dir || f.Hash.IsZero() {
+			continue
+		}
+		if a.byHash == nil {
+			a.byHash = map[content.Hash][]state.File{}
+		}
+		a.byHash[f.Hash] = append(a.byHash[f.Hash], f)
+	}
+}
+
+func (a *announcedFiles) drop(fs []state.File) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, f := range fs {
+		delete(a.byHash, f.Hash)
+	}
+}
+
+// find returns a record announced with content h.
+func (a *announcedFiles) find(h content.Hash) (state.File, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if fs := a.byHash[h]; len(fs) > 0 {
+		return fs[len(fs)-1], true
+	}
+	return state.File{}, false
 }
 
 // paired is the transport's pairing check.

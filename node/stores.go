@@ -72,6 +72,7 @@ type stateStore interface {
 
 	IndexChunks(ctx context.Context, c content.Hash, next func() (content.Chunk, error)) error
 	ChunkSources(ctx context.Context, h content.Hash, size int64, limit int) ([]state.ChunkSource, error)
+	ChunksBesides(ctx context.Context, c content.Hash) (bool, error)
 	IndexedContents(ctx context.Context, fn func(content.Hash) error) error
 	DropChunks(ctx context.Context, cs []content.Hash) error
 

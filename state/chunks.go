@@ -26,34 +26,44 @@ type ChunkSource struct {
 // Two chunks sharing them are told apart by the reader's hash check.
 func chunkKey(h content.Hash) int64 { return int64(binary.BigEndian.Uint64(h[:8])) }
 
+// indexBatch is how many chunks IndexChunks records per transaction: the
+// database's writer is let go between them, so a large file's thousands
+// of chunks never hold up the record of a change for long.
+const indexBatch = 256
+
 // IndexChunks records where each chunk of the content c lies, taking them
-// from next until it returns io.EOF, in one transaction. A content
-// already indexed is left as it is.
+// from next until it returns io.EOF, indexBatch to a transaction. A
+// content already indexed is left as it is. The index is a hint: a
+// content whose indexing was cut short is only partly found.
 func (db *DB) IndexChunks(ctx context.Context, c content.Hash, next func() (content.Chunk, error)) error {
 	if indexed, err := db.ChunksIndexed(ctx, c); err != nil || indexed {
 		return err
 	}
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO chunk_index (chunk, content, offset, size) VALUES (?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for {
-			ch, err := next()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
+	for done := false; !done; {
+		err := db.write(ctx, func(tx *sql.Tx) error {
+			stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO chunk_index (chunk, content, offset, size) VALUES (?, ?, ?, ?)`)
 			if err != nil {
 				return err
 			}
-			if _, err := stmt.ExecContext(ctx, chunkKey(ch.Hash), c[:], ch.Offset, ch.Size); err != nil {
-				return err
+			defer stmt.Close()
+			for range indexBatch {
+				ch, err := next()
+				if errors.Is(err, io.EOF) {
+					done = true
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if _, err := stmt.ExecContext(ctx, chunkKey(ch.Hash), c[:], ch.Offset, ch.Size); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("state: %s: index the chunks of %s: %w", db.path, c.Short(), err)
 		}
-	})
-	if err != nil {
-		return fmt.Errorf("state: %s: index the chunks of %s: %w", db.path, c.Short(), err)
 	}
 	return nil
 }
@@ -67,6 +77,20 @@ func (db *DB) ChunksIndexed(ctx context.Context, c content.Hash) (bool, error) {
 	}
 	if err != nil {
 		return false, fmt.Errorf("state: %s: look up the chunks of %s: %w", db.path, c.Short(), err)
+	}
+	return true, nil
+}
+
+// ChunksBesides reports whether the index holds the chunks of any content
+// but c: when it does not, a content assembled has nothing to look up.
+func (db *DB) ChunksBesides(ctx context.Context, c content.Hash) (bool, error) {
+	var one int
+	err := db.sql.QueryRowContext(ctx, `SELECT 1 FROM chunk_index WHERE content != ? LIMIT 1`, c[:]).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("state: %s: look up the chunk index: %w", db.path, err)
 	}
 	return true, nil
 }
