@@ -125,8 +125,8 @@ func TestDeltaResumesAfterAKill(t *testing.T) {
 		entries, _ := os.ReadDir(p.dirB)
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), ".drive-node-tmp-") {
-				// The temp file is made at full size at once; what has
-				// arrived shows in the blocks allocated.
+				// Runs are written at their offsets, several at once;
+				// what has arrived shows in the blocks allocated.
 				partial = allocated(t, filepath.Join(p.dirB, e.Name()))
 				return partial > size/4, fmt.Sprintf("%s, %d bytes allocated", e.Name(), partial)
 			}

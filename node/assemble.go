@@ -59,8 +59,11 @@ func (n *Node) assemble(ctx context.Context, h content.Hash, size int64, peers [
 	if err != nil {
 		return "", fmt.Errorf("stat %s: %w", name, err)
 	}
-	had := st.Size() // an earlier attempt's chunks lie below
-	if had != size {
+	// An earlier attempt's chunks lie below had. The file is not made
+	// full size ahead: on a disk without sparse files (exFAT, FAT) that
+	// would write every byte twice.
+	had := st.Size()
+	if had > size {
 		if err := f.Truncate(size); err != nil {
 			return "", fmt.Errorf("size %s: %w", name, err)
 		}
