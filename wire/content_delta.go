@@ -11,7 +11,7 @@ import (
 // MaxChunkListBytes bounds the chunk list a ChunkListResponse may
 // announce. A fetcher refuses a list over its own, lower limit before
 // reading any of it.
-const MaxChunkListBytes = 1 << 32
+const MaxChunkListBytes int64 = 1 << 32
 
 // maxContentOffset bounds offsets, lengths and sizes of content on the
 // wire: 2^62, far past any file, and a sum of two still fits an int64.
@@ -72,7 +72,7 @@ func (m *ChunkListResponse) decode(d *fields.Decoder) {
 	}
 	m.Found = f[0] == 1
 	n := d.Uvarint("length")
-	if n > MaxChunkListBytes {
+	if n > uint64(MaxChunkListBytes) {
 		d.Fail("chunk list of %d bytes (limit %d)", n, uint64(MaxChunkListBytes))
 	} else if !m.Found && n != 0 {
 		d.Fail("chunk list of %d bytes, not found", n)

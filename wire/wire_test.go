@@ -116,7 +116,7 @@ func TestMalformed(t *testing.T) {
 		"chunk list short hash":  frame(TypeChunkListRequest, make([]byte, 31)),
 		"chunk list flag":        frame(TypeChunkListResponse, []byte{2, 0}),
 		"chunk list not found":   frame(TypeChunkListResponse, []byte{0, 1}),
-		"chunk list too long":    frame(TypeChunkListResponse, binary.AppendUvarint([]byte{1}, MaxChunkListBytes+1)),
+		"chunk list too long":    frame(TypeChunkListResponse, binary.AppendUvarint([]byte{1}, uint64(MaxChunkListBytes)+1)),
 		"range of no bytes":      frame(TypeRangeRequest, append(make([]byte, 32), 5, 0)),
 		"range offset over 2^62": frame(TypeRangeRequest, binary.AppendUvarint(binary.AppendUvarint(make([]byte, 32), 1<<62+1), 1)),
 		"range length over 2^62": frame(TypeRangeRequest, binary.AppendUvarint(append(make([]byte, 32), 0), 1<<62+1)),
