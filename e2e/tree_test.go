@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/drive-node/drive-node/content"
 )
 
 // entry is what the trees are compared on.
@@ -57,11 +57,12 @@ func snapshot(root string) (map[string]entry, error) {
 			return err
 		}
 		defer f.Close()
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
+		// By the content's name, so a record can be checked against it.
+		h, _, err := content.Reader(context.Background(), f)
+		if err != nil {
 			return err
 		}
-		out[rel] = entry{hash: hex.EncodeToString(h.Sum(nil))[:16], mode: info.Mode().Perm(), mtime: info.ModTime().UnixMilli()}
+		out[rel] = entry{hash: h.String()[:16], mode: info.Mode().Perm(), mtime: info.ModTime().UnixMilli()}
 		return nil
 	})
 	return out, err

@@ -98,6 +98,9 @@ func (n *Node) assemble(ctx context.Context, h content.Hash, size int64, peers [
 		}
 		return "", fmt.Errorf("content %s: %w", h.Short(), err)
 	}
+	if a.resumed > 0 {
+		n.log.Info("resumed a transfer", "hash", h.Short(), "kept", a.resumed, "copied", a.copied, "fetched", a.fetched)
+	}
 	n.log.Debug("content assembled", "hash", h.Short(), "size", size, "resumed", a.resumed, "copied", a.copied, "fetched", a.fetched)
 	if err := n.syncReceived(a.wb, name, h, size); err != nil {
 		return "", err
@@ -242,6 +245,10 @@ type assembly struct {
 // run goes through the list, taking each chunk from the temp file or this
 // device, and fetches the rest in runs.
 func (a *assembly) run(ctx context.Context, lr *content.ListReader) error {
+	// The first run that fails ends the others: the peer is gone or
+	// failing, and the next attempt resumes from what is assembled.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	runs := make(chan []content.Chunk)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -255,8 +262,11 @@ func (a *assembly) run(ctx context.Context, lr *content.ListReader) error {
 			for run := range runs {
 				if err := a.fetchRun(ctx, run); err != nil {
 					mu.Lock()
-					errs = append(errs, err)
+					if len(errs) == 0 || ctx.Err() == nil {
+						errs = append(errs, err)
+					}
 					mu.Unlock()
+					cancel()
 				}
 			}
 		}()
