@@ -254,12 +254,12 @@ func deltaTransfer(b *testing.B, name string, lab *netlab.Lab, stage, dirA, dirB
 					gone = append(gone, n)
 				}
 			}
-			sent := ifaceCounter(b, a, "tx_bytes")
+			sent := a.IfaceCounter(b, "tx_bytes")
 			start := time.Now()
 			change()
 			made := time.Since(start)
 			at := r.wait(b, what+": "+c.name, want, gone, sp.limit)
-			sent = ifaceCounter(b, a, "tx_bytes") - sent
+			sent = a.IfaceCounter(b, "tx_bytes") - sent
 			d[i][j] = deltaStep{done: true, mib: float64(sent) / (1 << 20), took: at.Sub(start)}
 			b.Logf("%s: %s: A sent %d bytes (%.3f MiB), B matched after %.3f s (making the change took %.3f s)",
 				what, c.name, sent, d[i][j].mib, d[i][j].took.Seconds(), made.Seconds())
@@ -284,10 +284,10 @@ func deltaTransfer(b *testing.B, name string, lab *netlab.Lab, stage, dirA, dirB
 func waitQuiet(b *testing.B, what string, a *netlab.Host) {
 	const window, quiet, limit = 500 * time.Millisecond, 16 << 10, time.Minute
 	start := time.Now()
-	last := ifaceCounter(b, a, "tx_bytes")
+	last := a.IfaceCounter(b, "tx_bytes")
 	for {
 		time.Sleep(window) // the window measured, not a wait for an event
-		now := ifaceCounter(b, a, "tx_bytes")
+		now := a.IfaceCounter(b, "tx_bytes")
 		if now-last < quiet {
 			return
 		}

@@ -414,7 +414,7 @@ func waitSize(b *testing.B, path string, size int64, limit time.Duration) {
 // what it sent since, and where packets were dropped (the shaper's queue
 // or a socket) on a and h.
 func wireReport(b *testing.B, name string, a, h *netlab.Host) func() {
-	sent := func() (bytes, packets int64) { return ifaceCounter(b, a, "tx_bytes"), ifaceCounter(b, a, "tx_packets") }
+	sent := func() (bytes, packets int64) { return a.IfaceCounter(b, "tx_bytes"), a.IfaceCounter(b, "tx_packets") }
 	b0, p0 := sent()
 	return func() {
 		b1, p1 := sent()
@@ -425,16 +425,6 @@ func wireReport(b *testing.B, name string, a, h *netlab.Host) func() {
 				host.Run(b, "tc", "-s", "qdisc", "show", "dev", host.Iface), host.Run(b, "grep", "^Udp:", "/proc/net/snmp"))
 		}
 	}
-}
-
-// ifaceCounter reads a statistics counter of h's LAN interface.
-func ifaceCounter(b *testing.B, h *netlab.Host, name string) int64 {
-	out := h.Run(b, "cat", "/sys/class/net/"+h.Iface+"/statistics/"+name)
-	n, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
-	if err != nil {
-		b.Fatalf("%s counter %s: %q", h.Name, name, out)
-	}
-	return n
 }
 
 func sum(b *testing.B, path string) string {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,17 +13,6 @@ import (
 
 	"github.com/drive-node/drive-node/internal/netlab"
 )
-
-// sentBy reads how many bytes h has sent on its LAN interface.
-func sentBy(t *testing.T, h *netlab.Host) int64 {
-	t.Helper()
-	out := h.Run(t, "cat", "/sys/class/net/"+h.Iface+"/statistics/tx_bytes")
-	n, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
-	if err != nil {
-		t.Fatalf("tx_bytes of %s: %q", h.Name, out)
-	}
-	return n
-}
 
 // putWhole writes data to path through a temp file beside it renamed into
 // place, as an editor saves.
@@ -95,11 +83,11 @@ func TestDeltaTransfer(t *testing.T) {
 		}, mib / 4},
 	}
 	for _, c := range changes {
-		before := sentBy(t, p.a)
+		before := p.a.IfaceCounter(t, "tx_bytes")
 		start := time.Now()
 		c.apply()
 		converge(t, c.name, p.dirA, p.dirB, 2*time.Minute)
-		sent := sentBy(t, p.a) - before
+		sent := p.a.IfaceCounter(t, "tx_bytes") - before
 		t.Logf("%s: A sent %.3f MiB, B matched after %v", c.name, float64(sent)/mib, time.Since(start).Round(time.Millisecond))
 		if sent > c.limit {
 			t.Errorf("%s: A sent %.2f MiB, want at most %.2f MiB", c.name, float64(sent)/mib, float64(c.limit)/mib)
@@ -118,7 +106,7 @@ func TestDeltaResumesAfterAKill(t *testing.T) {
 	writeFile(t, filepath.Join(p.dirA, "hello.txt"), []byte("connected\n"))
 	converge(t, "connected", p.dirA, p.dirB, 20*time.Second)
 
-	before := sentBy(t, p.a)
+	before := p.a.IfaceCounter(t, "tx_bytes")
 	putWhole(t, filepath.Join(p.dirA, "video.mov"), randomBytes(t, size))
 	var partial int64
 	netlab.Eventually(t, time.Minute, "B assembling the file", func() (bool, string) {
@@ -136,7 +124,7 @@ func TestDeltaResumesAfterAKill(t *testing.T) {
 	p.pb.Kill()
 	p.pb = p.start(t, p.b, p.dirB, "B")
 	converge(t, "after B was killed mid-assembly", p.dirA, p.dirB, 3*time.Minute)
-	sent := sentBy(t, p.a) - before
+	sent := p.a.IfaceCounter(t, "tx_bytes") - before
 	t.Logf("B had %d MiB when killed; A sent %.1f MiB for the %d MiB file", partial>>20, float64(sent)/(1<<20), size>>20)
 	if limit := int64(size) + size/10; sent > limit {
 		t.Fatalf("A sent %d MiB for a %d MiB file: what B had assembled was fetched again", sent>>20, size>>20)

@@ -155,7 +155,7 @@ func (p *Peer) FetchChunkList(ctx context.Context, h content.Hash, limit int64, 
 	}
 	complete := false
 	defer func() { cs.done(complete) }()
-	resp, err := readChunkListResponse(cs)
+	resp, err := readMessage[*wire.ChunkListResponse](cs)
 	if err != nil {
 		return 0, fmt.Errorf("quicnet: fetch chunk list of %s from %s: %w", h.Short(), p.ID.Short(), ctxOr(ctx, err))
 	}
@@ -261,27 +261,22 @@ func errOr(err, otherwise error) error {
 }
 
 func readResponse(r io.Reader) (*wire.ContentResponse, error) {
-	m, err := wire.ReadFrame(r)
-	if err != nil {
-		return nil, err
-	}
-	resp, ok := m.(*wire.ContentResponse)
-	if !ok {
-		return nil, fmt.Errorf("got %s, want content-response", m.Type())
-	}
-	return resp, nil
+	return readMessage[*wire.ContentResponse](r)
 }
 
-func readChunkListResponse(r io.Reader) (*wire.ChunkListResponse, error) {
+// readMessage reads one frame and returns it as an M, or an error naming
+// what came instead.
+func readMessage[M wire.Message](r io.Reader) (M, error) {
+	var want M
 	m, err := wire.ReadFrame(r)
 	if err != nil {
-		return nil, err
+		return want, err
 	}
-	resp, ok := m.(*wire.ChunkListResponse)
+	got, ok := m.(M)
 	if !ok {
-		return nil, fmt.Errorf("got %s, want chunk-list-response", m.Type())
+		return want, fmt.Errorf("got %s, want %s", m.Type(), want.Type())
 	}
-	return resp, nil
+	return got, nil
 }
 
 // Bounds on content streams (Transport fields that tests shorten):
@@ -325,25 +320,9 @@ func (p *Peer) serveContent(s *quic.Stream) {
 	w := idleStream{s, p.t.streamIdle}
 	switch req := m.(type) {
 	case *wire.ContentRequest:
-		// What the transfer cost the connection, for tuning: losses and
-		// the congestion window explain a slow large transfer.
-		start, before := time.Now(), p.conn.ConnectionStats()
-		if !p.sendContent(w, req.Hash, req.Offset, -1) {
-			s.CancelWrite(codeStreamDone)
-		}
-		after := p.conn.ConnectionStats()
-		p.t.log.Debug("content sent", "peer", p.ID.Short(), "hash", req.Hash.Short(), "took", time.Since(start),
-			"packets", after.PacketsSent-before.PacketsSent, "lost", after.PacketsLost-before.PacketsLost,
-			"cwnd", after.CongestionWindow, "srtt", after.SmoothedRTT)
+		p.sendTimed(w, req.Hash, req.Offset, -1)
 	case *wire.RangeRequest:
-		start, before := time.Now(), p.conn.ConnectionStats()
-		if !p.sendContent(w, req.Hash, req.Offset, req.Length) {
-			s.CancelWrite(codeStreamDone)
-		}
-		after := p.conn.ConnectionStats()
-		p.t.log.Debug("range sent", "peer", p.ID.Short(), "hash", req.Hash.Short(), "offset", req.Offset, "length", req.Length,
-			"took", time.Since(start), "packets", after.PacketsSent-before.PacketsSent, "lost", after.PacketsLost-before.PacketsLost,
-			"cwnd", after.CongestionWindow, "srtt", after.SmoothedRTT)
+		p.sendTimed(w, req.Hash, req.Offset, req.Length)
 	case *wire.ChunkListRequest:
 		start := time.Now()
 		if !p.sendChunkList(w, req.Hash) {
@@ -366,6 +345,21 @@ func (p *Peer) serveContent(s *quic.Stream) {
 		p.t.log.Warn("unexpected message on a content stream", "peer", p.ID.Short(), "type", m.Type())
 		s.CancelWrite(codeStreamDone)
 	}
+}
+
+// sendTimed answers a content or range request as sendContent does,
+// resetting the stream when it must end early, and logs what the
+// transfer cost the connection, for tuning: losses and the congestion
+// window explain a slow large transfer.
+func (p *Peer) sendTimed(w idleStream, h content.Hash, offset, length int64) {
+	start, before := time.Now(), p.conn.ConnectionStats()
+	if !p.sendContent(w, h, offset, length) {
+		w.CancelWrite(codeStreamDone)
+	}
+	after := p.conn.ConnectionStats()
+	p.t.log.Debug("content sent", "peer", p.ID.Short(), "hash", h.Short(), "offset", offset, "length", length, "took", time.Since(start),
+		"packets", after.PacketsSent-before.PacketsSent, "lost", after.PacketsLost-before.PacketsLost,
+		"cwnd", after.CongestionWindow, "srtt", after.SmoothedRTT)
 }
 
 // sendContent writes the response for h and, when this device has it,

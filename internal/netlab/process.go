@@ -42,6 +42,18 @@ func (h *Host) Run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
+// IfaceCounter reads a statistics counter of h's LAN interface
+// ("tx_bytes", "tx_packets", …).
+func (h *Host) IfaceCounter(t testing.TB, name string) int64 {
+	t.Helper()
+	out := h.Run(t, "cat", "/sys/class/net/"+h.Iface+"/statistics/"+name)
+	n, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		t.Fatalf("%s counter %s: %q", h.Name, name, out)
+	}
+	return n
+}
+
 // Pids returns the processes running in the host's namespace.
 func (h *Host) Pids() []int {
 	out, _ := exec.Command("ip", "netns", "pids", h.Name).Output()
