@@ -118,7 +118,7 @@ func waitPeers(ctx context.Context, stateDir string, wait time.Duration, ok func
 }
 
 func runHistory(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("history")
+	fs := newFlagSet("history", stdout)
 	var f nodeFlags
 	var asJSON bool
 	f.add(fs, true)
@@ -173,7 +173,7 @@ func runHistory(args []string, stdout, stderr io.Writer) error {
 }
 
 func runRestore(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("restore")
+	fs := newFlagSet("restore", stdout)
 	var f nodeFlags
 	var at, version string
 	var asJSON bool
@@ -249,7 +249,7 @@ func runBrake(approve bool, args []string, stdout, stderr io.Writer) error {
 	if approve {
 		name = "approve"
 	}
-	fs := newFlagSet(name)
+	fs := newFlagSet(name, stdout)
 	var f nodeFlags
 	f.add(fs, false)
 	if err := fs.Parse(args); err != nil {

@@ -2,10 +2,10 @@
 // network, with no server and no internet.
 //
 //	drive-node --folder DIR [--state DIR] [--listen ADDR] [--name NAME] [--peer HOST:PORT]...
-//	drive-node id     [--folder DIR | --state DIR]
-//	drive-node pair   [--folder DIR | --state DIR] [--name NAME] ID
-//	drive-node status [--folder DIR | --state DIR] [--json]
-//	drive-node version
+//	drive-node COMMAND [flags] [ARGS]
+//
+// `drive-node --help` lists the commands (the table in commands.go) and
+// `drive-node help COMMAND` gives one command's flags.
 //
 // The exit code is 0 after a clean stop, 2 when the op log's disk failed
 // (the state disk is full, say: a supervisor such as systemd restarts the
@@ -63,35 +63,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cmd, args = args[0], args[1:]
 	}
 	var err error
-	switch cmd {
-	case "":
+	if cmd == "" {
 		err = runDaemon(args, stdout, stderr)
-	case "id":
-		err = runID(args, stdout)
-	case "pair":
-		err = runPair(args, stdout)
-	case "status":
-		err = runStatus(args, stdout)
-	case "history":
-		err = runHistory(args, stdout, stderr)
-	case "restore":
-		err = runRestore(args, stdout, stderr)
-	case "approve":
-		err = runBrake(true, args, stdout, stderr)
-	case "reject":
-		err = runBrake(false, args, stdout, stderr)
-	case "revert":
-		err = runRevert(args, stdout, stderr)
-	case "override":
-		err = runOverride(args, stdout, stderr)
-	case "ignore":
-		err = runIgnore(args, stdout)
-	case "version":
-		printVersion(stdout)
-	case "help":
-		usage(stdout)
-	default:
-		err = fmt.Errorf("unknown command %q (want id, pair, status, history, restore, approve, reject, revert, override, ignore, version or no command to run the daemon)", cmd)
+	} else if c, ok := findCommand(cmd); ok {
+		err = c.run(args, stdout, stderr)
+	} else {
+		err = fmt.Errorf("unknown command %q (want one of %s, or no command to run the daemon; see drive-node --help)", cmd, commandNames())
 	}
 	if err != nil && !errors.Is(err, pflag.ErrHelp) && !errors.Is(err, errNoneIgnored) {
 		fmt.Fprintf(stderr, "drive-node: %v\n", err)
@@ -111,30 +88,6 @@ func exitCode(err error) int {
 		return 2
 	}
 	return 1
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, `drive-node keeps one folder identical on the devices of a local network.
-
-  drive-node --folder DIR [--state DIR] [--listen ADDR] [--name NAME] [--peer HOST:PORT]...
-             [--versions on|off|SCHEDULE] [--brake on|off|FILES,PERCENT%,WINDOW]
-             [--role send-receive|receive-only|send-only]
-  drive-node id      [--folder DIR | --state DIR]         print this device's ID
-  drive-node pair    [--folder DIR | --state DIR] ID      trust the device ID
-  drive-node status  [--folder DIR | --state DIR] [--json]
-  drive-node history [--folder DIR | --state DIR] [--json] PATH
-                                                        every version of PATH and where it is
-  drive-node restore [--folder DIR | --state DIR] (--at TIME | --version HASH) PATH...
-                                                        bring files back as a new change (. for all)
-  drive-node approve [--folder DIR | --state DIR]       apply the changes the brake holds
-  drive-node reject  [--folder DIR | --state DIR]       send this device's files back instead
-  drive-node revert  [--folder DIR | --state DIR]       receive-only: put the mesh's version back
-  drive-node override [--folder DIR | --state DIR]      send-only: make every peer match this device
-  drive-node ignore  [--folder DIR | --state DIR] --check PATH...
-                                                        is PATH ignored, and by which rule
-  drive-node ignore --defaults                          the built-in ignore rules
-  drive-node version
-`)
 }
 
 func printVersion(w io.Writer) {
@@ -207,14 +160,8 @@ func (l *locationFlags) stateDir() (string, error) {
 	return node.DefaultStateDir(abs, ""), nil
 }
 
-func newFlagSet(name string) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SortFlags = false
-	return fs
-}
-
 func runDaemon(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("drive-node")
+	fs := newFlagSet("drive-node", stdout)
 	var cfg node.Config
 	var showVersion bool
 	var logLevel, logFormat, cpuProfile, memProfile string
@@ -237,7 +184,6 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) to this file until the daemon stops")
 	fs.StringVar(&memProfile, "mem-profile", "", "write a heap profile (pprof: allocations since start, memory in use) to this file when the daemon stops")
-	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -348,8 +294,8 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-func runID(args []string, stdout io.Writer) error {
-	fs := newFlagSet("id")
+func runID(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("id", stdout)
 	var loc locationFlags
 	loc.add(fs)
 	if err := fs.Parse(args); err != nil {
@@ -370,8 +316,8 @@ func runID(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func runPair(args []string, stdout io.Writer) error {
-	fs := newFlagSet("pair")
+func runPair(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("pair", stdout)
 	var loc locationFlags
 	var name string
 	loc.add(fs)
@@ -397,8 +343,8 @@ func runPair(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func runStatus(args []string, stdout io.Writer) error {
-	fs := newFlagSet("status")
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", stdout)
 	var loc locationFlags
 	var asJSON bool
 	loc.add(fs)

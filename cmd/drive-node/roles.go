@@ -14,7 +14,7 @@ import (
 // runRevert puts back, on a receive-only device, the mesh's version of
 // every path changed there.
 func runRevert(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("revert")
+	fs := newFlagSet("revert", stdout)
 	var f nodeFlags
 	var asJSON bool
 	f.add(fs, true)
@@ -41,7 +41,7 @@ func runRevert(args []string, stdout, stderr io.Writer) error {
 // runOverride sends, from a send-only device, its version of every path
 // where peers differ.
 func runOverride(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("override")
+	fs := newFlagSet("override", stdout)
 	var f nodeFlags
 	f.add(fs, true)
 	if err := fs.Parse(args); err != nil {
@@ -68,8 +68,8 @@ var errNoneIgnored = errors.New("no path given is ignored")
 // rules ignore it and by which rule, in the form `git check-ignore -v -n`
 // prints: SOURCE:LINE:PATTERN, a tab, the path (":: " and the path when
 // no rule matched).
-func runIgnore(args []string, stdout io.Writer) error {
-	fs := newFlagSet("ignore")
+func runIgnore(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ignore", stdout)
 	var loc locationFlags
 	var check, defaults, asJSON bool
 	loc.add(fs)
