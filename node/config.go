@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -32,6 +33,11 @@ type Config struct {
 	StateDir string
 	// Listen is the UDP address the transport listens on.
 	Listen string
+	// PacketConn, when set, is the socket the transport uses instead of
+	// listening on Listen (see quicnet.Config.PacketConn). Run uses it and
+	// closes it when it returns; a node that never runs leaves it to the
+	// caller.
+	PacketConn net.PacketConn
 	// Name is shown to peers; default the host name.
 	Name string
 	// Peers are static peer addresses (host:port) dialled in addition to

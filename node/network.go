@@ -15,13 +15,14 @@ import (
 // connections to every known peer.
 func (n *Node) startNetwork(ctx context.Context) error {
 	tr, err := quicnet.Listen(ctx, quicnet.Config{
-		Identity: n.id,
-		Listen:   n.cfg.Listen,
-		Paired:   n.paired,
-		Content:  n,
-		OnPeer:   n.servePeer,
-		Logger:   n.log,
-		Clock:    n.clock,
+		Identity:   n.id,
+		Listen:     n.cfg.Listen,
+		PacketConn: n.cfg.PacketConn,
+		Paired:     n.paired,
+		Content:    n,
+		OnPeer:     n.servePeer,
+		Logger:     n.log,
+		Clock:      n.clock,
 	})
 	if err != nil {
 		return err

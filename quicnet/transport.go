@@ -90,6 +90,11 @@ type Config struct {
 	Identity *certs.Identity
 	// Listen is the UDP address, e.g. ":22000" or "10.0.0.2:0".
 	Listen string
+	// PacketConn, when set, is the socket to use instead of listening on
+	// Listen: a program embedding the engine can hand in one it opened
+	// itself (bound to one interface, say, or an in-memory network). The
+	// transport owns it from then on and closes it on Close.
+	PacketConn net.PacketConn
 	// Paired reports whether id may connect. It is called at every
 	// handshake, so pairing takes effect without a restart.
 	Paired func(id certs.DeviceID) bool
@@ -113,7 +118,7 @@ type Config struct {
 type Transport struct {
 	cfg  Config
 	log  *slog.Logger
-	udp  *net.UDPConn
+	udp  net.PacketConn
 	tr   *quic.Transport
 	ln   *quic.Listener
 	qcfg *quic.Config
@@ -170,16 +175,10 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 		cfg.ContentStreams = 16
 	}
 	cfg.Clock = clock.Or(cfg.Clock)
-	addr, err := net.ResolveUDPAddr("udp", cfg.Listen)
+	udp, err := listenUDP(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("quicnet: listen address %q: %w", cfg.Listen, err)
+		return nil, err
 	}
-	udp, err := net.ListenUDP("udp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("quicnet: listen on %s: %w", cfg.Listen, err)
-	}
-	udp.SetReadBuffer(udpBuffer)
-	udp.SetWriteBuffer(udpBuffer)
 	t := &Transport{
 		cfg: cfg, log: cfg.Logger, udp: udp, qcfg: quicConfig(), requestWait: contentRequestWait, openWait: streamOpenWait, streamIdle: streamIdle,
 		peers: map[certs.DeviceID]*Peer{}, loggedUnpair: map[certs.DeviceID]bool{},
@@ -194,11 +193,30 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 	t.ln, err = t.tr.Listen(t.tlsConfig(certs.DeviceID{}), t.qcfg)
 	if err != nil {
 		udp.Close()
-		return nil, fmt.Errorf("quicnet: listen on %s: %w", cfg.Listen, err)
+		return nil, fmt.Errorf("quicnet: listen on %s: %w", udp.LocalAddr(), err)
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.spawn(t.acceptLoop)
 	return t, nil
+}
+
+// listenUDP returns the socket cfg names: the one handed in, or a new one
+// listening on cfg.Listen with large buffers.
+func listenUDP(cfg Config) (net.PacketConn, error) {
+	if cfg.PacketConn != nil {
+		return cfg.PacketConn, nil
+	}
+	addr, err := net.ResolveUDPAddr("udp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("quicnet: listen address %q: %w", cfg.Listen, err)
+	}
+	udp, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("quicnet: listen on %s: %w", cfg.Listen, err)
+	}
+	udp.SetReadBuffer(udpBuffer)
+	udp.SetWriteBuffer(udpBuffer)
+	return udp, nil
 }
 
 func resetKey(id *certs.Identity) quic.StatelessResetKey {
@@ -211,8 +229,18 @@ func resetKey(id *certs.Identity) quic.StatelessResetKey {
 	return key
 }
 
-// Addr returns the local UDP address.
-func (t *Transport) Addr() *net.UDPAddr { return t.udp.LocalAddr().(*net.UDPAddr) }
+// Addr returns the local UDP address. For a socket handed in through
+// Config.PacketConn whose address is not a UDP one, it is the address its
+// String parses to, or the zero address.
+func (t *Transport) Addr() *net.UDPAddr {
+	switch a := t.udp.LocalAddr().(type) {
+	case *net.UDPAddr:
+		return a
+	default:
+		ap, _ := netip.ParseAddrPort(a.String())
+		return net.UDPAddrFromAddrPort(ap)
+	}
+}
 
 // Close closes every connection and the socket, and waits for the
 // transport's goroutines to return: OnPeer calls, Redialer attempts and
