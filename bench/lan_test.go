@@ -87,15 +87,22 @@ func inList(list, item string) bool {
 	return strings.Contains(","+list+",", ","+item+",")
 }
 
-func BenchmarkLAN(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("the LAN benchmark needs root for network namespaces (run bench/lan.sh as root)")
-	}
+// makeProfileDir creates the -lan.profile directory, if one is given:
+// the daemons write their profiles and logs into it, and do not start
+// when it is missing.
+func makeProfileDir(b *testing.B) {
 	if *lanProfile != "" {
 		if err := os.MkdirAll(*lanProfile, 0o755); err != nil {
 			b.Fatalf("-lan.profile: %v", err)
 		}
 	}
+}
+
+func BenchmarkLAN(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the LAN benchmark needs root for network namespaces (run bench/lan.sh as root)")
+	}
+	makeProfileDir(b)
 	dn := netlab.BuildBinary(b, "github.com/drive-node/drive-node/cmd/drive-node")
 	var tools []tool
 	for _, tl := range []tool{driveNode(dn), syncthing()} {
@@ -568,6 +575,7 @@ func startDaemons(b *testing.B, n int) daemons {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root for network namespaces")
 	}
+	makeProfileDir(b)
 	d := daemons{bin: netlab.BuildBinary(b, "github.com/drive-node/drive-node/cmd/drive-node"), lab: netlab.New(b, n)}
 	root := b.TempDir()
 	d.dirA, d.dirB, d.stage = filepath.Join(root, "A"), filepath.Join(root, "B"), filepath.Join(root, "stage")
