@@ -305,6 +305,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 		if err := n.db.Apply(ctx, b); err != nil {
 			return err
 		}
+		n.applying.recorded.Fire() // a peer may wait for what was placed
 		if recs.get(IgnoreFileName) != nil {
 			n.ignoreKick.Kick() // the folder's rules file was placed
 		}

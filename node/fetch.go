@@ -41,6 +41,7 @@ func stagedName(h content.Hash) string { return TempPrefix + h.String()[:32] }
 // other contents are fetched whole. A partial file left by an earlier
 // attempt is resumed.
 func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []contentFetcher) (string, error) {
+	peers = n.relays.order(h, peers) // a peer waiting here for h lacks it
 	if size > content.MinChunk {
 		name, err := n.assemble(ctx, h, size, peers)
 		if !errors.Is(err, errNoList) {

@@ -11,7 +11,6 @@ import (
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
-	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/state"
 )
 
@@ -194,9 +193,9 @@ func (n *Node) peerHas(ctx context.Context, p contentFetcher, h content.Hash, si
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	name := "?"
-	if qp, ok := p.(*quicnet.Peer); ok {
-		name = qp.ID.Short()
-		if pr, ok, err := n.db.Peer(ctx, qp.ID); err == nil && ok && pr.Name != "" {
+	if id, ok := peerIDOf(p); ok {
+		name = id.Short()
+		if pr, ok, err := n.db.Peer(ctx, id); err == nil && ok && pr.Name != "" {
 			name = pr.Name
 		}
 	}

@@ -40,7 +40,8 @@ func TestPeerChangesAreKeptAndRestored(t *testing.T) {
 	for _, name := range names[:3] {
 		os.Remove(filepath.Join(b, name))
 	}
-	write(t, filepath.Join(b, "four.txt"), "second, longer")
+	// Saved whole: the history below counts B's edits of it.
+	replace(t, filepath.Join(b, "four.txt"), "second, longer")
 	waitFor(t, "deletes and the edit", func() string { return sameTree(a, b) })
 
 	ctx := context.Background()

@@ -19,7 +19,7 @@ func (n *Node) startNetwork(ctx context.Context) error {
 		Listen:     n.cfg.Listen,
 		PacketConn: n.cfg.PacketConn,
 		Paired:     n.paired,
-		Content:    n,
+		Content:    relaySource{n},
 		OnPeer:     n.servePeer,
 		Logger:     n.log,
 		Clock:      n.clock,

@@ -76,6 +76,10 @@ type Node struct {
 	tr        *quicnet.Transport
 	logWatch  logWatch
 	applyKick kick.Signal
+	// applying wakes content requests that wait for an apply, and relays
+	// keeps two devices from waiting for each other (relay.go).
+	applying applyProgress
+	relays   relays
 	// burst and activity tell releaseLoop that a burst of changes was
 	// handled, and that the node is still busy.
 	burst, activity kick.Signal

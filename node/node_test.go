@@ -214,6 +214,17 @@ func write(t *testing.T, path, data string) {
 	}
 }
 
+// replace puts data at path as an editor that saves safely does: a
+// temporary file renamed over it, so no watcher sees it half written.
+func replace(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".saving"
+	write(t, tmp, data)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestTwoNodesSync(t *testing.T) {
 	a, b := t.TempDir(), t.TempDir()
 	pairFolders(t, a, b)

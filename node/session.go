@@ -338,8 +338,10 @@ func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, 
 	}
 	inserted, err := n.ops.Insert(ctx, p.ID, ops...)
 	if len(inserted) > 0 {
-		n.logWatch.notify()
+		// Due before the other peers hear of the ops: one that asks for
+		// their content at once is answered when it is placed (relay.go).
 		n.kickApply()
+		n.logWatch.notify()
 	}
 	// Ops of origins the log refused are left out for the rest of the
 	// session, and the others' go on: one origin's bad op does not hold
@@ -362,6 +364,7 @@ func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, 
 }
 
 func (n *Node) kickApply() {
+	n.applying.due.Store(true)
 	n.applyKick.Kick()
 }
 
@@ -387,7 +390,10 @@ func (n *Node) applyLoop(ctx context.Context) {
 			n.pause(ctx, err.Error()) // applying writes the database and may log conflict copies
 			continue
 		}
-		if err := n.applyPending(ctx); err != nil && ctx.Err() == nil {
+		n.applying.passStarted()
+		err := n.applyPending(ctx)
+		n.applying.passEnded()
+		if err != nil && ctx.Err() == nil {
 			n.log.Warn("applying received changes: some wait for a retry", "err", err)
 		}
 	}
@@ -499,14 +505,15 @@ func (n *Node) fetchers() []contentFetcher {
 	}
 	out := make([]contentFetcher, len(peers))
 	for i, p := range peers {
-		out[i] = p
+		out[i] = trackedPeer{p, &n.relays}
 	}
 	return out
 }
 
 // OpenContent serves content to peers from the folder: a live recorded
-// file with that hash whose size and mtime still match the record, or
-// the version store's copy.
+// file with that hash whose size and mtime still match the record, a file
+// whose op was just sent, or the version store's copy. It never waits
+// (the transport is given relaySource, which does).
 func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
 	n.noteActivity()
 	files, err := n.db.FilesByHash(ctx, h)

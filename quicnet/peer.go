@@ -44,7 +44,7 @@ func (p *Peer) PublicKey() []byte {
 }
 
 func newPeer(t *Transport, conn *quic.Conn, id certs.DeviceID, dialed bool) *Peer {
-	ctx, cancel := context.WithCancel(t.ctx)
+	ctx, cancel := context.WithCancel(context.WithValue(t.ctx, requesterKey{}, id))
 	watch := func() {
 		select {
 		case <-conn.Context().Done():
@@ -64,7 +64,7 @@ func newPeer(t *Transport, conn *quic.Conn, id certs.DeviceID, dialed bool) *Pee
 // RemoteAddr returns the peer's UDP address.
 func (p *Peer) RemoteAddr() net.Addr { return p.conn.RemoteAddr() }
 
-// Context ends when the connection closes.
+// Context ends when the connection closes; Requester(ctx) names the peer.
 func (p *Peer) Context() context.Context { return p.ctx }
 
 func (p *Peer) close(code quic.ApplicationErrorCode, why string) {

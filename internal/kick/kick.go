@@ -1,4 +1,5 @@
-// Package kick is a wake-up signal that never blocks the one who gives it.
+// Package kick holds wake-up signals that never block the one who gives
+// them: Signal wakes one receiver, Broadcast every waiter.
 //
 // A Signal holds at most one pending wake-up: any number of Kicks between
 // two receives on C wake the receiver once, and a Kick with nobody waiting
@@ -31,4 +32,33 @@ func (s *Signal) Kick() {
 func (s *Signal) C() <-chan struct{} {
 	s.init()
 	return s.ch
+}
+
+// Broadcast wakes every waiter at once; the zero value is ready to use. A
+// waiter takes the channel of the next Fire with Wait before it looks at
+// the state it waits on, so that a Fire between its look and its receive
+// is not missed.
+type Broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// Wait returns a channel that is closed at the next Fire.
+func (b *Broadcast) Wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+// Fire wakes everyone waiting. It never blocks.
+func (b *Broadcast) Fire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
 }

@@ -27,3 +27,27 @@ func TestKicksCoalesceAndWait(t *testing.T) {
 	s.Kick()
 	<-done
 }
+
+func TestBroadcastWakesEveryWaiterOnce(t *testing.T) {
+	var b Broadcast
+	b.Fire() // nobody waits: nothing to do, never blocks
+	first, second := b.Wait(), b.Wait()
+	select {
+	case <-first:
+		t.Fatal("a wake-up before any fire")
+	default:
+	}
+	b.Fire()
+	for i, ch := range []<-chan struct{}{first, second} {
+		select {
+		case <-ch:
+		default:
+			t.Fatalf("waiter %d not woken", i)
+		}
+	}
+	select {
+	case <-b.Wait():
+		t.Fatal("a wait taken after the fire is woken by it")
+	default:
+	}
+}

@@ -1,0 +1,236 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/kick"
+	"github.com/drive-node/drive-node/quicnet"
+)
+
+// relayWait bounds how long a peer's request for a content this device
+// does not hold waits while this device is applying received ops. A peer
+// that heard of a change through this device (a chain 1 – 2 – 3, where 3
+// never sees 1) asks for its content as soon as the op arrives, which is
+// often before this device has fetched and placed it; answered "not held",
+// it would retry seconds later. Waiting for the apply instead hands it the
+// content the moment it is placed. The bound keeps a request for a
+// content that is not coming from holding a stream for long.
+const relayWait = 5 * time.Second
+
+// applyProgress tells requests waiting for a content (see relayWait) when
+// to look again: while an apply pass is due or running, after each chunk
+// it records, and when the pass ends.
+type applyProgress struct {
+	// due is set when an apply pass is asked for and cleared when one
+	// starts; running while one runs.
+	due, running atomic.Bool
+	recorded     kick.Broadcast
+}
+
+// busy reports whether ops received here are being, or are about to be,
+// applied.
+func (a *applyProgress) busy() bool { return a.due.Load() || a.running.Load() }
+
+// passStarted and passEnded bracket an apply pass.
+func (a *applyProgress) passStarted() {
+	a.due.Store(false)
+	a.running.Store(true)
+}
+
+func (a *applyProgress) passEnded() {
+	a.running.Store(false)
+	a.recorded.Fire()
+}
+
+// relaySource is the node's content as the transport serves it to peers:
+// while this device is applying received ops, a content or chunk list it
+// does not hold yet is waited for, up to relayWait (see there); otherwise,
+// or after that, the error wraps fs.ErrNotExist as the node's own says.
+type relaySource struct{ n *Node }
+
+// OpenContent implements quicnet.ContentSource.
+func (s relaySource) OpenContent(ctx context.Context, h content.Hash) (r io.ReadSeekCloser, size int64, err error) {
+	err = s.n.whileApplying(ctx, h, func() error {
+		r, size, err = s.n.OpenContent(ctx, h)
+		return err
+	})
+	return r, size, err
+}
+
+// OpenChunkList implements quicnet.ContentSource.
+func (s relaySource) OpenChunkList(ctx context.Context, h content.Hash) (r io.ReadCloser, size int64, err error) {
+	err = s.n.whileApplying(ctx, h, func() error {
+		r, size, err = s.n.OpenChunkList(ctx, h)
+		return err
+	})
+	return r, size, err
+}
+
+// whileApplying calls look, and again after each chunk an apply records,
+// for as long as look finds nothing (fs.ErrNotExist), an apply is due or
+// running, relayWait has not passed and ctx has not ended. It returns
+// look's last error.
+//
+// Two devices that both lack h must not wait for each other: a request
+// from the peer this device is itself asking for h right now, or from its
+// only connected peer, is answered at once; and while a peer waits here
+// for h, this device asks the others for h first (see relays.order).
+func (n *Node) whileApplying(ctx context.Context, h content.Hash, look func() error) error {
+	from, known := quicnet.Requester(ctx)
+	var deadline <-chan time.Time
+	for {
+		// The wake-up is taken before the look: a chunk recorded between
+		// the two is not missed.
+		recorded := n.applying.recorded.Wait()
+		err := look()
+		if !errors.Is(err, fs.ErrNotExist) || !n.applying.busy() {
+			return err
+		}
+		if known && (n.relays.asking(h, from) || !n.connectedBesides(from)) {
+			return err
+		}
+		if deadline == nil {
+			t := n.clock.NewTimer(relayWait)
+			defer t.Stop()
+			deadline = t.C()
+			if known {
+				defer n.relays.waiting(h, from)()
+			}
+		}
+		select {
+		case <-recorded:
+		case <-deadline:
+			n.log.Debug("a content a peer waits for was not placed in time", "hash", h.Short(), "waited", relayWait)
+			return err
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// connectedBesides reports whether a peer other than id is connected.
+func (n *Node) connectedBesides(id certs.DeviceID) bool {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for other := range n.peers {
+		if other != id {
+			return true
+		}
+	}
+	return false
+}
+
+// relays tracks, per content, the peers this device is asking for it
+// and the peers waiting here for it.
+type relays struct {
+	mu       sync.Mutex
+	askingOf map[content.Hash]map[certs.DeviceID]int
+	waitedBy map[content.Hash]map[certs.DeviceID]int
+}
+
+// add counts id under h in m until the returned func is called.
+func (r *relays) add(m *map[content.Hash]map[certs.DeviceID]int, h content.Hash, id certs.DeviceID) func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if *m == nil {
+		*m = map[content.Hash]map[certs.DeviceID]int{}
+	}
+	if (*m)[h] == nil {
+		(*m)[h] = map[certs.DeviceID]int{}
+	}
+	(*m)[h][id]++
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if (*m)[h][id]--; (*m)[h][id] == 0 {
+			delete((*m)[h], id)
+			if len((*m)[h]) == 0 {
+				delete(*m, h)
+			}
+		}
+	}
+}
+
+// asks records that this device asks peer id for h, until the returned
+// func is called.
+func (r *relays) asks(h content.Hash, id certs.DeviceID) func() { return r.add(&r.askingOf, h, id) }
+
+// waiting records that peer id waits here for h, until the returned func
+// is called.
+func (r *relays) waiting(h content.Hash, id certs.DeviceID) func() { return r.add(&r.waitedBy, h, id) }
+
+// asking reports whether this device is asking peer id for h.
+func (r *relays) asking(h content.Hash, id certs.DeviceID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.askingOf[h][id] > 0
+}
+
+// order returns peers with those waiting here for h last: they lack it.
+func (r *relays) order(h content.Hash, peers []contentFetcher) []contentFetcher {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	waiting := r.waitedBy[h]
+	if len(waiting) == 0 {
+		return peers
+	}
+	out := make([]contentFetcher, 0, len(peers))
+	var last []contentFetcher
+	for _, p := range peers {
+		if id, ok := peerIDOf(p); ok && waiting[id] > 0 {
+			last = append(last, p)
+		} else {
+			out = append(out, p)
+		}
+	}
+	return append(out, last...)
+}
+
+// peerIDOf returns the device a fetcher fetches from, when it is a
+// connected peer.
+func peerIDOf(p contentFetcher) (certs.DeviceID, bool) {
+	switch p := p.(type) {
+	case trackedPeer:
+		return p.p.ID, true
+	case *quicnet.Peer:
+		return p.ID, true
+	}
+	return certs.DeviceID{}, false
+}
+
+// trackedPeer is a connected peer as the fetches use it: each request
+// for a content is recorded in relays while it runs.
+type trackedPeer struct {
+	p *quicnet.Peer
+	r *relays
+}
+
+func (t trackedPeer) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.Writer) (int64, error) {
+	defer t.r.asks(h, t.p.ID)()
+	return t.p.Fetch(ctx, h, offset, dst)
+}
+
+func (t trackedPeer) FetchChunkList(ctx context.Context, h content.Hash, limit int64, dst io.Writer) (int64, error) {
+	defer t.r.asks(h, t.p.ID)()
+	return t.p.FetchChunkList(ctx, h, limit, dst)
+}
+
+func (t trackedPeer) FetchRange(ctx context.Context, h content.Hash, offset, length int64, dst io.Writer) (int64, error) {
+	defer t.r.asks(h, t.p.ID)()
+	return t.p.FetchRange(ctx, h, offset, length, dst)
+}
+
+func (t trackedPeer) FetchBatch(ctx context.Context, hs []content.Hash, each func(i int, size int64, r io.Reader) error) error {
+	for _, h := range hs {
+		defer t.r.asks(h, t.p.ID)()
+	}
+	return t.p.FetchBatch(ctx, hs, each)
+}
