@@ -380,22 +380,28 @@ func (n *Node) applyLoop(ctx context.Context) {
 		case <-n.applyKick.C():
 		case <-retry.C():
 		}
-		if n.paused.Load() {
-			// Nothing is written into a folder that is not the synced one;
-			// status says why what arrives waits.
-			n.pending.write(ctx, n, nil, nil, reasonPaused)
-			continue
-		}
-		if err := n.checkStateDir(); err != nil {
-			n.pause(ctx, err.Error()) // applying writes the database and may log conflict copies
-			continue
-		}
+		// A pass that does not run (paused) ends too: nobody waits for
+		// what it would have placed.
 		n.applying.passStarted()
-		err := n.applyPending(ctx)
+		n.applyRound(ctx)
 		n.applying.passEnded()
-		if err != nil && ctx.Err() == nil {
-			n.log.Warn("applying received changes: some wait for a retry", "err", err)
-		}
+	}
+}
+
+// applyRound is one turn of applyLoop: a pass, unless the node is paused.
+func (n *Node) applyRound(ctx context.Context) {
+	if n.paused.Load() {
+		// Nothing is written into a folder that is not the synced one;
+		// status says why what arrives waits.
+		n.pending.write(ctx, n, nil, nil, reasonPaused)
+		return
+	}
+	if err := n.checkStateDir(); err != nil {
+		n.pause(ctx, err.Error()) // applying writes the database and may log conflict copies
+		return
+	}
+	if err := n.applyPending(ctx); err != nil && ctx.Err() == nil {
+		n.log.Warn("applying received changes: some wait for a retry", "err", err)
 	}
 }
 
