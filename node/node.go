@@ -74,6 +74,7 @@ type Node struct {
 	stateInfo os.FileInfo
 
 	tr        *quicnet.Transport
+	pairer    atomic.Pointer[pairer] // set once the network runs
 	logWatch  logWatch
 	applyKick kick.Signal
 	// burst and activity tell releaseLoop that a burst of changes was

@@ -108,13 +108,15 @@ type RestoreSummary struct {
 // zero when the peer has received everything, whether or not it has
 // applied it: its own status says that).
 type PeerStatus struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name,omitempty"`
-	Connected bool       `json:"connected"`
-	Address   string     `json:"address,omitempty"`
-	LastSeen  *time.Time `json:"last_seen,omitempty"`
-	Behind    uint64     `json:"ops_behind"`
-	Error     string     `json:"error,omitempty"`
+	ID        string `json:"id"`
+	Name      string `json:"name,omitempty"`
+	Connected bool   `json:"connected"`
+	Address   string `json:"address,omitempty"`
+	// LastAddress is the address the device was last connected at.
+	LastAddress string     `json:"last_address,omitempty"`
+	LastSeen    *time.Time `json:"last_seen,omitempty"`
+	Behind      uint64     `json:"ops_behind"`
+	Error       string     `json:"error,omitempty"`
 }
 
 // Conflict is a conflict copy the node made.
@@ -194,12 +196,7 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 	names := map[string]string{st.Device: "this device"}
 	for _, p := range peers {
 		names[p.ID.String()] = p.Name
-		ps := PeerStatus{ID: p.ID.String(), Name: p.Name, Connected: p.Connected && st.Running, Address: p.Address, Behind: p.Behind, Error: p.Error}
-		if p.LastSeen != 0 {
-			t := time.Unix(0, p.LastSeen).UTC()
-			ps.LastSeen = &t
-		}
-		st.Peers = append(st.Peers, ps)
+		st.Peers = append(st.Peers, peerStatus(p, st.Running))
 	}
 	if st.Unplaced, err = readUnplaced(ctx, db); err != nil {
 		return st, err

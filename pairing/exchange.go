@@ -264,7 +264,10 @@ func (iv *Invite) take(slot int) error {
 // returns the device that joined. Once the joiner's first message named
 // this invite and it was free, the invite ends with this exchange: paired
 // on success, burnt on any failure (see the package's guarantees).
-func (iv *Invite) Answer(ctx context.Context, rw io.ReadWriter, ch Channel) (res Result, err error) {
+// accept, if not nil, is called with the joiner once it proved it knows
+// the code, before the joiner hears that it is accepted; an error from it
+// fails the exchange.
+func (iv *Invite) Answer(ctx context.Context, rw io.ReadWriter, ch Channel, accept func(Result) error) (res Result, err error) {
 	stop := deadline(ctx, rw)
 	defer stop()
 	var h hello
@@ -308,8 +311,14 @@ func (iv *Invite) Answer(ctx context.Context, rw io.ReadWriter, ch Channel) (res
 		return Result{}, err
 	}
 	res = Result{ID: ch.Peer, Name: c.Name}
-	// The joiner proved it knows the code: it is paired whether or not
-	// this last message reaches it.
+	// The joiner proved it knows the code: it is paired (accept) before
+	// it hears so, and whether or not this last message reaches it.
+	if accept != nil {
+		if err := accept(res); err != nil {
+			writeMsg(rw, confirm{Error: "the inviting device failed to record the pairing"})
+			return Result{}, err
+		}
+	}
 	writeMsg(rw, confirm{Name: iv.name, MAC: keys.mac(roleInviter, ch.Self, ch.Peer, iv.name)})
 	return res, nil
 }
@@ -490,4 +499,16 @@ func readMsg(r io.Reader, v any) error {
 		return fmt.Errorf("%v: %w", err, ErrProtocol)
 	}
 	return nil
+}
+
+// Decline answers a joiner when this device holds no open invite: it
+// reads the joiner's first message and refuses with ErrNoInvite.
+func Decline(ctx context.Context, rw io.ReadWriter) error {
+	stop := deadline(ctx, rw)
+	defer stop()
+	var h hello
+	if err := readMsg(rw, &h); err != nil {
+		return err
+	}
+	return writeMsg(rw, reply{Error: ErrNoInvite.Error(), Code: refusalCode(ErrNoInvite)})
 }

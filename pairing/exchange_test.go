@@ -55,7 +55,7 @@ func run(t *testing.T, iv *Invite, code Code, tamper func(i int, msg []byte) []b
 	ex := exporter(t)
 	done := make(chan outcome, 1)
 	go func() {
-		r, err := iv.Answer(ctx, a, Channel{Self: idInviter, Peer: idJoiner, Exporter: ex})
+		r, err := iv.Answer(ctx, a, Channel{Self: idInviter, Peer: idJoiner, Exporter: ex}, nil)
 		a.Close()
 		done <- outcome{r, err}
 	}()
@@ -225,7 +225,7 @@ func TestReplayedConfirmationRefused(t *testing.T) {
 	defer b.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := iv.Answer(ctx, a, Channel{Self: idInviter, Peer: idJoiner, Exporter: exporter(t)})
+		_, err := iv.Answer(ctx, a, Channel{Self: idInviter, Peer: idJoiner, Exporter: exporter(t)}, nil)
 		done <- err
 	}()
 	// The "joiner" runs with a binding of its own session.
@@ -256,7 +256,7 @@ func TestManInTheMiddle(t *testing.T) {
 			exI, exJ := exporter(t), exporter(t)
 			invDone := make(chan error, 1)
 			go func() {
-				_, err := iv.Answer(ctx, inv1, Channel{Self: idInviter, Peer: idMallory, Exporter: exI})
+				_, err := iv.Answer(ctx, inv1, Channel{Self: idInviter, Peer: idMallory, Exporter: exI}, nil)
 				inv1.Close()
 				invDone <- err
 			}()
@@ -279,7 +279,7 @@ func TestManInTheMiddle(t *testing.T) {
 					t.Fatal(err)
 				}
 				mv.code = g
-				go mv.Answer(ctx, joi2, Channel{Self: idMallory, Peer: idJoiner, Exporter: exJ})
+				go mv.Answer(ctx, joi2, Channel{Self: idMallory, Peer: idJoiner, Exporter: exJ}, nil)
 				go Join(ctx, inv2, Channel{Self: idMallory, Peer: idInviter, Exporter: exI}, g, "mallory")
 			}
 			if err := <-invDone; err == nil {

@@ -36,7 +36,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/node"
 	"github.com/drive-node/drive-node/node/control"
 	"github.com/drive-node/drive-node/oplog"
@@ -70,6 +69,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runID(args, stdout)
 	case "pair":
 		err = runPair(args, stdout)
+	case "invite":
+		err = runInvite(args, stdout, stderr)
+	case "join":
+		err = runJoin(args, stdout, stderr)
+	case "unpair":
+		err = runUnpair(args, stdout)
+	case "peers":
+		err = runPeers(args, stdout)
 	case "status":
 		err = runStatus(args, stdout)
 	case "history":
@@ -91,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help":
 		usage(stdout)
 	default:
-		err = fmt.Errorf("unknown command %q (want id, pair, status, history, restore, approve, reject, revert, override, ignore, version or no command to run the daemon)", cmd)
+		err = fmt.Errorf("unknown command %q (want id, pair, invite, join, unpair, peers, status, history, restore, approve, reject, revert, override, ignore, version or no command to run the daemon)", cmd)
 	}
 	if err != nil && !errors.Is(err, pflag.ErrHelp) && !errors.Is(err, errNoneIgnored) {
 		fmt.Fprintf(stderr, "drive-node: %v\n", err)
@@ -120,7 +127,13 @@ func usage(w io.Writer) {
              [--versions on|off|SCHEDULE] [--brake on|off|FILES,PERCENT%,WINDOW]
              [--role send-receive|receive-only|send-only]
   drive-node id      [--folder DIR | --state DIR]         print this device's ID
-  drive-node pair    [--folder DIR | --state DIR] ID      trust the device ID
+  drive-node pair    [--folder DIR | --state DIR] ID      trust the device ID (or a unique start of one)
+  drive-node invite  [--folder DIR | --state DIR]         print a one-time code and wait for a device to join
+  drive-node join    [--folder DIR | --state DIR] [--peer HOST:PORT] CODE
+                                                        pair both devices with the code invite printed
+  drive-node unpair  [--folder DIR | --state DIR] ID    stop trusting the device, drop its connection
+  drive-node peers   [--folder DIR | --state DIR] [--json]
+                                                        paired devices, and devices refused as unpaired
   drive-node status  [--folder DIR | --state DIR] [--json]
   drive-node history [--folder DIR | --state DIR] [--json] PATH
                                                         every version of PATH and where it is
@@ -382,11 +395,11 @@ func runPair(args []string, stdout io.Writer) error {
 	if fs.NArg() != 1 {
 		return errors.New("pair takes exactly one device ID (see `drive-node id` on the other device)")
 	}
-	id, err := certs.ParseDeviceID(fs.Arg(0))
+	dir, err := loc.stateDir()
 	if err != nil {
 		return err
 	}
-	dir, err := loc.stateDir()
+	id, err := resolveDeviceID(context.Background(), dir, fs.Arg(0), false)
 	if err != nil {
 		return err
 	}
