@@ -23,9 +23,9 @@ type pairingLab struct {
 	ids   []string
 }
 
-// newPairingLab starts a daemon, paired with nobody, on each of n hosts of
-// a LAN, named A, B, ...
-func newPairingLab(t *testing.T, n int) *pairingLab {
+// newPairingLab makes n hosts of a LAN, named A, B, ..., each with a
+// folder paired with nobody, and starts their daemons if daemons.
+func newPairingLab(t *testing.T, n int, daemons bool) *pairingLab {
 	t.Helper()
 	lab := netlab.New(t, n)
 	pl := &pairingLab{histPair: &histPair{pair: &pair{bin: netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node"), lab: lab}}}
@@ -39,7 +39,18 @@ func newPairingLab(t *testing.T, n int) *pairingLab {
 		pl.hosts = append(pl.hosts, h)
 		pl.dirs = append(pl.dirs, dir)
 		pl.ids = append(pl.ids, lastLine(h.Run(t, pl.bin, "id", "--folder", dir)))
-		pl.procs = append(pl.procs, startDaemon(t, h, pl.bin, dir, name))
+	}
+	if daemons {
+		pl.startDaemons(t)
+	}
+	return pl
+}
+
+// startDaemons starts every host's daemon and waits until they are ready.
+func (pl *pairingLab) startDaemons(t *testing.T) {
+	t.Helper()
+	for i, h := range pl.hosts {
+		pl.procs = append(pl.procs, startDaemon(t, h, pl.bin, pl.dirs[i], string(rune('A'+i))))
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -51,14 +62,13 @@ func newPairingLab(t *testing.T, n int) *pairingLab {
 	for i, h := range pl.hosts {
 		pl.waitReady(t, h, pl.dirs[i])
 	}
-	return pl
 }
 
 // invite starts `drive-node invite` on host i and returns it with the
 // code it printed.
-func (pl *pairingLab) invite(t *testing.T, i int) (*netlab.Process, string) {
+func (pl *pairingLab) invite(t *testing.T, i int, extra ...string) (*netlab.Process, string) {
 	t.Helper()
-	p := pl.hosts[i].Start(t, pl.bin, "invite", "--folder", pl.dirs[i])
+	p := pl.hosts[i].Start(t, pl.bin, append([]string{"invite", "--folder", pl.dirs[i]}, extra...)...)
 	re := regexp.MustCompile(`Pairing code: (\S+)`)
 	var code string
 	netlab.Eventually(t, 10*time.Second, "invite prints a code", func() (bool, string) {
@@ -109,7 +119,7 @@ func exited(t *testing.T, p *netlab.Process, what string) (int, string) {
 // nothing; a new invite on A, `join CODE` on B (found over mDNS) pairs
 // both at once and A's file reaches B; `unpair` on A drops B at once.
 func TestPairingInviteJoin(t *testing.T) {
-	pl := newPairingLab(t, 3)
+	pl := newPairingLab(t, 3, true)
 	const A, B, C = 0, 1, 2
 
 	// C guesses: same number (announced on the LAN), other words.
@@ -183,4 +193,29 @@ func TestPairingInviteJoin(t *testing.T) {
 		return err == nil && st.Files >= 3, fmt.Sprintf("%d files, %v", st.Files, err)
 	})
 	absent(t, "B", pl.dirs[B], "after-unpair.txt")
+}
+
+// TestPairingWithoutDaemons: devices are paired before their daemons ever
+// ran: `invite` answers on a listener of its own and announces over mDNS,
+// `join` finds it; the daemons started afterwards connect and sync.
+func TestPairingWithoutDaemons(t *testing.T) {
+	pl := newPairingLab(t, 2, false)
+	const A, B = 0, 1
+	inv, code := pl.invite(t, A, "--name", "A")
+	start := time.Now()
+	out, errOut, rc := pl.cli(t, pl.hosts[B], "join", "--folder", pl.dirs[B], "--name", "B", code)
+	if rc != 0 || !strings.Contains(out, "Paired with A ("+pl.ids[A]+")") {
+		t.Fatalf("join on B: exit %d: %s%s\ninvite's output:\n%s", rc, out, errOut, inv.Log())
+	}
+	t.Logf("join without daemons took %.3fs", time.Since(start).Seconds())
+	if rc, log := exited(t, inv, "invite on A"); rc != 0 || !strings.Contains(log, "Paired with B ("+pl.ids[B]+")") {
+		t.Fatalf("invite on A: exit %d:\n%s", rc, log)
+	}
+	if a, b := pl.paired(t, A), pl.paired(t, B); fmt.Sprint(a, b) != fmt.Sprint([]string{pl.ids[B]}, []string{pl.ids[A]}) {
+		t.Fatalf("paired: A %v, B %v", a, b)
+	}
+	data := []byte("paired before the daemons ran\n")
+	writeFile(t, filepath.Join(pl.dirs[A], "doc.txt"), data)
+	pl.startDaemons(t)
+	arrives(t, "A's file reaches B once the daemons run", filepath.Join(pl.dirs[B], "doc.txt"), data, 20*time.Second)
 }
