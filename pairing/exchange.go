@@ -69,8 +69,11 @@ var (
 	ErrWrongCode = errors.New("wrong pairing code (the invite is used up: start a new one)")
 	// ErrExpired: the invite expired before anyone joined.
 	ErrExpired = errors.New("the invite expired")
-	// ErrClosed: the invite was used, burnt, expired or cancelled.
+	// ErrClosed: the invite was used, burnt or expired.
 	ErrClosed = errors.New("no open invite")
+	// ErrCancelled: the invite was cancelled (a newer one replaced it, or
+	// the command waiting on it stopped).
+	ErrCancelled = errors.New("the invite was cancelled")
 	// ErrBusy: another device is joining this invite right now.
 	ErrBusy = errors.New("another device is joining this invite")
 	// ErrNoInvite: the other device holds no open invite with this code's
@@ -190,7 +193,7 @@ func (iv *Invite) Open() bool {
 func (iv *Invite) Done() <-chan struct{} { return iv.done }
 
 // Cancel ends the invite unless it has ended already.
-func (iv *Invite) Cancel() { iv.finish(Result{}, ErrClosed) }
+func (iv *Invite) Cancel() { iv.finish(Result{}, ErrCancelled) }
 
 // finish ends the invite with its outcome, unless it has ended already.
 func (iv *Invite) finish(r Result, err error) {

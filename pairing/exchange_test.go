@@ -340,3 +340,65 @@ func otherHello(t *testing.T, code Code) ([]byte, int, error) {
 	}
 	return p.Bytes(), code.Slot, nil
 }
+
+// A second joiner arriving while one is at it is told "busy" and changes
+// nothing; the first one pairs.
+func TestSecondJoinerBusy(t *testing.T) {
+	iv := newInvite(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a1, b1 := net.Pipe()
+	defer a1.Close()
+	defer b1.Close()
+	ex := exporter(t)
+	first := make(chan outcome, 1)
+	go func() {
+		r, err := iv.Answer(ctx, a1, Channel{Self: idInviter, Peer: idJoiner, Exporter: ex}, nil)
+		first <- outcome{r, err}
+	}()
+	// The first joiner's PAKE message is in: the invite is taken.
+	p, err := pake.InitCurve(iv.Code().password(), 0, curve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := p.Bytes()
+	if err := writeMsg(b1, hello{V: Version, Slot: iv.Code().Slot, Pake: mine}); err != nil {
+		t.Fatal(err)
+	}
+	var r reply
+	if err := readMsg(b1, &r); err != nil || r.Error != "" {
+		t.Fatalf("first joiner's reply: %+v, %v", r, err)
+	}
+	inv2, joi2 := run(t, iv, iv.Code(), nil)
+	if !errors.Is(joi2.err, ErrBusy) || !errors.Is(inv2.err, ErrBusy) {
+		t.Fatalf("second joiner: %v / %v, want ErrBusy", joi2.err, inv2.err)
+	}
+	// The first joiner finishes its exchange and pairs.
+	if err := p.Update(r.Pake); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := deriveKeys(p, iv.Code().Slot, mine, r.Pake, ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeMsg(b1, confirm{Name: "first", MAC: keys.mac(roleJoiner, idJoiner, idInviter, "first")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.read(b1, roleInviter, Channel{Self: idJoiner, Peer: idInviter, Exporter: ex}); err != nil {
+		t.Fatalf("first joiner: %v", err)
+	}
+	if o := <-first; o.err != nil || o.res.Name != "first" {
+		t.Fatalf("inviter: %+v", o)
+	}
+}
+
+func TestCancelledInvite(t *testing.T) {
+	iv := newInvite(t, nil)
+	iv.Cancel()
+	if _, err := waitResult(t, iv); !errors.Is(err, ErrCancelled) {
+		t.Fatalf("Wait after Cancel: %v, want ErrCancelled", err)
+	}
+	if _, joi := run(t, iv, iv.Code(), nil); !errors.Is(joi.err, ErrClosed) {
+		t.Fatalf("join after Cancel: %v, want ErrClosed", joi.err)
+	}
+}
