@@ -21,7 +21,7 @@ func (n *Node) startNetwork(ctx context.Context) error {
 		Identity:   n.id,
 		Listen:     n.cfg.Listen,
 		Paired:     n.paired,
-		OnUnpaired: n.noteUnpaired,
+		OnUnpaired: pr.noteUnpaired,
 		OnPairing:  pr.serve,
 		Content:    n,
 		OnPeer:     n.servePeer,

@@ -25,10 +25,21 @@ const JoinTimeout = time.Minute
 // (Invite, Join) before Run has started it.
 var ErrNotRunning = errors.New("the node is not running")
 
-// pairStore is what pairing writes: the peers table.
+// pairStore is what pairing writes: the peers table, and the devices
+// refused for not being paired.
 type pairStore interface {
 	Pair(ctx context.Context, id certs.DeviceID, name string) error
+	NoteUnpaired(ctx context.Context, id certs.DeviceID, addr string, at int64) error
 }
+
+// Bounds on recording refused devices (noteUnpaired): anyone who reaches
+// the port can make handshakes with new keys, and each note is a database
+// write in the handshake's path.
+const (
+	unpairedNoteEvery   = time.Minute            // per device
+	unpairedNoteSpacing = 100 * time.Millisecond // between any two
+	unpairedNoteTracked = 256                    // devices remembered for the first bound
+)
 
 // pairer runs the invites and joins of one device (package pairing): the
 // node's while it runs, or a PairingHost's when the daemon does not run.
@@ -48,6 +59,31 @@ type pairer struct {
 	mu   sync.Mutex
 	open *pairing.Invite // the open invite, nil if none
 	wg   sync.WaitGroup  // the invites' announcements
+
+	notesMu   sync.Mutex
+	noted     map[certs.DeviceID]time.Time // when each device was last recorded
+	lastNoted time.Time
+}
+
+// noteUnpaired records a device refused for not being paired
+// (quicnet.Config.OnUnpaired): at most once a minute per device and ten
+// times a second in all; a note over the bounds is dropped (the device
+// tries again).
+func (p *pairer) noteUnpaired(id certs.DeviceID, addr string) {
+	now := p.clk.Now()
+	p.notesMu.Lock()
+	if p.noted == nil || len(p.noted) >= unpairedNoteTracked {
+		p.noted = map[certs.DeviceID]time.Time{}
+	}
+	if last, ok := p.noted[id]; ok && now.Sub(last) < unpairedNoteEvery || now.Sub(p.lastNoted) < unpairedNoteSpacing {
+		p.notesMu.Unlock()
+		return
+	}
+	p.noted[id], p.lastNoted = now, now
+	p.notesMu.Unlock()
+	if err := p.db.NoteUnpaired(p.ctx, id, addr, now.UnixNano()); err != nil {
+		p.log.Debug("recording an unpaired device", "peer", id.Short(), "err", err)
+	}
 }
 
 // serve answers one pairing connection (quicnet.Config.OnPairing).

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/pairing"
 )
 
@@ -142,5 +145,34 @@ func TestPairingHostsWithoutDaemon(t *testing.T) {
 		if err != nil || len(l.Paired) != 1 {
 			t.Fatalf("%s: %+v, %v; want one paired device", dir, l, err)
 		}
+	}
+}
+
+// notesDB counts the refused devices recorded.
+type notesDB struct{ notes []certs.DeviceID }
+
+func (d *notesDB) Pair(context.Context, certs.DeviceID, string) error { return nil }
+func (d *notesDB) NoteUnpaired(_ context.Context, id certs.DeviceID, _ string, _ int64) error {
+	d.notes = append(d.notes, id)
+	return nil
+}
+
+// Refused devices are recorded at most once a minute each and ten times a
+// second in all: a flood of handshakes makes few database writes.
+func TestNoteUnpairedBounded(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	db := &notesDB{}
+	p := &pairer{ctx: context.Background(), db: db, clk: clk, log: slog.New(slog.DiscardHandler)}
+	one, two := certs.DeviceID{1}, certs.DeviceID{2}
+	p.noteUnpaired(one, "a")
+	p.noteUnpaired(one, "a") // same device, at once
+	p.noteUnpaired(two, "b") // another, within 100 ms
+	clk.Advance(unpairedNoteSpacing)
+	p.noteUnpaired(two, "b")
+	p.noteUnpaired(one, "a") // within 100 ms of two, within a minute of its last
+	clk.Advance(unpairedNoteEvery)
+	p.noteUnpaired(one, "a")
+	if want := []certs.DeviceID{one, two, one}; fmt.Sprint(db.notes) != fmt.Sprint(want) {
+		t.Fatalf("recorded %v, want %v", db.notes, want)
 	}
 }

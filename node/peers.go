@@ -137,14 +137,6 @@ func openStateDBWritable(ctx context.Context, stateDir string) (*state.DB, error
 	return state.Open(ctx, filepath.Join(stateDir, dbName))
 }
 
-// noteUnpaired records a device refused for not being paired
-// (quicnet.Config.OnUnpaired).
-func (n *Node) noteUnpaired(id certs.DeviceID, addr string) {
-	if err := n.db.NoteUnpaired(context.Background(), id, addr, n.clock.Now().UnixNano()); err != nil {
-		n.log.Debug("recording an unpaired device", "peer", id.Short(), "err", err)
-	}
-}
-
 // Invite opens a pairing invite on the running node, replacing an open
 // one: its code is valid for pairing.TTL and one successful join, and its
 // number is announced on the LAN until it ends. Wait on it for the device
