@@ -108,15 +108,16 @@ type RestoreSummary struct {
 // zero when the peer has received everything, whether or not it has
 // applied it: its own status says that).
 type PeerStatus struct {
-	ID        string `json:"id"`
-	Name      string `json:"name,omitempty"`
-	Connected bool   `json:"connected"`
-	Address   string `json:"address,omitempty"`
+	ID        string     `json:"id"`
+	Name      string     `json:"name,omitempty"`
+	Connected bool       `json:"connected"`
+	Address   string     `json:"address,omitempty"`
+	LastSeen  *time.Time `json:"last_seen,omitempty"`
+	Behind    uint64     `json:"ops_behind"`
+	Error     string     `json:"error,omitempty"`
+
 	// LastAddress is the address the device was last connected at.
-	LastAddress string     `json:"last_address,omitempty"`
-	LastSeen    *time.Time `json:"last_seen,omitempty"`
-	Behind      uint64     `json:"ops_behind"`
-	Error       string     `json:"error,omitempty"`
+	LastAddress string `json:"last_address,omitempty"`
 }
 
 // Conflict is a conflict copy the node made.

@@ -4,8 +4,8 @@
 // over mDNS is package quicnet/discovery.
 //
 // Guarantees:
-//   - A connection exists only with a device whose certificate key hashes
-//     to an ID the Paired callback accepts, checked by both the dialer and
+//   - A sync connection (ALPN) exists only with a device whose certificate
+//     key hashes to an ID the Paired callback accepts, checked by both the dialer and
 //     the listener during every handshake, resumed ones included; an
 //     unpaired device gets no stream and is logged once with its ID (again
 //     only after maxLoggedUnpair others), in at most unpairedLogBurst lines
@@ -102,8 +102,8 @@ type Config struct {
 	// handshake, so pairing takes effect without a restart.
 	Paired func(id certs.DeviceID) bool
 	// OnUnpaired, if not nil, is told of each device refused at a
-	// handshake because it is not paired, with its remote address ("" when
-	// this side dialled it and the address is the one dialled).
+	// handshake because it is not paired, with the address it came from
+	// or was dialled at ("" if unknown). It runs in the handshake's path.
 	OnUnpaired func(id certs.DeviceID, addr string)
 	// OnPairing, if not nil, serves pairing connections (PairALPN) on the
 	// listener: it runs in its own goroutine with the connection's one

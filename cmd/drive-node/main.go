@@ -131,7 +131,7 @@ func usage(w io.Writer) {
   drive-node invite  [--folder DIR | --state DIR]         print a one-time code and wait for a device to join
   drive-node join    [--folder DIR | --state DIR] [--peer HOST:PORT] CODE
                                                         pair both devices with the code invite printed
-  drive-node unpair  [--folder DIR | --state DIR] ID    stop trusting the device, drop its connection
+  drive-node unpair  [--folder DIR | --state DIR] ID      stop trusting the device, drop its connection
   drive-node peers   [--folder DIR | --state DIR] [--json]
                                                         paired devices, and devices refused as unpaired
   drive-node status  [--folder DIR | --state DIR] [--json]
