@@ -91,7 +91,7 @@ func (p *pairer) serve(ctx context.Context, s *quicnet.PairingStream) {
 	p.mu.Lock()
 	iv := p.open
 	p.mu.Unlock()
-	if iv == nil || !iv.Open() {
+	if iv == nil {
 		pairing.Decline(ctx, s)
 		return
 	}
@@ -103,7 +103,7 @@ func (p *pairer) serve(ctx context.Context, s *quicnet.PairingStream) {
 	ch := pairing.Channel{Self: s.Self, Peer: s.Peer, Exporter: ex}
 	res, err := iv.Answer(ctx, s, ch, func(r pairing.Result) error { return p.db.Pair(ctx, r.ID, r.Name) })
 	switch {
-	case errors.Is(err, pairing.ErrNoInvite), errors.Is(err, pairing.ErrBusy), errors.Is(err, pairing.ErrClosed):
+	case errors.Is(err, pairing.ErrNoInvite), errors.Is(err, pairing.ErrBusy), errors.Is(err, pairing.ErrClosed), errors.Is(err, pairing.ErrExpired):
 		p.log.Info("pairing attempt refused", "peer", s.Peer.Short(), "addr", s.Addr.String(), "err", err)
 	case err != nil:
 		p.log.Warn("pairing failed; the invite is used up", "peer", s.Peer.Short(), "addr", s.Addr.String(), "err", err)
