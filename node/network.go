@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"io/fs"
+	"net/netip"
 
+	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/quicnet/discovery"
@@ -14,11 +16,14 @@ import (
 // startNetwork opens the transport, starts LAN discovery and keeps
 // connections to every known peer.
 func (n *Node) startNetwork(ctx context.Context) error {
+	pr := &pairer{ctx: ctx, id: n.id, db: n.db, name: n.cfg.Name, log: n.log, clk: n.clock, discover: !n.cfg.NoDiscovery}
 	tr, err := quicnet.Listen(ctx, quicnet.Config{
 		Identity:   n.id,
 		Listen:     n.cfg.Listen,
 		PacketConn: n.cfg.PacketConn,
 		Paired:     n.paired,
+		OnUnpaired: pr.noteUnpaired,
+		OnPairing:  pr.serve,
 		Content:    relaySource{n},
 		OnPeer:     n.servePeer,
 		Logger:     n.log,
@@ -30,6 +35,10 @@ func (n *Node) startNetwork(ctx context.Context) error {
 	n.tr = tr
 	n.log.Info("listening", "addr", tr.Addr().String())
 	redial := tr.NewRedialer(ctx)
+	// A device this one joined is dialled at once where it answered.
+	pr.port = tr.Addr().Port
+	pr.joined = func(id certs.DeviceID, addr netip.AddrPort) { redial.Found(id, []netip.AddrPort{addr}) }
+	n.pairer.Store(pr)
 	for _, p := range n.cfg.Peers {
 		redial.AddStatic(p)
 	}

@@ -74,6 +74,7 @@ type Node struct {
 	stateInfo os.FileInfo
 
 	tr        *quicnet.Transport
+	pairer    atomic.Pointer[pairer] // set once the network runs
 	logWatch  logWatch
 	applyKick kick.Signal
 	// applying wakes content requests that wait for an apply, and relays

@@ -115,6 +115,9 @@ type PeerStatus struct {
 	LastSeen  *time.Time `json:"last_seen,omitempty"`
 	Behind    uint64     `json:"ops_behind"`
 	Error     string     `json:"error,omitempty"`
+
+	// LastAddress is the address the device was last connected at.
+	LastAddress string `json:"last_address,omitempty"`
 }
 
 // Conflict is a conflict copy the node made.
@@ -194,12 +197,7 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 	names := map[string]string{st.Device: "this device"}
 	for _, p := range peers {
 		names[p.ID.String()] = p.Name
-		ps := PeerStatus{ID: p.ID.String(), Name: p.Name, Connected: p.Connected && st.Running, Address: p.Address, Behind: p.Behind, Error: p.Error}
-		if p.LastSeen != 0 {
-			t := time.Unix(0, p.LastSeen).UTC()
-			ps.LastSeen = &t
-		}
-		st.Peers = append(st.Peers, ps)
+		st.Peers = append(st.Peers, peerStatus(p, st.Running))
 	}
 	if st.Unplaced, err = readUnplaced(ctx, db); err != nil {
 		return st, err

@@ -64,6 +64,10 @@ type stateStore interface {
 	SetMetaSynced(ctx context.Context, key, value string) error
 
 	IsPaired(ctx context.Context, id certs.DeviceID) (bool, error)
+	Pair(ctx context.Context, id certs.DeviceID, name string) error
+	Unpair(ctx context.Context, id certs.DeviceID) error
+	NoteUnpaired(ctx context.Context, id certs.DeviceID, addr string, at int64) error
+	UnpairedSeen(ctx context.Context) ([]state.UnpairedDevice, error)
 	Peer(ctx context.Context, id certs.DeviceID) (p state.Peer, ok bool, err error)
 	Peers(ctx context.Context) ([]state.Peer, error)
 	UpdatePeerStatus(ctx context.Context, p state.Peer) error

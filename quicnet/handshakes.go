@@ -89,6 +89,7 @@ type slot struct {
 	once sync.Once
 	h    *handshakes
 	src  netip.Prefix
+	addr net.Addr // the remote address
 }
 
 func (s *slot) release() {
@@ -122,9 +123,18 @@ func (h *handshakes) admit(ctx context.Context, info *quic.ClientInfo) (context.
 		h.validated++
 	}
 	h.mu.Unlock()
-	s := &slot{h: h, src: src}
+	s := &slot{h: h, src: src, addr: info.RemoteAddr}
 	context.AfterFunc(ctx, s.release)
 	return context.WithValue(ctx, slotKey{}, s), nil
+}
+
+// remoteOf returns the remote address of the handshake whose context is
+// ctx, nil if unknown.
+func remoteOf(ctx context.Context) net.Addr {
+	if s, ok := ctx.Value(slotKey{}).(*slot); ok {
+		return s.addr
+	}
+	return nil
 }
 
 // accepted gives back the place of the handshake of a connection the

@@ -4,8 +4,8 @@
 // over mDNS is package quicnet/discovery.
 //
 // Guarantees:
-//   - A connection exists only with a device whose certificate key hashes
-//     to an ID the Paired callback accepts, checked by both the dialer and
+//   - A sync connection (ALPN) exists only with a device whose certificate
+//     key hashes to an ID the Paired callback accepts, checked by both the dialer and
 //     the listener during every handshake, resumed ones included; an
 //     unpaired device gets no stream and is logged once with its ID (again
 //     only after maxLoggedUnpair others), in at most unpairedLogBurst lines
@@ -18,6 +18,10 @@
 //     device with the smaller ID; otherwise a newer connection replaces an
 //     older one (a peer that restarted reconnects at once).
 //   - Frames are read with the limits of package wire.
+//   - With Config.OnPairing set, the listener also answers PairALPN: such
+//     a connection needs no pairing, gets no sync stream and no content,
+//     only one stream handed to OnPairing, at most maxPairing at once,
+//     each closed after pairingDeadline.
 //
 // The transport knows nothing of files: it moves wire messages and content
 // bytes named by hash.
@@ -49,6 +53,10 @@ import (
 // and are refused at Hello with a clear error, rather than failing the
 // handshake with one that does not say why (docs/protocol.md).
 const ALPN = "drive-node/1"
+
+// PairALPN is the TLS application protocol of pairing connections (see
+// Config.OnPairing).
+const PairALPN = "drive-node-pair/1"
 
 // Stream kinds: the first byte of every stream says what it carries.
 const (
@@ -98,6 +106,15 @@ type Config struct {
 	// Paired reports whether id may connect. It is called at every
 	// handshake, so pairing takes effect without a restart.
 	Paired func(id certs.DeviceID) bool
+	// OnUnpaired, if not nil, is told of each device refused at a
+	// handshake because it is not paired, with the address it came from
+	// or was dialled at ("" if unknown). It runs in the handshake's path.
+	OnUnpaired func(id certs.DeviceID, addr string)
+	// OnPairing, if not nil, serves pairing connections (PairALPN) on the
+	// listener: it runs in its own goroutine with the connection's one
+	// stream, its context ends at pairingDeadline, and the transport
+	// closes the connection when it returns.
+	OnPairing func(ctx context.Context, s *PairingStream)
 	// Content serves content requests from peers.
 	Content ContentSource
 	// OnPeer runs the sync protocol on a connection, in its own goroutine.
@@ -130,7 +147,8 @@ type Transport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	hs *handshakes // the listener's handshakes in flight
+	hs      *handshakes   // the listener's handshakes in flight
+	pairing chan struct{} // a place for each pairing connection served
 
 	mu           sync.Mutex
 	peers        map[certs.DeviceID]*Peer
@@ -182,7 +200,7 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 	t := &Transport{
 		cfg: cfg, log: cfg.Logger, udp: udp, qcfg: quicConfig(), requestWait: contentRequestWait, openWait: streamOpenWait, streamIdle: streamIdle,
 		peers: map[certs.DeviceID]*Peer{}, loggedUnpair: map[certs.DeviceID]bool{},
-		hs: newHandshakes(maxHandshakes, maxHandshakesPerSource, validateAbove),
+		hs: newHandshakes(maxHandshakes, maxHandshakesPerSource, validateAbove), pairing: make(chan struct{}, maxPairing),
 	}
 	// A reset key derived from the device key lets a restarted node reset
 	// connections its previous run left in peers, so they reconnect at once.
@@ -190,7 +208,7 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 	// Both hooks run for incoming connections only, before any
 	// cryptography: a handshake over the bounds costs one packet.
 	t.tr = &quic.Transport{Conn: udp, StatelessResetKey: &key, VerifySourceAddress: t.hs.mustValidate, ConnContext: t.hs.admit}
-	t.ln, err = t.tr.Listen(t.tlsConfig(certs.DeviceID{}), t.qcfg)
+	t.ln, err = t.tr.Listen(t.listenerTLSConfig(), t.qcfg)
 	if err != nil {
 		udp.Close()
 		return nil, fmt.Errorf("quicnet: listen on %s: %w", udp.LocalAddr(), err)
@@ -298,11 +316,32 @@ func (t *Transport) tlsConfig(expect certs.DeviceID) *tls.Config {
 		ClientAuth:             tls.RequireAnyClientCert,
 		InsecureSkipVerify:     true, // trust is the pinned key, checked below
 		SessionTicketsDisabled: true,
-		VerifyConnection:       func(cs tls.ConnectionState) error { return t.verify(cs.PeerCertificates, expect) },
+		VerifyConnection:       func(cs tls.ConnectionState) error { return t.verify(cs, expect, "") },
 	}
 }
 
-func (t *Transport) verify(chain []*x509.Certificate, expect certs.DeviceID) error {
+// listenerTLSConfig is tlsConfig for the listener: it learns each
+// handshake's remote address, and offers PairALPN when pairing is served.
+func (t *Transport) listenerTLSConfig() *tls.Config {
+	base := t.tlsConfig(certs.DeviceID{})
+	if t.cfg.OnPairing != nil {
+		base.NextProtos = []string{ALPN, PairALPN}
+	}
+	base.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+		addr := ""
+		if a := remoteOf(chi.Context()); a != nil {
+			addr = a.String()
+		}
+		c := base.Clone()
+		c.GetConfigForClient = nil
+		c.VerifyConnection = func(cs tls.ConnectionState) error { return t.verify(cs, certs.DeviceID{}, addr) }
+		return c, nil
+	}
+	return base
+}
+
+func (t *Transport) verify(cs tls.ConnectionState, expect certs.DeviceID, addr string) error {
+	chain := cs.PeerCertificates
 	if len(chain) == 0 {
 		return errors.New("quicnet: peer sent no certificate")
 	}
@@ -314,7 +353,15 @@ func (t *Transport) verify(chain []*x509.Certificate, expect certs.DeviceID) err
 	if !expect.IsZero() && id != expect {
 		return fmt.Errorf("quicnet: expected device %s, got %s", expect.Short(), id.Short())
 	}
+	if cs.NegotiatedProtocol == PairALPN && t.cfg.OnPairing != nil {
+		// Pairing is what such a connection is for; it is served nothing
+		// else (acceptLoop).
+		return nil
+	}
 	if !t.cfg.Paired(id) {
+		if t.cfg.OnUnpaired != nil {
+			t.cfg.OnUnpaired(id, addr)
+		}
 		t.mu.Lock()
 		// A device left out by the rate limit is not marked logged: it is
 		// logged when it comes back once lines may be written again.
@@ -347,6 +394,10 @@ func (t *Transport) acceptLoop() {
 			return
 		}
 		accepted(conn)
+		if conn.ConnectionState().TLS.NegotiatedProtocol == PairALPN {
+			t.servePairing(conn)
+			continue
+		}
 		if !t.spawn(func() { t.register(conn, false) }) {
 			conn.CloseWithError(codeNormal, "shutting down")
 			return
@@ -366,7 +417,9 @@ func (t *Transport) Dial(ctx context.Context, addr netip.AddrPort, expect certs.
 	if !expect.IsZero() && t.Connected(expect) {
 		return expect, nil
 	}
-	conn, err := t.tr.Dial(ctx, net.UDPAddrFromAddrPort(addr), t.tlsConfig(expect), t.qcfg)
+	conf := t.tlsConfig(expect)
+	conf.VerifyConnection = func(cs tls.ConnectionState) error { return t.verify(cs, expect, addr.String()) }
+	conn, err := t.tr.Dial(ctx, net.UDPAddrFromAddrPort(addr), conf, t.qcfg)
 	if err != nil {
 		return certs.DeviceID{}, fmt.Errorf("quicnet: dial %s: %w", addr, err)
 	}
@@ -376,6 +429,19 @@ func (t *Transport) Dial(ctx context.Context, addr netip.AddrPort, expect certs.
 		return certs.DeviceID{}, fmt.Errorf("quicnet: dial %s: %s answered as the transport closed: %w", addr, id.Short(), net.ErrClosed)
 	}
 	return id, nil
+}
+
+// Disconnect closes the connection to id, if there is one, telling the
+// peer why; it reports whether there was one. A device unpaired meanwhile
+// cannot come back: every handshake checks Config.Paired.
+func (t *Transport) Disconnect(id certs.DeviceID, why string) bool {
+	t.mu.Lock()
+	p, ok := t.peers[id]
+	t.mu.Unlock()
+	if ok {
+		p.close(codeNormal, why)
+	}
+	return ok
 }
 
 // Connected reports whether id has a live connection.

@@ -200,6 +200,15 @@ func migrations() [][]string {
 			) WITHOUT ROWID`,
 			`CREATE INDEX chunk_index_by_content ON chunk_index (content)`,
 		},
+		// 8: devices refused for not being paired (see NoteUnpaired).
+		{
+			`CREATE TABLE unpaired_seen (
+				id      BLOB    PRIMARY KEY CHECK (length(id) = 32),
+				address TEXT    NOT NULL,
+				at_ns   INTEGER NOT NULL
+			) WITHOUT ROWID`,
+			`CREATE INDEX unpaired_seen_by_time ON unpaired_seen (at_ns)`,
+		},
 	}
 }
 

@@ -23,7 +23,11 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"id", "[--folder DIR | --state DIR]", "print this device's ID", runID},
-		{"pair", "[--folder DIR | --state DIR] [--name NAME] ID", "trust the device ID", runPair},
+		{"invite", "[--folder DIR | --state DIR]", "print a one-time code and wait for a device to join with it", runInvite},
+		{"join", "[--folder DIR | --state DIR] [--peer HOST:PORT] CODE", "pair both devices with the code invite printed", runJoin},
+		{"pair", "[--folder DIR | --state DIR] [--name NAME] ID", "trust the device ID (or a unique start of one)", runPair},
+		{"unpair", "[--folder DIR | --state DIR] ID", "stop trusting the device and drop its connection", runUnpair},
+		{"peers", "[--folder DIR | --state DIR] [--json]", "paired devices, and devices refused as unpaired", runPeers},
 		{"status", "[--folder DIR | --state DIR] [--json]", "what the daemon does, its peers and what is left to sync", runStatus},
 		{"history", "[--folder DIR | --state DIR] [--json] PATH", "every version of PATH and where it is", runHistory},
 		{"restore", "[--folder DIR | --state DIR] (--at TIME | --version HASH) PATH...", "bring files back as a new change (. for all)", runRestore},

@@ -36,7 +36,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/node"
 	"github.com/drive-node/drive-node/node/control"
 	"github.com/drive-node/drive-node/oplog"
@@ -328,11 +327,11 @@ func runPair(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return errors.New("pair takes exactly one device ID (see `drive-node id` on the other device)")
 	}
-	id, err := certs.ParseDeviceID(fs.Arg(0))
+	dir, err := loc.stateDir()
 	if err != nil {
 		return err
 	}
-	dir, err := loc.stateDir()
+	id, err := resolveDeviceID(context.Background(), dir, fs.Arg(0), false)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,8 @@
 // 0600, so only the daemon's user reaches it) and is the client for it.
 // The daemon holds the op log open, so what needs the log (history,
 // restore, the brake's approve and reject, a receive-only device's revert,
-// a send-only device's override) is done by the daemon when one runs.
+// a send-only device's override) is done by the daemon when one runs, and
+// so are invites, joins and unpairing, whose effects reach its network.
 package control
 
 import (
@@ -115,6 +116,9 @@ func Serve(ctx context.Context, n Node, stateDir string, log *slog.Logger) error
 		answered, err := n.Override(r.Context())
 		return OverrideResult{Answered: answered}, err
 	})
+	if pn, ok := n.(PairingNode); ok {
+		handlePairing(mux, handle, pn)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()

@@ -40,7 +40,10 @@ const (
 	mdnsService = "_drive-node._udp"
 	mdnsTxtID   = "id"
 	mdnsTxtPort = "port"
-	mdnsPort    = 5353
+	// mdnsTxtInvite, when present, is the number of the open pairing
+	// invite this device answers (Config.Invite).
+	mdnsTxtInvite = "invite"
+	mdnsPort      = 5353
 
 	// mdnsDefaultInterval is Config.Interval when unset.
 	mdnsDefaultInterval = 5 * time.Second
@@ -65,6 +68,9 @@ type Found struct {
 	// first, so after a DHCP change the new address leads. An address
 	// stays listed until it has not been seen for three Intervals (+2 s).
 	Addrs []netip.AddrPort
+	// Invite is the number of the open pairing invite announced with this
+	// sighting, "" if none (Config.Invite).
+	Invite string
 }
 
 // Config configures Start.
@@ -75,6 +81,13 @@ type Config struct {
 	// Port is this device's QUIC UDP port, announced in the SRV record
 	// (and in TXT); 1–65535.
 	Port int
+	// Invite, if not "", is announced in the TXT record: this device holds
+	// an open pairing invite with that number, answered on Port.
+	Invite string
+	// BrowseOnly announces nothing: the device only looks (Port is not
+	// needed then). A joining device that has no listener of its own
+	// browses so.
+	BrowseOnly bool
 	// Interval (default 5 s) is how often the set of usable interfaces
 	// and their addresses is checked, mDNS being restarted on the new set
 	// when it changed, and how often browsing starts over so that every
@@ -182,7 +195,7 @@ func mdnsStart(ctx context.Context, cfg Config, found func(Found), hooks discHoo
 	if cfg.ID.IsZero() {
 		return nil, errors.New("discovery: no device ID")
 	}
-	if cfg.Port <= 0 || cfg.Port > 65535 {
+	if !cfg.BrowseOnly && (cfg.Port <= 0 || cfg.Port > 65535) {
 		return nil, fmt.Errorf("discovery: port %d out of range", cfg.Port)
 	}
 	if found == nil {
@@ -354,24 +367,30 @@ func (d *Service) startConn(ifs mdnsIfaces) error {
 	if p6 == nil {
 		d.log.Debug("no IPv6 mDNS socket", "err", err6)
 	}
-	conn, err := mdns.NewServer(p4, p6,
+	opts := []mdns.ServerOption{
 		mdns.WithName(d.instance),
 		mdns.WithInterfaces(ifs.list...),
 		mdns.WithIncludeLoopback(ifs.loopback),
-		mdns.WithLocalNames(d.host+".local"),
 		mdns.WithLoggerFactory(mdnsLogFactory{d.log}),
 		mdns.WithQueryInterval(min(mdnsQueryInterval, d.cfg.Interval)),
-		mdns.WithService(mdns.ServiceInstance{
+	}
+	if !d.cfg.BrowseOnly {
+		txt := []mdns.TXTEntry{
+			mdns.NewTXTString(mdnsTxtID, d.cfg.ID.String()),
+			mdns.NewTXTString(mdnsTxtPort, strconv.Itoa(d.cfg.Port)),
+		}
+		if d.cfg.Invite != "" {
+			txt = append(txt, mdns.NewTXTString(mdnsTxtInvite, d.cfg.Invite))
+		}
+		opts = append(opts, mdns.WithLocalNames(d.host+".local"), mdns.WithService(mdns.ServiceInstance{
 			Instance: d.instance,
 			Service:  mdnsService,
 			Host:     d.host + ".local.",
 			Port:     uint16(d.cfg.Port),
-			Text: []mdns.TXTEntry{
-				mdns.NewTXTString(mdnsTxtID, d.cfg.ID.String()),
-				mdns.NewTXTString(mdnsTxtPort, strconv.Itoa(d.cfg.Port)),
-			},
-		}),
-	)
+			Text:     txt,
+		}))
+	}
+	conn, err := mdns.NewServer(p4, p6, opts...)
 	if err != nil {
 		if u4 != nil {
 			u4.Close()
@@ -404,7 +423,7 @@ func mdnsListen(ctx context.Context, network string, addr netip.AddrPort) (*net.
 
 // onService handles one resolved instance from pion's browse.
 func (d *Service) onService(ev mdns.ServiceEvent) {
-	id, port, ok := mdnsParse(ev)
+	id, port, invite, ok := mdnsParse(ev)
 	if !ok || id == d.cfg.ID {
 		return
 	}
@@ -431,7 +450,7 @@ func (d *Service) onService(ev mdns.ServiceEvent) {
 	}
 	s.last = now
 	seen[ap] = s
-	d.found(Found{ID: id, Addrs: mdnsOrder(seen, now, d.addrTTL())})
+	d.found(Found{ID: id, Addrs: mdnsOrder(seen, now, d.addrTTL()), Invite: invite})
 }
 
 func (d *Service) addrTTL() time.Duration {
@@ -480,14 +499,15 @@ func mdnsOrder(seen map[netip.AddrPort]mdnsSeen, now time.Time, ttl time.Duratio
 	return out
 }
 
-// mdnsParse extracts the device ID and port of an instance: the ID from
-// TXT, the port from SRV (from TXT when SRV has none).
-func mdnsParse(ev mdns.ServiceEvent) (certs.DeviceID, uint16, bool) {
-	var id certs.DeviceID
+// mdnsParse extracts the device ID, port and invite of an instance: the
+// ID and invite from TXT, the port from SRV (from TXT when SRV has none).
+func mdnsParse(ev mdns.ServiceEvent) (id certs.DeviceID, port uint16, invite string, ok bool) {
 	haveID := false
-	port := ev.Instance.Port
+	port = ev.Instance.Port
 	for _, e := range ev.Instance.Text {
 		switch {
+		case strings.EqualFold(e.Key, mdnsTxtInvite):
+			invite = string(e.Value)
 		case strings.EqualFold(e.Key, mdnsTxtID):
 			if p, err := certs.ParseDeviceID(string(e.Value)); err == nil {
 				id, haveID = p, true
@@ -498,7 +518,7 @@ func mdnsParse(ev mdns.ServiceEvent) (certs.DeviceID, uint16, bool) {
 			}
 		}
 	}
-	return id, port, haveID && !id.IsZero() && port != 0
+	return id, port, invite, haveID && !id.IsZero() && port != 0
 }
 
 // mdnsUsable returns a as an address to dial, or false when it cannot be

@@ -336,17 +336,17 @@ func TestDiscoveryConfigErrors(t *testing.T) {
 func TestDiscoveryParseAndOrder(t *testing.T) {
 	id := discTestID("p")
 	ev := mdns.ServiceEvent{Instance: mdns.ServiceInstance{Port: 7, Text: []mdns.TXTEntry{
-		mdns.NewTXTString("ID", id.String()), mdns.NewTXTString("port", "9"),
+		mdns.NewTXTString("ID", id.String()), mdns.NewTXTString("port", "9"), mdns.NewTXTString("invite", "42"),
 	}}}
-	if got, port, ok := mdnsParse(ev); !ok || got != id || port != 7 {
-		t.Errorf("parse: %v %d %v", got.Short(), port, ok)
+	if got, port, invite, ok := mdnsParse(ev); !ok || got != id || port != 7 || invite != "42" {
+		t.Errorf("parse: %v %d %q %v", got.Short(), port, invite, ok)
 	}
 	ev.Instance.Port = 0
-	if _, port, ok := mdnsParse(ev); !ok || port != 9 {
+	if _, port, _, ok := mdnsParse(ev); !ok || port != 9 {
 		t.Errorf("TXT port: %d %v", port, ok)
 	}
 	ev.Instance.Text = ev.Instance.Text[1:]
-	if _, _, ok := mdnsParse(ev); ok {
+	if _, _, _, ok := mdnsParse(ev); ok {
 		t.Error("parsed an instance without ID")
 	}
 
