@@ -309,6 +309,11 @@ func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
 	if len(wants) == 0 {
 		return
 	}
+	hs := make([]content.Hash, len(wants))
+	for i, w := range wants {
+		hs[i] = w.h
+	}
+	defer n.wantContents(hs)() // a peer asking for one of them waits for it
 	peers := n.fetchers()
 	var mu sync.Mutex
 	got := func(w want, name string, err error) {

@@ -45,6 +45,11 @@ func (n *Node) startNetwork(ctx context.Context) error {
 	if n.cfg.NoDiscovery {
 		return nil
 	}
+	if tr.Addr().Port == 0 {
+		// A handed-in socket that is not a UDP one has no port to announce.
+		n.log.Warn("LAN discovery off: the socket has no UDP port to announce; only --peer addresses are dialled", "addr", tr.Addr())
+		return nil
+	}
 	dcfg := discovery.Config{ID: n.id.ID, Port: tr.Addr().Port, Logger: n.log, Wanted: func() bool { return n.peerMissing(ctx) }}
 	disc, err := discovery.Start(ctx, dcfg, func(f discovery.Found) {
 		if n.paired(f.ID) {

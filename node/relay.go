@@ -27,7 +27,7 @@ const relayWait = 5 * time.Second
 
 // applyProgress tells requests waiting for a content (see relayWait) when
 // to look again: while an apply pass is due or running, after each chunk
-// it records, and when the pass ends.
+// it records, when it starts fetching, and when the pass ends.
 type applyProgress struct {
 	// due is set when an apply pass is asked for and cleared when one
 	// starts; running while one runs.
@@ -41,8 +41,8 @@ func (a *applyProgress) busy() bool { return a.due.Load() || a.running.Load() }
 
 // passStarted and passEnded bracket an apply pass.
 func (a *applyProgress) passStarted() {
+	a.running.Store(true) // before due goes: busy throughout
 	a.due.Store(false)
-	a.running.Store(true)
 }
 
 func (a *applyProgress) passEnded() {
@@ -58,7 +58,7 @@ type relaySource struct{ n *Node }
 
 // OpenContent implements quicnet.ContentSource.
 func (s relaySource) OpenContent(ctx context.Context, h content.Hash) (r io.ReadSeekCloser, size int64, err error) {
-	err = s.n.whileApplying(ctx, h, func() error {
+	err = s.n.whileApplying(ctx, requestOf(ctx, h), func() error {
 		r, size, err = s.n.OpenContent(ctx, h)
 		return err
 	})
@@ -67,48 +67,76 @@ func (s relaySource) OpenContent(ctx context.Context, h content.Hash) (r io.Read
 
 // OpenChunkList implements quicnet.ContentSource.
 func (s relaySource) OpenChunkList(ctx context.Context, h content.Hash) (r io.ReadCloser, size int64, err error) {
-	err = s.n.whileApplying(ctx, h, func() error {
+	err = s.n.whileApplying(ctx, requestOf(ctx, h), func() error {
 		r, size, err = s.n.OpenChunkList(ctx, h)
 		return err
 	})
 	return r, size, err
 }
 
+// request is a peer's request for a content, as whileApplying weighs it.
+type request struct {
+	h       content.Hash
+	from    certs.DeviceID // the peer asking, when known
+	known   bool
+	inBatch bool // one content of a batch (see quicnet.InBatch)
+}
+
+// requestOf is the request for h that ctx, from the transport, describes.
+func requestOf(ctx context.Context, h content.Hash) request {
+	from, known := quicnet.Requester(ctx)
+	return request{h: h, from: from, known: known, inBatch: quicnet.InBatch(ctx)}
+}
+
+// relayLook bounds how long a request waits for this device's apply to
+// turn out to want the content at all: an apply that runs for other
+// contents makes a request for one it will not bring answered this late,
+// no later.
+const relayLook = time.Second
+
 // whileApplying calls look, and again after each chunk an apply records,
 // for as long as look finds nothing (fs.ErrNotExist), an apply is due or
-// running, relayWait has not passed and ctx has not ended. It returns
-// look's last error.
+// running and ctx has not ended: up to relayLook until this device's
+// apply wants the content, up to relayWait once it does. It returns
+// look's last error. One content of a batch is never waited for.
 //
 // Two devices that both lack h must not wait for each other: a request
 // from the peer this device is itself asking for h right now, or from its
 // only connected peer, is answered at once; and while a peer waits here
 // for h, this device asks the others for h first (see relays.order).
-func (n *Node) whileApplying(ctx context.Context, h content.Hash, look func() error) error {
-	from, known := quicnet.Requester(ctx)
-	var deadline <-chan time.Time
+func (n *Node) whileApplying(ctx context.Context, req request, look func() error) error {
+	h, from, known := req.h, req.from, req.known
+	var wait, wanted <-chan time.Time
 	for {
-		// The wake-up is taken before the look: a chunk recorded between
-		// the two is not missed.
-		recorded := n.applying.recorded.Wait()
+		// The wake-up is taken before the look: a chunk recorded, or a
+		// want noted, between the two is not missed.
+		changed := n.applying.recorded.Wait()
 		err := look()
-		if !errors.Is(err, fs.ErrNotExist) || !n.applying.busy() {
+		if !errors.Is(err, fs.ErrNotExist) || !n.applying.busy() || req.inBatch {
 			return err
 		}
 		if known && (n.relays.asking(h, from) || !n.connectedBesides(from)) {
 			return err
 		}
-		if deadline == nil {
-			t := n.clock.NewTimer(relayWait)
+		switch {
+		case wait == nil:
+			t := n.clock.NewTimer(relayLook)
 			defer t.Stop()
-			deadline = t.C()
+			wait = t.C()
 			if known {
 				defer n.relays.waiting(h, from)()
 			}
+		case wanted == nil && n.relays.wants(h):
+			t := n.clock.NewTimer(relayWait)
+			defer t.Stop()
+			wait, wanted = t.C(), t.C()
 		}
 		select {
-		case <-recorded:
-		case <-deadline:
-			n.log.Debug("a content a peer waits for was not placed in time", "hash", h.Short(), "waited", relayWait)
+		case <-changed:
+		case <-wait:
+			if wanted != nil {
+				n.log.Debug("a content a peer waits for was not placed in time", "hash", h.Short(), "waited", relayWait)
+			}
 			return err
 		case <-ctx.Done():
 			return err
@@ -134,6 +162,9 @@ type relays struct {
 	mu       sync.Mutex
 	askingOf map[content.Hash]map[certs.DeviceID]int
 	waitedBy map[content.Hash]map[certs.DeviceID]int
+	// wanted counts the fetches of this device's applies that want each
+	// content.
+	wanted map[content.Hash]int
 }
 
 // add counts id under h in m until the returned func is called.
@@ -166,6 +197,37 @@ func (r *relays) asks(h content.Hash, id certs.DeviceID) func() { return r.add(&
 // waiting records that peer id waits here for h, until the returned func
 // is called.
 func (r *relays) waiting(h content.Hash, id certs.DeviceID) func() { return r.add(&r.waitedBy, h, id) }
+
+// want records that an apply of this device wants the contents hs, until
+// the returned func is called, and wakes the requests waiting to know.
+func (n *Node) wantContents(hs []content.Hash) func() {
+	r := &n.relays
+	r.mu.Lock()
+	if r.wanted == nil {
+		r.wanted = map[content.Hash]int{}
+	}
+	for _, h := range hs {
+		r.wanted[h]++
+	}
+	r.mu.Unlock()
+	n.applying.recorded.Fire()
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, h := range hs {
+			if r.wanted[h]--; r.wanted[h] <= 0 {
+				delete(r.wanted, h)
+			}
+		}
+	}
+}
+
+// wants reports whether an apply of this device wants h.
+func (r *relays) wants(h content.Hash) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.wanted[h] > 0
+}
 
 // asking reports whether this device is asking peer id for h.
 func (r *relays) asking(h content.Hash, id certs.DeviceID) bool {

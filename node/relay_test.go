@@ -10,118 +10,166 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/internal/clock"
 )
 
-// TestWhileApplyingWaitsForTheApply checks when a request for a content
-// not held here waits: only while an apply is due or running, until a
-// chunk it records holds the content, the pass ends, or relayWait passes.
+// TestWhileApplyingWaitsForTheApply checks when a peer's request for a
+// content not held here waits: only while an apply is due or running, up
+// to relayLook unless the apply wants the content, up to relayWait when it
+// does, and never for a batch, for the peer this device asks for it, or
+// for the only peer connected.
 func TestWhileApplyingWaitsForTheApply(t *testing.T) {
 	missing := fmt.Errorf("content: %w", fs.ErrNotExist)
 	var h content.Hash
-	ctx := context.Background()
-	start := func(n *Node, held func() bool) (looks *int, done chan error) {
-		looks, done = new(int), make(chan error, 1)
+	h[0] = 1
+	asker, other := certs.DeviceID{1}, certs.DeviceID{2}
+	type probe struct {
+		looks atomic.Int32
+		held  atomic.Bool
+		done  chan error
+	}
+	setup := func(t *testing.T) (*Node, *clock.Fake) {
+		clk := clock.NewFake(time.Unix(0, 0))
+		n := newNode(Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)})
+		n.peers[asker], n.peers[other] = &peerState{}, &peerState{}
+		return n, clk
+	}
+	ask := func(n *Node, req request) *probe {
+		p := &probe{done: make(chan error, 1)}
 		go func() {
-			done <- n.whileApplying(ctx, h, func() error {
-				*looks++
-				if held() {
+			p.done <- n.whileApplying(context.Background(), req, func() error {
+				p.looks.Add(1)
+				if p.held.Load() {
 					return nil
 				}
 				return missing
 			})
 		}()
-		return looks, done
+		return p
 	}
-	ended := func(t *testing.T, done chan error) error {
+	ended := func(t *testing.T, p *probe) error {
 		t.Helper()
 		select {
-		case err := <-done:
+		case err := <-p.done:
 			return err
 		case <-time.After(10 * time.Second):
 			t.Fatal("the request still waits")
 			return nil
 		}
 	}
-	waiting := func(t *testing.T, clk *clock.Fake, done chan error) {
+	// stillWaiting checks that the request has not ended: woken, it
+	// looks once more instead.
+	stillWaiting := func(t *testing.T, n *Node, p *probe) {
 		t.Helper()
-		if armed, next := clk.Armed(); armed == 0 {
+		before := p.looks.Load()
+		deadline := time.After(10 * time.Second)
+		for p.looks.Load() == before {
+			n.applying.recorded.Fire()
 			select {
-			case <-next: // the request's relayWait timer
-			case err := <-done:
+			case err := <-p.done:
 				t.Fatalf("the request ended (%v) while it should wait", err)
-			case <-time.After(10 * time.Second):
-				t.Fatal("the request did not wait")
+			case <-deadline:
+				t.Fatal("the request neither waits nor ends")
+			case <-time.After(time.Millisecond): // let it take the wake-up
 			}
 		}
-		select {
-		case err := <-done:
-			t.Fatalf("the request ended (%v) while it should wait", err)
-		default:
+	}
+	armed := func(t *testing.T, clk *clock.Fake, timers int) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			got, next := clk.Armed()
+			if got >= timers {
+				return
+			}
+			select {
+			case <-next:
+			case <-deadline:
+				t.Fatalf("%d timers armed, want %d", got, timers)
+			}
 		}
 	}
+	req := request{h: h, from: asker, known: true}
 
 	t.Run("idle: answered at once", func(t *testing.T) {
-		n := newNode(Config{Clock: clock.NewFake(time.Unix(0, 0)), Logger: slog.New(slog.DiscardHandler)})
-		looks, done := start(n, func() bool { return false })
-		if err := ended(t, done); err != missing || *looks != 1 {
-			t.Fatalf("err %v after %d looks, want the miss after one", err, *looks)
+		n, _ := setup(t)
+		p := ask(n, req)
+		if err := ended(t, p); err != missing || p.looks.Load() != 1 {
+			t.Fatalf("err %v after %d looks, want the miss after one", err, p.looks.Load())
 		}
 	})
 	t.Run("placed by a chunk", func(t *testing.T) {
-		clk := clock.NewFake(time.Unix(0, 0))
-		n := newNode(Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)})
+		n, clk := setup(t)
 		n.kickApply()
-		n.applying.passStarted()
-		placed := make(chan bool, 1)
-		looks, done := start(n, func() bool {
-			select {
-			case <-placed:
-				return true
-			default:
-				return false
-			}
-		})
-		waiting(t, clk, done)
-		placed <- true
+		p := ask(n, req)
+		armed(t, clk, 1)
+		p.held.Store(true)
 		n.applying.recorded.Fire()
-		if err := ended(t, done); err != nil || *looks != 2 {
-			t.Fatalf("err %v after %d looks, want the content on the second", err, *looks)
+		if err := ended(t, p); err != nil {
+			t.Fatalf("err %v, want the content once a chunk recorded it", err)
 		}
 	})
 	t.Run("pass ends without it", func(t *testing.T) {
-		clk := clock.NewFake(time.Unix(0, 0))
-		n := newNode(Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)})
+		n, clk := setup(t)
 		n.kickApply()
-		_, done := start(n, func() bool { return false })
-		waiting(t, clk, done)
+		p := ask(n, req)
+		armed(t, clk, 1)
 		n.applying.passStarted()
 		n.applying.passEnded()
-		if err := ended(t, done); err != missing {
+		if err := ended(t, p); err != missing {
 			t.Fatalf("err %v, want the miss once the pass ended", err)
 		}
 	})
-	t.Run("bounded by relayWait", func(t *testing.T) {
-		clk := clock.NewFake(time.Unix(0, 0))
-		n := newNode(Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)})
+	t.Run("not wanted: bounded by relayLook", func(t *testing.T) {
+		n, clk := setup(t)
 		n.applying.passStarted()
-		_, done := start(n, func() bool { return false })
-		waiting(t, clk, done)
-		clk.Advance(relayWait - time.Millisecond)
-		select {
-		case err := <-done:
-			t.Fatalf("ended (%v) before relayWait", err)
-		default:
-		}
+		p := ask(n, req)
+		armed(t, clk, 1)
+		clk.Advance(relayLook - time.Millisecond)
+		stillWaiting(t, n, p)
 		clk.Advance(time.Millisecond)
-		if err := ended(t, done); err != missing {
+		if err := ended(t, p); err != missing {
+			t.Fatalf("err %v, want the miss after relayLook", err)
+		}
+	})
+	t.Run("wanted: bounded by relayWait", func(t *testing.T) {
+		n, clk := setup(t)
+		n.applying.passStarted()
+		p := ask(n, req)
+		armed(t, clk, 1)
+		release := n.wantContents([]content.Hash{h})
+		defer release()
+		armed(t, clk, 2)
+		clk.Advance(relayWait - time.Millisecond)
+		stillWaiting(t, n, p)
+		clk.Advance(time.Millisecond)
+		if err := ended(t, p); err != missing {
 			t.Fatalf("err %v, want the miss after relayWait", err)
 		}
 	})
+	for name, tweak := range map[string]func(n *Node, r *request){
+		"one of a batch":             func(_ *Node, r *request) { r.inBatch = true },
+		"from the peer asked for it": func(n *Node, _ *request) { n.relays.asks(h, asker) },
+		"from the only peer":         func(n *Node, _ *request) { delete(n.peers, other) },
+	} {
+		t.Run(name+": answered at once", func(t *testing.T) {
+			n, _ := setup(t)
+			n.applying.passStarted()
+			defer n.wantContents([]content.Hash{h})()
+			r := req
+			tweak(n, &r)
+			p := ask(n, r)
+			if err := ended(t, p); err != missing || p.looks.Load() != 1 {
+				t.Fatalf("err %v after %d looks, want the miss after one", err, p.looks.Load())
+			}
+		})
+	}
 }
 
 // TestRelayedContentComesFirstTime runs a chain a – b – c, where c is not

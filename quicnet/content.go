@@ -318,22 +318,26 @@ func (p *Peer) serveContent(s *quic.Stream) {
 		return
 	}
 	w := idleStream{s, p.t.streamIdle}
+	// What the source does for the request ends when the stream does: a
+	// peer that gave up holds nothing here.
+	ctx := context.WithValue(s.Context(), requesterKey{}, p.ID)
 	switch req := m.(type) {
 	case *wire.ContentRequest:
-		p.sendTimed(w, req.Hash, req.Offset, -1)
+		p.sendTimed(ctx, w, req.Hash, req.Offset, -1)
 	case *wire.RangeRequest:
-		p.sendTimed(w, req.Hash, req.Offset, req.Length)
+		p.sendTimed(ctx, w, req.Hash, req.Offset, req.Length)
 	case *wire.ChunkListRequest:
 		start := time.Now()
-		if !p.sendChunkList(w, req.Hash) {
+		if !p.sendChunkList(ctx, w, req.Hash) {
 			s.CancelWrite(codeStreamDone)
 		}
 		p.t.log.Debug("chunk list sent", "peer", p.ID.Short(), "hash", req.Hash.Short(), "took", time.Since(start))
 	case *wire.ContentBatchRequest:
 		// Small contents are gathered into few large writes.
 		bw := bufio.NewWriterSize(w, 64<<10)
+		bctx := context.WithValue(ctx, batchKey{}, true)
 		for _, h := range req.Hashes {
-			if !p.sendContent(bw, h, 0, -1) {
+			if !p.sendContent(bctx, bw, h, 0, -1) {
 				s.CancelWrite(codeStreamDone)
 				return
 			}
@@ -351,9 +355,9 @@ func (p *Peer) serveContent(s *quic.Stream) {
 // resetting the stream when it must end early, and logs what the
 // transfer cost the connection, for tuning: losses and the congestion
 // window explain a slow large transfer.
-func (p *Peer) sendTimed(w idleStream, h content.Hash, offset, length int64) {
+func (p *Peer) sendTimed(ctx context.Context, w idleStream, h content.Hash, offset, length int64) {
 	start, before := time.Now(), p.conn.ConnectionStats()
-	if !p.sendContent(w, h, offset, length) {
+	if !p.sendContent(ctx, w, h, offset, length) {
 		w.CancelWrite(codeStreamDone)
 	}
 	after := p.conn.ConnectionStats()
@@ -368,8 +372,8 @@ func (p *Peer) sendTimed(w idleStream, h content.Hash, offset, length int64) {
 // reports false when the stream must end early: the write failed, or the
 // file changed or vanished under it (the receiver's hash check refuses
 // what it got and asks again).
-func (p *Peer) sendContent(w io.Writer, h content.Hash, offset, length int64) bool {
-	r, size, err := p.t.cfg.Content.OpenContent(p.ctx, h)
+func (p *Peer) sendContent(ctx context.Context, w io.Writer, h content.Hash, offset, length int64) bool {
+	r, size, err := p.t.cfg.Content.OpenContent(ctx, h)
 	if err == nil && length < 0 {
 		length = size - offset
 	}
@@ -398,8 +402,8 @@ func (p *Peer) sendContent(w io.Writer, h content.Hash, offset, length int64) bo
 // sendChunkList writes the response for the chunk list of h and, when
 // this device has one, the list. It reports false when the stream must
 // end early: the write failed, or the list could not be read whole.
-func (p *Peer) sendChunkList(w io.Writer, h content.Hash) bool {
-	r, n, err := p.t.cfg.Content.OpenChunkList(p.ctx, h)
+func (p *Peer) sendChunkList(ctx context.Context, w io.Writer, h content.Hash) bool {
+	r, n, err := p.t.cfg.Content.OpenChunkList(ctx, h)
 	if r != nil {
 		defer r.Close()
 	}

@@ -40,10 +40,7 @@ func commands() []command {
 		{"revert", "[--folder DIR | --state DIR]", "receive-only: put the mesh's version back", runRevert},
 		{"override", "[--folder DIR | --state DIR]", "send-only: make every peer match this device", runOverride},
 		{"ignore", "[--folder DIR | --state DIR] (--check PATH... | --defaults)", "is PATH ignored, and by which rule; the built-in rules", runIgnore},
-		{"version", "", "print the version", func(_ []string, stdout, _ io.Writer) error {
-			printVersion(stdout)
-			return nil
-		}},
+		{"version", "", "print the version", runVersion},
 		{"help", "[COMMAND]", "the commands, or one command's flags", runHelp},
 	}
 }
@@ -79,10 +76,23 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, "\n`drive-node help COMMAND` or `drive-node COMMAND --help` gives a command's flags;\n`drive-node help daemon` the daemon's.\n")
 }
 
+// runVersion prints the version.
+func runVersion(args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("version", stdout)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("version: unexpected argument %q", fs.Arg(0))
+	}
+	printVersion(stdout)
+	return nil
+}
+
 // runHelp prints the usage, or one command's synopsis and flags.
 func runHelp(args []string, stdout, _ io.Writer) error {
 	switch {
-	case len(args) == 0:
+	case len(args) == 0, len(args) == 1 && (args[0] == "--help" || args[0] == "-h"):
 		usage(stdout)
 		return nil
 	case len(args) > 1:
@@ -93,6 +103,10 @@ func runHelp(args []string, stdout, _ io.Writer) error {
 	c, ok := findCommand(args[0])
 	if !ok {
 		return fmt.Errorf("unknown command %q (want one of %s)", args[0], commandNames())
+	}
+	if c.name == "help" {
+		fmt.Fprintf(stdout, "Usage: drive-node help %s\n\n%s.\n", c.args, upperFirst(c.summary))
+		return nil
 	}
 	return c.run([]string{"--help"}, stdout, stdout)
 }
