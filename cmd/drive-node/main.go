@@ -37,6 +37,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/node"
 	"github.com/drive-node/drive-node/node/control"
 	"github.com/drive-node/drive-node/oplog"
@@ -86,6 +87,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runOverride(args, stdout, stderr)
 	case "ignore":
 		err = runIgnore(args, stdout)
+	case "events":
+		err = runEvents(args, stdout)
+	case "pause":
+		err = runPause(true, args, stdout)
+	case "resume":
+		err = runPause(false, args, stdout)
+	case "rescan":
+		err = runRescan(args, stdout)
 	case "version":
 		printVersion(stdout)
 	case "help":
@@ -133,6 +142,13 @@ func usage(w io.Writer) {
   drive-node ignore  [--folder DIR | --state DIR] --check PATH...
                                                         is PATH ignored, and by which rule
   drive-node ignore --defaults                          the built-in ignore rules
+  drive-node status  [--folder DIR | --state DIR] --watch [--json]
+                                                        redraw the status every second
+  drive-node events  [--folder DIR | --state DIR] [--since ID]
+                                                        the daemon's events as JSON lines
+  drive-node pause | resume | rescan [--folder DIR | --state DIR]
+                                                        stop and restart syncing; look at the folder again
+  daemon: [--api 127.0.0.1:PORT] [--metrics 127.0.0.1:PORT] [--api-allow-remote]
   drive-node version
 `)
 }
@@ -219,6 +235,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	var showVersion bool
 	var logLevel, logFormat, cpuProfile, memProfile string
 	var maxMemory, minStateFree int64
+	var api apiFlags
+	api.add(fs)
 	fs.StringVar(&cfg.Folder, "folder", "", "the folder to keep in sync (required)")
 	fs.StringVar(&cfg.StateDir, "state", "", "state directory (default FOLDER/.drive-node)")
 	fs.StringVar(&cfg.Listen, "listen", ":22000", "UDP address to listen on")
@@ -247,6 +265,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := api.check(); err != nil {
+		return err
 	}
 	logger, err := newLogger(stderr, logLevel, logFormat)
 	if err != nil {
@@ -319,9 +340,11 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 			logger.Warn("the control socket is not served: history, restore, approve and reject wait for the daemon to stop", "err", err)
 		}
 	}()
+	waitAPI := api.serve(cctx, n, logger)
 	runErr := n.Run(ctx)
 	stopControl()
 	<-controlDone
+	waitAPI()
 	closeErr := n.Close()
 	if runErr != nil {
 		return runErr
@@ -400,9 +423,10 @@ func runPair(args []string, stdout io.Writer) error {
 func runStatus(args []string, stdout io.Writer) error {
 	fs := newFlagSet("status")
 	var loc locationFlags
-	var asJSON bool
+	var asJSON, watch bool
 	loc.add(fs)
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.BoolVar(&watch, "watch", false, "redraw every second until interrupted")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -413,7 +437,12 @@ func runStatus(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := node.ReadStatus(context.Background(), dir)
+	if watch {
+		ctx, stop := interrupted()
+		defer stop()
+		return watchStatus(ctx, clock.Real{}, time.Second, dir, asJSON, stdout)
+	}
+	st, err := readStatus(context.Background(), dir)
 	if err != nil {
 		return err
 	}
@@ -443,6 +472,9 @@ func printStatus(w io.Writer, st node.Status) {
 			run += ", PAUSED: " + shown(st.Paused)
 		} else if !st.Ready {
 			run += ", start-up scan in progress"
+			if st.Live != nil {
+				run += fmt.Sprintf(" (%d files looked at)", st.Live.ScannedFiles)
+			}
 		}
 	}
 	fmt.Fprintf(w, "device:      %s\nfolder:      %s\nstate:       %s\ndaemon:      %s\n", shown(st.Device), shown(st.Folder), shown(st.StateDir), run)
@@ -468,6 +500,7 @@ func printStatus(w io.Writer, st node.Status) {
 			fmt.Fprintf(w, ", %s", shown(p.Error))
 		}
 		fmt.Fprintln(w)
+		printPeerProgress(w, p)
 	}
 	if st.PendingOps == 0 {
 		fmt.Fprintf(w, "to apply:    nothing\n")
