@@ -92,9 +92,10 @@ const EventRingSize = 4096
 // an EventGap, never silently.
 type Events struct {
 	mu      sync.Mutex
-	buf     []Event // buf[id % len(buf)]
-	first   uint64  // the ID of the first event of this run
-	next    uint64  // the ID the next event gets
+	buf     []Event // event id at buf[(id-first) % size], grown up to size
+	size    uint64
+	first   uint64 // the ID of the first event of this run
+	next    uint64 // the ID the next event gets
 	changed chan struct{}
 	now     func() time.Time
 }
@@ -103,7 +104,7 @@ type Events struct {
 // least 1), timed by now. A node makes its own (see Node.Events); a
 // program makes one to serve events of its own, or to test a client.
 func NewEvents(size int, first uint64, now func() time.Time) *Events {
-	return &Events{buf: make([]Event, max(size, 1)), first: max(first, 1), next: max(first, 1), changed: make(chan struct{}), now: now}
+	return &Events{size: uint64(max(size, 1)), first: max(first, 1), next: max(first, 1), changed: make(chan struct{}), now: now}
 }
 
 // Publish records an event with the next ID. It never blocks on a
@@ -111,9 +112,17 @@ func NewEvents(size int, first uint64, now func() time.Time) *Events {
 func (e *Events) Publish(t EventType, f EventFields) { e.publish(t, f) }
 
 func (e *Events) publish(t EventType, f EventFields) {
+	if e == nil {
+		return // a node put together by a test without a ring
+	}
 	at := e.now().UTC()
 	e.mu.Lock()
-	e.buf[e.next%uint64(len(e.buf))] = Event{ID: e.next, Time: at, Type: t, EventFields: f}
+	ev := Event{ID: e.next, Time: at, Type: t, EventFields: f}
+	if uint64(len(e.buf)) < e.size {
+		e.buf = append(e.buf, ev) // a quiet node holds only what it published
+	} else {
+		e.buf[(e.next-e.first)%e.size] = ev
+	}
 	e.next++
 	close(e.changed)
 	e.changed = make(chan struct{})
@@ -131,8 +140,8 @@ func (e *Events) Last() uint64 {
 
 // oldest is the ID of the oldest event the ring holds. e.mu is held.
 func (e *Events) oldest() uint64 {
-	if e.next-e.first > uint64(len(e.buf)) {
-		return e.next - uint64(len(e.buf))
+	if e.next-e.first > e.size {
+		return e.next - e.size
 	}
 	return e.first
 }
@@ -192,7 +201,7 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			return Event{ID: old - 1, Time: at, Type: EventGap, EventFields: gap}, nil
 		}
 		if s.next < e.next {
-			ev := e.buf[s.next%uint64(len(e.buf))]
+			ev := e.buf[(s.next-e.first)%e.size]
 			s.next++
 			e.mu.Unlock()
 			return ev, nil

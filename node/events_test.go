@@ -294,3 +294,18 @@ func TestProgressReachesZeroWithThePeer(t *testing.T) {
 		t.Fatalf("status: %+v %v", st, err)
 	}
 }
+
+func TestStatusCountsTheStartUpScan(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 5 {
+		write(t, filepath.Join(dir, fmt.Sprintf("sub/f%d", i)), "x")
+	}
+	n := startNode(t, dir, freeUDPPort(t))
+	st, err := n.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Live == nil || st.Live.Scanning || st.Live.ScannedFiles != 5 || st.Live.OpsRecorded != 6 || !st.Running {
+		t.Fatalf("live status after the scan: %+v (running %v)", st.Live, st.Running)
+	}
+}

@@ -50,9 +50,15 @@ func streamEvents(w http.ResponseWriter, r *http.Request, events *node.Events, l
 	ctx := r.Context()
 	bw := bufio.NewWriter(w)
 	for {
-		wait, cancel := context.WithTimeout(ctx, keepAlive)
-		ev, err := sub.Next(wait)
-		cancel()
+		var ev node.Event
+		var err error
+		if sub.Ready() {
+			ev, err = sub.Next(ctx)
+		} else {
+			wait, cancel := context.WithTimeout(ctx, keepAlive)
+			ev, err = sub.Next(wait)
+			cancel()
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
