@@ -309,3 +309,48 @@ func TestStatusCountsTheStartUpScan(t *testing.T) {
 		t.Fatalf("live status after the scan: %+v (running %v)", st.Live, st.Running)
 	}
 }
+
+func TestConflictCopyIsAnEvent(t *testing.T) {
+	a, b, na, nb := startTwo(t, nil)
+	write(t, filepath.Join(a, "x.txt"), "first")
+	waitFor(t, "initial sync", func() string { return sameTree(a, b) })
+	nb.stop(t)
+	write(t, filepath.Join(a, "x.txt"), "A's edit")
+	waitFor(t, "A's edit recorded", func() string {
+		if na.ops.Highest(na.ID()) < 2 {
+			return "not yet"
+		}
+		return ""
+	})
+	write(t, filepath.Join(b, "x.txt"), "B's concurrent edit")
+	atA := na.Events().Subscribe(na.Events().Last())
+	nb = startNode(t, b, nb.addr, na.addr)
+	atB := nb.Events().Subscribe(0)
+	waitFor(t, "both hold the winner and the copy", func() string {
+		copies, _ := filepath.Glob(filepath.Join(a, "x.conflict-*"))
+		if len(copies) != 1 {
+			return fmt.Sprintf("copies on A: %v", copies)
+		}
+		return sameTree(a, b)
+	})
+	copies, _ := filepath.Glob(filepath.Join(a, "x.conflict-*"))
+	var seen []Event
+	waitFor(t, "a conflict event on either device", func() string {
+		for _, s := range []*Subscription{atA, atB} {
+			for s.Ready() {
+				if ev := nextWithin(t, s); ev.Type == EventConflict {
+					seen = append(seen, ev)
+				}
+			}
+		}
+		if len(seen) == 0 {
+			return "none yet"
+		}
+		return ""
+	})
+	for _, ev := range seen {
+		if ev.Path != "x.txt" || ev.Copy != filepath.Base(copies[0]) || ev.Device == "" {
+			t.Fatalf("conflict event %+v, copy %s", ev, copies[0])
+		}
+	}
+}
