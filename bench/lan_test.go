@@ -75,6 +75,7 @@ var (
 	lanMany     = flag.Int("lan.many", 100_000, "files of 1 KiB (100 to a directory) the many-files figure moves in")
 	lanProfile  = flag.String("lan.profile", "", "directory for drive-node's CPU and heap profiles and debug logs (A-….cpu, A-….mem, A-….log, B-…)")
 	lanExfat    = flag.Bool("lan.exfat", false, "put host B's folder, for every tool, on a real exFAT disk (a loop file mounted with exfat-fuse); B's state stays off it")
+	lanEvents   = flag.Bool("lan.events", false, "follow each drive-node daemon with a `drive-node events` client, to measure what one costs")
 )
 
 // measures reports whether figure is among -lan.only.
@@ -538,7 +539,14 @@ func driveNode(bin string) tool {
 				prof := filepath.Join(*lanProfile, fmt.Sprintf("%s-%d", filepath.Base(dir), time.Now().UnixMilli()))
 				args = append(args, "--cpu-profile", prof+".cpu", "--mem-profile", prof+".mem", "--log-level", "debug")
 			}
-			return h.Start(b, bin, args...)
+			p := h.Start(b, bin, args...)
+			if *lanEvents {
+				// Tried again until the daemon's socket answers; its
+				// output is read and dropped, as a client would.
+				ev := strings.Join(append([]string{bin, "events"}, loc(dir)...), " ")
+				h.Start(b, "sh", "-c", "until "+ev+" >/dev/null; do sleep 0.1; done")
+			}
+			return p
 		},
 		settled: func(b *testing.B, h *netlab.Host, dir string, files int) {
 			// The files are recorded when status shows them tracked.

@@ -284,6 +284,8 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 	// settled holds the paths ops of the chunk recorded: what status
 	// listed there as not placed is out of date.
 	settled := map[string]vclock.Vector{}
+	// done holds the ops the chunk carried out, published once recorded.
+	var done []oplog.Op
 	// flush records what the chunk has done so far, after the directories
 	// of the files it placed are synced: a record never claims a rename
 	// that a crash could still undo.
@@ -311,6 +313,11 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 		}
 		staged.kept = nil
 		n.progress.Add(uint64(len(b.Applied)))
+		n.live.applied.Add(uint64(len(done)))
+		for _, op := range done {
+			n.events.publish(EventApplied, opFields(op, op.Origin))
+		}
+		done = done[:0]
 		n.placing.reset()
 		b, recs = state.Batch{Applied: map[certs.DeviceID]uint64{}}, batchRecords{}
 		return nil
@@ -374,6 +381,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 		}
 		recs.add(rows...)
 		n.placing.add(rows)
+		done = append(done, op)
 		for _, r := range rows {
 			settled[r.Path] = r.Version
 		}
@@ -421,6 +429,7 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 	if prev == msg {
 		return
 	}
+	n.events.publish(EventDiskFull, EventFields{Reason: msg})
 	if msg != "" {
 		n.log.Error("the folder's disk is full; received changes wait and are retried", "folder", n.cfg.Folder)
 	} else {
@@ -620,6 +629,8 @@ func (n *Node) fillFromDisk(r *state.File) {
 
 func (n *Node) recordConflict(ctx context.Context, copyPath, original string, winner, loser certs.DeviceID) {
 	n.log.Warn("conflicting edits: kept the losing version as a conflict copy", "path", original, "copy", copyPath, "winner", winner.Short(), "loser", loser.Short())
+	n.live.conflicts.Add(1)
+	n.events.publish(EventConflict, EventFields{Path: original, Copy: copyPath, Device: loser.String()})
 	if err := n.db.RecordConflict(ctx, state.Conflict{CopyPath: copyPath, OriginalPath: original, Winner: winner, Loser: loser, CreatedAt: n.clock.Now().UnixNano()}); err != nil {
 		n.log.Warn("recording conflict failed", "copy", copyPath, "err", err)
 	}

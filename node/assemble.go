@@ -78,7 +78,7 @@ func (n *Node) assemble(ctx context.Context, h content.Hash, size int64, peers [
 	// up, thousands of look-ups finding nothing, unless this device holds
 	// h itself (a copy).
 	a.lookup, _ = n.db.ChunksBesides(ctx, h)
-	if r, _, err := n.OpenContent(ctx, h); err == nil {
+	if r, _, err := n.openContent(ctx, h); err == nil {
 		r.Close()
 		a.lookup = true
 	}
@@ -145,7 +145,9 @@ func (n *Node) obtainList(ctx context.Context, h content.Hash, size int64, peers
 	var errs []error
 	noList := 0
 	for _, p := range cps {
+		finished := n.transfer(p, h, size)
 		err := n.fetchList(ctx, h, size, p)
+		finished(err)
 		if err == nil {
 			n.indexSoon(ctx, h)
 			return nil
@@ -359,7 +361,7 @@ func (a *assembly) source(ctx context.Context, h content.Hash) []io.ReaderAt {
 		return rs
 	}
 	var rs []io.ReaderAt
-	if rc, _, err := a.n.OpenContent(ctx, h); err == nil {
+	if rc, _, err := a.n.openContent(ctx, h); err == nil {
 		if ra, ok := rc.(io.ReaderAt); ok {
 			rs = append(rs, ra)
 		}
@@ -418,7 +420,7 @@ func (a *assembly) fetchRun(ctx context.Context, run []content.Chunk) error {
 			err = io.ErrUnexpectedEOF
 		}
 		if err == nil {
-			a.n.progress.Add(uint64(end - start))
+			a.n.received(p, end-start)
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -362,6 +362,7 @@ func (n *Node) brake(ctx context.Context, ops []oplog.Op, applied map[certs.Devi
 		n.log.Warn("a peer's run of changes would delete or overwrite many files here: held until `drive-node approve` or `drive-node reject`",
 			"peer", o.Short(), "name", name, "files", len(run), "of", of, "within", rule.Window)
 		held = append(held, o)
+		n.events.publish(EventHeld, EventFields{Device: o.String(), Files: len(run)})
 		blocked.why[o], blocked.seq[o] = reasonHeld, applied[o]+1
 	}
 	if len(held) > 0 {

@@ -187,7 +187,7 @@ func (n *Node) indexList(ctx context.Context, h content.Hash) {
 // list for it (one chunk, or a content named before chunking), or an
 // error wrapping fs.ErrNotExist when it does not hold the content.
 func (n *Node) OpenChunkList(ctx context.Context, h content.Hash) (io.ReadCloser, int64, error) {
-	r, _, err := n.OpenContent(ctx, h)
+	r, _, err := n.openContent(ctx, h)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -74,7 +74,9 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 	for attempt := 0; attempt < 2; attempt++ { // a bad copy is fetched once more
 		for _, p := range peers {
 			start := time.Now()
+			finished := n.transfer(p, h, size)
 			err := n.fetchInto(ctx, name, h, size, p)
+			finished(err)
 			if err == nil {
 				n.log.Debug("content fetched", "hash", h.Short(), "size", size, "took", time.Since(start))
 				return name, nil
@@ -164,7 +166,7 @@ func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, size 
 		discard() // not a prefix of this content
 		return fmt.Errorf("%s: %d bytes left by an earlier attempt: %w", h.Short(), offset, ErrSizeMismatch)
 	}
-	dst := &sizeBound{w: io.MultiWriter(wb, hasher, progressWriter{&n.progress}), left: size - offset}
+	dst := &sizeBound{w: io.MultiWriter(wb, hasher, receivedFrom{n, p}), left: size - offset}
 	announced, err := p.Fetch(ctx, h, offset, dst)
 	if err == nil && announced != size {
 		err = fmt.Errorf("%s: the peer has %d bytes, the op says %d: %w", h.Short(), announced, size, ErrSizeMismatch)
@@ -406,7 +408,10 @@ func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, g
 			return nil
 		}
 		name := stagedName(hs[i])
-		if err := n.writeStaged(name, hs[i], size, r); err != nil {
+		finished := n.transfer(p, hs[i], size)
+		err := n.writeStaged(name, hs[i], size, r)
+		finished(err)
+		if err != nil {
 			if errors.Is(err, ErrHashMismatch) {
 				n.log.Warn("fetching content failed", "hash", hs[i].Short(), "err", fmt.Errorf("%s: %w", hs[i].Short(), err))
 				return nil
@@ -414,7 +419,7 @@ func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, g
 			return err
 		}
 		staged[i] = true
-		n.progress.Add(uint64(size))
+		n.received(p, size)
 		got(group[i], name, nil)
 		return nil
 	})

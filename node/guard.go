@@ -215,6 +215,7 @@ var errPaused = errors.New("folder paused")
 // disk busy: the administrator can unmount it and mount the real one.
 func (n *Node) pause(ctx context.Context, why string) {
 	if !n.paused.Swap(true) {
+		n.events.publish(EventPaused, EventFields{Reason: why})
 		n.log.Error("folder paused: no change is recorded or applied until it is back", "reason", why)
 		n.commitMu.Lock()
 		if r := n.folderRoot(); r != nil {
@@ -268,6 +269,7 @@ func (n *Node) resume(ctx context.Context, root Folder) {
 	n.paused.Store(false)
 	n.commitMu.Unlock()
 	n.db.SetMeta(ctx, metaPaused, "")
+	n.events.publish(EventResumed, EventFields{Reason: "folder and state dir usable again"})
 	n.log.Info("folder and state dir are usable again; resuming", "folder", n.cfg.Folder, "state", n.cfg.StateDir)
 	n.kickApply()
 }

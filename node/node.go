@@ -167,6 +167,13 @@ type Node struct {
 	// written to the database, so their contents are served meanwhile.
 	announced announcedFiles
 
+	// events is what subscribers follow (see Events); live holds the
+	// running counters status, progress and metrics read.
+	events *Events
+	live   liveCounters
+	// request is a pause asked for through Pause.
+	request pauseRequest
+
 	readyOnce sync.Once
 	ready     chan struct{}
 }
@@ -270,6 +277,7 @@ func newNode(cfg Config) *Node {
 		peers: map[certs.DeviceID]*peerState{}, reserved: ignoreFunc(cfg.Folder, cfg.StateDir), ignorePoll: ignorePoll}
 	// The defaults rule until the files are read, and what an earlier
 	// run set aside may be due.
+	n.events = NewEvents(EventRingSize, uint64(n.clock.Now().UnixMicro()), n.clock.Now)
 	n.ignoreRules.Store(newIgnoreRules(nil, nil, ""))
 	n.setAsideDue.Store(true)
 	return n
@@ -408,12 +416,14 @@ func (n *Node) watch(ctx context.Context) error {
 		Ignore:         n.ignored,
 		Hash:           func(ctx context.Context, f *os.File) (content.Hash, int64, error) { return n.hashKeepingList(ctx, f) },
 		RescanInterval: n.cfg.RescanInterval,
+		Looked:         func() { n.live.scanned.Add(1) },
 		Logger:         n.log,
 		Clock:          n.clock,
 	})
 	if err != nil {
 		return err
 	}
+	n.live.scanned.Store(0) // each watch starts with a scan
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	obs := make(chan []watcher.Observation) // unbuffered: see the ready logic below
@@ -612,6 +622,10 @@ func (n *Node) commitLocalLocked(ctx context.Context, ops []oplog.Op, metaOnly [
 		return err
 	}
 	if len(accepted) > 0 {
+		n.live.recorded.Add(uint64(len(accepted)))
+		for _, op := range accepted {
+			n.events.publish(EventLocalChange, opFields(op, n.id.ID))
+		}
 		return n.db.SetMeta(ctx, metaLastChange, strconv.FormatInt(at, 10))
 	}
 	return nil

@@ -166,6 +166,8 @@ func (g *originGate) refuse(o certs.DeviceID, why error) error {
 		return fmt.Errorf("peer %s sent ops of over %d devices this node does not take", g.peer.Short(), maxGateEntries)
 	}
 	g.refused[o] = why
+	g.n.live.refused.Add(1)
+	g.n.events.publish(EventRefused, EventFields{Peer: g.peer.String(), Device: o.String(), Reason: why.Error()})
 	switch {
 	case errors.Is(why, errNotTaken):
 		g.n.log.Warn("not taking ops of a device that is neither paired here nor vouched for by a paired device",

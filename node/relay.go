@@ -258,7 +258,7 @@ func (r *relays) order(h content.Hash, peers []contentFetcher) []contentFetcher 
 
 // peerIDOf returns the device a fetcher fetches from, when it is a
 // connected peer.
-func peerIDOf(p contentFetcher) (certs.DeviceID, bool) {
+func peerIDOf(p any) (certs.DeviceID, bool) {
 	switch p := p.(type) {
 	case trackedPeer:
 		return p.p.ID, true

@@ -86,7 +86,9 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 		p.CloseWithError("key not recorded")
 		return
 	}
-	n.peerUp(ctx, p, hello)
+	peerHas := &knownVector{}
+	peerHas.raise(hello.Have)
+	n.peerUp(ctx, p, hello, peerHas)
 	defer n.peerDown(p)
 	gate := newOriginGate(n, p.ID)
 	var runs unsignedRuns
@@ -94,8 +96,6 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	progress := newProgressBox()
-	peerHas := &knownVector{}
-	peerHas.raise(hello.Have)
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
@@ -231,6 +231,11 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 	// unless the peer gets that op elsewhere.
 	legacy := map[certs.DeviceID]uint64{}
 	for {
+		// While a pause was asked for, nothing goes out; what the log
+		// gained meanwhile is sent after it.
+		if err := n.waitUnpaused(ctx); err != nil {
+			return nil
+		}
 		changed := n.logWatch.changed()
 		peerHas.skip(sent)
 		mine := n.ops.Vector()
@@ -390,9 +395,10 @@ func (n *Node) applyLoop(ctx context.Context) {
 
 // applyRound is one turn of applyLoop: a pass, unless the node is paused.
 func (n *Node) applyRound(ctx context.Context) {
-	if n.paused.Load() {
-		// Nothing is written into a folder that is not the synced one;
-		// status says why what arrives waits.
+	if n.paused.Load() || n.request.on() {
+		// Nothing is written into a folder that is not the synced one
+		// (or while a pause was asked for); status says why what
+		// arrives waits.
 		n.pending.write(ctx, n, nil, nil, reasonPaused)
 		return
 	}
@@ -406,11 +412,12 @@ func (n *Node) applyRound(ctx context.Context) {
 }
 
 // peerUp records a new connection.
-func (n *Node) peerUp(ctx context.Context, p *quicnet.Peer, hello *wire.Hello) {
+func (n *Node) peerUp(ctx context.Context, p *quicnet.Peer, hello *wire.Hello, known *knownVector) {
 	n.peersMu.Lock()
-	n.peers[p.ID] = &peerState{p: p, have: maps.Clone(hello.Have)}
+	n.peers[p.ID] = &peerState{p: p, have: maps.Clone(hello.Have), known: known}
 	n.peersMu.Unlock()
 	n.kickApply() // content that was missing may be here now
+	n.events.publish(EventPeerConnected, EventFields{Peer: p.ID.String(), Address: p.RemoteAddr().String()})
 	n.updatePeerRow(ctx, p.ID, p.RemoteAddr().String())
 }
 
@@ -420,6 +427,7 @@ func (n *Node) peerDown(p *quicnet.Peer) {
 		delete(n.peers, p.ID)
 	}
 	n.peersMu.Unlock()
+	n.events.publish(EventPeerDisconnected, EventFields{Peer: p.ID.String(), Address: p.RemoteAddr().String()})
 	n.updatePeerRow(context.Background(), p.ID, "")
 }
 
@@ -496,6 +504,8 @@ func behind(mine, have map[certs.DeviceID]uint64) uint64 {
 type peerState struct {
 	p    *quicnet.Peer
 	have map[certs.DeviceID]uint64
+	// known is what the session knows the peer has (see knownVector).
+	known *knownVector
 }
 
 // fetchers returns the connected peers to fetch content from.
@@ -521,6 +531,18 @@ func (n *Node) fetchers() []contentFetcher {
 // whose op was just sent, or the version store's copy. It never waits
 // (the transport is given relaySource, which does).
 func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
+	if n.request.on() {
+		return nil, 0, fmt.Errorf("content %s: %w", h.Short(), ErrPausedOnRequest)
+	}
+	r, size, err := n.openContent(ctx, h)
+	if err != nil {
+		return nil, 0, err
+	}
+	return countedContent{r, &n.live.bytesOut}, size, nil
+}
+
+// openContent is OpenContent without the pause and the count.
+func (n *Node) openContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
 	n.noteActivity()
 	files, err := n.db.FilesByHash(ctx, h)
 	if err != nil {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
@@ -20,16 +19,6 @@ const (
 	stallAfter = 90 * time.Second
 	stallCheck = 10 * time.Second
 )
-
-// progressWriter counts the bytes written through it into n: received
-// content is progress even while no op can be applied yet (one large
-// file takes minutes on a slow link).
-type progressWriter struct{ n *atomic.Uint64 }
-
-func (w progressWriter) Write(p []byte) (int, error) {
-	w.n.Add(uint64(len(p)))
-	return len(p), nil
-}
 
 // stallWatch tells a stall from progress, given the node's progress
 // counter at each check: it holds no clock of its own.

@@ -70,6 +70,9 @@ type Status struct {
 	// Ignored counts the peers' changes set aside because their paths are
 	// ignored here; they are carried out if the rules change.
 	Ignored int `json:"ignored"`
+	// Live reports what only the running daemon knows (see Node.Status);
+	// nil when the status was read from the state directory.
+	Live *LiveStatus `json:"live,omitempty"`
 }
 
 // LocalChange is a change a receive-only device keeps to itself, as status
@@ -118,6 +121,9 @@ type PeerStatus struct {
 
 	// LastAddress is the address the device was last connected at.
 	LastAddress string `json:"last_address,omitempty"`
+	// Progress, for a connected peer of a running daemon (Node.Status),
+	// is what is left to exchange with it.
+	*PeerProgress
 }
 
 // Conflict is a conflict copy the node made.
@@ -125,6 +131,11 @@ type Conflict struct {
 	Copy     string    `json:"copy"`
 	Original string    `json:"original"`
 	Created  time.Time `json:"created"`
+}
+
+// conflictOf is a conflict copy's record as status shows it.
+func conflictOf(c state.Conflict) Conflict {
+	return Conflict{Copy: c.CopyPath, Original: c.OriginalPath, Created: time.Unix(0, c.CreatedAt).UTC()}
 }
 
 // openStateDB opens the database of a state dir that must already exist,
@@ -213,7 +224,7 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 		return st, err
 	}
 	for _, c := range conflicts {
-		st.Conflicts = append(st.Conflicts, Conflict{Copy: c.CopyPath, Original: c.OriginalPath, Created: time.Unix(0, c.CreatedAt).UTC()})
+		st.Conflicts = append(st.Conflicts, conflictOf(c))
 	}
 	readHistoryStatus(ctx, db, &st)
 	if err := readRoleStatus(ctx, db, names, &st); err != nil {

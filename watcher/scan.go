@@ -284,6 +284,9 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 			continue
 		}
 		r.seen[child] = true
+		if w.o.Looked != nil {
+			w.o.Looked()
+		}
 		o, again, err := w.lookFile(ctx, dir, child, "", st, nil)
 		switch {
 		case err != nil:

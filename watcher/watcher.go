@@ -134,6 +134,10 @@ type Options struct {
 	// hashed; default 50 ms. A file moved in from elsewhere keeps its old
 	// mtime and is hashed at once.
 	StableFor time.Duration
+	// Looked, if set, is called for each regular file a full scan looks
+	// at, from the scanning goroutine: counting the calls tells how far a
+	// scan has got. It must not block.
+	Looked func()
 	// Logger receives the watcher's logs; default slog.Default().
 	Logger *slog.Logger
 	// Clock is what the watcher reads the time from and waits on; default

@@ -28,7 +28,15 @@ func commands() []command {
 		{"pair", "[--folder DIR | --state DIR] [--name NAME] ID", "trust the device ID (or a unique start of one)", runPair},
 		{"unpair", "[--folder DIR | --state DIR] ID", "stop trusting the device and drop its connection", runUnpair},
 		{"peers", "[--folder DIR | --state DIR] [--json]", "paired devices, and devices refused as unpaired", runPeers},
-		{"status", "[--folder DIR | --state DIR] [--json]", "what the daemon does, its peers and what is left to sync", runStatus},
+		{"status", "[--folder DIR | --state DIR] [--json] [--watch]", "what the daemon does, its peers and what is left to sync", runStatus},
+		{"events", "[--folder DIR | --state DIR] [--since ID]", "the running daemon's events as JSON lines", runEvents},
+		{"pause", "[--folder DIR | --state DIR]", "stop applying and sending until resume", func(args []string, stdout, _ io.Writer) error {
+			return runPause(true, args, stdout)
+		}},
+		{"resume", "[--folder DIR | --state DIR]", "undo pause", func(args []string, stdout, _ io.Writer) error {
+			return runPause(false, args, stdout)
+		}},
+		{"rescan", "[--folder DIR | --state DIR]", "look at the whole folder again now", runRescan},
 		{"history", "[--folder DIR | --state DIR] [--json] PATH", "every version of PATH and where it is", runHistory},
 		{"restore", "[--folder DIR | --state DIR] (--at TIME | --version HASH) PATH...", "bring files back as a new change (. for all)", runRestore},
 		{"approve", "[--folder DIR | --state DIR]", "apply the changes the brake holds", func(args []string, stdout, stderr io.Writer) error {

@@ -36,6 +36,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/node"
 	"github.com/drive-node/drive-node/node/control"
 	"github.com/drive-node/drive-node/oplog"
@@ -165,6 +166,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	var showVersion bool
 	var logLevel, logFormat, cpuProfile, memProfile string
 	var maxMemory, minStateFree int64
+	var api apiFlags
+	api.add(fs)
 	fs.StringVar(&cfg.Folder, "folder", "", "the folder to keep in sync (required)")
 	fs.StringVar(&cfg.StateDir, "state", "", "state directory (default FOLDER/.drive-node)")
 	fs.StringVar(&cfg.Listen, "listen", ":22000", "UDP address to listen on")
@@ -192,6 +195,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := api.check(); err != nil {
+		return err
 	}
 	logger, err := newLogger(stderr, logLevel, logFormat)
 	if err != nil {
@@ -264,9 +270,11 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 			logger.Warn("the control socket is not served: history, restore, approve and reject wait for the daemon to stop", "err", err)
 		}
 	}()
+	waitAPI := api.serve(cctx, n, logger)
 	runErr := n.Run(ctx)
 	stopControl()
 	<-controlDone
+	waitAPI()
 	closeErr := n.Close()
 	if runErr != nil {
 		return runErr
@@ -345,9 +353,10 @@ func runPair(args []string, stdout, stderr io.Writer) error {
 func runStatus(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", stdout)
 	var loc locationFlags
-	var asJSON bool
+	var asJSON, watch bool
 	loc.add(fs)
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.BoolVar(&watch, "watch", false, "redraw every second until interrupted")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -358,7 +367,12 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := node.ReadStatus(context.Background(), dir)
+	if watch {
+		ctx, stop := interrupted()
+		defer stop()
+		return watchStatus(ctx, clock.Real{}, time.Second, dir, asJSON, stdout)
+	}
+	st, err := readStatus(context.Background(), dir)
 	if err != nil {
 		return err
 	}
@@ -388,6 +402,9 @@ func printStatus(w io.Writer, st node.Status) {
 			run += ", PAUSED: " + shown(st.Paused)
 		} else if !st.Ready {
 			run += ", start-up scan in progress"
+			if st.Live != nil {
+				run += fmt.Sprintf(" (%d files looked at)", st.Live.ScannedFiles)
+			}
 		}
 	}
 	fmt.Fprintf(w, "device:      %s\nfolder:      %s\nstate:       %s\ndaemon:      %s\n", shown(st.Device), shown(st.Folder), shown(st.StateDir), run)
@@ -413,6 +430,7 @@ func printStatus(w io.Writer, st node.Status) {
 			fmt.Fprintf(w, ", %s", shown(p.Error))
 		}
 		fmt.Fprintln(w)
+		printPeerProgress(w, p)
 	}
 	if st.PendingOps == 0 {
 		fmt.Fprintf(w, "to apply:    nothing\n")

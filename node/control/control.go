@@ -1,10 +1,13 @@
-// Package control lets the command line ask a running daemon to act: it
-// serves a small HTTP API on a Unix socket in the state directory (mode
-// 0600, so only the daemon's user reaches it) and is the client for it.
-// The daemon holds the op log open, so what needs the log (history,
-// restore, the brake's approve and reject, a receive-only device's revert,
-// a send-only device's override) is done by the daemon when one runs, and
-// so are invites, joins and unpairing, whose effects reach its network.
+// Package control lets the command line and other programs ask a running
+// daemon to act and watch what it does: it serves an HTTP API on a Unix
+// socket in the state directory (mode 0600, so only the daemon's user
+// reaches it), optionally on a loopback TCP address behind a bearer token
+// (ServeTCP), and Prometheus metrics (ServeMetrics); and it is the client
+// for the socket. The daemon holds the op log open, so what needs the log
+// (history, restore, the brake's approve and reject, a receive-only
+// device's revert, a send-only device's override) is done by the daemon
+// when one runs, and so are invites, joins and unpairing, whose effects
+// reach its network. The endpoints are described in docs/api.md.
 package control
 
 import (
@@ -27,7 +30,8 @@ import (
 // SocketName is the control socket's name in the state directory.
 const SocketName = "control.sock"
 
-// Node is what the API serves: a running *node.Node.
+// Node is what both a running daemon (through a Client) and a node opened
+// by the command line do.
 type Node interface {
 	History(ctx context.Context, path string) ([]node.HistoryEntry, error)
 	Restore(ctx context.Context, req node.RestoreRequest) ([]node.RestoreResult, error)
@@ -36,6 +40,25 @@ type Node interface {
 	Reject(ctx context.Context) ([]node.HeldRun, int, error)
 	Revert(ctx context.Context) ([]node.RestoreResult, error)
 	Override(ctx context.Context) (int, error)
+}
+
+// Daemon is what the API serves: a running *node.Node, which does what
+// Node lists and reports what only a running node knows.
+type Daemon interface {
+	Node
+	Status(ctx context.Context) (node.Status, error)
+	Conflicts(ctx context.Context) ([]node.Conflict, error)
+	Events() *node.Events
+	Pause(ctx context.Context) bool
+	Resume(ctx context.Context) bool
+	Rescan()
+}
+
+// PauseResult is what pause and resume did.
+type PauseResult struct {
+	// Changed is false when the node already was as asked (paused on
+	// request, or not).
+	Changed bool `json:"changed"`
 }
 
 // OverrideResult is what override did.
@@ -62,7 +85,7 @@ type errorBody struct {
 // Serve listens on the state directory's control socket and answers until
 // ctx ends. A socket left by a daemon that crashed is replaced: the caller
 // holds the state directory's lock, so no other daemon serves it.
-func Serve(ctx context.Context, n Node, stateDir string, log *slog.Logger) error {
+func Serve(ctx context.Context, n Daemon, stateDir string, log *slog.Logger) error {
 	path := filepath.Join(stateDir, SocketName)
 	os.Remove(path)
 	l, err := net.Listen("unix", path)
@@ -75,6 +98,31 @@ func Serve(ctx context.Context, n Node, stateDir string, log *slog.Logger) error
 		l.Close()
 		return fmt.Errorf("control socket %s: %w", path, err)
 	}
+	log.Debug("control socket listening", "path", path)
+	err = serve(ctx, l, newMux(n, log))
+	os.Remove(path)
+	return err
+}
+
+// serve answers on l with h until ctx ends, then shuts the server down
+// (giving requests 5 s; event streams end with ctx).
+func serve(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// newMux routes the API's endpoints to n.
+func newMux(n Daemon, log *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
 	handle := func(pattern string, fn func(r *http.Request) (any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -119,20 +167,13 @@ func Serve(ctx context.Context, n Node, stateDir string, log *slog.Logger) error
 	if pn, ok := n.(PairingNode); ok {
 		handlePairing(mux, handle, pn)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	log.Debug("control socket listening", "path", path)
-	err = srv.Serve(l)
-	os.Remove(path)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	handle("GET /status", func(r *http.Request) (any, error) { return n.Status(r.Context()) })
+	handle("GET /conflicts", func(r *http.Request) (any, error) { return n.Conflicts(r.Context()) })
+	handle("POST /pause", func(r *http.Request) (any, error) { return PauseResult{Changed: n.Pause(r.Context())}, nil })
+	handle("POST /resume", func(r *http.Request) (any, error) { return PauseResult{Changed: n.Resume(r.Context())}, nil })
+	handle("POST /rescan", func(r *http.Request) (any, error) { n.Rescan(); return struct{}{}, nil })
+	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) { streamEvents(w, r, n.Events(), log) })
+	return mux
 }
 
 // decode reads a request's JSON body, at most 1 MiB.
@@ -238,4 +279,38 @@ func (c *Client) Override(ctx context.Context) (int, error) {
 	var out OverrideResult
 	err := c.call(ctx, http.MethodPost, "override", struct{}{}, &out)
 	return out.Answered, err
+}
+
+// Status asks the daemon for its live status (see node.Node.Status).
+func (c *Client) Status(ctx context.Context) (node.Status, error) {
+	var out node.Status
+	return out, c.call(ctx, http.MethodGet, "status", nil, &out)
+}
+
+// Conflicts asks the daemon for the conflict copies it made.
+func (c *Client) Conflicts(ctx context.Context) ([]node.Conflict, error) {
+	var out []node.Conflict
+	return out, c.call(ctx, http.MethodGet, "conflicts", nil, &out)
+}
+
+// Pause asks the daemon to stop syncing until Resume (see
+// node.Node.Pause); it reports whether the daemon was not paused so.
+func (c *Client) Pause(ctx context.Context) (bool, error) {
+	var out PauseResult
+	err := c.call(ctx, http.MethodPost, "pause", struct{}{}, &out)
+	return out.Changed, err
+}
+
+// Resume asks the daemon to end a pause Pause began; it reports whether
+// one was under way.
+func (c *Client) Resume(ctx context.Context) (bool, error) {
+	var out PauseResult
+	err := c.call(ctx, http.MethodPost, "resume", struct{}{}, &out)
+	return out.Changed, err
+}
+
+// Rescan asks the daemon to look at the whole folder again.
+func (c *Client) Rescan(ctx context.Context) error {
+	var out struct{}
+	return c.call(ctx, http.MethodPost, "rescan", struct{}{}, &out)
 }

@@ -16,6 +16,8 @@ import (
 type fakeNode struct {
 	asked   []string
 	restore node.RestoreRequest
+	paused  bool
+	events  *node.Events
 }
 
 func (f *fakeNode) History(_ context.Context, p string) ([]node.HistoryEntry, error) {
