@@ -8,6 +8,13 @@
 // runs ahead of the log, and a node that starts behind (a crash between
 // the two, or a lost database) catches it up from the log before it does
 // anything else.
+//
+// Another program embeds the engine with Open, Run and Close; it follows
+// what the node does with Events, reads Status, and trusts or drops
+// devices with Pair and Unpair, all through the node's own database
+// handle. The node changes no process-wide setting and logs only through
+// Config.Logger; Config.PacketConn hands it a socket of the program's
+// own. See the package example and examples/received.
 package node
 
 import (
