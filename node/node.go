@@ -137,6 +137,8 @@ type Node struct {
 
 	// brakes is what the brake remembers between passes.
 	brakes brakeState
+	// digests is this device's state digest as last computed.
+	digests digestState
 
 	// reserved says which paths are the node's own (never synced);
 	// ignoreRules is what the user's rules ignore (see ignored), swapped
@@ -266,6 +268,7 @@ func newNode(cfg Config) *Node {
 	// The defaults rule until the files are read, and what an earlier
 	// run set aside may be due.
 	n.ignoreRules.Store(newIgnoreRules(nil, nil, ""))
+	n.digests.quiet = digestQuiet
 	n.setAsideDue.Store(true)
 	return n
 }
@@ -357,8 +360,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer n.tr.Close()
-	wg.Add(6)
+	wg.Add(7)
 	go func() { defer wg.Done(); n.indexLoop(ctx) }()
+	go func() { defer wg.Done(); n.digestLoop(ctx) }()
 	go func() { defer wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer wg.Done(); n.ignoreLoop(ctx) }()
 	go func() { defer wg.Done(); n.stallLoop(ctx) }()

@@ -70,6 +70,9 @@ type Status struct {
 	// Ignored counts the peers' changes set aside because their paths are
 	// ignored here; they are carried out if the rules change.
 	Ignored int `json:"ignored"`
+	// State is this device's state digest as the daemon last computed it
+	// (nil before the first); each peer's is in its PeerStatus.
+	State *StateDigest `json:"state,omitempty"`
 }
 
 // LocalChange is a change a receive-only device keeps to itself, as status
@@ -115,6 +118,9 @@ type PeerStatus struct {
 	LastSeen  *time.Time `json:"last_seen,omitempty"`
 	Behind    uint64     `json:"ops_behind"`
 	Error     string     `json:"error,omitempty"`
+	// State is the state digest the peer last announced (nil before its
+	// first), and whether it is this device's.
+	State *PeerState `json:"state,omitempty"`
 }
 
 // Conflict is a conflict copy the node made.
@@ -218,6 +224,9 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 		st.Conflicts = append(st.Conflicts, Conflict{Copy: c.CopyPath, Original: c.OriginalPath, Created: time.Unix(0, c.CreatedAt).UTC()})
 	}
 	readHistoryStatus(ctx, db, &st)
+	if err := readDigestStatus(ctx, db, &st); err != nil {
+		return st, err
+	}
 	if err := readRoleStatus(ctx, db, names, &st); err != nil {
 		return st, err
 	}
