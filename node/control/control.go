@@ -3,7 +3,8 @@
 // 0600, so only the daemon's user reaches it) and is the client for it.
 // The daemon holds the op log open, so what needs the log (history,
 // restore, the brake's approve and reject, a receive-only device's revert,
-// a send-only device's override) is done by the daemon when one runs.
+// a send-only device's override) is done by the daemon when one runs, and
+// so is listing where this device and a peer differ, which asks the peer.
 package control
 
 import (
@@ -16,10 +17,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/node"
 )
 
@@ -35,6 +39,7 @@ type Node interface {
 	Reject(ctx context.Context) ([]node.HeldRun, int, error)
 	Revert(ctx context.Context) ([]node.RestoreResult, error)
 	Override(ctx context.Context) (int, error)
+	Differences(ctx context.Context, peer certs.DeviceID, limit int) ([]node.Difference, error)
 }
 
 // OverrideResult is what override did.
@@ -114,6 +119,19 @@ func Serve(ctx context.Context, n Node, stateDir string, log *slog.Logger) error
 	handle("POST /override", func(r *http.Request) (any, error) {
 		answered, err := n.Override(r.Context())
 		return OverrideResult{Answered: answered}, err
+	})
+	handle("GET /differences", func(r *http.Request) (any, error) {
+		peer, err := certs.ParseDeviceID(r.URL.Query().Get("peer"))
+		if err != nil {
+			return nil, fmt.Errorf("differences: peer: %w", err)
+		}
+		limit := 0
+		if v := r.URL.Query().Get("max"); v != "" {
+			if limit, err = strconv.Atoi(v); err != nil {
+				return nil, fmt.Errorf("differences: max: %w", err)
+			}
+		}
+		return n.Differences(r.Context(), peer, limit)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
@@ -234,4 +252,12 @@ func (c *Client) Override(ctx context.Context) (int, error) {
 	var out OverrideResult
 	err := c.call(ctx, http.MethodPost, "override", struct{}{}, &out)
 	return out.Answered, err
+}
+
+// Differences asks the daemon where this device and peer differ, and
+// why: at most limit paths (0 for node.DefaultDifferences).
+func (c *Client) Differences(ctx context.Context, peer certs.DeviceID, limit int) ([]node.Difference, error) {
+	var out []node.Difference
+	q := url.Values{"peer": {peer.String()}, "max": {strconv.Itoa(limit)}}
+	return out, c.call(ctx, http.MethodGet, "differences?"+q.Encode(), nil, &out)
 }
