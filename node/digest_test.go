@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
 )
 
 // fastDigests makes a node compute its digest after 50 ms of quiet.
@@ -194,5 +196,38 @@ func TestWhyPendingAndHeld(t *testing.T) {
 	}
 	if got := n.why(Difference{Path: "x"}, nil, nil, nil, nil, nil, nil, true); got != WhyNotReceived {
 		t.Errorf("not received: %q", got)
+	}
+}
+
+// BenchmarkDigestOf100k reads 100,000 live records (in 1,000
+// directories) from the database and sums them, as the daemon does after
+// a quiet period.
+func BenchmarkDigestOf100k(b *testing.B) {
+	ctx := context.Background()
+	db, err := state.Open(ctx, filepath.Join(b.TempDir(), "state.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	const files = 100_000
+	origin := certs.DeviceID{1}
+	for start := 0; start < files; start += 10_000 {
+		batch := state.Batch{Applied: map[certs.DeviceID]uint64{origin: uint64(start + 10_000)}}
+		for i := start; i < start+10_000; i++ {
+			p := fmt.Sprintf("dir%03d/sub/file%07d.dat", i/100, i)
+			batch.Files = append(batch.Files, state.File{Path: p, Hash: content.Sum([]byte(p)), Size: int64(i), Mode: 0o644,
+				MTime: int64(i), Origin: origin, Seq: uint64(i + 1)})
+		}
+		if err := db.Apply(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := newNode(Config{})
+	n.db = db
+	for b.Loop() {
+		d, err := n.computeDigest(ctx)
+		if err != nil || d.Files != files {
+			b.Fatalf("digest of %d records, %v", d.Files, err)
+		}
 	}
 }
