@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/internal/netlab"
+	"github.com/drive-node/drive-node/node"
 )
 
 // exfatWait bounds each wait of TestExfatFolder: on this LAN a change
@@ -204,6 +205,7 @@ func TestExfatFolder(t *testing.T) {
 	// and holds back every later op of A's, which would fail the
 	// scenarios after it for that one reason.
 	scenario("refused names", r.refusedNames)
+	scenario("state digests", r.digests)
 
 	// Whatever failed above, A holds exactly what was made on either
 	// side, with A's modes and mtimes.
@@ -957,4 +959,41 @@ func entriesDiff(a, b map[string]entry) string {
 	}
 	sort.Strings(d)
 	return strings.Join(d, "; ")
+}
+
+// digests: the exFAT device keeps no modes, yet the state digest shows
+// no difference from A at a path both hold: what B lists differing is
+// only what its disk could not place or has not applied, and nothing of
+// the files of three modes or those made on exFAT.
+func (r *exfatRun) digests(t *testing.T) string {
+	r.step = "B lists only what it could not place"
+	var got []string
+	netlab.Eventually(t, exfatWait, r.step, func() (bool, string) {
+		var st node.Status
+		raw, err := r.status(r.b, r.dirB)
+		if err == nil {
+			err = json.Unmarshal([]byte(raw.raw), &st)
+		}
+		if err != nil || st.State == nil || len(st.Peers) != 1 || st.Peers[0].State == nil {
+			return false, fmt.Sprintf("no digests yet (%v)", err)
+		}
+		ps := st.Peers[0].State
+		if ps.Identical {
+			got = nil
+			return true, ""
+		}
+		got = got[:0]
+		for _, d := range ps.Differences {
+			got = append(got, d.Path+": "+d.Why)
+			if strings.HasPrefix(d.Path, "modes") || strings.HasPrefix(d.Path, "from-exfat") ||
+				!strings.HasPrefix(d.Why, node.WhyUnplaced) && d.Why != node.WhyPending {
+				return false, fmt.Sprintf("B lists %q", got)
+			}
+		}
+		return ps.DifferencesError == "" && len(got) > 0, fmt.Sprintf("B lists %q (%s)", got, ps.DifferencesError)
+	})
+	if len(got) == 0 {
+		return "identical to A"
+	}
+	return "differs from A only where it could not place: " + strings.Join(got, "; ")
 }

@@ -38,6 +38,13 @@ type histPair struct {
 // each daemon's log is printed.
 func newHistPair(t *testing.T, flagsA, flagsB []string) *histPair {
 	t.Helper()
+	return newHistPairPrepared(t, flagsA, flagsB, nil)
+}
+
+// newHistPairPrepared is newHistPair calling prepare, if not nil, once the
+// hosts are paired and before the daemons start.
+func newHistPairPrepared(t *testing.T, flagsA, flagsB []string, prepare func(p *pair)) *histPair {
+	t.Helper()
 	p := &pair{bin: netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node"), lab: netlab.New(t, 2)}
 	p.a, p.b = p.lab.Host(0), p.lab.Host(1)
 	p.dirA, p.dirB = filepath.Join(t.TempDir(), "A"), filepath.Join(t.TempDir(), "B")
@@ -50,6 +57,9 @@ func newHistPair(t *testing.T, flagsA, flagsB []string) *histPair {
 	hp := &histPair{pair: p, flagsA: flagsA, flagsB: flagsB}
 	hp.idA = lastLine(p.a.Run(t, p.bin, "id", "--folder", p.dirA))
 	hp.idB = lastLine(p.b.Run(t, p.bin, "id", "--folder", p.dirB))
+	if prepare != nil {
+		prepare(p)
+	}
 	p.pa = startDaemon(t, p.a, p.bin, p.dirA, "A", flagsA...)
 	p.pb = startDaemon(t, p.b, p.bin, p.dirB, "B", flagsB...)
 	t.Cleanup(func() {

@@ -584,7 +584,7 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		// On a receive-only device a path the effects did not write may
 		// hold a local change: its look is not the record's content's.
 		if !r.Deleted && (n.cfg.Role != ReceiveOnly || wrote(plan.Effects, r.Path)) {
-			n.fillFromDisk(r)
+			n.fillFromDisk(r, wrote(plan.Effects, r.Path))
 		}
 	}
 	for _, c := range plan.Conflicts {
@@ -611,14 +611,23 @@ func wrote(effects []core.Effect, p string) bool {
 
 // fillFromDisk records what the file system says about r's path (inode,
 // mtime as stored), so the watcher does not mistake the node's own write
-// for a local change.
-func (n *Node) fillFromDisk(r *state.File) {
+// for a local change. placed says that the op behind r put the file
+// there: a file that lost the op's mode gets it back first.
+func (n *Node) fillFromDisk(r *state.File, placed bool) {
 	st, err := n.folderRoot().Lstat(r.Path)
 	if err != nil {
 		return
 	}
 	r.MTime = st.ModTime().UnixNano()
 	if !n.volume().NoModes { // else the op's mode stays: the disk shows one mode for all
+		// A file the engine carried out has the op's mode; one that lost
+		// it (a crash kept its place and not its mode, the temp file's
+		// 0600) gets it back, else the devices would differ in it for good.
+		if want := fileMode(r.Mode); placed && !r.Dir && st.Mode().Perm() != want && n.folderRoot().Chmod(r.Path, want) == nil {
+			if again, err := n.folderRoot().Lstat(r.Path); err == nil {
+				st = again
+			}
+		}
 		r.Mode = uint32(st.Mode().Perm())
 	}
 	r.Inode = watcher.InodeOf(st)

@@ -290,7 +290,15 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 		}
 	}
 	mt := time.Unix(0, op.MTime)
-	n.folderRoot().Chmod(name, fileMode(op.Mode))
+	// A file placed without its mode would be recorded with the temp
+	// file's (0600) and never corrected: the devices would differ for
+	// good. A folder that keeps no modes may refuse the change.
+	if err := n.folderRoot().Chmod(name, fileMode(op.Mode)); err != nil && !n.volume().NoModes {
+		if !fetched {
+			n.folderRoot().Remove(name)
+		}
+		return fmt.Errorf("write %s: set its mode: %w", p, err)
+	}
 	n.folderRoot().Chtimes(name, mt, mt)
 	if err := n.unchangedSince(staged, p); err != nil {
 		if !fetched {

@@ -149,6 +149,8 @@ type Node struct {
 
 	// brakes is what the brake remembers between passes.
 	brakes brakeState
+	// digests is this device's state digest as last computed.
+	digests digestState
 
 	// reserved says which paths are the node's own (never synced);
 	// ignoreRules is what the user's rules ignore (see ignored), swapped
@@ -286,6 +288,7 @@ func newNode(cfg Config) *Node {
 	// run set aside may be due.
 	n.events = NewEvents(EventRingSize, uint64(n.clock.Now().UnixMicro()), n.clock.Now)
 	n.ignoreRules.Store(newIgnoreRules(nil, nil, ""))
+	n.digests.quiet = digestQuiet
 	n.setAsideDue.Store(true)
 	return n
 }
@@ -377,8 +380,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer n.tr.Close()
-	wg.Add(6)
+	wg.Add(7)
 	go func() { defer wg.Done(); n.indexLoop(ctx) }()
+	go func() { defer wg.Done(); n.digestLoop(ctx) }()
 	go func() { defer wg.Done(); n.applyLoop(ctx) }()
 	go func() { defer wg.Done(); n.ignoreLoop(ctx) }()
 	go func() { defer wg.Done(); n.stallLoop(ctx) }()

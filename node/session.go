@@ -88,7 +88,8 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 	}
 	peerHas := &knownVector{}
 	peerHas.raise(hello.Have)
-	n.peerUp(ctx, p, hello, peerHas)
+	digests := newDigestSession()
+	n.peerUp(ctx, p, hello, peerHas, digests)
 	defer n.peerDown(p)
 	gate := newOriginGate(n, p.ID)
 	var runs unsignedRuns
@@ -99,14 +100,17 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
-		if err := n.sendOps(ctx, p, peerHas, progress); err != nil && ctx.Err() == nil {
+		if err := n.sendOps(ctx, p, peerHas, progress, digests.out); err != nil && ctx.Err() == nil {
 			log.Warn("sending ops failed", "err", err)
 			p.CloseWithError("send failed")
 		}
 	}()
 	// The sender reads the op log: it ends before the session does, so
-	// Close never shuts the log under it.
-	defer func() { cancel(); <-sent }()
+	// Close never shuts the log under it; the digest server reads the
+	// database.
+	served := make(chan struct{})
+	go func() { defer close(served); n.serveDigests(ctx, digests) }()
+	defer func() { cancel(); <-sent; <-served }()
 	for {
 		m, err := p.Recv(ctx)
 		if err != nil {
@@ -139,6 +143,12 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 		case *wire.Progress:
 			peerHas.raise(m.Have)
 			n.peerProgress(ctx, p.ID, m.Have)
+		case *wire.StateDigest:
+			n.notePeerDigest(ctx, p.ID, m)
+		case *wire.DigestRequest:
+			digests.take(m)
+		case *wire.DigestResponse:
+			digests.deliver(m)
 		default:
 			log.Warn("unexpected message on the control stream", "type", m.Type().String())
 		}
@@ -221,9 +231,12 @@ func (k *knownVector) skip(sent map[certs.DeviceID]uint64) {
 // sendOps streams to p every op in the log beyond what p is known to have
 // (peerHas), then waits for the log to grow and repeats. It is the only writer of the control stream
 // after the Hello exchange: between Ops frames, and while waiting, it also
-// sends the Progress the receive loop posted in progress.
-func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVector, progress *progressBox) error {
+// sends the Progress the receive loop posted in progress, the messages
+// posted in out (walk requests and answers), and this device's state
+// digest each time it changes.
+func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVector, progress *progressBox, out *outbox) error {
 	sent := map[certs.DeviceID]uint64{}
+	var digestSent uint64 // the digest generation last sent; 0: none
 	introduced := map[certs.DeviceID]bool{}
 	// Origins whose next op is a legacy (unsigned) one that this device
 	// did not make, and its sequence: the peer takes those only from
@@ -237,6 +250,7 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 			return nil
 		}
 		changed := n.logWatch.changed()
+		digestChanged := n.digests.watch.changed()
 		peerHas.skip(sent)
 		mine := n.ops.Vector()
 		origins := make([]certs.DeviceID, 0, len(mine))
@@ -269,7 +283,18 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 				}
 			}
 			if have := progress.take(); have != nil {
-				return p.Send(ctx, &wire.Progress{Have: have})
+				if err := p.Send(ctx, &wire.Progress{Have: have}); err != nil {
+					return err
+				}
+			}
+			for _, m := range out.take() {
+				if err := p.Send(ctx, m); err != nil {
+					return err
+				}
+			}
+			if d, gen := n.digests.current(); d != nil && gen != digestSent {
+				digestSent = gen
+				return p.Send(ctx, &wire.StateDigest{Root: d.Root, Files: d.Files, Applied: d.Applied})
 			}
 			return nil
 		}
@@ -304,6 +329,8 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 			return nil
 		case <-changed:
 		case <-progress.ready.C(): // the next flush sends it
+		case <-out.ready.C():
+		case <-digestChanged:
 		}
 	}
 }
@@ -412,9 +439,9 @@ func (n *Node) applyRound(ctx context.Context) {
 }
 
 // peerUp records a new connection.
-func (n *Node) peerUp(ctx context.Context, p *quicnet.Peer, hello *wire.Hello, known *knownVector) {
+func (n *Node) peerUp(ctx context.Context, p *quicnet.Peer, hello *wire.Hello, known *knownVector, digests *digestSession) {
 	n.peersMu.Lock()
-	n.peers[p.ID] = &peerState{p: p, have: maps.Clone(hello.Have), known: known}
+	n.peers[p.ID] = &peerState{p: p, have: maps.Clone(hello.Have), known: known, digests: digests}
 	n.peersMu.Unlock()
 	n.kickApply() // content that was missing may be here now
 	n.events.publish(EventPeerConnected, EventFields{Peer: p.ID.String(), Address: p.RemoteAddr().String()})
@@ -506,6 +533,11 @@ type peerState struct {
 	have map[certs.DeviceID]uint64
 	// known is what the session knows the peer has (see knownVector).
 	known *knownVector
+	// digest is the state digest the peer last announced on this
+	// connection (nil before its first); digests is the session's part in
+	// walks of the peer's tree.
+	digest  *wire.StateDigest
+	digests *digestSession
 }
 
 // fetchers returns the connected peers to fetch content from.

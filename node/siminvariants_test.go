@@ -72,11 +72,15 @@ func (r *replica) storeSound(ctx context.Context) error {
 	return nil
 }
 
-// sameAsFirst checks that every replica of reps has replica 0's folder
-// and records.
+// sameAsFirst checks that every replica of reps has replica 0's folder,
+// records and state digest.
 func (s *sim) sameAsFirst(ctx context.Context, reps []*replica) error {
 	want := s.reps[0].describeFS()
 	wantRec, err := s.reps[0].describeRecords(ctx)
+	if err != nil {
+		return err
+	}
+	wantDigest, err := s.reps[0].node.computeDigest(ctx)
 	if err != nil {
 		return err
 	}
@@ -93,6 +97,14 @@ func (s *sim) sameAsFirst(ctx context.Context, reps []*replica) error {
 		}
 		if got != wantRec {
 			return fmt.Errorf("records differ between replica 0 (-) and %d (+):\n%s", i, diffLines(wantRec, got))
+		}
+		d, err := r.node.computeDigest(ctx)
+		if err != nil {
+			return err
+		}
+		if d.Root != wantDigest.Root {
+			return fmt.Errorf("state digests differ: replica 0 %s, replica %d %s:\n%s", wantDigest.Root.Short(), i, d.Root.Short(),
+				diffLines(s.reps[0].describeDigested(ctx), r.describeDigested(ctx)))
 		}
 	}
 	return nil
@@ -182,4 +194,19 @@ func diffLines(a, b string) string {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i][2:] < out[j][2:] })
 	return strings.Join(out, "\n")
+}
+
+// describeDigested lists what the state digest covers of each live
+// record, one a line.
+func (r *replica) describeDigested(ctx context.Context) string {
+	var parts []string
+	r.db.LiveEntries(ctx, "", func(e state.LiveEntry) error {
+		disk := ""
+		if st, err := r.folder.Stat(e.Path); err == nil {
+			disk = fmt.Sprintf(" disk=%o", st.Mode().Perm())
+		}
+		parts = append(parts, fmt.Sprintf("%s dir=%v %s mode=%o%s", e.Path, e.Dir, e.Hash.Short(), e.Mode, disk))
+		return nil
+	})
+	return strings.Join(parts, "\n")
 }

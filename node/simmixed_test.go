@@ -13,6 +13,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/node/internal/digest"
 	"github.com/drive-node/drive-node/node/internal/folder"
 )
 
@@ -81,6 +82,43 @@ func (s *sim) checkMixed(ctx context.Context) error {
 		}
 		if err := s.placedOrListed(ctx, r, want); err != nil {
 			return fmt.Errorf("replica %d: %w\nreplica 0: %s\nreplica %d: %s", i, err, s.reps[0].describeFS(), i, r.describeFS())
+		}
+		if !r.decomposes {
+			if err := s.sameLeaves(ctx, r); err != nil {
+				return fmt.Errorf("replica %d: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// sameLeaves checks that what the state digest covers of each record of
+// r (a device on exFAT, which keeps no modes) is what it covers of
+// device 0's record of that path: the digest of a path two devices
+// converged on does not depend on their disks.
+func (s *sim) sameLeaves(ctx context.Context, r *replica) error {
+	leaves := func(r *replica) (map[string]digest.Hash, error) {
+		entries, err := r.node.digestEntries(ctx, "")
+		out := map[string]digest.Hash{}
+		for _, e := range entries {
+			out[e.Path] = digest.FileHash(e.Content, e.Mode)
+			if e.Kind == digest.Dir {
+				out[e.Path] = digest.Hash{}
+			}
+		}
+		return out, err
+	}
+	want, err := leaves(s.reps[0])
+	if err != nil {
+		return err
+	}
+	have, err := leaves(r)
+	if err != nil {
+		return err
+	}
+	for p, h := range have {
+		if w, ok := want[p]; !ok || w != h {
+			return fmt.Errorf("the state digest covers %s otherwise than on device 0 (%s, there %s, recorded there %v)", p, h.Short(), w.Short(), ok)
 		}
 	}
 	return nil

@@ -73,6 +73,9 @@ type Status struct {
 	// Live reports what only the running daemon knows (see Node.Status);
 	// nil when the status was read from the state directory.
 	Live *LiveStatus `json:"live,omitempty"`
+	// State is this device's state digest as the daemon last computed it
+	// (nil before the first); each peer's is in its PeerStatus.
+	State *StateDigest `json:"state,omitempty"`
 }
 
 // LocalChange is a change a receive-only device keeps to itself, as status
@@ -124,6 +127,9 @@ type PeerStatus struct {
 	// Progress, for a connected peer of a running daemon (Node.Status),
 	// is what is left to exchange with it.
 	*PeerProgress
+	// State is the state digest the peer last announced (nil before its
+	// first), and whether it is this device's.
+	State *PeerState `json:"state,omitempty"`
 }
 
 // Conflict is a conflict copy the node made.
@@ -227,6 +233,9 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 		st.Conflicts = append(st.Conflicts, conflictOf(c))
 	}
 	readHistoryStatus(ctx, db, &st)
+	if err := readDigestStatus(ctx, db, &st); err != nil {
+		return st, err
+	}
 	if err := readRoleStatus(ctx, db, names, &st); err != nil {
 		return st, err
 	}

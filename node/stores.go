@@ -40,6 +40,10 @@ type stateStore interface {
 	FilesUnder(ctx context.Context, dir string, fn func(state.File) error) error
 	PurgeTombstones(ctx context.Context, olderThan int64) (int, error)
 	Stats(ctx context.Context) (state.Stats, error)
+	LiveEntries(ctx context.Context, dir string, fn func(state.LiveEntry) error) error
+	FilesGeneration() uint64
+	SetPeerDigest(ctx context.Context, p state.PeerDigest) error
+	PeerDigests(ctx context.Context) (map[certs.DeviceID]state.PeerDigest, error)
 
 	AddVersions(ctx context.Context, vs []state.Version) error
 	Versions(ctx context.Context, path string, under bool) ([]state.Version, error)

@@ -145,6 +145,9 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 	if err != nil {
 		return fmt.Errorf("state: %s: apply %d files: %w", db.path, len(b.Files), err)
 	}
+	if len(b.Files) > 0 || len(b.Applied) > 0 {
+		db.filesGen.Add(1)
+	}
 	return nil
 }
 
@@ -381,6 +384,7 @@ func (db *DB) Reset(ctx context.Context) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM applied`)
 		return err
 	})
+	db.filesGen.Add(1) // whether or not it committed
 	if err != nil {
 		return fmt.Errorf("state: %s: reset: %w", db.path, err)
 	}

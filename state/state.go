@@ -44,6 +44,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -68,6 +69,9 @@ type DB struct {
 	// peer asks for.
 	filesByHash *sql.Stmt
 	cache       fileCache
+	// filesGen advances after each write of file records or the applied
+	// vector (see FilesGeneration).
+	filesGen atomic.Uint64
 }
 
 // migrations returns the schema migrations in order: migration i (0-based)
@@ -208,6 +212,16 @@ func migrations() [][]string {
 				at_ns   INTEGER NOT NULL
 			) WITHOUT ROWID`,
 			`CREATE INDEX unpaired_seen_by_time ON unpaired_seen (at_ns)`,
+		},
+		// 9: the last state digest each peer announced (see PeerDigest).
+		{
+			`CREATE TABLE peer_digests (
+				peer    BLOB    NOT NULL PRIMARY KEY REFERENCES peers (id) ON DELETE CASCADE,
+				root    BLOB    NOT NULL CHECK (length(root) = 32),
+				files   INTEGER NOT NULL,
+				applied BLOB    NOT NULL,
+				at_ns   INTEGER NOT NULL
+			) WITHOUT ROWID`,
 		},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -207,5 +208,27 @@ func TestVectorEncoding(t *testing.T) {
 	}
 	if err := WriteFrame(&buf, &Hello{Have: map[certs.DeviceID]uint64{{}: 1}}); err == nil || !strings.Contains(err.Error(), "all-zero device") {
 		t.Fatalf("a vector naming the zero device: %v", err)
+	}
+}
+
+// TestLargestDigestResponseFits: a response of MaxDigestChildren entries
+// with names of MaxDigestName bytes is a frame a reader takes, and one
+// entry more is refused by the encoder.
+func TestLargestDigestResponseFits(t *testing.T) {
+	m := &DigestResponse{ID: 1 << 63, More: true}
+	for i := range MaxDigestChildren {
+		name := fmt.Sprintf("%04d", i) + strings.Repeat("n", MaxDigestName-4)
+		m.Entries = append(m.Entries, DigestEntry{Name: name, Kind: DigestFile})
+	}
+	var buf bytes.Buffer
+	if err := WriteFrame(&buf, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFrame(&buf); err != nil {
+		t.Fatalf("the largest digest response does not read back: %v", err)
+	}
+	m.Entries = append(m.Entries, DigestEntry{Name: "zzzz", Kind: DigestFile})
+	if err := WriteFrame(&buf, m); err == nil {
+		t.Fatal("a digest response over MaxDigestChildren was written")
 	}
 }

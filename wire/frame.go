@@ -10,8 +10,9 @@
 // arrive, so a peer that declares a large frame and sends little makes
 // the reader hold little.
 //
-// The control stream carries Hello (first, both ways), then Origins, Ops
-// and Progress in any order (an origin's key before its ops). Each content
+// The control stream carries Hello (first, both ways), then Origins, Ops,
+// Progress, StateDigest, DigestRequest and DigestResponse in any order (an
+// origin's key before its ops). Each content
 // stream carries one request and its answer: a ContentRequest, or a
 // RangeRequest, and a ContentResponse followed by the raw bytes; a
 // ContentBatchRequest and a ContentResponse with the bytes for each hash;
@@ -35,8 +36,10 @@ import (
 // signature, and Origins frames introduce the keys that verify them.
 // Version 4 adds chunk lists and range requests: a fetcher asks for a
 // large content's chunk list (ChunkListRequest) and then for only the
-// byte ranges it lacks (RangeRequest).
-const ProtocolVersion = 4
+// byte ranges it lacks (RangeRequest). Version 5 adds state digests: a
+// peer announces the root of its recorded state (StateDigest) and answers
+// requests to walk the tree (DigestRequest, DigestResponse).
+const ProtocolVersion = 5
 
 // MaxFrame is the largest frame accepted: ample for a batch of ops, small
 // enough that a hostile peer cannot exhaust memory.
@@ -62,6 +65,12 @@ const (
 	TypeChunkListResponse Type = 9
 	// TypeRangeRequest asks for a byte range of a content.
 	TypeRangeRequest Type = 10
+	// TypeStateDigest announces the root of the sender's state digest.
+	TypeStateDigest Type = 13
+	// TypeDigestRequest asks for a directory's entries in that digest.
+	TypeDigestRequest Type = 14
+	// TypeDigestResponse answers it.
+	TypeDigestResponse Type = 15
 )
 
 // String returns the message type's name, for errors and logs.
@@ -87,6 +96,12 @@ func (t Type) String() string {
 		return "chunk-list-response"
 	case TypeRangeRequest:
 		return "range-request"
+	case TypeStateDigest:
+		return "state-digest"
+	case TypeDigestRequest:
+		return "digest-request"
+	case TypeDigestResponse:
+		return "digest-response"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -208,6 +223,12 @@ func Decode(t Type, body []byte) (Message, error) {
 		m = &ChunkListResponse{}
 	case TypeRangeRequest:
 		m = &RangeRequest{}
+	case TypeStateDigest:
+		m = &StateDigest{}
+	case TypeDigestRequest:
+		m = &DigestRequest{}
+	case TypeDigestResponse:
+		m = &DigestResponse{}
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, t)
 	}

@@ -151,6 +151,10 @@ func FuzzReadFrame(f *testing.F) {
 		&ChunkListResponse{Found: true, Length: 4096},
 		&ChunkListResponse{Found: true},
 		&RangeRequest{Hash: content.Sum([]byte("x")), Offset: 1 << 33, Length: 1 << 20},
+		&StateDigest{Root: [32]byte{1}, Files: 3, Applied: map[certs.DeviceID]uint64{dev(1): 7}},
+		&DigestRequest{ID: 9, Dir: "a/b", After: "c"},
+		&DigestResponse{ID: 9, More: true, Entries: []DigestEntry{{Name: "c", Kind: DigestFile}, {Name: "d", Kind: DigestDir}}},
+		&DigestResponse{ID: 1, Status: DigestBusy},
 	} {
 		var buf bytes.Buffer
 		WriteFrame(&buf, m)

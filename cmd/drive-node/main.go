@@ -376,6 +376,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	addDifferences(context.Background(), dir, &st)
 	if asJSON {
 		b, err := json.MarshalIndent(st, "", "  ")
 		if err != nil {
@@ -459,6 +460,7 @@ func printStatus(w io.Writer, st node.Status) {
 	}
 	printHistoryStatus(w, st)
 	printRoleStatus(w, st)
+	printDigestStatus(w, st)
 }
 
 // printRoleStatus prints the role and what it keeps apart, and what the

@@ -7,7 +7,8 @@
 // (history, restore, the brake's approve and reject, a receive-only
 // device's revert, a send-only device's override) is done by the daemon
 // when one runs, and so are invites, joins and unpairing, whose effects
-// reach its network. The endpoints are described in docs/api.md.
+// reach its network, and listing where this device and a peer differ,
+// which asks the peer. The endpoints are described in docs/api.md.
 package control
 
 import (
@@ -20,10 +21,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/node"
 )
 
@@ -40,6 +44,7 @@ type Node interface {
 	Reject(ctx context.Context) ([]node.HeldRun, int, error)
 	Revert(ctx context.Context) ([]node.RestoreResult, error)
 	Override(ctx context.Context) (int, error)
+	Differences(ctx context.Context, peer certs.DeviceID, limit int) ([]node.Difference, error)
 }
 
 // Daemon is what the API serves: a running *node.Node, which does what
@@ -167,6 +172,19 @@ func newMux(n Daemon, log *slog.Logger) *http.ServeMux {
 	if pn, ok := n.(PairingNode); ok {
 		handlePairing(mux, handle, pn)
 	}
+	handle("GET /differences", func(r *http.Request) (any, error) {
+		peer, err := certs.ParseDeviceID(r.URL.Query().Get("peer"))
+		if err != nil {
+			return nil, fmt.Errorf("differences: peer: %w", err)
+		}
+		limit := 0
+		if v := r.URL.Query().Get("max"); v != "" {
+			if limit, err = strconv.Atoi(v); err != nil {
+				return nil, fmt.Errorf("differences: max: %w", err)
+			}
+		}
+		return n.Differences(r.Context(), peer, limit)
+	})
 	handle("GET /status", func(r *http.Request) (any, error) { return n.Status(r.Context()) })
 	handle("GET /conflicts", func(r *http.Request) (any, error) { return n.Conflicts(r.Context()) })
 	handle("POST /pause", func(r *http.Request) (any, error) { return PauseResult{Changed: n.Pause(r.Context())}, nil })
@@ -313,4 +331,12 @@ func (c *Client) Resume(ctx context.Context) (bool, error) {
 func (c *Client) Rescan(ctx context.Context) error {
 	var out struct{}
 	return c.call(ctx, http.MethodPost, "rescan", struct{}{}, &out)
+}
+
+// Differences asks the daemon where this device and peer differ, and
+// why: at most limit paths (0 for node.DefaultDifferences).
+func (c *Client) Differences(ctx context.Context, peer certs.DeviceID, limit int) ([]node.Difference, error) {
+	var out []node.Difference
+	q := url.Values{"peer": {peer.String()}, "max": {strconv.Itoa(limit)}}
+	return out, c.call(ctx, http.MethodGet, "differences?"+q.Encode(), nil, &out)
 }

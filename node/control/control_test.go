@@ -3,12 +3,14 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/node"
 )
 
@@ -48,6 +50,11 @@ func (f *fakeNode) Revert(context.Context) ([]node.RestoreResult, error) {
 }
 
 func (f *fakeNode) Override(context.Context) (int, error) { return 0, node.ErrNotSendOnly }
+
+func (f *fakeNode) Differences(_ context.Context, peer certs.DeviceID, limit int) ([]node.Difference, error) {
+	f.asked = append(f.asked, fmt.Sprintf("differences %s %d", peer.Short(), limit))
+	return []node.Difference{{Path: "x.log", Here: "absent", There: "file", Why: node.WhyIgnored}}, nil
+}
 
 func TestSocketServesTheNode(t *testing.T) {
 	dir, err := os.MkdirTemp("", "ctl") // short: a socket path has a length limit
@@ -102,6 +109,11 @@ func TestSocketServesTheNode(t *testing.T) {
 	}
 	if _, err := c.Override(ctx); err == nil || err.Error() != node.ErrNotSendOnly.Error() {
 		t.Fatalf("override on a device that is not send-only: %v", err)
+	}
+	peer := certs.DeviceID{1, 2, 3}
+	diffs, err := c.Differences(ctx, peer, 5)
+	if err != nil || len(diffs) != 1 || diffs[0].Why != node.WhyIgnored || f.asked[len(f.asked)-1] != "differences "+peer.Short()+" 5" {
+		t.Fatalf("differences: %+v %v (asked %v)", diffs, err, f.asked)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -1,0 +1,455 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/internal/kick"
+	"github.com/drive-node/drive-node/node/internal/digest"
+	"github.com/drive-node/drive-node/state"
+	"github.com/drive-node/drive-node/wire"
+)
+
+// A device's state digest is a Merkle tree over its recorded state
+// (package digest): every device whose records converged has the same
+// root. The daemon computes it once its records have been quiet for
+// digestQuiet, announces it to every peer (wire.StateDigest), records
+// what each peer announces, and answers a peer's requests to walk its
+// tree (wire.DigestRequest), so that `drive-node status` can say
+// "identical" or list where two devices differ and why.
+
+const (
+	// digestQuiet is how long the records must stay unchanged before the
+	// digest is computed again: a sync of many files costs one digest at
+	// its end, not one per batch.
+	digestQuiet = 2 * time.Second
+	// digestSpacing is how many times its own duration a computation
+	// waits before the next, so that a trickle of changes never keeps a
+	// core busy with digests.
+	digestSpacing = 10
+	// digestAskTimeout bounds a walk request to a peer.
+	digestAskTimeout = 10 * time.Second
+	// digestQueue bounds the walk requests of one peer waiting to be
+	// answered; one beyond it is answered "busy" at once.
+	digestQueue = 4
+	// outboxMax bounds the control messages waiting for a session's
+	// sender besides ops and progress.
+	outboxMax = 16
+	// metaDigest holds this device's last digest (JSON, see StateDigest).
+	metaDigest = "state_digest"
+)
+
+// ownDigest is this device's digest as last computed.
+type ownDigest struct {
+	Root    digest.Hash
+	Files   uint64
+	Applied map[certs.DeviceID]uint64
+	At      time.Time
+}
+
+// digestState keeps the last digest computed and wakes the sessions'
+// senders when it changes.
+type digestState struct {
+	mu    sync.Mutex
+	cur   *ownDigest
+	gen   uint64 // advanced each time cur changes
+	watch logWatch
+	// quiet is digestQuiet; tests shorten it.
+	quiet time.Duration
+}
+
+// current returns the last digest computed (nil before the first) and
+// its generation.
+func (s *digestState) current() (*ownDigest, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur, s.gen
+}
+
+// set publishes d if it differs from the current digest, and reports
+// whether it did.
+func (s *digestState) set(d *ownDigest) bool {
+	s.mu.Lock()
+	if s.cur != nil && s.cur.Root == d.Root && maps.Equal(s.cur.Applied, d.Applied) {
+		s.mu.Unlock()
+		return false
+	}
+	s.cur = d
+	s.gen++
+	s.mu.Unlock()
+	s.watch.notify()
+	return true
+}
+
+// StateDigest is a state digest as status shows it.
+type StateDigest struct {
+	// Root is the digest's root in hex; status prints its first 6 bytes.
+	Root string `json:"root"`
+	// Files counts the live records (files and directories) it covers.
+	Files uint64    `json:"files"`
+	At    time.Time `json:"at"`
+}
+
+// Short is the root's first 6 bytes in hex, as status prints it.
+func (d StateDigest) Short() string {
+	if len(d.Root) < 12 {
+		return d.Root
+	}
+	return d.Root[:12]
+}
+
+// digestLoop computes the digest when the records have changed and then
+// stayed unchanged for the quiet period, no sooner than digestSpacing
+// times the last computation's duration after it. An idle node reads one
+// counter per tick.
+func (n *Node) digestLoop(ctx context.Context) {
+	quiet := n.digests.quiet
+	tick := n.clock.NewTicker(max(quiet/4, time.Millisecond))
+	defer tick.Stop()
+	var (
+		done      bool   // a digest was computed at doneGen
+		doneGen   uint64 // the records' generation it was computed at
+		seenGen   uint64
+		seenAt    = n.clock.Now()
+		notBefore time.Time
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C():
+		}
+		now := n.clock.Now()
+		gen := n.db.FilesGeneration()
+		switch {
+		case done && gen == doneGen:
+			continue
+		case gen != seenGen:
+			seenGen, seenAt = gen, now
+			continue
+		case now.Sub(seenAt) < quiet || now.Before(notBefore):
+			continue
+		}
+		start := time.Now()
+		d, err := n.computeDigest(ctx)
+		took := time.Since(start)
+		notBefore = now.Add(digestSpacing * took)
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Warn("computing the state digest failed", "err", err)
+			}
+			continue
+		}
+		if n.db.FilesGeneration() != gen {
+			continue // the records changed meanwhile: the next quiet period computes it
+		}
+		done, doneGen = true, gen
+		if n.digests.set(d) {
+			n.log.Debug("state digest", "state", d.Root.Short(), "files", d.Files, "took", took.Round(time.Millisecond))
+			n.writeDigestMeta(ctx, d)
+		}
+	}
+}
+
+// computeDigest sums the live records. The applied vector is read before
+// the records: a digest is then never credited with ops its records do
+// not reflect (the loop drops one whose records changed meanwhile).
+func (n *Node) computeDigest(ctx context.Context) (*ownDigest, error) {
+	applied, err := n.db.Applied(ctx)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := n.digestEntries(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	return &ownDigest{Root: digest.Root(entries), Files: uint64(len(entries)), Applied: applied, At: n.clock.Now()}, nil
+}
+
+// digestEntries reads the live records under dir ("" for all) in the
+// order digest.Children takes.
+func (n *Node) digestEntries(ctx context.Context, dir string) ([]digest.Entry, error) {
+	var entries []digest.Entry
+	err := n.db.LiveEntries(ctx, dir, func(e state.LiveEntry) error {
+		k := digest.File
+		if e.Dir {
+			k = digest.Dir
+		}
+		entries = append(entries, digest.Entry{Path: e.Path, Kind: k, Content: e.Hash, Mode: e.Mode})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	digest.Sort(entries)
+	return entries, nil
+}
+
+// writeDigestMeta records d for status, which reads the database from
+// outside the daemon.
+func (n *Node) writeDigestMeta(ctx context.Context, d *ownDigest) {
+	b, err := json.Marshal(StateDigest{Root: d.Root.String(), Files: d.Files, At: d.At.UTC()})
+	if err == nil {
+		err = n.db.SetMeta(ctx, metaDigest, string(b))
+	}
+	if err != nil {
+		n.log.Debug("recording the state digest failed", "err", err)
+	}
+}
+
+// CurrentDigest returns this device's state digest as last computed, and
+// false before the first.
+func (n *Node) CurrentDigest() (StateDigest, bool) {
+	d, _ := n.digests.current()
+	if d == nil {
+		return StateDigest{}, false
+	}
+	return StateDigest{Root: d.Root.String(), Files: d.Files, At: d.At.UTC()}, true
+}
+
+// notePeerDigest keeps what a peer announced, in memory for walks and in
+// the database for status. Only a change is written.
+func (n *Node) notePeerDigest(ctx context.Context, id certs.DeviceID, m *wire.StateDigest) {
+	n.peersMu.Lock()
+	ps, ok := n.peers[id]
+	same := ok && ps.digest != nil && ps.digest.Root == m.Root && ps.digest.Files == m.Files && maps.Equal(ps.digest.Applied, m.Applied)
+	if ok {
+		ps.digest = m
+	}
+	n.peersMu.Unlock()
+	if same {
+		return
+	}
+	err := n.db.SetPeerDigest(ctx, state.PeerDigest{Peer: id, Root: m.Root, Files: m.Files, Applied: m.Applied, At: n.clock.Now().UnixNano()})
+	if err != nil {
+		n.log.Debug("recording a peer's state digest failed", "peer", id.Short(), "err", err)
+	}
+}
+
+// digestChildren lists the directory dir of this device's tree, after
+// the name after, at most wire.MaxDigestChildren entries; more says
+// whether more follow. found is false when dir is neither the root nor a
+// directory here.
+func (n *Node) digestChildren(ctx context.Context, dir, after string) (children []digest.Child, more, found bool, err error) {
+	if dir != "" {
+		if checkPath(dir) != nil {
+			return nil, false, false, nil
+		}
+		f, ok, err := n.db.File(ctx, dir)
+		if err != nil {
+			return nil, false, false, err
+		}
+		if ok && !f.Deleted && !f.Dir {
+			return nil, false, false, nil
+		}
+		found = ok && !f.Deleted
+	}
+	entries, err := n.digestEntries(ctx, dir)
+	if err != nil {
+		return nil, false, false, err
+	}
+	all, _ := digest.Children(entries, dir)
+	found = found || dir == "" || len(all) > 0
+	i := 0
+	for i < len(all) && all[i].Name <= after && after != "" {
+		i++
+	}
+	all = all[i:]
+	if len(all) > wire.MaxDigestChildren {
+		return all[:wire.MaxDigestChildren], true, found, nil
+	}
+	return all, false, found, nil
+}
+
+// answerDigest answers a peer's walk request.
+func (n *Node) answerDigest(ctx context.Context, req *wire.DigestRequest) *wire.DigestResponse {
+	children, more, found, err := n.digestChildren(ctx, req.Dir, req.After)
+	switch {
+	case err != nil:
+		n.log.Debug("answering a digest request failed", "dir", req.Dir, "err", err)
+		return &wire.DigestResponse{ID: req.ID, Status: wire.DigestBusy}
+	case !found:
+		return &wire.DigestResponse{ID: req.ID, Status: wire.DigestNoDir}
+	}
+	resp := &wire.DigestResponse{ID: req.ID, More: more, Entries: make([]wire.DigestEntry, 0, len(children))}
+	for _, c := range children {
+		resp.Entries = append(resp.Entries, wire.DigestEntry{Name: c.Name, Kind: uint8(c.Kind), Hash: c.Hash})
+	}
+	if len(resp.Entries) == 0 {
+		resp.Entries = nil
+	}
+	return resp
+}
+
+// outbox holds the control messages besides ops and progress that wait
+// for a session's sender, in order, at most outboxMax.
+type outbox struct {
+	mu    sync.Mutex
+	msgs  []wire.Message
+	ready kick.Signal
+}
+
+// post queues m for the sender and wakes it; it reports false, dropping
+// m, when the box is full. It never blocks.
+func (o *outbox) post(m wire.Message) bool {
+	o.mu.Lock()
+	if len(o.msgs) >= outboxMax {
+		o.mu.Unlock()
+		return false
+	}
+	o.msgs = append(o.msgs, m)
+	o.mu.Unlock()
+	o.ready.Kick()
+	return true
+}
+
+// take returns the messages queued since the last take.
+func (o *outbox) take() []wire.Message {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := o.msgs
+	o.msgs = nil
+	return m
+}
+
+// digestSession is one session's part in walks: the requests it asked
+// the peer and waits for, and those the peer asked and wait here.
+type digestSession struct {
+	out  *outbox
+	reqs chan *wire.DigestRequest
+
+	mu     sync.Mutex
+	nextID uint64
+	asks   map[uint64]chan *wire.DigestResponse
+}
+
+func newDigestSession() *digestSession {
+	return &digestSession{out: &outbox{}, reqs: make(chan *wire.DigestRequest, digestQueue), asks: map[uint64]chan *wire.DigestResponse{}}
+}
+
+// errPeerBusy is returned when a peer cannot take a walk request now.
+var errPeerBusy = errors.New("the peer is busy; ask again later")
+
+// ask sends the peer a walk request and waits for its answer, at most
+// digestAskTimeout.
+func (s *digestSession) ask(ctx context.Context, dir, after string) (*wire.DigestResponse, error) {
+	s.mu.Lock()
+	s.nextID++
+	id := s.nextID
+	ch := make(chan *wire.DigestResponse, 1)
+	s.asks[id] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.asks, id)
+		s.mu.Unlock()
+	}()
+	if !s.out.post(&wire.DigestRequest{ID: id, Dir: dir, After: after}) {
+		return nil, errPeerBusy
+	}
+	ctx, cancel := context.WithTimeout(ctx, digestAskTimeout)
+	defer cancel()
+	select {
+	case r := <-ch:
+		if r.Status == wire.DigestBusy {
+			return nil, errPeerBusy
+		}
+		return r, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("listing %q on the peer: %w", dir, ctx.Err())
+	}
+}
+
+// deliver hands a response to the ask waiting for it; one nobody waits
+// for (late, or made up) is dropped.
+func (s *digestSession) deliver(r *wire.DigestResponse) {
+	s.mu.Lock()
+	ch, ok := s.asks[r.ID]
+	delete(s.asks, r.ID)
+	s.mu.Unlock()
+	if ok {
+		ch <- r
+	}
+}
+
+// take queues a peer's request for serveDigests, or answers it busy at
+// once when digestQueue requests already wait. It never blocks.
+func (s *digestSession) take(req *wire.DigestRequest) {
+	select {
+	case s.reqs <- req:
+	default:
+		s.out.post(&wire.DigestResponse{ID: req.ID, Status: wire.DigestBusy})
+	}
+}
+
+// serveDigests answers the peer's walk requests one at a time until ctx
+// ends, resting after each as long as it took: a peer that asks without
+// pause gets at most half a core's worth of answers.
+func (n *Node) serveDigests(ctx context.Context, s *digestSession) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case req := <-s.reqs:
+			start := time.Now()
+			rctx, cancel := context.WithTimeout(ctx, digestAskTimeout)
+			resp := n.answerDigest(rctx, req)
+			cancel()
+			if !s.out.post(resp) {
+				n.log.Debug("dropped a digest answer: the session's outbox is full", "id", req.ID)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.after(time.Since(start)):
+			}
+		}
+	}
+}
+
+// PeerState is a peer's last state digest as status shows it.
+type PeerState struct {
+	StateDigest
+	// Identical is true when the peer's digest is this device's: the two
+	// hold the same recorded state.
+	Identical bool `json:"identical"`
+	// Differences lists where the two differ and why (filled in by
+	// `drive-node status` from the daemon, see Node.Differences), or
+	// DifferencesError why they could not be listed.
+	Differences      []Difference `json:"differences,omitempty"`
+	DifferencesError string       `json:"differences_error,omitempty"`
+}
+
+// readDigestStatus fills in this device's digest and each peer's.
+func readDigestStatus(ctx context.Context, db *state.DB, st *Status) error {
+	if raw, ok, _ := db.Meta(ctx, metaDigest); ok {
+		var d StateDigest
+		if json.Unmarshal([]byte(raw), &d) == nil {
+			st.State = &d
+		}
+	}
+	digests, err := db.PeerDigests(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range st.Peers {
+		id, err := certs.ParseDeviceID(st.Peers[i].ID)
+		if err != nil {
+			continue
+		}
+		d, ok := digests[id]
+		if !ok {
+			continue
+		}
+		ps := &PeerState{StateDigest: StateDigest{Root: digest.Hash(d.Root).String(), Files: d.Files, At: time.Unix(0, d.At).UTC()}}
+		ps.Identical = st.State != nil && st.State.Root == ps.Root
+		st.Peers[i].State = ps
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
+)
+
+// fastDigests makes a node compute its digest after 50 ms of quiet.
+func fastDigests(n *Node) { n.digests.quiet = 50 * time.Millisecond }
+
+// digestsAgree returns "" once a and b have computed equal digests and
+// each has heard the other's, or what is not there yet.
+func digestsAgree(a, b *runningNode) string {
+	da, okA := a.CurrentDigest()
+	db, okB := b.CurrentDigest()
+	switch {
+	case !okA || !okB:
+		return "no digest yet"
+	case da.Root != db.Root:
+		return fmt.Sprintf("roots differ: %s vs %s", da.Short(), db.Short())
+	}
+	for _, p := range []struct {
+		n    *runningNode
+		peer certs.DeviceID
+		want string
+	}{{a, b.ID(), db.Root}, {b, a.ID(), da.Root}} {
+		got := p.n.peerDigestRoot(p.peer)
+		if got != p.want {
+			return fmt.Sprintf("%s heard %q from its peer, want %s", p.n.folder, got, p.want)
+		}
+	}
+	return ""
+}
+
+// peerDigestRoot is the root the peer last announced here, in hex.
+func (n *Node) peerDigestRoot(peer certs.DeviceID) string {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	if ps, ok := n.peers[peer]; ok && ps.digest != nil {
+		return fmt.Sprintf("%x", ps.digest.Root[:])
+	}
+	return ""
+}
+
+// TestDigestsAgreeAfterSync: two devices that synced have one digest,
+// each hears the other's, and status says identical; a change makes them
+// differ until it is synced.
+func TestDigestsAgreeAfterSync(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	pairFolders(t, a, b)
+	write(t, filepath.Join(a, "docs/report.txt"), "report")
+	write(t, filepath.Join(a, "run.sh"), "#!/bin/sh\n")
+	if err := os.Chmod(filepath.Join(a, "run.sh"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(a, "empty/dir"), 0o755)
+	addrA, addrB := freeUDPPort(t), freeUDPPort(t)
+	ra := startNodeWith(t, a, addrA, fastDigests, addrB)
+	rb := startNodeWith(t, b, addrB, fastDigests, addrA)
+	waitFor(t, "sync", func() string { return sameTree(a, b) })
+	waitFor(t, "equal digests, each heard by the other", func() string { return digestsAgree(ra, rb) })
+
+	st, err := ReadStatus(context.Background(), ra.StateDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State == nil || len(st.Peers) != 1 || st.Peers[0].State == nil || !st.Peers[0].State.Identical {
+		t.Fatalf("status does not say identical: state %+v, peers %+v", st.State, st.Peers)
+	}
+	if st.State.Files != 5 { // docs, docs/report.txt, run.sh, empty, empty/dir
+		t.Errorf("the digest covers %d records, want 5", st.State.Files)
+	}
+	if d, err := ra.Differences(context.Background(), rb.ID(), 0); err != nil || len(d) != 0 {
+		t.Fatalf("differences between identical devices: %v, %v", d, err)
+	}
+
+	// A mode change alone makes the digests differ, and syncs.
+	before, _ := ra.CurrentDigest()
+	if err := os.Chmod(filepath.Join(a, "run.sh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a digest that covers the mode", func() string {
+		if d, _ := ra.CurrentDigest(); d.Root == before.Root {
+			return "unchanged"
+		}
+		return ""
+	})
+	waitFor(t, "equal digests again", func() string { return digestsAgree(ra, rb) })
+}
+
+// TestDigestDifferencesExplained: a path one device ignores is listed,
+// by the walk, as ignored there and as not taken by that peer here; a
+// change made while the peer is away is listed, from the ops, as one the
+// peer has not caught up with.
+func TestDigestDifferencesExplained(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	pairFolders(t, a, b)
+	write(t, filepath.Join(DefaultStateDir(b, ""), DeviceIgnoreName), "*.log\n")
+	write(t, filepath.Join(a, "keep.txt"), "keep")
+	write(t, filepath.Join(a, "logs/x.log"), "log")
+	addrA, addrB := freeUDPPort(t), freeUDPPort(t)
+	ra := startNodeWith(t, a, addrA, fastDigests, addrB)
+	rb := startNodeWith(t, b, addrB, fastDigests, addrA)
+	waitFor(t, "keep.txt reaches B", func() string { return fileIs(filepath.Join(b, "keep.txt"), "keep") })
+	waitFor(t, "digests known both ways", func() string {
+		da, _ := ra.CurrentDigest()
+		db, _ := rb.CurrentDigest()
+		if ra.peerDigestRoot(rb.ID()) != db.Root || rb.peerDigestRoot(ra.ID()) != da.Root || da.Root == "" || db.Root == "" {
+			return "not yet"
+		}
+		if applied, err := rb.db.Applied(context.Background()); err != nil || ra.ops.Highest(ra.ID()) != applied[ra.ID()] {
+			return "B has not applied everything"
+		}
+		return ""
+	})
+	ctx := context.Background()
+	want := func(n *runningNode, peer certs.DeviceID, want []Difference) {
+		t.Helper()
+		waitFor(t, "differences of "+filepath.Base(n.folder), func() string {
+			got, err := n.Differences(ctx, peer, 0)
+			if err != nil {
+				return err.Error()
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Sprintf("%+v, want %+v", got, want)
+			}
+			return ""
+		})
+	}
+	want(rb, ra.ID(), []Difference{{Path: "logs/x.log", Here: "absent", There: "file", Why: WhyIgnored}})
+	want(ra, rb.ID(), []Difference{{Path: "logs/x.log", Here: "file", There: "absent", Why: WhyOnPeer}})
+
+	// B goes away; A's change is one B has not caught up with.
+	rb.stop(t)
+	write(t, filepath.Join(a, "later.txt"), "later")
+	waitFor(t, "A records later.txt", func() string {
+		if !recorded(t, ra, "later.txt") {
+			return "not yet"
+		}
+		return ""
+	})
+	want(ra, rb.ID(), []Difference{{Path: "later.txt", Why: WhyPeerBehind}})
+	st, err := ReadStatus(ctx, ra.StateDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps := st.Peers[0].State; ps == nil || ps.Identical {
+		t.Fatalf("status of A says %+v for the peer that lacks later.txt", ps)
+	}
+}
+
+// TestWhyPendingAndHeld: an op received and not applied is "pending
+// here", or "held by the brake" from the run's first op on; a path
+// nothing here explains is the peer's doing.
+func TestWhyPendingAndHeld(t *testing.T) {
+	n := newNode(Config{})
+	origin := certs.DeviceID{7}
+	pending := []oplog.Op{{Origin: origin, Seq: 3, Path: "a/b.txt"}, {Origin: origin, Seq: 5, Path: "old", NewPath: "new"}}
+	why := func(p string, held map[certs.DeviceID]uint64) string {
+		return n.why(Difference{Path: p}, pending, held, nil, nil, nil, nil, false)
+	}
+	for _, c := range []struct {
+		path string
+		held map[certs.DeviceID]uint64
+		want string
+	}{
+		{"a/b.txt", nil, WhyPending},
+		{"a", nil, WhyPending},
+		{"new", nil, WhyPending},
+		{"new", map[certs.DeviceID]uint64{origin: 4}, WhyHeld},
+		{"a/b.txt", map[certs.DeviceID]uint64{origin: 4}, WhyPending},
+		{"other", nil, WhyOnPeer},
+	} {
+		if got := why(c.path, c.held); got != c.want {
+			t.Errorf("%s (held %v): %q, want %q", c.path, c.held, got, c.want)
+		}
+	}
+	if got := n.why(Difference{Path: "x"}, nil, nil, []Unplaced{{Path: "x", Kind: "refused-name"}}, nil, nil, nil, false); got != WhyUnplaced+" (refused-name)" {
+		t.Errorf("unplaced: %q", got)
+	}
+	if got := n.why(Difference{Path: "x"}, nil, nil, nil, map[string]string{"x": whySendOnly}, nil, nil, false); got != WhySetAside+" (send-only)" {
+		t.Errorf("set aside: %q", got)
+	}
+	if got := n.why(Difference{Path: "x"}, nil, nil, nil, nil, nil, []oplog.Op{{Path: "x"}}, true); got != WhyPeerBehind {
+		t.Errorf("peer behind: %q", got)
+	}
+	if got := n.why(Difference{Path: "x"}, nil, nil, nil, nil, nil, nil, true); got != WhyNotReceived {
+		t.Errorf("not received: %q", got)
+	}
+}
+
+// BenchmarkDigestOf100k reads 100,000 live records (in 1,000
+// directories) from the database and sums them, as the daemon does after
+// a quiet period.
+func BenchmarkDigestOf100k(b *testing.B) {
+	ctx := context.Background()
+	db, err := state.Open(ctx, filepath.Join(b.TempDir(), "state.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	const files = 100_000
+	origin := certs.DeviceID{1}
+	for start := 0; start < files; start += 10_000 {
+		batch := state.Batch{Applied: map[certs.DeviceID]uint64{origin: uint64(start + 10_000)}}
+		for i := start; i < start+10_000; i++ {
+			p := fmt.Sprintf("dir%03d/sub/file%07d.dat", i/100, i)
+			batch.Files = append(batch.Files, state.File{Path: p, Hash: content.Sum([]byte(p)), Size: int64(i), Mode: 0o644,
+				MTime: int64(i), Origin: origin, Seq: uint64(i + 1)})
+		}
+		if err := db.Apply(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := newNode(Config{})
+	n.db = db
+	for b.Loop() {
+		d, err := n.computeDigest(ctx)
+		if err != nil || d.Files != files {
+			b.Fatalf("digest of %d records, %v", d.Files, err)
+		}
+	}
+}
