@@ -11,34 +11,49 @@ import (
 	"github.com/drive-node/drive-node/internal/netlab"
 )
 
+// chain is three daemons on three hosts paired in a chain 1 – 2 – 3: 3
+// is not paired with 1.
+type chain struct {
+	bin   string
+	lab   *netlab.Lab
+	dirs  [3]string
+	procs [3]*netlab.Process
+}
+
+// startChain starts a chain, each daemon with its name and extra flags;
+// the daemons' logs are printed if the test fails.
+func startChain(t *testing.T, names [3]string, extra [3][]string) chain {
+	t.Helper()
+	c := chain{bin: netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node"), lab: netlab.New(t, 3)}
+	for i := range c.dirs {
+		c.dirs[i] = filepath.Join(t.TempDir(), fmt.Sprint(i+1))
+		if err := os.MkdirAll(c.dirs[i], 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pairHosts(t, c.bin, c.lab.Host(0), c.lab.Host(1), c.dirs[0], c.dirs[1], nil)
+	pairHosts(t, c.bin, c.lab.Host(1), c.lab.Host(2), c.dirs[1], c.dirs[2], nil)
+	for i := range c.procs {
+		c.procs[i] = startDaemon(t, c.lab.Host(i), c.bin, c.dirs[i], names[i], extra[i]...)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range c.procs {
+				t.Logf("log of %d (last lines):\n%s", i+1, lastLines(p.Log(), 80))
+			}
+		}
+	})
+	return c
+}
+
 // TestRelayChain: in a chain 1 – 2 – 3, where 3 is not paired with 1, a
 // file made on 1 reaches 3 through 2 with no wait for a retry: 2 hands on
 // the content the moment it has placed it. The test logs the time a file
 // takes over the direct link 2 – 3 and through the chain, and fails if 3
 // ever had to leave an op pending for want of content.
 func TestRelayChain(t *testing.T) {
-	bin := netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node")
-	lab := netlab.New(t, 3)
-	var dirs [3]string
-	for i := range dirs {
-		dirs[i] = filepath.Join(t.TempDir(), fmt.Sprint(i+1))
-		if err := os.MkdirAll(dirs[i], 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pairHosts(t, bin, lab.Host(0), lab.Host(1), dirs[0], dirs[1], nil)
-	pairHosts(t, bin, lab.Host(1), lab.Host(2), dirs[1], dirs[2], nil)
-	var procs [3]*netlab.Process
-	for i := range procs {
-		procs[i] = startDaemon(t, lab.Host(i), bin, dirs[i], fmt.Sprint("device-", i+1))
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, p := range procs {
-				t.Logf("log of %d (last lines):\n%s", i+1, lastLines(p.Log(), 60))
-			}
-		}
-	})
+	c := startChain(t, [3]string{"device-1", "device-2", "device-3"}, [3][]string{})
+	dirs, procs := c.dirs, c.procs
 	writeFile(t, filepath.Join(dirs[0], "warm-up.txt"), []byte("connected\n"))
 	arrives(t, "the chain is connected", filepath.Join(dirs[2], "warm-up.txt"), []byte("connected\n"), 30*time.Second)
 

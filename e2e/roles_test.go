@@ -88,29 +88,8 @@ func TestSendOnlyMaster(t *testing.T) {
 // receive-only NAS, a change on 1 reaches 3 and one on 3 reaches 1,
 // through 2; a change made on 2 reaches neither.
 func TestReceiveOnlyRelayChain(t *testing.T) {
-	bin := netlab.BuildBinary(t, "github.com/drive-node/drive-node/cmd/drive-node")
-	lab := netlab.New(t, 3)
-	var dirs [3]string
-	for i := range dirs {
-		dirs[i] = filepath.Join(t.TempDir(), fmt.Sprint(i+1))
-		if err := os.MkdirAll(dirs[i], 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pairHosts(t, bin, lab.Host(0), lab.Host(1), dirs[0], dirs[1], nil)
-	pairHosts(t, bin, lab.Host(1), lab.Host(2), dirs[1], dirs[2], nil)
-	procs := []*netlab.Process{
-		startDaemon(t, lab.Host(0), bin, dirs[0], "laptop-1"),
-		startDaemon(t, lab.Host(1), bin, dirs[1], "nas", "--role", "receive-only"),
-		startDaemon(t, lab.Host(2), bin, dirs[2], "laptop-3"),
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, p := range procs {
-				t.Logf("log of %d (last lines):\n%s", i+1, lastLines(p.Log(), 80))
-			}
-		}
-	})
+	c := startChain(t, [3]string{"laptop-1", "nas", "laptop-3"}, [3][]string{1: {"--role", "receive-only"}})
+	bin, lab, dirs := c.bin, c.lab, c.dirs
 	writeFile(t, filepath.Join(dirs[0], "from-1.txt"), []byte("made on laptop 1\n"))
 	arrives(t, "a change on 1 reaches 3 through the NAS", filepath.Join(dirs[2], "from-1.txt"), []byte("made on laptop 1\n"), 30*time.Second)
 	writeFile(t, filepath.Join(dirs[2], "from-3.txt"), []byte("made on laptop 3\n"))
