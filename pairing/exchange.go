@@ -295,8 +295,8 @@ func (iv *Invite) Answer(ctx context.Context, rw io.ReadWriter, ch Channel, acce
 	if err != nil {
 		return Result{}, fmt.Errorf("key exchange: %w", err)
 	}
-	if err := p.Update(h.Pake); err != nil {
-		return Result{}, fmt.Errorf("key exchange: %v: %w", err, ErrProtocol)
+	if err := update(p, h.Pake); err != nil {
+		return Result{}, err
 	}
 	mine := p.Bytes()
 	if err := writeMsg(rw, reply{Pake: mine}); err != nil {
@@ -357,8 +357,8 @@ func join(ctx context.Context, rw io.ReadWriter, ch Channel, code Code, name str
 	if r.Error != "" {
 		return Result{}, refusalErr(r.Code, r.Error)
 	}
-	if err := p.Update(r.Pake); err != nil {
-		return Result{}, fmt.Errorf("key exchange: %v: %w", err, ErrProtocol)
+	if err := update(p, r.Pake); err != nil {
+		return Result{}, err
 	}
 	keys, err := deriveKeys(p, code.Slot, mine, r.Pake, ch.Exporter)
 	if err != nil {
@@ -369,6 +369,13 @@ func join(ctx context.Context, rw io.ReadWriter, ch Channel, code Code, name str
 	}
 	c, err := keys.read(rw, roleInviter, ch)
 	if err != nil {
+		// The other device now holds this device's confirmation, worth
+		// one guess at the code to it. A refusal that would send the join
+		// on to another device ends it instead: one that only pretends to
+		// hold the invite gets no second guess.
+		if errors.Is(err, ErrNoInvite) || errors.Is(err, ErrBusy) || errors.Is(err, ErrClosed) {
+			err = fmt.Errorf("refused after the key exchange (%v): %w", err, ErrProtocol)
+		}
 		return Result{}, err
 	}
 	return Result{ID: ch.Peer, Name: c.Name}, nil
@@ -386,6 +393,23 @@ type confirmKeys map[string][]byte
 // deriveKeys derives the confirmation keys from the PAKE's session key,
 // salted with a hash of the transcript (the slot and both PAKE messages)
 // and the channel's exported keying material.
+// update gives p the other side's key exchange message. The message comes
+// from a device that need not be paired (anyone on the LAN can send the
+// first one), and the library dereferences its fields unchecked: a message
+// that lacks them, or names a point it cannot use, makes it panic. Such a
+// message is refused as malformed instead.
+func update(p *pake.Pake, msg []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("key exchange: malformed message (%v): %w", r, ErrProtocol)
+		}
+	}()
+	if err := p.Update(msg); err != nil {
+		return fmt.Errorf("key exchange: %v: %w", err, ErrProtocol)
+	}
+	return nil
+}
+
 func deriveKeys(p *pake.Pake, slot int, joinerMsg, inviterMsg, exporter []byte) (confirmKeys, error) {
 	k, err := p.SessionKey()
 	if err != nil {

@@ -213,6 +213,60 @@ func TestTamperedMessagesRefused(t *testing.T) {
 	}
 }
 
+// TestMalformedKeyExchangeRefused sends the inviter key exchange messages
+// that lack what the library reads or name points off the curve: each is
+// refused as malformed and burns the invite; none crashes the device.
+func TestMalformedKeyExchangeRefused(t *testing.T) {
+	for _, bad := range []string{`null`, `{}`, `{"Role":0}`, `[]`, `"x"`, `{"Role":0,"Xᵤ":1,"Xᵥ":2}`, `{"Role":0,"Xᵤ":null,"Xᵥ":null}`} {
+		t.Run(bad, func(t *testing.T) {
+			iv := newInvite(t, nil)
+			inv, joi := run(t, iv, iv.Code(), func(i int, msg []byte) []byte {
+				if i != 0 {
+					return msg
+				}
+				var h hello
+				mustUnmarshal(t, msg, &h)
+				h.Pake = []byte(bad)
+				return mustMarshal(t, h)
+			})
+			if !errors.Is(inv.err, ErrProtocol) || joi.err == nil {
+				t.Fatalf("inviter %v (want a protocol error), joiner %v", inv.err, joi.err)
+			}
+			if iv.Open() {
+				t.Fatal("invite still open after a malformed message")
+			}
+		})
+	}
+}
+
+// TestRefusalAfterTheKeyExchangeEndsTheJoin: a device that runs the key
+// exchange and then says it holds no invite has had the joiner's one
+// guess; the join must end there, not go on to another device.
+func TestRefusalAfterTheKeyExchangeEndsTheJoin(t *testing.T) {
+	iv := newInvite(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	ex := exporter(t)
+	go func() {
+		// The inviter's confirmation is replaced by a refusal.
+		rw := &tamperer{ReadWriter: a, f: func(i int, msg []byte) []byte {
+			if i == 1 {
+				return mustMarshal(t, confirm{Error: "no open invite", Code: "no-invite"})
+			}
+			return msg
+		}}
+		iv.Answer(ctx, rw, Channel{Self: idInviter, Peer: idJoiner, Exporter: ex}, nil)
+		a.Close()
+	}()
+	_, err := Join(ctx, b, Channel{Self: idJoiner, Peer: idInviter, Exporter: ex}, iv.Code(), "joiner")
+	if !errors.Is(err, ErrProtocol) || errors.Is(err, ErrNoInvite) {
+		t.Fatalf("join ended with %v, want a protocol error that does not read as no invite", err)
+	}
+}
+
 func TestReplayedConfirmationRefused(t *testing.T) {
 	// A joiner's messages recorded from one session, replayed over
 	// another TLS session (another exporter) with the same invite: the

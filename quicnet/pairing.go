@@ -22,6 +22,10 @@ const maxPairing = 4
 // to its close, on both sides.
 const pairingDeadline = 15 * time.Second
 
+// pairingOpen bounds how long a pairing connection may take to open its
+// stream: one that holds a place without asking gives it up soon.
+const pairingOpen = 3 * time.Second
+
 // codeBusy closes a pairing connection over the bound.
 const codeBusy quic.ApplicationErrorCode = 3
 
@@ -58,18 +62,36 @@ func newPairingStream(conn *quic.Conn, st *quic.Stream, self certs.DeviceID) *Pa
 // servePairing hands a pairing connection's stream to OnPairing, unless
 // maxPairing are served already.
 func (t *Transport) servePairing(conn *quic.Conn) {
+	// One place per source address: one host cannot hold them all.
+	src := sourceOf(conn.RemoteAddr())
+	t.mu.Lock()
+	taken := t.pairingFrom[src]
+	t.pairingFrom[src] = true
+	t.mu.Unlock()
+	if taken {
+		conn.CloseWithError(codeBusy, "a pairing attempt from this address is under way")
+		return
+	}
+	release := func() {
+		t.mu.Lock()
+		delete(t.pairingFrom, src)
+		t.mu.Unlock()
+	}
 	select {
 	case t.pairing <- struct{}{}:
 	default:
+		release()
 		conn.CloseWithError(codeBusy, "too many pairing attempts at once")
 		return
 	}
 	ok := t.spawn(func() {
-		defer func() { <-t.pairing }()
+		defer func() { <-t.pairing; release() }()
 		ctx, cancel := context.WithTimeout(t.ctx, pairingDeadline)
 		defer cancel()
 		defer conn.CloseWithError(codeNormal, "done")
-		st, err := conn.AcceptStream(ctx)
+		actx, acancel := context.WithTimeout(ctx, pairingOpen)
+		st, err := conn.AcceptStream(actx)
+		acancel()
 		if err != nil {
 			return
 		}
@@ -83,6 +105,7 @@ func (t *Transport) servePairing(conn *quic.Conn) {
 	})
 	if !ok {
 		<-t.pairing
+		release()
 		conn.CloseWithError(codeNormal, "shutting down")
 	}
 }

@@ -137,3 +137,51 @@ func TestDisconnectUnpaired(t *testing.T) {
 		t.Fatal("refusal not reported")
 	}
 }
+
+// One source address gets one pairing connection at a time: a second
+// from it is closed at once while the first is served, and a place is
+// free again once it ends.
+func TestPairingOnePlacePerSource(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	serving, release := make(chan struct{}, 1), make(chan struct{})
+	a := newTestNodeWith(t, nil, memContent{}, func(c *Config) {
+		c.OnPairing = func(ctx context.Context, s *PairingStream) {
+			serving <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+	})
+	b := newTestNode(t, memContent{})
+	open := func(ctx context.Context, s *PairingStream) error {
+		_, err := s.Write([]byte("hello"))
+		if err != nil {
+			return err
+		}
+		_, err = io.ReadAll(s)
+		return err
+	}
+	first := make(chan error, 1)
+	go func() { first <- DialPairing(ctx, b.id, a.addr(), a.id.ID, open) }()
+	<-serving
+	if err := DialPairing(ctx, b.id, a.addr(), a.id.ID, open); err == nil {
+		t.Fatal("a second pairing connection from the same address was served")
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("the first pairing connection: %v", err)
+	}
+	// The place is given back as the first connection's serving ends,
+	// which may be a moment after its dialer returns.
+	for {
+		err := DialPairing(ctx, b.id, a.addr(), a.id.ID, open)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no pairing connection served after the first ended: %v", err)
+		}
+	}
+}

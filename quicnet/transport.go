@@ -149,6 +149,9 @@ type Transport struct {
 
 	hs      *handshakes   // the listener's handshakes in flight
 	pairing chan struct{} // a place for each pairing connection served
+	// pairingFrom holds the sources with a pairing connection served (at
+	// most one each), under mu.
+	pairingFrom map[netip.Prefix]bool
 
 	mu           sync.Mutex
 	peers        map[certs.DeviceID]*Peer
@@ -200,7 +203,7 @@ func Listen(ctx context.Context, cfg Config) (*Transport, error) {
 	t := &Transport{
 		cfg: cfg, log: cfg.Logger, udp: udp, qcfg: quicConfig(), requestWait: contentRequestWait, openWait: streamOpenWait, streamIdle: streamIdle,
 		peers: map[certs.DeviceID]*Peer{}, loggedUnpair: map[certs.DeviceID]bool{},
-		hs: newHandshakes(maxHandshakes, maxHandshakesPerSource, validateAbove), pairing: make(chan struct{}, maxPairing),
+		hs: newHandshakes(maxHandshakes, maxHandshakesPerSource, validateAbove), pairing: make(chan struct{}, maxPairing), pairingFrom: map[netip.Prefix]bool{},
 	}
 	// A reset key derived from the device key lets a restarted node reset
 	// connections its previous run left in peers, so they reconnect at once.
