@@ -231,3 +231,40 @@ func BenchmarkDigestOf100k(b *testing.B) {
 		}
 	}
 }
+
+// TestPausedPeerAnswersWalks: a peer paused on request sends no ops, but
+// still answers walk requests, so the other side learns where the two
+// differ at once rather than after its deadline.
+func TestPausedPeerAnswersWalks(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	pairFolders(t, a, b)
+	write(t, filepath.Join(a, "first.txt"), "first")
+	addrA, addrB := freeUDPPort(t), freeUDPPort(t)
+	ra := startNodeWith(t, a, addrA, fastDigests, addrB)
+	rb := startNodeWith(t, b, addrB, fastDigests, addrA)
+	waitFor(t, "first.txt reaches B", func() string { return fileIs(filepath.Join(b, "first.txt"), "first") })
+	if !rb.Pause(context.Background()) {
+		t.Fatal("B was paused already")
+	}
+	write(t, filepath.Join(b, "only-b.txt"), "made while paused")
+	waitFor(t, "B records its file", func() string {
+		if st, err := rb.Status(context.Background()); err != nil || st.Files != 2 {
+			return fmt.Sprintf("%d files, %v", st.Files, err)
+		}
+		return ""
+	})
+	waitFor(t, "A lists the file only B has", func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), digestAskTimeout/2)
+		defer cancel()
+		got, err := ra.Differences(ctx, rb.ID(), 0)
+		if err != nil {
+			return err.Error()
+		}
+		for _, d := range got {
+			if d.Path == "only-b.txt" {
+				return ""
+			}
+		}
+		return fmt.Sprintf("%+v", got)
+	})
+}

@@ -77,18 +77,6 @@ func (n *Node) Resume(ctx context.Context) bool {
 // finds changed is recorded as usual. It never blocks.
 func (n *Node) Rescan() { n.rescanKick.Kick() }
 
-// waitUnpaused blocks while a requested pause lasts, until ctx ends.
-func (n *Node) waitUnpaused(ctx context.Context) error {
-	if ch := n.request.wait(); ch != nil {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ch:
-		}
-	}
-	return nil
-}
-
 // countedContent counts the bytes read from a content served to a peer.
 type countedContent struct {
 	io.ReadSeekCloser

@@ -243,11 +243,19 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 	// their origin, so nothing more of that origin is sent from here
 	// unless the peer gets that op elsewhere.
 	legacy := map[certs.DeviceID]uint64{}
+	// sendDigest sends this device's state digest if it changed since.
+	sendDigest := func() error {
+		if d, gen := n.digests.current(); d != nil && gen != digestSent {
+			digestSent = gen
+			return p.Send(ctx, &wire.StateDigest{Root: d.Root, Files: d.Files, Applied: d.Applied})
+		}
+		return nil
+	}
 	for {
-		// While a pause was asked for, nothing goes out; what the log
-		// gained meanwhile is sent after it.
-		if err := n.waitUnpaused(ctx); err != nil {
-			return nil
+		// While a pause was asked for, no op or progress goes out; what
+		// the log gained meanwhile is sent after it.
+		if err := n.sendWhilePaused(ctx, p, out, sendDigest); err != nil {
+			return err
 		}
 		changed := n.logWatch.changed()
 		digestChanged := n.digests.watch.changed()
@@ -292,11 +300,7 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 					return err
 				}
 			}
-			if d, gen := n.digests.current(); d != nil && gen != digestSent {
-				digestSent = gen
-				return p.Send(ctx, &wire.StateDigest{Root: d.Root, Files: d.Files, Applied: d.Applied})
-			}
-			return nil
+			return sendDigest()
 		}
 		for _, o := range toSend {
 			err := n.ops.Iterate(ctx, o, sent[o]+1, func(op oplog.Op) error {
@@ -331,6 +335,36 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 		case <-progress.ready.C(): // the next flush sends it
 		case <-out.ready.C():
 		case <-digestChanged:
+		}
+	}
+}
+
+// sendWhilePaused returns at once unless a pause was asked for; then it
+// waits for the pause to end, sending only this device's state digest
+// (sendDigest) and the walk answers and requests posted in out meanwhile:
+// a peer asking where the two differ is answered, not kept waiting out
+// its deadline. It returns nil when ctx ends.
+func (n *Node) sendWhilePaused(ctx context.Context, p *quicnet.Peer, out *outbox, sendDigest func() error) error {
+	for {
+		paused := n.request.wait()
+		if paused == nil {
+			return nil
+		}
+		digestChanged := n.digests.watch.changed()
+		if err := sendDigest(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-paused:
+		case <-digestChanged:
+		case <-out.ready.C():
+			for _, m := range out.take() {
+				if err := p.Send(ctx, m); err != nil {
+					return err
+				}
+			}
 		}
 	}
 }
