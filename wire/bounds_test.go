@@ -232,3 +232,15 @@ func TestLargestDigestResponseFits(t *testing.T) {
 		t.Fatal("a digest response over MaxDigestChildren was written")
 	}
 }
+
+// TestDigestNamesDotAndDotDotRefused: a walk answer cannot name an entry
+// "." or "..", which would read as paths that climb.
+func TestDigestNamesDotAndDotDotRefused(t *testing.T) {
+	for _, name := range []string{".", ".."} {
+		var buf bytes.Buffer
+		m := &DigestResponse{ID: 1, Entries: []DigestEntry{{Name: name, Kind: DigestDir}}}
+		if err := WriteFrame(&buf, m); err == nil {
+			t.Errorf("a digest response naming %q was written", name)
+		}
+	}
+}

@@ -162,6 +162,8 @@ func (m *DigestResponse) check() error {
 		switch {
 		case e.Name == "" || len(e.Name) > MaxDigestName || strings.ContainsRune(e.Name, '/'):
 			return fmt.Errorf("entry %d: a name of %d bytes (1 to %d, no '/')", i, len(e.Name), MaxDigestName)
+		case e.Name == "." || e.Name == "..":
+			return fmt.Errorf("entry %d: the name %q", i, e.Name)
 		case e.Kind < DigestFile || e.Kind > DigestSymlink:
 			return fmt.Errorf("entry %d: kind %d", i, e.Kind)
 		case i > 0 && m.Entries[i-1].Name >= e.Name:

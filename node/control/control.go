@@ -112,7 +112,9 @@ func Serve(ctx context.Context, n Daemon, stateDir string, log *slog.Logger) err
 // serve answers on l with h until ctx ends, then shuts the server down
 // (giving requests 5 s; event streams end with ctx).
 func serve(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	// Idle keep-alive connections are closed, so that clients that come
+	// and go (or are refused) do not pile up.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
