@@ -316,6 +316,7 @@ func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
 		hs[i] = w.h
 	}
 	defer n.wantContents(hs)() // a peer asking for one of them waits for it
+	defer n.relays.fetched(hs)
 	peers := n.fetchers()
 	var mu sync.Mutex
 	got := func(w want, name string, err error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/internal/kick"
+	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
 )
 
@@ -165,6 +166,40 @@ type relays struct {
 	// wanted counts the fetches of this device's applies that want each
 	// content.
 	wanted map[content.Hash]int
+	// broughtBy is the peer that sent this device the op naming each
+	// content, first, for contents not yet fetched: at most maxBrought.
+	broughtBy map[content.Hash]certs.DeviceID
+}
+
+// maxBrought bounds relays.broughtBy: past it, a content's first bringer
+// is not noted (its fetch asks the peers in any order).
+const maxBrought = 1 << 16
+
+// brought notes that peer id sent ops, for the contents they name that
+// no earlier op's sender was noted for.
+func (r *relays) brought(id certs.DeviceID, ops []oplog.Op) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.broughtBy == nil {
+		r.broughtBy = map[content.Hash]certs.DeviceID{}
+	}
+	for _, op := range ops {
+		if op.Hash.IsZero() || len(r.broughtBy) >= maxBrought {
+			continue
+		}
+		if _, ok := r.broughtBy[op.Hash]; !ok {
+			r.broughtBy[op.Hash] = id
+		}
+	}
+}
+
+// fetched forgets who brought the contents hs: they are here.
+func (r *relays) fetched(hs []content.Hash) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, h := range hs {
+		delete(r.broughtBy, h)
+	}
 }
 
 // add counts id under h in m until the returned func is called.
@@ -236,24 +271,31 @@ func (r *relays) asking(h content.Hash, id certs.DeviceID) bool {
 	return r.askingOf[h][id] > 0
 }
 
-// order returns peers with those waiting here for h last: they lack it.
+// order returns peers with the one that brought the op naming h first
+// (it had the op before this device: in a chain 1 – 2 – 3, 2 asks 1, not
+// 3, which heard of it from 2) and those waiting here for h last: they
+// lack it.
 func (r *relays) order(h content.Hash, peers []contentFetcher) []contentFetcher {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	waiting := r.waitedBy[h]
-	if len(waiting) == 0 {
+	bringer, brought := r.broughtBy[h]
+	if len(waiting) == 0 && !brought {
 		return peers
 	}
-	out := make([]contentFetcher, 0, len(peers))
-	var last []contentFetcher
+	var first, middle, last []contentFetcher
 	for _, p := range peers {
-		if id, ok := peerIDOf(p); ok && waiting[id] > 0 {
+		id, ok := peerIDOf(p)
+		switch {
+		case ok && brought && id == bringer:
+			first = append(first, p)
+		case ok && waiting[id] > 0:
 			last = append(last, p)
-		} else {
-			out = append(out, p)
+		default:
+			middle = append(middle, p)
 		}
 	}
-	return append(out, last...)
+	return append(append(first, middle...), last...)
 }
 
 // peerIDOf returns the device a fetcher fetches from, when it is a

@@ -404,6 +404,7 @@ func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, 
 	}
 	inserted, err := n.ops.Insert(ctx, p.ID, ops...)
 	if len(inserted) > 0 {
+		n.relays.brought(p.ID, inserted)
 		// Due before the other peers hear of the ops: one that asks for
 		// their content at once is answered when it is placed (relay.go).
 		n.kickApply()
