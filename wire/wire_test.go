@@ -155,6 +155,9 @@ func FuzzReadFrame(f *testing.F) {
 		&DigestRequest{ID: 9, Dir: "a/b", After: "c"},
 		&DigestResponse{ID: 9, More: true, Entries: []DigestEntry{{Name: "c", Kind: DigestFile}, {Name: "d", Kind: DigestDir}}},
 		&DigestResponse{ID: 1, Status: DigestBusy},
+		&Introduce{Members: []Member{{ID: dev(1), Name: "nas"}, {ID: dev(2)}}, Sig: []byte{0x30, 1, 2}},
+		&Introduce{Sig: []byte{1}},
+		&Revoke{ID: dev(3), Sig: []byte{0x30, 4, 5}},
 	} {
 		var buf bytes.Buffer
 		WriteFrame(&buf, m)
