@@ -125,8 +125,8 @@ func waitPaired(t *testing.T, n *runningNode, id certs.DeviceID, want string) {
 // TestMeshIntroductionsAndRevocations: a node takes introductions only
 // from a mesh member and only with the member's signature, and a bad one
 // leaves the session working; it honours a revocation only for a device
-// introduced to it; a device revoked or unpaired here is not paired again
-// by an introduction.
+// introduced to it; a device revoked (by another member) or unpaired here
+// is not paired again by an introduction.
 func TestMeshIntroductionsAndRevocations(t *testing.T) {
 	ctx := context.Background()
 	folder := t.TempDir()
@@ -197,7 +197,10 @@ func TestMeshIntroductionsAndRevocations(t *testing.T) {
 	mp.revoke(t, hand.ID)
 	mp.revoke(t, three)
 	waitPaired(t, n, three, "")
-	mp.introduce(t, member, wire.Member{ID: three}, wire.Member{ID: four})
+	// Another member's introduction of it is ignored (the revoker's own
+	// would withdraw its revocation).
+	jp := startMeshPeer(t, n, joined)
+	jp.introduce(t, joined, wire.Member{ID: three}, wire.Member{ID: four})
 	waitPaired(t, n, four, "introduction")
 	if got := pairedAs(t, n, three); got != "" {
 		t.Fatalf("a revoked device paired again by %s", got)

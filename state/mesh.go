@@ -64,11 +64,18 @@ type Introduced struct {
 
 // PairIntroduced pairs, as PairedByIntroduction, each device of devices
 // that is neither paired nor revoked here, on the word of the mesh member
-// by, and keeps by's signed statement (stmt, sig) that paired them. It
+// by (a device by itself revoked counts as not revoked: its later
+// introduction withdraws its revocation), and keeps by's signed statement (stmt, sig) that paired them. It
 // returns the devices it paired, on disk when it returns. It fails
 // wrapping ErrNotMeshMember if by is not a mesh member; it pairs at most
 // MaxIntroducedBy devices on by's word in all, the rest are left out.
 func (db *DB) PairIntroduced(ctx context.Context, by certs.DeviceID, devices []Introduced, stmt, sig []byte) ([]certs.DeviceID, error) {
+	if stmt == nil {
+		stmt = []byte{}
+	}
+	if sig == nil {
+		sig = []byte{}
+	}
 	var added []certs.DeviceID
 	err := db.writeSynced(ctx, func(tx *sql.Tx) error {
 		added = nil
@@ -87,8 +94,8 @@ func (db *DB) PairIntroduced(ctx context.Context, by certs.DeviceID, devices []I
 				break
 			}
 			var one int
-			err := tx.QueryRowContext(ctx, `SELECT 1 FROM peers WHERE id = ? UNION ALL SELECT 1 FROM revoked WHERE id = ?`,
-				d.ID[:], d.ID[:]).Scan(&one)
+			err := tx.QueryRowContext(ctx, `SELECT 1 FROM peers WHERE id = ? UNION ALL SELECT 1 FROM revoked WHERE id = ? AND by <> ?`,
+				d.ID[:], d.ID[:], by[:]).Scan(&one)
 			if err == nil {
 				continue
 			}
@@ -107,6 +114,9 @@ func (db *DB) PairIntroduced(ctx context.Context, by certs.DeviceID, devices []I
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO peers (id, name, paired_ns, paired_by, introduction) VALUES (?, ?, ?, ?, ?)`,
 				d.ID[:], d.Name, now, PairedByIntroduction, intro); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM revoked WHERE id = ?`, d.ID[:]); err != nil {
 				return err
 			}
 			added = append(added, d.ID)

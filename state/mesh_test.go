@@ -72,11 +72,26 @@ func TestMeshPairing(t *testing.T) {
 	if ok, _ := db.IsPaired(ctx, fresh); ok {
 		t.Fatal("a revoked device is still paired")
 	}
-	if added, err := db.PairIntroduced(ctx, member, devices, nil, nil); err != nil || len(added) != 0 {
+	other := dev(6)
+	if err := db.PairByCode(ctx, other, ""); err != nil {
+		t.Fatal(err)
+	}
+	if added, err := db.PairIntroduced(ctx, other, devices, nil, nil); err != nil || len(added) != 0 {
 		t.Fatalf("introduction after revocations paired %v, %v", added, err)
 	}
 	if revs, err := db.Revocations(ctx, 10); err != nil || !slices.Equal(revs, []certs.DeviceID{gone}) {
 		t.Fatalf("this device's revocations %v, %v; want the one it unpaired", revs, err)
+	}
+	// The revoker's own later introduction withdraws its revocation;
+	// another member's does not.
+	if added, err := db.PairIntroduced(ctx, other, []Introduced{{ID: fresh}}, nil, nil); err != nil || len(added) != 0 {
+		t.Fatalf("another member's introduction of a revoked device paired %v, %v", added, err)
+	}
+	if added, err := db.PairIntroduced(ctx, member, []Introduced{{ID: fresh}}, nil, nil); err != nil || !slices.Equal(added, []certs.DeviceID{fresh}) {
+		t.Fatalf("the revoker's introduction paired %v, %v; want the device back", added, err)
+	}
+	if r, _ := db.IsRevoked(ctx, fresh); r {
+		t.Fatal("still revoked after the revoker introduced it again")
 	}
 	// Pairing explicitly forgets the revocation.
 	if err := db.Pair(ctx, gone, ""); err != nil {
