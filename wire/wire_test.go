@@ -47,6 +47,9 @@ func TestRoundTrip(t *testing.T) {
 		&ChunkListResponse{},
 		&RangeRequest{Hash: content.Sum([]byte("x")), Offset: 1 << 33, Length: 1 << 20},
 		&RangeRequest{Offset: 0, Length: 1 << 62},
+		&Introduce{Members: []Member{{ID: dev(1), Name: "nas"}, {ID: dev(2)}}, Sig: []byte{1, 2, 3}},
+		&Introduce{Members: []Member{}, Sig: []byte{1}},
+		&Revoke{ID: dev(3), Sig: make([]byte, MaxMeshSig)},
 	} {
 		var buf bytes.Buffer
 		if err := WriteFrame(&buf, m); err != nil {
