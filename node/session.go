@@ -313,9 +313,11 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 				}
 			}
 			if gen := n.mesh.gen.Load(); gen != meshSent {
+				// A failure to make them is not the peer's: the session
+				// goes on, and the next change tries again.
 				msgs, err := n.meshMessages(ctx, p.ID)
 				if err != nil {
-					return fmt.Errorf("mesh messages for %s: %w", p.ID.Short(), err)
+					n.log.Warn("introductions for a mesh member not sent", "peer", p.ID.Short(), "err", err)
 				}
 				meshSent = gen
 				for _, m := range msgs {
