@@ -129,7 +129,8 @@ func (n *Node) Unpair(ctx context.Context, id certs.DeviceID) error {
 
 // Unpair stops trusting the device id for the node whose state lives in
 // stateDir, when its daemon does not run (a running daemon is asked with
-// Node.Unpair, which also drops the connection).
+// Node.Unpair, which also drops the connection). The revocation is sent
+// to the mesh members when the daemon next connects to them.
 func Unpair(ctx context.Context, stateDir string, id certs.DeviceID) error {
 	db, err := openStateDBWritable(ctx, stateDir)
 	if err != nil {

@@ -189,15 +189,11 @@ func (db *DB) RevokeIntroduced(ctx context.Context, by, id certs.DeviceID, stmt,
 // IsRevoked reports whether id is recorded as revoked: unpaired here, or
 // revoked by a mesh member, and not paired explicitly since.
 func (db *DB) IsRevoked(ctx context.Context, id certs.DeviceID) (bool, error) {
-	var one int
-	err := db.sql.QueryRowContext(ctx, `SELECT 1 FROM revoked WHERE id = ?`, id[:]).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return false, nil
-	case err != nil:
+	ok, err := db.holds(ctx, `SELECT 1 FROM revoked WHERE id = ?`, id)
+	if err != nil {
 		return false, fmt.Errorf("state: %s: look up revocation of %s: %w", db.path, id, err)
 	}
-	return true, nil
+	return ok, nil
 }
 
 // Revocations returns the devices this device unpaired (and has not

@@ -155,13 +155,22 @@ func requireRow(res sql.Result) error {
 
 // IsPaired reports whether id is paired.
 func (db *DB) IsPaired(ctx context.Context, id certs.DeviceID) (bool, error) {
+	ok, err := db.holds(ctx, `SELECT 1 FROM peers WHERE id = ?`, id)
+	if err != nil {
+		return false, fmt.Errorf("state: %s: look up peer %s: %w", db.path, id, err)
+	}
+	return ok, nil
+}
+
+// holds reports whether query, given id, returns a row.
+func (db *DB) holds(ctx context.Context, query string, id certs.DeviceID) (bool, error) {
 	var one int
-	err := db.sql.QueryRowContext(ctx, `SELECT 1 FROM peers WHERE id = ?`, id[:]).Scan(&one)
+	err := db.sql.QueryRowContext(ctx, query, id[:]).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("state: %s: look up peer %s: %w", db.path, id, err)
+		return false, err
 	}
 	return true, nil
 }
