@@ -219,3 +219,92 @@ func TestPairingWithoutDaemons(t *testing.T) {
 	pl.startDaemons(t)
 	arrives(t, "A's file reaches B once the daemons run", filepath.Join(pl.dirs[B], "doc.txt"), data, 20*time.Second)
 }
+
+// TestPairingMesh: B and C join A, then D joins B. Introductions pair
+// every device with every other, so a file made on D reaches A, B and C,
+// and one made on C reaches D. `unpair D` on A is carried to C, which had
+// D by introduction: C drops D (its peers no longer list it, and it lists
+// D among the refused devices), while B, which paired D by join, keeps it.
+func TestPairingMesh(t *testing.T) {
+	pl := newPairingLab(t, 4, true)
+	const A, B, C, D = 0, 1, 2, 3
+	join := func(inviter, joiner int) {
+		t.Helper()
+		inv, code := pl.invite(t, inviter)
+		if out, errOut, rc := pl.cli(t, pl.hosts[joiner], "join", "--folder", pl.dirs[joiner], code); rc != 0 {
+			t.Fatalf("join on %s: exit %d: %s%s", pl.hosts[joiner].Name, rc, out, errOut)
+		}
+		if rc, log := exited(t, inv, "invite on "+pl.hosts[inviter].Name); rc != 0 {
+			t.Fatalf("invite on %s: exit %d:\n%s", pl.hosts[inviter].Name, rc, log)
+		}
+	}
+	join(A, B)
+	join(A, C)
+	join(B, D)
+	// Every device pairs, and connects to, every other.
+	netlab.Eventually(t, 20*time.Second, "a full mesh of connections", func() (bool, string) {
+		var missing []string
+		for i := range pl.hosts {
+			connected := map[string]bool{}
+			for _, p := range pl.peers(t, i).Paired {
+				connected[p.ID] = p.Connected
+			}
+			for j := range pl.hosts {
+				if j != i && !connected[pl.ids[j]] {
+					missing = append(missing, pl.hosts[i].Name+"→"+pl.hosts[j].Name)
+				}
+			}
+		}
+		return len(missing) == 0, fmt.Sprint("not connected: ", missing)
+	})
+	byIntro := func(i, j int) node.PeerStatus {
+		for _, p := range pl.peers(t, i).Paired {
+			if p.ID == pl.ids[j] {
+				return p
+			}
+		}
+		return node.PeerStatus{}
+	}
+	// C learns D from B, or from A once A learned it: whichever comes
+	// first.
+	if p := byIntro(C, D); p.PairedBy != "introduction" || (p.IntroducedBy != pl.ids[B] && p.IntroducedBy != pl.ids[A]) {
+		t.Fatalf("C has D paired by %q, introduced by %q; want by B's or A's introduction", p.PairedBy, p.IntroducedBy)
+	}
+	fromD := []byte("made on D\n")
+	writeFile(t, filepath.Join(pl.dirs[D], "from-d.txt"), fromD)
+	for _, i := range []int{A, B, C} {
+		arrives(t, "D's file reaches "+pl.hosts[i].Name, filepath.Join(pl.dirs[i], "from-d.txt"), fromD, 20*time.Second)
+	}
+	fromC := []byte("made on C\n")
+	writeFile(t, filepath.Join(pl.dirs[C], "from-c.txt"), fromC)
+	arrives(t, "C's file reaches D", filepath.Join(pl.dirs[D], "from-c.txt"), fromC, 20*time.Second)
+
+	// Unpair D on A: carried to C, not to B (which paired D itself).
+	if out, errOut, rc := pl.cli(t, pl.hosts[A], "unpair", "--folder", pl.dirs[A], pl.ids[D][:9]); rc != 0 {
+		t.Fatalf("unpair on A: exit %d: %s%s", rc, out, errOut)
+	}
+	netlab.Eventually(t, 20*time.Second, "C drops D and refuses its handshakes", func() (bool, string) {
+		l := pl.peers(t, C)
+		for _, p := range l.Paired {
+			if p.ID == pl.ids[D] {
+				return false, "C still lists D as paired"
+			}
+		}
+		for _, u := range l.Unpaired {
+			if u.ID == pl.ids[D] {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("D not among C's refused devices: %+v", l.Unpaired)
+	})
+	if p := byIntro(B, D); p.PairedBy != "code" {
+		t.Fatalf("B has D paired by %q after A's revocation; want kept, by code", p.PairedBy)
+	}
+	for _, i := range []int{A, C} {
+		for _, id := range pl.paired(t, i) {
+			if id == pl.ids[D] {
+				t.Fatalf("%s paired D again after the revocation", pl.hosts[i].Name)
+			}
+		}
+	}
+}

@@ -38,6 +38,7 @@ func (n *Node) startNetwork(ctx context.Context) error {
 	// A device this one joined is dialled at once where it answered.
 	pr.port = tr.Addr().Port
 	pr.joined = func(id certs.DeviceID, addr netip.AddrPort) { redial.Found(id, []netip.AddrPort{addr}) }
+	pr.paired = n.mesh.changed
 	n.pairer.Store(pr)
 	for _, p := range n.cfg.Peers {
 		redial.AddStatic(p)

@@ -152,6 +152,11 @@ type Node struct {
 	// digests is this device's state digest as last computed.
 	digests digestState
 
+	// mesh is told when this device's mesh members or revocations change:
+	// each session with a mesh member then sends it introductions and
+	// revocations again (mesh.go).
+	mesh meshState
+
 	// reserved says which paths are the node's own (never synced);
 	// ignoreRules is what the user's rules ignore (see ignored), swapped
 	// under the commit lock. ignoreKick asks for the rules files to be

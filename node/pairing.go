@@ -28,7 +28,7 @@ var ErrNotRunning = errors.New("the node is not running")
 // pairStore is what pairing writes: the peers table, and the devices
 // refused for not being paired.
 type pairStore interface {
-	Pair(ctx context.Context, id certs.DeviceID, name string) error
+	PairByCode(ctx context.Context, id certs.DeviceID, name string) error
 	NoteUnpaired(ctx context.Context, id certs.DeviceID, addr string, at int64) error
 }
 
@@ -55,6 +55,9 @@ type pairer struct {
 	// joined, if not nil, is told of the device this one joined, at the
 	// address it answered on, once the pairing is on disk.
 	joined func(id certs.DeviceID, addr netip.AddrPort)
+	// paired, if not nil, is told when a device was paired by code (it
+	// joins the mesh), once the pairing is on disk.
+	paired func()
 
 	mu   sync.Mutex
 	open *pairing.Invite // the open invite, nil if none
@@ -101,7 +104,15 @@ func (p *pairer) serve(ctx context.Context, s *quicnet.PairingStream) {
 		return
 	}
 	ch := pairing.Channel{Self: s.Self, Peer: s.Peer, Exporter: ex}
-	res, err := iv.Answer(ctx, s, ch, func(r pairing.Result) error { return p.db.Pair(ctx, r.ID, r.Name) })
+	res, err := iv.Answer(ctx, s, ch, func(r pairing.Result) error {
+		if err := p.db.PairByCode(ctx, r.ID, r.Name); err != nil {
+			return err
+		}
+		if p.paired != nil {
+			p.paired()
+		}
+		return nil
+	})
 	switch {
 	case errors.Is(err, pairing.ErrNoInvite), errors.Is(err, pairing.ErrBusy), errors.Is(err, pairing.ErrClosed), errors.Is(err, pairing.ErrExpired):
 		p.log.Info("pairing attempt refused", "peer", s.Peer.Short(), "addr", s.Addr.String(), "err", err)
@@ -230,8 +241,11 @@ func (p *pairer) tryJoin(ctx context.Context, code pairing.Code, addrs []netip.A
 		})
 		switch {
 		case err == nil:
-			if err := p.db.Pair(ctx, res.ID, res.Name); err != nil {
+			if err := p.db.PairByCode(ctx, res.ID, res.Name); err != nil {
 				return pairing.Result{}, err, true
+			}
+			if p.paired != nil {
+				p.paired()
 			}
 			p.log.Info("paired", "peer", res.ID.String(), "name", res.Name, "addr", a.String())
 			if p.joined != nil {

@@ -151,7 +151,7 @@ func TestPairingHostsWithoutDaemon(t *testing.T) {
 // notesDB counts the refused devices recorded.
 type notesDB struct{ notes []certs.DeviceID }
 
-func (d *notesDB) Pair(context.Context, certs.DeviceID, string) error { return nil }
+func (d *notesDB) PairByCode(context.Context, certs.DeviceID, string) error { return nil }
 func (d *notesDB) NoteUnpaired(_ context.Context, id certs.DeviceID, _ string, _ int64) error {
 	d.notes = append(d.notes, id)
 	return nil

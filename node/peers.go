@@ -38,7 +38,11 @@ type UnpairedStatus struct {
 // peerStatus is p as status and peers show it; connected only while the
 // daemon runs.
 func peerStatus(p state.Peer, running bool) PeerStatus {
-	ps := PeerStatus{ID: p.ID.String(), Name: p.Name, Connected: p.Connected && running, Address: p.Address, Behind: p.Behind, Error: p.Error}
+	ps := PeerStatus{ID: p.ID.String(), Name: p.Name, Connected: p.Connected && running, Address: p.Address, Behind: p.Behind, Error: p.Error,
+		PairedBy: p.PairedBy.String()}
+	if !p.IntroducedBy.IsZero() {
+		ps.IntroducedBy = p.IntroducedBy.String()
+	}
 	if len(p.Addresses) > 0 {
 		ps.LastAddress = p.Addresses[0]
 	}
@@ -92,22 +96,31 @@ func (n *Node) Peers(ctx context.Context) (PeerList, error) {
 }
 
 // Pair trusts the device id, named name, on disk when it returns; a
-// running node accepts its handshakes from then on.
+// running node accepts its handshakes from then on. A device paired by
+// hand is not a mesh member: it neither sends nor receives introductions
+// and revocations.
 func (n *Node) Pair(ctx context.Context, id certs.DeviceID, name string) error {
 	if id == n.id.ID {
 		return fmt.Errorf("pair %s: %w", id, ErrPairSelf)
 	}
-	return n.db.Pair(ctx, id, name)
+	if err := n.db.Pair(ctx, id, name); err != nil {
+		return err
+	}
+	n.mesh.changed() // id may have left the mesh, or a revocation ended
+	return nil
 }
 
 // Unpair stops trusting the device id, on disk when it returns: a live
 // connection to it is closed at once and its handshakes are refused from
-// then on. It returns an error wrapping state.ErrNotPaired if id is not
+// then on. No introduction pairs it again, and the revocation is sent,
+// signed, to the mesh members, which unpair it too where an introduction
+// paired it. It returns an error wrapping state.ErrNotPaired if id is not
 // paired.
 func (n *Node) Unpair(ctx context.Context, id certs.DeviceID) error {
 	if err := n.db.Unpair(ctx, id); err != nil {
 		return err
 	}
+	n.mesh.changed()
 	if n.pairer.Load() != nil && n.tr.Disconnect(id, "unpaired") {
 		n.log.Info("unpaired; connection closed", "peer", id.String())
 	}
@@ -116,7 +129,8 @@ func (n *Node) Unpair(ctx context.Context, id certs.DeviceID) error {
 
 // Unpair stops trusting the device id for the node whose state lives in
 // stateDir, when its daemon does not run (a running daemon is asked with
-// Node.Unpair, which also drops the connection).
+// Node.Unpair, which also drops the connection). The revocation is sent
+// to the mesh members when the daemon next connects to them.
 func Unpair(ctx context.Context, stateDir string, id certs.DeviceID) error {
 	db, err := openStateDBWritable(ctx, stateDir)
 	if err != nil {

@@ -149,6 +149,15 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 			digests.take(m)
 		case *wire.DigestResponse:
 			digests.deliver(m)
+		case *wire.Introduce:
+			// A refused introduction is logged; the session goes on.
+			if _, err := n.takeIntroduction(ctx, p, m); err != nil {
+				log.Warn("introduction refused", "err", err)
+			}
+		case *wire.Revoke:
+			if _, err := n.takeRevoke(ctx, p, m); err != nil {
+				log.Warn("revocation refused", "err", err)
+			}
 		default:
 			log.Warn("unexpected message on the control stream", "type", m.Type().String())
 		}
@@ -232,11 +241,13 @@ func (k *knownVector) skip(sent map[certs.DeviceID]uint64) {
 // (peerHas), then waits for the log to grow and repeats. It is the only writer of the control stream
 // after the Hello exchange: between Ops frames, and while waiting, it also
 // sends the Progress the receive loop posted in progress, the messages
-// posted in out (walk requests and answers), and this device's state
-// digest each time it changes.
+// posted in out (walk requests and answers), this device's introductions
+// and revocations to a mesh member at the start and each time the mesh
+// changes (mesh.go), and this device's state digest each time it changes.
 func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVector, progress *progressBox, out *outbox) error {
 	sent := map[certs.DeviceID]uint64{}
-	var digestSent uint64 // the digest generation last sent; 0: none
+	var digestSent uint64             // the digest generation last sent; 0: none
+	meshSent := n.mesh.gen.Load() - 1 // the mesh generation last sent: none yet
 	introduced := map[certs.DeviceID]bool{}
 	// Origins whose next op is a legacy (unsigned) one that this device
 	// did not make, and its sequence: the peer takes those only from
@@ -259,6 +270,7 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 		}
 		changed := n.logWatch.changed()
 		digestChanged := n.digests.watch.changed()
+		meshChanged := n.mesh.watch.changed()
 		peerHas.skip(sent)
 		mine := n.ops.Vector()
 		origins := make([]certs.DeviceID, 0, len(mine))
@@ -300,6 +312,20 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 					return err
 				}
 			}
+			if gen := n.mesh.gen.Load(); gen != meshSent {
+				// A failure to make them is not the peer's: the session
+				// goes on, and the next change tries again.
+				msgs, err := n.meshMessages(ctx, p.ID)
+				if err != nil {
+					n.log.Warn("introductions for a mesh member not sent", "peer", p.ID.Short(), "err", err)
+				}
+				meshSent = gen
+				for _, m := range msgs {
+					if err := p.Send(ctx, m); err != nil {
+						return err
+					}
+				}
+			}
 			return sendDigest()
 		}
 		for _, o := range toSend {
@@ -335,6 +361,7 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 		case <-progress.ready.C(): // the next flush sends it
 		case <-out.ready.C():
 		case <-digestChanged:
+		case <-meshChanged:
 		}
 	}
 }

@@ -124,6 +124,12 @@ type PeerStatus struct {
 
 	// LastAddress is the address the device was last connected at.
 	LastAddress string `json:"last_address,omitempty"`
+	// PairedBy is how the device was paired: "hand", "code" or
+	// "introduction" (see docs/pairing.md).
+	PairedBy string `json:"paired_by,omitempty"`
+	// IntroducedBy is the mesh member whose introduction paired the
+	// device, if one did.
+	IntroducedBy string `json:"introduced_by,omitempty"`
 	// Progress, for a connected peer of a running daemon (Node.Status),
 	// is what is left to exchange with it.
 	*PeerProgress

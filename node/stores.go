@@ -69,7 +69,11 @@ type stateStore interface {
 
 	IsPaired(ctx context.Context, id certs.DeviceID) (bool, error)
 	Pair(ctx context.Context, id certs.DeviceID, name string) error
+	PairByCode(ctx context.Context, id certs.DeviceID, name string) error
 	Unpair(ctx context.Context, id certs.DeviceID) error
+	PairIntroduced(ctx context.Context, by certs.DeviceID, devices []state.Introduced, stmt, sig []byte) ([]certs.DeviceID, error)
+	RevokeIntroduced(ctx context.Context, by, id certs.DeviceID, stmt, sig []byte) (bool, error)
+	Revocations(ctx context.Context, limit int) ([]certs.DeviceID, error)
 	NoteUnpaired(ctx context.Context, id certs.DeviceID, addr string, at int64) error
 	UnpairedSeen(ctx context.Context) ([]state.UnpairedDevice, error)
 	Peer(ctx context.Context, id certs.DeviceID) (p state.Peer, ok bool, err error)

@@ -140,3 +140,43 @@ func signerKey(key crypto.Signer) (OriginKey, error) {
 	}
 	return ParseOriginKey(der)
 }
+
+// SignStatement returns key's signature over stmt, a statement other
+// than an op: a domain-separated encoding whose domain is the caller's
+// (wire.IntroduceStatement, wire.RevokeStatement). The signature is made
+// as an op's is, over the SHA-256 of the bytes; a statement that begins
+// with the op signatures' domain is refused, so no statement signature is
+// ever also one over an op.
+func SignStatement(key crypto.Signer, stmt []byte) ([]byte, error) {
+	if err := checkStatement(stmt); err != nil {
+		return nil, err
+	}
+	d := sha256.Sum256(stmt)
+	sig, err := key.Sign(rand.Reader, d[:], crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("oplog: sign statement: %w", err)
+	}
+	if len(sig) > MaxSigLen {
+		return nil, fmt.Errorf("oplog: sign statement: signature of %d bytes, over %d", len(sig), MaxSigLen)
+	}
+	return sig, nil
+}
+
+// VerifyStatement reports whether sig is k's signature over stmt, as
+// SignStatement makes it.
+func (k OriginKey) VerifyStatement(stmt, sig []byte) bool {
+	if k.pub == nil || len(sig) == 0 || checkStatement(stmt) != nil {
+		return false
+	}
+	d := sha256.Sum256(stmt)
+	return ecdsa.VerifyASN1(k.pub, d[:], sig)
+}
+
+// checkStatement refuses a statement that could stand for an op's
+// signing input.
+func checkStatement(stmt []byte) error {
+	if len(stmt) >= len(signatureDomain) && string(stmt[:len(signatureDomain)]) == signatureDomain {
+		return errors.New("oplog: a statement in the op signatures' domain")
+	}
+	return nil
+}

@@ -268,3 +268,32 @@ func TestLamportJumpsDoNotRatchetWithinACall(t *testing.T) {
 		t.Fatalf("the log's clock went to %d, past %d", got, uint64(MaxLamportJump))
 	}
 }
+
+// A statement's signature verifies with its signer's key only, over its
+// bytes only, and no statement in the ops' domain is signed.
+func TestStatementSignatures(t *testing.T) {
+	k := testKey(1)
+	key, err := signerKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := signerKey(testKey(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmt := []byte("drive-node introduce 1\x00 some devices")
+	sig, err := SignStatement(k, stmt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !key.VerifyStatement(stmt, sig) {
+		t.Fatal("a statement's signature does not verify")
+	}
+	if other.VerifyStatement(stmt, sig) || key.VerifyStatement(append(stmt, 0), sig) || key.VerifyStatement(stmt, nil) {
+		t.Fatal("a statement's signature verifies with another key or over other bytes")
+	}
+	var l Link
+	if _, err := SignStatement(k, append([]byte(signatureDomain), l[:]...)); err == nil {
+		t.Fatal("signed a statement in the op signatures' domain")
+	}
+}

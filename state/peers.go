@@ -38,9 +38,19 @@ type Peer struct {
 	Error string
 	// PairedAt is when the device was first paired, in unix ns.
 	PairedAt int64
+	// PairedBy is how the device was paired: a device paired by code or
+	// by introduction is a mesh member.
+	PairedBy PairedBy
+	// IntroducedBy is the mesh member whose introduction paired the
+	// device, zero unless PairedBy is PairedByIntroduction.
+	IntroducedBy certs.DeviceID
 }
 
-const peerColumns = `id, name, addresses, last_seen_ns, connected, address, behind, error, paired_ns`
+const peerColumns = `peers.id, peers.name, peers.addresses, peers.last_seen_ns, peers.connected, peers.address, peers.behind,
+	peers.error, peers.paired_ns, peers.paired_by, coalesce(introductions.introducer, x'')`
+
+// peersFrom is the FROM clause that peerColumns read.
+const peersFrom = ` FROM peers LEFT JOIN introductions ON introductions.id = peers.introduction`
 
 func scanPeer(s scanner) (Peer, error) {
 	var (
@@ -48,13 +58,19 @@ func scanPeer(s scanner) (Peer, error) {
 		id     []byte
 		addrs  string
 		behind int64
+		by     []byte
 	)
-	if err := s.Scan(&id, &p.Name, &addrs, &p.LastSeen, &p.Connected, &p.Address, &behind, &p.Error, &p.PairedAt); err != nil {
+	if err := s.Scan(&id, &p.Name, &addrs, &p.LastSeen, &p.Connected, &p.Address, &behind, &p.Error, &p.PairedAt, &p.PairedBy, &by); err != nil {
 		return p, err
 	}
 	var err error
 	if p.ID, err = scanID(id); err != nil {
 		return p, fmt.Errorf("peer: %w", err)
+	}
+	if len(by) > 0 {
+		if p.IntroducedBy, err = scanID(by); err != nil {
+			return p, fmt.Errorf("peer %s: introducer: %w", p.ID, err)
+		}
 	}
 	if err := json.Unmarshal([]byte(addrs), &p.Addresses); err != nil {
 		return p, fmt.Errorf("peer %s: addresses: %w", p.ID, err)
@@ -66,15 +82,34 @@ func scanPeer(s scanner) (Peer, error) {
 	return p, nil
 }
 
-// Pair records id as paired, on disk when it returns. Pairing a paired
-// device keeps its row and only replaces its name, if name is not "".
-// PairedAt is set when the device is first paired.
+// Pair records id as paired by hand (PairedByHand), on disk when it
+// returns. Pairing a paired device keeps its row, replaces its name if
+// name is not "", and records it as paired by hand: the last explicit
+// pairing says how a device was paired. PairedAt is set when the device
+// is first paired. A revocation of id (see Revoked) is forgotten.
 func (db *DB) Pair(ctx context.Context, id certs.DeviceID, name string) error {
+	return db.pair(ctx, id, name, PairedByHand)
+}
+
+// PairByCode is Pair for a device paired by a one-time code (invite or
+// join), which makes it a mesh member (PairedByCode).
+func (db *DB) PairByCode(ctx context.Context, id certs.DeviceID, name string) error {
+	return db.pair(ctx, id, name, PairedByCode)
+}
+
+func (db *DB) pair(ctx context.Context, id certs.DeviceID, name string, by PairedBy) error {
 	err := db.writeSynced(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO peers (id, name, paired_ns) VALUES (?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE name END`,
-			id[:], name, time.Now().UnixNano())
-		return err
+		_, err := tx.ExecContext(ctx, `INSERT INTO peers (id, name, paired_ns, paired_by) VALUES (?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE name END,
+				paired_by = excluded.paired_by, introduction = NULL`,
+			id[:], name, time.Now().UnixNano(), by)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM revoked WHERE id = ?`, id[:]); err != nil {
+			return err
+		}
+		return dropUnusedIntroductions(ctx, tx)
 	})
 	if err != nil {
 		return fmt.Errorf("state: %s: pair %s: %w", db.path, id, err)
@@ -83,15 +118,22 @@ func (db *DB) Pair(ctx context.Context, id certs.DeviceID, name string) error {
 }
 
 // Unpair forgets the paired device id and its progress, on disk when it
-// returns. It returns an error
-// wrapping ErrNotPaired if id is not paired.
+// returns, and records it as revoked by this device (see Revoked), so no
+// introduction pairs it again; pairing it explicitly does. It returns an
+// error wrapping ErrNotPaired if id is not paired.
 func (db *DB) Unpair(ctx context.Context, id certs.DeviceID) error {
 	err := db.writeSynced(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM peers WHERE id = ?`, id[:])
 		if err != nil {
 			return err
 		}
-		return requireRow(res)
+		if err := requireRow(res); err != nil {
+			return err
+		}
+		if err := revoke(ctx, tx, id, certs.DeviceID{}, nil, nil); err != nil {
+			return err
+		}
+		return dropUnusedIntroductions(ctx, tx)
 	})
 	if err != nil {
 		return fmt.Errorf("state: %s: unpair %s: %w", db.path, id, err)
@@ -113,13 +155,22 @@ func requireRow(res sql.Result) error {
 
 // IsPaired reports whether id is paired.
 func (db *DB) IsPaired(ctx context.Context, id certs.DeviceID) (bool, error) {
+	ok, err := db.holds(ctx, `SELECT 1 FROM peers WHERE id = ?`, id)
+	if err != nil {
+		return false, fmt.Errorf("state: %s: look up peer %s: %w", db.path, id, err)
+	}
+	return ok, nil
+}
+
+// holds reports whether query, given id, returns a row.
+func (db *DB) holds(ctx context.Context, query string, id certs.DeviceID) (bool, error) {
 	var one int
-	err := db.sql.QueryRowContext(ctx, `SELECT 1 FROM peers WHERE id = ?`, id[:]).Scan(&one)
+	err := db.sql.QueryRowContext(ctx, query, id[:]).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("state: %s: look up peer %s: %w", db.path, id, err)
+		return false, err
 	}
 	return true, nil
 }
@@ -139,7 +190,7 @@ func (db *DB) Peers(ctx context.Context) ([]Peer, error) {
 }
 
 func (db *DB) peers(ctx context.Context) ([]Peer, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT `+peerColumns+` FROM peers`)
+	rows, err := db.sql.QueryContext(ctx, `SELECT `+peerColumns+peersFrom)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +211,7 @@ func (db *DB) peers(ctx context.Context) ([]Peer, error) {
 
 // Peer returns the paired device id; ok is false if it is not paired.
 func (db *DB) Peer(ctx context.Context, id certs.DeviceID) (p Peer, ok bool, err error) {
-	p, err = scanPeer(db.sql.QueryRowContext(ctx, `SELECT `+peerColumns+` FROM peers WHERE id = ?`, id[:]))
+	p, err = scanPeer(db.sql.QueryRowContext(ctx, `SELECT `+peerColumns+peersFrom+` WHERE peers.id = ?`, id[:]))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return Peer{}, false, nil

@@ -23,8 +23,8 @@
 //     corrupt. That is acceptable because the op log, not this database, is
 //     the durable record: Reset and replaying the log rebuilds it. What the
 //     log cannot rebuild is written durably (synchronous=FULL for that
-//     transaction): Pair, Unpair and SetMetaSynced are on disk when they
-//     return.
+//     transaction): Pair, PairByCode, PairIntroduced, Unpair,
+//     RevokeIntroduced and SetMetaSynced are on disk when they return.
 //   - The schema is versioned (PRAGMA user_version) and migrated forward by
 //     Open, each migration in its own transaction with the version bump. A
 //     database written by a newer drive-node is refused, never modified.
@@ -221,6 +221,28 @@ func migrations() [][]string {
 				files   INTEGER NOT NULL,
 				applied BLOB    NOT NULL,
 				at_ns   INTEGER NOT NULL
+			) WITHOUT ROWID`,
+		},
+		// 10: the mesh: how each peer was paired, the signed
+		// introductions that paired some, and the devices revoked (see
+		// PairIntroduced, RevokeIntroduced). Peers paired before are
+		// counted as paired by hand: nothing says how they were.
+		{
+			`CREATE TABLE introductions (
+				id         INTEGER PRIMARY KEY,
+				introducer BLOB    NOT NULL CHECK (length(introducer) = 32),
+				statement  BLOB    NOT NULL,
+				sig        BLOB    NOT NULL,
+				at_ns      INTEGER NOT NULL
+			)`,
+			`ALTER TABLE peers ADD COLUMN paired_by INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE peers ADD COLUMN introduction INTEGER REFERENCES introductions (id)`,
+			`CREATE TABLE revoked (
+				id        BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 32),
+				by        BLOB    NOT NULL CHECK (length(by) IN (0, 32)),
+				statement BLOB    NOT NULL DEFAULT x'',
+				sig       BLOB    NOT NULL DEFAULT x'',
+				at_ns     INTEGER NOT NULL
 			) WITHOUT ROWID`,
 		},
 	}

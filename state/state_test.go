@@ -153,7 +153,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 		VALUES ('kept', 0, NULL, 3, 420, 0, 0, x'', 1, ?, 7, 0, 0, 0)`, o[:]); err != nil {
 		t.Fatal(err)
 	}
-	if err := old.Pair(ctx, dev(9), "nine"); err != nil {
+	nine := dev(9)
+	if _, err := old.sql.ExecContext(ctx, `INSERT INTO peers (id, name, paired_ns) VALUES (?, 'nine', 1)`, nine[:]); err != nil {
 		t.Fatal(err)
 	}
 	if err := old.Close(); err != nil {
@@ -167,6 +168,11 @@ func TestMigrateFromVersion1(t *testing.T) {
 	got, ok, err := db.File(ctx, "kept")
 	if err != nil || !ok || got.Size != 3 || got.Seq != 7 || len(got.Heads) != 0 {
 		t.Fatalf("row lost in migration: %+v %v %v", got, ok, err)
+	}
+	// Version 10 records how peers were paired; those before count as
+	// paired by hand, out of the mesh.
+	if p, ok, err := db.Peer(ctx, nine); err != nil || !ok || p.Name != "nine" || p.PairedBy != PairedByHand {
+		t.Fatalf("peer after migration: %+v %v %v", p, ok, err)
 	}
 	// Version 3 stores heads.
 	got.Heads = []OpID{{dev(1), 7}, {dev(2), 3}}

@@ -11,7 +11,8 @@
 // the reader hold little.
 //
 // The control stream carries Hello (first, both ways), then Origins, Ops,
-// Progress, StateDigest, DigestRequest and DigestResponse in any order (an
+// Progress, StateDigest, DigestRequest, DigestResponse, Introduce and
+// Revoke in any order (an
 // origin's key before its ops). Each content
 // stream carries one request and its answer: a ContentRequest, or a
 // RangeRequest, and a ContentResponse followed by the raw bytes; a
@@ -38,8 +39,10 @@ import (
 // large content's chunk list (ChunkListRequest) and then for only the
 // byte ranges it lacks (RangeRequest). Version 5 adds state digests: a
 // peer announces the root of its recorded state (StateDigest) and answers
-// requests to walk the tree (DigestRequest, DigestResponse).
-const ProtocolVersion = 5
+// requests to walk the tree (DigestRequest, DigestResponse). Version 6
+// adds the mesh: a device vouches for its other mesh members (Introduce)
+// and withdraws its trust in one (Revoke).
+const ProtocolVersion = 6
 
 // MaxFrame is the largest frame accepted: ample for a batch of ops, small
 // enough that a hostile peer cannot exhaust memory.
@@ -65,6 +68,10 @@ const (
 	TypeChunkListResponse Type = 9
 	// TypeRangeRequest asks for a byte range of a content.
 	TypeRangeRequest Type = 10
+	// TypeIntroduce vouches for the sender's other mesh members.
+	TypeIntroduce Type = 11
+	// TypeRevoke withdraws the sender's trust in a device.
+	TypeRevoke Type = 12
 	// TypeStateDigest announces the root of the sender's state digest.
 	TypeStateDigest Type = 13
 	// TypeDigestRequest asks for a directory's entries in that digest.
@@ -96,6 +103,10 @@ func (t Type) String() string {
 		return "chunk-list-response"
 	case TypeRangeRequest:
 		return "range-request"
+	case TypeIntroduce:
+		return "introduce"
+	case TypeRevoke:
+		return "revoke"
 	case TypeStateDigest:
 		return "state-digest"
 	case TypeDigestRequest:
@@ -223,6 +234,10 @@ func Decode(t Type, body []byte) (Message, error) {
 		m = &ChunkListResponse{}
 	case TypeRangeRequest:
 		m = &RangeRequest{}
+	case TypeIntroduce:
+		m = &Introduce{}
+	case TypeRevoke:
+		m = &Revoke{}
 	case TypeStateDigest:
 		m = &StateDigest{}
 	case TypeDigestRequest:

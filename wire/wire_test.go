@@ -47,6 +47,9 @@ func TestRoundTrip(t *testing.T) {
 		&ChunkListResponse{},
 		&RangeRequest{Hash: content.Sum([]byte("x")), Offset: 1 << 33, Length: 1 << 20},
 		&RangeRequest{Offset: 0, Length: 1 << 62},
+		&Introduce{Members: []Member{{ID: dev(1), Name: "nas"}, {ID: dev(2)}}, Sig: []byte{1, 2, 3}},
+		&Introduce{Members: []Member{}, Sig: []byte{1}},
+		&Revoke{ID: dev(3), Sig: make([]byte, MaxMeshSig)},
 	} {
 		var buf bytes.Buffer
 		if err := WriteFrame(&buf, m); err != nil {
@@ -155,6 +158,9 @@ func FuzzReadFrame(f *testing.F) {
 		&DigestRequest{ID: 9, Dir: "a/b", After: "c"},
 		&DigestResponse{ID: 9, More: true, Entries: []DigestEntry{{Name: "c", Kind: DigestFile}, {Name: "d", Kind: DigestDir}}},
 		&DigestResponse{ID: 1, Status: DigestBusy},
+		&Introduce{Members: []Member{{ID: dev(1), Name: "nas"}, {ID: dev(2)}}, Sig: []byte{0x30, 1, 2}},
+		&Introduce{Sig: []byte{1}},
+		&Revoke{ID: dev(3), Sig: []byte{0x30, 4, 5}},
 	} {
 		var buf bytes.Buffer
 		WriteFrame(&buf, m)

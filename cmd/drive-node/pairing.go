@@ -256,6 +256,12 @@ func printPeers(w io.Writer, l node.PeerList) {
 		default:
 			where = "never connected"
 		}
+		switch {
+		case p.IntroducedBy != "":
+			where += ", mesh member introduced by " + shortID(p.IntroducedBy)
+		case p.PairedBy == "code":
+			where += ", mesh member"
+		}
 		fmt.Fprintf(w, "  %s  %s  %s\n", p.ID, name, where)
 	}
 	if len(l.Unpaired) == 0 {
@@ -306,4 +312,12 @@ func resolveDeviceID(ctx context.Context, stateDir, s string, paired bool) (cert
 		return certs.ParseDeviceID(match[0])
 	}
 	return id, fmt.Errorf("%q starts %d device IDs (%s): give more of it", s, len(match), strings.Join(match, ", "))
+}
+
+// shortID is the first group of a device ID as peers prints it.
+func shortID(id string) string {
+	if i := strings.IndexByte(id, '-'); i > 0 {
+		return id[:i]
+	}
+	return id
 }
