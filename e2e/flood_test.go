@@ -131,8 +131,10 @@ func TestHandshakeFloodKeepsSync(t *testing.T) {
 	again := []byte("written while " + peer.name + " restarted during the flood\n")
 	writeFile(t, filepath.Join(x.dir, "again.txt"), again)
 	arrives(t, peer.name+" restarts, connects to "+x.name+" and gets an edit", filepath.Join(peer.dir, "again.txt"), again, 2*editDeadline)
-	if !regexp.MustCompile(`msg="peer connected".* dialed=true`).MatchString((*peer.proc).Log()) {
-		t.Fatalf("%s did not connect to %s by dialing it:\n%s", peer.name, x.name, (*peer.proc).Log())
+	// Both sides redial: the restarted one's dial usually wins, but the
+	// other's may come first, and then the connection is the other's.
+	if !regexp.MustCompile(`msg="peer connected".* dialed=(true|false)`).MatchString((*peer.proc).Log()) {
+		t.Fatalf("%s did not connect to %s:\n%s", peer.name, x.name, (*peer.proc).Log())
 	}
 	if f.Exited() {
 		t.Fatalf("the flood was over before the edits were: lengthen it\n%s", f.Log())
