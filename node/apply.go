@@ -584,7 +584,11 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		// On a receive-only device a path the effects did not write may
 		// hold a local change: its look is not the record's content's.
 		if !r.Deleted && (n.cfg.Role != ReceiveOnly || wrote(plan.Effects, r.Path)) {
-			n.fillFromDisk(r, wrote(plan.Effects, r.Path))
+			var left *look
+			if lk, ok := staged.looks[r.Path]; ok {
+				left = &lk
+			}
+			n.fillFromDisk(r, wrote(plan.Effects, r.Path), left)
 		}
 	}
 	for _, c := range plan.Conflicts {
@@ -612,10 +616,30 @@ func wrote(effects []core.Effect, p string) bool {
 // fillFromDisk records what the file system says about r's path (inode,
 // mtime as stored), so the watcher does not mistake the node's own write
 // for a local change. placed says that the op behind r put the file
-// there: a file that lost the op's mode gets it back first.
-func (n *Node) fillFromDisk(r *state.File, placed bool) {
+// there: a file that lost the op's mode gets it back first. left, if not
+// nil, is what the batch saw at the path or left there itself: a path
+// that no longer looks so was changed by a user since, and the record
+// keeps what the batch left, so that the watcher finds the change. Read
+// from the disk now, that change would be taken for the op's content and
+// never recorded.
+func (n *Node) fillFromDisk(r *state.File, placed bool, left *look) {
 	st, err := n.folderRoot().Lstat(r.Path)
 	if err != nil {
+		return
+	}
+	if left != nil && lookOf(st) != *left {
+		if !left.exists || left.dir != r.Dir {
+			return // the op's own values stand; the disk shows the change
+		}
+		r.Inode = left.inode
+		if !r.Dir {
+			r.MTime, r.Size = left.mtime, left.size
+			if !n.volume().NoModes {
+				r.Mode = uint32(fileMode(r.Mode))
+			}
+		} else if !n.volume().NoModes {
+			r.Mode = uint32(dirMode(r.Mode))
+		}
 		return
 	}
 	r.MTime = st.ModTime().UnixNano()

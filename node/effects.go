@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path"
@@ -184,13 +185,18 @@ func (s *stagedSet) resumed(b *state.Batch, op oplog.Op) {
 
 // looked notes what is at paths now, after the batch changed them.
 func (s *stagedSet) looked(n *Node, paths ...string) {
+	for _, p := range paths {
+		s.left(p, n.lookAt(p))
+	}
+}
+
+// left notes lk as what the batch left at p.
+func (s *stagedSet) left(p string, lk look) {
 	if s.looks == nil {
 		s.looks = map[string]look{}
 	}
-	for _, p := range paths {
-		s.looks[p] = n.lookAt(p)
-		s.names.forget(p)
-	}
+	s.looks[p] = lk
+	s.names.forget(p)
 }
 
 // look is what Lstat shows at a path, as far as it tells a user's change:
@@ -206,6 +212,11 @@ func (n *Node) lookAt(p string) look {
 	if err != nil {
 		return look{}
 	}
+	return lookOf(st)
+}
+
+// lookOf is the look of what Lstat found.
+func lookOf(st fs.FileInfo) look {
 	if st.IsDir() {
 		return look{exists: true, dir: true}
 	}
@@ -306,22 +317,29 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 		}
 		return err
 	}
-	defer staged.looked(n, p)
 	if err := n.removeEmptyDir(p); err != nil {
+		staged.looked(n, p)
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	k, err := n.keepBefore(ctx, p, staged, false)
 	if err != nil {
+		staged.looked(n, p)
 		return err
 	}
+	// What the rename puts at p, taken from the temp file: a look at p
+	// after the rename could already see a user's edit, which would then
+	// pass for the op's content.
+	placed := n.lookAt(name)
 	if err := n.folderRoot().Rename(name, p); err != nil {
 		k.undo(n, p, staged)
 		n.folderRoot().Remove(name)
+		staged.looked(n, p)
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	delete(staged.temp, op.Hash)
 	staged.placed[op.Hash] = p
 	staged.touch(p)
+	staged.left(p, placed)
 	return nil
 }
 
