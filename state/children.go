@@ -1,0 +1,133 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/drive-node/drive-node/content"
+)
+
+// Child is what a look at the folder compares with a live record: the
+// columns of a record the watcher's test reads.
+type Child struct {
+	Name  string // the last element of the record's path
+	Dir   bool
+	Hash  content.Hash
+	Size  int64
+	Mode  uint32
+	MTime int64
+	Inode uint64
+	// Implied marks a directory that has no record of its own but holds
+	// records: only Name and Dir are set.
+	Implied bool
+}
+
+// childrenPage is how many rows one query of Children reads.
+const childrenPage = 512
+
+// Children calls fn for every live record directly in the directory dir
+// ("" for the folder), in byte order of name, from one snapshot. It
+// reads the direct children and one row of each subdirectory's
+// contents, never the whole subtree: a walk of the folder that asks for
+// every directory's children reads each record about once, where the
+// range FilesUnder reads would be read again for every directory above
+// it. It stops at the first error fn returns and returns it unchanged.
+func (db *DB) Children(ctx context.Context, dir string, fn func(Child) error) error {
+	prefix := ""
+	if dir = strings.TrimRight(dir, "/"); dir != "" {
+		prefix = dir + "/"
+	}
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		// from is where the next query starts (inclusive); the range ends
+		// before prefix's successor, dir+"0" ('0' follows '/').
+		from, inclusive, dirs := prefix, false, map[string]bool{}
+		for {
+			n, next, err := childrenFrom(ctx, tx, dir, prefix, from, inclusive, dirs, fn)
+			if err != nil || n == 0 {
+				return err
+			}
+			from, inclusive = next, true
+		}
+	})
+	return db.listErr(err, fmt.Sprintf("list the records in %q", dir))
+}
+
+// childrenFrom reads up to childrenPage rows of the range from from and
+// passes the direct children among them to fn. It returns how many rows
+// it read and where the next query starts: after the last row, or, at a
+// row inside a subdirectory, past that subdirectory's subtree. dirs holds
+// the directories passed so far, carried from page to page: one holding
+// records is Implied unless it was passed (its record comes before its
+// contents, but siblings such as "a.txt" may come between).
+func childrenFrom(ctx context.Context, tx *sql.Tx, dir, prefix, from string, inclusive bool, dirs map[string]bool, fn func(Child) error) (int, string, error) {
+	cmp := ">"
+	if inclusive {
+		cmp = ">="
+	}
+	q := `SELECT path, dir, hash, size, mode, mtime_ns, inode FROM files WHERE path ` + cmp + ` ? AND deleted = 0`
+	args := []any{from}
+	if dir != "" {
+		q += ` AND path < ?`
+		args = append(args, dir+"0")
+	}
+	q += ` ORDER BY path LIMIT ?`
+	args = append(args, childrenPage)
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return 0, "", err
+	}
+	defer rows.Close()
+	n := 0
+	var next string
+	for rows.Next() {
+		n++
+		var (
+			p          string
+			c          Child
+			hash       []byte
+			mode       int64
+			mtime, ino int64
+		)
+		if err := rows.Scan(&p, &c.Dir, &hash, &c.Size, &mode, &mtime, &ino); err != nil {
+			return 0, "", err
+		}
+		name := strings.TrimPrefix(p, prefix)
+		if i := strings.IndexByte(name, '/'); i >= 0 {
+			// Inside the subdirectory name[:i]: skip its subtree, whose
+			// paths all lie below prefix+name[:i]+"0".
+			sub := name[:i]
+			if err := rows.Close(); err != nil {
+				return 0, "", err
+			}
+			if !dirs[sub] {
+				if err := fn(Child{Name: sub, Dir: true, Implied: true}); err != nil {
+					return 0, "", errCallback{err}
+				}
+			}
+			return n, prefix + sub + "0", nil
+		}
+		if c.Hash, err = scanHash(hash); err != nil {
+			return 0, "", fmt.Errorf("record %q: %w", p, err)
+		}
+		c.Name, c.Mode, c.MTime, c.Inode = name, uint32(mode), mtime, uint64(ino)
+		if c.Dir {
+			dirs[name] = true
+		}
+		if err := fn(c); err != nil {
+			return 0, "", errCallback{err}
+		}
+		next = p
+	}
+	if err := rows.Err(); err != nil {
+		return 0, "", err
+	}
+	if n < childrenPage {
+		return 0, "", nil // the range is done
+	}
+	// The page ended on a direct child: go on after it. A path that
+	// starts with it and continues (a sibling "a.txt" after "a") sorts
+	// after it, so ">" of it is right; only the first query uses ">".
+	return n, next + "\x00", nil
+}
