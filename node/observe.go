@@ -361,6 +361,35 @@ func (x dbIndex) Lookup(path string) (watcher.Known, bool) {
 	return watcher.Known{Dir: f.Dir, Size: f.Size, MTime: f.MTime, Inode: f.Inode, Hash: f.Hash, Mode: f.Mode}, true
 }
 
+// Children returns the live records directly in dir with, while an apply
+// is in progress, the files it has placed there and the paths it is
+// about to record (with no record yet: whatever is there is looked at).
+func (x dbIndex) Children(dir string) (map[string]watcher.Known, error) {
+	if x.nfc {
+		dir = norm.NFC.String(dir)
+	}
+	out := map[string]watcher.Known{}
+	err := x.db.Children(context.Background(), dir, func(c state.Child) error {
+		out[c.Name] = watcher.Known{Dir: c.Dir, Size: c.Size, MTime: c.MTime, Inode: c.Inode, Hash: c.Hash, Mode: c.Mode, Implied: c.Implied}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range x.placing.under(dir) {
+		if parentDir(p) != dir {
+			continue
+		}
+		name := path.Base(p)
+		if k, ok := x.placing.get(p); ok {
+			out[name] = k
+		} else if _, ok := out[name]; !ok {
+			out[name] = watcher.Known{}
+		}
+	}
+	return out, nil
+}
+
 // Under lists the live records under dir and, while an apply is in
 // progress, the paths it is about to record there (see placingSet).
 func (x dbIndex) Under(dir string) []string {

@@ -38,6 +38,7 @@ type stateStore interface {
 	File(ctx context.Context, path string) (f state.File, ok bool, err error)
 	FilesByHash(ctx context.Context, h content.Hash) ([]state.File, error)
 	FilesUnder(ctx context.Context, dir string, fn func(state.File) error) error
+	Children(ctx context.Context, dir string, fn func(state.Child) error) error
 	PurgeTombstones(ctx context.Context, olderThan int64) (int, error)
 	Stats(ctx context.Context) (state.Stats, error)
 	LiveEntries(ctx context.Context, dir string, fn func(state.LiveEntry) error) error

@@ -3,6 +3,7 @@ package watcher
 import (
 	"context"
 	"errors"
+	"golang.org/x/text/unicode/norm"
 	"io/fs"
 	"os"
 	"path"
@@ -100,7 +101,7 @@ func notExist(err error) bool {
 // StableFor later (or was replaced while it was opened). prev is the
 // previous look that found it unstable, if any. Only a cancelled ctx is an
 // error.
-func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, st fs.FileInfo, prev *look) (o *Observation, again *look, err error) {
+func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, st fs.FileInfo, prev *look, rec record) (o *Observation, again *look, err error) {
 	name := path.Base(rel)
 	if via != "" {
 		name = via
@@ -116,7 +117,7 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, s
 	cur := sigAt(st)
 	obs := w.fileObservation(rel, st)
 	obs.Inode = cur.inode
-	if k, ok := w.o.Index.Lookup(rel); ok && cur.matches(k, w.o.MTimePrecision) {
+	if k, ok := rec.k, rec.ok; ok && cur.matches(k, w.o.MTimePrecision) {
 		if k.Mode == 0 || k.Mode == obs.Mode || w.o.IgnoreModes {
 			return nil, nil, nil
 		}
@@ -165,14 +166,26 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, s
 type walkResult struct {
 	present  []Observation       // existing paths that differ from the Index
 	unstable map[string]look     // files to look at again
-	seen     map[string]bool     // paths found on disk (or whose state is unknown)
+	seen     map[string]bool     // paths looked at by name, and directories walked
+	dirs     map[string]bool     // directories walked: what is inside was looked at
 	opaque   map[string]bool     // directories whose contents could not be listed
-	gone     []Observation       // vanished paths (lookPaths only)
+	gone     []Observation       // vanished paths
 	goneSet  map[string]struct{} // paths in gone
+	// flush, when set (a full scan), sends what was found so far once
+	// it is scanFlush observations or more; the walk calls it between
+	// directories.
+	flush func() error
 }
 
+// scanFlush is how many observations a full scan holds before it sends
+// them, so that a scan's memory does not follow the folder's size. A
+// rename is reported as one only when both of its sides fall in the same
+// sending; beyond that it is a removal and a new file, which converge
+// alike.
+const scanFlush = 8192
+
 func newWalkResult() *walkResult {
-	return &walkResult{unstable: map[string]look{}, seen: map[string]bool{}, opaque: map[string]bool{}, goneSet: map[string]struct{}{}}
+	return &walkResult{unstable: map[string]look{}, seen: map[string]bool{}, dirs: map[string]bool{}, opaque: map[string]bool{}, goneSet: map[string]struct{}{}}
 }
 
 // hidden reports whether p lies inside a directory that could not be
@@ -197,25 +210,108 @@ func (r *walkResult) markGone(p string) {
 	}
 }
 
-// missing adds to r.gone every live recorded path strictly under dir that
-// the walk did not find, except where nothing is known.
-func (w *Watcher) missing(dir string, r *walkResult) {
-	for _, p := range w.o.Index.Under(dir) {
-		if !r.seen[p] && !r.hidden(p) && !w.ignoredRecord(p) {
-			r.markGone(p)
+// walked reports whether p lies inside a directory the walk went through:
+// what is there was looked at already.
+func (r *walkResult) walked(p string) bool {
+	for p != "" {
+		p = parentOf(p)
+		if r.dirs[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// record is what the Index holds at a path: k, if ok.
+type record struct {
+	k  Known
+	ok bool
+}
+
+// lookup returns the Index's record at p.
+func (w *Watcher) lookup(p string) record {
+	k, ok := w.o.Index.Lookup(p)
+	return record{k, ok}
+}
+
+// goneWith marks p gone, with every live record under it, except what
+// the ignore rules cover.
+func (w *Watcher) goneWith(p string, r *walkResult) {
+	if !w.ignoredRecord(p) {
+		r.markGone(p)
+	}
+	w.goneUnder(p, r)
+}
+
+// goneUnder marks every live record under p gone, except what the
+// ignore rules cover.
+func (w *Watcher) goneUnder(p string, r *walkResult) {
+	for _, c := range w.o.Index.Under(p) {
+		if !w.ignoredRecord(c) {
+			r.markGone(c)
+		}
+	}
+}
+
+// recordsIn is what the Index holds directly in a directory a walk lists:
+// each name found is taken from it, and what is left at the end is gone.
+type recordsIn struct {
+	w     *Watcher
+	dir   string
+	kids  map[string]Known
+	known bool // kids could be read: what is left in it is gone
+}
+
+func (w *Watcher) recordsIn(dir string) *recordsIn {
+	kids, err := w.o.Index.Children(dir)
+	if err != nil {
+		w.log.Warn("cannot read what is recorded in a directory; nothing in it is reported gone this time", "path", dir, "err", err)
+		return &recordsIn{w: w, dir: dir}
+	}
+	return &recordsIn{w: w, dir: dir, kids: kids, known: true}
+}
+
+// take returns the record of the listed name (at path p) and forgets it.
+func (x *recordsIn) take(name, p string) record {
+	if k, ok := x.kids[name]; ok {
+		delete(x.kids, name)
+		return record{k, !k.Implied}
+	}
+	if x.known && norm.NFC.IsNormalString(name) {
+		return record{} // not recorded
+	}
+	// Perhaps held under another form of the name, which the Index
+	// takes for this one (it records names in NFC), or the directory's
+	// records could not be read.
+	rec := x.w.lookup(p)
+	if rec.ok && x.known {
+		delete(x.kids, norm.NFC.String(name))
+	}
+	return rec
+}
+
+// rest marks what was not taken gone, with what is recorded under it.
+func (x *recordsIn) rest(r *walkResult) {
+	for name, k := range x.kids {
+		p := name
+		if x.dir != "" {
+			p = x.dir + "/" + name
+		}
+		if k.Implied {
+			x.w.goneUnder(p, r)
+		} else {
+			x.w.goneWith(p, r)
 		}
 	}
 }
 
 // walkTree records the directory rel (which st describes; nil for the
-// root), open as dir (see openDir), and walks everything below it, adding
-// watches to ws if not nil.
-func (w *Watcher) walkTree(ctx context.Context, rel string, dir *os.Root, st fs.FileInfo, r *walkResult, ws *watchSet) error {
-	if rel != "" {
-		r.seen[rel] = true
-		if k, ok := w.o.Index.Lookup(rel); !ok || !k.Dir {
-			r.present = append(r.present, w.dirObservation(rel, st))
-		}
+// root), open as dir (see openDir), whose record is rec, and walks
+// everything below it, adding watches to ws if not nil.
+func (w *Watcher) walkTree(ctx context.Context, rel string, dir *os.Root, st fs.FileInfo, rec record, r *walkResult, ws *watchSet) error {
+	r.seen[rel], r.dirs[rel] = true, true
+	if rel != "" && (!rec.ok || !rec.k.Dir) {
+		r.present = append(r.present, w.dirObservation(rel, st))
 	}
 	// Watch before listing, so nothing created in between is missed.
 	ws.add(rel, dir)
@@ -241,6 +337,7 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 		}
 		return nil
 	}
+	recs := w.recordsIn(rel)
 	for _, e := range entries {
 		child := e.Name()
 		if rel != "" {
@@ -257,6 +354,12 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 			w.skip(child, t)
 			continue
 		}
+		rec := recs.take(e.Name(), child)
+		if rec.k.Dir && !t.IsDir() {
+			// A directory replaced by a file: what was recorded in it
+			// is gone.
+			w.goneUnder(child, r)
+		}
 		// A directory is opened through this one, never by its path, so
 		// that what is walked below is what is in the folder.
 		var sub *os.Root
@@ -268,26 +371,28 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 			st, err = e.Info()
 		}
 		if err != nil {
-			if !notExist(err) { // unknown state: do not report it gone
-				r.seen[child] = true
+			if notExist(err) { // gone since the listing
+				if rec.ok {
+					w.goneWith(child, r)
+				}
+			} else { // unknown state: do not report it gone
 				r.opaque[child] = true
 				w.log.Warn("cannot look at a path", "path", child, "err", err)
 			}
 			continue
 		}
 		if sub != nil {
-			err := w.walkTree(ctx, child, sub, st, r, ws)
+			err := w.walkTree(ctx, child, sub, st, rec, r, ws)
 			sub.Close()
 			if err != nil {
 				return err
 			}
 			continue
 		}
-		r.seen[child] = true
 		if w.o.Looked != nil {
 			w.o.Looked()
 		}
-		o, again, err := w.lookFile(ctx, dir, child, "", st, nil)
+		o, again, err := w.lookFile(ctx, dir, child, "", st, nil, rec)
 		switch {
 		case err != nil:
 			return err
@@ -296,6 +401,12 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 		case o != nil:
 			r.present = append(r.present, *o)
 		}
+	}
+	if recs.known {
+		recs.rest(r)
+	}
+	if r.flush != nil && len(r.present)+len(r.gone) >= scanFlush {
+		return r.flush()
 	}
 	return nil
 }
@@ -339,7 +450,7 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 	named := len(paths) // paths[:named] are the caller's, sorted
 	for i := 0; i < len(paths); i++ {
 		p := paths[i]
-		if r.seen[p] || r.hidden(p) {
+		if r.seen[p] || r.walked(p) || r.hidden(p) {
 			continue
 		}
 		if _, done := r.goneSet[p]; done {
@@ -393,10 +504,9 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 		case err != nil:
 			w.log.Warn("cannot look at a changed path", "path", p, "err", err)
 		case dir != nil:
-			if err := w.walkTree(ctx, p, dir, st, r, ws); err != nil {
+			if err := w.walkTree(ctx, p, dir, st, w.lookup(p), r, ws); err != nil {
 				return nil, err
 			}
-			w.missing(p, r)
 		case st.IsDir(): // a known, watched directory: only itself changed
 			r.seen[p] = true
 			if k, ok := w.o.Index.Lookup(p); !ok || !k.Dir {
@@ -408,7 +518,7 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 			if lk, ok := prevs[p]; ok {
 				prev = &lk
 			}
-			o, again, err := w.lookFile(ctx, parent, p, via, st, prev)
+			o, again, err := w.lookFile(ctx, parent, p, via, st, prev, w.lookup(p))
 			switch {
 			case err != nil:
 				return nil, err
@@ -449,9 +559,11 @@ func (w *Watcher) aliasesOf(dirs *dirChain, p string, named []string, spelt map[
 // every path that differs from the Index: new and changed files (hashed),
 // new directories, and recorded paths that are gone. Files still being
 // written are waited for, for a while; any still unstable after that are
-// not reported (the next event or scan does). It returns an error, having
-// sent nothing, if the folder is gone, replaced or unreadable. Scan may run
-// concurrently with Run; Run does its own scans (see Rescan).
+// not reported (the next event or scan does). What it found is sent as the
+// walk goes, every scanFlush observations, so a scan of a large folder
+// holds little. It returns an error if the folder is gone, replaced or
+// unreadable (having sent nothing, if it was so from the start). Scan may
+// run concurrently with Run; Run does its own scans (see Rescan).
 func (w *Watcher) Scan(ctx context.Context, out chan<- []Observation) error {
 	left, err := w.scan(ctx, out, nil, w.scanWait())
 	if err != nil {
@@ -474,12 +586,17 @@ func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchS
 		return nil, err
 	}
 	r := newWalkResult()
-	err = w.walkTree(ctx, "", root, nil, r, ws)
+	r.flush = func() error {
+		err := w.send(ctx, out, r.present, r.gone)
+		r.present, r.gone = nil, nil
+		clear(r.goneSet)
+		return err
+	}
+	err = w.walkTree(ctx, "", root, nil, record{}, r, ws)
 	root.Close()
 	if err != nil {
 		return nil, err
 	}
-	w.missing("", r)
 	present, gone := r.present, r.gone
 
 	unstable := r.unstable

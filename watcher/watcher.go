@@ -94,6 +94,10 @@ type Known struct {
 	// (never with Options.IgnoreModes).
 	Mode uint32
 	Hash content.Hash
+	// Implied marks, among Children, a directory with no record of its
+	// own that holds records: not recorded itself, but what is under it
+	// is gone if it is.
+	Implied bool
 }
 
 // Index is the node's record, read by the watcher. It must be safe for
@@ -104,6 +108,15 @@ type Index interface {
 	// Under returns the live recorded paths strictly under dir ("" for
 	// all), used to report what vanished with a directory.
 	Under(dir string) []string
+	// Children returns the live records directly in dir ("" for the
+	// folder) by name, and the directories there that hold records
+	// without one of their own (Known.Implied). A walk compares each directory's listing with
+	// them: what the listing lacks is gone, and no path is looked up
+	// alone, so a walk's memory follows the largest directory, not the
+	// folder. A name the Index takes for another's (in another Unicode
+	// form) is found with Lookup. On an error the directory's files are
+	// looked up one by one and nothing in it is reported gone.
+	Children(dir string) (map[string]Known, error)
 }
 
 // Options configures a Watcher.

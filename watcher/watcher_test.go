@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,27 @@ func (x *memIndex) Under(dir string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func (x *memIndex) Children(dir string) (map[string]Known, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := map[string]Known{}
+	for p, k := range x.m {
+		rest, ok := p, dir == ""
+		if dir != "" {
+			rest, ok = strings.CutPrefix(p, dir+"/")
+		}
+		if !ok {
+			continue
+		}
+		if sub, _, deeper := strings.Cut(rest, "/"); !deeper {
+			out[rest] = k
+		} else if _, held := out[sub]; !held {
+			out[sub] = Known{Dir: true, Implied: true} // replaced if sub has a record
+		}
+	}
+	return out, nil
 }
 
 func (x *memIndex) set(p string, k Known) {
@@ -560,6 +582,40 @@ func TestStartupScanReportsWhatChangedWhileDown(t *testing.T) {
 	}
 }
 
+// TestScanComparesEachDirectory: a scan compares each directory's listing
+// with what is recorded in it. Records under a directory that has none of
+// its own are gone when it is, and stay when it is there; a file where a
+// directory was recorded takes what was in it along.
+func TestScanComparesEachDirectory(t *testing.T) {
+	root := t.TempDir()
+	idx := newIndex()
+	writeOld(t, filepath.Join(root, "kept/a"), "a")
+	idx.set("kept/a", knownFile(t, filepath.Join(root, "kept/a")))
+	idx.set("kept/b", Known{Size: 1, Hash: content.Sum([]byte("b"))})
+	idx.set("unrecorded/x", Known{Size: 1, Hash: content.Sum([]byte("x"))})
+	idx.set("unrecorded/y/z", Known{Size: 1, Hash: content.Sum([]byte("z"))})
+	writeOld(t, filepath.Join(root, "was-a-dir"), "now a file")
+	idx.set("was-a-dir", Known{Dir: true})
+	idx.set("was-a-dir/inside", Known{Size: 1, Hash: content.Sum([]byte("i"))})
+	got := flatten(scanOnce(t, Options{Root: root, Index: idx}))
+	for _, p := range []string{"kept/b", "unrecorded/x", "unrecorded/y/z", "was-a-dir/inside"} {
+		if o, ok := got[p]; !ok || o.Exists {
+			t.Errorf("%s: %+v, want it reported gone", p, o)
+		}
+	}
+	if o, ok := got["was-a-dir"]; !ok || !o.Exists || o.Dir {
+		t.Errorf("was-a-dir: %+v, want it reported as a file", o)
+	}
+	if o, ok := got["kept"]; !ok || !o.Dir {
+		t.Errorf("kept, a directory with no record: %+v, want it reported", o)
+	}
+	for _, p := range []string{"kept/a", "unrecorded"} {
+		if o, ok := got[p]; ok {
+			t.Errorf("%s reported: %+v", p, o)
+		}
+	}
+}
+
 func TestCreateModifyRenameDelete(t *testing.T) {
 	root := t.TempDir()
 	h := start(t, root, newIndex(), nil, nil)
@@ -735,6 +791,41 @@ func TestScanAloneReportsUnknownFiles(t *testing.T) {
 	got := flatten(batches)
 	if !got["d"].Dir || !hashOf("scan me")(got["d/f.txt"]) || len(got) != 2 {
 		t.Fatalf("scan: %+v", got)
+	}
+}
+
+// TestScanSendsAsItGoes: a scan of more than scanFlush new files sends its
+// first slices before it has looked at every file, so that what it holds
+// does not grow with the folder.
+func TestScanSendsAsItGoes(t *testing.T) {
+	root := t.TempDir()
+	const dirs, per = 4, scanFlush/2 + 1
+	for d := range dirs {
+		for i := range per {
+			writeOld(t, filepath.Join(root, fmt.Sprintf("d%d/f%05d", d, i)), "x")
+		}
+	}
+	var looked atomic.Int64
+	w, err := New(Options{Root: root, Index: newIndex(), Logger: quietLogger(), Looked: func() { looked.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan []Observation) // unbuffered: the walk waits while a slice is read
+	done := make(chan error, 1)
+	go func() { done <- w.Scan(context.Background(), out); close(out) }()
+	first := <-out
+	if n := looked.Load(); n >= dirs*per {
+		t.Errorf("the first slice (%d observations) came after all %d files were looked at", len(first), n)
+	}
+	total := len(first)
+	for b := range out {
+		total += len(b)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if want := dirs*per + dirs; total != want {
+		t.Errorf("%d observations, want %d", total, want)
 	}
 }
 
