@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -165,11 +167,51 @@ func (n *Node) computeDigest(ctx context.Context) (*ownDigest, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, err := n.digestEntries(ctx, "")
+	var files uint64
+	root, err := n.dirDigest(ctx, "", &files)
 	if err != nil {
 		return nil, err
 	}
-	return &ownDigest{Root: digest.Root(entries), Files: uint64(len(entries)), Applied: applied, At: n.clock.Now()}, nil
+	return &ownDigest{Root: root, Files: files, Applied: applied, At: n.clock.Now()}, nil
+}
+
+// dirDigest returns the hash of the directory dir ("" for the folder)
+// and adds the live records under it to files. It reads one directory's
+// records at a time, depth first, so that a computation holds the
+// directories on one path, not the folder: the tree is the one
+// digest.Root sums from every entry.
+func (n *Node) dirDigest(ctx context.Context, dir string, files *uint64) (digest.Hash, error) {
+	var kids []state.Child
+	if err := n.db.Children(ctx, dir, func(c state.Child) error {
+		kids = append(kids, c)
+		return nil
+	}); err != nil {
+		return digest.Hash{}, err
+	}
+	// A directory known only from what it holds comes where its first
+	// record sorts ("a" after "a.txt"); a directory's hash takes its
+	// children in byte order of name.
+	slices.SortFunc(kids, func(a, b state.Child) int { return strings.Compare(a.Name, b.Name) })
+	children := make([]digest.Child, 0, len(kids))
+	for _, c := range kids {
+		if !c.Implied {
+			*files++
+		}
+		if !c.Dir {
+			children = append(children, digest.Child{Name: c.Name, Kind: digest.File, Hash: digest.FileHash(c.Hash, c.Mode)})
+			continue
+		}
+		sub := c.Name
+		if dir != "" {
+			sub = dir + "/" + c.Name
+		}
+		h, err := n.dirDigest(ctx, sub, files)
+		if err != nil {
+			return digest.Hash{}, err
+		}
+		children = append(children, digest.Child{Name: c.Name, Kind: digest.Dir, Hash: h})
+	}
+	return digest.DirHash(children), nil
 }
 
 // digestEntries reads the live records under dir ("" for all) in the

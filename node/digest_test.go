@@ -11,6 +11,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/node/internal/digest"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 )
@@ -267,4 +268,52 @@ func TestPausedPeerAnswersWalks(t *testing.T) {
 		}
 		return fmt.Sprintf("%+v", got)
 	})
+}
+
+// TestDigestByDirectoryIsTheTreesRoot: the daemon sums its records one
+// directory at a time; the root must be the one digest.Root gives from
+// every entry at once, with directories known only from what they hold,
+// names that sort around a directory's ("a b", "a.txt", "a0"), empty
+// directories and tombstones.
+func TestDigestByDirectoryIsTheTreesRoot(t *testing.T) {
+	ctx := context.Background()
+	db, err := state.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	origin := certs.DeviceID{1}
+	var batch state.Batch
+	add := func(p string, dir, deleted bool) {
+		f := state.File{Path: p, Dir: dir, Deleted: deleted, Mode: 0o640, Origin: origin, Seq: uint64(len(batch.Files) + 1)}
+		if !dir {
+			f.Hash = content.Sum([]byte(p))
+		}
+		batch.Files = append(batch.Files, f)
+	}
+	add("a", true, false)
+	for _, p := range []string{"a b", "a.txt", "a/x", "a/y/z", "a0", "implied/deeper/f", "implied/g", "z"} {
+		add(p, false, false)
+	}
+	add("empty", true, false)
+	add("a/gone", false, true)
+	for i := range 600 { // more than one page of children
+		add(fmt.Sprintf("many/f%03d", i), false, false)
+	}
+	if err := db.Apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(Config{})
+	n.db = db
+	entries, err := n.digestEntries(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := n.computeDigest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := digest.Root(entries); d.Root != want || d.Files != uint64(len(entries)) {
+		t.Fatalf("digest by directory %s over %d records, want %s over %d", d.Root.Short(), d.Files, want.Short(), len(entries))
+	}
 }
