@@ -36,6 +36,10 @@ type tool struct {
 	settled func(b *testing.B, h *netlab.Host, dir string, files int)
 	// restore, when set, measures the restore figure (drive-node only).
 	restore func(b *testing.B, stage, dirA, dirB string, a, h *netlab.Host) restoreFigures
+	// logDir is where the daemon of dir keeps its history of changes
+	// (drive-node's op log, Syncthing's index database), measured by
+	// the scale figures.
+	logDir func(dir string) string
 }
 
 // figures are one tool's results.
@@ -54,6 +58,7 @@ type figures struct {
 	manyPeakRSS int64
 	restore     restoreFigures
 	delta       deltaFigures
+	scale       []scaleFigures // one per -lan.scale size
 }
 
 const (
@@ -70,7 +75,7 @@ const (
 // the table is only complete when every tool and figure runs.
 var (
 	lanTools    = flag.String("lan.tools", "drive-node,Syncthing", "comma-separated tools to run")
-	lanOnly     = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup,many,restore,delta); all when empty")
+	lanOnly     = flag.String("lan.only", "", "comma-separated figures to measure (edit,big,small,catchup,many,restore,delta; scale only when named); all when empty")
 	lanVersions = flag.String("lan.versions", "", "drive-node's --versions (on when empty; off to compare)")
 	lanMany     = flag.Int("lan.many", 100_000, "files of 1 KiB (100 to a directory) the many-files figure moves in")
 	lanProfile  = flag.String("lan.profile", "", "directory for drive-node's CPU and heap profiles and debug logs (A-….cpu, A-….mem, A-….log, B-…)")
@@ -124,6 +129,11 @@ func BenchmarkLAN(b *testing.B) {
 		b.Logf("%s: %+v", tl.name, results[tl.name])
 	}
 	printTable(b, iperf, quic, results["drive-node"], results["Syncthing"])
+	if inList(*lanOnly, "scale") {
+		t := formatScale(results["drive-node"].scale, results["Syncthing"].scale)
+		b.Log(t)
+		fmt.Printf("\n%s", t)
+	}
 }
 
 func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
@@ -190,6 +200,11 @@ func run(b *testing.B, lab *netlab.Lab, tl tool) figures {
 	}
 	if measures("many") {
 		f.manyPerSec, f.manyTook, f.manyPeakRSS = manyFiles(b, tl.name, *lanMany, stage, dirA, dirB, a, h)
+	}
+	if inList(*lanOnly, "scale") {
+		for _, n := range scaleSizes(b) {
+			f.scale = append(f.scale, scaleRun(b, tl, start, n, stage, dirA, dirB, a, h, &pb))
+		}
 	}
 	return f
 }
@@ -534,6 +549,12 @@ func driveNode(bin string) tool {
 			if *lanVersions != "" {
 				args = append(args, "--versions", *lanVersions)
 			}
+			if inList(*lanOnly, "scale") {
+				// The scale figures rewrite the whole library on
+				// purpose; the brake would hold that, as it should
+				// when a user's program does it.
+				args = append(args, "--brake", "off")
+			}
 			if *lanProfile != "" {
 				// Written when the process stops on SIGTERM (see run).
 				prof := filepath.Join(*lanProfile, fmt.Sprintf("%s-%d", filepath.Base(dir), time.Now().UnixMilli()))
@@ -563,6 +584,12 @@ func driveNode(bin string) tool {
 		},
 		restore: func(b *testing.B, stage, dirA, dirB string, a, h *netlab.Host) restoreFigures {
 			return restoreFromPeer(b, bin, loc, stage, dirA, dirB, a, h)
+		},
+		logDir: func(dir string) string {
+			if s, ok := state[dir]; ok {
+				return filepath.Join(s, "oplog")
+			}
+			return filepath.Join(dir, ".drive-node", "oplog")
 		},
 	}
 }
@@ -629,6 +656,7 @@ func syncthing() tool {
 		settled: func(b *testing.B, h *netlab.Host, dir string, files int) {
 			time.Sleep(3 * time.Second) // watcher delay 1 s, then its scan
 		},
+		logDir: func(dir string) string { return filepath.Join(homes[dir], "index-v0.14.0.db") },
 	}
 }
 
