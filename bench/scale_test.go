@@ -35,6 +35,7 @@ type scaleFigures struct {
 	files        int
 	took         time.Duration // from the move into A until B holds every file
 	rssA, rssB   int64         // VmRSS of each host's processes once synced
+	peakA, peakB int64         // their VmHWM then: the most either held during the sync
 	editLatency  time.Duration // median, with the library tracked
 	restartReady time.Duration // from B's restart until a change made on A right after is on B
 	rescanCPU    float64       // CPU-seconds B's processes use from that restart until idle
@@ -126,11 +127,11 @@ func hostCPU(b *testing.B, h *netlab.Host) float64 {
 	return s
 }
 
-// hostRSS is the VmRSS of every process of h, summed.
-func hostRSS(b *testing.B, h *netlab.Host) int64 {
+// hostMem is field (VmRSS, VmHWM) of every process of h, summed.
+func hostMem(b *testing.B, h *netlab.Host, field string) int64 {
 	var s int64
 	for _, pid := range h.Pids() {
-		s += mem(b, pid, "VmRSS")
+		s += mem(b, pid, field)
 	}
 	return s
 }
@@ -184,7 +185,8 @@ func scaleRun(b *testing.B, tl tool, start func(*testing.B, *netlab.Host, string
 	f.took = time.Since(began)
 	b.Logf("%s: synced in %.1f s (%.0f files/s)", name, f.took.Seconds(), f.perSec())
 	time.Sleep(2 * time.Second)
-	f.rssA, f.rssB = hostRSS(b, a), hostRSS(b, h)
+	f.rssA, f.rssB = hostMem(b, a, "VmRSS"), hostMem(b, h, "VmRSS")
+	f.peakA, f.peakB = hostMem(b, a, "VmHWM"), hostMem(b, h, "VmHWM")
 	f.editLatency = editLatency(b, name, stage, dirA, dirB, sub+"-edit")
 	if tl.logDir != nil {
 		f.logAfter = append(f.logAfter, dirBytes(tl.logDir(dirA)))
@@ -258,6 +260,7 @@ func formatScale(d, s []scaleFigures) string {
 			{"sync, files/s", cell("%.0f", x.perSec()), cell("%.0f", y.perSec()), "≥ 3,000"},
 			{"sync, seconds", secs(x.took), secs(y.took), ""},
 			{"RSS after, A / B", mib(x.rssA) + " / " + mib(x.rssB), mib(y.rssA) + " / " + mib(y.rssB), "≤ 80 MiB each"},
+			{"peak RSS, A / B", mib(x.peakA) + " / " + mib(x.peakB), mib(y.peakA) + " / " + mib(y.peakB), "≤ 80 MiB each"},
 			{"edit latency, tracked", secs(x.editLatency), secs(y.editLatency), ""},
 			{"restart to a peer's change", secs(x.restartReady), secs(y.restartReady), "≤ 2 s"},
 			{"CPU-s from restart until idle", cell("%.2f", x.rescanCPU), cell("%.2f", y.rescanCPU), "< 1 per 100,000 files"},
