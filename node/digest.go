@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +47,9 @@ const (
 	outboxMax = 16
 	// metaDigest holds this device's last digest (JSON, see StateDigest).
 	metaDigest = "state_digest"
+	// metaDigestChanges holds the count of record writes (state.Stats
+	// Changes) the last digest was computed at.
+	metaDigestChanges = "state_digest_changes"
 )
 
 // ownDigest is this device's digest as last computed.
@@ -53,6 +58,8 @@ type ownDigest struct {
 	Files   uint64
 	Applied map[certs.DeviceID]uint64
 	At      time.Time
+	// Changes is the count of record writes it was computed at.
+	Changes uint64
 }
 
 // digestState keeps the last digest computed and wakes the sessions'
@@ -121,6 +128,15 @@ func (n *Node) digestLoop(ctx context.Context) {
 		seenAt    = n.clock.Now()
 		notBefore time.Time
 	)
+	// The records a restart finds unchanged have the digest the last run
+	// computed: at a million records, summing them again would cost
+	// seconds of every start-up.
+	gen := n.db.FilesGeneration()
+	if d := n.storedDigest(ctx); d != nil {
+		n.digests.set(d)
+		done, doneGen = true, gen
+		n.log.Debug("state digest as stored", "state", d.Root.Short(), "files", d.Files)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -154,8 +170,8 @@ func (n *Node) digestLoop(ctx context.Context) {
 		done, doneGen = true, gen
 		if n.digests.set(d) {
 			n.log.Debug("state digest", "state", d.Root.Short(), "files", d.Files, "took", took.Round(time.Millisecond))
-			n.writeDigestMeta(ctx, d)
 		}
+		n.writeDigestMeta(ctx, d)
 	}
 }
 
@@ -163,6 +179,10 @@ func (n *Node) digestLoop(ctx context.Context) {
 // the records: a digest is then never credited with ops its records do
 // not reflect (the loop drops one whose records changed meanwhile).
 func (n *Node) computeDigest(ctx context.Context) (*ownDigest, error) {
+	stats, err := n.db.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
 	applied, err := n.db.Applied(ctx)
 	if err != nil {
 		return nil, err
@@ -172,7 +192,38 @@ func (n *Node) computeDigest(ctx context.Context) (*ownDigest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ownDigest{Root: root, Files: files, Applied: applied, At: n.clock.Now()}, nil
+	return &ownDigest{Root: root, Files: files, Applied: applied, At: n.clock.Now(), Changes: stats.Changes}, nil
+}
+
+// storedDigest returns the digest the last run recorded if the records
+// have not been written since (their count of writes is the one it was
+// computed at), else nil.
+func (n *Node) storedDigest(ctx context.Context) *ownDigest {
+	raw, ok, err := n.db.Meta(ctx, metaDigest)
+	if err != nil || !ok {
+		return nil
+	}
+	at, ok, err := n.db.Meta(ctx, metaDigestChanges)
+	if err != nil || !ok {
+		return nil
+	}
+	var sd StateDigest
+	if json.Unmarshal([]byte(raw), &sd) != nil {
+		return nil
+	}
+	root, err := hex.DecodeString(sd.Root)
+	if err != nil || len(root) != len(digest.Hash{}) {
+		return nil
+	}
+	stats, err := n.db.Stats(ctx)
+	if err != nil || strconv.FormatUint(stats.Changes, 10) != at {
+		return nil
+	}
+	applied, err := n.db.Applied(ctx)
+	if err != nil {
+		return nil
+	}
+	return &ownDigest{Root: digest.Hash(root), Files: sd.Files, Applied: applied, At: sd.At, Changes: stats.Changes}
 }
 
 // dirDigest returns the hash of the directory dir ("" for the folder)
@@ -238,7 +289,7 @@ func (n *Node) digestEntries(ctx context.Context, dir string) ([]digest.Entry, e
 func (n *Node) writeDigestMeta(ctx context.Context, d *ownDigest) {
 	b, err := json.Marshal(StateDigest{Root: d.Root.String(), Files: d.Files, At: d.At.UTC()})
 	if err == nil {
-		err = n.db.SetMeta(ctx, metaDigest, string(b))
+		err = n.db.SetMetas(ctx, map[string]string{metaDigest: string(b), metaDigestChanges: strconv.FormatUint(d.Changes, 10)})
 	}
 	if err != nil {
 		n.log.Debug("recording the state digest failed", "err", err)

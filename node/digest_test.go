@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,4 +317,52 @@ func TestDigestByDirectoryIsTheTreesRoot(t *testing.T) {
 	if want := digest.Root(entries); d.Root != want || d.Files != uint64(len(entries)) {
 		t.Fatalf("digest by directory %s over %d records, want %s over %d", d.Root.Short(), d.Files, want.Short(), len(entries))
 	}
+}
+
+// TestRestartTakesTheStoredDigest: a restart that finds the records as
+// the last run left them takes the digest it stored rather than summing
+// them again; once the start-up scan records a file edited while the
+// daemon was down, the digest is computed anew.
+func TestRestartTakesTheStoredDigest(t *testing.T) {
+	folder := t.TempDir()
+	write(t, filepath.Join(folder, "x.txt"), "first")
+	first := startNodeWith(t, folder, freeUDPPort(t), fastDigests)
+	waitFor(t, "a digest of x.txt", func() string {
+		if d, ok := first.CurrentDigest(); !ok || d.Files != 1 {
+			return fmt.Sprintf("%+v", d)
+		}
+		return ""
+	})
+	stored, _ := first.CurrentDigest()
+	first.stop(t)
+
+	again := startNodeWith(t, folder, freeUDPPort(t), fastDigests)
+	if d, ok := again.CurrentDigest(); !ok || d.Root != stored.Root {
+		// Ready means the start-up scan is done; the stored digest is
+		// taken before the loop's first tick.
+		waitFor(t, "the stored digest", func() string {
+			if d, ok := again.CurrentDigest(); !ok || d.Root != stored.Root {
+				return fmt.Sprintf("%+v, want %s", d, stored.Root)
+			}
+			return ""
+		})
+	}
+	if !strings.Contains(again.logs.String(), "state digest as stored") {
+		t.Fatal("the restart summed the records again")
+	}
+	again.stop(t)
+
+	write(t, filepath.Join(folder, "x.txt"), "edited while the daemon was down")
+	third := startNodeWith(t, folder, freeUDPPort(t), fastDigests)
+	waitFor(t, "a new digest", func() string {
+		d, ok := third.CurrentDigest()
+		if !ok || d.Root == stored.Root {
+			return "still the stored one"
+		}
+		want, err := third.computeDigest(context.Background())
+		if err != nil || d.Root != want.Root.String() {
+			return fmt.Sprintf("%s, computed %v (%v)", d.Root, want, err)
+		}
+		return ""
+	})
 }

@@ -354,7 +354,7 @@ func TestStats(t *testing.T) {
 		t.Errorf("LastChange %d not within the Apply call [%d, %d]", st.LastChange, before, after)
 	}
 	st.LastChange = 0
-	if want := (Stats{Files: 2, Dirs: 2, Tombstones: 1, Bytes: 42, Ops: 12}); st != want {
+	if want := (Stats{Files: 2, Dirs: 2, Tombstones: 1, Bytes: 42, Ops: 12, Changes: 5}); st != want {
 		t.Fatalf("Stats = %+v, want %+v", st, want)
 	}
 }

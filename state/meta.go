@@ -71,6 +71,9 @@ type Stats struct {
 	// LastChange is when a record was last stored by Apply, in unix ns; 0
 	// if there are no records.
 	LastChange int64
+	// Changes counts the writes of records since schema 11, by any
+	// process: equal counts mean the records are as they were.
+	Changes uint64
 }
 
 // Stats returns a summary of the records, read from one snapshot.
@@ -79,8 +82,8 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	err := db.read(ctx, func(tx *sql.Tx) error {
 		// Kept by triggers (schema 11): a count of the files table would
 		// read every record.
-		err := tx.QueryRowContext(ctx, `SELECT files, dirs, tombstones, bytes, last_change FROM file_totals`).
-			Scan(&s.Files, &s.Dirs, &s.Tombstones, &s.Bytes, &s.LastChange)
+		err := tx.QueryRowContext(ctx, `SELECT files, dirs, tombstones, bytes, last_change, changes FROM file_totals`).
+			Scan(&s.Files, &s.Dirs, &s.Tombstones, &s.Bytes, &s.LastChange, &s.Changes)
 		if err != nil {
 			return err
 		}

@@ -247,7 +247,8 @@ func migrations() [][]string {
 		},
 		// 11: the totals Stats reports, kept by triggers as files
 		// change, so that status costs the same at a million files as
-		// at ten (a full count took half a second there).
+		// at ten (a full count took half a second there), and a count
+		// of record writes (Stats.Changes).
 		{
 			`CREATE TABLE file_totals (
 				id          INTEGER PRIMARY KEY CHECK (id = 0),
@@ -255,14 +256,16 @@ func migrations() [][]string {
 				dirs        INTEGER NOT NULL,
 				tombstones  INTEGER NOT NULL,
 				bytes       INTEGER NOT NULL,
-				last_change INTEGER NOT NULL
+				last_change INTEGER NOT NULL,
+				changes     INTEGER NOT NULL
 			)`,
 			`INSERT INTO file_totals SELECT 0,
 				COALESCE(SUM(deleted = 0 AND dir = 0), 0),
 				COALESCE(SUM(deleted = 0 AND dir <> 0), 0),
 				COALESCE(SUM(deleted <> 0), 0),
 				COALESCE(SUM(CASE WHEN deleted = 0 AND dir = 0 THEN size ELSE 0 END), 0),
-				COALESCE(MAX(updated_ns), 0)
+				COALESCE(MAX(updated_ns), 0),
+				0
 			FROM files`,
 			// INSERT OR REPLACE fires the delete trigger for the row it
 			// replaces only with recursive_triggers on (see dsn).
@@ -272,14 +275,16 @@ func migrations() [][]string {
 					dirs = dirs + (NEW.deleted = 0 AND NEW.dir <> 0),
 					tombstones = tombstones + (NEW.deleted <> 0),
 					bytes = bytes + CASE WHEN NEW.deleted = 0 AND NEW.dir = 0 THEN NEW.size ELSE 0 END,
-					last_change = MAX(last_change, NEW.updated_ns);
+					last_change = MAX(last_change, NEW.updated_ns),
+					changes = changes + 1;
 			END`,
 			`CREATE TRIGGER file_totals_delete AFTER DELETE ON files BEGIN
 				UPDATE file_totals SET
 					files = files - (OLD.deleted = 0 AND OLD.dir = 0),
 					dirs = dirs - (OLD.deleted = 0 AND OLD.dir <> 0),
 					tombstones = tombstones - (OLD.deleted <> 0),
-					bytes = bytes - CASE WHEN OLD.deleted = 0 AND OLD.dir = 0 THEN OLD.size ELSE 0 END;
+					bytes = bytes - CASE WHEN OLD.deleted = 0 AND OLD.dir = 0 THEN OLD.size ELSE 0 END,
+					changes = changes + 1;
 			END`,
 			`CREATE TRIGGER file_totals_update AFTER UPDATE ON files BEGIN
 				UPDATE file_totals SET
@@ -288,7 +293,8 @@ func migrations() [][]string {
 					tombstones = tombstones - (OLD.deleted <> 0) + (NEW.deleted <> 0),
 					bytes = bytes - CASE WHEN OLD.deleted = 0 AND OLD.dir = 0 THEN OLD.size ELSE 0 END
 						+ CASE WHEN NEW.deleted = 0 AND NEW.dir = 0 THEN NEW.size ELSE 0 END,
-					last_change = MAX(last_change, NEW.updated_ns);
+					last_change = MAX(last_change, NEW.updated_ns),
+					changes = changes + 1;
 			END`,
 		},
 	}
