@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,20 @@ import (
 
 	"github.com/drive-node/drive-node/internal/netlab"
 )
+
+// idleFiles is how many files the idle daemons track: an idle cost that
+// grows with the folder (a periodic walk, a digest over every file) only
+// shows with many.
+var idleFiles = flag.Int("idle.files", 2000, "files of 1 KiB (100 to a directory) both tools track while idle")
+
+// idleWindow is how long the idle daemons are measured, the span the
+// issue compares the two tools over.
+const idleWindow = 120 * time.Second
+
+// idleSettle is how long both tools are left alone after they agree,
+// before the window opens: the tail of the sync (an index or digest
+// exchange, a last database write) is not idleness.
+const idleSettle = 10 * time.Second
 
 // cpuSeconds returns the user+system CPU time pid has used.
 func cpuSeconds(b *testing.B, pid int) float64 {
@@ -28,6 +43,39 @@ func cpuSeconds(b *testing.B, pid int) float64 {
 		b.Fatalf("/proc/%d/stat: utime %q, stime %q", pid, f[11], f[12])
 	}
 	return (ut + st) / 100 // clock ticks; USER_HZ is 100 on Linux
+}
+
+// hostsCPU returns the CPU time of every process in the hosts'
+// namespaces, by pid: Syncthing runs a monitor and a child, and both
+// count.
+func hostsCPU(b *testing.B, hosts ...*netlab.Host) map[int]float64 {
+	out := map[int]float64{}
+	for _, h := range hosts {
+		for _, pid := range h.Pids() {
+			out[pid] = cpuSeconds(b, pid)
+		}
+	}
+	return out
+}
+
+// cpuUsed is the CPU time used between two readings of hostsCPU. A
+// process gone by the second reading took its time with it, so the
+// figure would be too low: that fails the benchmark.
+func cpuUsed(b *testing.B, tool string, before, after map[int]float64) float64 {
+	used := 0.0
+	for pid, s := range before {
+		a, ok := after[pid]
+		if !ok {
+			b.Fatalf("%s: process %d ended during the idle window", tool, pid)
+		}
+		used += a - s
+	}
+	for pid, a := range after {
+		if _, ok := before[pid]; !ok {
+			used += a // started during the window: all of its time is in it
+		}
+	}
+	return used
 }
 
 // peersConnected reports whether the daemon of dir on h is running and
@@ -54,40 +102,120 @@ func peersConnected(b *testing.B, h *netlab.Host, bin, dir string) (bool, string
 		fmt.Sprintf("running %v, %d of %d peers connected", st.Running, connected, len(st.Peers))
 }
 
-// idleWindow is how long the idle daemons are measured.
-const idleWindow = 60 * time.Second
+// syncthingConnected reports whether the Syncthing on h is connected to
+// its one peer, as its REST API (syncthingConfig's GUI address and key)
+// says.
+func syncthingConnected(b *testing.B, h *netlab.Host) (bool, string) {
+	out, err := h.Command(b.Context(), "curl", "-sf", "-H", "X-API-Key: drive-node-bench",
+		"http://127.0.0.1:8384/rest/system/connections").Output()
+	if err != nil {
+		return false, fmt.Sprintf("rest/system/connections: %v", err)
+	}
+	var st struct {
+		Connections map[string]struct{ Connected bool }
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return false, fmt.Sprintf("rest/system/connections: %v", err)
+	}
+	connected := 0
+	for _, c := range st.Connections {
+		if c.Connected {
+			connected++
+		}
+	}
+	// The device's own entry is listed too, never connected.
+	return connected == 1, fmt.Sprintf("%d connected of %d listed", connected, len(st.Connections))
+}
 
-// BenchmarkIdleCPU measures the CPU two connected, idle daemons use over
-// 60 s: with nothing changing it must be near zero (no busy polling). The
-// figure is reported as cpu-s/60s. The benchmark fails unless both
-// daemons were connected to each other when the window began and still
-// are when it ends, and some CPU time was counted: a daemon that had
-// stopped, or a /proc that counts nothing, measures no idleness.
+// writeIdleLibrary moves n files of 1 KiB, 100 to a directory, into dir
+// at once (written in stage first).
+func writeIdleLibrary(b *testing.B, stage, dir string, n int) {
+	root := filepath.Join(stage, "idle")
+	buf := make([]byte, 1024)
+	for i := range n {
+		p := filepath.Join(root, fmt.Sprintf("d%04d", i/100), fmt.Sprintf("f%07d.txt", i))
+		if i%100 == 0 {
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+		copy(buf, fmt.Sprintf("idle file %07d\n", i))
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.Rename(root, filepath.Join(dir, "idle")); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkIdleCPU measures the CPU two connected daemons that have
+// nothing to do use over idleWindow, tracking -idle.files files, and
+// Syncthing's two in the same window on a lab of their own: idle must
+// cost no more than Syncthing. Both figures are reported, as
+// drive-node-cpu-s/120s and syncthing-cpu-s/120s, counting every process
+// of each tool. The benchmark fails unless every daemon was connected to
+// its peer when the window began and still is when it ends, and some CPU
+// time was counted: a daemon that had stopped, or a /proc that counts
+// nothing, measures no idleness.
 // Run: go test -run '^$' -bench IdleCPU -benchtime 1x ./bench/ (as root).
 func BenchmarkIdleCPU(b *testing.B) {
+	n := *idleFiles
 	d := startDaemons(b, 2)
 	lab, bin, dirA, dirB, pa, pb := d.lab, d.bin, d.dirA, d.dirB, d.pa, d.pb
-	os.WriteFile(filepath.Join(dirA, "hello.txt"), []byte("connected?\n"), 0o644)
-	waitFiles(b, dirB, "hello.txt", 1, time.Minute)
+	dnHosts := []*netlab.Host{lab.Host(0), lab.Host(1)}
+
+	st := syncthing()
+	stLab := netlab.New(b, 2)
+	stHosts := []*netlab.Host{stLab.Host(0), stLab.Host(1)}
+	root := b.TempDir()
+	stA, stB, stStage := filepath.Join(root, "A"), filepath.Join(root, "B"), filepath.Join(root, "stage")
+	for _, dir := range []string{stA, stB, stStage} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st.setup(b, stLab, stA, stB)
+	sa, sb := st.start(b, stHosts[0], stA), st.start(b, stHosts[1], stB)
+	defer func() { stHosts[0].KillAll(); stHosts[1].KillAll() }()
+
+	writeIdleLibrary(b, d.stage, dirA, n)
+	writeIdleLibrary(b, stStage, stA, n)
+	limit := 2*time.Minute + time.Duration(n/100)*time.Second
+	waitFiles(b, filepath.Join(dirB, "idle"), "", n, limit)
+	waitFiles(b, filepath.Join(stB, "idle"), "", n, limit)
 	dirs := []string{dirA, dirB}
-	for i, d := range dirs {
-		netlab.Eventually(b, 30*time.Second, d+" connected", func() (bool, string) {
-			return peersConnected(b, lab.Host(i), bin, d)
+	for i, dir := range dirs {
+		netlab.Eventually(b, 30*time.Second, dir+" connected", func() (bool, string) {
+			return peersConnected(b, dnHosts[i], bin, dir)
+		})
+		netlab.Eventually(b, 30*time.Second, fmt.Sprintf("Syncthing %d connected", i), func() (bool, string) {
+			return syncthingConnected(b, stHosts[i])
 		})
 	}
-	before := cpuSeconds(b, pa.Pid()) + cpuSeconds(b, pb.Pid())
+	time.Sleep(idleSettle) // a span of the measurement's setup, not a wait for an event
+
+	dnBefore, stBefore := hostsCPU(b, dnHosts...), hostsCPU(b, stHosts...)
 	time.Sleep(idleWindow) // the measurement itself, not a wait for an event
+	dnAfter, stAfter := hostsCPU(b, dnHosts...), hostsCPU(b, stHosts...)
 	if pa.Exited() || pb.Exited() {
 		b.Fatalf("a daemon stopped while idle:\nA: %s\nB: %s", pa.Log(), pb.Log())
 	}
-	used := cpuSeconds(b, pa.Pid()) + cpuSeconds(b, pb.Pid()) - before
-	for i, d := range dirs {
-		if ok, why := peersConnected(b, lab.Host(i), bin, d); !ok {
-			b.Fatalf("%s after the window: %s", d, why)
+	if sa.Exited() || sb.Exited() {
+		b.Fatalf("a Syncthing stopped while idle:\nA: %s\nB: %s", sa.Log(), sb.Log())
+	}
+	dnUsed := cpuUsed(b, "drive-node", dnBefore, dnAfter)
+	stUsed := cpuUsed(b, "Syncthing", stBefore, stAfter)
+	for i, dir := range dirs {
+		if ok, why := peersConnected(b, dnHosts[i], bin, dir); !ok {
+			b.Fatalf("%s after the window: %s", dir, why)
+		}
+		if ok, why := syncthingConnected(b, stHosts[i]); !ok {
+			b.Fatalf("Syncthing %d after the window: %s", i, why)
 		}
 	}
-	if used <= 0 {
-		b.Fatalf("no CPU time counted for two running daemons over %v (%.2f s before)", idleWindow, before)
+	if dnUsed <= 0 || stUsed <= 0 {
+		b.Fatalf("no CPU time counted over %v: drive-node %.2f s, Syncthing %.2f s", idleWindow, dnUsed, stUsed)
 	}
 	if *lanProfile != "" {
 		for _, p := range []*netlab.Process{pa, pb} {
@@ -95,6 +223,8 @@ func BenchmarkIdleCPU(b *testing.B) {
 			p.Wait(10 * time.Second)
 		}
 	}
-	b.ReportMetric(used, "cpu-s/60s")
-	fmt.Printf("idle CPU of both daemons over 60 s: %.2f s\n", used)
+	b.ReportMetric(dnUsed, "drive-node-cpu-s/120s")
+	b.ReportMetric(stUsed, "syncthing-cpu-s/120s")
+	fmt.Printf("idle CPU over %v, %d files: drive-node %.2f s, Syncthing %.2f s (%.1f×)\n",
+		idleWindow, n, dnUsed, stUsed, dnUsed/stUsed)
 }

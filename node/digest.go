@@ -115,64 +115,102 @@ func (d StateDigest) Short() string {
 
 // digestLoop computes the digest when the records have changed and then
 // stayed unchanged for the quiet period, no sooner than digestSpacing
-// times the last computation's duration after it. An idle node reads one
-// counter per tick.
+// times the last computation's duration after it. While records may be
+// changing it reads one counter every quarter of the quiet period. Once
+// the digest matches the records it sleeps until the op log grows or an
+// apply pass records something (what changes records), looking again
+// only every digestIdleLook as a backstop: an idle node is not woken
+// twice a second to read an unchanged counter.
 func (n *Node) digestLoop(ctx context.Context) {
 	quiet := n.digests.quiet
-	tick := n.clock.NewTicker(max(quiet/4, time.Millisecond))
-	defer tick.Stop()
-	var (
-		done      bool   // a digest was computed at doneGen
-		doneGen   uint64 // the records' generation it was computed at
-		seenGen   uint64
-		seenAt    = n.clock.Now()
-		notBefore time.Time
-	)
+	poll := max(quiet/4, time.Millisecond)
+	timer := n.clock.NewTimer(poll)
+	defer timer.Stop()
+	w := digestWatch{quiet: quiet, seenAt: n.clock.Now()}
 	// The records a restart finds unchanged have the digest the last run
 	// computed: at a million records, summing them again would cost
 	// seconds of every start-up.
 	gen := n.db.FilesGeneration()
 	if d := n.storedDigest(ctx); d != nil {
 		n.digests.set(d)
-		done, doneGen = true, gen
+		w.done, w.doneGen = true, gen
 		n.log.Debug("state digest as stored", "state", d.Root.Short(), "files", d.Files)
 	}
+	stirred := w.seenAt // when an event last said records may change
+	logGrew, recorded := n.logWatch.changed(), n.applying.recorded.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C():
+		case <-timer.C():
+		case <-logGrew:
+			// Ops are logged before their records are written: the
+			// records are looked at for a quiet period from now.
+			stirred, logGrew = n.clock.Now(), n.logWatch.changed()
+		case <-recorded:
+			stirred, recorded = n.clock.Now(), n.applying.recorded.Wait()
 		}
-		now := n.clock.Now()
-		gen := n.db.FilesGeneration()
-		switch {
-		case done && gen == doneGen:
-			continue
-		case gen != seenGen:
-			seenGen, seenAt = gen, now
-			continue
-		case now.Sub(seenAt) < quiet || now.Before(notBefore):
-			continue
+		w.look(ctx, n)
+		timer.Stop()
+		select {
+		case <-timer.C(): // fired during the look: stale
+		default:
 		}
-		start := time.Now()
-		d, err := n.computeDigest(ctx)
-		took := time.Since(start)
-		notBefore = now.Add(digestSpacing * took)
-		if err != nil {
-			if ctx.Err() == nil {
-				n.log.Warn("computing the state digest failed", "err", err)
-			}
-			continue
+		if w.done && n.db.FilesGeneration() == w.doneGen && n.clock.Now().Sub(stirred) >= quiet {
+			timer.Reset(digestIdleLook)
+		} else {
+			timer.Reset(poll)
 		}
-		if n.db.FilesGeneration() != gen {
-			continue // the records changed meanwhile: the next quiet period computes it
-		}
-		done, doneGen = true, gen
-		if n.digests.set(d) {
-			n.log.Debug("state digest", "state", d.Root.Short(), "files", d.Files, "took", took.Round(time.Millisecond))
-		}
-		n.writeDigestMeta(ctx, d)
 	}
+}
+
+// digestIdleLook is how often digestLoop looks at records it has a
+// digest of: a backstop for a record written with no op logged and no
+// apply pass recording it.
+const digestIdleLook = 30 * time.Second
+
+// digestWatch is what digestLoop remembers between looks.
+type digestWatch struct {
+	quiet     time.Duration
+	done      bool   // a digest was computed at doneGen
+	doneGen   uint64 // the records' generation it was computed at
+	seenGen   uint64
+	seenAt    time.Time
+	notBefore time.Time
+}
+
+// look computes and publishes the digest once the records have been
+// quiet long enough.
+func (w *digestWatch) look(ctx context.Context, n *Node) {
+	now := n.clock.Now()
+	gen := n.db.FilesGeneration()
+	switch {
+	case w.done && gen == w.doneGen:
+		return
+	case gen != w.seenGen:
+		w.seenGen, w.seenAt = gen, now
+		return
+	case now.Sub(w.seenAt) < w.quiet || now.Before(w.notBefore):
+		return
+	}
+	start := time.Now()
+	d, err := n.computeDigest(ctx)
+	took := time.Since(start)
+	w.notBefore = now.Add(digestSpacing * took)
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Warn("computing the state digest failed", "err", err)
+		}
+		return
+	}
+	if n.db.FilesGeneration() != gen {
+		return // the records changed meanwhile: the next quiet period computes it
+	}
+	w.done, w.doneGen = true, gen
+	if n.digests.set(d) {
+		n.log.Debug("state digest", "state", d.Root.Short(), "files", d.Files, "took", took.Round(time.Millisecond))
+	}
+	n.writeDigestMeta(ctx, d) // with the count of writes it was computed at
 }
 
 // computeDigest sums the live records. The applied vector is read before

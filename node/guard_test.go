@@ -277,7 +277,9 @@ func TestMarkerAfterACutFirstStartAndALostDatabase(t *testing.T) {
 
 // A folder that passes the checks but cannot be opened again (unmounted
 // meanwhile, no permission) keeps the node paused, saying why, until it
-// can be opened; the daemon does not end.
+// can be opened; the daemon does not end. The pause comes from a full
+// state disk, found when a change is about to be recorded: an idle node
+// runs no periodic pass that would find it sooner.
 func TestFolderThatCannotBeReopenedKeepsThePause(t *testing.T) {
 	a := t.TempDir()
 	var free atomic.Uint64
@@ -294,6 +296,7 @@ func TestFolderThatCannotBeReopenedKeepsThePause(t *testing.T) {
 	})
 	refuse.Store(true)
 	free.Store(DefaultMinStateFree - 1)
+	write(t, filepath.Join(a, "before.txt"), "a change to record while the state disk is full")
 	waitFor(t, "a pauses", func() string {
 		if !n.paused.Load() {
 			return "not paused"

@@ -63,8 +63,15 @@ func (n *Node) startNetwork(ctx context.Context) error {
 		return nil
 	}
 	go func() {
-		<-ctx.Done()
-		disc.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				disc.Close()
+				return
+			case <-n.peerLost.C():
+				disc.Recheck()
+			}
+		}
 	}()
 	return nil
 }

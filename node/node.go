@@ -84,6 +84,9 @@ type Node struct {
 	pairer    atomic.Pointer[pairer] // set once the network runs
 	logWatch  logWatch
 	applyKick kick.Signal
+	// peerLost tells LAN discovery that a peer went away, so that it
+	// looks for peers at once rather than at its next idle check.
+	peerLost kick.Signal
 	// applying wakes content requests that wait for an apply, and relays
 	// keeps two devices from waiting for each other (relay.go).
 	applying applyProgress

@@ -462,10 +462,20 @@ func (n *Node) kickApply() {
 	n.applyKick.Kick()
 }
 
-// applyLoop applies received ops as they arrive, and retries ops left
-// pending (content not yet available) every few seconds.
+// applyRetry is how long after a pass that left work behind the next
+// one runs when nothing kicks it sooner.
+const applyRetry = 3 * time.Second
+
+// applyLoop applies received ops as they arrive (kickApply), and retries
+// work a pass left behind (ops whose content is not available yet, ops
+// set aside, changes held apart by a case conflict) every applyRetry. The
+// retry timer runs only while such work waits: an idle node is not woken
+// every few seconds to find the log and the database level again.
 func (n *Node) applyLoop(ctx context.Context) {
-	retry := n.clock.NewTicker(3 * time.Second)
+	retry := n.clock.NewTimer(applyRetry)
+	if !n.applyWaits(ctx) {
+		retry.Stop()
+	}
 	defer retry.Stop()
 	for {
 		select {
@@ -477,27 +487,63 @@ func (n *Node) applyLoop(ctx context.Context) {
 		// A pass that does not run (paused) ends too: nobody waits for
 		// what it would have placed.
 		n.applying.passStarted()
-		n.applyRound(ctx)
+		failed := n.applyRound(ctx)
 		n.applying.passEnded()
+		retry.Stop()
+		select {
+		case <-retry.C(): // a tick that fired during the pass is stale
+		default:
+		}
+		if failed || n.applyWaits(ctx) {
+			retry.Reset(applyRetry)
+		}
 	}
 }
 
+// applyWaits reports whether work is left that only a later pass does:
+// ops in the log the database has not applied, ops set aside, or changes
+// held apart by a case conflict. When it cannot tell (the database fails
+// to answer), it says there is: a retry too many costs a pass, one too
+// few leaves ops unapplied until the next kick.
+func (n *Node) applyWaits(ctx context.Context) bool {
+	if n.setAsideDue.Load() {
+		return true
+	}
+	applied, err := n.db.Applied(ctx)
+	if err != nil || logAhead(n.ops.Vector(), applied) {
+		return true
+	}
+	list, err := readUnplaced(ctx, n.db)
+	if err != nil {
+		return true
+	}
+	for _, u := range list {
+		if u.Kind == "case-conflict" {
+			return true
+		}
+	}
+	return false
+}
+
 // applyRound is one turn of applyLoop: a pass, unless the node is paused.
-func (n *Node) applyRound(ctx context.Context) {
+// It reports whether the pass failed, so that the loop tries again.
+func (n *Node) applyRound(ctx context.Context) (failed bool) {
 	if n.paused.Load() || n.request.on() {
 		// Nothing is written into a folder that is not the synced one
 		// (or while a pause was asked for); status says why what
 		// arrives waits.
 		n.pending.write(ctx, n, nil, nil, reasonPaused)
-		return
+		return false
 	}
 	if err := n.checkStateDir(); err != nil {
 		n.pause(ctx, err.Error()) // applying writes the database and may log conflict copies
-		return
+		return false
 	}
 	if err := n.applyPending(ctx); err != nil && ctx.Err() == nil {
 		n.log.Warn("applying received changes: some wait for a retry", "err", err)
+		return true
 	}
+	return false
 }
 
 // peerUp records a new connection.
@@ -516,6 +562,7 @@ func (n *Node) peerDown(p *quicnet.Peer) {
 		delete(n.peers, p.ID)
 	}
 	n.peersMu.Unlock()
+	n.peerLost.Kick()
 	n.events.publish(EventPeerDisconnected, EventFields{Peer: p.ID.String(), Address: p.RemoteAddr().String()})
 	n.updatePeerRow(context.Background(), p.ID, "")
 }

@@ -185,7 +185,9 @@ func OpenFS(dir string, key crypto.Signer, logger *slog.Logger, fs vfs.FS) (*Log
 	defer cache.Unref()
 	var db *pebble.DB
 	err = fail.guard(false, func() (err error) {
-		db, err = pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger, fail}, Cache: cache, MemTableSize: 1536 << 10, FS: fs})
+		opts := &pebble.Options{Logger: pebbleLogger{logger, fail}, Cache: cache, MemTableSize: 1536 << 10, FS: fs}
+		opts.Experimental.CompactionScheduler = newGrantScheduler()
+		db, err = pebble.Open(dir, opts)
 		return err
 	})
 	if err != nil {

@@ -55,8 +55,9 @@ type Redialer struct {
 type redialHooks struct {
 	// dialing: an attempt at a target starts.
 	dialing func(now time.Time)
-	// checked: the Redialer has looked which targets are due.
-	checked func(now time.Time)
+	// checked: the Redialer has looked which targets are due; next is
+	// when the next one falls due, zero when none will without an event.
+	checked func(now, next time.Time)
 }
 
 // NewRedialer starts a Redialer that works until ctx ends or the
@@ -151,43 +152,75 @@ func (r *Redialer) poke() {
 	r.kick.Kick()
 }
 
+// loop dials what is due, then sleeps until the next target falls due or
+// something changes (Found, AddStatic, lost, an attempt ending). With
+// every peer connected nothing is due and no timer runs: an idle daemon
+// is not woken to find that out again and again.
 func (r *Redialer) loop(ctx context.Context) {
-	tick := r.clk.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
+	timer := r.clk.NewTimer(time.Hour)
+	timer.Stop()
 	for {
-		r.dialDue(ctx)
+		wait, due := r.dialDue(ctx)
+		timer.Stop()
+		select {
+		case <-timer.C(): // fired while a kick woke the loop: stale
+		default:
+		}
+		var fire <-chan time.Time
+		if due {
+			timer.Reset(wait)
+			fire = timer.C()
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C():
+		case <-fire:
 		case <-r.kick.C():
 		}
 	}
 }
 
-func (r *Redialer) dialDue(ctx context.Context) {
+// dialDue starts an attempt at every target that is due and returns how
+// long until the next one falls due; due is false when none will without
+// an event (every peer is connected, or every target is being dialled).
+func (r *Redialer) dialDue(ctx context.Context) (wait time.Duration, due bool) {
 	now := r.clk.Now()
+	var next time.Time
 	if r.hooks.checked != nil {
-		defer r.hooks.checked(now)
+		defer func() { r.hooks.checked(now, next) }()
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, tg := range r.targets {
-		if tg.dialing || now.Before(tg.next) {
+		if tg.dialing || r.heldUp(tg) {
 			continue
 		}
-		if tg.static == "" && r.t.Connected(tg.id) {
+		if now.Before(tg.next) {
+			if next.IsZero() || tg.next.Before(next) {
+				next = tg.next
+			}
 			continue
 		}
 		tg.dialing = true
 		if !r.t.spawn(func() { r.attempt(ctx, tg) }) {
 			tg.dialing = false
-			return // closing
+			return 0, false // closing
 		}
 		if r.hooks.dialing != nil {
 			r.hooks.dialing(now)
 		}
 	}
+	if next.IsZero() {
+		return 0, false
+	}
+	return next.Sub(now), true
+}
+
+// heldUp reports whether tg's peer is connected, so that dialling it is
+// pointless until lost says otherwise. A static address counts once it
+// has answered with a device that is connected now. Callers hold r.mu.
+func (r *Redialer) heldUp(tg *target) bool {
+	return !tg.id.IsZero() && r.t.Connected(tg.id)
 }
 
 func (r *Redialer) attempt(ctx context.Context, tg *target) {
@@ -201,6 +234,7 @@ func (r *Redialer) attempt(ctx context.Context, tg *target) {
 		r.mu.Lock()
 		tg.dialing, tg.next = false, r.clk.Now().Add(2*time.Second)
 		r.mu.Unlock()
+		r.poke()
 		return
 	}
 	expect := id
@@ -226,6 +260,9 @@ func (r *Redialer) attempt(ctx context.Context, tg *target) {
 		}
 		r.t.log.Debug("dial failed", "addr", a.String(), "err", err)
 	}
+	// The loop looks again once this attempt has set the target's next
+	// try: it has no timer for a target being dialled.
+	defer r.poke()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tg.dialing = false
@@ -235,10 +272,11 @@ func (r *Redialer) attempt(ctx context.Context, tg *target) {
 		return
 	}
 	// The backoff stays: a dial that succeeds may still be refused by the
-	// other side, and only a connection that lasts resets it (lost). A
-	// static address is retried after the connection it gave ends;
-	// checking every few seconds is cheap. A discovered peer is not
-	// dialled while connected; if the other side refused this connection
+	// other side, and only a connection that lasts resets it (lost).
+	// Neither a static address nor a discovered peer is dialled while the
+	// device that answered is connected (heldUp); the wait only matters
+	// when the connection does not come up or lasts no time. For a
+	// discovered peer: if the other side refused this connection
 	// for one it still holds (from before this device restarted), the next
 	// try comes soon, once that one is found dead. lost may have run
 	// already and put the next try later.

@@ -17,12 +17,17 @@ type redialTrace struct {
 	mu      sync.Mutex
 	dials   []time.Time // clock readings at which attempts started
 	checked []time.Time // clock readings at which due targets were looked for
+	nexts   []time.Time // the next due time each of those looks found
 }
 
 func (tr *redialTrace) hooks() redialHooks {
 	return redialHooks{
 		dialing: func(now time.Time) { tr.mu.Lock(); tr.dials = append(tr.dials, now); tr.mu.Unlock() },
-		checked: func(now time.Time) { tr.mu.Lock(); tr.checked = append(tr.checked, now); tr.mu.Unlock() },
+		checked: func(now, next time.Time) {
+			tr.mu.Lock()
+			tr.checked, tr.nexts = append(tr.checked, now), append(tr.nexts, next)
+			tr.mu.Unlock()
+		},
 	}
 }
 
@@ -40,6 +45,17 @@ func (tr *redialTrace) waitChecked(t *testing.T, at time.Time) {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return slices.ContainsFunc(tr.checked, at.Equal), fmt.Sprintf("checked at %v", tr.checked)
+	})
+}
+
+// waitAsleepUntil waits until the Redialer's last look found next due at
+// due: its loop then sleeps until then, with a timer armed for it.
+func (tr *redialTrace) waitAsleepUntil(t *testing.T, due time.Time) {
+	t.Helper()
+	waitCond(t, 5*time.Second, fmt.Sprintf("the redialer sleeps until %v", due), func() (bool, string) {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return len(tr.nexts) > 0 && tr.nexts[len(tr.nexts)-1].Equal(due), fmt.Sprintf("next due %v", tr.nexts)
 	})
 }
 
@@ -71,6 +87,19 @@ func (r *Redialer) settled(want time.Duration) (bool, string) {
 		}
 	}
 	return true, ""
+}
+
+// nextDue is when r's earliest target is next due.
+func (r *Redialer) nextDue() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var next time.Time
+	for _, tg := range r.targets {
+		if next.IsZero() || tg.next.Before(next) {
+			next = tg.next
+		}
+	}
+	return next
 }
 
 // TestRedialerDialsAgainWhenConnectionEnds has a Redialer connect to a
@@ -116,8 +145,9 @@ func TestRedialerDialsAgainWhenConnectionEnds(t *testing.T) {
 // before the listener has checked its certificate: a's dials may succeed,
 // each connection dying a moment later. a must back off, doubling from
 // minBackoff, rather than dial again at each close. The Redialer's clock
-// is a fake one, moved on tick by tick: the attempts must come exactly at
-// 0, 0.5, 1.5, 3.5 and 7.5 s.
+// is a fake one, moved on to each due time once the Redialer sleeps until
+// it: the attempts must come exactly at 0, 0.5, 1.5, 3.5 and 7.5 s, each
+// from the timer the Redialer armed for it.
 func TestRedialerBacksOffFromAPeerThatRefusesIt(t *testing.T) {
 	a, b := newTestNode(t, memContent{}), newTestNode(t, memContent{})
 	a.pair(b)
@@ -138,7 +168,6 @@ func TestRedialerBacksOffFromAPeerThatRefusesIt(t *testing.T) {
 	r := a.t.newRedialer(ctx, clk, trace.hooks())
 	r.Found(b.id.ID, []netip.AddrPort{b.addr()})
 
-	const tick = 250 * time.Millisecond
 	backoff := minBackoff
 	for round := 1; round <= 5; round++ {
 		// The attempt ended (refused, or its connection closed and lost
@@ -147,14 +176,15 @@ func TestRedialerBacksOffFromAPeerThatRefusesIt(t *testing.T) {
 		if round == 5 {
 			break
 		}
-		// Tick by tick until the next attempt: the loop looks at every
-		// tick, so it dials at the first one that is due.
-		for n := trace.dialCount(); trace.dialCount() == n; {
-			if clk.Now().Sub(start) > time.Minute {
-				t.Fatalf("no attempt %d within a minute of fake time", round+1)
-			}
-			clk.Advance(tick)
-			trace.waitChecked(t, clk.Now())
+		due := r.nextDue()
+		trace.waitAsleepUntil(t, due)
+		if n := trace.dialCount(); n != round {
+			t.Fatalf("%d attempts before %v, want %d", n, due.Sub(start), round)
+		}
+		clk.Advance(due.Sub(clk.Now()))
+		trace.waitChecked(t, due)
+		if n := trace.dialCount(); n != round+1 {
+			t.Fatalf("%d attempts at %v, want %d", n, due.Sub(start), round+1)
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
@@ -167,5 +197,32 @@ func TestRedialerBacksOffFromAPeerThatRefusesIt(t *testing.T) {
 	want := []time.Duration{0, 500 * time.Millisecond, 1500 * time.Millisecond, 3500 * time.Millisecond, 7500 * time.Millisecond}
 	if !slices.Equal(got, want) {
 		t.Fatalf("attempts at %v, want %v", got, want)
+	}
+}
+
+// TestRedialerSleepsWhileConnected: once the Redialer's only peer is
+// connected it has nothing to dial until the connection ends, so it must
+// arm no timer at all: an idle daemon is not woken to find that out. An
+// hour of its clock later it has still dialled once.
+func TestRedialerSleepsWhileConnected(t *testing.T) {
+	a, b := pairedTestNodes(t, memContent{}, memContent{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	var trace redialTrace
+	r := a.t.newRedialer(ctx, clk, trace.hooks())
+	r.Found(b.id.ID, []netip.AddrPort{b.addr()})
+	waitPeer(t, a)
+	waitCond(t, 5*time.Second, "the attempt ends", func() (bool, string) { return r.settled(0) })
+	trace.waitAsleepUntil(t, time.Time{})
+	if n, _ := clk.Armed(); n != 0 {
+		t.Fatalf("%d timers armed with every peer connected, want none", n)
+	}
+	clk.Advance(time.Hour)
+	if n := trace.dialCount(); n != 1 {
+		t.Fatalf("%d attempts, want 1", n)
+	}
+	if !a.t.Connected(b.id.ID) {
+		t.Fatal("not connected")
 	}
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/internal/clock"
+	"github.com/drive-node/drive-node/internal/kick"
 	"github.com/pion/logging"
 	"github.com/pion/mdns/v2"
 	"golang.org/x/net/ipv4"
@@ -51,6 +52,11 @@ const (
 	// pion/mdns answers every query (no known-answer suppression), so a
 	// peer that has just started is found within about this long.
 	mdnsQueryInterval = time.Second
+	// mdnsIdleIntervals is how many Intervals apart the checks are while
+	// no peer is wanted (Config.Wanted): then discovery only answers, and
+	// an interface change or a peer going missing can wait a little
+	// longer to be noticed, or is told at once (Recheck).
+	mdnsIdleIntervals = 6
 	// mdnsAddrTTLIntervals is how many Intervals an address stays in a
 	// peer's reports after it was last seen.
 	mdnsAddrTTLIntervals = 3
@@ -89,17 +95,20 @@ type Config struct {
 	// browses so.
 	BrowseOnly bool
 	// Interval (default 5 s) is how often the set of usable interfaces
-	// and their addresses is checked, mDNS being restarted on the new set
-	// when it changed, and how often browsing starts over so that every
+	// and their addresses is checked (every six Intervals while no peer
+	// is wanted, see Wanted), mDNS being restarted on the new set when it
+	// changed, and how often browsing starts over so that every
 	// peer still answering is reported again even when nothing changed.
 	// Browse queries go out every second (or every Interval if shorter),
 	// so a peer that (re)starts is found within about a second.
 	Interval time.Duration
-	// Wanted, checked every Interval, reports whether peers must be looked
-	// for: false while every paired device is connected. Browsing (a query
-	// every second) stops then, and resumes within an Interval once it is
-	// true again; this device goes on answering, so a peer that (re)starts
-	// still finds it at once and dials. Nil means always.
+	// Wanted reports whether peers must be looked for: false while every
+	// paired device is connected. Browsing (a query every second) stops
+	// then, and the interfaces and Wanted are checked only every six
+	// Intervals, or at once when Recheck is called: an idle daemon is not
+	// woken every few seconds. This device goes on answering, so a peer
+	// that (re)starts still finds it at once and dials. While browsing,
+	// Wanted is checked every Interval. Nil means always.
 	Wanted func() bool
 	// Logger receives discovery's logs; default slog.Default().
 	Logger *slog.Logger
@@ -118,9 +127,10 @@ type discHooks struct {
 
 // discState is what a Service runs after a refresh.
 type discState struct {
-	ifaces   string // key of the interface set mDNS runs on; "" when it does not run
-	browsing bool   // a browse session is open
-	restarts int    // times mDNS was started, the first included
+	ifaces   string        // key of the interface set mDNS runs on; "" when it does not run
+	browsing bool          // a browse session is open
+	restarts int           // times mDNS was started, the first included
+	wait     time.Duration // until the next refresh, unless Recheck comes first
 }
 
 // Service announces this device over mDNS DNS-SD and reports the other
@@ -153,6 +163,9 @@ type Service struct {
 	lastErr  string // last start failure logged, to log each only once
 	starts   int    // times mDNS was started
 	closeErr error  // set by the loop before done is closed
+
+	// recheck asks the loop to refresh at once (Recheck).
+	recheck kick.Signal
 
 	// mu serialises calls of found and guards peers.
 	mu    sync.Mutex
@@ -238,9 +251,14 @@ func (d *Service) Close() error {
 	return d.closeErr
 }
 
+// Recheck has discovery look at once whether peers are wanted and at the
+// interfaces, instead of at its next check: the caller knows that a peer
+// went missing. It never blocks.
+func (d *Service) Recheck() { d.recheck.Kick() }
+
 func (d *Service) loop() {
 	defer close(d.done)
-	t := d.clk.NewTicker(d.cfg.Interval)
+	t := d.clk.NewTimer(d.wait())
 	defer t.Stop()
 	for {
 		select {
@@ -248,17 +266,36 @@ func (d *Service) loop() {
 			d.closeErr = d.stop()
 			return
 		case <-t.C():
-			d.refresh()
-			d.prune(d.clk.Now())
+		case <-d.recheck.C():
 		}
+		d.refresh()
+		d.prune(d.clk.Now())
+		t.Stop()
+		select {
+		case <-t.C(): // fired while refreshing: stale
+		default:
+		}
+		t.Reset(d.wait())
 	}
+}
+
+// wait is how long the loop sleeps after a refresh: an Interval while
+// mDNS browses or cannot run yet, mdnsIdleIntervals of them while it only
+// answers.
+func (d *Service) wait() time.Duration {
+	if d.conn != nil && d.browse == nil {
+		return mdnsIdleIntervals * d.cfg.Interval
+	}
+	return d.cfg.Interval
 }
 
 // refresh restarts mDNS when the interface set changed (or it is not
 // running) and otherwise starts browsing over.
 func (d *Service) refresh() {
 	if d.hooks.refreshed != nil {
-		defer func() { d.hooks.refreshed(discState{ifaces: d.current, browsing: d.browse != nil, restarts: d.starts}) }()
+		defer func() {
+			d.hooks.refreshed(discState{ifaces: d.current, browsing: d.browse != nil, restarts: d.starts, wait: d.wait()})
+		}()
 	}
 	ifs, err := d.hooks.pick()
 	if err != nil {

@@ -252,6 +252,13 @@ func (c discStates) next(t *testing.T, what string) discState {
 // the refresh at start has been taken.
 func discStartFake(t *testing.T, cfg Config, rec *discRecorder, pick func() (mdnsIfaces, error)) (*clock.Fake, discStates, discState) {
 	t.Helper()
+	clk, states, st, _ := discStartFakeService(t, cfg, rec, pick)
+	return clk, states, st
+}
+
+// discStartFakeService is discStartFake that also returns the Service.
+func discStartFakeService(t *testing.T, cfg Config, rec *discRecorder, pick func() (mdnsIfaces, error)) (*clock.Fake, discStates, discState, *Service) {
+	t.Helper()
 	clk := clock.NewFake(time.Unix(1_000_000, 0))
 	cfg.Clock = clk
 	states := make(discStates, 64)
@@ -260,7 +267,7 @@ func discStartFake(t *testing.T, cfg Config, rec *discRecorder, pick func() (mdn
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	return clk, states, states.next(t, "start")
+	return clk, states, states.next(t, "start"), d
 }
 
 // TestDiscoveryInterfacesAppear: started with no usable interface,
@@ -523,10 +530,12 @@ func TestDiscoveryTwoHosts(t *testing.T) {
 }
 
 // TestDiscoveryNotWanted: a device that wants no peers (all connected)
-// stops browsing but still answers, so a peer that looks finds it; once
-// it wants peers again it browses from its next Interval on and finds
-// them. a's Interval runs on a fake clock: after each of four Intervals
-// it must not browse.
+// stops browsing but still answers, so a peer that looks finds it. It
+// then checks only every mdnsIdleIntervals Intervals, an idle daemon
+// being woken that much less; Recheck makes it look at once, and once it
+// wants peers again it browses and finds them. a's Interval runs on a
+// fake clock: after each of four idle checks it must not browse, and
+// the clock must not have to move for Recheck to take effect.
 func TestDiscoveryNotWanted(t *testing.T) {
 	var wanted atomic.Bool
 	var asked atomic.Int32
@@ -534,9 +543,10 @@ func TestDiscoveryNotWanted(t *testing.T) {
 	const interval = 5 * time.Second
 	cfgA := Config{ID: discTestID("nw-a"), Port: 44001, Interval: interval,
 		Wanted: func() bool { asked.Add(1); return wanted.Load() }, Logger: discTestLogger(t).With("node", "nw-a")}
-	clk, states, st := discStartFake(t, cfgA, recA, discLoopbackOnly)
-	if st.ifaces == "" || st.browsing {
-		t.Fatalf("at start: %+v, want running and not browsing", st)
+	clk, states, st, d := discStartFakeService(t, cfgA, recA, discLoopbackOnly)
+	idle := mdnsIdleIntervals * interval
+	if st.ifaces == "" || st.browsing || st.wait != idle {
+		t.Fatalf("at start: %+v, want running, not browsing, next check in %v", st, idle)
 	}
 	_, recB, idB := discStart(t, "nw-b", 44002, discLoopbackOnly)
 	lo := netip.MustParseAddr("127.0.0.1")
@@ -544,21 +554,21 @@ func TestDiscoveryNotWanted(t *testing.T) {
 		return recB.has(cfgA.ID, lo, 44001)
 	})
 	for i := range 4 {
-		clk.Advance(interval)
-		if st = states.next(t, fmt.Sprintf("interval %d", i+1)); st.browsing || st.restarts != 1 {
-			t.Fatalf("interval %d with no peer wanted: %+v, want running once and not browsing", i+1, st)
+		clk.Advance(idle)
+		if st = states.next(t, fmt.Sprintf("idle check %d", i+1)); st.browsing || st.restarts != 1 || st.wait != idle {
+			t.Fatalf("idle check %d with no peer wanted: %+v, want running once, not browsing, next in %v", i+1, st, idle)
 		}
 	}
 	if n := asked.Load(); n != 5 {
-		t.Fatalf("Wanted asked %d times at start and over 4 Intervals, want 5", n)
+		t.Fatalf("Wanted asked %d times at start and over 4 idle checks, want 5", n)
 	}
 	if ok, _ := recA.has(idB, lo, 44002); ok {
 		t.Fatal("a found b while it wanted no peers: it kept browsing")
 	}
 	wanted.Store(true)
-	clk.Advance(interval)
-	if st = states.next(t, "peers wanted"); !st.browsing {
-		t.Fatalf("peers wanted again: %+v, want browsing", st)
+	d.Recheck()
+	if st = states.next(t, "peers wanted"); !st.browsing || st.wait != interval {
+		t.Fatalf("peers wanted again: %+v, want browsing, next check in %v", st, interval)
 	}
 	netlab.Eventually(t, 5*time.Second, "a finds b once it wants peers", func() (bool, string) { return recA.has(idB, lo, 44002) })
 }
