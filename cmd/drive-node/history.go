@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/drive-node/drive-node/internal/lockfile"
 	"github.com/drive-node/drive-node/node"
 	"github.com/drive-node/drive-node/node/control"
 )
@@ -53,12 +52,11 @@ func onNode(f *nodeFlags, stderr io.Writer, network bool, fn func(ctx context.Co
 	if err != nil {
 		return err
 	}
-	if c, err := control.Dial(ctx, stateDir); err == nil {
+	if c, err := runningDaemon(ctx, stateDir); err != nil || c != nil {
+		if err != nil {
+			return err
+		}
 		return fn(ctx, c)
-	}
-	lockPath := filepath.Join(stateDir, "lock")
-	if lockfile.Held(lockPath) {
-		return fmt.Errorf("the daemon runs (pid %d) but its control socket in %s does not answer", lockfile.HolderPID(lockPath), stateDir)
 	}
 	folder, err := f.loc.syncedFolder(ctx, stateDir)
 	if err != nil {

@@ -10,10 +10,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/drive-node/drive-node/internal/clock"
+	"github.com/drive-node/drive-node/internal/lockfile"
 	"github.com/drive-node/drive-node/node"
 	"github.com/drive-node/drive-node/node/control"
 )
@@ -140,6 +142,20 @@ func interrupted() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
+// runningDaemon returns a client of the daemon of stateDir, or nil if
+// none runs there; it fails when the daemon holds the state dir's lock
+// but its control socket does not answer.
+func runningDaemon(ctx context.Context, stateDir string) (*control.Client, error) {
+	if c, err := control.Dial(ctx, stateDir); err == nil {
+		return c, nil
+	}
+	lockPath := filepath.Join(stateDir, "lock")
+	if lockfile.Held(lockPath) {
+		return nil, fmt.Errorf("the daemon runs (pid %d) but its control socket in %s does not answer", lockfile.HolderPID(lockPath), stateDir)
+	}
+	return nil, nil
+}
+
 // dialDaemon returns a client for the daemon of the state dir the flags
 // name; these commands need one running.
 func dialDaemon(ctx context.Context, loc *locationFlags) (*control.Client, error) {
@@ -147,11 +163,11 @@ func dialDaemon(ctx context.Context, loc *locationFlags) (*control.Client, error
 	if err != nil {
 		return nil, err
 	}
-	c, err := control.Dial(ctx, dir)
-	if err != nil {
-		return nil, fmt.Errorf("no daemon answers for %s (start it first): %w", dir, err)
+	c, err := runningDaemon(ctx, dir)
+	if err == nil && c == nil {
+		err = fmt.Errorf("no daemon answers for %s (start it first)", dir)
 	}
-	return c, nil
+	return c, err
 }
 
 // runEvents prints the daemon's events as JSON lines until interrupted.

@@ -7,13 +7,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
-	"github.com/drive-node/drive-node/internal/lockfile"
 	"github.com/drive-node/drive-node/node"
 	"github.com/drive-node/drive-node/node/control"
 	"github.com/drive-node/drive-node/pairing"
@@ -43,18 +41,6 @@ func (f *pairingFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
 }
 
-// daemon returns a client of the running daemon, nil if none runs.
-func daemon(ctx context.Context, stateDir string) (*control.Client, error) {
-	if c, err := control.Dial(ctx, stateDir); err == nil {
-		return c, nil
-	}
-	lockPath := filepath.Join(stateDir, "lock")
-	if lockfile.Held(lockPath) {
-		return nil, fmt.Errorf("the daemon runs (pid %d) but its control socket in %s does not answer", lockfile.HolderPID(lockPath), stateDir)
-	}
-	return nil, nil
-}
-
 // reach resolves the state dir and finds the running daemon (c is nil if
 // none runs); ctx ends at SIGINT or SIGTERM, or when stop is called.
 func (f *pairingFlags) reach() (dir string, ctx context.Context, c *control.Client, stop context.CancelFunc, err error) {
@@ -62,7 +48,7 @@ func (f *pairingFlags) reach() (dir string, ctx context.Context, c *control.Clie
 		return "", nil, nil, nil, err
 	}
 	ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	if c, err = daemon(ctx, dir); err != nil {
+	if c, err = runningDaemon(ctx, dir); err != nil {
 		stop()
 		return "", nil, nil, nil, err
 	}
@@ -194,7 +180,7 @@ func runUnpair(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := daemon(ctx, dir)
+	c, err := runningDaemon(ctx, dir)
 	switch {
 	case err != nil:
 		return err
