@@ -48,8 +48,11 @@ const (
 	// metaDigest holds this device's last digest (JSON, see StateDigest).
 	metaDigest = "state_digest"
 	// metaDigestChanges holds the count of record writes (state.Stats
-	// Changes) the last digest was computed at.
+	// Changes) the last digest was computed at, after digestScheme.
 	metaDigestChanges = "state_digest_changes"
+	// digestScheme names how a stored digest was summed; a digest stored
+	// under another is summed again (the tree's encoding changed).
+	digestScheme = "v1:"
 )
 
 // ownDigest is this device's digest as last computed.
@@ -254,7 +257,7 @@ func (n *Node) storedDigest(ctx context.Context) *ownDigest {
 		return nil
 	}
 	stats, err := n.db.Stats(ctx)
-	if err != nil || strconv.FormatUint(stats.Changes, 10) != at {
+	if err != nil || digestScheme+strconv.FormatUint(stats.Changes, 10) != at {
 		return nil
 	}
 	applied, err := n.db.Applied(ctx)
@@ -327,7 +330,7 @@ func (n *Node) digestEntries(ctx context.Context, dir string) ([]digest.Entry, e
 func (n *Node) writeDigestMeta(ctx context.Context, d *ownDigest) {
 	b, err := json.Marshal(StateDigest{Root: d.Root.String(), Files: d.Files, At: d.At.UTC()})
 	if err == nil {
-		err = n.db.SetMetas(ctx, map[string]string{metaDigest: string(b), metaDigestChanges: strconv.FormatUint(d.Changes, 10)})
+		err = n.db.SetMetas(ctx, map[string]string{metaDigest: string(b), metaDigestChanges: digestScheme + strconv.FormatUint(d.Changes, 10)})
 	}
 	if err != nil {
 		n.log.Debug("recording the state digest failed", "err", err)

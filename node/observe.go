@@ -361,30 +361,51 @@ func (x dbIndex) Lookup(path string) (watcher.Known, bool) {
 	return watcher.Known{Dir: f.Dir, Size: f.Size, MTime: f.MTime, Inode: f.Inode, Hash: f.Hash, Mode: f.Mode}, true
 }
 
+// spellings returns dir as records may hold it: as given and, on a folder
+// whose names are taken in NFC (dbIndex.nfc), in NFC too. A name is
+// recorded in NFC there unless it came from a peer in another form (see
+// heldForm), and the disk may list it in either.
+func (x dbIndex) spellings(dir string) []string {
+	if x.nfc {
+		if c := norm.NFC.String(dir); c != dir {
+			return []string{dir, c}
+		}
+	}
+	return []string{dir}
+}
+
 // Children returns the live records directly in dir with, while an apply
 // is in progress, the files it has placed there and the paths it is
-// about to record (with no record yet: whatever is there is looked at).
+// about to record (with no record yet: whatever is there is looked at;
+// one deeper down makes its first directory Implied).
 func (x dbIndex) Children(dir string) (map[string]watcher.Known, error) {
-	if x.nfc {
-		dir = norm.NFC.String(dir)
-	}
 	out := map[string]watcher.Known{}
-	err := x.db.Children(context.Background(), dir, func(c state.Child) error {
-		out[c.Name] = watcher.Known{Dir: c.Dir, Size: c.Size, MTime: c.MTime, Inode: c.Inode, Hash: c.Hash, Mode: c.Mode, Implied: c.Implied}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range x.placing.under(dir) {
-		if parentDir(p) != dir {
-			continue
+	for _, d := range x.spellings(dir) {
+		err := x.db.Children(context.Background(), d, func(c state.Child) error {
+			if k, ok := out[c.Name]; !ok || k.Implied {
+				out[c.Name] = watcher.Known{Dir: c.Dir, Size: c.Size, MTime: c.MTime, Inode: c.Inode, Hash: c.Hash, Mode: c.Mode, Implied: c.Implied}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		name := path.Base(p)
-		if k, ok := x.placing.get(p); ok {
-			out[name] = k
-		} else if _, ok := out[name]; !ok {
-			out[name] = watcher.Known{}
+		prefix := ""
+		if d != "" {
+			prefix = d + "/"
+		}
+		for _, p := range x.placing.under(d) {
+			name, _, nested := strings.Cut(p[len(prefix):], "/")
+			_, held := out[name]
+			if nested {
+				if !held {
+					out[name] = watcher.Known{Dir: true, Implied: true}
+				}
+			} else if placed, ok := x.placing.get(p); ok {
+				out[name] = placed
+			} else if !held {
+				out[name] = watcher.Known{}
+			}
 		}
 	}
 	return out, nil
@@ -394,21 +415,13 @@ func (x dbIndex) Children(dir string) (map[string]watcher.Known, error) {
 // progress, the paths it is about to record there (see placingSet).
 func (x dbIndex) Under(dir string) []string {
 	var out []string
-	x.db.FilesUnder(context.Background(), dir, func(f state.File) error {
-		out = append(out, f.Path)
-		return nil
-	})
-	if more := x.placing.under(dir); len(more) > 0 {
-		have := make(map[string]bool, len(out))
-		for _, p := range out {
-			have[p] = true
-		}
-		for _, p := range more {
-			if !have[p] {
-				out = append(out, p)
-			}
-		}
-		slices.Sort(out)
+	for _, d := range x.spellings(dir) {
+		x.db.FilesUnder(context.Background(), d, func(f state.File) error {
+			out = append(out, f.Path)
+			return nil
+		})
+		out = append(out, x.placing.under(d)...)
 	}
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -374,6 +374,8 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 			if notExist(err) { // gone since the listing
 				if rec.ok {
 					w.goneWith(child, r)
+				} else if rec.k.Implied {
+					w.goneUnder(child, r)
 				}
 			} else { // unknown state: do not report it gone
 				r.opaque[child] = true
