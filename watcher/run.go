@@ -352,7 +352,7 @@ func (l *loop) flush(ctx context.Context, out chan<- []Observation, now time.Tim
 		l.updateRetryAt()
 		return nil
 	}
-	r, err := l.w.lookPaths(ctx, paths, prevs, l.ws)
+	r, err := l.w.lookPaths(ctx, paths, prevs, l.ws, out)
 	if err != nil {
 		return err
 	}

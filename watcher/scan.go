@@ -171,9 +171,8 @@ type walkResult struct {
 	opaque   map[string]bool     // directories whose contents could not be listed
 	gone     []Observation       // vanished paths
 	goneSet  map[string]struct{} // paths in gone
-	// flush, when set (a full scan), sends what was found so far once
-	// it is scanFlush observations or more; the walk calls it between
-	// directories.
+	// flush, when set, sends what was found so far if it is scanFlush
+	// observations or more; the walk calls it between directories.
 	flush func() error
 }
 
@@ -407,7 +406,7 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 	if recs.known {
 		recs.rest(r)
 	}
-	if r.flush != nil && len(r.present)+len(r.gone) >= scanFlush {
+	if r.flush != nil {
 		return r.flush()
 	}
 	return nil
@@ -421,7 +420,7 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 // under exactly that name is gone too, and the listed names the file
 // system may take it for are looked at. It fails if the folder is gone or
 // replaced.
-func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[string]look, ws *watchSet) (*walkResult, error) {
+func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[string]look, ws *watchSet, out chan<- []Observation) (*walkResult, error) {
 	root, err := w.openRoot()
 	if err != nil {
 		return nil, err
@@ -431,6 +430,19 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 	defer dirs.close()
 	sort.Strings(paths) // ancestors first: a walk covers what is below
 	r := newWalkResult()
+	if out != nil {
+		// A directory moved in with a library inside is walked here:
+		// what it holds is sent as the walk goes. What vanished stays
+		// for the caller, which may hold it back (see loop.holdGone).
+		r.flush = func() error {
+			if len(r.present) < scanFlush {
+				return nil
+			}
+			err := w.send(ctx, out, r.present, nil)
+			r.present = nil
+			return err
+		}
+	}
 	vanished := func(p string) {
 		ws.drop(p)
 		if !w.ignoredRecord(p) {
@@ -589,6 +601,9 @@ func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchS
 	}
 	r := newWalkResult()
 	r.flush = func() error {
+		if len(r.present)+len(r.gone) < scanFlush {
+			return nil
+		}
 		err := w.send(ctx, out, r.present, r.gone)
 		r.present, r.gone = nil, nil
 		clear(r.goneSet)
@@ -612,7 +627,7 @@ func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchS
 			return nil, err
 		}
 		due, prevs := takeDue(unstable, w.clk.Now(), w.o.StableFor)
-		rr, err := w.lookPaths(ctx, due, prevs, ws)
+		rr, err := w.lookPaths(ctx, due, prevs, ws, out)
 		if err != nil {
 			return nil, err
 		}

@@ -134,7 +134,7 @@ func TestExactNamesOnEventPaths(t *testing.T) {
 					rel, _ := w.relOf(dir.Name())
 					return slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return join(rel, e.Name()) == c.hidden }), err
 				}
-				r, err := w.lookPaths(context.Background(), slices.Clone(c.paths), nil, nil)
+				r, err := w.lookPaths(context.Background(), slices.Clone(c.paths), nil, nil, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -196,7 +196,7 @@ func TestExactNamesListEachDirectoryOncePerLook(t *testing.T) {
 		}
 		// Shuffled: lookPaths sorts them.
 		slices.Reverse(paths)
-		r, err := w.lookPaths(context.Background(), slices.Clone(paths), nil, nil)
+		r, err := w.lookPaths(context.Background(), slices.Clone(paths), nil, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -829,6 +829,49 @@ func TestScanSendsAsItGoes(t *testing.T) {
 	}
 }
 
+// TestMovedInLibrarySentAsItGoes: a directory moved into the folder with
+// more than scanFlush files in it is walked when its event is looked at;
+// what the walk finds is sent as it goes, not held until the walk ends.
+func TestMovedInLibrarySentAsItGoes(t *testing.T) {
+	root, stage := t.TempDir(), t.TempDir()
+	const dirs, per = 4, scanFlush/2 + 1
+	for d := range dirs {
+		for i := range per {
+			writeOld(t, filepath.Join(stage, "lib", fmt.Sprintf("d%d/f%05d", d, i)), "x")
+		}
+	}
+	var looked atomic.Int64
+	w, err := New(Options{Root: root, Index: newIndex(), Logger: quietLogger(), Looked: func() { looked.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan []Observation) // unbuffered: the walk waits while a slice is read
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, out) }()
+	<-w.Scanned()
+	if err := os.Rename(filepath.Join(stage, "lib"), filepath.Join(root, "lib")); err != nil {
+		t.Fatal(err)
+	}
+	first := <-out
+	if n := looked.Load(); n >= dirs*per {
+		t.Errorf("the first slice (%d observations) came after all %d files were looked at", len(first), n)
+	}
+	total := len(first)
+	for total < dirs*per+dirs+1 {
+		select {
+		case b := <-out:
+			total += len(b)
+		case err := <-done:
+			t.Fatalf("watcher ended: %v", err)
+		}
+	}
+	if want := dirs*per + dirs + 1; total != want {
+		t.Errorf("%d observations, want %d", total, want)
+	}
+}
+
 func TestScanSlicesAndOrder(t *testing.T) {
 	root := t.TempDir()
 	idx := newIndex()
@@ -1135,7 +1178,7 @@ func TestPendingPathUnderASymlinkedParent(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer fsw.Close()
-			r, err := w.lookPaths(context.Background(), []string{c.pending}, nil, newWatchSet(w, fsw))
+			r, err := w.lookPaths(context.Background(), []string{c.pending}, nil, newWatchSet(w, fsw), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
