@@ -3,7 +3,6 @@ package watcher
 import (
 	"context"
 	"errors"
-	"golang.org/x/text/unicode/norm"
 	"io/fs"
 	"os"
 	"path"
@@ -11,6 +10,8 @@ import (
 	"sort"
 	"syscall"
 	"time"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/drive-node/drive-node/content"
 )
