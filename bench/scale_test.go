@@ -123,8 +123,8 @@ func waitLibrary(b *testing.B, name, root string, n, round int, start time.Time)
 // hostCPU is the CPU-seconds every process of h has used.
 func hostCPU(b *testing.B, h *netlab.Host) float64 {
 	var s float64
-	for _, pid := range h.Pids() {
-		s += cpuSeconds(b, pid)
+	for _, used := range hostsCPU(b, h) {
+		s += used
 	}
 	return s
 }
