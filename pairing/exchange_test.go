@@ -47,23 +47,46 @@ type outcome struct {
 // the joiner's writes passing through tamper (if not nil).
 func run(t *testing.T, iv *Invite, code Code, tamper func(i int, msg []byte) []byte) (inv, joi outcome) {
 	t.Helper()
+	return exchange(t, iv, code, sides{joinTamper: tamper})
+}
+
+// sides varies an exchange: what each side writes passes through its
+// tamper (if not nil), and each side may bind to a TLS session of its
+// own (a nil exporter: both share one).
+type sides struct {
+	invTamper, joinTamper     func(i int, msg []byte) []byte
+	invExporter, joinExporter []byte
+}
+
+// exchange is run with both sides varied as s says.
+func exchange(t *testing.T, iv *Invite, code Code, s sides) (inv, joi outcome) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
 	ex := exporter(t)
+	exI, exJ := s.invExporter, s.joinExporter
+	if exI == nil {
+		exI = ex
+	}
+	if exJ == nil {
+		exJ = ex
+	}
+	through := func(rw io.ReadWriter, f func(int, []byte) []byte) io.ReadWriter {
+		if f == nil {
+			return rw
+		}
+		return &tamperer{ReadWriter: rw, f: f}
+	}
 	done := make(chan outcome, 1)
 	go func() {
-		r, err := iv.Answer(ctx, a, Channel{Self: idInviter, Peer: idJoiner, Exporter: ex}, nil)
+		r, err := iv.Answer(ctx, through(a, s.invTamper), Channel{Self: idInviter, Peer: idJoiner, Exporter: exI}, nil)
 		a.Close()
 		done <- outcome{r, err}
 	}()
-	var rw io.ReadWriter = b
-	if tamper != nil {
-		rw = &tamperer{ReadWriter: b, f: tamper}
-	}
-	r, err := Join(ctx, rw, Channel{Self: idJoiner, Peer: idInviter, Exporter: ex}, code, "joiner")
+	r, err := Join(ctx, through(b, s.joinTamper), Channel{Self: idJoiner, Peer: idInviter, Exporter: exJ}, code, "joiner")
 	b.Close()
 	return <-done, outcome{r, err}
 }
@@ -244,26 +267,15 @@ func TestMalformedKeyExchangeRefused(t *testing.T) {
 // guess; the join must end there, not go on to another device.
 func TestRefusalAfterTheKeyExchangeEndsTheJoin(t *testing.T) {
 	iv := newInvite(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	ex := exporter(t)
-	go func() {
-		// The inviter's confirmation is replaced by a refusal.
-		rw := &tamperer{ReadWriter: a, f: func(i int, msg []byte) []byte {
-			if i == 1 {
-				return mustMarshal(t, confirm{Error: "no open invite", Code: "no-invite"})
-			}
-			return msg
-		}}
-		iv.Answer(ctx, rw, Channel{Self: idInviter, Peer: idJoiner, Exporter: ex}, nil)
-		a.Close()
-	}()
-	_, err := Join(ctx, b, Channel{Self: idJoiner, Peer: idInviter, Exporter: ex}, iv.Code(), "joiner")
-	if !errors.Is(err, ErrProtocol) || errors.Is(err, ErrNoInvite) {
-		t.Fatalf("join ended with %v, want a protocol error that does not read as no invite", err)
+	// The inviter's confirmation is replaced by a refusal.
+	_, joi := exchange(t, iv, iv.Code(), sides{invTamper: func(i int, msg []byte) []byte {
+		if i == 1 {
+			return mustMarshal(t, confirm{Error: "no open invite", Code: "no-invite"})
+		}
+		return msg
+	}})
+	if !errors.Is(joi.err, ErrProtocol) || errors.Is(joi.err, ErrNoInvite) {
+		t.Fatalf("join ended with %v, want a protocol error that does not read as no invite", joi.err)
 	}
 }
 
@@ -272,23 +284,13 @@ func TestReplayedConfirmationRefused(t *testing.T) {
 	// another TLS session (another exporter) with the same invite: the
 	// binding differs, so the inviter refuses.
 	iv := newInvite(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	done := make(chan error, 1)
-	go func() {
-		_, err := iv.Answer(ctx, a, Channel{Self: idInviter, Peer: idJoiner, Exporter: exporter(t)}, nil)
-		done <- err
-	}()
 	// The "joiner" runs with a binding of its own session.
-	_, err := Join(ctx, b, Channel{Self: idJoiner, Peer: idInviter, Exporter: exporter(t)}, iv.Code(), "joiner")
-	if !errors.Is(err, ErrWrongCode) {
-		t.Fatalf("joiner on another channel: %v, want ErrWrongCode", err)
+	inv, joi := exchange(t, iv, iv.Code(), sides{invExporter: exporter(t), joinExporter: exporter(t)})
+	if !errors.Is(joi.err, ErrWrongCode) {
+		t.Fatalf("joiner on another channel: %v, want ErrWrongCode", joi.err)
 	}
-	if err := <-done; !errors.Is(err, ErrWrongCode) {
-		t.Fatalf("inviter: %v, want ErrWrongCode", err)
+	if !errors.Is(inv.err, ErrWrongCode) {
+		t.Fatalf("inviter: %v, want ErrWrongCode", inv.err)
 	}
 }
 
