@@ -20,6 +20,9 @@ type commit struct {
 	touched map[certs.DeviceID]bool
 	staged  map[string]Link // Links of the ops staged in b, by key
 	origins []origin        // keys staged in b
+	folded  map[certs.DeviceID]uint64
+	// foldedTouched are the origins whose folded record b must write.
+	foldedTouched map[certs.DeviceID]bool
 	buf     []byte
 }
 
@@ -114,9 +117,15 @@ func (c *commit) stageRemote(r *request) {
 func (c *commit) check(r *request, op Op, link Link, base uint64) error {
 	have := c.highest[op.Origin]
 	if op.Seq <= have {
-		held, err := c.linkOf(op.Origin, op.Seq)
+		held, found, err := c.linkOf(op.Origin, op.Seq)
 		if err != nil {
 			return err
+		}
+		if !found && op.Seq <= c.folded[op.Origin] {
+			return nil // folded here: held as far as anyone can tell
+		}
+		if !found {
+			return fmt.Errorf("oplog: %s: %s#%d is missing", c.l.dir, op.Origin.Short(), op.Seq)
 		}
 		if held != link {
 			return fmt.Errorf("%w: %s from %s: the log holds another op %s#%d", ErrConflict, op, r.from.Short(), op.Origin.Short(), op.Seq)
@@ -124,6 +133,7 @@ func (c *commit) check(r *request, op Op, link Link, base uint64) error {
 		return nil
 	}
 	t := c.tips[op.Origin]
+	gap := !op.Legacy && gapAllowed(r.folded, op.Origin, have, op.Seq)
 	switch {
 	case op.Origin == c.l.self:
 		return fmt.Errorf("%w: %s after %d", ErrOwnOrigin, op, have)
@@ -131,9 +141,9 @@ func (c *commit) check(r *request, op Op, link Link, base uint64) error {
 		return fmt.Errorf("%w: %s: Lamport clock %d, over %d", ErrInvalid, op, op.Lamport, uint64(MaxLamport))
 	case op.Lamport > base+MaxLamportJump:
 		return fmt.Errorf("%w: %s: Lamport clock %d jumps more than %d past this log's %d", ErrInvalid, op, op.Lamport, uint64(MaxLamportJump), base)
-	case op.Seq != have+1 || op.Origin.IsZero():
+	case (op.Seq != have+1 && !gap) || op.Origin.IsZero():
 		return fmt.Errorf("%w: %s after %d", ErrGap, op, have)
-	case !op.Legacy && op.Prev != t.link:
+	case !op.Legacy && !gap && op.Prev != t.link:
 		return fmt.Errorf("%w: %s does not follow %s#%d held here", ErrUnauthenticated, op, op.Origin.Short(), have)
 	case op.Legacy && have > 0 && !t.legacy:
 		return fmt.Errorf("%w: %s: a legacy op after a signed one", ErrUnauthenticated, op)
@@ -169,9 +179,17 @@ func (c *commit) rollback(o certs.DeviceID, s *staging) {
 	s.ops, s.links = nil, nil
 }
 
-// flush puts the ops of s in the batch and in r's result.
+// flush puts the ops of s in the batch and in r's result, and notes the
+// gaps they cross.
 func (c *commit) flush(r *request, s *staging) {
 	for i, op := range s.ops {
+		prev := s.highest
+		if i > 0 {
+			prev = s.ops[i-1].Seq
+		}
+		if op.Seq > prev+1 {
+			c.raiseFolded(op.Origin, op.Seq-1)
+		}
 		var err error
 		if c.buf, err = op.AppendBinary(c.buf[:0]); err != nil {
 			r.refuse(op.Origin, err)
@@ -201,17 +219,14 @@ func (c *commit) tipBefore(s *staging, i int) tip {
 }
 
 // linkOf returns the Link of the op held for (origin, seq), staged in this
-// commit or stored.
-func (c *commit) linkOf(origin certs.DeviceID, seq uint64) (Link, error) {
+// commit or stored, and whether one is.
+func (c *commit) linkOf(origin certs.DeviceID, seq uint64) (Link, bool, error) {
 	if l, ok := c.staged[string(opKey(origin, seq))]; ok {
-		return l, nil
+		return l, true, nil
 	}
 	op, found, err := c.l.get(origin, seq)
-	if err != nil {
-		return Link{}, err
+	if err != nil || !found {
+		return Link{}, false, err
 	}
-	if !found {
-		return Link{}, fmt.Errorf("oplog: %s: %s#%d is missing", c.l.dir, origin.Short(), seq)
-	}
-	return op.Link(), nil
+	return op.Link(), true, nil
 }

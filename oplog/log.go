@@ -97,6 +97,7 @@ type Log struct {
 	tips    map[certs.DeviceID]tip // each origin's highest op
 	lamport uint64
 	origins map[certs.DeviceID]origin
+	folded  map[certs.DeviceID]uint64 // see Folded
 }
 
 // tip is what the log keeps in memory of an origin's highest op, to
@@ -114,6 +115,8 @@ type request struct {
 	links   []Link                   // ops' Links (Insert), computed by the caller
 	refused map[certs.DeviceID]error // origins whose ops are not stored (Insert)
 	origin  *origin                  // a key to record (AddOrigin), instead of ops
+	fold    *foldRequest             // ops to remove (Fold), instead of ops
+	folded  map[certs.DeviceID]uint64 // gaps the peer folded (InsertFolded)
 	result  []Op
 	err     error
 	done    chan struct{}
@@ -196,6 +199,7 @@ func OpenFS(dir string, key crypto.Signer, logger *slog.Logger, fs vfs.FS) (*Log
 	l := &Log{
 		db: db, self: own.ID, key: key, dir: dir, reqs: make(chan *request, 1024), done: make(chan struct{}), fail: fail,
 		highest: map[certs.DeviceID]uint64{}, tips: map[certs.DeviceID]tip{}, origins: map[certs.DeviceID]origin{},
+		folded: map[certs.DeviceID]uint64{},
 	}
 	l.commitBatch = func(b *pebble.Batch) error { return b.Commit(pebble.Sync) }
 	if err := fail.guard(false, l.load); err != nil {
@@ -240,6 +244,9 @@ func (l *Log) load() error {
 		closer.Close()
 	}
 	if err := l.loadOrigins(); err != nil {
+		return err
+	}
+	if err := l.loadFolded(); err != nil {
 		return err
 	}
 	for id, seq := range l.highest {
@@ -327,14 +334,18 @@ func (l *Log) Append(ctx context.Context, ops ...Op) ([]Op, error) {
 // call began, and past its origin's previous op's (ErrInvalid). A call
 // with an op Validate refuses stores nothing and fails with its error.
 func (l *Log) Insert(ctx context.Context, from certs.DeviceID, ops ...Op) ([]Op, error) {
+	return l.insert(ctx, from, nil, ops)
+}
+
+func (l *Log) insert(ctx context.Context, from certs.DeviceID, folded map[certs.DeviceID]uint64, ops []Op) ([]Op, error) {
 	if err := validateAll(ops); err != nil {
 		return nil, err
 	}
 	if err := l.fail.get(); err != nil {
 		return nil, err
 	}
-	links, refused := l.authenticate(from, ops)
-	r := &request{ops: ops, from: from, links: links, refused: refused}
+	links, refused := l.authenticate(from, folded, ops)
+	r := &request{ops: ops, from: from, links: links, refused: refused, folded: folded}
 	var stored []Op
 	var err error
 	if slices.ContainsFunc(ops, func(op Op) bool { return refused[op.Origin] == nil }) {
@@ -363,7 +374,7 @@ func (l *Log) submit(ctx context.Context, r *request) (out []Op, err error) {
 			out, err = nil, ErrClosed
 		}
 	}()
-	if len(r.ops) == 0 && r.origin == nil {
+	if len(r.ops) == 0 && r.origin == nil && r.fold == nil {
 		return nil, nil
 	}
 	if err := l.fail.get(); err != nil {
@@ -432,6 +443,7 @@ func (l *Log) commit(group []*request) {
 	c := &commit{
 		l: l, highest: maps.Clone(l.highest), tips: maps.Clone(l.tips), lamport: l.lamport,
 		touched: map[certs.DeviceID]bool{}, staged: map[string]Link{},
+		folded: maps.Clone(l.folded), foldedTouched: map[certs.DeviceID]bool{},
 	}
 	l.mu.RUnlock()
 	c.b = l.db.NewBatch()
@@ -440,6 +452,8 @@ func (l *Log) commit(group []*request) {
 		switch {
 		case r.origin != nil:
 			c.stageOrigin(r)
+		case r.fold != nil:
+			c.stageFold(r)
 		case r.local:
 			c.stageLocal(r)
 		default:
@@ -448,6 +462,9 @@ func (l *Log) commit(group []*request) {
 	}
 	for id := range c.touched {
 		c.b.Set(highestKey(id), binary.BigEndian.AppendUint64(nil, c.highest[id]), nil)
+	}
+	for id := range c.foldedTouched {
+		c.b.Set(foldedKey(id), binary.BigEndian.AppendUint64(nil, c.folded[id]), nil)
 	}
 	c.b.Set([]byte(keyLamport), binary.BigEndian.AppendUint64(nil, c.lamport), nil)
 	// pebble reports a failed WAL write or fsync through Logger.Fatalf,
@@ -463,7 +480,7 @@ func (l *Log) commit(group []*request) {
 		return
 	}
 	l.mu.Lock()
-	l.highest, l.tips, l.lamport = c.highest, c.tips, c.lamport
+	l.highest, l.tips, l.lamport, l.folded = c.highest, c.tips, c.lamport, c.folded
 	for _, o := range c.origins {
 		l.origins[o.key.ID] = o
 	}
@@ -495,7 +512,8 @@ func (l *Log) Lamport() uint64 {
 	return l.lamport
 }
 
-// Count returns the number of ops in the log.
+// Count returns the number of ops the log has taken: the sum of every
+// origin's highest sequence, the ops folded away included.
 func (l *Log) Count() uint64 {
 	var n uint64
 	for _, s := range l.Vector() {
@@ -504,8 +522,8 @@ func (l *Log) Count() uint64 {
 	return n
 }
 
-// Iterate calls fn for each op of origin with sequence >= from, in sequence
-// order, until fn returns an error (which Iterate returns) or the ops run
+// Iterate calls fn for each op of origin with sequence >= from that the
+// log holds (it may lack ones up to Folded(origin)), in sequence order, until fn returns an error (which Iterate returns) or the ops run
 // out. It stops at Highest(origin) as of the call: ops committed while
 // iterating are not seen.
 func (l *Log) Iterate(ctx context.Context, origin certs.DeviceID, from uint64, fn func(Op) error) error {
@@ -595,12 +613,17 @@ func highestKey(origin certs.DeviceID) []byte {
 
 // Check reads the whole log and returns an error naming the first problem
 // found, or nil when every origin's ops are present without a gap from 1
-// to its highest sequence, each decodes and sits under its own key.
+// (or from past Folded) to its highest sequence, each decodes and sits
+// under its own key.
 func (l *Log) Check(ctx context.Context) error {
 	for origin, highest := range l.Vector() {
+		folded := l.Folded(origin)
 		next := uint64(1)
 		// Past highest as well: a record there is a fault too.
 		err := l.iterate(ctx, origin, 1, ^uint64(0), func(op Op) error {
+			if op.Seq > next && op.Seq-1 <= folded {
+				next = op.Seq
+			}
 			if op.Origin != origin || op.Seq != next {
 				return fmt.Errorf("oplog: %s: found %s where %s#%d belongs", l.dir, op, origin.Short(), next)
 			}

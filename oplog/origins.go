@@ -115,7 +115,7 @@ func originKeyKey(id certs.DeviceID) []byte {
 // ops' Links, and why each origin that fails is refused. It runs in the
 // caller's goroutine: signature checks of one peer's ops do not hold up
 // the commits of others.
-func (l *Log) authenticate(from certs.DeviceID, ops []Op) ([]Link, map[certs.DeviceID]error) {
+func (l *Log) authenticate(from certs.DeviceID, folded map[certs.DeviceID]uint64, ops []Op) ([]Link, map[certs.DeviceID]error) {
 	links := make([]Link, len(ops))
 	runs := map[certs.DeviceID]*originRun{}
 	for i, op := range ops {
@@ -131,7 +131,7 @@ func (l *Log) authenticate(from certs.DeviceID, ops []Op) ([]Link, map[certs.Dev
 			runs[op.Origin] = r
 		}
 		if r.refused == nil {
-			r.refused = r.next(op, links[i], from)
+			r.refused = r.next(op, links[i], from, folded)
 		}
 	}
 	refused := map[certs.DeviceID]error{}
@@ -158,9 +158,12 @@ type originRun struct {
 }
 
 // next checks op, with Link link, the origin's next op in the call.
-func (r *originRun) next(op Op, link Link, from certs.DeviceID) error {
+func (r *originRun) next(op Op, link Link, from certs.DeviceID, folded map[certs.DeviceID]uint64) error {
 	prev, prevLink, hasPrev := r.prev, r.prevLink, r.started
 	r.prev, r.prevLink, r.started = op, link, true
+	// A gap the peer folded: the run before it must end signed, as the
+	// run after it must (the checks below see to that).
+	gap := hasPrev && !op.Legacy && gapAllowed(folded, op.Origin, prev.Seq, op.Seq) && r.unsigned == 0
 	switch {
 	case op.Seq == 0:
 		return fmt.Errorf("%w: %s: sequence 0", ErrInvalid, op)
@@ -169,9 +172,9 @@ func (r *originRun) next(op Op, link Link, from certs.DeviceID) error {
 	case op.Legacy:
 		r.unsigned, r.bytes = 0, 0
 		return nil
-	case hasPrev && op.Seq != prev.Seq+1:
+	case hasPrev && op.Seq != prev.Seq+1 && !gap:
 		return fmt.Errorf("%w: %s after %s#%d in one call", ErrGap, op, op.Origin.Short(), prev.Seq)
-	case hasPrev && op.Prev != prevLink:
+	case hasPrev && !gap && op.Prev != prevLink:
 		return fmt.Errorf("%w: %s does not follow the op before it", ErrUnauthenticated, op)
 	case hasPrev && op.Lamport <= prev.Lamport:
 		return fmt.Errorf("%w: %s: Lamport clock %d not past its origin's previous %d", ErrInvalid, op, op.Lamport, prev.Lamport)

@@ -186,7 +186,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 	trust(b, l, 2)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, refused := l.authenticate(dev(2), stored); len(refused) > 0 {
+		if _, refused := l.authenticate(dev(2), nil, stored); len(refused) > 0 {
 			b.Fatal(refused)
 		}
 	}
