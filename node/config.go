@@ -81,6 +81,11 @@ type Config struct {
 	// it ("1000,30%,5m"); "" is DefaultBrake, "off" no brake.
 	Brake string
 
+	// FoldAfter is how many ops the log takes before the ops they
+	// superseded are folded away (see DefaultFoldAfter); the log must
+	// also have grown by half the folder's record count. Negative: never.
+	FoldAfter int
+
 	// Role is what the device does with changes (see Role); "" is the
 	// role it last ran with, SendReceive for a new device.
 	Role Role

@@ -396,6 +396,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	go func() { defer wg.Done(); n.stallLoop(ctx) }()
 	go func() { defer wg.Done(); n.purgeLoop(ctx) }()
 	go func() { defer wg.Done(); n.versionsLoop(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); n.foldLoop(ctx) }()
 	if n.cfg.AfterBurst != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); n.releaseLoop(ctx) }()

@@ -93,6 +93,7 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 	defer n.peerDown(p)
 	gate := newOriginGate(n, p.ID)
 	var runs unsignedRuns
+	folds := map[certs.DeviceID]uint64{} // what the peer said it folded (wire.Fold)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -126,6 +127,13 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 				p.CloseWithError("bad origins")
 				return
 			}
+		case *wire.Fold:
+			if _, known := folds[m.Origin]; !known && len(folds) >= maxGateEntries {
+				log.Warn("closing the connection to a peer that names too many devices", "folds", len(folds))
+				p.CloseWithError("too many devices")
+				return
+			}
+			folds[m.Origin] = max(folds[m.Origin], m.Through)
 		case *wire.Ops:
 			ops, err := gate.filter(m.Ops)
 			if err != nil {
@@ -135,7 +143,7 @@ func (n *Node) servePeer(ctx context.Context, p *quicnet.Peer) {
 			}
 			// Before the ops reach the log, whose growth wakes the sender.
 			peerHas.raiseOps(ops)
-			if err := n.receiveOps(ctx, p, ops, gate, &runs, progress); err != nil {
+			if err := n.receiveOps(ctx, p, ops, folds, gate, &runs, progress); err != nil {
 				log.Warn("receiving ops failed; reconnecting resynchronises", "err", err)
 				p.CloseWithError("bad ops")
 				return
@@ -254,6 +262,9 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 	// their origin, so nothing more of that origin is sent from here
 	// unless the peer gets that op elsewhere.
 	legacy := map[certs.DeviceID]uint64{}
+	// The Folded each origin was last announced with (wire.Fold): the
+	// peer takes ops across a gap only after hearing of it.
+	foldSent := map[certs.DeviceID]uint64{}
 	// sendDigest sends this device's state digest if it changed since.
 	sendDigest := func() error {
 		if d, gen := n.digests.current(); d != nil && gen != digestSent {
@@ -333,6 +344,15 @@ func (n *Node) sendOps(ctx context.Context, p *quicnet.Peer, peerHas *knownVecto
 				if op.Seq > mine[o] {
 					return errStop
 				}
+				// Read at the gap, not before: a fold may have run since.
+				if op.Seq > sent[o]+1 && op.Seq-1 > foldSent[o] {
+					if f := n.ops.Folded(o); f >= op.Seq-1 {
+						if err := p.Send(ctx, &wire.Fold{Origin: o, Through: f}); err != nil {
+							return err
+						}
+						foldSent[o] = f
+					}
+				}
 				if op.Legacy && o != n.id.ID {
 					legacy[o] = op.Seq
 					return errStop
@@ -396,14 +416,15 @@ func (n *Node) sendWhilePaused(ctx context.Context, p *quicnet.Peer, out *outbox
 	}
 }
 
-// receiveOps persists ops from a peer, acknowledges them (posts the
+// receiveOps persists ops from a peer (across the gaps folds, what the
+// peer said it folded, allows), acknowledges them (posts the
 // Progress for the sender to send: it does not write to the peer), and
 // wakes the applier. Ops of an origin the log refuses (a gap, a forgery,
 // a conflict) are left out for the rest of the session (see originGate);
 // a reconnect starts over from what is durable. Only a failure of the
 // log or the state dir, or a peer past the session's bounds, fails the
 // call, and with it the connection.
-func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, gate *originGate, runs *unsignedRuns, progress *progressBox) error {
+func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, folds map[certs.DeviceID]uint64, gate *originGate, runs *unsignedRuns, progress *progressBox) error {
 	ops, err := runs.add(ops, gate)
 	if err != nil {
 		return err
@@ -429,7 +450,7 @@ func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, 
 			return err
 		}
 	}
-	inserted, err := n.ops.Insert(ctx, p.ID, ops...)
+	inserted, err := n.ops.InsertFolded(ctx, p.ID, folds, ops...)
 	if len(inserted) > 0 {
 		n.relays.brought(p.ID, inserted)
 		// Due before the other peers hear of the ops: one that asks for

@@ -17,6 +17,10 @@ import (
 type opLog interface {
 	Append(ctx context.Context, ops ...oplog.Op) ([]oplog.Op, error)
 	Insert(ctx context.Context, from certs.DeviceID, ops ...oplog.Op) ([]oplog.Op, error)
+	InsertFolded(ctx context.Context, from certs.DeviceID, folded map[certs.DeviceID]uint64, ops ...oplog.Op) ([]oplog.Op, error)
+	Fold(ctx context.Context, origin certs.DeviceID, seqs []uint64) (int, error)
+	Folded(origin certs.DeviceID) uint64
+	Reclaim(ctx context.Context) error
 	AddOrigin(ctx context.Context, key oplog.OriginKey, voucher certs.DeviceID) error
 	Origin(id certs.DeviceID) (key oplog.OriginKey, voucher certs.DeviceID, ok bool)
 	Vouched(voucher certs.DeviceID) int

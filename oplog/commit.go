@@ -23,7 +23,7 @@ type commit struct {
 	folded  map[certs.DeviceID]uint64
 	// foldedTouched are the origins whose folded record b must write.
 	foldedTouched map[certs.DeviceID]bool
-	buf     []byte
+	buf           []byte
 }
 
 // staging is ops of one origin checked but not yet in the batch: they go

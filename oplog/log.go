@@ -111,11 +111,11 @@ type tip struct {
 type request struct {
 	ops     []Op
 	local   bool
-	from    certs.DeviceID           // the peer that sent ops (Insert)
-	links   []Link                   // ops' Links (Insert), computed by the caller
-	refused map[certs.DeviceID]error // origins whose ops are not stored (Insert)
-	origin  *origin                  // a key to record (AddOrigin), instead of ops
-	fold    *foldRequest             // ops to remove (Fold), instead of ops
+	from    certs.DeviceID            // the peer that sent ops (Insert)
+	links   []Link                    // ops' Links (Insert), computed by the caller
+	refused map[certs.DeviceID]error  // origins whose ops are not stored (Insert)
+	origin  *origin                   // a key to record (AddOrigin), instead of ops
+	fold    *foldRequest              // ops to remove (Fold), instead of ops
 	folded  map[certs.DeviceID]uint64 // gaps the peer folded (InsertFolded)
 	result  []Op
 	err     error

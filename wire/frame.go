@@ -41,8 +41,10 @@ import (
 // peer announces the root of its recorded state (StateDigest) and answers
 // requests to walk the tree (DigestRequest, DigestResponse). Version 6
 // adds the mesh: a device vouches for its other mesh members (Introduce)
-// and withdraws its trust in one (Revoke).
-const ProtocolVersion = 6
+// and withdraws its trust in one (Revoke). Version 7 folds logs: a peer
+// whose log lacks superseded ops says so (Fold) before sending the ops
+// after them.
+const ProtocolVersion = 7
 
 // MaxFrame is the largest frame accepted: ample for a batch of ops, small
 // enough that a hostile peer cannot exhaust memory.
@@ -78,6 +80,8 @@ const (
 	TypeDigestRequest Type = 14
 	// TypeDigestResponse answers it.
 	TypeDigestResponse Type = 15
+	// TypeFold says the sender's log lacks folded ops of an origin.
+	TypeFold Type = 16
 )
 
 // String returns the message type's name, for errors and logs.
@@ -113,6 +117,8 @@ func (t Type) String() string {
 		return "digest-request"
 	case TypeDigestResponse:
 		return "digest-response"
+	case TypeFold:
+		return "fold"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -244,6 +250,8 @@ func Decode(t Type, body []byte) (Message, error) {
 		m = &DigestRequest{}
 	case TypeDigestResponse:
 		m = &DigestResponse{}
+	case TypeFold:
+		m = &Fold{}
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, t)
 	}

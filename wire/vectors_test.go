@@ -61,6 +61,7 @@ type message struct {
 	} `json:"members"`
 	Sig     vectors.Hex `json:"sig"`
 	Device  vectors.Hex `json:"device"`
+	Through uint64      `json:"through"`
 	Entries []struct {
 		Name string      `json:"name"`
 		Kind uint8       `json:"kind"`
@@ -124,6 +125,8 @@ func (m message) toMessage(t *testing.T) wire.Message {
 		return &wire.Introduce{Members: members, Sig: m.Sig}
 	case wire.TypeRevoke.String():
 		return &wire.Revoke{ID: m.Device.Device(t), Sig: m.Sig}
+	case wire.TypeFold.String():
+		return &wire.Fold{Origin: m.Device.Device(t), Through: m.Through}
 	case wire.TypeDigestResponse.String():
 		r := &wire.DigestResponse{ID: m.ID, Status: wire.DigestStatus(m.Status), More: m.More}
 		for _, e := range m.Entries {
@@ -168,7 +171,7 @@ func TestFrameVectors(t *testing.T) {
 			t.Errorf("%s: %d bytes left after the frame", c.Name, r.Len())
 		}
 	}
-	for typ := wire.TypeHello; typ <= wire.TypeDigestResponse; typ++ {
+	for typ := wire.TypeHello; typ <= wire.TypeFold; typ++ {
 		if !types[typ] {
 			t.Errorf("no vector for %s", typ)
 		}

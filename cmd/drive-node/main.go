@@ -182,6 +182,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Versions, "versions", "", "keep replaced files: on (1h:all,1d:1h,30d:1d,1y:1w), off, or a schedule of AGE:EVERY pairs")
 	fs.Float64Var(&cfg.VersionsMaxShare, "versions-max-share", node.DefaultVersionsMaxShare, "largest share of the folder's disk the version store takes (oldest versions go first)")
 	fs.StringVar(&cfg.Brake, "brake", "", "hold a peer's mass deletes or overwrites: on (1000,30%,5m), off, or FILES,PERCENT%,WINDOW")
+	fs.IntVar(&cfg.FoldAfter, "fold-after", node.DefaultFoldAfter, "fold superseded ops out of the op log once it has taken this many ops (and half the folder's file count) since the last fold; -1 never")
 	fs.StringVar((*string)(&cfg.Role), "role", "", "send-receive, receive-only (apply peers' changes, send none) or send-only (send changes, apply none); default: the role it last ran with, else send-receive")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) to this file until the daemon stops")

@@ -1,0 +1,252 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/state"
+)
+
+// Folding the op log. An op is folded away once the folder's record of
+// its path shows it superseded: the record's version has seen it, and it
+// is not one of the path's heads (the versions no op has superseded, which
+// the sync decision reads back from the log). A device that lacks such an
+// op loses nothing without it: the op that superseded it is kept and
+// carries the path's state, so every device converges on the same record.
+// Which devices have the op does not matter: one that comes back after
+// months takes the kept ops across the gaps (the sender says where its log
+// is folded, wire.Fold), and a device paired later starts from the same.
+//
+// Kept whatever the record says: an origin's highest op (the log keeps
+// it), ops not yet applied here, renames (they are heads of two paths),
+// ops set aside by the device's role and ops not placed (both are read
+// back from the log later).
+
+// DefaultFoldAfter is Config.FoldAfter when unset.
+const DefaultFoldAfter = 4096
+
+// foldQuiet is how long the log must have taken no op before a due fold
+// pass runs: a pass during a large sync would compete with it and find
+// less superseded than it will a moment later.
+const foldQuiet = 5 * time.Second
+
+// foldWindow is how many ops a pass decides on and folds at a time, so
+// that it holds a bounded number of ops whatever the log's size.
+const foldWindow = 2048
+
+// reclaimAfter is how many ops a pass must fold before it compacts the
+// log's files at once rather than leave it to pebble's own pace.
+const reclaimAfter = 1024
+
+// metaFoldedAt is the log's Count when the last fold pass ended.
+const metaFoldedAt = "fold_count"
+
+// foldLoop runs a fold pass once the log has taken Config.FoldAfter ops
+// (and at least half the folder's record count) since the last pass, and
+// then none for foldQuiet. It waits on the log's growth, not on a timer.
+func (n *Node) foldLoop(ctx context.Context) {
+	if n.cfg.FoldAfter < 0 {
+		return
+	}
+	last, err := n.lastFold(ctx)
+	if err != nil {
+		n.log.Warn("reading when the op log was last folded failed", "err", err)
+	}
+	for {
+		grown := n.logWatch.changed()
+		due, err := n.foldDue(ctx, last)
+		if err != nil {
+			n.log.Warn("deciding whether to fold the op log failed", "err", err)
+		}
+		if due {
+			count := n.ops.Count()
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.after(foldQuiet):
+			}
+			if n.ops.Count() != count {
+				continue // still taking ops: wait for quiet again
+			}
+			if _, err := n.foldPass(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("folding the op log failed", "err", err)
+			}
+			// A failed pass waits for the log to grow again too.
+			last = count
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-grown:
+		}
+	}
+}
+
+// lastFold returns the log's Count when the last pass ended.
+func (n *Node) lastFold(ctx context.Context) (uint64, error) {
+	v, ok, err := n.db.Meta(ctx, metaFoldedAt)
+	if err != nil || !ok {
+		return 0, err
+	}
+	last, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("meta %s %q: %w", metaFoldedAt, v, err)
+	}
+	return last, nil
+}
+
+// foldDue reports whether the log has grown enough since the pass that
+// ended at Count last.
+func (n *Node) foldDue(ctx context.Context, last uint64) (bool, error) {
+	after := uint64(n.cfg.FoldAfter)
+	if after == 0 {
+		after = DefaultFoldAfter
+	}
+	count := n.ops.Count()
+	if count < last+after {
+		return false, nil
+	}
+	st, err := n.db.Stats(ctx)
+	if err != nil {
+		return false, err
+	}
+	return count >= last+uint64(st.Files)/2, nil
+}
+
+// FoldResult is what a fold pass did.
+type FoldResult struct {
+	Read   int // ops read
+	Folded int // ops removed from the log
+}
+
+// foldPass folds every op it finds superseded, a window at a time, and
+// compacts the log's files if it folded many. It records the log's
+// Count, so the next pass waits for the log to grow again.
+func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
+	var res FoldResult
+	start := n.clock.Now()
+	count := n.ops.Count()
+	applied, err := n.db.Applied(ctx)
+	if err != nil {
+		return res, err
+	}
+	keep, err := n.opsReadBack(ctx)
+	if err != nil {
+		return res, err
+	}
+	vector := n.ops.Vector()
+	origins := make([]certs.DeviceID, 0, len(vector))
+	for o := range vector {
+		origins = append(origins, o)
+	}
+	slices.SortFunc(origins, func(a, b certs.DeviceID) int { return slices.Compare(a[:], b[:]) })
+	for _, o := range origins {
+		// Below the highest, and only what is applied here.
+		limit := min(applied[o], vector[o]-1)
+		if err := n.foldOrigin(ctx, o, limit, keep, &res); err != nil {
+			return res, fmt.Errorf("fold %s: %w", o.Short(), err)
+		}
+	}
+	if res.Folded >= reclaimAfter {
+		if err := n.ops.Reclaim(ctx); err != nil {
+			return res, err
+		}
+	}
+	if err := n.db.SetMeta(ctx, metaFoldedAt, strconv.FormatUint(count, 10)); err != nil {
+		return res, err
+	}
+	n.log.Info("op log folded", "read", res.Read, "folded", res.Folded, "took", n.clock.Now().Sub(start).Round(time.Millisecond))
+	return res, nil
+}
+
+// foldOrigin folds origin o's superseded ops up to limit.
+func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, keep map[state.OpID]bool, res *FoldResult) error {
+	if limit == 0 {
+		return nil
+	}
+	window := make([]oplog.Op, 0, foldWindow)
+	flush := func() error {
+		drop, err := n.superseded(ctx, window)
+		window = window[:0]
+		if err != nil || len(drop) == 0 {
+			return err
+		}
+		k, err := n.ops.Fold(ctx, o, drop)
+		res.Folded += k
+		return err
+	}
+	err := n.ops.Iterate(ctx, o, 1, func(op oplog.Op) error {
+		if op.Seq > limit {
+			return errStop
+		}
+		res.Read++
+		if op.Kind == oplog.KindRename || op.Legacy || keep[state.OpID{Origin: op.Origin, Seq: op.Seq}] {
+			return nil
+		}
+		if window = append(window, op); len(window) == foldWindow {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return err
+	}
+	return flush()
+}
+
+// superseded returns the sequences of the ops in window whose path's
+// record shows them superseded.
+func (n *Node) superseded(ctx context.Context, window []oplog.Op) ([]uint64, error) {
+	var drop []uint64
+	for _, op := range window {
+		rec, ok, err := n.db.File(ctx, op.Path)
+		if err != nil {
+			return nil, err
+		}
+		if ok && opSuperseded(op, rec) {
+			drop = append(drop, op.Seq)
+		}
+	}
+	return drop, nil
+}
+
+// opSuperseded reports whether rec, the record of op's path, shows op
+// superseded: its version has seen op's, and op is not one of its heads.
+func opSuperseded(op oplog.Op, rec state.File) bool {
+	if slices.Contains(rec.Heads, state.OpID{Origin: op.Origin, Seq: op.Seq}) {
+		return false
+	}
+	if rec.Origin == op.Origin && rec.Seq == op.Seq {
+		return false
+	}
+	return rec.Version.Dominates(op.Version())
+}
+
+// opsReadBack returns the ops the node reads back from the log later:
+// those set aside by its role and those not placed.
+func (n *Node) opsReadBack(ctx context.Context) (map[state.OpID]bool, error) {
+	keep := map[state.OpID]bool{}
+	if err := n.db.SetAsideOps(ctx, "", func(s state.SetAside) error {
+		keep[s.Op] = true
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	list, err := readUnplaced(ctx, n.db)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range list {
+		if origin, err := certs.ParseDeviceID(u.Origin); err == nil {
+			keep[state.OpID{Origin: origin, Seq: u.Seq}] = true
+		}
+	}
+	return keep, nil
+}
