@@ -40,6 +40,10 @@ type tool struct {
 	// (drive-node's op log, Syncthing's index database), measured by
 	// the scale figures.
 	logDir func(dir string) string
+	// logSettled, when set, waits until the daemon on h has done what it
+	// does to its log after a burst of changes (drive-node folds it),
+	// before the log is measured.
+	logSettled func(b *testing.B, h *netlab.Host, dir string)
 }
 
 // figures are one tool's results.
@@ -586,6 +590,22 @@ func driveNode(bin string) tool {
 				return filepath.Join(s, "oplog")
 			}
 			return filepath.Join(dir, ".drive-node", "oplog")
+		},
+		logSettled: func(b *testing.B, h *netlab.Host, dir string) {
+			// Folded when status says the log was folded at its count.
+			start := time.Now()
+			for time.Since(start) < 2*time.Minute {
+				out, err := h.Command(b.Context(), bin, append(append([]string{"status"}, loc(dir)...), "--json")...).Output()
+				var st struct {
+					Ops      uint64
+					FoldedAt uint64 `json:"folded_at"`
+				}
+				if err == nil && json.Unmarshal(out, &st) == nil && st.FoldedAt >= st.Ops && st.Ops > 0 {
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			b.Logf("drive-node on %s did not fold its log within 2 minutes", dir)
 		},
 	}
 }

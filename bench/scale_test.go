@@ -191,7 +191,7 @@ func scaleRun(b *testing.B, tl tool, start func(*testing.B, *netlab.Host, string
 	f.peakA, f.peakB = hostMem(b, a, "VmHWM"), hostMem(b, h, "VmHWM")
 	f.editLatency = editLatency(b, name, stage, dirA, dirB, sub+"-edit")
 	if tl.logDir != nil {
-		f.logAfter = append(f.logAfter, dirBytes(tl.logDir(dirA)))
+		f.logAfter = append(f.logAfter, settledLog(b, tl, a, dirA))
 	}
 
 	// A restart of B with the library unchanged: a change made on A
@@ -217,10 +217,19 @@ func scaleRun(b *testing.B, tl tool, start func(*testing.B, *netlab.Host, string
 			return f
 		}
 		time.Sleep(2 * time.Second)
-		f.logAfter = append(f.logAfter, dirBytes(tl.logDir(dirA)))
+		f.logAfter = append(f.logAfter, settledLog(b, tl, a, dirA))
 		b.Logf("%s: rewrite %d synced in %.1f s; log %d MiB", name, round, time.Since(began).Seconds(), f.logAfter[round]>>20)
 	}
 	return f
+}
+
+// settledLog returns the bytes of the log of the daemon of dir on h, once
+// it has settled.
+func settledLog(b *testing.B, tl tool, h *netlab.Host, dir string) int64 {
+	if tl.logSettled != nil {
+		tl.logSettled(b, h, dir)
+	}
+	return dirBytes(tl.logDir(dir))
 }
 
 // formatScale is the table of the scale figures, one row per figure and

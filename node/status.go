@@ -18,19 +18,22 @@ import (
 // Status is what `drive-node status` shows. It is read from the state
 // directory, so it works whether or not the daemon runs.
 type Status struct {
-	Device     string       `json:"device"`
-	Folder     string       `json:"folder"`
-	StateDir   string       `json:"state_dir"`
-	Running    bool         `json:"running"`
-	PID        int          `json:"pid,omitempty"`
-	Ready      bool         `json:"ready"`               // running and its start-up scan is recorded
-	Paused     string       `json:"paused,omitempty"`    // why the folder is paused, if it is
-	DiskFull   string       `json:"disk_full,omitempty"` // set while received changes wait for space
-	Files      int          `json:"files"`
-	Dirs       int          `json:"dirs"`
-	Tombstones int          `json:"tombstones"`
-	Bytes      int64        `json:"bytes"`
-	Ops        uint64       `json:"ops"`
+	Device     string `json:"device"`
+	Folder     string `json:"folder"`
+	StateDir   string `json:"state_dir"`
+	Running    bool   `json:"running"`
+	PID        int    `json:"pid,omitempty"`
+	Ready      bool   `json:"ready"`               // running and its start-up scan is recorded
+	Paused     string `json:"paused,omitempty"`    // why the folder is paused, if it is
+	DiskFull   string `json:"disk_full,omitempty"` // set while received changes wait for space
+	Files      int    `json:"files"`
+	Dirs       int    `json:"dirs"`
+	Tombstones int    `json:"tombstones"`
+	Bytes      int64  `json:"bytes"`
+	Ops        uint64 `json:"ops"`
+	// FoldedAt is the op count at which the log was last folded (its
+	// superseded ops removed); 0 if it never was.
+	FoldedAt   uint64       `json:"folded_at,omitempty"`
 	LastChange *time.Time   `json:"last_change,omitempty"`
 	Peers      []PeerStatus `json:"peers"`
 	Conflicts  []Conflict   `json:"conflicts"`
@@ -204,6 +207,7 @@ func ReadStatus(ctx context.Context, stateDir string) (Status, error) {
 		// then the readiness: values from an earlier run do not count.
 		st.Ready = int64(st.PID) == meta(metaPID) && meta(metaStartedAt) != 0 && meta(metaReadyAt) >= meta(metaStartedAt)
 	}
+	st.FoldedAt = uint64(max(meta(metaFoldedAt), 0))
 	if t := meta(metaLastChange); t != 0 {
 		tt := time.Unix(0, t).UTC()
 		st.LastChange = &tt
