@@ -105,6 +105,9 @@ type loop struct {
 	retry   map[string]look     // files not stable yet, none of them pending
 	retryAt time.Time           // when the earliest retry is due; zero if none
 	lost    eventLoss           // events the kernel dropped, not yet rescanned for
+	// base is what the last scan left for a rescan for lost events; nil
+	// if that must be a full scan (see lostScan).
+	base *scanBase
 	// rescanAt is when the periodic rescan is due; zero if disabled. It
 	// is one more deadline for the loop's only timer, rather than a
 	// ticker, so that next names every time the loop will wake.
@@ -112,8 +115,8 @@ type loop struct {
 }
 
 // After events were lost (the kernel's queue overflowed), the folder is
-// rescanned once the burst that overflowed it is over: when no event has
-// come for overflowQuiet, or overflowMaxWait after the first loss, for a
+// rescanned (see loop.lostScan) once the burst that overflowed it is over:
+// when no event has come for overflowQuiet, or overflowMaxWait after the first loss, for a
 // stream of events that never pauses. A rescan started at the first
 // overflow would run while the burst goes on, fill the queue again, and be
 // followed by another, one per overflow, each a walk of the whole folder.
@@ -126,6 +129,9 @@ const (
 type eventLoss struct {
 	first, last time.Time // the first loss, and the last loss or event since
 	count       int       // losses reported since the first
+	// other is set when a loss was an error other than an overflow, of
+	// which nothing is known: then the rescan is a full one.
+	other bool
 }
 
 // note records a loss (or, with loss false, an event) at now; it reports
@@ -178,10 +184,11 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 	ws.dirs[""] = true
 
 	l := &loop{w: w, ws: ws, pending: map[string]struct{}{}, held: map[string]look{}, retry: map[string]look{}}
-	left, err := w.scan(ctx, out, ws, w.scanWait())
+	left, base, err := w.scan(ctx, out, ws, w.scanWait(), nil)
 	if err != nil {
 		return err
 	}
+	l.base = base
 	l.addRetries(left)
 	w.scanOnce.Do(func() { close(w.scanned) })
 
@@ -214,6 +221,9 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 			if !ok {
 				return errors.New("watcher: event stream closed")
 			}
+			if !errors.Is(err, fsnotify.ErrEventOverflow) {
+				l.lost.other = true
+			}
 			if l.lost.note(w.clk.Now(), true) {
 				if errors.Is(err, fsnotify.ErrEventOverflow) {
 					w.log.Warn("file events overflowed; rescanning the folder once the burst is over")
@@ -224,9 +234,9 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 		case <-timer.C():
 			now := w.clk.Now()
 			if due := l.lost.due(); !due.IsZero() && !now.Before(due) {
-				w.log.Info("rescanning the folder for lost file events", "losses", l.lost.count)
-				l.lost = eventLoss{}
-				w.Rescan()
+				if err := l.lostScan(ctx, out, now); err != nil {
+					return err
+				}
 			}
 			if !l.rescanAt.IsZero() && !now.Before(l.rescanAt) {
 				l.rescanAt = now.Add(w.o.RescanInterval)
@@ -236,10 +246,11 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 				return err
 			}
 		case <-w.rescan.C():
-			left, err := w.scan(ctx, out, ws, 0)
+			left, base, err := w.scan(ctx, out, ws, 0, nil)
 			if err != nil {
 				return err
 			}
+			l.base = base
 			l.addRetries(left)
 		}
 	}

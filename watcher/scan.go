@@ -97,11 +97,11 @@ func notExist(err error) bool {
 // not "", by that other spelling of it, which the file system takes for it
 // (see lookPaths): then the inode number, which may be the spelling's, is
 // left unknown (0). It returns the observation to report; or nil and nil
-// when the file matches the Index (or cannot be read, which is logged); or
-// again when the file is not stable yet and must be looked at again
-// StableFor later (or was replaced while it was opened). prev is the
-// previous look that found it unstable, if any. Only a cancelled ctx is an
-// error.
+// when the file matches the Index; or again when the file is not stable
+// yet and must be looked at again StableFor later (or was replaced while it
+// was opened). prev is the previous look that found it unstable, if any.
+// A file that cannot be read is logged and left as recorded: the error is
+// then errUnread. Any other error is ctx's, cancelled.
 func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, st fs.FileInfo, prev *look, rec record) (o *Observation, again *look, err error) {
 	name := path.Base(rel)
 	if via != "" {
@@ -145,7 +145,7 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, s
 			return nil, later(cur, now), nil
 		}
 		w.log.Warn("cannot read a file; it stays as recorded until it can be read", "path", rel, "err", err)
-		return nil, nil, nil
+		return nil, nil, errUnread
 	}
 	after, err := dir.Lstat(name)
 	if err != nil {
@@ -153,7 +153,7 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, s
 			return nil, later(cur, now), nil
 		}
 		w.log.Warn("cannot look at a file", "path", rel, "err", err)
-		return nil, nil, nil
+		return nil, nil, errUnread
 	}
 	if as := sigAt(after); as != cur || n != cur.size || !after.Mode().IsRegular() {
 		// Changed while it was hashed: hash it again once it is quiet.
@@ -162,6 +162,10 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, s
 	obs.Hash = h
 	return &obs, nil, nil
 }
+
+// errUnread means that a file could not be read (or looked at) and is left
+// as recorded; lookFile has logged why.
+var errUnread = errors.New("left as recorded")
 
 // walkResult accumulates what a walk found.
 type walkResult struct {
@@ -175,6 +179,14 @@ type walkResult struct {
 	// flush, when set, sends what was found so far if it is scanFlush
 	// observations or more; the walk calls it between directories.
 	flush func() error
+	// base, when set, is what the previous scan left: directories it
+	// settles are not compared with the Index (see lostScan).
+	base *scanBase
+	// next, when set, is filled in for the next rescan for lost events.
+	next *scanBase
+	// listed and compared count the directories listed, and those of
+	// them compared with the Index.
+	listed, compared int
 }
 
 // scanFlush is how many observations a full scan holds before it sends
@@ -315,10 +327,18 @@ func (w *Watcher) walkTree(ctx context.Context, rel string, dir *os.Root, st fs.
 	}
 	// Watch before listing, so nothing created in between is missed.
 	ws.add(rel, dir)
-	return w.walkDir(ctx, rel, dir, r, ws)
+	if st == nil && (r.base != nil || r.next != nil) {
+		st, _ = dir.Stat(".") // the folder itself; nil, not settled, if it fails
+	}
+	return w.walkDir(ctx, rel, dir, st, r.base.settled(rel, st, rec), r, ws)
 }
 
-func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walkResult, ws *watchSet) error {
+// walkDir lists the directory rel, which info describes (nil if unknown),
+// open as dir, and looks at what it holds, walking the directories in it.
+// Unless settled (see scanBase.settled), the listing is compared with the
+// Index: what it lacks is gone. When settled, a file whose ctime shows it
+// unchanged since the previous scan began is only counted (Options.Looked).
+func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, info fs.FileInfo, settled bool, r *walkResult, ws *watchSet) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -337,7 +357,15 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 		}
 		return nil
 	}
-	recs := w.recordsIn(rel)
+	r.listed++
+	var recs *recordsIn
+	if !settled {
+		recs = w.recordsIn(rel)
+		r.compared++
+	}
+	// clean: everything in the directory was seen and compared, so the
+	// next rescan for lost events may settle it.
+	clean := settled || recs.known
 	for _, e := range entries {
 		child := e.Name()
 		if rel != "" {
@@ -354,11 +382,14 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 			w.skip(child, t)
 			continue
 		}
-		rec := recs.take(e.Name(), child)
-		if rec.k.Dir && !t.IsDir() {
-			// A directory replaced by a file: what was recorded in it
-			// is gone.
-			w.goneUnder(child, r)
+		rec := recordedDir
+		if !settled {
+			rec = recs.take(e.Name(), child)
+			if rec.k.Dir && !t.IsDir() {
+				// A directory replaced by a file: what was recorded in
+				// it is gone.
+				w.goneUnder(child, r)
+			}
 		}
 		// A directory is opened through this one, never by its path, so
 		// that what is walked below is what is in the folder.
@@ -371,6 +402,10 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 			st, err = e.Info()
 		}
 		if err != nil {
+			clean = false
+			if settled {
+				rec = w.lookup(child)
+			}
 			if notExist(err) { // gone since the listing
 				if rec.ok {
 					w.goneWith(child, r)
@@ -394,18 +429,32 @@ func (w *Watcher) walkDir(ctx context.Context, rel string, dir *os.Root, r *walk
 		if w.o.Looked != nil {
 			w.o.Looked()
 		}
+		if settled {
+			if r.base.unchanged(st) {
+				continue
+			}
+			if rec = w.lookup(child); rec.k.Dir {
+				w.goneUnder(child, r)
+			}
+		}
 		o, again, err := w.lookFile(ctx, dir, child, "", st, nil, rec)
 		switch {
+		case errors.Is(err, errUnread):
+			clean = false
 		case err != nil:
 			return err
 		case again != nil:
+			clean = false
 			r.unstable[child] = *again
 		case o != nil:
 			r.present = append(r.present, *o)
 		}
 	}
-	if recs.known {
+	if recs != nil && recs.known {
 		recs.rest(r)
+	}
+	if clean {
+		r.next.done(rel, info)
 	}
 	if r.flush != nil {
 		return r.flush()
@@ -535,6 +584,7 @@ func (w *Watcher) lookPaths(ctx context.Context, paths []string, prevs map[strin
 			}
 			o, again, err := w.lookFile(ctx, parent, p, via, st, prev, w.lookup(p))
 			switch {
+			case errors.Is(err, errUnread): // left as recorded
 			case err != nil:
 				return nil, err
 			case again != nil:
@@ -580,7 +630,7 @@ func (w *Watcher) aliasesOf(dirs *dirChain, p string, named []string, spelt map[
 // unreadable (having sent nothing, if it was so from the start). Scan may
 // run concurrently with Run; Run does its own scans (see Rescan).
 func (w *Watcher) Scan(ctx context.Context, out chan<- []Observation) error {
-	left, err := w.scan(ctx, out, nil, w.scanWait())
+	left, _, err := w.scan(ctx, out, nil, w.scanWait(), nil)
 	if err != nil {
 		return err
 	}
@@ -594,13 +644,24 @@ func (w *Watcher) Scan(ctx context.Context, out chan<- []Observation) error {
 func (w *Watcher) scanWait() time.Duration { return max(2*time.Second, 20*w.o.StableFor) }
 
 // scan walks the whole folder, waits up to wait for unstable files, sends
-// the result, and returns the files still unstable.
-func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchSet, wait time.Duration) (map[string]look, error) {
+// the result, and returns the files still unstable. With base, what the
+// previous scan of a Run left, it is a rescan for lost events: the
+// directories base settles are not compared with the Index (see
+// lostScan). A scan in a Run (ws not nil) returns what the next such
+// rescan needs, or nil if the folder's file system cannot tell.
+func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchSet, wait time.Duration, base *scanBase) (map[string]look, *scanBase, error) {
+	began := w.clk.Now()
 	root, err := w.openRoot()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r := newWalkResult()
+	r.base = base
+	if ws != nil {
+		if st, err := root.Stat("."); err == nil {
+			r.next = w.newScanBase(st, began)
+		}
+	}
 	r.flush = func() error {
 		if len(r.present)+len(r.gone) < scanFlush {
 			return nil
@@ -613,7 +674,10 @@ func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchS
 	err = w.walkTree(ctx, "", root, nil, record{}, r, ws)
 	root.Close()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if base != nil {
+		w.log.Info("rescanned the folder for lost file events", "directories", r.listed, "compared", r.compared)
 	}
 	present, gone := r.present, r.gone
 
@@ -625,12 +689,12 @@ func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchS
 			break
 		}
 		if err := w.sleepUntil(ctx, next); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		due, prevs := takeDue(unstable, w.clk.Now(), w.o.StableFor)
 		rr, err := w.lookPaths(ctx, due, prevs, ws, out)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		present = append(present, rr.present...)
 		gone = append(gone, rr.gone...)
@@ -638,7 +702,7 @@ func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchS
 			unstable[p] = lk
 		}
 	}
-	return unstable, w.send(ctx, out, present, gone)
+	return unstable, r.next, w.send(ctx, out, present, gone)
 }
 
 // earliest returns the earliest look in m, which is not empty.

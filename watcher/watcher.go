@@ -1,7 +1,10 @@
 // Package watcher reports what is in a folder and what happens in it: a full
 // scan at start that finds what changed while nothing was watching, a
-// recursive fsnotify watch (directories created later included), and a
-// periodic rescan as the safety net for lost or overflowing events.
+// recursive fsnotify watch (directories created later included), a rescan
+// once a burst of events that overflowed the kernel's queue is over (which
+// consults the Index only for what changed, where the file system's
+// ctimes tell), and a periodic full rescan as the safety net for lost or
+// overflowing events.
 //
 // The watcher only reports what it saw; it decides nothing. It compares
 // what it sees with an Index the caller keeps (what was last recorded) so
@@ -147,9 +150,10 @@ type Options struct {
 	// hashed; default 50 ms. A file moved in from elsewhere keeps its old
 	// mtime and is hashed at once.
 	StableFor time.Duration
-	// Looked, if set, is called for each regular file a full scan looks
-	// at, from the scanning goroutine: counting the calls tells how far a
-	// scan has got. It must not block.
+	// Looked, if set, is called for each regular file a scan of the
+	// folder looks at (a full scan, or a rescan for lost events), from
+	// the scanning goroutine: counting the calls tells how far a scan has
+	// got. It must not block.
 	Looked func()
 	// Logger receives the watcher's logs; default slog.Default().
 	Logger *slog.Logger
@@ -160,7 +164,9 @@ type Options struct {
 	// is moved on. A file's age is its mtime's distance from Clock's Now:
 	// a clock other than the system's must agree with the file system's
 	// timestamps, or files seem written long ago (and are hashed at once)
-	// or in the future.
+	// or in the future; and a rescan for lost events, which takes an
+	// inode whose ctime is older than the previous scan as unchanged, may
+	// miss a change until the periodic rescan.
 	Clock clock.Clock
 	// ExactNames says the file system finds a name under another case or
 	// Unicode form (exFAT and FAT; APFS and HFS+ by default):
@@ -226,6 +232,9 @@ type Watcher struct {
 	// set for l.next(): a test on a fake clock learns there when the loop
 	// will wake next, before it moves the clock on.
 	waiting func(l *loop)
+	// keepsCTime, if set, replaces the check of the folder's file system
+	// (see keepsCTime).
+	keepsCTime func(dir string) bool
 }
 
 // New checks the options and returns a Watcher; nothing runs until Run or
