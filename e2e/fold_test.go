@@ -32,7 +32,7 @@ func TestFoldedLogCatchUp(t *testing.T) {
 	a, b, c := lab.Host(0), lab.Host(1), lab.Host(2)
 	pairHosts(t, bin, a, b, dirs[0], dirs[1], nil)
 	// Every round rewrites every file: the brake would hold it on B.
-	fold := []string{"--fold-after", "100", "--brake", "off"}
+	fold := []string{"--fold-after", "100", "--fold-age", "0", "--brake", "off"}
 	pa := startDaemon(t, a, bin, dirs[0], "A", fold...)
 	pb := startDaemon(t, b, bin, dirs[1], "B", fold...)
 	var pc *netlab.Process

@@ -85,6 +85,9 @@ type Config struct {
 	// superseded are folded away (see DefaultFoldAfter); the log must
 	// also have grown by half the folder's record count. Negative: never.
 	FoldAfter int
+	// FoldAge is how long an op stays after a later op superseded it
+	// (see DefaultFoldAge, when 0); negative: no time at all.
+	FoldAge time.Duration
 
 	// Role is what the device does with changes (see Role); "" is the
 	// role it last ran with, SendReceive for a new device.

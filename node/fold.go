@@ -26,10 +26,17 @@ import (
 // Kept whatever the record says: an origin's highest op (the log keeps
 // it), ops not yet applied here, renames (they are heads of two paths),
 // ops set aside by the device's role and ops not placed (both are read
-// back from the log later).
+// back from the log later), and ops of versions the version store keeps
+// (restore --at replays them).
 
 // DefaultFoldAfter is Config.FoldAfter when unset.
 const DefaultFoldAfter = 4096
+
+// DefaultFoldAge is Config.FoldAge when unset: an op stays at least this
+// long after a later op superseded it, so that restoring to any moment of
+// the last hour (restore --at) replays every change made in it, on every
+// device, whatever the version store kept.
+const DefaultFoldAge = time.Hour
 
 // foldQuiet is how long the log must have taken no op before a due fold
 // pass runs: a pass during a large sync would compete with it and find
@@ -141,6 +148,11 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 	if err != nil {
 		return res, err
 	}
+	times, err := n.recordedRuns(ctx)
+	if err != nil {
+		return res, err
+	}
+	f := folding{keep: keep, times: times, applied: applied, before: start.Add(-n.foldAge()).UnixNano()}
 	vector := n.ops.Vector()
 	origins := make([]certs.DeviceID, 0, len(vector))
 	for o := range vector {
@@ -150,7 +162,7 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 	for _, o := range origins {
 		// Below the highest, and only what is applied here.
 		limit := min(applied[o], vector[o]-1)
-		if err := n.foldOrigin(ctx, o, limit, keep, &res); err != nil {
+		if err := n.foldOrigin(ctx, o, limit, &f, &res); err != nil {
 			return res, fmt.Errorf("fold %s: %w", o.Short(), err)
 		}
 	}
@@ -166,14 +178,47 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 	return res, nil
 }
 
+// folding is what a fold pass decides with.
+type folding struct {
+	keep    map[state.OpID]bool // ops read back later (opsReadBack)
+	times   map[certs.DeviceID][]state.OpTimes
+	applied map[certs.DeviceID]uint64
+	before  int64 // a head recorded after this (unix ns) keeps what it superseded
+}
+
+// foldAge is Config.FoldAge, its default filled in.
+func (n *Node) foldAge() time.Duration {
+	switch {
+	case n.cfg.FoldAge < 0:
+		return 0
+	case n.cfg.FoldAge == 0:
+		return DefaultFoldAge
+	}
+	return n.cfg.FoldAge
+}
+
+// recordedRuns returns when each run of ops was recorded here, by origin,
+// each origin's runs ordered by first sequence (as recordedAt reads them).
+func (n *Node) recordedRuns(ctx context.Context) (map[certs.DeviceID][]state.OpTimes, error) {
+	times, err := n.db.RecordedTimes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[certs.DeviceID][]state.OpTimes{}
+	for _, t := range times {
+		out[t.Origin] = append(out[t.Origin], t)
+	}
+	return out, nil
+}
+
 // foldOrigin folds origin o's superseded ops up to limit.
-func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, keep map[state.OpID]bool, res *FoldResult) error {
+func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, f *folding, res *FoldResult) error {
 	if limit == 0 {
 		return nil
 	}
 	window := make([]oplog.Op, 0, foldWindow)
 	flush := func() error {
-		drop, err := n.superseded(ctx, window)
+		drop, err := n.superseded(ctx, window, f)
 		window = window[:0]
 		if err != nil || len(drop) == 0 {
 			return err
@@ -187,7 +232,7 @@ func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, k
 			return errStop
 		}
 		res.Read++
-		if op.Kind == oplog.KindRename || op.Legacy || keep[state.OpID{Origin: op.Origin, Seq: op.Seq}] {
+		if op.Kind == oplog.KindRename || op.Legacy || f.keep[state.OpID{Origin: op.Origin, Seq: op.Seq}] {
 			return nil
 		}
 		if window = append(window, op); len(window) == foldWindow {
@@ -201,16 +246,33 @@ func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, k
 	return flush()
 }
 
-// superseded returns the sequences of the ops in window whose path's
-// record shows them superseded.
-func (n *Node) superseded(ctx context.Context, window []oplog.Op) ([]uint64, error) {
+// superseded returns the sequences of the ops in window that can go:
+// the record of the op's path shows it superseded, one of the path's
+// heads recorded before f.before has seen it, and no version the store
+// keeps of the path is its content or was replaced by it (restore and
+// history read those ops back from the log, see loggedOps).
+func (n *Node) superseded(ctx context.Context, window []oplog.Op, f *folding) ([]uint64, error) {
 	var drop []uint64
 	for _, op := range window {
 		rec, ok, err := n.db.File(ctx, op.Path)
 		if err != nil {
 			return nil, err
 		}
-		if ok && opSuperseded(op, rec) {
+		if !ok || !opSuperseded(op, rec) {
+			continue
+		}
+		seen, err := n.headSaw(op, rec, f)
+		if err != nil {
+			return nil, err
+		}
+		if !seen {
+			continue
+		}
+		retained, err := n.versionNeeds(ctx, op)
+		if err != nil {
+			return nil, err
+		}
+		if !retained {
 			drop = append(drop, op.Seq)
 		}
 	}
@@ -227,6 +289,43 @@ func opSuperseded(op oplog.Op, rec state.File) bool {
 		return false
 	}
 	return rec.Version.Dominates(op.Version())
+}
+
+// headSaw reports whether one of rec's heads, each an op the log keeps,
+// has seen op, and was recorded here before f.before. The record's
+// version merges its heads' but may also hold versions no head carries
+// (an op applied but not placed): only a head stands for op on a device
+// that never gets it. A head recorded since f.before may have superseded
+// op within the time restore --at must replay exactly.
+func (n *Node) headSaw(op oplog.Op, rec state.File, f *folding) (bool, error) {
+	now := n.clock.Now().UnixNano()
+	for _, id := range rec.Heads {
+		h, found, err := n.ops.Get(id.Origin, id.Seq)
+		if err != nil {
+			return false, err
+		}
+		if !found || !h.Version().Dominates(op.Version()) {
+			continue
+		}
+		if at := recordedAt(f.times[id.Origin], id.Seq, f.applied[id.Origin], now); at != 0 && at < f.before {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// versionNeeds reports whether the version store keeps a version of op's
+// path that op wrote or replaced: restoring to a time within it replays
+// op.
+func (n *Node) versionNeeds(ctx context.Context, op oplog.Op) (bool, error) {
+	vs, err := n.db.Versions(ctx, op.Path, false)
+	if err != nil {
+		return false, err
+	}
+	id := state.OpID{Origin: op.Origin, Seq: op.Seq}
+	return slices.ContainsFunc(vs, func(v state.Version) bool {
+		return v.By == id || op.Kind == oplog.KindWrite && v.Hash == op.Hash
+	}), nil
 }
 
 // opsReadBack returns the ops the node reads back from the log later:

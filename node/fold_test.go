@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
@@ -48,7 +50,7 @@ func TestFoldedLogCatchesUpReturningAndNewDevices(t *testing.T) {
 	pairFolders(t, a, c)
 	const files = 60
 	addrA, addrB, addrC := freeUDPPort(t), freeUDPPort(t), freeUDPPort(t)
-	noAutoFold := func(cfg *Config) { cfg.FoldAfter = -1 }
+	noAutoFold := func(cfg *Config) { cfg.FoldAfter, cfg.FoldAge = -1, -1 }
 	na := startNodeConfig(t, a, addrA, noAutoFold, nil, addrB)
 	nb := startNodeConfig(t, b, addrB, noAutoFold, nil, addrA)
 	rewriteRounds(t, na, files, 1, func() string { return sameTree(a, b) })
@@ -99,4 +101,78 @@ func TestFoldedLogCatchesUpReturningAndNewDevices(t *testing.T) {
 	replace(t, filepath.Join(c, "from-c.txt"), "after the fold")
 	waitFor(t, "a change from c", func() string { return sameTree(a, c) })
 	waitFor(t, "and on to b", func() string { return sameTree(a, b) })
+}
+
+// Folding never undoes what restore --at and the version store promise.
+// Within the fold age nothing recent is folded; a device whose version
+// store keeps a replaced content keeps the op that wrote it; and where
+// the log was folded, restoring to a time whose state it no longer holds
+// leaves the path as it is instead of removing it.
+func TestFoldKeepsWhatRestoreNeeds(t *testing.T) {
+	ctx := context.Background()
+	a, b := t.TempDir(), t.TempDir()
+	pairFolders(t, a, b)
+	addrA, addrB := freeUDPPort(t), freeUDPPort(t)
+	noAutoFold := func(cfg *Config) { cfg.FoldAfter = -1 }
+	na := startNodeConfig(t, a, addrA, noAutoFold, nil, addrB)
+	nb := startNodeConfig(t, b, addrB, noAutoFold, nil, addrA)
+	const files = 8
+	rewriteRounds(t, na, files, 1, func() string { return sameTree(a, b) })
+	mid := time.Now()
+	waitFor(t, "the clock passes the first round", func() string {
+		if !time.Now().After(mid) {
+			return "same instant"
+		}
+		return ""
+	})
+	rewriteRounds(t, na, files, 2, func() string { return sameTree(a, b) })
+	write(t, filepath.Join(a, "new.txt"), "made after mid")
+	waitFor(t, "new.txt synced", func() string { return sameTree(a, b) })
+
+	// Everything was superseded within the hour: nothing goes.
+	if res, err := na.foldPass(ctx); err != nil || res.Folded != 0 {
+		t.Fatalf("within the fold age: folded %d of %d (%v), want none", res.Folded, res.Read, err)
+	}
+	na.cfg.FoldAge, nb.cfg.FoldAge = -1, -1 // the loop is off: nothing else reads them
+
+	// B's version store keeps what A's rewrites replaced there.
+	vs, err := nb.db.Versions(ctx, "", true)
+	if err != nil || len(vs) == 0 {
+		t.Fatalf("b keeps %d versions (%v); the test needs some", len(vs), err)
+	}
+	if res, err := nb.foldPass(ctx); err != nil {
+		t.Fatal(err)
+	} else if res.Folded > files {
+		t.Fatalf("b folded %d of %d ops although its store keeps %d versions", res.Folded, res.Read, len(vs))
+	}
+	for _, v := range vs {
+		if ok, err := nb.versionNeeds(ctx, oplog.Op{Kind: oplog.KindWrite, Path: v.Path, Hash: v.Hash}); err != nil || !ok {
+			t.Fatalf("b's version %s of %s does not hold its op back (%v)", v.Hash.Short(), v.Path, err)
+		}
+	}
+
+	res, err := na.foldPass(ctx)
+	if err != nil || res.Folded < files {
+		t.Fatalf("a folded %d of %d (%v), want at least %d", res.Folded, res.Read, err, files)
+	}
+	restored, err := na.Restore(ctx, RestoreRequest{Paths: []string{"."}, At: mid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcome := map[string]string{}
+	for _, r := range restored {
+		outcome[r.Path] = r.Outcome
+	}
+	if outcome["new.txt"] != Removed {
+		t.Fatalf("new.txt, made after the time restored to: %q, want removed (%v)", outcome["new.txt"], restored)
+	}
+	for i := 0; i < files; i++ {
+		p := fileName(i)
+		if outcome[p] == Removed {
+			t.Fatalf("%s was removed by a restore to a time its log no longer tells (%v)", p, restored)
+		}
+		if _, err := os.Stat(filepath.Join(a, p)); err != nil {
+			t.Fatalf("%s after the restore: %v", p, err)
+		}
+	}
 }

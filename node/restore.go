@@ -80,6 +80,19 @@ type replayed struct {
 // concurrent ones an edit beats a removal and otherwise the higher
 // (Lamport clock, device) wins.
 func replay(ops []timedOp) map[string]treeEntry {
+	st := replayState(ops)
+	t := make(map[string]treeEntry, len(st))
+	for p, r := range st {
+		if r.live {
+			t[p] = r.treeEntry
+		}
+	}
+	return t
+}
+
+// replayState is replay's state of every path the ops touch, deleted ones
+// too, with the version each path reached.
+func replayState(ops []timedOp) map[string]replayed {
 	st := map[string]replayed{}
 	set := func(p string, op timedOp, e treeEntry, live bool) {
 		cur, seen := st[p]
@@ -118,13 +131,32 @@ func replay(ops []timedOp) map[string]treeEntry {
 			set(op.NewPath, op, e, true)
 		}
 	}
-	t := make(map[string]treeEntry, len(st))
-	for p, r := range st {
-		if r.live {
-			t[p] = r.treeEntry
+	return st
+}
+
+// foldedAt returns the paths whose state after before, the ops up to a
+// time, cannot be told: the first op after it on the path (in after) was
+// made on a version that holds an op the log may have folded since, so
+// the replay may lack the path's last change before that time.
+func (n *Node) foldedAt(before, after []timedOp) map[string]bool {
+	st := replayState(before)
+	unknown, met := map[string]bool{}, map[string]bool{}
+	for _, op := range after {
+		for _, p := range []string{op.Path, op.NewPath} {
+			if p == "" || met[p] {
+				continue
+			}
+			met[p] = true
+			had := st[p].version
+			for _, e := range op.Parent {
+				if lo := had.Get(e.Device); e.Counter > lo && lo < n.ops.Folded(e.Device) {
+					unknown[p] = true
+					break
+				}
+			}
 		}
 	}
-	return t
+	return unknown
 }
 
 // under reports whether p is dir or inside it ("" holds everything).
@@ -175,11 +207,11 @@ func (n *Node) Restore(ctx context.Context, req RestoreRequest) ([]RestoreResult
 		}
 		dirs[i] = p
 	}
-	want, err := n.restoreTarget(ctx, dirs, req)
+	want, unknown, err := n.restoreTarget(ctx, dirs, req)
 	if err != nil {
 		return nil, err
 	}
-	return n.restoreTree(ctx, req, dirs, want)
+	return n.restoreTree(ctx, req, dirs, want, unknown)
 }
 
 // restoreTo restores each path of want to its content (from the version
@@ -196,18 +228,29 @@ func (n *Node) restoreTo(ctx context.Context, want map[string]content.Hash) ([]R
 		tree[p] = e
 	}
 	slices.Sort(req.Paths)
-	return n.restoreTree(ctx, req, req.Paths, tree)
+	return n.restoreTree(ctx, req, req.Paths, tree, nil)
 }
 
-// restoreTree brings the paths dirs to the tree want.
-func (n *Node) restoreTree(ctx context.Context, req RestoreRequest, dirs []string, want map[string]treeEntry) ([]RestoreResult, error) {
+// restoreTree brings the paths dirs to the tree want. Paths in unknown,
+// whose state then the log can no longer tell, are left as they are.
+func (n *Node) restoreTree(ctx context.Context, req RestoreRequest, dirs []string, want map[string]treeEntry, unknown map[string]bool) ([]RestoreResult, error) {
 	now, err := n.liveUnder(ctx, dirs)
 	if err != nil {
 		return nil, err
 	}
 	var steps []restoreStep
 	var results []RestoreResult
+	untold := func(p string) bool {
+		if unknown[p] {
+			results = append(results, RestoreResult{Path: p, Outcome: Unavailable,
+				Why: "what it held then is no longer in the op log (folded); left as it is"})
+		}
+		return unknown[p]
+	}
 	for _, p := range slices.Sorted(maps.Keys(want)) {
+		if untold(p) {
+			continue
+		}
 		w, cur := want[p], now[p]
 		if cur != nil && cur.Dir == w.dir && (w.dir || cur.Hash == w.hash) {
 			results = append(results, RestoreResult{Path: p, Outcome: Unchanged, Hash: hashText(w.hash)})
@@ -217,7 +260,7 @@ func (n *Node) restoreTree(ctx context.Context, req RestoreRequest, dirs []strin
 	}
 	if req.Version == "" {
 		for _, p := range slices.Sorted(maps.Keys(now)) {
-			if _, ok := want[p]; !ok {
+			if _, ok := want[p]; !ok && !untold(p) {
 				steps = append(steps, restoreStep{path: p, remove: true, was: now[p]})
 			}
 		}
@@ -289,18 +332,19 @@ func hashText(h content.Hash) string {
 	return h.String()
 }
 
-// restoreTarget is what the paths held at req.At, or the version asked.
-func (n *Node) restoreTarget(ctx context.Context, dirs []string, req RestoreRequest) (map[string]treeEntry, error) {
+// restoreTarget is what the paths held at req.At, or the version asked,
+// and (for req.At) the paths whose state then the log cannot tell.
+func (n *Node) restoreTarget(ctx context.Context, dirs []string, req RestoreRequest) (map[string]treeEntry, map[string]bool, error) {
 	want := map[string]treeEntry{}
 	if req.Version != "" {
 		v := strings.ToLower(req.Version)
 		if len(v) < 8 {
-			return nil, fmt.Errorf("restore: version %q: give at least 8 hex digits of the hash history shows", req.Version)
+			return nil, nil, fmt.Errorf("restore: version %q: give at least 8 hex digits of the hash history shows", req.Version)
 		}
 		for _, p := range dirs {
 			hist, err := n.History(ctx, p)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			var found []HistoryEntry
 			for _, e := range hist {
@@ -310,26 +354,34 @@ func (n *Node) restoreTarget(ctx context.Context, dirs []string, req RestoreRequ
 			}
 			switch len(found) {
 			case 0:
-				return nil, fmt.Errorf("restore: %s has no version %s (see drive-node history %s)", p, req.Version, p)
+				return nil, nil, fmt.Errorf("restore: %s has no version %s (see drive-node history %s)", p, req.Version, p)
 			case 1:
 				op := found[0].op
 				want[p] = treeEntry{hash: op.Hash, size: op.Size, mode: op.Mode, mtime: op.MTime}
 			default:
-				return nil, fmt.Errorf("restore: %s: %s names %d versions; give more digits", p, req.Version, len(found))
+				return nil, nil, fmt.Errorf("restore: %s: %s names %d versions; give more digits", p, req.Version, len(found))
 			}
 		}
-		return want, nil
+		return want, nil, nil
 	}
 	if req.At.IsZero() {
-		return nil, errors.New("restore: say when to restore to (--at) or which version (--version)")
+		return nil, nil, errors.New("restore: say when to restore to (--at) or which version (--version)")
 	}
 	at := req.At.UnixNano()
 	ops, err := n.loggedOps(ctx, func(oplog.Op) bool { return true })
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ops = slices.DeleteFunc(ops, func(op timedOp) bool { return op.at > at })
-	for p, e := range replay(ops) {
+	// Ordered by time: those up to at come first.
+	split := len(ops)
+	for i, op := range ops {
+		if op.at > at {
+			split = i
+			break
+		}
+	}
+	before, after := ops[:split], ops[split:]
+	for p, e := range replay(before) {
 		for _, d := range dirs {
 			if under(p, d) {
 				want[p] = e
@@ -337,7 +389,7 @@ func (n *Node) restoreTarget(ctx context.Context, dirs []string, req RestoreRequ
 			}
 		}
 	}
-	return want, nil
+	return want, n.foldedAt(before, after), nil
 }
 
 // liveUnder returns the live records at and under dirs.

@@ -124,16 +124,19 @@ func (c *commit) stageFold(r *request) {
 		r.err = fmt.Errorf("oplog: fold %s: %w", f.origin.Short(), err)
 		return
 	}
+	if len(dropped) == 0 {
+		return
+	}
+	// Raised first: a removal staged before a failure below is committed
+	// with the rest, and must not leave a gap Folded does not name.
+	c.raiseFolded(f.origin, dropped[len(dropped)-1])
 	for _, s := range dropped {
 		if err := c.b.Delete(opKey(f.origin, s), nil); err != nil {
 			r.err = fmt.Errorf("oplog: fold %s#%d: %w", f.origin.Short(), s, err)
 			return
 		}
+		f.dropped++
 	}
-	if len(dropped) > 0 {
-		c.raiseFolded(f.origin, dropped[len(dropped)-1])
-	}
-	f.dropped = len(dropped)
 }
 
 // raiseFolded notes that origin may lack ops up to seq.

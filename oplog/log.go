@@ -467,6 +467,19 @@ func (l *Log) commit(group []*request) {
 		c.b.Set(foldedKey(id), binary.BigEndian.AppendUint64(nil, c.folded[id]), nil)
 	}
 	c.b.Set([]byte(keyLamport), binary.BigEndian.AppendUint64(nil, c.lamport), nil)
+	// Folded is raised before the batch is committed: pebble shows the
+	// removals to readers as soon as it commits, and a reader that found
+	// a gap Folded does not cover would take it for a missing op. Saying
+	// "may lack" early is harmless.
+	if len(c.foldedTouched) > 0 {
+		l.mu.Lock()
+		raised := maps.Clone(l.folded)
+		for o := range c.foldedTouched {
+			raised[o] = max(raised[o], c.folded[o])
+		}
+		l.folded = raised
+		l.mu.Unlock()
+	}
 	// pebble reports a failed WAL write or fsync through Logger.Fatalf,
 	// which the guard turns into the error returned here.
 	if err := l.fail.guard(true, func() error { return l.commitBatch(c.b) }); err != nil {

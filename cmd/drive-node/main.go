@@ -166,6 +166,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	var showVersion bool
 	var logLevel, logFormat, cpuProfile, memProfile string
 	var maxMemory, minStateFree int64
+	var foldAge time.Duration
 	var api apiFlags
 	api.add(fs)
 	fs.StringVar(&cfg.Folder, "folder", "", "the folder to keep in sync (required)")
@@ -183,6 +184,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.VersionsMaxShare, "versions-max-share", node.DefaultVersionsMaxShare, "largest share of the folder's disk the version store takes (oldest versions go first)")
 	fs.StringVar(&cfg.Brake, "brake", "", "hold a peer's mass deletes or overwrites: on (1000,30%,5m), off, or FILES,PERCENT%,WINDOW")
 	fs.IntVar(&cfg.FoldAfter, "fold-after", node.DefaultFoldAfter, "fold superseded ops out of the op log once it has taken this many ops (and half the folder's file count) since the last fold; -1 never")
+	fs.DurationVar(&foldAge, "fold-age", node.DefaultFoldAge, "keep an op at least this long after a later one superseded it, so that restore --at replays every change of that time (0: fold at once)")
 	fs.StringVar((*string)(&cfg.Role), "role", "", "send-receive, receive-only (apply peers' changes, send none) or send-only (send changes, apply none); default: the role it last ran with, else send-receive")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) to this file until the daemon stops")
@@ -220,6 +222,14 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		cfg.MinStateFree = -1
 	default:
 		cfg.MinStateFree = minStateFree << 20
+	}
+	switch {
+	case foldAge < 0:
+		return fmt.Errorf("--fold-age %s: must be 0 (fold at once) or more", foldAge)
+	case foldAge == 0:
+		cfg.FoldAge = -1
+	default:
+		cfg.FoldAge = foldAge
 	}
 	if maxMemory > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		// A small board shares its memory with other services; the
