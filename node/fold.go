@@ -166,6 +166,12 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 			return res, fmt.Errorf("fold %s: %w", o.Short(), err)
 		}
 	}
+	if res.Folded > 0 {
+		// Status counted the folded ops' bytes among what a peer lacks.
+		n.live.mu.Lock()
+		n.live.sizes = sizeIndex{}
+		n.live.mu.Unlock()
+	}
 	if res.Folded >= reclaimAfter {
 		if err := n.ops.Reclaim(ctx); err != nil {
 			return res, err

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
 )
@@ -67,6 +68,20 @@ func TestFoldedLogCatchesUpReturningAndNewDevices(t *testing.T) {
 		}
 		return ""
 	})
+	// Status, asked before the fold, has indexed every op.
+	toSend := func() uint64 {
+		t.Helper()
+		applied, err := na.db.Applied(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := na.progressWith(ctx, na.ops.Vector(), applied, map[certs.DeviceID]uint64{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.ToSendFiles
+	}
+	toSend()
 	res, err := na.foldPass(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +97,16 @@ func TestFoldedLogCatchesUpReturningAndNewDevices(t *testing.T) {
 	}
 	if err := na.ops.(*oplog.Log).Check(ctx); err != nil {
 		t.Fatalf("a's folded log: %v", err)
+	}
+	// What status tells a device that has nothing: the ops a holds.
+	held := 0
+	for o := range na.ops.Vector() {
+		if err := na.ops.Iterate(ctx, o, 1, func(oplog.Op) error { held++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := toSend(); got != uint64(held) {
+		t.Fatalf("status counts %d ops to send to a new device, want the %d held", got, held)
 	}
 
 	nb = startNodeConfig(t, b, addrB, noAutoFold, nil, addrA)

@@ -138,11 +138,14 @@ func (m *rateMeter) rate(now time.Time) float64 {
 
 // sizeIndex holds, per origin, the content bytes of its ops up to each
 // sequence (cum[o][s-1] for ops 1…s), so the bytes of any run of ops are
-// a subtraction. It grows from the log as the log does, reading each op
-// once: a status every second at 100,000 files reads only the ops new
-// since the last.
+// a subtraction, and, for an origin whose log has gaps (it was folded),
+// how many of its ops up to each sequence the log holds. It grows from
+// the log as the log does, reading each op once: a status every second at
+// 100,000 files reads only the ops new since the last. A fold empties it
+// (forget), since the bytes it counted for folded ops are no longer sent.
 type sizeIndex struct {
-	cum map[certs.DeviceID][]uint64
+	cum  map[certs.DeviceID][]uint64
+	held map[certs.DeviceID][]uint32 // nil for an origin without a gap
 }
 
 // bytesUpTo returns the content bytes of origin o's ops 1…seq, reading the
@@ -152,28 +155,45 @@ func (x *sizeIndex) bytesUpTo(ctx context.Context, ops opLog, o certs.DeviceID, 
 		return 0, nil
 	}
 	if x.cum == nil {
-		x.cum = map[certs.DeviceID][]uint64{}
+		x.cum, x.held = map[certs.DeviceID][]uint64{}, map[certs.DeviceID][]uint32{}
 	}
-	cum := x.cum[o]
+	cum, held := x.cum[o], x.held[o]
 	if uint64(len(cum)) < seq {
-		last := uint64(0)
+		last, count := uint64(0), uint32(0)
 		if len(cum) > 0 {
-			last = cum[len(cum)-1]
+			last, count = cum[len(cum)-1], uint32(len(cum))
+			if held != nil {
+				count = held[len(held)-1]
+			}
 		}
 		err := ops.Iterate(ctx, o, uint64(len(cum))+1, func(op oplog.Op) error {
 			if op.Seq > seq {
 				return errStop
 			}
+			if held == nil && uint64(len(cum)) < op.Seq-1 {
+				// The first gap: count held ops from here on.
+				held = make([]uint32, len(cum), len(cum)+1)
+				for i := range held {
+					held[i] = uint32(i + 1)
+				}
+			}
 			for uint64(len(cum)) < op.Seq-1 { // a sequence the log lacks: no bytes
-				cum = append(cum, last)
+				cum, held = append(cum, last), append(held, count)
 			}
 			if op.Kind == oplog.KindWrite && op.Size > 0 {
 				last += uint64(op.Size)
 			}
+			count++
 			cum = append(cum, last)
+			if held != nil {
+				held = append(held, count)
+			}
 			return nil
 		})
 		x.cum[o] = cum
+		if held != nil {
+			x.held[o] = held
+		}
 		if err != nil && !errors.Is(err, errStop) {
 			return 0, err
 		}
@@ -184,17 +204,29 @@ func (x *sizeIndex) bytesUpTo(ctx context.Context, ops opLog, o certs.DeviceID, 
 	return cum[min(seq, uint64(len(cum)))-1], nil
 }
 
-// between returns the content bytes of origin o's ops from+1…to.
-func (x *sizeIndex) between(ctx context.Context, ops opLog, o certs.DeviceID, from, to uint64) (uint64, error) {
+// between returns the content bytes of origin o's ops from+1…to, and how
+// many of those ops the log holds.
+func (x *sizeIndex) between(ctx context.Context, ops opLog, o certs.DeviceID, from, to uint64) (bytes, count uint64, err error) {
 	if to <= from {
-		return 0, nil
+		return 0, 0, nil
 	}
 	hi, err := x.bytesUpTo(ctx, ops, o, to)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	lo, err := x.bytesUpTo(ctx, ops, o, from)
-	return hi - lo, err
+	return hi - lo, x.heldUpTo(o, to) - x.heldUpTo(o, from), err
+}
+
+// heldUpTo is how many of origin o's ops 1…seq the log holds, as far as
+// indexed.
+func (x *sizeIndex) heldUpTo(o certs.DeviceID, seq uint64) uint64 {
+	held, n := x.held[o], uint64(len(x.cum[o]))
+	seq = min(seq, n)
+	if held == nil || seq == 0 {
+		return seq
+	}
+	return uint64(held[seq-1])
 }
 
 // Progress returns, for each connected peer, how far the two are from
@@ -244,12 +276,12 @@ func (n *Node) progressWith(ctx context.Context, mine, applied, have map[certs.D
 	x := &n.live.sizes
 	for o, top := range mine {
 		if top > have[o] {
-			p.ToSendFiles += top - have[o]
-			b, err := x.between(ctx, n.ops, o, have[o], top)
+			b, k, err := x.between(ctx, n.ops, o, have[o], top)
 			if err != nil {
 				return p, err
 			}
 			p.ToSendBytes += b
+			p.ToSendFiles += k
 		}
 	}
 	for o, theirs := range have {
@@ -257,13 +289,15 @@ func (n *Node) progressWith(ctx context.Context, mine, applied, have map[certs.D
 		if theirs <= done {
 			continue
 		}
-		p.ToReceiveFiles += theirs - done
-		// Of those, the ones in this log have a known size.
-		b, err := x.between(ctx, n.ops, o, done, min(theirs, mine[o]))
+		// Of those, the ones in this log have a known size and count;
+		// the peer's ops past this log count one per sequence.
+		held := min(theirs, mine[o])
+		b, k, err := x.between(ctx, n.ops, o, done, held)
 		if err != nil {
 			return p, err
 		}
 		p.ToReceiveBytes += b
+		p.ToReceiveFiles += k + (theirs - max(held, done))
 	}
 	return p, nil
 }
