@@ -197,6 +197,11 @@ func scaleRun(b *testing.B, tl tool, start func(*testing.B, *netlab.Host, string
 
 	// A restart of B with the library unchanged: a change made on A
 	// right after must arrive without waiting for B's look at it all.
+	if *lanProfile != "" {
+		// The profile of the sync is written on SIGTERM; a kill loses it.
+		(*pb).Signal(syscall.SIGTERM)
+		(*pb).Wait(time.Minute)
+	}
 	h.KillAll()
 	(*pb).Kill()
 	cpu0 := hostCPU(b, h) // nothing runs: 0, unless something outlived the kill
