@@ -152,8 +152,12 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 	if err != nil {
 		return res, err
 	}
-	f := folding{keep: keep, times: times, applied: applied, before: start.Add(-n.foldAge()).UnixNano()}
 	vector := n.ops.Vector()
+	named, err := n.namedOps(ctx, vector)
+	if err != nil {
+		return res, err
+	}
+	f := folding{keep: keep, named: named, times: times, applied: applied, before: start.Add(-n.foldAge()).UnixNano()}
 	origins := make([]certs.DeviceID, 0, len(vector))
 	for o := range vector {
 		origins = append(origins, o)
@@ -186,7 +190,8 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 
 // folding is what a fold pass decides with.
 type folding struct {
-	keep    map[state.OpID]bool // ops read back later (opsReadBack)
+	keep    map[state.OpID]bool       // ops read back later (opsReadBack)
+	named   map[certs.DeviceID]seqSet // ops a record names: never superseded
 	times   map[certs.DeviceID][]state.OpTimes
 	applied map[certs.DeviceID]uint64
 	before  int64 // a head recorded after this (unix ns) keeps what it superseded
@@ -238,7 +243,7 @@ func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, f
 			return errStop
 		}
 		res.Read++
-		if op.Kind == oplog.KindRename || op.Legacy || f.keep[state.OpID{Origin: op.Origin, Seq: op.Seq}] {
+		if op.Kind == oplog.KindRename || op.Legacy || f.named[o].has(op.Seq) || f.keep[state.OpID{Origin: op.Origin, Seq: op.Seq}] {
 			return nil
 		}
 		if window = append(window, op); len(window) == foldWindow {
@@ -332,6 +337,36 @@ func (n *Node) versionNeeds(ctx context.Context, op oplog.Op) (bool, error) {
 	return slices.ContainsFunc(vs, func(v state.Version) bool {
 		return v.By == id || op.Kind == oplog.KindWrite && v.Hash == op.Hash
 	}), nil
+}
+
+// seqSet is a set of sequences of one origin, a bit each: a pass holds
+// one bit per op of the log, not a record.
+type seqSet []uint64
+
+func (s seqSet) has(seq uint64) bool {
+	i := seq / 64
+	return i < uint64(len(s)) && s[i]&(1<<(seq%64)) != 0
+}
+
+// namedOps returns, per origin, the ops some record names (the op that
+// made it or one of its heads). Those are not superseded, and a pass
+// looks up only the others: after a sync that replaced nothing, none.
+func (n *Node) namedOps(ctx context.Context, vector map[certs.DeviceID]uint64) (map[certs.DeviceID]seqSet, error) {
+	named := map[certs.DeviceID]seqSet{}
+	err := n.db.EachHead(ctx, func(id state.OpID) error {
+		top, ok := vector[id.Origin]
+		if !ok || id.Seq > top {
+			return nil
+		}
+		set := named[id.Origin]
+		if set == nil {
+			set = make(seqSet, top/64+1)
+			named[id.Origin] = set
+		}
+		set[id.Seq/64] |= 1 << (id.Seq % 64)
+		return nil
+	})
+	return named, err
 }
 
 // opsReadBack returns the ops the node reads back from the log later:

@@ -43,6 +43,7 @@ type stateStore interface {
 	FilesByHash(ctx context.Context, h content.Hash) ([]state.File, error)
 	FilesUnder(ctx context.Context, dir string, fn func(state.File) error) error
 	Children(ctx context.Context, dir string, fn func(state.Child) error) error
+	EachHead(ctx context.Context, fn func(state.OpID) error) error
 	PurgeTombstones(ctx context.Context, olderThan int64) (int, error)
 	Stats(ctx context.Context) (state.Stats, error)
 	LiveEntries(ctx context.Context, dir string, fn func(state.LiveEntry) error) error
