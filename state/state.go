@@ -396,6 +396,12 @@ func dsn(abs string, readOnly bool) string {
 	// 512 KiB of page cache per connection: the daemon's memory budget is
 	// small, and the hot rows are few.
 	q.Add("_pragma", "cache_size(-512)")
+	// A statement that fires triggers (every write to files does) keeps
+	// a journal of the pages it changes, to undo itself alone; in memory
+	// it holds a few pages and writes none to a temporary file. Recording
+	// a batch of 1,000 new files went from 12,300 to 16,100 rows/s
+	// (BenchmarkApply).
+	q.Add("_pragma", "temp_store(MEMORY)")
 	// url.URL would render "file:///abs"; SQLite accepts that too, but the
 	// query must be encoded by us, as the driver splits at the first '?'.
 	return "file://" + u.EscapedPath() + "?" + q.Encode()
