@@ -52,17 +52,13 @@ type timedOp struct {
 // and origin, which keeps the causal order of ops recorded together).
 // keep filters ops before they are held.
 func (n *Node) loggedOps(ctx context.Context, keep func(oplog.Op) bool) ([]timedOp, error) {
-	times, err := n.db.RecordedTimes(ctx)
+	byOrigin, err := n.recordedRuns(ctx)
 	if err != nil {
 		return nil, err
 	}
 	applied, err := n.db.Applied(ctx)
 	if err != nil {
 		return nil, err
-	}
-	byOrigin := map[certs.DeviceID][]state.OpTimes{}
-	for _, t := range times {
-		byOrigin[t.Origin] = append(byOrigin[t.Origin], t)
 	}
 	now := n.clock.Now().UnixNano()
 	var out []timedOp

@@ -2,7 +2,6 @@ package oplog
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -162,28 +161,6 @@ func (l *Log) InsertFolded(ctx context.Context, from certs.DeviceID, folded map[
 // prev (0: none) with the sequences between them missing.
 func gapAllowed(folded map[certs.DeviceID]uint64, o certs.DeviceID, prev, seq uint64) bool {
 	return seq > prev+1 && seq-1 <= folded[o]
-}
-
-// loadFolded reads every origin's Folded.
-func (l *Log) loadFolded() error {
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixFolded}, UpperBound: []byte{prefixFolded + 1}})
-	if err != nil {
-		return fmt.Errorf("oplog: read %s: %w", l.dir, err)
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		k, v := it.Key(), it.Value()
-		if len(k) != 33 || len(v) != 8 {
-			it.Close()
-			return fmt.Errorf("oplog: %s: corrupt folded record %x", l.dir, k)
-		}
-		var id certs.DeviceID
-		copy(id[:], k[1:])
-		l.folded[id] = binary.BigEndian.Uint64(v)
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("oplog: read %s: %w", l.dir, err)
-	}
-	return nil
 }
 
 // Reclaim compacts the stored ops, so that the space of folded ones is

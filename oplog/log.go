@@ -217,22 +217,8 @@ func OpenFS(dir string, key crypto.Signer, logger *slog.Logger, fs vfs.FS) (*Log
 }
 
 func (l *Log) load() error {
-	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHighest}, UpperBound: []byte{prefixHighest + 1}})
-	if err != nil {
-		return fmt.Errorf("oplog: read %s: %w", l.dir, err)
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		k, v := it.Key(), it.Value()
-		if len(k) != 33 || len(v) != 8 {
-			it.Close()
-			return fmt.Errorf("oplog: %s: corrupt highest-sequence record %x", l.dir, k)
-		}
-		var id certs.DeviceID
-		copy(id[:], k[1:])
-		l.highest[id] = binary.BigEndian.Uint64(v)
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("oplog: read %s: %w", l.dir, err)
+	if err := l.loadSequences(prefixHighest, "highest-sequence", l.highest); err != nil {
+		return err
 	}
 	v, closer, err := l.db.Get([]byte(keyLamport))
 	switch {
@@ -246,7 +232,7 @@ func (l *Log) load() error {
 	if err := l.loadOrigins(); err != nil {
 		return err
 	}
-	if err := l.loadFolded(); err != nil {
+	if err := l.loadSequences(prefixFolded, "folded", l.folded); err != nil {
 		return err
 	}
 	for id, seq := range l.highest {
@@ -258,6 +244,29 @@ func (l *Log) load() error {
 			return fmt.Errorf("oplog: %s: %s#%d, its highest op, is missing", l.dir, id.Short(), seq)
 		}
 		l.tips[id] = tip{link: op.Link(), lamport: op.Lamport, legacy: op.Legacy}
+	}
+	return nil
+}
+
+// loadSequences reads the records under prefix, each an origin's
+// sequence (prefix+origin, 8 bytes big-endian), into into.
+func (l *Log) loadSequences(prefix byte, what string, into map[certs.DeviceID]uint64) error {
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefix}, UpperBound: []byte{prefix + 1}})
+	if err != nil {
+		return fmt.Errorf("oplog: read %s: %w", l.dir, err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 33 || len(v) != 8 {
+			it.Close()
+			return fmt.Errorf("oplog: %s: corrupt %s record %x", l.dir, what, k)
+		}
+		var id certs.DeviceID
+		copy(id[:], k[1:])
+		into[id] = binary.BigEndian.Uint64(v)
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("oplog: read %s: %w", l.dir, err)
 	}
 	return nil
 }
