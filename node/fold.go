@@ -14,14 +14,15 @@ import (
 )
 
 // Folding the op log. An op is folded away once the folder's record of
-// its path shows it superseded: the record's version has seen it, and it
-// is not one of the path's heads (the versions no op has superseded, which
-// the sync decision reads back from the log). A device that lacks such an
-// op loses nothing without it: the op that superseded it is kept and
-// carries the path's state, so every device converges on the same record.
-// Which devices have the op does not matter: one that comes back after
-// months takes the kept ops across the gaps (the sender says where its log
-// is folded, wire.Fold), and a device paired later starts from the same.
+// its path shows it superseded: it is not one of the path's heads (the
+// versions no op has superseded, which the sync decision reads back from
+// the log), and one of those heads, recorded here more than FoldAge ago,
+// has seen it. A device that lacks such an op loses nothing without it:
+// the op that superseded it is kept and carries the path's state, so
+// every device converges on the same record. Which devices have the op
+// does not matter: one that comes back after months takes the kept ops
+// across the gaps (the sender says where its log is folded, wire.Fold),
+// and a device paired later starts from the same.
 //
 // Kept whatever the record says: an origin's highest op (the log keeps
 // it), ops not yet applied here, renames (they are heads of two paths),
@@ -56,7 +57,9 @@ const metaFoldedAt = "fold_count"
 
 // foldLoop runs a fold pass once the log has taken Config.FoldAfter ops
 // (and at least half the folder's record count) since the last pass, and
-// then none for foldQuiet. It waits on the log's growth, not on a timer.
+// then none for foldQuiet; and again FoldAge after a pass that left ops
+// superseded too recently to fold. It waits on the log's growth and on
+// that one deadline, never on a ticker.
 func (n *Node) foldLoop(ctx context.Context) {
 	if n.cfg.FoldAfter < 0 {
 		return
@@ -65,13 +68,15 @@ func (n *Node) foldLoop(ctx context.Context) {
 	if err != nil {
 		n.log.Warn("reading when the op log was last folded failed", "err", err)
 	}
+	var aged <-chan time.Time // fires when ops a pass left young are old enough
+	ripe := false             // they are: a pass is due whatever the log's growth
 	for {
 		grown := n.logWatch.changed()
 		due, err := n.foldDue(ctx, last)
 		if err != nil {
 			n.log.Warn("deciding whether to fold the op log failed", "err", err)
 		}
-		if due {
+		if due || ripe {
 			count := n.ops.Count()
 			select {
 			case <-ctx.Done():
@@ -81,17 +86,23 @@ func (n *Node) foldLoop(ctx context.Context) {
 			if n.ops.Count() != count {
 				continue // still taking ops: wait for quiet again
 			}
-			if _, err := n.foldPass(ctx); err != nil && ctx.Err() == nil {
+			res, err := n.foldPass(ctx)
+			if err != nil && ctx.Err() == nil {
 				n.log.Warn("folding the op log failed", "err", err)
 			}
 			// A failed pass waits for the log to grow again too.
-			last = count
+			last, ripe, aged = count, false, nil
+			if res.Young > 0 {
+				aged = n.after(n.foldAge())
+			}
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-grown:
+		case <-aged:
+			ripe, aged = true, nil
 		}
 	}
 }
@@ -131,6 +142,9 @@ func (n *Node) foldDue(ctx context.Context, last uint64) (bool, error) {
 type FoldResult struct {
 	Read   int // ops read
 	Folded int // ops removed from the log
+	// Young counts the superseded ops kept because what superseded them
+	// was recorded less than FoldAge ago.
+	Young int
 }
 
 // foldPass folds every op it finds superseded, a window at a time, and
@@ -184,7 +198,7 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 	if err := n.db.SetMeta(ctx, metaFoldedAt, strconv.FormatUint(count, 10)); err != nil {
 		return res, err
 	}
-	n.log.Info("op log folded", "read", res.Read, "folded", res.Folded, "took", n.clock.Now().Sub(start).Round(time.Millisecond))
+	n.log.Info("op log folded", "read", res.Read, "folded", res.Folded, "young", res.Young, "took", n.clock.Now().Sub(start).Round(time.Millisecond))
 	return res, nil
 }
 
@@ -229,7 +243,8 @@ func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, f
 	}
 	window := make([]oplog.Op, 0, foldWindow)
 	flush := func() error {
-		drop, err := n.superseded(ctx, window, f)
+		drop, young, err := n.superseded(ctx, window, f)
+		res.Young += young
 		window = window[:0]
 		if err != nil || len(drop) == 0 {
 			return err
@@ -262,32 +277,34 @@ func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, f
 // heads recorded before f.before has seen it, and no version the store
 // keeps of the path is its content or was replaced by it (restore and
 // history read those ops back from the log, see loggedOps).
-func (n *Node) superseded(ctx context.Context, window []oplog.Op, f *folding) ([]uint64, error) {
-	var drop []uint64
+func (n *Node) superseded(ctx context.Context, window []oplog.Op, f *folding) (drop []uint64, young int, err error) {
 	for _, op := range window {
 		rec, ok, err := n.db.File(ctx, op.Path)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if !ok || !opSuperseded(op, rec) {
 			continue
 		}
 		seen, err := n.headSaw(op, rec, f)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		if !seen {
+		if seen == headTooRecent {
+			young++
+		}
+		if seen != headOld {
 			continue
 		}
 		retained, err := n.versionNeeds(ctx, op)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if !retained {
 			drop = append(drop, op.Seq)
 		}
 	}
-	return drop, nil
+	return drop, young, nil
 }
 
 // opSuperseded reports whether rec, the record of op's path, shows op
@@ -302,27 +319,37 @@ func opSuperseded(op oplog.Op, rec state.File) bool {
 	return rec.Version.Dominates(op.Version())
 }
 
+// What headSaw found of an op's heads.
+const (
+	headNone      = iota // no head has seen the op
+	headTooRecent        // only heads recorded since f.before have
+	headOld              // a head recorded before f.before has
+)
+
 // headSaw reports whether one of rec's heads, each an op the log keeps,
-// has seen op, and was recorded here before f.before. The record's
-// version merges its heads' but may also hold versions no head carries
-// (an op applied but not placed): only a head stands for op on a device
-// that never gets it. A head recorded since f.before may have superseded
-// op within the time restore --at must replay exactly.
-func (n *Node) headSaw(op oplog.Op, rec state.File, f *folding) (bool, error) {
+// has seen op, and whether it was recorded here before f.before. The
+// record's version merges its heads' but may also hold versions no head
+// carries (an op applied but not placed): only a head stands for op on a
+// device that never gets it. A head recorded since f.before may have
+// superseded op within the time restore --at must replay exactly.
+func (n *Node) headSaw(op oplog.Op, rec state.File, f *folding) (int, error) {
 	now := n.clock.Now().UnixNano()
+	seen := headNone
 	for _, id := range rec.Heads {
 		h, found, err := n.ops.Get(id.Origin, id.Seq)
 		if err != nil {
-			return false, err
+			return headNone, err
 		}
 		if !found || !h.Version().Dominates(op.Version()) {
 			continue
 		}
-		if at := recordedAt(f.times[id.Origin], id.Seq, f.applied[id.Origin], now); at != 0 && at < f.before {
-			return true, nil
+		// 0: recorded before times were kept, long ago.
+		if at := recordedAt(f.times[id.Origin], id.Seq, f.applied[id.Origin], now); at < f.before {
+			return headOld, nil
 		}
+		seen = headTooRecent
 	}
-	return false, nil
+	return seen, nil
 }
 
 // versionNeeds reports whether the version store keeps a version of op's

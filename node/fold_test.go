@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,5 +201,30 @@ func TestFoldKeepsWhatRestoreNeeds(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(a, p)); err != nil {
 			t.Fatalf("%s after the restore: %v", p, err)
 		}
+	}
+}
+
+// A pass that finds ops superseded too recently to fold runs again once
+// they are old enough, though the log does not grow.
+func TestFoldRunsAgainWhenOpsAge(t *testing.T) {
+	// Past two foldQuiet (a wait cut short by the last round, then the
+	// one before the first pass): that pass finds them young.
+	const age = 15 * time.Second
+	a := t.TempDir()
+	na := startNodeConfig(t, a, freeUDPPort(t), func(cfg *Config) { cfg.FoldAfter, cfg.FoldAge = 1, age }, nil)
+	rewriteRounds(t, na, 8, 3, nil)
+	grown := na.ops.Count()
+	deadline := time.Now().Add(2*foldQuiet + age + 15*time.Second)
+	for na.ops.Folded(na.ID()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing folded %v after the last rewrite\n%s", 2*foldQuiet+age+15*time.Second, na.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if na.ops.Count() != grown {
+		t.Fatalf("the log grew from %d to %d ops: the test needs it still", grown, na.ops.Count())
+	}
+	if !strings.Contains(na.logs.String(), "young=") || !regexp.MustCompile(`folded=0 young=[1-9]`).MatchString(na.logs.String()) {
+		t.Fatalf("no pass found young ops before the one that folded:\n%s", na.logs)
 	}
 }
