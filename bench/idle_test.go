@@ -20,6 +20,11 @@ import (
 // shows with many.
 var idleFiles = flag.Int("idle.files", 2000, "files of 1 KiB (100 to a directory) both tools track while idle")
 
+// idleSyncthing runs Syncthing beside drive-node. At a million files
+// Syncthing would take hours to sync; drive-node's figure is then taken
+// alone.
+var idleSyncthing = flag.Bool("idle.syncthing", true, "measure Syncthing in the same run (false: drive-node alone)")
+
 // idleWindow is how long the idle daemons are measured, the span the
 // issue compares the two tools over.
 const idleWindow = 120 * time.Second
@@ -165,57 +170,60 @@ func BenchmarkIdleCPU(b *testing.B) {
 	lab, bin, dirA, dirB, pa, pb := d.lab, d.bin, d.dirA, d.dirB, d.pa, d.pb
 	dnHosts := []*netlab.Host{lab.Host(0), lab.Host(1)}
 
-	st := syncthing()
-	stLab := netlab.New(b, 2)
-	stHosts := []*netlab.Host{stLab.Host(0), stLab.Host(1)}
-	root := b.TempDir()
-	stA, stB, stStage := filepath.Join(root, "A"), filepath.Join(root, "B"), filepath.Join(root, "stage")
-	for _, dir := range []string{stA, stB, stStage} {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			b.Fatal(err)
-		}
+	var st syncthingRun
+	if *idleSyncthing {
+		st = startIdleSyncthing(b)
+		defer func() { st.hosts[0].KillAll(); st.hosts[1].KillAll() }()
 	}
-	st.setup(b, stLab, stA, stB)
-	sa, sb := st.start(b, stHosts[0], stA), st.start(b, stHosts[1], stB)
-	defer func() { stHosts[0].KillAll(); stHosts[1].KillAll() }()
 
 	writeIdleLibrary(b, d.stage, dirA, n)
-	writeIdleLibrary(b, stStage, stA, n)
+	if st.on() {
+		writeIdleLibrary(b, st.stage, st.a, n)
+	}
 	limit := 2*time.Minute + time.Duration(n/100)*time.Second
 	waitFiles(b, filepath.Join(dirB, "idle"), "", n, limit)
-	waitFiles(b, filepath.Join(stB, "idle"), "", n, limit)
+	if st.on() {
+		waitFiles(b, filepath.Join(st.b, "idle"), "", n, limit)
+	}
 	dirs := []string{dirA, dirB}
+	connected := func(when string) {
+		for i, dir := range dirs {
+			if ok, why := peersConnected(b, dnHosts[i], bin, dir); !ok {
+				b.Fatalf("%s %s: %s", dir, when, why)
+			}
+			if !st.on() {
+				continue
+			}
+			if ok, why := syncthingConnected(b, st.hosts[i]); !ok {
+				b.Fatalf("Syncthing %d %s: %s", i, when, why)
+			}
+		}
+	}
 	for i, dir := range dirs {
 		netlab.Eventually(b, 30*time.Second, dir+" connected", func() (bool, string) {
 			return peersConnected(b, dnHosts[i], bin, dir)
 		})
-		netlab.Eventually(b, 30*time.Second, fmt.Sprintf("Syncthing %d connected", i), func() (bool, string) {
-			return syncthingConnected(b, stHosts[i])
-		})
+		if st.on() {
+			netlab.Eventually(b, 30*time.Second, fmt.Sprintf("Syncthing %d connected", i), func() (bool, string) {
+				return syncthingConnected(b, st.hosts[i])
+			})
+		}
 	}
 	time.Sleep(idleSettle) // a span of the measurement's setup, not a wait for an event
 
-	dnBefore, stBefore := hostsCPU(b, dnHosts...), hostsCPU(b, stHosts...)
+	dnBefore, stBefore := hostsCPU(b, dnHosts...), st.cpu(b)
 	time.Sleep(idleWindow) // the measurement itself, not a wait for an event
-	dnAfter, stAfter := hostsCPU(b, dnHosts...), hostsCPU(b, stHosts...)
+	dnAfter, stAfter := hostsCPU(b, dnHosts...), st.cpu(b)
 	if pa.Exited() || pb.Exited() {
 		b.Fatalf("a daemon stopped while idle:\nA: %s\nB: %s", pa.Log(), pb.Log())
 	}
-	if sa.Exited() || sb.Exited() {
-		b.Fatalf("a Syncthing stopped while idle:\nA: %s\nB: %s", sa.Log(), sb.Log())
+	if st.on() && (st.pa.Exited() || st.pb.Exited()) {
+		b.Fatalf("a Syncthing stopped while idle:\nA: %s\nB: %s", st.pa.Log(), st.pb.Log())
 	}
 	dnUsed := cpuUsed(b, "drive-node", dnBefore, dnAfter)
-	stUsed := cpuUsed(b, "Syncthing", stBefore, stAfter)
-	for i, dir := range dirs {
-		if ok, why := peersConnected(b, dnHosts[i], bin, dir); !ok {
-			b.Fatalf("%s after the window: %s", dir, why)
-		}
-		if ok, why := syncthingConnected(b, stHosts[i]); !ok {
-			b.Fatalf("Syncthing %d after the window: %s", i, why)
-		}
-	}
-	if dnUsed <= 0 || stUsed <= 0 {
-		b.Fatalf("no CPU time counted over %v: drive-node %.2f s, Syncthing %.2f s", idleWindow, dnUsed, stUsed)
+	connected("after the window")
+	if dnUsed <= 0 {
+		b.Fatalf("no CPU time counted over %v: drive-node %.2f s", idleWindow, dnUsed)
 	}
 	if *lanProfile != "" {
 		for _, p := range []*netlab.Process{pa, pb} {
@@ -224,7 +232,51 @@ func BenchmarkIdleCPU(b *testing.B) {
 		}
 	}
 	b.ReportMetric(dnUsed, "drive-node-cpu-s/120s")
+	if !st.on() {
+		fmt.Printf("idle CPU over %v, %d files: drive-node %.2f s (Syncthing not run)\n", idleWindow, n, dnUsed)
+		return
+	}
+	stUsed := cpuUsed(b, "Syncthing", stBefore, stAfter)
+	if stUsed <= 0 {
+		b.Fatalf("no CPU time counted over %v: Syncthing %.2f s", idleWindow, stUsed)
+	}
 	b.ReportMetric(stUsed, "syncthing-cpu-s/120s")
 	fmt.Printf("idle CPU over %v, %d files: drive-node %.2f s, Syncthing %.2f s (%.1f×)\n",
 		idleWindow, n, dnUsed, stUsed, dnUsed/stUsed)
+}
+
+// syncthingRun is the two Syncthing daemons of the idle figure, on a lab
+// of their own; its zero value is none.
+type syncthingRun struct {
+	hosts       []*netlab.Host
+	a, b, stage string
+	pa, pb      *netlab.Process
+}
+
+func (s syncthingRun) on() bool { return s.pa != nil }
+
+// cpu is the CPU time of every Syncthing process, or nil when none runs.
+func (s syncthingRun) cpu(b *testing.B) map[int]float64 {
+	if !s.on() {
+		return nil
+	}
+	return hostsCPU(b, s.hosts...)
+}
+
+// startIdleSyncthing starts two paired Syncthing daemons on a lab of
+// their own.
+func startIdleSyncthing(b *testing.B) syncthingRun {
+	st := syncthing()
+	lab := netlab.New(b, 2)
+	r := syncthingRun{hosts: []*netlab.Host{lab.Host(0), lab.Host(1)}}
+	root := b.TempDir()
+	r.a, r.b, r.stage = filepath.Join(root, "A"), filepath.Join(root, "B"), filepath.Join(root, "stage")
+	for _, dir := range []string{r.a, r.b, r.stage} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st.setup(b, lab, r.a, r.b)
+	r.pa, r.pb = st.start(b, r.hosts[0], r.a), st.start(b, r.hosts[1], r.b)
+	return r
 }
