@@ -152,6 +152,15 @@ type FoldResult struct {
 // Count, so the next pass waits for the log to grow again.
 func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 	var res FoldResult
+	defer func() {
+		if res.Folded > 0 {
+			// Status counted the folded ops among what a peer lacks;
+			// also after a pass that failed part way.
+			n.live.mu.Lock()
+			n.live.sizes = sizeIndex{}
+			n.live.mu.Unlock()
+		}
+	}()
 	start := n.clock.Now()
 	count := n.ops.Count()
 	applied, err := n.db.Applied(ctx)
@@ -183,12 +192,6 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 		if err := n.foldOrigin(ctx, o, limit, &f, &res); err != nil {
 			return res, fmt.Errorf("fold %s: %w", o.Short(), err)
 		}
-	}
-	if res.Folded > 0 {
-		// Status counted the folded ops' bytes among what a peer lacks.
-		n.live.mu.Lock()
-		n.live.sizes = sizeIndex{}
-		n.live.mu.Unlock()
 	}
 	if res.Folded >= reclaimAfter {
 		if err := n.ops.Reclaim(ctx); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/vclock"
 )
 
 // rewriteRounds writes every file of a folder of files rounds times
@@ -226,5 +227,54 @@ func TestFoldRunsAgainWhenOpsAge(t *testing.T) {
 	}
 	if !strings.Contains(na.logs.String(), "young=") || !regexp.MustCompile(`folded=0 young=[1-9]`).MatchString(na.logs.String()) {
 		t.Fatalf("no pass found young ops before the one that folded:\n%s", na.logs)
+	}
+}
+
+// restore --at cannot tell a path's state at a time when an op after it,
+// even a late one that is not the first, was made on a version holding an
+// op recorded by then and since folded; an op folded but recorded after
+// the time changes nothing at it.
+func TestFoldedAtSeesEveryLaterOp(t *testing.T) {
+	ctx := context.Background()
+	a := t.TempDir()
+	na := startNodeConfig(t, a, freeUDPPort(t), func(cfg *Config) { cfg.FoldAfter, cfg.FoldAge = -1, -1 }, nil)
+	rewriteRounds(t, na, 8, 3, nil)
+	if _, err := na.foldPass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	self := na.ID()
+	if na.ops.Folded(self) < 3 {
+		t.Fatalf("a folded up to %d; the test needs its ops 1 to 3 counted as folded", na.ops.Folded(self))
+	}
+	var late certs.DeviceID
+	late[0] = 0xee
+	h := func(s string) content.Hash { return content.Sum([]byte(s)) }
+	op := func(origin certs.DeviceID, seq uint64, kind oplog.Kind, p, to string, parent vclock.Vector) timedOp {
+		return timedOp{Op: oplog.Op{Origin: origin, Seq: seq, Kind: kind, Path: p, NewPath: to, Hash: h(p + to), Size: 1, Lamport: seq, Parent: parent}}
+	}
+	now := time.Now().UnixNano()
+
+	// self#1 renamed q to p; self#2, recorded by now, wrote p and is
+	// folded; late#1, made on self#1's version, arrived after; self#3
+	// merged the two. late#1 alone says nothing of self#2: self#3 does.
+	renamed := op(self, 1, oplog.KindRename, "q", "p", nil)
+	lateWrite := op(late, 1, oplog.KindWrite, "p", "", vclock.Vector{}.With(self, 1))
+	merged := op(self, 3, oplog.KindWrite, "p", "", vclock.Vector{}.With(self, 2).With(late, 1))
+	unknown, err := na.foldedAt(ctx, []timedOp{renamed}, []timedOp{lateWrite, merged}, now)
+	if err != nil || !unknown["p"] {
+		t.Fatalf("p after a late op, then one made on a folded op: unknown %v (%v), want p", unknown, err)
+	}
+
+	// self#1 wrote p before the time; self#2 (folded) and self#3 came
+	// after it: p's state then is self#1's. Every op of a was recorded
+	// after time 1.
+	first := op(self, 1, oplog.KindWrite, "p", "", nil)
+	third := op(self, 3, oplog.KindWrite, "p", "", vclock.Vector{}.With(self, 2))
+	// self#2, between them, is folded: the log holds self#1 and self#3.
+	if unknown, err := na.foldedAt(ctx, []timedOp{first}, []timedOp{third}, 1); err != nil || unknown["p"] {
+		t.Fatalf("p, whose folded op came after the time: unknown %v (%v), want none", unknown, err)
+	}
+	if unknown, err := na.foldedAt(ctx, []timedOp{first}, []timedOp{third}, now); err != nil || !unknown["p"] {
+		t.Fatalf("p, whose folded op came before the time: unknown %v (%v), want p", unknown, err)
 	}
 }

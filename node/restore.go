@@ -134,29 +134,62 @@ func replayState(ops []timedOp) map[string]replayed {
 	return st
 }
 
-// foldedAt returns the paths whose state after before, the ops up to a
-// time, cannot be told: the first op after it on the path (in after) was
-// made on a version that holds an op the log may have folded since, so
-// the replay may lack the path's last change before that time.
-func (n *Node) foldedAt(before, after []timedOp) map[string]bool {
-	st := replayState(before)
-	unknown, met := map[string]bool{}, map[string]bool{}
+// foldedAt returns the paths whose state at the time at, which the ops
+// before (those recorded up to at) replay to, cannot be told: an op after
+// it on the path (in after) was made on a version holding an op of some
+// device that this device recorded by then and may have folded since, so
+// the replay may lack the path's last change before at. Each op after at
+// counts, not only the first: one that arrived late can be concurrent with
+// what was folded. The versions of the ops after at are merged in as they
+// come, so a parent that only holds them flags nothing.
+func (n *Node) foldedAt(ctx context.Context, before, after []timedOp, at int64) (map[string]bool, error) {
+	runs, err := n.recordedRuns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := n.db.Applied(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := n.clock.Now().UnixNano()
+	// lost reports whether an op of device d after sequence lo, recorded
+	// here by at, may have been folded: ops of a device are recorded in
+	// sequence order, so lo+1 is the first of them to be.
+	lost := func(d certs.DeviceID, lo uint64) bool {
+		return lo < n.ops.Folded(d) && recordedAt(runs[d], lo+1, applied[d], now) <= at
+	}
+	had := map[string]vclock.Vector{}
+	for p, r := range replayState(before) {
+		had[p] = r.version
+	}
+	unknown := map[string]bool{}
 	for _, op := range after {
 		for _, p := range []string{op.Path, op.NewPath} {
-			if p == "" || met[p] {
+			if p == "" || unknown[p] {
 				continue
 			}
-			met[p] = true
-			had := st[p].version
+			h := had[p]
 			for _, e := range op.Parent {
-				if lo := had.Get(e.Device); e.Counter > lo && lo < n.ops.Folded(e.Device) {
+				if e.Counter > h.Get(e.Device) && lost(e.Device, h.Get(e.Device)) {
 					unknown[p] = true
 					break
 				}
 			}
+			// A rename's parent is its source's version: of its target's
+			// own history it says nothing, so any device's op that may be
+			// lost counts.
+			if op.Kind == oplog.KindRename && p == op.NewPath {
+				for d := range runs {
+					if lost(d, h.Get(d)) {
+						unknown[p] = true
+						break
+					}
+				}
+			}
+			had[p] = h.Merge(op.Version())
 		}
 	}
-	return unknown
+	return unknown, nil
 }
 
 // under reports whether p is dir or inside it ("" holds everything).
@@ -389,7 +422,8 @@ func (n *Node) restoreTarget(ctx context.Context, dirs []string, req RestoreRequ
 			}
 		}
 	}
-	return want, n.foldedAt(before, after), nil
+	unknown, err := n.foldedAt(ctx, before, after, at)
+	return want, unknown, err
 }
 
 // liveUnder returns the live records at and under dirs.
