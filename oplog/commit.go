@@ -36,8 +36,8 @@ type staging struct {
 }
 
 // stageLocal assigns this device's ops their sequences, Lamport clocks and
-// chain, and signs the last op of the request and every op that would
-// otherwise leave a run over MaxUnsignedRun ops or MaxUnsignedBytes. A
+// chain, and signs the last op of the request, every localSignedRun-th op,
+// and every op that would otherwise leave a run over MaxUnsignedBytes. A
 // request is staged whole or, on an error, not at all.
 func (c *commit) stageLocal(r *request) {
 	self := c.l.self
@@ -56,7 +56,7 @@ func (c *commit) stageLocal(r *request) {
 		c.buf = op.appendBody(c.buf[:0])
 		link := Link(sha256.Sum256(c.buf))
 		run, runBytes = run+1, runBytes+op.EncodedLen()
-		if i == len(r.ops)-1 || run >= MaxUnsignedRun || runBytes+MaxOpSize > MaxUnsignedBytes {
+		if i == len(r.ops)-1 || run >= localSignedRun || runBytes+MaxOpSize > MaxUnsignedBytes {
 			var err error
 			if op.Sig, err = sign(c.l.key, link); err != nil {
 				r.err = err

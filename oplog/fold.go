@@ -19,8 +19,9 @@ import (
 //   - an origin's highest op is never folded: it is the tip the next op
 //     chains to, and what Vector and a peer's catch-up start from;
 //   - every run of an origin's ops the log keeps ends in a signed op, so
-//     each run stays proven by its origin's signature (an op whose
-//     previous op is kept and unsigned is not folded);
+//     each run stays proven by its origin's signature: an op whose
+//     previous op is kept and unsigned is not folded, unless the origin is
+//     this device, which signs that previous op then;
 //   - legacy ops are never folded: they carry no proof of their own.
 //
 // Folded(origin) is the highest sequence at or below which the log may
@@ -54,8 +55,8 @@ type foldRequest struct {
 
 // Fold durably removes the ops of origin with sequences in seqs, except
 // those the log must keep (see the package's folding rules above: the
-// origin's highest op, an op whose previous op is kept and unsigned, a
-// legacy op). It returns how many it removed. Sequences the log does not
+// origin's highest op, an op whose previous op is kept and unsigned and
+// of another device, a legacy op). It returns how many it removed. Sequences the log does not
 // hold are passed over. Whether an op may go is the caller's to decide;
 // the log only keeps itself provable.
 func (l *Log) Fold(ctx context.Context, origin certs.DeviceID, seqs []uint64) (int, error) {
@@ -99,10 +100,13 @@ func (c *commit) stageFold(r *request) {
 	}
 	defer it.Close()
 	var (
+		prev          Op // the op before this one, if prevSeq is set
 		prevSeq       uint64
 		prevKeptUnsig bool // op prevSeq is kept and unsigned
 		dropped       []uint64
+		signed        []Op // this device's kept ops, signed now to end their runs
 	)
+	own := f.origin == c.l.self
 	for ok := it.First(); ok; ok = it.Next() {
 		var op Op
 		if err := op.unmarshalStored(it.Value()); err != nil {
@@ -110,14 +114,26 @@ func (c *commit) stageFold(r *request) {
 			return
 		}
 		// A kept, unsigned op right before this one would end its run
-		// unproven if this one went.
+		// unproven if this one went: this device signs its own now (the
+		// signature covers the op's Link, which does not change); a
+		// peer's keeps the op.
 		blocked := op.Seq == prevSeq+1 && prevKeptUnsig
+		if want[op.Seq] && !op.Legacy && blocked && own {
+			sig, err := sign(c.l.key, prev.Link())
+			if err != nil {
+				r.err = err
+				return
+			}
+			prev.Sig = sig
+			signed = append(signed, prev)
+			blocked = false
+		}
 		if want[op.Seq] && !blocked && !op.Legacy {
 			dropped = append(dropped, op.Seq)
-			prevSeq, prevKeptUnsig = op.Seq, false
+			prev, prevSeq, prevKeptUnsig = op, op.Seq, false
 			continue
 		}
-		prevSeq, prevKeptUnsig = op.Seq, len(op.Sig) == 0 && !op.Legacy
+		prev, prevSeq, prevKeptUnsig = op, op.Seq, len(op.Sig) == 0 && !op.Legacy
 	}
 	if err := it.Error(); err != nil {
 		r.err = fmt.Errorf("oplog: fold %s: %w", f.origin.Short(), err)
@@ -126,8 +142,18 @@ func (c *commit) stageFold(r *request) {
 	if len(dropped) == 0 {
 		return
 	}
-	// Raised first: a removal staged before a failure below is committed
-	// with the rest, and must not leave a gap Folded does not name.
+	// Signed first, raised first: what is staged before a failure below
+	// is committed with the rest, and must leave every run proven and
+	// every gap named.
+	for _, op := range signed {
+		if c.buf, err = op.AppendBinary(c.buf[:0]); err == nil {
+			err = c.b.Set(opKey(op.Origin, op.Seq), c.buf, nil)
+		}
+		if err != nil {
+			r.err = fmt.Errorf("oplog: fold: sign %s: %w", op, err)
+			return
+		}
+	}
 	c.raiseFolded(f.origin, dropped[len(dropped)-1])
 	for _, s := range dropped {
 		if err := c.b.Delete(opKey(f.origin, s), nil); err != nil {

@@ -47,12 +47,19 @@ func seqsOf(ops []Op) []uint64 {
 }
 
 // Fold removes what it is asked to except what keeps the log provable:
-// an op after a kept unsigned one, and the origin's highest. What it
-// removed stays removed, and Folded says so, after a reopen.
+// of a peer's ops, one after a kept unsigned op; and the origin's
+// highest. What it removed stays removed, and Folded says so, after a
+// reopen.
 func TestFoldKeepsEveryRunProven(t *testing.T) {
 	ctx := context.Background()
+	src, all := foldSource(t, t.TempDir())
+	src.Close()
 	dir := filepath.Join(t.TempDir(), "log")
-	l, _ := foldSource(t, dir)
+	l := openLog(t, dir, 1)
+	trust(t, l, 2)
+	if _, err := l.Insert(ctx, dev(2), all...); err != nil {
+		t.Fatal(err)
+	}
 	n, err := l.Fold(ctx, dev(2), []uint64{2, 3, 5, 6, 9, 12, 40})
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +80,7 @@ func TestFoldKeepsEveryRunProven(t *testing.T) {
 		t.Fatalf("a folded log fails its check: %v", err)
 	}
 	l.Close()
-	l = openLog(t, dir, 2)
+	l = openLog(t, dir, 1)
 	defer l.Close()
 	if got := seqsOf(collect(t, l, 2, 1)); !slices.Equal(got, want) || l.Folded(dev(2)) != 9 || l.Highest(dev(2)) != 12 {
 		t.Fatalf("after a reopen: held %v, Folded %d, highest %d", got, l.Folded(dev(2)), l.Highest(dev(2)))
@@ -81,8 +88,41 @@ func TestFoldKeepsEveryRunProven(t *testing.T) {
 	if err := l.Check(ctx); err != nil {
 		t.Fatalf("after a reopen: %v", err)
 	}
+}
+
+// A log folds its own ops after a kept unsigned one too: it signs that
+// one, whose Link is unchanged, so what peers hold still matches; the
+// chain goes on, and another log takes the folded run.
+func TestFoldSignsItsOwnKeptOps(t *testing.T) {
+	ctx := context.Background()
+	l, all := foldSource(t, t.TempDir())
+	defer l.Close()
+	n, err := l.Fold(ctx, dev(2), []uint64{2, 3, 5, 6, 9, 12})
+	if err != nil || n != 5 {
+		t.Fatalf("folded %d (%v), want 5 (2, 3, 5, 6, 9)", n, err)
+	}
+	held := collect(t, l, 2, 1)
+	if got, want := seqsOf(held), []uint64{1, 4, 7, 8, 10, 11, 12}; !slices.Equal(got, want) {
+		t.Fatalf("held %v, want %v", got, want)
+	}
+	key, _, _ := l.Origin(dev(2))
+	if !key.Signed(held[0]) || held[0].Link() != all[0].Link() {
+		t.Fatalf("op 1 kept before a fold is not signed, or not the same op")
+	}
 	if next, err := l.Append(ctx, Op{Kind: KindWrite, Path: "next"}); err != nil || next[0].Seq != 13 {
 		t.Fatalf("the chain does not go on after a fold: %v %v", next, err)
+	}
+	other := openLog(t, t.TempDir(), 3)
+	defer other.Close()
+	trust(t, other, 2)
+	held = collect(t, l, 2, 1)
+	if got, err := other.InsertFolded(ctx, dev(2), map[certs.DeviceID]uint64{dev(2): l.Folded(dev(2))}, held...); err != nil || len(got) != len(held) {
+		t.Fatalf("another log took %d of the %d ops kept: %v", len(got), len(held), err)
+	}
+	// The ops as first sent, op 1 unsigned among them, are the ops it
+	// holds.
+	if got, err := other.Insert(ctx, dev(2), all...); err != nil || len(got) != 0 {
+		t.Fatalf("the ops as first sent: stored %d: %v", len(got), err)
 	}
 }
 

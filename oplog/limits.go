@@ -46,6 +46,12 @@ const (
 	// of each call. A receiver holds a run until the op signed after it
 	// arrives, so these bound what a peer can make it hold unverified.
 	MaxUnsignedRun = 1024
+	// localSignedRun is how often Append signs this device's ops, well
+	// within MaxUnsignedRun: a kept op proven only by a later signature
+	// keeps the ops up to it in a fold (see Fold), so short runs let a
+	// fold drop more of a peer's ops, which it cannot sign again. A
+	// signature every 16 ops costs 6,250 for 100,000 new files.
+	localSignedRun = 16
 	// MaxUnsignedBytes bounds the encoded bytes of an unsigned run; see
 	// MaxUnsignedRun.
 	MaxUnsignedBytes = 1 << 20
