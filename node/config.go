@@ -45,7 +45,8 @@ type Config struct {
 	Peers []string
 	// NoDiscovery turns mDNS discovery off (static peers only).
 	NoDiscovery bool
-	// RescanInterval is the period of the safety-net full scan.
+	// RescanInterval is the period of the safety-net rescan (every sixth
+	// is a full scan).
 	RescanInterval time.Duration
 	// MinStateFree is how many bytes the node keeps free on the state
 	// dir's disk: below it, it pauses rather than risk a failed op log

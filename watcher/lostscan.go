@@ -57,9 +57,8 @@ import (
 // it is; so then, as when the file system is not one of those, when
 // events were lost to an error other than an overflow, or when no scan
 // has left what lostScan needs, the rescan is a full one. The periodic
-// rescan stays a full one too: the safety net for what this reasoning
-// does not cover (a clock stepped back and forth again between two scans,
-// an Index that lost records for other reasons).
+// rescan reasons the same way, and is a full one at intervals (see
+// periodicScan).
 func (l *loop) lostScan(ctx context.Context, out chan<- []Observation, now time.Time) error {
 	w := l.w
 	base := l.base
@@ -68,7 +67,37 @@ func (l *loop) lostScan(ctx context.Context, out chan<- []Observation, now time.
 	}
 	w.log.Info("rescanning the folder for lost file events", "losses", l.lost.count, "whole", base == nil)
 	l.lost = eventLoss{}
-	left, next, err := w.scan(ctx, out, l.ws, 0, base)
+	return l.rescanWith(ctx, out, base)
+}
+
+// periodicScan is the periodic rescan, at now: the safety net for changes
+// no event reported (a directory that could not be watched, an event
+// the kernel dropped without saying). Most of the time it is a rescan
+// like lostScan's, which costs a listing of every directory and a look at
+// every file and, on a file system that keeps change times, reads from
+// the Index only what changed since the previous scan: a Pi tracking a
+// large library is not kept busy every few minutes reading the whole
+// database to find nothing. Every fullRescanEvery-th one, and whenever
+// lostScan would be a full one, it is a full scan, the net for what the
+// change-time reasoning does not cover (a clock stepped back and forth
+// between two scans, an Index that lost records).
+func (l *loop) periodicScan(ctx context.Context, out chan<- []Observation, now time.Time) error {
+	l.sinceFull++
+	base := l.base
+	if base != nil && (l.lost.other || base.steppedBack(now) || l.sinceFull >= fullRescanEvery) {
+		base = nil
+	}
+	l.w.log.Debug("periodic rescan", "whole", base == nil)
+	return l.rescanWith(ctx, out, base)
+}
+
+// rescanWith rescans the folder, with base as lostScan takes it (nil: a
+// full scan), and keeps what the scan leaves for the next one.
+func (l *loop) rescanWith(ctx context.Context, out chan<- []Observation, base *scanBase) error {
+	if base == nil {
+		l.sinceFull = 0
+	}
+	left, next, err := l.w.scan(ctx, out, l.ws, 0, base)
 	if err != nil {
 		return err
 	}

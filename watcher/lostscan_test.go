@@ -233,7 +233,7 @@ func TestLostEventsAreFoundWithoutComparingQuietDirectories(t *testing.T) {
 	if !slices.Equal(compared, wantCompared) {
 		t.Errorf("the rescan compared %q with the Index, want %q", compared, wantCompared)
 	}
-	if !strings.Contains(logs.String(), `"rescanned the folder for lost file events" directories=21 compared=12`) {
+	if !strings.Contains(logs.String(), `"rescanned the folder, comparing what changed since the last scan" directories=21 compared=12`) {
 		t.Errorf("want the rescan logged with its directories listed and compared:\n%s", logs)
 	}
 }

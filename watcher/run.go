@@ -112,7 +112,14 @@ type loop struct {
 	// is one more deadline for the loop's only timer, rather than a
 	// ticker, so that next names every time the loop will wake.
 	rescanAt time.Time
+	// sinceFull counts the periodic rescans since the last full scan.
+	sinceFull int
 }
+
+// fullRescanEvery is how often a periodic rescan is a full one: every
+// sixth, hourly at the default interval. The others compare with the
+// Index only what changed since the previous scan (see periodicScan).
+const fullRescanEvery = 6
 
 // After events were lost (the kernel's queue overflowed), the folder is
 // rescanned (see loop.lostScan) once the burst that overflowed it is over:
@@ -240,18 +247,17 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 			}
 			if !l.rescanAt.IsZero() && !now.Before(l.rescanAt) {
 				l.rescanAt = now.Add(w.o.RescanInterval)
-				w.Rescan()
+				if err := l.periodicScan(ctx, out, now); err != nil {
+					return err
+				}
 			}
 			if err := l.flush(ctx, out, now); err != nil {
 				return err
 			}
 		case <-w.rescan.C():
-			left, base, err := w.scan(ctx, out, ws, 0, nil)
-			if err != nil {
+			if err := l.rescanWith(ctx, out, nil); err != nil {
 				return err
 			}
-			l.base = base
-			l.addRetries(left)
 		}
 	}
 }

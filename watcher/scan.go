@@ -677,7 +677,7 @@ func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchS
 		return nil, nil, err
 	}
 	if base != nil {
-		w.log.Info("rescanned the folder for lost file events", "directories", r.listed, "compared", r.compared)
+		w.log.Info("rescanned the folder, comparing what changed since the last scan", "directories", r.listed, "compared", r.compared)
 	}
 	present, gone := r.present, r.gone
 

@@ -181,27 +181,65 @@ func TestEventLossRescansOnceTheBurstIsOver(t *testing.T) {
 	}
 }
 
-// TestPeriodicRescan: a full scan comes every RescanInterval, not before.
-// It shows in a file the index forgot, which no event names.
+// TestPeriodicRescan: a rescan comes every RescanInterval, not before.
+// Most find the changes no event reported while comparing with the Index
+// only what changed since the scan before; every fullRescanEvery-th is a
+// full scan, which also finds a file the Index forgot, and so is a
+// rescan asked for.
 func TestPeriodicRescan(t *testing.T) {
 	const interval = 10 * time.Minute
 	root := t.TempDir()
-	writeOld(t, filepath.Join(root, "f"), "missed")
-	idx := newIndex()
-	idx.set("f", knownFile(t, filepath.Join(root, "f")))
-	h := startFake(t, root, idx, 10*time.Millisecond, time.Second, func(o *Options) { o.RescanInterval = interval }, nil)
+	for _, p := range []string{"forgotten", "edit/f", "quiet/g"} {
+		writeOld(t, filepath.Join(root, p), "before")
+	}
+	idx := &countingIndex{memIndex: newIndex(), dirs: map[string]int{}}
+	h := startAfterSetup(t, root, idx, func(o *Options) { o.RescanInterval = interval }, nil)
+	allDirs := []string{"", "edit", "quiet"}
+	if got := idx.take(); !slices.Equal(got, allDirs) {
+		t.Fatalf("the first scan compared %q, want %q", got, allDirs)
+	}
+	h.unwatch() // what happens from now on makes no event
+	writeOld(t, filepath.Join(root, "edit/f"), "edited")
 	start := h.clk.Now()
-	for i := 1; i <= 2; i++ {
-		idx.forget("f")
+	for i := 1; i <= 2*fullRescanEvery; i++ {
+		idx.forget("forgotten")
+		reported := h.count("forgotten")
 		due := start.Add(time.Duration(i) * interval)
 		h.advanceTo(due.Add(-time.Nanosecond))
-		if n := h.count("f"); n != i-1 {
-			t.Fatalf("f reported %d times before rescan %d was due", n, i)
+		if i == 1 && h.count("edit/f") != 1 {
+			t.Fatalf("edit/f reported again before the first rescan was due")
+		}
+		if n := h.count("forgotten"); n != reported {
+			t.Fatalf("a file the Index forgot reported before rescan %d was due", i)
 		}
 		h.advanceTo(due)
-		if n := h.count("f"); n != i {
-			t.Fatalf("f reported %d times once rescan %d was due, want %d", n, i, i)
+		full := i%fullRescanEvery == 0
+		compared := idx.take()
+		switch {
+		case i == 1:
+			h.waitObs("edit/f", hashOf("edited"))
+		case full && !slices.Equal(compared, allDirs):
+			t.Errorf("full rescan %d compared %q, want %q", i, compared, allDirs)
+		case !full && len(compared) > 0:
+			t.Errorf("rescan %d compared %q with the Index, where nothing changed", i, compared)
 		}
+		want := reported
+		if full {
+			want++
+		}
+		if n := h.count("forgotten"); n != want {
+			t.Errorf("rescan %d (full %v) reported the file the Index forgot %d times, want %d", i, full, n-reported, want-reported)
+		}
+	}
+	// A rescan asked for is a full one.
+	idx.forget("forgotten")
+	reported := h.count("forgotten")
+	h.rescanned()
+	if compared := idx.take(); !slices.Equal(compared, allDirs) {
+		t.Errorf("the rescan asked for compared %q, want %q", compared, allDirs)
+	}
+	if n := h.count("forgotten"); n != reported+1 {
+		t.Errorf("the rescan asked for reported the file the Index forgot %d times, want once", n-reported)
 	}
 }
 

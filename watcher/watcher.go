@@ -140,8 +140,9 @@ type Options struct {
 	// start, and returns the size named (see content.Open, the default).
 	// The node's keeps each large content's chunk list as it goes.
 	Hash func(ctx context.Context, f *os.File) (content.Hash, int64, error)
-	// RescanInterval is the period of full scans, the safety net for lost
-	// events; default 10 minutes, negative to disable.
+	// RescanInterval is the period of rescans, the safety net for lost
+	// events (every sixth is a full one, see loop.periodicScan); default
+	// 10 minutes, negative to disable.
 	RescanInterval time.Duration
 	// Settle is how long events must have stopped before the paths they
 	// name are looked at; default 15 ms.
