@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strconv"
 	"time"
@@ -244,6 +245,12 @@ func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, f
 	if limit == 0 {
 		return nil
 	}
+	if n.ops.Folded(o) == 0 && f.named[o].countThrough(limit) == limit {
+		// The log holds every op up to limit and a record names each:
+		// none is superseded, and reading them would only confirm it
+		// (after a first scan or sync of a large folder, the whole log).
+		return nil
+	}
 	window := make([]oplog.Op, 0, foldWindow)
 	flush := func() error {
 		drop, young, err := n.superseded(ctx, window, f)
@@ -376,6 +383,22 @@ type seqSet []uint64
 func (s seqSet) has(seq uint64) bool {
 	i := seq / 64
 	return i < uint64(len(s)) && s[i]&(1<<(seq%64)) != 0
+}
+
+// countThrough returns how many of the sequences up to last s holds.
+func (s seqSet) countThrough(last uint64) uint64 {
+	var n int
+	for i, w := range s {
+		lo := uint64(i) * 64
+		if lo > last {
+			break
+		}
+		if last-lo < 63 {
+			w &= 1<<(last-lo+1) - 1
+		}
+		n += bits.OnesCount64(w)
+	}
+	return uint64(n) // sequence 0 is never set
 }
 
 // namedOps returns, per origin, the ops some record names (the op that

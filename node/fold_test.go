@@ -278,3 +278,42 @@ func TestFoldedAtSeesEveryLaterOp(t *testing.T) {
 		t.Fatalf("p, whose folded op came before the time: unknown %v (%v), want p", unknown, err)
 	}
 }
+
+// A pass after a large first scan, where a record names every op, reads
+// none of them: it would only confirm that none is superseded. Once
+// files are rewritten it reads the log and folds what they superseded.
+func TestFoldPassSkipsALogWithNothingSuperseded(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	const files = 40
+	r := startNodeConfig(t, dir, freeUDPPort(t), func(cfg *Config) { cfg.FoldAfter, cfg.FoldAge = -1, -1 }, nil)
+	rewriteRounds(t, r, files, 1, nil)
+	res, err := r.foldPass(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Read != 0 || res.Folded != 0 {
+		t.Fatalf("a pass over a log of new files only read %d ops and folded %d; want none", res.Read, res.Folded)
+	}
+	rewriteRounds(t, r, files, 1, nil)
+	if res, err = r.foldPass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res.Read == 0 || res.Folded == 0 {
+		t.Fatalf("a pass after a rewrite read %d ops and folded %d; want the rewritten files' first ops folded", res.Read, res.Folded)
+	}
+}
+
+func TestSeqSetCountThrough(t *testing.T) {
+	set := make(seqSet, 3)
+	for _, seq := range []uint64{1, 2, 63, 64, 65, 127, 128, 130} {
+		set[seq/64] |= 1 << (seq % 64)
+	}
+	for _, c := range []struct{ last, want uint64 }{
+		{0, 0}, {1, 1}, {2, 2}, {62, 2}, {63, 3}, {64, 4}, {126, 5}, {127, 6}, {128, 7}, {129, 7}, {130, 8}, {1000, 8},
+	} {
+		if got := set.countThrough(c.last); got != c.want {
+			t.Errorf("countThrough(%d) = %d, want %d", c.last, got, c.want)
+		}
+	}
+}
