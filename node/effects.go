@@ -215,6 +215,14 @@ func (n *Node) lookAt(p string) look {
 	return lookOf(st)
 }
 
+// lookOfStat is lookOf, and the look of nothing for a nil st.
+func lookOfStat(st fs.FileInfo) look {
+	if st == nil {
+		return look{}
+	}
+	return lookOf(st)
+}
+
 // lookOf is the look of what Lstat found.
 func lookOf(st fs.FileInfo) look {
 	if st.IsDir() {
@@ -233,11 +241,15 @@ var errChangedMeanwhile = errors.New("changed on disk while a received change wa
 // The op then stays pending; the watcher records the change, and the op
 // is decided again with it.
 func (n *Node) unchangedSince(s *stagedSet, p string) error {
-	want, ok := s.looks[p]
-	if !ok {
+	if _, ok := s.looks[p]; !ok {
 		return nil
 	}
-	if n.lookAt(p) != want {
+	return unchangedAs(s, p, n.lookAt(p))
+}
+
+// unchangedAs is unchangedSince with what is at p now looked at already.
+func unchangedAs(s *stagedSet, p string, now look) error {
+	if want, ok := s.looks[p]; ok && now != want {
 		return fmt.Errorf("%s: %w", p, errChangedMeanwhile)
 	}
 	return nil
@@ -311,17 +323,27 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 		return fmt.Errorf("write %s: set its mode: %w", p, err)
 	}
 	n.folderRoot().Chtimes(name, mt, mt)
-	if err := n.unchangedSince(staged, p); err != nil {
+	// One look at p serves the three checks before the rename: each
+	// looked on its own, at a walk of p's directories each, and a user's
+	// change between them is no more caught than one just after.
+	there, err := n.folderRoot().Lstat(p)
+	if err != nil {
+		there = nil
+	}
+	if err := unchangedAs(staged, p, lookOfStat(there)); err != nil {
 		if !fetched {
 			n.folderRoot().Remove(name) // fetched content is removed with the batch's unused temps
 		}
 		return err
 	}
-	if err := n.removeEmptyDir(p); err != nil {
+	if err := n.removeEmptyDirAt(p, there); err != nil {
 		staged.looked(n, p)
 		return fmt.Errorf("write %s: %w", p, err)
 	}
-	k, err := n.keepBefore(ctx, p, staged, false)
+	if there != nil && there.IsDir() {
+		there = nil // removed
+	}
+	k, err := n.keepBeforeAt(ctx, p, there, staged, false)
 	if err != nil {
 		staged.looked(n, p)
 		return err
@@ -375,7 +397,16 @@ func (n *Node) mkdirAll(staged *stagedSet, dir string, mode os.FileMode) error {
 // yet, and the op waits until they are.
 func (n *Node) removeEmptyDir(p string) error {
 	st, err := n.folderRoot().Lstat(p)
-	if err != nil || !st.IsDir() {
+	if err != nil {
+		return nil
+	}
+	return n.removeEmptyDirAt(p, st)
+}
+
+// removeEmptyDirAt is removeEmptyDir with what is at p looked at already
+// (st, nil for nothing).
+func (n *Node) removeEmptyDirAt(p string, st fs.FileInfo) error {
+	if st == nil || !st.IsDir() {
 		return nil
 	}
 	if !n.holdsEntries(p) {

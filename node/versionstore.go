@@ -70,11 +70,20 @@ func (n *Node) keepBefore(ctx context.Context, p string, staged *stagedSet, remo
 	if !n.versionsOn() {
 		return keptFile{}, nil
 	}
-	root := n.folderRoot()
-	st, err := root.Lstat(p)
-	if err != nil || !st.Mode().IsRegular() {
+	st, err := n.folderRoot().Lstat(p)
+	if err != nil {
+		return keptFile{}, nil
+	}
+	return n.keepBeforeAt(ctx, p, st, staged, remove)
+}
+
+// keepBeforeAt is keepBefore with what is at p looked at already (st, nil
+// for nothing).
+func (n *Node) keepBeforeAt(ctx context.Context, p string, st fs.FileInfo, staged *stagedSet, remove bool) (keptFile, error) {
+	if !n.versionsOn() || st == nil || !st.Mode().IsRegular() {
 		return keptFile{}, nil // nothing there to keep (a new file's place)
 	}
+	root := n.folderRoot()
 	rec := staged.recs.get(p)
 	if rec == nil {
 		f, ok, err := n.db.File(ctx, p)
@@ -90,6 +99,7 @@ func (n *Node) keepBefore(ctx context.Context, p string, staged *stagedSet, remo
 	}
 	h := rec.Hash
 	if h.IsZero() || rec.Dir || rec.Deleted || st.Size() != rec.Size || st.ModTime().UnixNano() != rec.MTime {
+		var err error
 		if h, err = hashIn(ctx, root, p); err != nil {
 			return keptFile{}, fmt.Errorf("keep %s in the version store: %w", p, err)
 		}
