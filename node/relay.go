@@ -172,8 +172,10 @@ type relays struct {
 }
 
 // maxBrought bounds relays.broughtBy: past it, a content's first bringer
-// is not noted (its fetch asks the peers in any order).
-const maxBrought = 1 << 16
+// is not noted (its fetch asks the peers in any order). An entry costs
+// about 170 bytes, and a large sync keeps the map full: this bound holds
+// it to about 1.4 MiB of a daemon's 32 MiB heap.
+const maxBrought = 1 << 13
 
 // brought notes that peer id sent ops, for the contents they name that
 // no earlier op's sender was noted for.
@@ -193,12 +195,16 @@ func (r *relays) brought(id certs.DeviceID, ops []oplog.Op) {
 	}
 }
 
-// fetched forgets who brought the contents hs: they are here.
+// fetched forgets who brought the contents hs: they are here, or the
+// ops naming them were decided without fetching them.
 func (r *relays) fetched(hs []content.Hash) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, h := range hs {
 		delete(r.broughtBy, h)
+	}
+	if len(r.broughtBy) == 0 {
+		r.broughtBy = nil // a map keeps its largest size: give it back
 	}
 }
 

@@ -222,3 +222,32 @@ func TestRelayedContentComesFirstTime(t *testing.T) {
 		})
 	}
 }
+
+// Who brought an op's content is noted until its chunk is staged, also
+// for ops whose content needs no fetch (a rename, a copy of a content
+// here already): after a sync the receiver notes nobody, and the map's
+// memory is given back.
+func TestRelaysForgetBringersOnceDecided(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	pairFolders(t, a, b)
+	addrA, addrB := freeUDPPort(t), freeUDPPort(t)
+	startNodeConfig(t, a, addrA, nil, nil, addrB)
+	nb := startNodeConfig(t, b, addrB, nil, nil, addrA)
+	for i := range 20 {
+		write(t, filepath.Join(a, fmt.Sprintf("f%02d.txt", i)), fmt.Sprintf("file %d", i))
+	}
+	waitFor(t, "the files on b", func() string { return sameTree(a, b) })
+	write(t, filepath.Join(a, "copy.txt"), "file 3")
+	if err := os.Rename(filepath.Join(a, "f04.txt"), filepath.Join(a, "moved.txt")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the copy and the move on b", func() string { return sameTree(a, b) })
+	waitFor(t, "b to note no bringer", func() string {
+		nb.relays.mu.Lock()
+		defer nb.relays.mu.Unlock()
+		if nb.relays.broughtBy != nil {
+			return fmt.Sprintf("b still notes who brought %d contents", len(nb.relays.broughtBy))
+		}
+		return ""
+	})
+}

@@ -30,8 +30,12 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 	}
 	last := map[placement]int{}
 	carried := map[int]oplog.Op{} // what of ops half ignored is carried out (see execute)
+	var named []content.Hash
 	for i := lo; i < hi; i++ {
 		op, superseded := batch.Op(i), batch.Superseded(i)
+		if !op.Hash.IsZero() {
+			named = append(named, op.Hash)
+		}
 		if op.Origin == n.id.ID || superseded == core.Whole {
 			continue
 		}
@@ -82,6 +86,9 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 	}
 	staged := newStagedSet()
 	n.fetchAll(ctx, wants, staged)
+	// Who brought the ops of this chunk matters no more: their contents
+	// are staged, here already, or not wanted.
+	n.relays.fetched(named)
 	return staged
 }
 
