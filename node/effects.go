@@ -341,7 +341,10 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	if there != nil && there.IsDir() {
-		there = nil // removed
+		// Removed: look again, as a file made there since must be kept.
+		if there, err = n.folderRoot().Lstat(p); err != nil {
+			there = nil
+		}
 	}
 	k, err := n.keepBeforeAt(ctx, p, there, staged, false)
 	if err != nil {

@@ -245,10 +245,11 @@ func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, f
 	if limit == 0 {
 		return nil
 	}
-	if n.ops.Folded(o) == 0 && f.named[o].countThrough(limit) == limit {
-		// The log holds every op up to limit and a record names each:
-		// none is superseded, and reading them would only confirm it
-		// (after a first scan or sync of a large folder, the whole log).
+	if f.named[o].countThrough(limit) == limit {
+		// A record names every sequence up to limit: whatever of them the
+		// log holds is not superseded, and reading it would only confirm
+		// that (after a first scan or sync of a large folder, the whole
+		// log).
 		return nil
 	}
 	window := make([]oplog.Op, 0, foldWindow)
@@ -385,10 +386,13 @@ func (s seqSet) has(seq uint64) bool {
 	return i < uint64(len(s)) && s[i]&(1<<(seq%64)) != 0
 }
 
-// countThrough returns how many of the sequences up to last s holds.
+// countThrough returns how many of the sequences 1 to last s holds.
 func (s seqSet) countThrough(last uint64) uint64 {
 	var n int
 	for i, w := range s {
+		if i == 0 {
+			w &^= 1 // sequence 0 names no op
+		}
 		lo := uint64(i) * 64
 		if lo > last {
 			break
@@ -398,7 +402,7 @@ func (s seqSet) countThrough(last uint64) uint64 {
 		}
 		n += bits.OnesCount64(w)
 	}
-	return uint64(n) // sequence 0 is never set
+	return uint64(n)
 }
 
 // namedOps returns, per origin, the ops some record names (the op that

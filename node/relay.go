@@ -171,8 +171,8 @@ type relays struct {
 	broughtBy map[content.Hash]certs.DeviceID
 }
 
-// maxBrought bounds relays.broughtBy: past it, a content's first bringer
-// is not noted (its fetch asks the peers in any order). An entry costs
+// maxBrought bounds relays.broughtBy: past it, the notes start again (a
+// content whose bringer is not noted is asked of the peers in any order). An entry costs
 // about 170 bytes, and a large sync keeps the map full: this bound holds
 // it to about 1.4 MiB of a daemon's 32 MiB heap.
 const maxBrought = 1 << 13
@@ -186,8 +186,14 @@ func (r *relays) brought(id certs.DeviceID, ops []oplog.Op) {
 		r.broughtBy = map[content.Hash]certs.DeviceID{}
 	}
 	for _, op := range ops {
-		if op.Hash.IsZero() || len(r.broughtBy) >= maxBrought {
+		if op.Hash.IsZero() {
 			continue
+		}
+		if len(r.broughtBy) >= maxBrought {
+			// Notes are a hint. Some outlive their chunk (ops a pass
+			// decided before they were noted); rather than keep those and
+			// note nobody, start again.
+			r.broughtBy = map[content.Hash]certs.DeviceID{}
 		}
 		if _, ok := r.broughtBy[op.Hash]; !ok {
 			r.broughtBy[op.Hash] = id

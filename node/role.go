@@ -89,7 +89,7 @@ func (n *Node) keepLocalLocked(ctx context.Context, obs []watcher.Observation, k
 		}
 	}
 	if len(b.LocalChanges) > 0 {
-		// Each rescan finds them again: status lists them, the log
+		// A full rescan finds them again: status lists them, the log
 		// does not repeat them.
 		n.log.Debug("local changes kept on this receive-only device, not sent", "paths", len(b.LocalChanges))
 	}

@@ -88,7 +88,9 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 	n.fetchAll(ctx, wants, staged)
 	// Who brought the ops of this chunk matters no more: their contents
 	// are staged, here already, or not wanted.
-	n.relays.fetched(named)
+	if ctx.Err() == nil { // a pass stopped midway leaves its ops pending
+		n.relays.fetched(named)
+	}
 	return staged
 }
 

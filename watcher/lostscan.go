@@ -3,6 +3,7 @@ package watcher
 import (
 	"context"
 	"io/fs"
+	"log/slog"
 	"time"
 )
 
@@ -67,7 +68,7 @@ func (l *loop) lostScan(ctx context.Context, out chan<- []Observation, now time.
 	}
 	w.log.Info("rescanning the folder for lost file events", "losses", l.lost.count, "whole", base == nil)
 	l.lost = eventLoss{}
-	return l.rescanWith(ctx, out, base)
+	return l.rescanWith(ctx, out, base, slog.LevelInfo)
 }
 
 // periodicScan is the periodic rescan, at now: the safety net for changes
@@ -88,16 +89,18 @@ func (l *loop) periodicScan(ctx context.Context, out chan<- []Observation, now t
 		base = nil
 	}
 	l.w.log.Debug("periodic rescan", "whole", base == nil)
-	return l.rescanWith(ctx, out, base)
+	// An idle daemon's log does not say so every ten minutes.
+	return l.rescanWith(ctx, out, base, slog.LevelDebug)
 }
 
 // rescanWith rescans the folder, with base as lostScan takes it (nil: a
-// full scan), and keeps what the scan leaves for the next one.
-func (l *loop) rescanWith(ctx context.Context, out chan<- []Observation, base *scanBase) error {
+// full scan), and keeps what the scan leaves for the next one. What a
+// rescan with base listed and compared is logged at level.
+func (l *loop) rescanWith(ctx context.Context, out chan<- []Observation, base *scanBase, level slog.Level) error {
 	if base == nil {
 		l.sinceFull = 0
 	}
-	left, next, err := l.w.scan(ctx, out, l.ws, 0, base)
+	left, next, err := l.w.scan(ctx, out, l.ws, 0, base, level)
 	if err != nil {
 		return err
 	}

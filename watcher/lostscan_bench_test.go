@@ -3,6 +3,7 @@ package watcher
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -116,7 +117,7 @@ func BenchmarkRescanForLostEvents(b *testing.B) {
 		}
 		recorded <- err
 	}()
-	if _, _, err := w.scan(ctx, out, ws, 0, nil); err != nil {
+	if _, _, err := w.scan(ctx, out, ws, 0, nil, slog.LevelInfo); err != nil {
 		b.Fatal(err)
 	}
 	close(out)
@@ -125,7 +126,7 @@ func BenchmarkRescanForLostEvents(b *testing.B) {
 	}
 	// The scan whose start the rescans count from.
 	idle := make(chan []Observation)
-	_, base, err := w.scan(ctx, idle, ws, 0, nil)
+	_, base, err := w.scan(ctx, idle, ws, 0, nil, slog.LevelInfo)
 	if err != nil || base == nil {
 		b.Fatal(base, err)
 	}
@@ -136,7 +137,7 @@ func BenchmarkRescanForLostEvents(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			cpu := cpuTime()
 			for b.Loop() {
-				if _, _, err := w.scan(ctx, idle, ws, 0, c.base); err != nil {
+				if _, _, err := w.scan(ctx, idle, ws, 0, c.base, slog.LevelInfo); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -191,7 +191,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 	ws.dirs[""] = true
 
 	l := &loop{w: w, ws: ws, pending: map[string]struct{}{}, held: map[string]look{}, retry: map[string]look{}}
-	left, base, err := w.scan(ctx, out, ws, w.scanWait(), nil)
+	left, base, err := w.scan(ctx, out, ws, w.scanWait(), nil, slog.LevelInfo)
 	if err != nil {
 		return err
 	}
@@ -255,7 +255,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 				return err
 			}
 		case <-w.rescan.C():
-			if err := l.rescanWith(ctx, out, nil); err != nil {
+			if err := l.rescanWith(ctx, out, nil, slog.LevelInfo); err != nil {
 				return err
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"slices"
@@ -630,7 +631,7 @@ func (w *Watcher) aliasesOf(dirs *dirChain, p string, named []string, spelt map[
 // unreadable (having sent nothing, if it was so from the start). Scan may
 // run concurrently with Run; Run does its own scans (see Rescan).
 func (w *Watcher) Scan(ctx context.Context, out chan<- []Observation) error {
-	left, _, err := w.scan(ctx, out, nil, w.scanWait(), nil)
+	left, _, err := w.scan(ctx, out, nil, w.scanWait(), nil, slog.LevelInfo)
 	if err != nil {
 		return err
 	}
@@ -647,9 +648,10 @@ func (w *Watcher) scanWait() time.Duration { return max(2*time.Second, 20*w.o.St
 // the result, and returns the files still unstable. With base, what the
 // previous scan of a Run left, it is a rescan for lost events: the
 // directories base settles are not compared with the Index (see
-// lostScan). A scan in a Run (ws not nil) returns what the next such
-// rescan needs, or nil if the folder's file system cannot tell.
-func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchSet, wait time.Duration, base *scanBase) (map[string]look, *scanBase, error) {
+// lostScan), and what it listed and compared is logged at level. A scan
+// in a Run (ws not nil) returns what the next such rescan needs, or nil
+// if the folder's file system cannot tell.
+func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchSet, wait time.Duration, base *scanBase, level slog.Level) (map[string]look, *scanBase, error) {
 	began := w.clk.Now()
 	root, err := w.openRoot()
 	if err != nil {
@@ -677,7 +679,7 @@ func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchS
 		return nil, nil, err
 	}
 	if base != nil {
-		w.log.Info("rescanned the folder, comparing what changed since the last scan", "directories", r.listed, "compared", r.compared)
+		w.log.Log(ctx, level, "rescanned the folder, comparing what changed since the last scan", "directories", r.listed, "compared", r.compared)
 	}
 	present, gone := r.present, r.gone
 

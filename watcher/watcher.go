@@ -3,8 +3,8 @@
 // recursive fsnotify watch (directories created later included), a rescan
 // once a burst of events that overflowed the kernel's queue is over (which
 // consults the Index only for what changed, where the file system's
-// ctimes tell), and a periodic full rescan as the safety net for lost or
-// overflowing events.
+// ctimes tell), and a periodic rescan as the safety net for lost or
+// overflowing events (reasoning the same way, and a full one every sixth).
 //
 // The watcher only reports what it saw; it decides nothing. It compares
 // what it sees with an Index the caller keeps (what was last recorded) so
@@ -165,9 +165,10 @@ type Options struct {
 	// is moved on. A file's age is its mtime's distance from Clock's Now:
 	// a clock other than the system's must agree with the file system's
 	// timestamps, or files seem written long ago (and are hashed at once)
-	// or in the future; and a rescan for lost events, which takes an
-	// inode whose ctime is older than the previous scan as unchanged, may
-	// miss a change until the periodic rescan.
+	// or in the future; and a rescan for lost events or a periodic one,
+	// which takes an inode whose ctime is older than the previous scan as
+	// unchanged, may miss a change until the next full rescan (at most
+	// six RescanIntervals away).
 	Clock clock.Clock
 	// ExactNames says the file system finds a name under another case or
 	// Unicode form (exFAT and FAT; APFS and HFS+ by default):
