@@ -164,15 +164,12 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 	}()
 	start := n.clock.Now()
 	count := n.ops.Count()
-	applied, err := n.db.Applied(ctx)
+	times, err := n.recordTimes(ctx)
 	if err != nil {
 		return res, err
 	}
+	applied := times.applied
 	keep, err := n.opsReadBack(ctx)
-	if err != nil {
-		return res, err
-	}
-	times, err := n.recordedRuns(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -181,7 +178,7 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 	if err != nil {
 		return res, err
 	}
-	f := folding{keep: keep, named: named, times: times, applied: applied, before: start.Add(-n.foldAge()).UnixNano()}
+	f := folding{keep: keep, named: named, times: times, before: start.Add(-n.foldAge()).UnixNano()}
 	origins := make([]certs.DeviceID, 0, len(vector))
 	for o := range vector {
 		origins = append(origins, o)
@@ -208,11 +205,10 @@ func (n *Node) foldPass(ctx context.Context) (FoldResult, error) {
 
 // folding is what a fold pass decides with.
 type folding struct {
-	keep    map[state.OpID]bool       // ops read back later (opsReadBack)
-	named   map[certs.DeviceID]seqSet // ops a record names: never superseded
-	times   map[certs.DeviceID][]state.OpTimes
-	applied map[certs.DeviceID]uint64
-	before  int64 // a head recorded after this (unix ns) keeps what it superseded
+	keep   map[state.OpID]bool       // ops read back later (opsReadBack)
+	named  map[certs.DeviceID]seqSet // ops a record names: never superseded
+	times  recordTimes               // when heads were recorded here
+	before int64                     // a head recorded after this (unix ns) keeps what it superseded
 }
 
 // foldAge is Config.FoldAge, its default filled in.
@@ -224,20 +220,6 @@ func (n *Node) foldAge() time.Duration {
 		return DefaultFoldAge
 	}
 	return n.cfg.FoldAge
-}
-
-// recordedRuns returns when each run of ops was recorded here, by origin,
-// each origin's runs ordered by first sequence (as recordedAt reads them).
-func (n *Node) recordedRuns(ctx context.Context) (map[certs.DeviceID][]state.OpTimes, error) {
-	times, err := n.db.RecordedTimes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := map[certs.DeviceID][]state.OpTimes{}
-	for _, t := range times {
-		out[t.Origin] = append(out[t.Origin], t)
-	}
-	return out, nil
 }
 
 // foldOrigin folds origin o's superseded ops up to limit.
@@ -344,7 +326,6 @@ const (
 // device that never gets it. A head recorded since f.before may have
 // superseded op within the time restore --at must replay exactly.
 func (n *Node) headSaw(op oplog.Op, rec state.File, f *folding) (int, error) {
-	now := n.clock.Now().UnixNano()
 	seen := headNone
 	for _, id := range rec.Heads {
 		h, found, err := n.ops.Get(id.Origin, id.Seq)
@@ -355,7 +336,7 @@ func (n *Node) headSaw(op oplog.Op, rec state.File, f *folding) (int, error) {
 			continue
 		}
 		// 0: recorded before times were kept, long ago.
-		if at := recordedAt(f.times[id.Origin], id.Seq, f.applied[id.Origin], now); at < f.before {
+		if at := f.times.at(id.Origin, id.Seq); at < f.before {
 			return headOld, nil
 		}
 		seen = headTooRecent

@@ -48,24 +48,14 @@ type timedOp struct {
 }
 
 // loggedOps returns every op of the log with the time it was recorded
-// here, in the order this device recorded them (time, then Lamport clock
-// and origin, which keeps the causal order of ops recorded together).
-// keep filters ops before they are held.
-func (n *Node) loggedOps(ctx context.Context, keep func(oplog.Op) bool) ([]timedOp, error) {
-	byOrigin, err := n.recordedRuns(ctx)
-	if err != nil {
-		return nil, err
-	}
-	applied, err := n.db.Applied(ctx)
-	if err != nil {
-		return nil, err
-	}
-	now := n.clock.Now().UnixNano()
+// here (by times), in the order this device recorded them (time, then
+// Lamport clock and origin, which keeps the causal order of ops recorded
+// together). keep filters ops before they are held.
+func (n *Node) loggedOps(ctx context.Context, times recordTimes, keep func(oplog.Op) bool) ([]timedOp, error) {
 	var out []timedOp
-	err = eachLogged(ctx, n.ops, func(op oplog.Op) {
+	err := eachLogged(ctx, n.ops, func(op oplog.Op) {
 		if keep(op) {
-			// byOrigin's runs are ordered by First.
-			out = append(out, timedOp{op, recordedAt(byOrigin[op.Origin], op.Seq, applied[op.Origin], now)})
+			out = append(out, timedOp{op, times.at(op.Origin, op.Seq)})
 		}
 	})
 	if err != nil {
@@ -75,6 +65,37 @@ func (n *Node) loggedOps(ctx context.Context, keep func(oplog.Op) bool) ([]timed
 		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.Lamport, b.Lamport), compareIDs(a.Origin, b.Origin), cmp.Compare(a.Seq, b.Seq))
 	})
 	return out, nil
+}
+
+// recordTimes tells when this device recorded each op, read once for a
+// pass over many: the runs of ops recorded together, by origin and
+// ordered by first sequence, what is applied, and the time of the read.
+type recordTimes struct {
+	runs    map[certs.DeviceID][]state.OpTimes
+	applied map[certs.DeviceID]uint64
+	now     int64
+}
+
+// recordTimes reads what recordTimes.at needs.
+func (n *Node) recordTimes(ctx context.Context) (recordTimes, error) {
+	times, err := n.db.RecordedTimes(ctx)
+	if err != nil {
+		return recordTimes{}, err
+	}
+	runs := map[certs.DeviceID][]state.OpTimes{}
+	for _, t := range times {
+		runs[t.Origin] = append(runs[t.Origin], t)
+	}
+	applied, err := n.db.Applied(ctx)
+	if err != nil {
+		return recordTimes{}, err
+	}
+	return recordTimes{runs: runs, applied: applied, now: n.clock.Now().UnixNano()}, nil
+}
+
+// at is when the op seq of origin was recorded here (see recordedAt).
+func (t recordTimes) at(origin certs.DeviceID, seq uint64) int64 {
+	return recordedAt(t.runs[origin], seq, t.applied[origin], t.now)
 }
 
 // recordedAt is when the op seq of an origin was recorded here (runs
@@ -104,7 +125,11 @@ func (n *Node) History(ctx context.Context, p string) ([]HistoryEntry, error) {
 	if err := checkPath(p); err != nil {
 		return nil, err
 	}
-	ops, err := n.loggedOps(ctx, func(op oplog.Op) bool { return op.Path == p || op.NewPath == p })
+	times, err := n.recordTimes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ops, err := n.loggedOps(ctx, times, func(op oplog.Op) bool { return op.Path == p || op.NewPath == p })
 	if err != nil {
 		return nil, err
 	}

@@ -142,21 +142,12 @@ func replayState(ops []timedOp) map[string]replayed {
 // counts, not only the first: one that arrived late can be concurrent with
 // what was folded. The versions of the ops after at are merged in as they
 // come, so a parent that only holds them flags nothing.
-func (n *Node) foldedAt(ctx context.Context, before, after []timedOp, at int64) (map[string]bool, error) {
-	runs, err := n.recordedRuns(ctx)
-	if err != nil {
-		return nil, err
-	}
-	applied, err := n.db.Applied(ctx)
-	if err != nil {
-		return nil, err
-	}
-	now := n.clock.Now().UnixNano()
+func (n *Node) foldedAt(times recordTimes, before, after []timedOp, at int64) map[string]bool {
 	// lost reports whether an op of device d after sequence lo, recorded
 	// here by at, may have been folded: ops of a device are recorded in
 	// sequence order, so lo+1 is the first of them to be.
 	lost := func(d certs.DeviceID, lo uint64) bool {
-		return lo < n.ops.Folded(d) && recordedAt(runs[d], lo+1, applied[d], now) <= at
+		return lo < n.ops.Folded(d) && times.at(d, lo+1) <= at
 	}
 	had := map[string]vclock.Vector{}
 	for p, r := range replayState(before) {
@@ -179,7 +170,7 @@ func (n *Node) foldedAt(ctx context.Context, before, after []timedOp, at int64) 
 			// own history it says nothing, so any device's op that may be
 			// lost counts.
 			if op.Kind == oplog.KindRename && p == op.NewPath {
-				for d := range runs {
+				for d := range times.runs {
 					if lost(d, h.Get(d)) {
 						unknown[p] = true
 						break
@@ -189,7 +180,7 @@ func (n *Node) foldedAt(ctx context.Context, before, after []timedOp, at int64) 
 			had[p] = h.Merge(op.Version())
 		}
 	}
-	return unknown, nil
+	return unknown
 }
 
 // under reports whether p is dir or inside it ("" holds everything).
@@ -401,7 +392,11 @@ func (n *Node) restoreTarget(ctx context.Context, dirs []string, req RestoreRequ
 		return nil, nil, errors.New("restore: say when to restore to (--at) or which version (--version)")
 	}
 	at := req.At.UnixNano()
-	ops, err := n.loggedOps(ctx, func(oplog.Op) bool { return true })
+	times, err := n.recordTimes(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	ops, err := n.loggedOps(ctx, times, func(oplog.Op) bool { return true })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -422,8 +417,7 @@ func (n *Node) restoreTarget(ctx context.Context, dirs []string, req RestoreRequ
 			}
 		}
 	}
-	unknown, err := n.foldedAt(ctx, before, after, at)
-	return want, unknown, err
+	return want, n.foldedAt(times, before, after, at), nil
 }
 
 // liveUnder returns the live records at and under dirs.
