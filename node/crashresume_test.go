@@ -104,3 +104,26 @@ func TestFileLostInACrashDoesNotBlockItsRename(t *testing.T) {
 	sc.exchange(a, b)
 	sc.converged(a, b)
 }
+
+// A file a received op placed keeps the op's mode and mtime through a
+// crash once the op is recorded. They are set on the temp file after its
+// data was flushed, so the flush that makes the rename durable must
+// cover them too: else the next scan finds the temp file's mode 0600 on
+// a recorded file and sends it to every device as the user's chmod.
+func TestPlacedFileKeepsItsModeThroughACrash(t *testing.T) {
+	sc, a, b := newScenario(t)
+	sc.put(a, "f", "placed by a peer")
+	sc.send(a, b)
+	rec, ok, err := b.db.File(sc.ctx, "f")
+	sc.must(err)
+	if !ok {
+		t.Fatal("the received file is not recorded")
+	}
+	b.folder.Restart() // the machine stops: what was not made durable is gone
+	st, err := b.folder.Lstat("f")
+	sc.must(err)
+	if st.Mode().Perm() != fileMode(rec.Mode) || st.ModTime().UnixNano() != rec.MTime {
+		t.Fatalf("after a crash f has mode %v and mtime %d; its record says %v and %d",
+			st.Mode().Perm(), st.ModTime().UnixNano(), fileMode(rec.Mode), rec.MTime)
+	}
+}

@@ -265,8 +265,24 @@ func (s *stagedSet) touch(paths ...string) {
 }
 
 // syncDirs makes the batch's renames and removals durable: after it a
-// crash cannot undo on disk what the database is about to record.
+// crash cannot undo on disk what the database is about to record. Where
+// the file system can be flushed at once, one flush does it, and also
+// keeps the mode and mtime place gave each file after its data was
+// flushed: a directory's fsync covers the directory's entries, not the
+// files they name, and a crash could otherwise leave a recorded file
+// with its temp file's mode, which the next scan would take for a user's
+// chmod.
 func (n *Node) syncDirs(s *stagedSet) error {
+	if len(s.dirs) == 0 {
+		return nil
+	}
+	if batchSync {
+		if err := n.folderRoot().SyncFS(); err != nil {
+			return fmt.Errorf("flush the folder's file system: %w", err)
+		}
+		clear(s.dirs)
+		return nil
+	}
 	// In name order: a failure then hits the same directory on every run
 	// of a simulated schedule.
 	for _, dir := range slices.Sorted(maps.Keys(s.dirs)) {
