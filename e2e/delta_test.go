@@ -110,12 +110,12 @@ func TestDeltaResumesAfterAKill(t *testing.T) {
 	putWhole(t, filepath.Join(p.dirA, "video.mov"), randomBytes(t, size))
 	var partial int64
 	netlab.Eventually(t, time.Minute, "B assembling the file", func() (bool, string) {
-		entries, _ := os.ReadDir(p.dirB)
+		entries, _ := os.ReadDir(filepath.Join(p.dirB, stagingDir))
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), ".drive-node-tmp-") {
 				// Runs are written at their offsets, several at once;
 				// what has arrived shows in the blocks allocated.
-				partial = allocated(t, filepath.Join(p.dirB, e.Name()))
+				partial = allocated(t, filepath.Join(p.dirB, stagingDir, e.Name()))
 				return partial > size/4, fmt.Sprintf("%s, %d bytes allocated", e.Name(), partial)
 			}
 		}

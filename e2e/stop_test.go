@@ -14,10 +14,13 @@ import (
 	"github.com/drive-node/drive-node/internal/netlab"
 )
 
+// stagingDir is where a daemon assembles what it receives, in its folder.
+const stagingDir = ".drive-node-tmp-staged"
+
 // stagedSize returns the size of the temp file a transfer is being written
-// to in dir's root, or -1.
+// to in dir's staging directory, or -1.
 func stagedSize(dir string) int64 {
-	m, _ := filepath.Glob(filepath.Join(dir, ".drive-node-tmp-*"))
+	m, _ := filepath.Glob(filepath.Join(dir, stagingDir, ".drive-node-tmp-*"))
 	for _, p := range m {
 		if st, err := os.Stat(p); err == nil {
 			return st.Size()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"sync"
@@ -29,10 +30,33 @@ var ErrDiskFull = errors.New("disk full")
 // asked for.
 var ErrHashMismatch = errors.New("content does not match its hash")
 
-// stagedName is where content with hash h is assembled: in the folder root,
-// so the final rename stays on one file system, under a name the watcher
-// ignores and a restart can resume.
-func stagedName(h content.Hash) string { return TempPrefix + h.String()[:32] }
+// stagingDir is the directory, in the folder root, where received content
+// is assembled: inside the folder, so the final rename stays on one file
+// system, and apart from the synced files, under a name the watcher
+// ignores. It neither lists nor watches an ignored directory, so writing a
+// received file there makes no event: in the folder root each one made
+// five or six, enough to overflow the kernel's event queue in a large
+// sync and set off rescans for the events it lost.
+const stagingDir = TempPrefix + "staged"
+
+// stagedName is where content with hash h is assembled, under a name a
+// restart can resume. It starts with TempPrefix too, so every path in the
+// staging directory is ignored.
+func stagedName(h content.Hash) string { return stagingDir + "/" + TempPrefix + h.String()[:32] }
+
+// createStaged opens the staged file name with flag (which includes
+// os.O_CREATE), making the staging directory when it is missing: it is made
+// on first use, not at start-up, so a folder nobody syncs into is left as
+// it is.
+func (n *Node) createStaged(name string, flag int) (File, error) {
+	f, err := n.folderRoot().OpenFile(name, flag, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = n.folderRoot().MkdirAll(stagingDir, 0o700); err == nil {
+			f, err = n.folderRoot().OpenFile(name, flag, 0o600)
+		}
+	}
+	return f, err
+}
 
 // stage makes the content h (of the given size) available as a complete,
 // fsynced, verified temp file in the folder root and returns its name. A
@@ -62,7 +86,11 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 		n.folderRoot().Remove(name)
 	}
 	if size == 0 && h == content.EmptyHash {
-		if err := n.folderRoot().WriteFile(name, nil, 0o600); err != nil {
+		f, err := n.createStaged(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err == nil {
+			err = f.Close()
+		}
+		if err != nil {
 			return "", fmt.Errorf("stage empty file: %w", err)
 		}
 		return name, nil
@@ -121,7 +149,7 @@ var ErrSizeMismatch = errors.New("content is not the size its op says")
 // file is removed. A peer that sends more than size bytes is cut off at
 // the first byte over: what it says of the size is never trusted.
 func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, size int64, p contentFetcher) error {
-	f, err := n.folderRoot().OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := n.createStaged(name, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", name, err)
 	}
@@ -445,7 +473,7 @@ func (n *Node) writeStaged(name string, h content.Hash, size int64, r io.Reader)
 	if content.Sum(b) != h {
 		return ErrHashMismatch
 	}
-	f, err := n.folderRoot().OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := n.createStaged(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}

@@ -79,7 +79,7 @@ func TestNoFetchUnderTheCommitLock(t *testing.T) {
 	calls := 0
 	b.node.contentFrom = func([]*quicnet.Peer) []contentFetcher { return []contentFetcher{countingFetch{&calls, data}} }
 	op := oplog.Op{Kind: oplog.KindWrite, Path: "x.txt", Hash: content.Sum(data), Size: int64(len(data))}
-	err := b.node.contentFromElsewhere(sc.ctx, op, stagedName(op.Hash)+"-copy", &stagedSet{})
+	err := b.node.contentFromElsewhere(sc.ctx, op, TempPrefix+"copy", &stagedSet{})
 	if !errors.Is(err, ErrContentUnavailable) || calls != 0 {
 		t.Fatalf("content not here: err %v after %d fetches; want ErrContentUnavailable and none", err, calls)
 	}
@@ -89,7 +89,7 @@ func TestNoFetchUnderTheCommitLock(t *testing.T) {
 	}
 	// Recorded content is copied, not fetched, and not noted.
 	sc.put(b, "have.txt", string(data))
-	if err := b.node.contentFromElsewhere(sc.ctx, op, stagedName(op.Hash)+"-copy", &stagedSet{}); err != nil || calls != 0 {
+	if err := b.node.contentFromElsewhere(sc.ctx, op, TempPrefix+"copy", &stagedSet{}); err != nil || calls != 0 {
 		t.Fatalf("recorded content: err %v after %d fetches", err, calls)
 	}
 	if left := b.node.unstaged.take(); len(left) != 0 {

@@ -157,24 +157,27 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 	return []watcher.Observation{o}, nil
 }
 
-// removeStaleTemps deletes staged downloads in the folder root that are a
-// day old: younger ones are kept so an interrupted transfer resumes.
+// removeStaleTemps deletes staged downloads that are a day old, in the
+// staging directory and in the folder root (where earlier versions staged
+// them): younger ones are kept so an interrupted transfer resumes.
 func (n *Node) removeStaleTemps() {
-	d, err := n.folderRoot().Open(".")
-	if err != nil {
-		return
-	}
-	defer d.Close()
-	entries, err := d.ReadDir(-1)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), TempPrefix) {
+	for _, dir := range []string{stagingDir, "."} {
+		d, err := n.folderRoot().Open(dir)
+		if err != nil {
 			continue
 		}
-		if info, err := e.Info(); err == nil && n.clock.Now().Sub(info.ModTime()) > 24*time.Hour {
-			n.folderRoot().Remove(e.Name())
+		entries, err := d.ReadDir(-1)
+		d.Close()
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if e.IsDir() || !strings.HasPrefix(e.Name(), TempPrefix) {
+				continue
+			}
+			if info, err := e.Info(); err == nil && n.clock.Now().Sub(info.ModTime()) > 24*time.Hour {
+				n.folderRoot().Remove(path.Join(dir, e.Name()))
+			}
 		}
 	}
 }

@@ -3,12 +3,15 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/fsnotify/fsnotify"
 )
 
 // countingFetcher has no content; it counts the fetches asked of it.
@@ -31,7 +34,9 @@ func TestStageReusesACompleteTempFile(t *testing.T) {
 	}
 	h := content.Sum(data)
 	temp := filepath.Join(n.folder, stagedName(h))
-
+	if err := os.MkdirAll(filepath.Dir(temp), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(temp, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -73,5 +78,54 @@ func TestMkdirAllNotesNewDirectories(t *testing.T) {
 	again := &stagedSet{dirs: map[string]bool{}}
 	if err := n.mkdirAll(again, "a/b/c", 0o755); err != nil || len(again.dirs) != 0 {
 		t.Fatalf("existing directories noted again: %v (%v)", again.dirs, err)
+	}
+}
+
+// TestStagingMakesNoEventInTheWatchedTree: content being received is
+// written where the watcher does not look. In the folder root, each file
+// staged made five or six events there, and a large sync overflowed the
+// kernel's event queue. Only the staging directory's first creation may
+// show in the root; the sentinel written after the staging must be the
+// next event.
+func TestStagingMakesNoEventInTheWatchedTree(t *testing.T) {
+	n := startNode(t, t.TempDir(), freeUDPPort(t))
+	ctx := context.Background()
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Add(n.folder); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		data := []byte(fmt.Sprintf("received content %d", i))
+		h := content.Sum(data)
+		if _, err := n.stage(ctx, h, int64(len(data)), []contentFetcher{scriptedFetch{content: data}}); err != nil {
+			t.Fatalf("stage content %d: %v", i, err)
+		}
+	}
+	if !n.reserved(stagingDir) || !n.reserved(stagedName(content.EmptyHash)) {
+		t.Fatalf("the node does not ignore its staging directory %s", stagingDir)
+	}
+	sentinel := filepath.Join(n.folder, "sentinel")
+	if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case e := <-w.Events:
+			switch e.Name {
+			case sentinel:
+				return
+			case filepath.Join(n.folder, stagingDir):
+				continue
+			}
+			t.Fatalf("staging made an event in the folder root: %v", e)
+		case err := <-w.Errors:
+			t.Fatal(err)
+		case <-time.After(time.Minute):
+			t.Fatal("no event for the sentinel within a minute")
+		}
 	}
 }
