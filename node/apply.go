@@ -455,7 +455,7 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		}
 		err := checkPath(p)
 		if err == nil {
-			err = n.throughSymlink(p)
+			err = n.throughSymlink(p, staged.names)
 		}
 		if err != nil {
 			// Counted as handled, never applied, and listed in status.

@@ -290,6 +290,7 @@ func (n *Node) syncDirs(s *stagedSet) error {
 			return err // it names the directory
 		}
 	}
+	clear(s.dirs)
 	return nil
 }
 
@@ -394,6 +395,9 @@ func (n *Node) mkdirAll(staged *stagedSet, dir string, mode os.FileMode) error {
 	}
 	var missing []string
 	for d := dir; d != "." && d != "/" && d != ""; d = path.Dir(d) {
+		if staged.names.isDir(d) {
+			break // a look of this batch found it a directory
+		}
 		if _, err := n.folderRoot().Lstat(d); err == nil {
 			break
 		}

@@ -68,6 +68,10 @@ func newLookups() *lookups {
 	return &lookups{dirs: map[string]bool{}, names: map[string]map[string]bool{}}
 }
 
+// isDir reports whether a look found d a real directory (not a symlink),
+// and every directory above it too.
+func (l *lookups) isDir(d string) bool { return l != nil && l.dirs[d] }
+
 // forget drops what was found about p, its directory's names and
 // anything under it: the caller changed the folder there.
 func (l *lookups) forget(p string) {

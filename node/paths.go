@@ -133,10 +133,11 @@ func windowsInvalid(name string) error {
 // throughSymlink refuses a path whose existing parent directories include
 // a symlink: following it could lead out of the folder. (os.Root refuses
 // such writes as well; this turns them into a clear refusal instead of a
-// retry.)
-func (n *Node) throughSymlink(p string) error {
+// retry.) A directory seen holds as a real one was looked at already, with
+// every directory above it.
+func (n *Node) throughSymlink(p string, seen *lookups) error {
 	dir := parentDir(p)
-	for dir != "" {
+	for dir != "" && !seen.isDir(dir) {
 		st, err := n.folderRoot().Lstat(dir)
 		if err == nil && st.Mode()&fs.ModeSymlink != 0 {
 			return fmt.Errorf("%w %q: goes through the symlink %q", ErrUnsafePath, p, dir)
