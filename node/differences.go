@@ -129,11 +129,10 @@ func (n *Node) walkDifferences(ctx context.Context, s *digestSession, limit int)
 			}
 			after = r.Entries[len(r.Entries)-1].Name
 		}
-		entries, err := n.digestEntries(ctx, dir)
+		ours, err := n.dirChildren(ctx, dir, new(uint64))
 		if err != nil {
 			return nil, err
 		}
-		ours, _ := digest.Children(entries, dir)
 		for _, d := range digest.Diff(ours, theirs) {
 			p := path.Join(dir, d.Name)
 			if d.Descend {
@@ -215,12 +214,6 @@ func (n *Node) scanOps(ctx context.Context, origin certs.DeviceID, from, to uint
 	return nil
 }
 
-// pathsOf is op reduced to what explain keeps of it: its origin,
-// sequence and paths (not its content's list or signature).
-func pathsOf(op oplog.Op) oplog.Op {
-	return oplog.Op{Origin: op.Origin, Seq: op.Seq, Path: op.Path, NewPath: op.NewPath}
-}
-
 // touches reports whether op changes p or something under or above it.
 func touches(op oplog.Op, p string) bool {
 	for _, q := range []string{op.Path, op.NewPath} {
@@ -229,6 +222,62 @@ func touches(op oplog.Op, p string) bool {
 		}
 	}
 	return false
+}
+
+// touchIndex finds which of a few paths an op touches (see touches) with
+// a map lookup per directory of the op's paths, so an explanation reads
+// the ops once and keeps none of them.
+type touchIndex struct {
+	at    map[string][]int // a path → the differences at it
+	above map[string][]int // a directory → the differences strictly under it
+}
+
+func newTouchIndex(diffs []Difference) touchIndex {
+	x := touchIndex{at: map[string][]int{}, above: map[string][]int{}}
+	for i, d := range diffs {
+		x.at[d.Path] = append(x.at[d.Path], i)
+		for dir := parentDir(d.Path); dir != ""; dir = parentDir(dir) {
+			x.above[dir] = append(x.above[dir], i)
+		}
+	}
+	return x
+}
+
+// each calls fn with the index of every difference op touches, possibly
+// more than once.
+func (x touchIndex) each(op oplog.Op, fn func(i int)) {
+	for _, q := range []string{op.Path, op.NewPath} {
+		if q == "" {
+			continue
+		}
+		for _, i := range x.at[q] {
+			fn(i)
+		}
+		for _, i := range x.above[q] {
+			fn(i)
+		}
+		for dir := parentDir(q); dir != ""; dir = parentDir(dir) {
+			for _, i := range x.at[dir] {
+				fn(i)
+			}
+		}
+	}
+}
+
+// notePending sets why[i], for each difference i that op (received and
+// not applied here) touches and that no earlier op explained: WhyHeld
+// when op is at or after where the brake holds its origin (held), else
+// WhyPending.
+func (x touchIndex) notePending(op oplog.Op, held map[certs.DeviceID]uint64, why []string) {
+	x.each(op, func(i int) {
+		if why[i] != "" {
+			return
+		}
+		why[i] = WhyPending
+		if from, ok := held[op.Origin]; ok && op.Seq >= from {
+			why[i] = WhyHeld
+		}
+	})
 }
 
 // explain fills in why each difference is there, from what this device
@@ -248,16 +297,26 @@ func (n *Node) explain(ctx context.Context, diffs []Difference, ours, theirs map
 			}
 		}
 	}
+	// What the ops received and not applied here, and those the peer
+	// lacks, say of each difference: read once, none kept.
+	touched := newTouchIndex(diffs)
+	pending := make([]string, len(diffs)) // WhyHeld or WhyPending, from the first op met
+	peerBehind := make([]bool, len(diffs))
 	budget := explainScan
-	var pending, peerBehind []oplog.Op
 	for o, have := range n.ops.Vector() {
-		err := n.scanOps(ctx, o, ours[o], have, &budget, func(op oplog.Op) error { pending = append(pending, pathsOf(op)); return nil })
+		err := n.scanOps(ctx, o, ours[o], have, &budget, func(op oplog.Op) error {
+			touched.notePending(op, held, pending)
+			return nil
+		})
 		if err != nil {
 			return err
 		}
 	}
 	for o := range ours {
-		err := n.scanOps(ctx, o, theirs[o], ours[o], &budget, func(op oplog.Op) error { peerBehind = append(peerBehind, pathsOf(op)); return nil })
+		err := n.scanOps(ctx, o, theirs[o], ours[o], &budget, func(op oplog.Op) error {
+			touched.each(op, func(i int) { peerBehind[i] = true })
+			return nil
+		})
 		if err != nil {
 			return err
 		}
@@ -283,24 +342,19 @@ func (n *Node) explain(ctx context.Context, diffs []Difference, ours, theirs map
 		return err
 	}
 	for i := range diffs {
-		diffs[i].Why = n.why(diffs[i], pending, held, unplaced, setAside, local, peerBehind, notReceived)
+		diffs[i].Why = n.why(diffs[i], pending[i], unplaced, setAside, local, peerBehind[i], notReceived)
 	}
 	return nil
 }
 
 // why is the reason for one difference (see explain), the first that
-// applies of: held, pending, not placeable, set aside or ignored, changed
-// here only, the peer behind, this device behind, and else the peer's
-// doing.
-func (n *Node) why(d Difference, pending []oplog.Op, held map[certs.DeviceID]uint64, unplaced []Unplaced,
-	setAside map[string]string, local map[string]bool, peerBehind []oplog.Op, notReceived bool) string {
-	for _, op := range pending {
-		if touches(op, d.Path) {
-			if from, ok := held[op.Origin]; ok && op.Seq >= from {
-				return WhyHeld
-			}
-			return WhyPending
-		}
+// applies of: held or pending (pending says which, "" for neither), not
+// placeable, set aside or ignored, changed here only, the peer behind,
+// this device behind, and else the peer's doing.
+func (n *Node) why(d Difference, pending string, unplaced []Unplaced,
+	setAside map[string]string, local map[string]bool, peerBehind, notReceived bool) string {
+	if pending != "" {
+		return pending
 	}
 	for _, u := range unplaced {
 		if touches(oplog.Op{Path: u.Path}, d.Path) {
@@ -320,10 +374,8 @@ func (n *Node) why(d Difference, pending []oplog.Op, held map[certs.DeviceID]uin
 	if local[d.Path] {
 		return WhyLocalOnly + " (" + string(ReceiveOnly) + ")"
 	}
-	for _, op := range peerBehind {
-		if touches(op, d.Path) {
-			return WhyPeerBehind
-		}
+	if peerBehind {
+		return WhyPeerBehind
 	}
 	if notReceived {
 		return WhyNotReceived

@@ -268,17 +268,28 @@ func (n *Node) storedDigest(ctx context.Context) *ownDigest {
 }
 
 // dirDigest returns the hash of the directory dir ("" for the folder)
-// and adds the live records under it to files. It reads one directory's
-// records at a time, depth first, so that a computation holds the
+// and adds the live records under it to files (see dirChildren).
+func (n *Node) dirDigest(ctx context.Context, dir string, files *uint64) (digest.Hash, error) {
+	children, err := n.dirChildren(ctx, dir, files)
+	if err != nil {
+		return digest.Hash{}, err
+	}
+	return digest.DirHash(children), nil
+}
+
+// dirChildren returns the children of the directory dir ("" for the
+// folder), each with its hash, in the order the directory's hash takes
+// them, and adds the live records under dir to files. It reads one
+// directory's records at a time, depth first, so that it holds the
 // directories on one path, not the folder: the tree is the one
 // digest.Root sums from every entry.
-func (n *Node) dirDigest(ctx context.Context, dir string, files *uint64) (digest.Hash, error) {
+func (n *Node) dirChildren(ctx context.Context, dir string, files *uint64) ([]digest.Child, error) {
 	var kids []state.Child
 	if err := n.db.Children(ctx, dir, func(c state.Child) error {
 		kids = append(kids, c)
 		return nil
 	}); err != nil {
-		return digest.Hash{}, err
+		return nil, err
 	}
 	// A directory known only from what it holds comes where its first
 	// record sorts ("a" after "a.txt"); a directory's hash takes its
@@ -299,30 +310,11 @@ func (n *Node) dirDigest(ctx context.Context, dir string, files *uint64) (digest
 		}
 		h, err := n.dirDigest(ctx, sub, files)
 		if err != nil {
-			return digest.Hash{}, err
+			return nil, err
 		}
 		children = append(children, digest.Child{Name: c.Name, Kind: digest.Dir, Hash: h})
 	}
-	return digest.DirHash(children), nil
-}
-
-// digestEntries reads the live records under dir ("" for all) in the
-// order digest.Children takes.
-func (n *Node) digestEntries(ctx context.Context, dir string) ([]digest.Entry, error) {
-	var entries []digest.Entry
-	err := n.db.LiveEntries(ctx, dir, func(e state.LiveEntry) error {
-		k := digest.File
-		if e.Dir {
-			k = digest.Dir
-		}
-		entries = append(entries, digest.Entry{Path: e.Path, Kind: k, Content: e.Hash, Mode: e.Mode})
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	digest.Sort(entries)
-	return entries, nil
+	return children, nil
 }
 
 // writeDigestMeta records d for status, which reads the database from
@@ -384,11 +376,10 @@ func (n *Node) digestChildren(ctx context.Context, dir, after string) (children 
 		}
 		found = ok && !f.Deleted
 	}
-	entries, err := n.digestEntries(ctx, dir)
+	all, err := n.dirChildren(ctx, dir, new(uint64))
 	if err != nil {
 		return nil, false, false, err
 	}
-	all, _ := digest.Children(entries, dir)
 	found = found || dir == "" || len(all) > 0
 	i := 0
 	for i < len(all) && all[i].Name <= after && after != "" {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -169,7 +170,11 @@ func TestWhyPendingAndHeld(t *testing.T) {
 	origin := certs.DeviceID{7}
 	pending := []oplog.Op{{Origin: origin, Seq: 3, Path: "a/b.txt"}, {Origin: origin, Seq: 5, Path: "old", NewPath: "new"}}
 	why := func(p string, held map[certs.DeviceID]uint64) string {
-		return n.why(Difference{Path: p}, pending, held, nil, nil, nil, nil, false)
+		x, verdict := newTouchIndex([]Difference{{Path: p}}), make([]string, 1)
+		for _, op := range pending {
+			x.notePending(op, held, verdict)
+		}
+		return n.why(Difference{Path: p}, verdict[0], nil, nil, nil, false, false)
 	}
 	for _, c := range []struct {
 		path string
@@ -178,26 +183,62 @@ func TestWhyPendingAndHeld(t *testing.T) {
 	}{
 		{"a/b.txt", nil, WhyPending},
 		{"a", nil, WhyPending},
+		{"a/b.txt/c", nil, WhyPending},
 		{"new", nil, WhyPending},
 		{"new", map[certs.DeviceID]uint64{origin: 4}, WhyHeld},
 		{"a/b.txt", map[certs.DeviceID]uint64{origin: 4}, WhyPending},
 		{"other", nil, WhyOnPeer},
+		{"a/b", nil, WhyOnPeer},
 	} {
 		if got := why(c.path, c.held); got != c.want {
 			t.Errorf("%s (held %v): %q, want %q", c.path, c.held, got, c.want)
 		}
 	}
-	if got := n.why(Difference{Path: "x"}, nil, nil, []Unplaced{{Path: "x", Kind: "refused-name"}}, nil, nil, nil, false); got != WhyUnplaced+" (refused-name)" {
+	if got := n.why(Difference{Path: "x"}, "", []Unplaced{{Path: "x", Kind: "refused-name"}}, nil, nil, false, false); got != WhyUnplaced+" (refused-name)" {
 		t.Errorf("unplaced: %q", got)
 	}
-	if got := n.why(Difference{Path: "x"}, nil, nil, nil, map[string]string{"x": whySendOnly}, nil, nil, false); got != WhySetAside+" (send-only)" {
+	if got := n.why(Difference{Path: "x"}, "", nil, map[string]string{"x": whySendOnly}, nil, false, false); got != WhySetAside+" (send-only)" {
 		t.Errorf("set aside: %q", got)
 	}
-	if got := n.why(Difference{Path: "x"}, nil, nil, nil, nil, nil, []oplog.Op{{Path: "x"}}, true); got != WhyPeerBehind {
+	if got := n.why(Difference{Path: "x"}, "", nil, nil, nil, true, true); got != WhyPeerBehind {
 		t.Errorf("peer behind: %q", got)
 	}
-	if got := n.why(Difference{Path: "x"}, nil, nil, nil, nil, nil, nil, true); got != WhyNotReceived {
+	if got := n.why(Difference{Path: "x"}, "", nil, nil, nil, false, true); got != WhyNotReceived {
 		t.Errorf("not received: %q", got)
+	}
+}
+
+// TestTouchIndexAgreesWithTouches: the index finds, for every op, exactly
+// the differences touches says the op touches.
+func TestTouchIndexAgreesWithTouches(t *testing.T) {
+	names := []string{"a", "b", "ab", "a.b"}
+	rng := rand.New(rand.NewSource(1))
+	randomPath := func() string {
+		parts := make([]string, 1+rng.Intn(3))
+		for i := range parts {
+			parts[i] = names[rng.Intn(len(names))]
+		}
+		return strings.Join(parts, "/")
+	}
+	for round := 0; round < 200; round++ {
+		diffs := make([]Difference, 1+rng.Intn(6))
+		for i := range diffs {
+			diffs[i].Path = randomPath()
+		}
+		x := newTouchIndex(diffs)
+		for k := 0; k < 20; k++ {
+			op := oplog.Op{Path: randomPath()}
+			if rng.Intn(2) == 0 {
+				op.NewPath = randomPath()
+			}
+			got := make([]bool, len(diffs))
+			x.each(op, func(i int) { got[i] = true })
+			for i, d := range diffs {
+				if want := touches(op, d.Path); got[i] != want {
+					t.Fatalf("op %q -> %q and difference %q: the index says %v, touches %v", op.Path, op.NewPath, d.Path, got[i], want)
+				}
+			}
+		}
 	}
 }
 
@@ -317,7 +358,39 @@ func TestDigestByDirectoryIsTheTreesRoot(t *testing.T) {
 	if want := digest.Root(entries); d.Root != want || d.Files != uint64(len(entries)) {
 		t.Fatalf("digest by directory %s over %d records, want %s over %d", d.Root.Short(), d.Files, want.Short(), len(entries))
 	}
+	// A walk's answer for each directory, implied ones included.
+	for _, dir := range []string{"", "a", "a/y", "implied", "implied/deeper", "many", "empty"} {
+		got, err := n.dirChildren(ctx, dir, new(uint64))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := digest.Children(entries, dir)
+		if !slices.Equal(got, want) {
+			t.Fatalf("children of %q by directory:\n%v\nwant\n%v", dir, got, want)
+		}
+	}
 }
+
+// digestEntries reads the live records under dir ("" for all) in the
+// order digest.Children takes: the whole tree at once, which the daemon
+// never does, to check what it computes a directory at a time.
+func (n *Node) digestEntries(ctx context.Context, dir string) ([]digest.Entry, error) {
+	var entries []digest.Entry
+	err := n.db.LiveEntries(ctx, dir, func(e state.LiveEntry) error {
+		k := digest.File
+		if e.Dir {
+			k = digest.Dir
+		}
+		entries = append(entries, digest.Entry{Path: e.Path, Kind: k, Content: e.Hash, Mode: e.Mode})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	digest.Sort(entries)
+	return entries, nil
+}
+
 
 // TestRestartTakesTheStoredDigest: a restart that finds the records as
 // the last run left them takes the digest it stored rather than summing
