@@ -8,13 +8,14 @@ import (
 // maxCachedFiles bounds the records File keeps at hand (about a MiB).
 const maxCachedFiles = 4096
 
-// fileCache keeps the records File has read since this process last wrote
-// to the database, absent ones included: the engine looks the same paths
-// up several times while it decides one op, and a batch of ops shares
-// parent directories. Every write transaction empties it, so it never
-// answers with what a write has changed. Only the daemon process writes
-// the files table; another process (status, pair) reads and writes other
-// tables only.
+// fileCache keeps the records File has read, absent ones included: the
+// engine looks the same paths up several times while it decides one op,
+// and a batch of ops shares parent directories. A write transaction
+// makes it forget the records it may change (every one, unless it says
+// which), so it never answers with what a write has changed; what a read
+// found while a write was in progress is not kept. Only the daemon
+// process writes the files table; another process (status, pair) reads
+// and writes other tables only.
 type fileCache struct {
 	mu      sync.Mutex
 	gen     uint64 // advanced at the start and end of every write
@@ -26,6 +27,16 @@ type cachedFile struct {
 	f  File
 	ok bool
 }
+
+// recordsTouched says which records of the files table a write
+// transaction may change: every one, or those at paths.
+type recordsTouched struct {
+	all   bool
+	paths []string
+}
+
+// everyRecord is a write that may change any record.
+var everyRecord = recordsTouched{all: true}
 
 // get returns the cached answer for path, if any, and the generation to
 // pass to put after reading the database.
@@ -53,18 +64,30 @@ func (c *fileCache) put(path string, f File, ok bool, gen uint64) {
 	c.m[path] = cachedFile{f.clone(), ok}
 }
 
-// invalidate is called when a write transaction begins and again when it
-// ends (begin false).
-func (c *fileCache) invalidate(begin bool) {
+// begin is called when a write transaction begins. Until it ends, the
+// records kept are what was committed before it, as a read of the
+// database would find.
+func (c *fileCache) begin() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	if begin {
-		c.writing++
-	} else {
-		c.writing--
+	c.writing++
+}
+
+// end is called when a write transaction has committed or rolled back:
+// the records it touched are forgotten.
+func (c *fileCache) end(touched recordsTouched) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.writing--
+	if touched.all {
+		clear(c.m)
+		return
 	}
-	clear(c.m)
+	for _, p := range touched.paths {
+		delete(c.m, p)
+	}
 }
 
 // clone copies f's slices, so no caller shares them with the cache.

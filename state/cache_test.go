@@ -45,3 +45,38 @@ func TestFileCacheFollowsWrites(t *testing.T) {
 		t.Fatal("after a reset the record is still there")
 	}
 }
+
+// TestFileCacheForgetsOnlyWhatAnApplyWrote: an Apply forgets the records
+// at the paths it stores and keeps the others; a write that does not say
+// what it touches forgets every one.
+func TestFileCacheForgetsOnlyWhatAnApplyWrote(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	for _, p := range []string{"a.txt", "b.txt"} {
+		if _, _, err := db.File(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cached := func(p string) bool {
+		db.cache.mu.Lock()
+		defer db.cache.mu.Unlock()
+		_, ok := db.cache.m[p]
+		return ok
+	}
+	v1 := File{Path: "a.txt", Hash: content.Sum([]byte("1")), Size: 1, Version: vclock.Vector{{Device: dev(1), Counter: 1}}}
+	if err := db.Apply(ctx, Batch{Files: []File{v1}}); err != nil {
+		t.Fatal(err)
+	}
+	if cached("a.txt") || !cached("b.txt") {
+		t.Fatalf("after storing a.txt: a.txt cached %v (want false), b.txt cached %v (want true)", cached("a.txt"), cached("b.txt"))
+	}
+	if got, ok, _ := db.File(ctx, "a.txt"); !ok || got.Hash != v1.Hash {
+		t.Fatalf("a.txt after the write: %+v, %v", got, ok)
+	}
+	if err := db.Pair(ctx, dev(2), "peer"); err != nil {
+		t.Fatal(err)
+	}
+	if cached("a.txt") || cached("b.txt") {
+		t.Fatal("a write that does not say what it touches left records cached")
+	}
+}

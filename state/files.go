@@ -99,7 +99,11 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 		}
 	}
 	now := time.Now().UnixNano()
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	touched := recordsTouched{paths: make([]string, len(b.Files))}
+	for i := range b.Files {
+		touched.paths[i] = b.Files[i].Path
+	}
+	err := db.writeTx(ctx, false, touched, func(tx *sql.Tx) error {
 		if len(b.Files) > 0 {
 			stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO files (`+fileColumns+`, updated_ns)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)

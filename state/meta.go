@@ -29,7 +29,7 @@ func (db *DB) SetMetaSynced(ctx context.Context, key, value string) error {
 }
 
 func (db *DB) setMetas(ctx context.Context, synced bool, kv map[string]string) error {
-	err := db.writeTx(ctx, synced, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, synced, everyRecord, func(tx *sql.Tx) error {
 		for k, v := range kv {
 			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`, k, v); err != nil {
 				return fmt.Errorf("set %q: %w", k, err)

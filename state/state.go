@@ -511,25 +511,27 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 // commits it if fn returns nil. Errors are returned unwrapped; callers add
 // the path and what they were doing.
 func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return db.writeTx(ctx, false, fn)
+	return db.writeTx(ctx, false, everyRecord, fn)
 }
 
 // writeSynced is write for what the op log cannot rebuild (pairings, the
 // folder marker's record): the commit is on disk when it returns
 // (synchronous=FULL for this transaction), not only safe from corruption.
 func (db *DB) writeSynced(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return db.writeTx(ctx, true, fn)
+	return db.writeTx(ctx, true, everyRecord, fn)
 }
 
-func (db *DB) writeTx(ctx context.Context, synced bool, fn func(tx *sql.Tx) error) (err error) {
+// writeTx runs fn in a write transaction; touched says which records of
+// the files table fn may change, so File forgets only those.
+func (db *DB) writeTx(ctx context.Context, synced bool, touched recordsTouched, fn func(tx *sql.Tx) error) (err error) {
 	select {
 	case db.writeSem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	defer func() { <-db.writeSem }()
-	db.cache.invalidate(true)
-	defer db.cache.invalidate(false)
+	db.cache.begin()
+	defer db.cache.end(touched)
 	var tx *sql.Tx
 	if synced {
 		// The setting belongs to the connection: this one is held for the

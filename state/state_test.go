@@ -623,7 +623,7 @@ func TestSyncedWritesAreFull(t *testing.T) {
 	}
 	for _, synced := range []bool{true, false} {
 		var during string
-		err := db.writeTx(ctx, synced, func(tx *sql.Tx) error {
+		err := db.writeTx(ctx, synced, everyRecord, func(tx *sql.Tx) error {
 			during = syncMode(tx)
 			return nil
 		})
