@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -446,6 +447,7 @@ func (n *Node) noteDiskFull(ctx context.Context, errs []error) {
 func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *stagedSet, pending *batchRecords) ([]state.File, []string, error) {
 	op := batch.Op(i)
 	staged.recs, staged.by = pending, opID(op)
+	clear(staged.placedAs)
 	if _, part := n.ignoredPart(op); part != nil {
 		op = *part // the rest is out of view here (see ignoredPart)
 	}
@@ -503,19 +505,26 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 	if to != "" {
 		touched = append(touched, to)
 	}
+	fresh := map[string]*rawLook{}
 	for _, p := range touched {
 		// What the decision below is based on, looked at before the
 		// record is brought up to date: a change in between makes the
 		// effects fail rather than go unseen.
 		if _, ok := staged.looks[p]; p != "" && !ok {
-			staged.looks[p] = n.lookAt(p)
+			st, err := n.folderRoot().Lstat(p)
+			fresh[p] = &rawLook{st, err}
+			staged.looks[p] = look{}
+			if err == nil {
+				staged.looks[p] = lookOf(st)
+			}
 		}
 	}
 	for _, p := range touched {
 		// A receive-only device records no change of its own: a local
 		// change where the plan's effects write makes way for them below.
+		// The look just taken serves as the disk's side.
 		if p != "" && pending.get(p) == nil && n.cfg.Role != ReceiveOnly {
-			if err := n.recordIfChangedLocked(ctx, p, op, pending, staged.names); err != nil {
+			if err := n.recordIfChangedLocked(ctx, p, op, pending, staged.names, fresh[p]); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -588,7 +597,7 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 			if lk, ok := staged.looks[r.Path]; ok {
 				left = &lk
 			}
-			n.fillFromDisk(r, wrote(plan.Effects, r.Path), left)
+			n.fillFromDisk(r, wrote(plan.Effects, r.Path), left, staged.placedAs[r.Path])
 		}
 	}
 	for _, c := range plan.Conflicts {
@@ -621,11 +630,18 @@ func wrote(effects []core.Effect, p string) bool {
 // that no longer looks so was changed by a user since, and the record
 // keeps what the batch left, so that the watcher finds the change. Read
 // from the disk now, that change would be taken for the op's content and
-// never recorded.
-func (n *Node) fillFromDisk(r *state.File, placed bool, left *look) {
-	st, err := n.folderRoot().Lstat(r.Path)
-	if err != nil {
-		return
+// never recorded. as, if not nil, is what place put at the path, looked
+// at on its temp file: on a file system with Unix modes (and so inodes
+// a rename keeps) it stands for a look at the path now, which would find
+// the same or a user's change, and the record then differs from the
+// disk either way.
+func (n *Node) fillFromDisk(r *state.File, placed bool, left *look, as fs.FileInfo) {
+	st := as
+	if st == nil || n.volume().NoModes {
+		var err error
+		if st, err = n.folderRoot().Lstat(r.Path); err != nil {
+			return
+		}
 	}
 	if left != nil && lookOf(st) != *left {
 		if !left.exists || left.dir != r.Dir {

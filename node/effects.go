@@ -155,7 +155,12 @@ type stagedSet struct {
 	// names is what the batch's looks at the folder found (see
 	// Node.lstat), forgotten where the batch itself changed the folder.
 	names *lookups
-	errs  []error // why contents could not be had
+	// placedAs holds, for the op being carried out, what place put at a
+	// path: the temp file's Lstat just before the rename, which the
+	// rename keeps (see fillFromDisk). Anything else done at the path
+	// forgets it.
+	placedAs map[string]fs.FileInfo
+	errs     []error // why contents could not be had
 	// failed holds, per content this pass tried and failed to stage, why.
 	failed map[content.Hash]error
 	flush  bool // small files among temp wait for syncFS
@@ -197,6 +202,7 @@ func (s *stagedSet) left(p string, lk look) {
 	}
 	s.looks[p] = lk
 	s.names.forget(p)
+	delete(s.placedAs, p)
 }
 
 // look is what Lstat shows at a path, as far as it tells a user's change:
@@ -261,6 +267,7 @@ func (s *stagedSet) touch(paths ...string) {
 	for _, p := range paths {
 		s.dirs[parentDir(p)] = true
 		s.names.forget(p)
+		delete(s.placedAs, p)
 	}
 }
 
@@ -371,7 +378,11 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	// What the rename puts at p, taken from the temp file: a look at p
 	// after the rename could already see a user's edit, which would then
 	// pass for the op's content.
-	placed := n.lookAt(name)
+	temp, terr := n.folderRoot().Lstat(name)
+	placed := look{}
+	if terr == nil {
+		placed = lookOf(temp)
+	}
 	if err := n.folderRoot().Rename(name, p); err != nil {
 		k.undo(n, p, staged)
 		n.folderRoot().Remove(name)
@@ -382,6 +393,12 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	staged.placed[op.Hash] = p
 	staged.touch(p)
 	staged.left(p, placed)
+	if terr == nil {
+		if staged.placedAs == nil {
+			staged.placedAs = map[string]fs.FileInfo{}
+		}
+		staged.placedAs[p] = temp
+	}
 	return nil
 }
 

@@ -98,8 +98,8 @@ func (n *Node) observeLocked(ctx context.Context, paths ...string) error {
 // as this device's change would make a second, concurrent version of the
 // op's own result (a conflict copy of identical content, or a file the
 // op's origin later deletes coming back).
-func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op, pending *batchRecords, seen *lookups) error {
-	differs, err := n.diskDiffers(ctx, p, pending, seen)
+func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op, pending *batchRecords, seen *lookups, known *rawLook) error {
+	differs, err := n.diskDiffersFrom(ctx, p, pending, seen, known)
 	if err != nil || !differs {
 		return err
 	}
@@ -119,6 +119,12 @@ func (n *Node) recordIfChangedLocked(ctx context.Context, p string, op oplog.Op,
 // database's. Size and mtime stand for a file's content, as for the
 // watcher.
 func (n *Node) diskDiffers(ctx context.Context, p string, pending *batchRecords, seen *lookups) (bool, error) {
+	return n.diskDiffersFrom(ctx, p, pending, seen, nil)
+}
+
+// diskDiffersFrom is diskDiffers with p looked at already when known is
+// not nil (see lstatFrom).
+func (n *Node) diskDiffersFrom(ctx context.Context, p string, pending *batchRecords, seen *lookups, known *rawLook) (bool, error) {
 	rec, err := n.recordAt(ctx, p, pending)
 	if err != nil {
 		return false, err
@@ -132,7 +138,7 @@ func (n *Node) diskDiffers(ctx context.Context, p string, pending *batchRecords,
 			return false, err
 		}
 	}
-	st, serr := n.lstat(p, seen)
+	st, serr := n.lstatFrom(p, seen, known)
 	return !n.holds(st, serr, rec), nil
 }
 

@@ -32,6 +32,18 @@ func notThere(err error) bool {
 // name: Docs is not there when the disk holds docs. seen, if not nil,
 // remembers what was found for a batch of lookups.
 func (n *Node) lstat(p string, seen *lookups) (fs.FileInfo, error) {
+	return n.lstatFrom(p, seen, nil)
+}
+
+// rawLook is what os.Root's Lstat found at a path.
+type rawLook struct {
+	st  fs.FileInfo
+	err error
+}
+
+// lstatFrom is lstat, with p itself looked at already when known is not
+// nil: its directories are still checked.
+func (n *Node) lstatFrom(p string, seen *lookups, known *rawLook) (fs.FileInfo, error) {
 	if seen == nil {
 		seen = newLookups()
 	}
@@ -53,6 +65,9 @@ func (n *Node) lstat(p string, seen *lookups) (fs.FileInfo, error) {
 	}
 	for _, d := range chain {
 		seen.dirs[d] = true
+	}
+	if known != nil {
+		return n.exactName(p, seen, known.st, known.err)
 	}
 	return n.exactLstat(p, seen)
 }
@@ -88,6 +103,11 @@ func (l *lookups) forget(p string) {
 // case or form also checks that p's directory holds p's name itself.
 func (n *Node) exactLstat(p string, seen *lookups) (fs.FileInfo, error) {
 	st, err := n.folderRoot().Lstat(p)
+	return n.exactName(p, seen, st, err)
+}
+
+// exactName is exactLstat with the Lstat of p done already (st, err).
+func (n *Node) exactName(p string, seen *lookups, st fs.FileInfo, err error) (fs.FileInfo, error) {
 	if err != nil || !n.volume().Folds() {
 		return st, err
 	}

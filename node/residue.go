@@ -271,7 +271,7 @@ func (n *Node) resumeLocked(ctx context.Context, op oplog.Op, pending *batchReco
 	rows := append([]state.File{}, plan.Records...)
 	for i := range rows {
 		if !rows[i].Deleted {
-			n.fillFromDisk(&rows[i], true, nil) // what op left there
+			n.fillFromDisk(&rows[i], true, nil, nil) // what op left there
 		}
 	}
 	n.log.Debug("op found carried out before a crash; recorded", "op", op.String())
