@@ -706,7 +706,7 @@ func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekClos
 // openContent is OpenContent without the pause and the count.
 func (n *Node) openContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
 	n.noteActivity()
-	files, err := n.db.FilesByHash(ctx, h)
+	files, err := n.db.ContentFiles(ctx, h)
 	if err != nil {
 		return nil, 0, err
 	}

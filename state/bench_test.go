@@ -72,3 +72,38 @@ func BenchmarkApplySingle(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkLookUpContent finds the file holding one content among
+// 10,000 records, as a daemon does for every content a peer asks for:
+// with every column (FilesByHash) and with the three it needs
+// (ContentFiles).
+func BenchmarkLookUpContent(b *testing.B) {
+	ctx := context.Background()
+	db := newDB(b)
+	const n = 10000
+	bt := Batch{Files: make([]File, n)}
+	for i := range bt.Files {
+		bt.Files[i] = benchFile(i + 1)
+	}
+	if err := db.Apply(ctx, bt); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("FilesByHash", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if fs, err := db.FilesByHash(ctx, bt.Files[i%n].Hash); err != nil || len(fs) != 1 {
+				b.Fatal(len(fs), err)
+			}
+			i++
+		}
+	})
+	b.Run("ContentFiles", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if fs, err := db.ContentFiles(ctx, bt.Files[i%n].Hash); err != nil || len(fs) != 1 {
+				b.Fatal(len(fs), err)
+			}
+			i++
+		}
+	})
+}

@@ -287,6 +287,43 @@ func (db *DB) FilesByHash(ctx context.Context, h content.Hash) ([]File, error) {
 	return out, nil
 }
 
+// ContentFile is where a live file with some content lies, as its record
+// says: enough to open it and check that it is still what was recorded.
+type ContentFile struct {
+	Path  string
+	Size  int64
+	MTime int64 // unix nanoseconds, as stored
+}
+
+// ContentFiles lists the live files whose content is h, in byte order of
+// Path. It is FilesByHash reading three columns: it runs for every
+// content a peer asks for.
+func (db *DB) ContentFiles(ctx context.Context, h content.Hash) ([]ContentFile, error) {
+	if h.IsZero() {
+		return nil, nil
+	}
+	if db.contentFiles == nil { // an older schema, opened by a migration test
+		return nil, fmt.Errorf("state: %s: find files with content %s: schema not migrated", db.path, h.Short())
+	}
+	rows, err := db.contentFiles.QueryContext(ctx, h[:])
+	if err != nil {
+		return nil, fmt.Errorf("state: %s: find files with content %s: %w", db.path, h.Short(), err)
+	}
+	defer rows.Close()
+	var out []ContentFile
+	for rows.Next() {
+		var f ContentFile
+		if err := rows.Scan(&f.Path, &f.Size, &f.MTime); err != nil {
+			return nil, fmt.Errorf("state: %s: find files with content %s: %w", db.path, h.Short(), err)
+		}
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: %s: find files with content %s: %w", db.path, h.Short(), err)
+	}
+	return out, nil
+}
+
 // errCallback marks an error returned by a caller's callback, to be passed
 // on unwrapped.
 type errCallback struct{ err error }

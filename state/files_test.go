@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -236,20 +237,22 @@ func TestFilesCallbackErrorStops(t *testing.T) {
 	}
 }
 
+// TestFilesByHash: FilesByHash and ContentFiles list the live files with
+// a content, in path order, and ContentFiles gives their size and mtime.
 func TestFilesByHash(t *testing.T) {
 	ctx := context.Background()
 	db := newDB(t)
 	h, other := content.Sum([]byte("x")), content.Sum([]byte("y"))
 	if err := db.Apply(ctx, Batch{Files: []File{
-		{Path: "b", Hash: h}, {Path: "a", Hash: h}, {Path: "c", Hash: other}, {Path: "dir", Dir: true},
-		{Path: "dead", Hash: h, Deleted: true},
+		{Path: "b", Hash: h, Size: 1, MTime: 20}, {Path: "a", Hash: h, Size: 1, MTime: 10}, {Path: "c", Hash: other, Size: 1, MTime: 30},
+		{Path: "dir", Dir: true}, {Path: "dead", Hash: h, Deleted: true},
 	}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		h    content.Hash
-		want string
-	}{{h, "a b"}, {other, "c"}, {content.Sum([]byte("z")), ""}, {content.Hash{}, ""}} {
+		h         content.Hash
+		want, got string
+	}{{h, "a b", "a:1@10 b:1@20"}, {other, "c", "c:1@30"}, {content.Sum([]byte("z")), "", ""}, {content.Hash{}, "", ""}} {
 		fs, err := db.FilesByHash(ctx, tc.h)
 		if err != nil {
 			t.Fatal(err)
@@ -260,6 +263,17 @@ func TestFilesByHash(t *testing.T) {
 		}
 		if strings.Join(got, " ") != tc.want {
 			t.Errorf("FilesByHash(%s) = %v, want %q", tc.h.Short(), got, tc.want)
+		}
+		cfs, err := db.ContentFiles(ctx, tc.h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, f := range cfs {
+			got = append(got, fmt.Sprintf("%s:%d@%d", f.Path, f.Size, f.MTime))
+		}
+		if strings.Join(got, " ") != tc.got {
+			t.Errorf("ContentFiles(%s) = %v, want %q", tc.h.Short(), got, tc.got)
 		}
 	}
 }

@@ -65,9 +65,11 @@ type DB struct {
 	// for every op applied, and parsing it each time cost more than the
 	// lookup itself.
 	fileByPath *sql.Stmt
-	// filesByHash is FilesByHash's query: it runs for every content a
-	// peer asks for.
+	// filesByHash is FilesByHash's query.
 	filesByHash *sql.Stmt
+	// contentFiles is ContentFiles' query: it runs for every content a
+	// peer asks for.
+	contentFiles *sql.Stmt
 	cache       fileCache
 	// filesGen advances after each write of file records or the applied
 	// vector (see FilesGeneration).
@@ -361,6 +363,9 @@ func openAt(ctx context.Context, path string, target int, readOnly bool) (*DB, e
 		if db.fileByPath, err = sqldb.PrepareContext(ctx, `SELECT `+fileColumns+` FROM files WHERE path = ?`); err == nil {
 			db.filesByHash, err = sqldb.PrepareContext(ctx, `SELECT `+fileColumns+` FROM files WHERE hash = ? AND deleted = 0 ORDER BY path`)
 		}
+		if err == nil {
+			db.contentFiles, err = sqldb.PrepareContext(ctx, `SELECT path, size, mtime_ns FROM files WHERE hash = ? AND deleted = 0 ORDER BY path`)
+		}
 		if err != nil {
 			sqldb.Close()
 			return nil, fmt.Errorf("state: open %s: %w", path, err)
@@ -487,7 +492,7 @@ func (db *DB) migrateOne(ctx context.Context, target int) (done bool, err error)
 
 // Close closes the database. Calls in progress may fail.
 func (db *DB) Close() error {
-	for _, st := range []*sql.Stmt{db.fileByPath, db.filesByHash} {
+	for _, st := range []*sql.Stmt{db.fileByPath, db.filesByHash, db.contentFiles} {
 		if st != nil {
 			st.Close()
 		}
