@@ -546,7 +546,9 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 	if n.decided != nil {
 		n.decided(op, plan)
 	}
-	n.log.Debug("remote op", "op", op.String(), "effects", len(plan.Effects), "records", len(plan.Records))
+	if n.log.Enabled(ctx, slog.LevelDebug) { // op.String costs, once per received op
+		n.log.Debug("remote op", "op", op.String(), "effects", len(plan.Effects), "records", len(plan.Records))
+	}
 	if n.cfg.Role == ReceiveOnly {
 		for i, e := range plan.Effects {
 			if e.Kind == core.Chmod {
