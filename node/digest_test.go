@@ -391,7 +391,6 @@ func (n *Node) digestEntries(ctx context.Context, dir string) ([]digest.Entry, e
 	return entries, nil
 }
 
-
 // TestRestartTakesTheStoredDigest: a restart that finds the records as
 // the last run left them takes the digest it stored rather than summing
 // them again; once the start-up scan records a file edited while the
