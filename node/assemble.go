@@ -50,7 +50,7 @@ func (n *Node) assemble(ctx context.Context, h content.Hash, size int64, peers [
 		return "", err
 	}
 	name := stagedName(h)
-	f, err := n.createStaged(name, os.O_RDWR|os.O_CREATE)
+	f, err := n.createStaged(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("open %s: %w", name, err)
 	}

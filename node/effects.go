@@ -337,16 +337,29 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 		}
 	}
 	mt := time.Unix(0, op.MTime)
+	n.folderRoot().Chtimes(name, mt, mt)
+	// What the rename puts at p, taken from the temp file: a look at p
+	// after the rename could already see a user's edit, which would then
+	// pass for the op's content.
+	temp, terr := n.folderRoot().Lstat(name)
 	// A file placed without its mode would be recorded with the temp
 	// file's (0600) and never corrected: the devices would differ for
-	// good. A folder that keeps no modes may refuse the change.
-	if err := n.folderRoot().Chmod(name, fileMode(op.Mode)); err != nil && !n.volume().NoModes {
-		if !fetched {
-			n.folderRoot().Remove(name)
+	// good. A small fetched content was staged with its mode already. A
+	// folder that keeps no modes may refuse the change. The mode is not
+	// part of the look, so the look stands.
+	chmodded := terr != nil || temp.Mode().Perm() != fileMode(op.Mode)
+	if chmodded {
+		if err := n.folderRoot().Chmod(name, fileMode(op.Mode)); err != nil && !n.volume().NoModes {
+			if !fetched {
+				n.folderRoot().Remove(name)
+			}
+			return fmt.Errorf("write %s: set its mode: %w", p, err)
 		}
-		return fmt.Errorf("write %s: set its mode: %w", p, err)
 	}
-	n.folderRoot().Chtimes(name, mt, mt)
+	placed := look{}
+	if terr == nil {
+		placed = lookOf(temp)
+	}
 	// One look at p serves the three checks before the rename: each
 	// looked on its own, at a walk of p's directories each, and a user's
 	// change between them is no more caught than one just after.
@@ -375,14 +388,6 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 		staged.looked(n, p)
 		return err
 	}
-	// What the rename puts at p, taken from the temp file: a look at p
-	// after the rename could already see a user's edit, which would then
-	// pass for the op's content.
-	temp, terr := n.folderRoot().Lstat(name)
-	placed := look{}
-	if terr == nil {
-		placed = lookOf(temp)
-	}
 	if err := n.folderRoot().Rename(name, p); err != nil {
 		k.undo(n, p, staged)
 		n.folderRoot().Remove(name)
@@ -393,7 +398,7 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	staged.placed[op.Hash] = p
 	staged.touch(p)
 	staged.left(p, placed)
-	if terr == nil {
+	if terr == nil && !chmodded { // temp's mode is the old one otherwise
 		if staged.placedAs == nil {
 			staged.placedAs = map[string]fs.FileInfo{}
 		}
@@ -479,7 +484,7 @@ func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name strin
 	if err := staged.failed[op.Hash]; err != nil {
 		return err // this pass tried already: its reason stands
 	}
-	n.unstaged.add(want{op.Hash, op.Size})
+	n.unstaged.add(want{h: op.Hash, size: op.Size, mode: op.Mode})
 	n.applyKick.Kick()
 	return fmt.Errorf("content %s: %w: it is fetched before the next pass", op.Hash.Short(), ErrContentUnavailable)
 }

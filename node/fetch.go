@@ -45,14 +45,15 @@ const stagingDir = TempPrefix + "staged"
 func stagedName(h content.Hash) string { return stagingDir + "/" + TempPrefix + h.String()[:32] }
 
 // createStaged opens the staged file name with flag (which includes
-// os.O_CREATE), making the staging directory when it is missing: it is made
-// on first use, not at start-up, so a folder nobody syncs into is left as
-// it is.
-func (n *Node) createStaged(name string, flag int) (File, error) {
-	f, err := n.folderRoot().OpenFile(name, flag, 0o600)
+// os.O_CREATE), creating it with perm, and makes the staging directory
+// when it is missing: it is made on first use, not at start-up, so a
+// folder nobody syncs into is left as it is. The directory is 0700: what
+// is staged in it is nobody else's to read, whatever its own mode.
+func (n *Node) createStaged(name string, flag int, perm fs.FileMode) (File, error) {
+	f, err := n.folderRoot().OpenFile(name, flag, perm)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = n.folderRoot().MkdirAll(stagingDir, 0o700); err == nil {
-			f, err = n.folderRoot().OpenFile(name, flag, 0o600)
+			f, err = n.folderRoot().OpenFile(name, flag, perm)
 		}
 	}
 	return f, err
@@ -86,7 +87,7 @@ func (n *Node) stage(ctx context.Context, h content.Hash, size int64, peers []co
 		n.folderRoot().Remove(name)
 	}
 	if size == 0 && h == content.EmptyHash {
-		f, err := n.createStaged(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		f, err := n.createStaged(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err == nil {
 			err = f.Close()
 		}
@@ -149,7 +150,7 @@ var ErrSizeMismatch = errors.New("content is not the size its op says")
 // file is removed. A peer that sends more than size bytes is cut off at
 // the first byte over: what it says of the size is never trusted.
 func (n *Node) fetchInto(ctx context.Context, name string, h content.Hash, size int64, p contentFetcher) error {
-	f, err := n.createStaged(name, os.O_RDWR|os.O_CREATE)
+	f, err := n.createStaged(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", name, err)
 	}
@@ -285,10 +286,13 @@ type batchFetcher interface {
 	FetchBatch(ctx context.Context, hs []content.Hash, each func(i int, size int64, r io.Reader) error) error
 }
 
-// want is a content a batch needs.
+// want is a content a batch needs. mode, when not 0, is the mode of the
+// first op that places it: a small content is staged with it, so that
+// placing it needs no chmod (see place).
 type want struct {
 	h    content.Hash
 	size int64
+	mode uint32
 }
 
 // wantSet holds contents a pass found it needed and had not staged, for
@@ -438,7 +442,7 @@ func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, g
 		}
 		name := stagedName(hs[i])
 		finished := n.transfer(p, hs[i], size)
-		err := n.writeStaged(name, hs[i], size, r)
+		err := n.writeStaged(name, hs[i], size, group[i].mode, r)
 		finished(err)
 		if err != nil {
 			if errors.Is(err, ErrHashMismatch) {
@@ -463,9 +467,10 @@ func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, g
 	return rest
 }
 
-// writeStaged writes the size bytes r holds to the temp file name and
-// checks them against h; a bad or failed copy leaves no file.
-func (n *Node) writeStaged(name string, h content.Hash, size int64, r io.Reader) (err error) {
+// writeStaged writes the size bytes r holds to the temp file name,
+// created with mode (0600 for 0), and checks them against h; a bad or
+// failed copy leaves no file.
+func (n *Node) writeStaged(name string, h content.Hash, size int64, mode uint32, r io.Reader) (err error) {
 	b := make([]byte, size)
 	if _, err := io.ReadFull(r, b); err != nil {
 		return err
@@ -473,7 +478,13 @@ func (n *Node) writeStaged(name string, h content.Hash, size int64, r io.Reader)
 	if content.Sum(b) != h {
 		return ErrHashMismatch
 	}
-	f, err := n.createStaged(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	perm := fs.FileMode(0o600)
+	if mode != 0 {
+		perm = fileMode(mode)
+	}
+	// O_TRUNC: a file left by an earlier attempt keeps its mode, which
+	// place then corrects.
+	f, err := n.createStaged(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}

@@ -474,7 +474,7 @@ func (n *Node) restoreContents(ctx context.Context, steps []restoreStep) (map[co
 		case copyInRoot(ctx, n.folderRoot(), versionPath(h), name, h) == nil: // from the version store
 		default:
 			n.folderRoot().Remove(name)
-			wants, asked[h] = append(wants, want{h, s.want.size}), true
+			wants, asked[h] = append(wants, want{h: h, size: s.want.size}), true
 			continue
 		}
 		temps[h] = name

@@ -76,7 +76,7 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 			continue
 		}
 		seen[op.Hash] = true
-		wants = append(wants, want{op.Hash, op.Size})
+		wants = append(wants, want{h: op.Hash, size: op.Size, mode: op.Mode})
 	}
 	for _, w := range extra {
 		if !seen[w.h] {

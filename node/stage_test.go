@@ -1,16 +1,20 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/oplog"
 	"github.com/fsnotify/fsnotify"
 )
 
@@ -126,6 +130,58 @@ func TestStagingMakesNoEventInTheWatchedTree(t *testing.T) {
 			t.Fatal(err)
 		case <-time.After(time.Minute):
 			t.Fatal("no event for the sentinel within a minute")
+		}
+	}
+}
+
+// chmodCounter counts the Chmod calls made on the folder it wraps.
+type chmodCounter struct {
+	Folder
+	chmods atomic.Int32
+}
+
+func (c *chmodCounter) Chmod(name string, mode fs.FileMode) error {
+	c.chmods.Add(1)
+	return c.Folder.Chmod(name, mode)
+}
+
+// TestSmallContentStagedWithItsMode: a small content is staged with the
+// mode of the op that places it, so placing it sets the mtime and needs
+// no chmod; the file ends with the op's mode and mtime either way.
+func TestSmallContentStagedWithItsMode(t *testing.T) {
+	n := startNode(t, t.TempDir(), freeUDPPort(t))
+	ctx := context.Background()
+	data := []byte("#!/bin/sh\necho staged\n")
+	h := content.Sum(data)
+	name := stagedName(h)
+	if err := n.writeStaged(name, h, int64(len(data)), 0o750, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(filepath.Join(n.folder, name)); err != nil || st.Mode().Perm() != 0o750 {
+		t.Fatalf("staged file: %v, %v; want mode 0750", st.Mode(), err)
+	}
+	counting := &chmodCounter{Folder: n.folderRoot()}
+	n.setFolder(counting)
+	defer n.setFolder(counting.Folder)
+	mtime := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	for i, mode := range []uint32{0o750, 0o604} {
+		staged := newStagedSet()
+		staged.temp[h] = name
+		p := fmt.Sprintf("bin/run%d", i)
+		op := oplog.Op{Kind: oplog.KindWrite, Path: p, Hash: h, Size: int64(len(data)), Mode: mode, MTime: mtime.UnixNano()}
+		if err := n.place(ctx, p, op, staged); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Lstat(filepath.Join(n.folder, p))
+		if err != nil || st.Mode().Perm() != fs.FileMode(mode) || !st.ModTime().Equal(mtime) {
+			t.Fatalf("%s placed: %v, %v, %v; want mode %o and mtime %v", p, st.Mode(), st.ModTime(), err, mode, mtime)
+		}
+		if want := int32(i); counting.chmods.Load() != want { // none for the first, one for the second
+			t.Fatalf("%d chmods after placing %s, want %d", counting.chmods.Load(), p, want)
+		}
+		// The second op's content is staged again, under another mode.
+		if err := n.writeStaged(name, h, int64(len(data)), 0o600, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
