@@ -70,7 +70,7 @@ type DB struct {
 	// contentFiles is ContentFiles' query: it runs for every content a
 	// peer asks for.
 	contentFiles *sql.Stmt
-	cache       fileCache
+	cache        fileCache
 	// filesGen advances after each write of file records or the applied
 	// vector (see FilesGeneration).
 	filesGen atomic.Uint64
