@@ -236,11 +236,22 @@ func newTouchIndex(diffs []Difference) touchIndex {
 	x := touchIndex{at: map[string][]int{}, above: map[string][]int{}}
 	for i, d := range diffs {
 		x.at[d.Path] = append(x.at[d.Path], i)
-		for dir := parentDir(d.Path); dir != ""; dir = parentDir(dir) {
+		for _, dir := range slashPrefixes(d.Path) {
 			x.above[dir] = append(x.above[dir], i)
 		}
 	}
 	return x
+}
+
+// slashPrefixes returns what p starts with before each of its slashes,
+// longest first: touches' "under" for any string, however unclean (an
+// op's paths are kept as a peer sent them, "/x" or "a//b" too).
+func slashPrefixes(p string) []string {
+	var out []string
+	for i := strings.LastIndexByte(p, '/'); i >= 0; i = strings.LastIndexByte(p[:i], '/') {
+		out = append(out, p[:i])
+	}
+	return out
 }
 
 // each calls fn with the index of every difference op touches, possibly
@@ -256,7 +267,7 @@ func (x touchIndex) each(op oplog.Op, fn func(i int)) {
 		for _, i := range x.above[q] {
 			fn(i)
 		}
-		for dir := parentDir(q); dir != ""; dir = parentDir(dir) {
+		for _, dir := range slashPrefixes(q) {
 			for _, i := range x.at[dir] {
 				fn(i)
 			}
