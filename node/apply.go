@@ -457,7 +457,7 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 		}
 		err := checkPath(p)
 		if err == nil {
-			err = n.throughSymlink(p, staged.names)
+			err = n.throughSymlink(p)
 		}
 		if err != nil {
 			// Counted as handled, never applied, and listed in status.

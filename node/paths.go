@@ -133,11 +133,11 @@ func windowsInvalid(name string) error {
 // throughSymlink refuses a path whose existing parent directories include
 // a symlink: following it could lead out of the folder. (os.Root refuses
 // such writes as well; this turns them into a clear refusal instead of a
-// retry.) A directory seen holds as a real one was looked at already, with
-// every directory above it.
-func (n *Node) throughSymlink(p string, seen *lookups) error {
+// retry.) It looks again for every op: a user may swap a directory for
+// a symlink while a chunk is applied.
+func (n *Node) throughSymlink(p string) error {
 	dir := parentDir(p)
-	for dir != "" && !seen.isDir(dir) {
+	for dir != "" {
 		st, err := n.folderRoot().Lstat(dir)
 		if err == nil && st.Mode()&fs.ModeSymlink != 0 {
 			return fmt.Errorf("%w %q: goes through the symlink %q", ErrUnsafePath, p, dir)
