@@ -37,6 +37,7 @@ func (n *Node) runEffect(ctx context.Context, e core.Effect, staged *stagedSet) 
 		if err := n.folderRoot().Chmod(e.Path, fileMode(e.Op.Mode)); err != nil {
 			return false, fmt.Errorf("chmod %s: %w", e.Path, err)
 		}
+		staged.touch(e.Path) // flushed with the chunk (see syncDirs)
 		return false, nil
 	case core.Move, core.MoveAside:
 		if err := n.unchangedSince(staged, e.To); err != nil {
@@ -261,8 +262,9 @@ func unchangedAs(s *stagedSet, p string, now look) error {
 	return nil
 }
 
-// touch notes the directories of paths whose entries changed; they are
-// fsynced once per batch, before the batch is recorded.
+// touch notes the directories of paths whose entries (or, for a chmod,
+// whose files) changed; they are made durable before what the batch did
+// so far is recorded (see syncDirs).
 func (s *stagedSet) touch(paths ...string) {
 	for _, p := range paths {
 		s.dirs[parentDir(p)] = true
@@ -271,28 +273,39 @@ func (s *stagedSet) touch(paths ...string) {
 	}
 }
 
-// syncDirs makes the batch's renames and removals durable: after it a
-// crash cannot undo on disk what the database is about to record. Where
-// the file system can be flushed at once, one flush does it, and also
-// keeps the mode and mtime place gave each file after its data was
-// flushed: a directory's fsync covers the directory's entries, not the
-// files they name, and a crash could otherwise leave a recorded file
-// with its temp file's mode, which the next scan would take for a user's
-// chmod.
+// syncDirs makes the batch's renames, removals and chmods durable: after
+// it a crash cannot undo on disk what the database is about to record.
+// Where the file system can be flushed at once (Linux), one flush does
+// it for the folder's own file system, and also keeps the mode and mtime
+// place gave each file after its data was flushed: a directory's fsync
+// covers the directory's entries, not the files they name, and a crash
+// could otherwise leave a recorded file with its temp file's mode, which
+// the next scan would take for a user's chmod. A directory of another
+// file system mounted inside the folder is still fsynced on its own.
+// Elsewhere each directory is fsynced, and a mode or mtime set after a
+// file's data was flushed is as durable as that platform makes it.
 func (n *Node) syncDirs(s *stagedSet) error {
 	if len(s.dirs) == 0 {
 		return nil
 	}
+	var root fs.FileInfo
 	if batchSync {
 		if err := n.folderRoot().SyncFS(); err != nil {
 			return fmt.Errorf("flush the folder's file system: %w", err)
 		}
-		clear(s.dirs)
-		return nil
+		if root, _ = n.folderRoot().Lstat("."); root == nil {
+			clear(s.dirs)
+			return nil // gone; the next scan finds what is there
+		}
 	}
 	// In name order: a failure then hits the same directory on every run
 	// of a simulated schedule.
 	for _, dir := range slices.Sorted(maps.Keys(s.dirs)) {
+		if root != nil {
+			if st, err := n.folderRoot().Lstat(cmpDir(dir)); err != nil || sameDevice(st, root) {
+				continue // flushed with the folder's file system, or gone
+			}
+		}
 		if err := n.folderRoot().SyncDir(dir); err != nil && !notThere(err) {
 			return err // it names the directory
 		}

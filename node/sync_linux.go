@@ -3,7 +3,9 @@
 package node
 
 import (
+	"io/fs"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,4 +41,13 @@ func dataSync(f File) error {
 		return unix.Fdatasync(int(osf.Fd()))
 	}
 	return f.Sync()
+}
+
+// sameDevice reports whether a and b, two Lstats, are on one file system.
+// A FileInfo that says nothing of its device (an in-memory folder's) is
+// taken to be on the folder's.
+func sameDevice(a, b fs.FileInfo) bool {
+	sa, ok := a.Sys().(*syscall.Stat_t)
+	sb, okb := b.Sys().(*syscall.Stat_t)
+	return !ok || !okb || sa.Dev == sb.Dev
 }
