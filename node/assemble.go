@@ -37,7 +37,7 @@ const (
 )
 
 // assemble makes the content h of size bytes, which has a chunk list,
-// available as a complete, fsynced, verified temp file in the folder root
+// available as a complete, fsynced, verified temp file in the staging directory
 // (stagedName) and returns its name. It takes the list from the list
 // store or a peer, then each chunk: already in the temp file (an earlier
 // attempt), or copied from a content this device holds that has it (the

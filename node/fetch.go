@@ -49,18 +49,30 @@ func stagedName(h content.Hash) string { return stagingDir + "/" + TempPrefix + 
 // when it is missing: it is made on first use, not at start-up, so a
 // folder nobody syncs into is left as it is. The directory is 0700: what
 // is staged in it is nobody else's to read, whatever its own mode.
+// Anything else under the directory's name (a file, a symlink) is
+// removed first: the name is reserved, never synced, and a symlink would
+// send what is staged elsewhere, or nowhere.
 func (n *Node) createStaged(name string, flag int, perm fs.FileMode) (File, error) {
 	f, err := n.folderRoot().OpenFile(name, flag, perm)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err = n.folderRoot().MkdirAll(stagingDir, 0o700); err == nil {
-			f, err = n.folderRoot().OpenFile(name, flag, perm)
-		}
+	if err == nil {
+		return f, nil
 	}
-	return f, err
+	if st, lerr := n.folderRoot().Lstat(stagingDir); lerr == nil && !st.IsDir() {
+		if rerr := n.folderRoot().Remove(stagingDir); rerr != nil {
+			return nil, fmt.Errorf("%w; %s is no directory and cannot be removed: %w", err, stagingDir, rerr)
+		}
+	} else if lerr == nil || !errors.Is(lerr, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err := n.folderRoot().MkdirAll(stagingDir, 0o700); err != nil {
+		return nil, err
+	}
+	return n.folderRoot().OpenFile(name, flag, perm)
 }
 
 // stage makes the content h (of the given size) available as a complete,
-// fsynced, verified temp file in the folder root and returns its name. A
+// fsynced, verified temp file in the staging directory and returns its
+// name. A
 // content of more than one chunk is assembled from its chunks, those
 // found on this device copied, only the others fetched (see assemble);
 // other contents are fetched whole. A partial file left by an earlier

@@ -185,3 +185,37 @@ func TestSmallContentStagedWithItsMode(t *testing.T) {
 		}
 	}
 }
+
+// TestStagingDirectoryReplacedIsMadeAgain: a file or a symlink where the
+// staging directory goes is removed, and the directory made, instead of
+// every fetch failing for good.
+func TestStagingDirectoryReplacedIsMadeAgain(t *testing.T) {
+	n := startNode(t, t.TempDir(), freeUDPPort(t))
+	elsewhere := t.TempDir()
+	for what, mk := range map[string]func(p string) error{
+		"a file":    func(p string) error { return os.WriteFile(p, []byte("not a directory"), 0o644) },
+		"a symlink": func(p string) error { return os.Symlink(elsewhere, p) },
+	} {
+		dir := filepath.Join(n.folder, stagingDir)
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := mk(dir); err != nil {
+			t.Fatal(err)
+		}
+		data := []byte("staged after " + what)
+		h := content.Sum(data)
+		if err := n.writeStaged(stagedName(h), h, int64(len(data)), 0, bytes.NewReader(data)); err != nil {
+			t.Fatalf("%s in the staging directory's place: %v", what, err)
+		}
+		if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
+			t.Fatalf("%s in the staging directory's place: it is now %v, %v", what, st.Mode(), err)
+		}
+		if got, err := os.ReadFile(filepath.Join(n.folder, stagedName(h))); err != nil || string(got) != string(data) {
+			t.Fatalf("%s: staged %q, %v", what, got, err)
+		}
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+		t.Fatalf("content was staged through the symlink: %v", entries)
+	}
+}
