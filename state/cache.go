@@ -11,8 +11,9 @@ const maxCachedFiles = 4096
 // fileCache keeps the records File has read, absent ones included: the
 // engine looks the same paths up several times while it decides one op,
 // and a batch of ops shares parent directories. A write transaction
-// makes it forget the records it may change (every one, unless it says
-// which), so it never answers with what a write has changed; what a read
+// makes it forget, when it ends, the records it may change (every one,
+// unless it says which); until then it answers with what was committed
+// before, as a read that began before the commit would. What a read
 // found while a write was in progress is not kept. Only the daemon
 // process writes the files table; another process (status, pair) reads
 // and writes other tables only.
