@@ -450,7 +450,13 @@ func (n *Node) receiveOps(ctx context.Context, p *quicnet.Peer, ops []oplog.Op, 
 			return err
 		}
 	}
-	inserted, err := n.ops.InsertFolded(ctx, p.ID, folds, ops...)
+	// The insert is waited for even when the session ends meanwhile (the
+	// connection replaced by a simultaneous dial's, say): once queued, the
+	// log commits it whatever ctx does, and only this call learns which
+	// ops it stored. Returning early would leave them in the log with the
+	// applier and the senders never told; the next session's resend of
+	// them is a duplicate that tells them nothing either.
+	inserted, err := n.ops.InsertFolded(context.WithoutCancel(ctx), p.ID, folds, ops...)
 	if len(inserted) > 0 {
 		n.relays.brought(p.ID, inserted)
 		// Due before the other peers hear of the ops: one that asks for
