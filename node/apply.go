@@ -505,26 +505,25 @@ func (n *Node) execute(ctx context.Context, batch *core.Batch, i int, staged *st
 	if to != "" {
 		touched = append(touched, to)
 	}
-	fresh := map[string]*rawLook{}
-	for _, p := range touched {
+	fresh := make([]*rawLook, len(touched)) // the looks taken just now, by touched's index
+	for i, p := range touched {
 		// What the decision below is based on, looked at before the
 		// record is brought up to date: a change in between makes the
 		// effects fail rather than go unseen.
 		if _, ok := staged.looks[p]; p != "" && !ok {
 			st, err := n.folderRoot().Lstat(p)
-			fresh[p] = &rawLook{st, err}
-			staged.looks[p] = look{}
-			if err == nil {
-				staged.looks[p] = lookOf(st)
+			if err != nil {
+				st = nil
 			}
+			fresh[i], staged.looks[p] = &rawLook{st, err}, lookOfStat(st)
 		}
 	}
-	for _, p := range touched {
+	for i, p := range touched {
 		// A receive-only device records no change of its own: a local
 		// change where the plan's effects write makes way for them below.
 		// The look just taken serves as the disk's side.
 		if p != "" && pending.get(p) == nil && n.cfg.Role != ReceiveOnly {
-			if err := n.recordIfChangedLocked(ctx, p, op, pending, staged.names, fresh[p]); err != nil {
+			if err := n.recordIfChangedLocked(ctx, p, op, pending, staged.names, fresh[i]); err != nil {
 				return nil, nil, err
 			}
 		}

@@ -355,6 +355,9 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	// after the rename could already see a user's edit, which would then
 	// pass for the op's content.
 	temp, terr := n.folderRoot().Lstat(name)
+	if terr != nil {
+		temp = nil
+	}
 	// A file placed without its mode would be recorded with the temp
 	// file's (0600) and never corrected: the devices would differ for
 	// good. A small fetched content was staged with its mode already. A
@@ -369,10 +372,7 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 			return fmt.Errorf("write %s: set its mode: %w", p, err)
 		}
 	}
-	placed := look{}
-	if terr == nil {
-		placed = lookOf(temp)
-	}
+	placed := lookOfStat(temp)
 	// One look at p serves the three checks before the rename: each
 	// looked on its own, at a walk of p's directories each, and a user's
 	// change between them is no more caught than one just after.

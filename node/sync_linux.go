@@ -44,8 +44,8 @@ func dataSync(f File) error {
 }
 
 // sameDevice reports whether a and b, two Lstats, are on one file system.
-// A FileInfo that says nothing of its device (an in-memory folder's) is
-// taken to be on the folder's.
+// A FileInfo that says nothing of its device is taken to be on the
+// folder's; an in-memory folder's all say device 0.
 func sameDevice(a, b fs.FileInfo) bool {
 	sa, ok := a.Sys().(*syscall.Stat_t)
 	sb, okb := b.Sys().(*syscall.Stat_t)
