@@ -212,7 +212,7 @@ func (n *Node) sweepLists(ctx context.Context) error {
 		return nil
 	}
 	held := func(h content.Hash) bool {
-		if fs, err := n.db.FilesByHash(ctx, h); err != nil || len(fs) > 0 {
+		if fs, err := n.db.ContentFiles(ctx, h); err != nil || len(fs) > 0 {
 			return true // on an error, keep
 		}
 		if ok, err := n.db.HasVersionContent(ctx, h); err != nil || ok {

@@ -506,7 +506,7 @@ func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name strin
 // recorded file that has it, and reports whether one did.
 func (n *Node) copyFromRecorded(ctx context.Context, h content.Hash, name string) bool {
 	defer n.busyWith()()
-	files, err := n.db.FilesByHash(ctx, h)
+	files, err := n.db.ContentFiles(ctx, h)
 	if err != nil {
 		return false
 	}

@@ -188,7 +188,7 @@ func (n *Node) locate(ctx context.Context, entries []HistoryEntry) {
 		}
 		h, size := e.op.Hash, e.op.Size
 		var where []string
-		if files, err := n.db.FilesByHash(ctx, h); err == nil && len(files) > 0 {
+		if files, err := n.db.ContentFiles(ctx, h); err == nil && len(files) > 0 {
 			where = append(where, "here")
 		}
 		if ok, err := n.db.HasVersionContent(ctx, h); err == nil && ok {

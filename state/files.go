@@ -296,8 +296,8 @@ type ContentFile struct {
 }
 
 // ContentFiles lists the live files whose content is h, in byte order of
-// Path. It is FilesByHash reading three columns: it runs for every
-// content a peer asks for.
+// Path. It is FilesByHash reading three columns, all that finding a
+// content here needs: it runs for every content a peer asks for.
 func (db *DB) ContentFiles(ctx context.Context, h content.Hash) ([]ContentFile, error) {
 	if h.IsZero() {
 		return nil, nil
