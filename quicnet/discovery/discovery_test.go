@@ -296,7 +296,7 @@ func TestDiscoveryInterfacesAppear(t *testing.T) {
 		if st.ifaces != "" || st.restarts != 0 {
 			t.Fatalf("refresh %d with no interface: runs %+v", i, st)
 		}
-		clk.Advance(interval)
+		advanceArmed(t, clk, interval)
 		st = states.next(t, fmt.Sprintf("interval %d", i+1))
 	}
 	if n := picks.Load(); n != 4 {
@@ -306,14 +306,14 @@ func TestDiscoveryInterfacesAppear(t *testing.T) {
 		t.Fatalf("a reported %d sightings with no interface", n)
 	}
 	phase.Store(1)
-	clk.Advance(interval)
+	advanceArmed(t, clk, interval)
 	if st = states.next(t, "interface appeared"); st.ifaces != "phase 1" || st.restarts != 1 || !st.browsing {
 		t.Fatalf("once an interface appeared: %+v, want running and browsing on phase 1", st)
 	}
 	netlab.Eventually(t, 10*time.Second, "a finds b once an interface appears", func() (bool, string) { return recA.has(idB, netip.Addr{}, 44002) })
 	phase.Store(2) // "an address changed": a restarts and keeps finding b
 	n := recA.count()
-	clk.Advance(interval)
+	advanceArmed(t, clk, interval)
 	if st = states.next(t, "interfaces changed"); st.ifaces != "phase 2" || st.restarts != 2 || !st.browsing {
 		t.Fatalf("once the interfaces changed: %+v, want restarted and browsing on phase 2", st)
 	}
@@ -554,7 +554,7 @@ func TestDiscoveryNotWanted(t *testing.T) {
 		return recB.has(cfgA.ID, lo, 44001)
 	})
 	for i := range 4 {
-		clk.Advance(idle)
+		advanceArmed(t, clk, idle)
 		if st = states.next(t, fmt.Sprintf("idle check %d", i+1)); st.browsing || st.restarts != 1 || st.wait != idle {
 			t.Fatalf("idle check %d with no peer wanted: %+v, want running once, not browsing, next in %v", i+1, st, idle)
 		}
@@ -571,4 +571,24 @@ func TestDiscoveryNotWanted(t *testing.T) {
 		t.Fatalf("peers wanted again: %+v, want browsing, next check in %v", st, interval)
 	}
 	netlab.Eventually(t, 5*time.Second, "a finds b once it wants peers", func() (bool, string) { return recA.has(idB, lo, 44002) })
+}
+
+// advanceArmed moves clk on by d once the Service's loop waits on it. The
+// refreshed hook runs before the loop re-arms its timer, so a move made
+// as soon as a state arrives could come before the timer exists and be
+// missed: the test then waited for a refresh that never came.
+func advanceArmed(t *testing.T, clk *clock.Fake, d time.Duration) {
+	t.Helper()
+	for {
+		n, armed := clk.Armed()
+		if n > 0 {
+			clk.Advance(d)
+			return
+		}
+		select {
+		case <-armed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the discovery loop never waited on the clock")
+		}
+	}
 }
