@@ -123,6 +123,8 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 	later, size := n.ahead.pending(applied)
 	room := n.windowBytes - size
 	more, drained, first := false, false, true
+	var lead *stagedSet // what a window fetched for the next one
+	defer func() { n.dropStaged(lead) }()
 	defer func() {
 		if drained {
 			n.ahead.keep(blocked) // a pass cut short did not see every origin
@@ -158,7 +160,8 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 		handled += len(ops)
 		// What the window holds is in its batch already.
 		later = slices.DeleteFunc(later, func(op oplog.Op) bool { return op.Seq < r.next[op.Origin] })
-		errs, err := n.applyWindow(ctx, ops, later, applied, blocked, extra, false)
+		errs, next, err := n.applyWindow(ctx, ops, later, applied, blocked, extra, false, n.leadInto(r, blocked, lead))
+		lead = next
 		stageErrs = append(stageErrs, errs...)
 		if err != nil {
 			return err
@@ -175,6 +178,32 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 		return errors.Join(stageErrs...)
 	}
 	return nil
+}
+
+// leadInto is the windowLead of the window r returned last, staged holding
+// what the window before fetched for it. The next window is read ahead
+// from where r is, one chunk of it, while the window is applied: not if
+// nothing is left to read, nor once an op of the pass failed, as an origin
+// blocked in the window would make the read wrong, and a pass retried
+// every few seconds for an op whose content is missing would fetch a chunk
+// for nothing at every try.
+func (n *Node) leadInto(r *pendingReader, blocked *blocks, staged *stagedSet) windowLead {
+	lead := windowLead{staged: staged}
+	if !r.more() || blocked.some.Load() {
+		return lead
+	}
+	reader, skip := r.ahead(min(applyChunk, n.windowOps)), maps.Clone(blocked.why)
+	lead.ahead = func(ctx context.Context, seen map[content.Hash]bool) *stagedSet {
+		if blocked.some.Load() {
+			return nil
+		}
+		ops, err := reader.window(ctx, func(origin certs.DeviceID) bool { _, ok := skip[origin]; return ok })
+		if err != nil || len(ops) == 0 {
+			return nil // the window reads them itself
+		}
+		return n.stageAhead(ctx, ops, seen)
+	}
+	return lead
 }
 
 // logAhead reports whether the log (upto) holds an op the database
@@ -212,15 +241,23 @@ func (n *Node) recordOwn(ctx context.Context, applied, upto map[certs.DeviceID]u
 // the batch takes them into account, and does not apply them. extra is
 // what to stage with the first chunk besides the window's contents. With
 // resume set, the ops are set-aside ones carried out now (see
-// resumeSetAside).
+// resumeSetAside). lead carries the pipeline over from the window before
+// and into the next: it returns what lead.ahead staged for the next one.
 func (n *Node) applyWindow(ctx context.Context, ops, later []oplog.Op, applied map[certs.DeviceID]uint64,
-	blocked *blocks, extra []want, resume bool) ([]error, error) {
+	blocked *blocks, extra []want, resume bool, lead windowLead) (stageErrs []error, next *stagedSet, err error) {
 	batch := core.NewBatch(slices.Concat(ops, later))
 	// A content is staged once per window (see stageContents). Not once
 	// per pass: what a window staged and did not use (its op's origin was
 	// blocked) is removed when the window ends, and a later window that
-	// needs it stages it again.
+	// needs it stages it again. What the window before staged for this
+	// one counts as this one's.
 	seen := map[content.Hash]bool{}
+	if lead.staged != nil {
+		for h := range lead.staged.temp {
+			seen[h] = true
+		}
+	}
+	defer n.dropStaged(lead.staged) // after the fetcher below has ended
 
 	// Chunks in causal order: a prefix of a causal order is causally
 	// closed, so each chunk builds only on what is applied before it.
@@ -235,7 +272,7 @@ func (n *Node) applyWindow(ctx context.Context, ops, later []oplog.Op, applied m
 		defer close(chunks)
 		for lo := 0; lo < len(ops); lo += applyChunk {
 			hi := min(lo+applyChunk, len(ops))
-			c := stagedChunk{lo, hi, n.stageContents(sctx, batch, lo, hi, seen, extra)}
+			c := stagedChunk{lo, hi, n.stageContents(sctx, batch, lo, hi, seen, extra, lead.staged)}
 			extra = nil
 			select {
 			case chunks <- c:
@@ -243,22 +280,41 @@ func (n *Node) applyWindow(ctx context.Context, ops, later []oplog.Op, applied m
 				return
 			}
 		}
+		// The last chunk is being applied: the next window's first one
+		// is fetched meanwhile.
+		if lead.ahead != nil && sctx.Err() == nil {
+			next = lead.ahead(sctx, seen)
+		}
 	}()
 	defer func() {
 		stop()
 		for range chunks { // let the fetcher end before returning
 		}
+		if err != nil {
+			n.dropStaged(next)
+			next = nil
+		}
 	}()
 
-	var stageErrs []error
 	for c := range chunks {
 		c.staged.resume = resume
 		if err := n.applyOps(ctx, batch, c.lo, c.hi, nil, c.staged, applied, blocked); err != nil {
-			return stageErrs, err
+			return stageErrs, nil, err
 		}
 		stageErrs = append(stageErrs, c.staged.errs...)
 	}
-	return stageErrs, nil
+	return stageErrs, next, nil
+}
+
+// windowLead keeps a pass's pipeline going from one window to the next:
+// the contents of a window's first chunk are fetched while the last chunk
+// of the window before is applied, not after it.
+type windowLead struct {
+	// staged holds what the window before fetched for this one.
+	staged *stagedSet
+	// ahead, if not nil, stages the next window's first contents, seen
+	// being what this window staged (see stageAhead).
+	ahead func(ctx context.Context, seen map[content.Hash]bool) *stagedSet
 }
 
 // applyOps carries out one chunk of remote ops under the commit lock,

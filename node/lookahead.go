@@ -8,6 +8,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"sync/atomic"
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/node/internal/core"
@@ -32,6 +33,9 @@ type blocks struct {
 	why map[certs.DeviceID]string
 	seq map[certs.DeviceID]uint64
 	at  map[certs.DeviceID]oplog.Op
+	// some is set once an op failed in the pass; a window's fetcher reads
+	// it while the window is applied (see applyWindow's lead).
+	some atomic.Bool
 }
 
 func newBlocks() *blocks {
@@ -48,6 +52,7 @@ func (b *blocks) has(origin certs.DeviceID) bool {
 // ops wait with it.
 func (b *blocks) block(op oplog.Op, why string) {
 	b.why[op.Origin], b.seq[op.Origin], b.at[op.Origin] = why, op.Seq, op
+	b.some.Store(true)
 }
 
 // aheadState is what lookAhead found, per origin blocked at an op, for

@@ -59,7 +59,7 @@ func (n *Node) resumeSetAside(ctx context.Context) error {
 	}
 	sortCausal(due)
 	blocked := newBlocks()
-	errs, err := n.applyWindow(ctx, due, nil, map[certs.DeviceID]uint64{}, blocked, nil, true)
+	errs, _, err := n.applyWindow(ctx, due, nil, map[certs.DeviceID]uint64{}, blocked, nil, true, windowLead{})
 	if err != nil {
 		return err
 	}

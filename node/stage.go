@@ -22,8 +22,47 @@ import (
 // gains this chunk's: a content is staged once per window. Its temp file has
 // one name, and the chunk that staged it moves it into place or removes
 // it, possibly while this chunk is staged; a later chunk copies the
-// content from where the earlier one placed it.
-func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int, seen map[content.Hash]bool, extra []want) *stagedSet {
+// content from where the earlier one placed it. What lead (staged ahead
+// for the window, see applyWindow) holds is taken from it, not fetched.
+func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int, seen map[content.Hash]bool, extra []want, lead *stagedSet) *stagedSet {
+	staged := newStagedSet()
+	wants, named := n.chunkWants(ctx, batch, lo, hi, seen, lead, staged)
+	for _, w := range extra {
+		if !seen[w.h] {
+			seen[w.h] = true
+			wants = append(wants, w)
+		}
+	}
+	n.fetchAll(ctx, wants, staged)
+	// Who brought the ops of this chunk matters no more: their contents
+	// are staged, here already, or not wanted.
+	if ctx.Err() == nil { // a pass stopped midway leaves its ops pending
+		n.relays.fetched(named)
+	}
+	return staged
+}
+
+// stageAhead fetches the small contents that ops, the start of the next
+// window, will want, while the window before is applied: between two
+// windows the pipeline of a pass would otherwise stop for one chunk's
+// fetch. seen is what the window being applied staged: its temp files
+// are in use, and it places those contents itself. Nothing is taken for
+// granted: the next window takes from what this stages only the contents
+// its own chunks want (see chunkWants), and removes the rest.
+func (n *Node) stageAhead(ctx context.Context, ops []oplog.Op, seen map[content.Hash]bool) *stagedSet {
+	staged := newStagedSet()
+	wants, _ := n.chunkWants(ctx, core.NewBatch(ops), 0, len(ops), maps.Clone(seen), nil, staged)
+	// A large content may take long to come, for a window that may not
+	// want it (an origin blocked since): its own chunk fetches it.
+	wants = slices.DeleteFunc(wants, func(w want) bool { return w.size > smallContent })
+	n.fetchAll(ctx, wants, staged)
+	return staged
+}
+
+// chunkWants returns the contents the remote writes and renames among ops
+// lo to hi of batch need (see stageContents) and every hash the ops name.
+// A content lead holds is moved into staged instead of wanted.
+func (n *Node) chunkWants(ctx context.Context, batch *core.Batch, lo, hi int, seen map[content.Hash]bool, lead, staged *stagedSet) ([]want, []content.Hash) {
 	type placement struct {
 		path string
 		hash content.Hash
@@ -66,7 +105,14 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 		if op.Kind == oplog.KindRename {
 			p = op.NewPath
 		}
-		if checkPath(p) != nil || seen[op.Hash] || n.refused(p) {
+		if checkPath(p) != nil || n.refused(p) {
+			continue
+		}
+		if lead.give(op.Hash, op.Size, staged) {
+			seen[op.Hash] = true
+			continue
+		}
+		if seen[op.Hash] {
 			continue
 		}
 		if op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, nil, nil) {
@@ -78,20 +124,37 @@ func (n *Node) stageContents(ctx context.Context, batch *core.Batch, lo, hi int,
 		seen[op.Hash] = true
 		wants = append(wants, want{h: op.Hash, size: op.Size, mode: op.Mode})
 	}
-	for _, w := range extra {
-		if !seen[w.h] {
-			seen[w.h] = true
-			wants = append(wants, w)
-		}
+	return wants, named
+}
+
+// give moves the temp file of content h (of size bytes), if s staged it,
+// to to, and reports whether it did. A nil s has none.
+func (s *stagedSet) give(h content.Hash, size int64, to *stagedSet) bool {
+	if s == nil {
+		return false
 	}
-	staged := newStagedSet()
-	n.fetchAll(ctx, wants, staged)
-	// Who brought the ops of this chunk matters no more: their contents
-	// are staged, here already, or not wanted.
-	if ctx.Err() == nil { // a pass stopped midway leaves its ops pending
-		n.relays.fetched(named)
+	name, ok := s.temp[h]
+	if !ok {
+		return false
 	}
-	return staged
+	delete(s.temp, h)
+	to.temp[h] = name
+	if !syncedAlone(size) {
+		to.flush = true // see applyOps
+	}
+	return true
+}
+
+// dropStaged removes the temp files s holds (s may be nil): contents
+// staged for ops that did not use them.
+func (n *Node) dropStaged(s *stagedSet) {
+	if s == nil {
+		return
+	}
+	for _, name := range slices.Sorted(maps.Values(s.temp)) {
+		n.folderRoot().Remove(name)
+	}
+	clear(s.temp)
 }
 
 // newStagedSet is an empty stagedSet.

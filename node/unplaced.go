@@ -248,7 +248,7 @@ func (n *Node) retryCaseConflicts(ctx context.Context) error {
 // placed, as an apply pass would, and records what it did with b.
 func (n *Node) placeAgain(ctx context.Context, op oplog.Op, b state.Batch) error {
 	batch := core.NewBatch([]oplog.Op{op})
-	staged := n.stageContents(ctx, batch, 0, 1, map[content.Hash]bool{}, nil)
+	staged := n.stageContents(ctx, batch, 0, 1, map[content.Hash]bool{}, nil, nil)
 	if len(staged.errs) > 0 {
 		return errors.Join(staged.errs...)
 	}

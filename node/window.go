@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"unsafe"
 
 	"github.com/drive-node/drive-node/certs"
@@ -25,11 +27,14 @@ import (
 // about 1.2 MiB, and the batch index, the staged set and the records of a
 // window take about as much again; the byte bound only binds for ops with
 // long paths or large versions (one with MaxParents entries is some 70
-// KiB: 60 of them fill 4 MiB). Four chunks to a window keep the pipeline
-// of a pass (the contents of the next chunk are fetched while one is
-// applied) going for three chunks in four; between windows it stops,
-// since what a window holds depends on which origins the one before it
-// blocked.
+// KiB: 60 of them fill 4 MiB). The pipeline of a pass (the contents of
+// the next chunk are fetched while one is applied) goes on between
+// windows too: while a window's last chunk is applied, the next window's
+// first chunk is read and its small contents fetched (windowLead), so a
+// pass holds a window and one chunk more. What a window holds depends on
+// which origins the one before it blocked: once an op of the pass has
+// failed, nothing is read ahead, and what was fetched for ops the next
+// window leaves out is removed.
 const (
 	applyWindowOps   = 4 * applyChunk
 	applyWindowBytes = 4 << 20
@@ -127,6 +132,18 @@ func (r *pendingReader) window(ctx context.Context, skip func(certs.DeviceID) bo
 	}
 	return out, nil
 }
+
+// ahead returns a reader that reads on from where r is, up to maxOps
+// ops a window, and leaves r where it is: the next window can be read
+// before the one r returned last is applied (see applyWindow's lead).
+func (r *pendingReader) ahead(maxOps int) *pendingReader {
+	return &pendingReader{log: r.log, upto: r.upto, next: maps.Clone(r.next), heads: slices.Clone(r.heads),
+		maxOps: maxOps, maxBytes: r.maxBytes}
+}
+
+// more reports whether the pass has ops left to read (some may turn out
+// to be of origins blocked since).
+func (r *pendingReader) more() bool { return r.heads.Len() > 0 }
 
 // startAt makes op, its origin's first pending op, where the origin's
 // part of the next window starts.

@@ -5,15 +5,19 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"path"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/drive-node/drive-node/certs"
 	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
+	"github.com/drive-node/drive-node/quicnet"
 	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/vclock"
 )
@@ -341,5 +345,114 @@ func TestSimulationInSmallWindows(t *testing.T) {
 		if r.err != nil {
 			r.fail(t)
 		}
+	}
+}
+
+// gatedSync holds the first SyncFS of a folder, which a chunk of small
+// fetched files calls before it places any of them, until release is
+// closed; entered is closed when it starts to wait.
+type gatedSync struct {
+	Folder
+	once             sync.Once
+	entered, release chan struct{}
+}
+
+func (g *gatedSync) SyncFS() error {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.release
+	})
+	return g.Folder.SyncFS()
+}
+
+// noteFetch serves contents from sharedContent and sends each hash asked
+// for on asked.
+type noteFetch struct{ asked chan content.Hash }
+
+func (f noteFetch) Fetch(ctx context.Context, h content.Hash, offset int64, dst io.Writer) (int64, error) {
+	f.asked <- h
+	return sharedContent.Fetch(ctx, h, offset, dst)
+}
+
+// A pass's pipeline does not stop between windows: the contents of the
+// next window's first chunk are fetched while the window before is
+// applied. What was fetched for ops the next window then leaves out (an
+// origin blocked meanwhile) is removed with it.
+func TestNextWindowFetchedWhileOneIsApplied(t *testing.T) {
+	sc, _, b := newScenario(t)
+	b.node.windowOps = 10
+	const ops = 20
+	stuck, free := made(1), made(2)
+	// Lamport clocks 1, 3, 5… and 2, 4, 6…: each window holds five ops
+	// of each origin, and the stuck origin's first op waits for a content
+	// no device has.
+	var ahead []content.Hash // the second window's, read ahead
+	var missing string
+	for k, origin := range []certs.DeviceID{stuck, free} {
+		data := make([]string, ops)
+		for i := range data {
+			data[i] = unique(fmt.Sprintf("lead test file %d of origin %d", i, k))
+			if i > 0 || origin == free {
+				sharedContent.put([]byte(data[i]))
+			} else {
+				missing = data[i]
+			}
+		}
+		batch := peerOps(origin, 1, ops, 0, func(i int) string { return fmt.Sprintf("o%d/f%03d", k, i) }, func(i int) string { return data[i] })
+		for i := range batch {
+			batch[i].Lamport = uint64(2*i + 1 + k)
+		}
+		insert(t, b, batch)
+		for _, op := range batch[5:10] {
+			ahead = append(ahead, op.Hash)
+		}
+	}
+	fetches := noteFetch{make(chan content.Hash, 4*ops)}
+	b.node.contentFrom = func([]*quicnet.Peer) []contentFetcher { return []contentFetcher{fetches} }
+	gate := &gatedSync{Folder: b.folder, entered: make(chan struct{}), release: make(chan struct{})}
+	b.node.setFolder(gate)
+	passed := make(chan error, 1)
+	go func() { passed <- b.node.applyPending(sc.ctx) }()
+
+	// The first window's files are fetched, and wait to be placed.
+	deadline := time.After(10 * time.Second)
+	select {
+	case <-gate.entered:
+	case <-deadline:
+		t.Fatal("the first window's files were never flushed")
+	}
+	// Meanwhile the second window's contents are fetched.
+	wanted := map[content.Hash]bool{}
+	for _, h := range ahead {
+		wanted[h] = true
+	}
+	for len(wanted) > 0 {
+		select {
+		case h := <-fetches.asked:
+			delete(wanted, h)
+		case <-deadline:
+			close(gate.release)
+			<-passed
+			t.Fatalf("%d contents of the next window were not fetched while the first one was applied", len(wanted))
+		}
+	}
+	close(gate.release)
+	if err := <-passed; !errors.Is(err, ErrContentNowhere) {
+		t.Fatalf("the pass ended with %v, want the content missing", err)
+	}
+	applied, err := b.db.Applied(sc.ctx)
+	sc.must(err)
+	if applied[free] != ops || applied[stuck] != 0 {
+		t.Fatalf("applied %d of the free origin's ops and %d of the blocked one's, want %d and 0", applied[free], applied[stuck], ops)
+	}
+	// The stuck origin's contents fetched ahead are not left behind; the
+	// missing content's empty start is, for the next try to resume.
+	d, err := b.folder.Open(stagingDir)
+	sc.must(err)
+	left, err := d.Readdirnames(-1)
+	d.Close()
+	sc.must(err)
+	if resumed := path.Base(stagedName(content.Sum([]byte(missing)))); len(left) != 1 || left[0] != resumed {
+		t.Fatalf("the staging directory holds %v after the pass, want only %s", left, resumed)
 	}
 }
