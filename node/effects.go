@@ -161,6 +161,9 @@ type stagedSet struct {
 	// rename keeps (see fillFromDisk). Anything else done at the path
 	// forgets it.
 	placedAs map[string]fs.FileInfo
+	// tempInfo holds what a temp file of temp looked like once written,
+	// its mtime set to the wanting op's (see writeStaged).
+	tempInfo map[content.Hash]fs.FileInfo
 	errs     []error // why contents could not be had
 	// failed holds, per content this pass tried and failed to stage, why.
 	failed map[content.Hash]error
@@ -349,14 +352,17 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 			}
 		}
 	}
-	mt := time.Unix(0, op.MTime)
-	n.folderRoot().Chtimes(name, mt, mt)
 	// What the rename puts at p, taken from the temp file: a look at p
 	// after the rename could already see a user's edit, which would then
-	// pass for the op's content.
-	temp, terr := n.folderRoot().Lstat(name)
-	if terr != nil {
-		temp = nil
+	// pass for the op's content. A fetched file was looked at once
+	// written, its mtime set to this op's if it wanted it.
+	temp, terr := staged.tempInfo[op.Hash], error(nil)
+	if !fetched || temp == nil || !n.sameMTime(temp.ModTime().UnixNano(), op.MTime) {
+		mt := time.Unix(0, op.MTime)
+		n.folderRoot().Chtimes(name, mt, mt)
+		if temp, terr = n.folderRoot().Lstat(name); terr != nil {
+			temp = nil
+		}
 	}
 	// A file placed without its mode would be recorded with the temp
 	// file's (0600) and never corrected: the devices would differ for
@@ -408,6 +414,7 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	delete(staged.temp, op.Hash)
+	delete(staged.tempInfo, op.Hash)
 	staged.placed[op.Hash] = p
 	staged.touch(p)
 	staged.left(p, placed)
@@ -497,7 +504,7 @@ func (n *Node) contentFromElsewhere(ctx context.Context, op oplog.Op, name strin
 	if err := staged.failed[op.Hash]; err != nil {
 		return err // this pass tried already: its reason stands
 	}
-	n.unstaged.add(want{h: op.Hash, size: op.Size, mode: op.Mode})
+	n.unstaged.add(want{h: op.Hash, size: op.Size, mode: op.Mode, mtime: op.MTime})
 	n.applyKick.Kick()
 	return fmt.Errorf("content %s: %w: it is fetched before the next pass", op.Hash.Short(), ErrContentUnavailable)
 }

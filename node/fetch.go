@@ -305,6 +305,9 @@ type want struct {
 	h    content.Hash
 	size int64
 	mode uint32
+	// mtime, if not 0, is what the temp file's mtime is set to once
+	// written: the op that wants it puts it in place with that mtime.
+	mtime int64
 }
 
 // wantSet holds contents a pass found it needed and had not staged, for
@@ -363,7 +366,7 @@ func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
 	defer n.relays.fetched(hs)
 	peers := n.fetchers()
 	var mu sync.Mutex
-	got := func(w want, name string, err error) {
+	got := func(w want, name string, info fs.FileInfo, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -375,13 +378,19 @@ func (n *Node) fetchAll(ctx context.Context, wants []want, staged *stagedSet) {
 			return
 		}
 		staged.temp[w.h] = name
+		if info != nil {
+			if staged.tempInfo == nil {
+				staged.tempInfo = map[content.Hash]fs.FileInfo{}
+			}
+			staged.tempInfo[w.h] = info
+		}
 		if !syncedAlone(w.size) {
 			staged.flush = true // see applyOps
 		}
 	}
 	one := func(w want) {
 		name, err := n.stage(ctx, w.h, w.size, peers)
-		got(w, name, err)
+		got(w, name, nil, err)
 	}
 	var batches [][]want
 	var single []want
@@ -438,7 +447,7 @@ func batchSize(ws []want) (total int64) {
 // each staged one to got, and returns those it did not stage: p lacks
 // them, a copy was bad, or the batch ended early. They are then fetched
 // one by one, which retries, tries every peer and reports a full disk.
-func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, got func(want, string, error)) (rest []want) {
+func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, got func(want, string, fs.FileInfo, error)) (rest []want) {
 	bf, ok := p.(batchFetcher)
 	if !ok {
 		return group
@@ -454,7 +463,7 @@ func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, g
 		}
 		name := stagedName(hs[i])
 		finished := n.transfer(p, hs[i], size)
-		err := n.writeStaged(name, hs[i], size, group[i].mode, r)
+		info, err := n.writeStaged(name, hs[i], size, group[i].mode, group[i].mtime, r)
 		finished(err)
 		if err != nil {
 			if errors.Is(err, ErrHashMismatch) {
@@ -465,7 +474,7 @@ func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, g
 		}
 		staged[i] = true
 		n.received(p, size)
-		got(group[i], name, nil)
+		got(group[i], name, info, nil)
 		return nil
 	})
 	if err != nil && ctx.Err() == nil {
@@ -480,15 +489,18 @@ func (n *Node) fetchBatch(ctx context.Context, group []want, p contentFetcher, g
 }
 
 // writeStaged writes the size bytes r holds to the temp file name,
-// created with mode (0600 for 0), and checks them against h; a bad or
-// failed copy leaves no file.
-func (n *Node) writeStaged(name string, h content.Hash, size int64, mode uint32, r io.Reader) (err error) {
+// created with mode (0600 for 0) and given mtime (unless 0), and checks
+// them against h; a bad or failed copy leaves no file. It returns what
+// the file looks like once written (nil if that could not be had): place
+// then neither sets the mtime nor looks at the file again, on the
+// apply's one thread.
+func (n *Node) writeStaged(name string, h content.Hash, size int64, mode uint32, mtime int64, r io.Reader) (info fs.FileInfo, err error) {
 	b := make([]byte, size)
 	if _, err := io.ReadFull(r, b); err != nil {
-		return err
+		return nil, err
 	}
 	if content.Sum(b) != h {
-		return ErrHashMismatch
+		return nil, ErrHashMismatch
 	}
 	perm := fs.FileMode(0o600)
 	if mode != 0 {
@@ -498,7 +510,7 @@ func (n *Node) writeStaged(name string, h content.Hash, size int64, mode uint32,
 	// place then corrects.
 	f, err := n.createStaged(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", name, err)
+		return nil, fmt.Errorf("create %s: %w", name, err)
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
@@ -509,10 +521,17 @@ func (n *Node) writeStaged(name string, h content.Hash, size int64, mode uint32,
 		}
 	}()
 	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return nil, fmt.Errorf("write %s: %w", name, err)
+	}
+	if mtime != 0 {
+		// Set before the file is flushed, so a crash keeps it too.
+		mt := time.Unix(0, mtime)
+		if n.folderRoot().Chtimes(name, mt, mt) == nil {
+			info, _ = f.Stat()
+		}
 	}
 	if syncedAlone(size) {
-		return n.syncReceived(f, name, h, size)
+		return info, n.syncReceived(f, name, h, size)
 	}
-	return nil
+	return info, nil
 }

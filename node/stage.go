@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"io/fs"
 	"maps"
 	"slices"
 
@@ -122,7 +123,7 @@ func (n *Node) chunkWants(ctx context.Context, batch *core.Batch, lo, hi int, se
 			continue
 		}
 		seen[op.Hash] = true
-		wants = append(wants, want{h: op.Hash, size: op.Size, mode: op.Mode})
+		wants = append(wants, want{h: op.Hash, size: op.Size, mode: op.Mode, mtime: op.MTime})
 	}
 	return wants, named
 }
@@ -139,6 +140,12 @@ func (s *stagedSet) give(h content.Hash, size int64, to *stagedSet) bool {
 	}
 	delete(s.temp, h)
 	to.temp[h] = name
+	if info, ok := s.tempInfo[h]; ok {
+		if to.tempInfo == nil {
+			to.tempInfo = map[content.Hash]fs.FileInfo{}
+		}
+		to.tempInfo[h] = info
+	}
 	if !syncedAlone(size) {
 		to.flush = true // see applyOps
 	}
@@ -155,6 +162,7 @@ func (n *Node) dropStaged(s *stagedSet) {
 		n.folderRoot().Remove(name)
 	}
 	clear(s.temp)
+	clear(s.tempInfo)
 }
 
 // newStagedSet is an empty stagedSet.

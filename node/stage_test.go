@@ -134,54 +134,69 @@ func TestStagingMakesNoEventInTheWatchedTree(t *testing.T) {
 	}
 }
 
-// chmodCounter counts the Chmod calls made on the folder it wraps.
-type chmodCounter struct {
+// metaCounter counts the Chmod and Chtimes calls made on the folder it
+// wraps.
+type metaCounter struct {
 	Folder
-	chmods atomic.Int32
+	chmods, chtimes atomic.Int32
 }
 
-func (c *chmodCounter) Chmod(name string, mode fs.FileMode) error {
+func (c *metaCounter) Chmod(name string, mode fs.FileMode) error {
 	c.chmods.Add(1)
 	return c.Folder.Chmod(name, mode)
 }
 
-// TestSmallContentStagedWithItsMode: a small content is staged with the
-// mode of the op that places it, so placing it sets the mtime and needs
-// no chmod; the file ends with the op's mode and mtime either way.
-func TestSmallContentStagedWithItsMode(t *testing.T) {
+func (c *metaCounter) Chtimes(name string, atime, mtime time.Time) error {
+	c.chtimes.Add(1)
+	return c.Folder.Chtimes(name, atime, mtime)
+}
+
+// TestSmallContentStagedWithItsModeAndMTime: a small content is staged
+// with the mode and mtime of the op that wants it, so placing it needs
+// neither a chmod nor a chtimes; an op that wants another mode or mtime
+// gets it set when placed. The file ends with the op's mode and mtime
+// either way.
+func TestSmallContentStagedWithItsModeAndMTime(t *testing.T) {
 	n := startNode(t, t.TempDir(), freeUDPPort(t))
 	ctx := context.Background()
 	data := []byte("#!/bin/sh\necho staged\n")
 	h := content.Sum(data)
 	name := stagedName(h)
-	if err := n.writeStaged(name, h, int64(len(data)), 0o750, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := os.Lstat(filepath.Join(n.folder, name)); err != nil || st.Mode().Perm() != 0o750 {
-		t.Fatalf("staged file: %v, %v; want mode 0750", st.Mode(), err)
-	}
-	counting := &chmodCounter{Folder: n.folderRoot()}
+	staged := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	counting := &metaCounter{Folder: n.folderRoot()}
 	n.setFolder(counting)
 	defer n.setFolder(counting.Folder)
-	mtime := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
-	for i, mode := range []uint32{0o750, 0o604} {
-		staged := newStagedSet()
-		staged.temp[h] = name
+	for i, c := range []struct {
+		mode            uint32
+		mtime           time.Time
+		chmods, chtimes int32 // what placing it costs
+	}{
+		{0o750, staged, 0, 0},
+		{0o604, staged, 1, 0},
+		{0o750, staged.Add(time.Hour), 0, 1},
+	} {
+		info, err := n.writeStaged(name, h, int64(len(data)), 0o750, staged.UnixNano(), bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Lstat(filepath.Join(n.folder, name)); err != nil || st.Mode().Perm() != 0o750 || !st.ModTime().Equal(staged) {
+			t.Fatalf("staged file: %v, %v, %v; want mode 0750 and mtime %v", st.Mode(), st.ModTime(), err, staged)
+		}
+		set := newStagedSet()
+		set.temp[h], set.tempInfo = name, map[content.Hash]fs.FileInfo{h: info}
+		counting.chmods.Store(0)
+		counting.chtimes.Store(0)
 		p := fmt.Sprintf("bin/run%d", i)
-		op := oplog.Op{Kind: oplog.KindWrite, Path: p, Hash: h, Size: int64(len(data)), Mode: mode, MTime: mtime.UnixNano()}
-		if err := n.place(ctx, p, op, staged); err != nil {
+		op := oplog.Op{Kind: oplog.KindWrite, Path: p, Hash: h, Size: int64(len(data)), Mode: c.mode, MTime: c.mtime.UnixNano()}
+		if err := n.place(ctx, p, op, set); err != nil {
 			t.Fatal(err)
 		}
 		st, err := os.Lstat(filepath.Join(n.folder, p))
-		if err != nil || st.Mode().Perm() != fs.FileMode(mode) || !st.ModTime().Equal(mtime) {
-			t.Fatalf("%s placed: %v, %v, %v; want mode %o and mtime %v", p, st.Mode(), st.ModTime(), err, mode, mtime)
+		if err != nil || st.Mode().Perm() != fs.FileMode(c.mode) || !st.ModTime().Equal(c.mtime) {
+			t.Fatalf("%s placed: %v, %v, %v; want mode %o and mtime %v", p, st.Mode(), st.ModTime(), err, c.mode, c.mtime)
 		}
-		if want := int32(i); counting.chmods.Load() != want { // none for the first, one for the second
-			t.Fatalf("%d chmods after placing %s, want %d", counting.chmods.Load(), p, want)
-		}
-		// The second op's content is staged again, under another mode.
-		if err := n.writeStaged(name, h, int64(len(data)), 0o600, bytes.NewReader(data)); err != nil {
-			t.Fatal(err)
+		if got := [2]int32{counting.chmods.Load(), counting.chtimes.Load()}; got != [2]int32{c.chmods, c.chtimes} {
+			t.Fatalf("placing %s took %d chmods and %d chtimes, want %d and %d", p, got[0], got[1], c.chmods, c.chtimes)
 		}
 	}
 }
@@ -205,7 +220,7 @@ func TestStagingDirectoryReplacedIsMadeAgain(t *testing.T) {
 		}
 		data := []byte("staged after " + what)
 		h := content.Sum(data)
-		if err := n.writeStaged(stagedName(h), h, int64(len(data)), 0, bytes.NewReader(data)); err != nil {
+		if _, err := n.writeStaged(stagedName(h), h, int64(len(data)), 0, 0, bytes.NewReader(data)); err != nil {
 			t.Fatalf("%s in the staging directory's place: %v", what, err)
 		}
 		if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
