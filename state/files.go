@@ -104,21 +104,8 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 		touched.paths[i] = b.Files[i].Path
 	}
 	err := db.writeTx(ctx, false, touched, func(tx *sql.Tx) error {
-		if len(b.Files) > 0 {
-			stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO files (`+fileColumns+`, updated_ns)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-			if err != nil {
-				return err
-			}
-			defer stmt.Close()
-			for i := range b.Files {
-				f := &b.Files[i]
-				if _, err := stmt.ExecContext(ctx, f.Path, boolInt(f.Dir), hashArg(f.Hash), f.Size, int64(f.Mode),
-					f.MTime, u64(f.Inode), encodeVector(f.Version), u64(f.Lamport), f.Origin[:], u64(f.Seq),
-					boolInt(f.Deleted), f.DeletedAt, encodeHeads(f.Heads), now); err != nil {
-					return fmt.Errorf("store %q: %w", f.Path, err)
-				}
-			}
+		if err := storeFiles(ctx, tx, b.Files, now); err != nil {
+			return err
 		}
 		at := b.At
 		if at == 0 {
@@ -151,6 +138,65 @@ func (db *DB) Apply(ctx context.Context, b Batch) error {
 	}
 	if len(b.Files) > 0 || len(b.Applied) > 0 {
 		db.filesGen.Add(1)
+	}
+	return nil
+}
+
+// filesPerInsert is how many records one INSERT statement stores: each
+// statement run costs some 10 µs besides its rows (database/sql, the
+// driver, SQLite's bind and reset), most of a record's cost when a
+// received file is recorded. 64 rows take 960 of SQLite's 32,766
+// parameters.
+const filesPerInsert = 64
+
+// storeFiles inserts files, or replaces the records at their paths, in
+// order: of two with one path, the later stays.
+func storeFiles(ctx context.Context, tx *sql.Tx, files []File, now int64) error {
+	const row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	var stmt *sql.Stmt
+	defer func() {
+		if stmt != nil {
+			stmt.Close()
+		}
+	}()
+	prepared := 0 // rows stmt takes
+	args := make([]any, 0, 15*min(len(files), filesPerInsert))
+	for len(files) > 0 {
+		group := files[:min(len(files), filesPerInsert)]
+		files = files[len(group):]
+		if len(group) != prepared {
+			if stmt != nil {
+				stmt.Close()
+			}
+			var err error
+			stmt, err = tx.PrepareContext(ctx, `INSERT OR REPLACE INTO files (`+fileColumns+`, updated_ns) VALUES `+
+				strings.Repeat(row+", ", len(group)-1)+row)
+			if err != nil {
+				return err
+			}
+			prepared = len(group)
+		}
+		args = args[:0]
+		for i := range group {
+			f := &group[i]
+			args = append(args, f.Path, boolInt(f.Dir), hashArg(f.Hash), f.Size, int64(f.Mode),
+				f.MTime, u64(f.Inode), encodeVector(f.Version), u64(f.Lamport), f.Origin[:], u64(f.Seq),
+				boolInt(f.Deleted), f.DeletedAt, encodeHeads(f.Heads), now)
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			if len(group) == 1 {
+				return fmt.Errorf("store %q: %w", group[0].Path, err)
+			}
+			// A failed statement stores none of its rows: stored one by
+			// one, the error names the record that fails (the caller
+			// rolls the transaction back either way).
+			for i := range group {
+				if oneErr := storeFiles(ctx, tx, group[i:i+1], now); oneErr != nil {
+					return oneErr
+				}
+			}
+			return fmt.Errorf("store %d records from %q to %q: %w", len(group), group[0].Path, group[len(group)-1].Path, err)
+		}
 	}
 	return nil
 }

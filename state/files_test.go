@@ -388,3 +388,37 @@ func TestVectorEncoding(t *testing.T) {
 		t.Error("41-byte vector decoded")
 	}
 }
+
+// Records are stored several to a statement: a batch over two
+// statements' worth, with one path at both ends of a statement and in
+// the last, short one, keeps every record and, for the path, the last.
+func TestApplyManyRecordsLastWins(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	n := 2*filesPerInsert + 3
+	files := make([]File, n)
+	for i := range files {
+		files[i] = File{Path: fmt.Sprintf("f%04d", i), Size: int64(i)}
+	}
+	for _, i := range []int{0, filesPerInsert - 1, filesPerInsert, n - 1} {
+		files[i] = File{Path: "dup", Size: int64(1000 + i)}
+	}
+	if err := db.Apply(ctx, Batch{Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	if err := db.Files(ctx, func(f File) error { got[f.Path] = f.Size; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := n - 3; len(got) != want {
+		t.Fatalf("%d records stored, want %d", len(got), want)
+	}
+	if got["dup"] != int64(1000+n-1) {
+		t.Fatalf("dup holds size %d, want the last one's, %d", got["dup"], 1000+n-1)
+	}
+	for _, f := range files {
+		if f.Path != "dup" && got[f.Path] != f.Size {
+			t.Fatalf("%s holds size %d, want %d", f.Path, got[f.Path], f.Size)
+		}
+	}
+}
