@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/beneath"
 	"github.com/drive-node/drive-node/internal/durable"
 	"github.com/drive-node/drive-node/internal/safeopen"
 	"github.com/drive-node/drive-node/node/internal/folder"
@@ -22,8 +24,13 @@ type Folder = folder.Folder
 type File = folder.File
 
 // RootFolder is the Folder of the daemon: an os.Root, which refuses every
-// path that would leave the folder (through "..", or a symlink).
-type RootFolder struct{ *os.Root }
+// path that would leave the folder (through "..", or a symlink). Where
+// the kernel can, paths are looked at and renamed with it resolving them
+// beneath the folder, the same refusals at half the cost (see beneath).
+type RootFolder struct {
+	*os.Root
+	beneath *beneath.Dir // nil: os.Root does it all
+}
 
 // OpenRootFolder opens the directory dir as a RootFolder.
 func OpenRootFolder(dir string) (Folder, error) {
@@ -31,7 +38,32 @@ func OpenRootFolder(dir string) (Folder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return RootFolder{r}, nil
+	b, err := beneath.Open(r)
+	if err != nil {
+		b = nil // os.Root does it all
+	}
+	return RootFolder{Root: r, beneath: b}, nil
+}
+
+// Close closes the folder.
+func (r RootFolder) Close() error {
+	return errors.Join(r.beneath.Close(), r.Root.Close())
+}
+
+// Lstat returns what name is, not following a symlink there.
+func (r RootFolder) Lstat(name string) (fs.FileInfo, error) {
+	if info, ok, err := r.beneath.Lstat(name); ok {
+		return info, err
+	}
+	return r.Root.Lstat(name)
+}
+
+// Rename renames oldname to newname, replacing what newname names.
+func (r RootFolder) Rename(oldname, newname string) error {
+	if ok, err := r.beneath.Rename(oldname, newname); ok {
+		return err
+	}
+	return r.Root.Rename(oldname, newname)
 }
 
 // Open opens name for reading.
@@ -111,7 +143,7 @@ func (n *Node) folderRoot() Folder {
 // directories the op's paths were checked against (no symlink among
 // them).
 func (r RootFolder) RenameCase(oldname, newname string) error {
-	if err := r.Root.Rename(oldname, newname); err == nil {
+	if err := r.Rename(oldname, newname); err == nil {
 		return nil
 	}
 	dir := r.Root.Name()

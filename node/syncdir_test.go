@@ -24,7 +24,7 @@ func TestSyncDirAfterRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{"", "sub"} {
-		if err := (RootFolder{root}).SyncDir(dir); err != nil {
+		if err := (RootFolder{Root: root}).SyncDir(dir); err != nil {
 			t.Errorf("SyncDir(%q): %v", dir, err)
 		}
 	}

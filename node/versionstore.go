@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"syscall"
 	"time"
 
 	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/internal/beneath"
 	"github.com/drive-node/drive-node/node/internal/retention"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
@@ -351,7 +351,7 @@ func (n *Node) adoptOrphans(ctx context.Context, orphans map[content.Hash]string
 		}
 		inPlace := false
 		for _, f := range files {
-			if st, err := n.folderRoot().Lstat(f.Path); err == nil && os.SameFile(st, sst) {
+			if st, err := n.folderRoot().Lstat(f.Path); err == nil && beneath.SameFile(st, sst) {
 				inPlace = true
 			}
 		}

@@ -129,7 +129,7 @@ func TestFetchIntoDropsAFileWhoseFlushFailed(t *testing.T) {
 			}
 			defer root.Close()
 			n := &Node{log: slog.New(slog.DiscardHandler), flushData: func(File) error { return injected }}
-			n.setFolder(RootFolder{root})
+			n.setFolder(RootFolder{Root: root})
 			name := stagedName(h)
 			err = n.fetchInto(context.Background(), name, h, int64(len(data)), scriptedFetch{data, tc.cut})
 			if !errors.Is(err, injected) {

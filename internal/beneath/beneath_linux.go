@@ -1,0 +1,180 @@
+//go:build linux
+
+package beneath
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// supported is true: Linux 5.6 and later have openat2.
+const supported = true
+
+// how opens a directory only to name things in it (O_PATH), resolving
+// the path beneath the directory it starts from, through no "magic" link
+// (/proc/self/fd/N).
+var how = unix.OpenHow{
+	Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+	Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+}
+
+// retries bounds the tries of a resolution that met a concurrent rename
+// (EAGAIN); os.Root then takes over.
+const retries = 4
+
+// parent returns a descriptor of the directory dir names beneath d ("" is
+// d itself, which needs no closing: closeFD says whether to close it). ok
+// is false when the kernel cannot resolve it.
+func (d *Dir) parent(dir string) (fd int, closeFD, ok bool, err error) {
+	if dir == "" {
+		return d.fd, false, true, nil
+	}
+	for range retries {
+		fd, err = unix.Openat2(d.fd, dir, &how)
+		switch {
+		case err == nil:
+			return fd, true, true, nil
+		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
+			continue
+		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.EINVAL):
+			// No openat2 here, or a sandbox that refuses it.
+			d.off.Store(true)
+			return -1, false, false, nil
+		default:
+			return -1, false, true, err
+		}
+	}
+	return -1, false, false, nil
+}
+
+func (d *Dir) lstat(name string) (fs.FileInfo, bool, error) {
+	dir, base := split(name)
+	fd, closeFD, ok, err := d.parent(dir)
+	if !ok {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, true, &fs.PathError{Op: "lstat", Path: name, Err: err}
+	}
+	if closeFD {
+		defer unix.Close(fd)
+	}
+	var st syscall.Stat_t
+	if err := fstatat(fd, base, &st); err != nil {
+		return nil, true, &fs.PathError{Op: "lstat", Path: name, Err: err}
+	}
+	return &fileInfo{name: base, st: st}, true, nil
+}
+
+// fstatat is fstatat(2) of name in the directory fd, not following a
+// symlink.
+func fstatat(fd int, name string, st *syscall.Stat_t) error {
+	for {
+		var ust unix.Stat_t
+		err := unix.Fstatat(fd, name, &ust, unix.AT_SYMLINK_NOFOLLOW)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err == nil {
+			*st = statOf(&ust)
+		}
+		return err
+	}
+}
+
+func (d *Dir) rename(oldname, newname string) (bool, error) {
+	odir, obase := split(oldname)
+	ndir, nbase := split(newname)
+	ofd, oclose, ok, err := d.parent(odir)
+	if !ok {
+		return false, nil
+	}
+	if err != nil {
+		return true, &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
+	}
+	if oclose {
+		defer unix.Close(ofd)
+	}
+	nfd, nclose, ok, err := d.parent(ndir)
+	if !ok {
+		return false, nil
+	}
+	if err != nil {
+		return true, &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
+	}
+	if nclose {
+		defer unix.Close(nfd)
+	}
+	for {
+		err := unix.Renameat(ofd, obase, nfd, nbase)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return true, &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
+		}
+		return true, nil
+	}
+}
+
+// fileInfo is what Lstat found, as os.Lstat reports it: Sys is the
+// *syscall.Stat_t.
+type fileInfo struct {
+	name string
+	st   syscall.Stat_t
+}
+
+func (i *fileInfo) Name() string       { return i.name }
+func (i *fileInfo) Size() int64        { return i.st.Size }
+func (i *fileInfo) Mode() fs.FileMode  { return modeOf(i.st.Mode) }
+func (i *fileInfo) ModTime() time.Time { return time.Unix(i.st.Mtim.Unix()) }
+func (i *fileInfo) IsDir() bool        { return i.Mode().IsDir() }
+func (i *fileInfo) Sys() any           { return &i.st }
+
+// modeOf turns a stat mode into an fs.FileMode as the os package does.
+func modeOf(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	switch m & syscall.S_IFMT {
+	case syscall.S_IFBLK:
+		mode |= fs.ModeDevice
+	case syscall.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFDIR:
+		mode |= fs.ModeDir
+	case syscall.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case syscall.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case syscall.S_IFSOCK:
+		mode |= fs.ModeSocket
+	}
+	if m&syscall.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&syscall.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&syscall.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}
+
+// sameInode compares the device and inode numbers of a and b, ok if
+// both have them.
+func sameInode(a, b fs.FileInfo) (same, ok bool) {
+	if a == nil || b == nil {
+		return false, false
+	}
+	sa, oka := a.Sys().(*syscall.Stat_t)
+	sb, okb := b.Sys().(*syscall.Stat_t)
+	if !oka || !okb {
+		return false, false
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, true
+}

@@ -1,0 +1,185 @@
+//go:build linux
+
+package beneath
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// tree makes, in a new directory, a folder with a file two directories
+// down, a symlink inside to one of them, symlinks out of it (relative and
+// absolute), a file where a directory is looked for, and a file outside
+// the folder; it returns the folder, open as os.Root and as Dir.
+func tree(t testing.TB) (string, *os.Root, *Dir) {
+	t.Helper()
+	top := t.TempDir()
+	dir := filepath.Join(top, "folder")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "a/b"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "a/b/file"), []byte("inside"), 0o640))
+	must(os.WriteFile(filepath.Join(dir, "plain"), []byte("a file"), 0o600))
+	must(os.WriteFile(filepath.Join(top, "secret"), []byte("outside"), 0o600))
+	must(os.Symlink("a", filepath.Join(dir, "in")))
+	must(os.Symlink("..", filepath.Join(dir, "up")))
+	must(os.Symlink(top, filepath.Join(dir, "abs")))
+	must(os.Symlink("a/b/file", filepath.Join(dir, "a/link")))
+	root, err := os.OpenRoot(dir)
+	must(err)
+	t.Cleanup(func() { root.Close() })
+	d, err := Open(root)
+	must(err)
+	t.Cleanup(func() { d.Close() })
+	return dir, root, d
+}
+
+// Lstat finds what os.Root's Lstat finds, and fails where it fails, for
+// the same reason as far as a caller tells them apart: missing, not a
+// directory, or refused for leaving the folder.
+func TestLstatAsOSRootDoes(t *testing.T) {
+	_, root, d := tree(t)
+	for _, name := range []string{
+		"plain", "a", "a/b", "a/b/file", "a/link", "in/b/file", "in", "missing", "a/missing", "missing/x",
+		"plain/x", "up/secret", "abs/secret", "up", "abs", "a/../plain", "../secret", "a/b/file/x",
+	} {
+		want, werr := root.Lstat(name)
+		got, ok, err := d.Lstat(name)
+		if !ok {
+			t.Fatalf("%s: openat2 not used on this kernel", name)
+		}
+		if (werr == nil) != (err == nil) {
+			t.Errorf("%s: got %v, os.Root %v", name, err, werr)
+			continue
+		}
+		if err != nil {
+			for _, target := range []error{fs.ErrNotExist, syscall.ENOTDIR} {
+				if errors.Is(err, target) != errors.Is(werr, target) {
+					t.Errorf("%s: got %v, os.Root %v: they differ on %v", name, err, werr, target)
+				}
+			}
+			continue
+		}
+		ws, gs := want.Sys().(*syscall.Stat_t), got.Sys().(*syscall.Stat_t)
+		if got.Name() != want.Name() || got.Mode() != want.Mode() || got.Size() != want.Size() || !got.ModTime().Equal(want.ModTime()) ||
+			got.IsDir() != want.IsDir() || *gs != *ws {
+			t.Errorf("%s: got %s %v %d %v %+v, os.Root %s %v %d %v %+v", name, got.Name(), got.Mode(), got.Size(), got.ModTime(), *gs,
+				want.Name(), want.Mode(), want.Size(), want.ModTime(), *ws)
+		}
+	}
+}
+
+// Rename moves within the folder, through a symlink inside it as os.Root
+// does, and refuses to move anything out of it or in from outside.
+func TestRenameStaysInside(t *testing.T) {
+	dir, root, d := tree(t)
+	rename := func(oldname, newname string) error {
+		t.Helper()
+		ok, err := d.Rename(oldname, newname)
+		if !ok {
+			t.Fatalf("%s -> %s: openat2 not used on this kernel", oldname, newname)
+		}
+		return err
+	}
+	if err := rename("plain", "a/b/moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rename("in/b/moved", "in/moved"); err != nil { // through the symlink "in", to a
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "a/moved")); err != nil || string(got) != "a file" {
+		t.Fatalf("after two renames a/moved holds %q, %v", got, err)
+	}
+	for _, c := range [][2]string{
+		{"a/moved", "up/escaped"}, {"a/moved", "abs/escaped"}, {"up/secret", "stolen"}, {"abs/secret", "stolen"},
+		{"a/moved", "../escaped"}, {"missing/x", "y"}, {"a/moved", "plain/x"},
+	} {
+		err := rename(c[0], c[1])
+		werr := root.Rename(c[0], c[1])
+		if err == nil || werr == nil {
+			t.Errorf("%s -> %s: %v, os.Root %v; want both refused", c[0], c[1], err, werr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a/moved")); err != nil {
+		t.Fatalf("a refused rename moved the file: %v", err)
+	}
+	for _, p := range []string{"escaped", "folder/stolen"} {
+		if _, err := os.Lstat(filepath.Join(filepath.Dir(dir), p)); err == nil {
+			t.Fatalf("%s exists: a rename left the folder", p)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(filepath.Dir(dir), "secret")); err != nil || string(got) != "outside" {
+		t.Fatalf("the file outside holds %q, %v", got, err)
+	}
+}
+
+// A nil Dir resolves nothing: the caller uses os.Root.
+func TestNilDirResolvesNothing(t *testing.T) {
+	var d *Dir
+	if _, ok, _ := d.Lstat("x"); ok {
+		t.Fatal("a nil Dir looked at a path")
+	}
+	if ok, _ := d.Rename("x", "y"); ok {
+		t.Fatal("a nil Dir renamed a path")
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkLstat looks at a file two directories down the folder, as an
+// apply does at each received file's path: through os.Root, and beneath.
+func BenchmarkLstat(b *testing.B) {
+	_, root, d := tree(b)
+	b.Run("os.Root", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := root.Lstat("a/b/file"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("beneath", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := d.Lstat("a/b/file"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// SameFile tells one file from another whichever of Dir and os.Lstat
+// looked at it; os.SameFile does not for a Dir's look.
+func TestSameFileAcrossLooks(t *testing.T) {
+	dir, _, d := tree(t)
+	if err := os.Link(filepath.Join(dir, "plain"), filepath.Join(dir, "a/hardlink")); err != nil {
+		t.Fatal(err)
+	}
+	look := func(name string) fs.FileInfo {
+		t.Helper()
+		info, _, err := d.Lstat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	plain, err := os.Lstat(filepath.Join(dir, "plain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"plain": true, "a/hardlink": true, "a/b/file": false, "a": false} {
+		if got := SameFile(look(name), plain); got != want {
+			t.Errorf("SameFile(%s, plain) = %v, want %v", name, got, want)
+		}
+		if got := SameFile(plain, look(name)); got != want {
+			t.Errorf("SameFile(plain, %s) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -1,0 +1,15 @@
+//go:build !linux
+
+package beneath
+
+import "io/fs"
+
+// supported is false: only Linux resolves a path beneath a directory in
+// one call.
+const supported = false
+
+func (d *Dir) lstat(string) (fs.FileInfo, bool, error) { return nil, false, nil }
+
+func (d *Dir) rename(string, string) (bool, error) { return false, nil }
+
+func sameInode(fs.FileInfo, fs.FileInfo) (same, ok bool) { return false, false }
