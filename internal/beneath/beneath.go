@@ -12,17 +12,24 @@
 package beneath
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 )
 
 // Dir is a directory whose paths are resolved beneath it. A nil *Dir
 // resolves nothing.
 type Dir struct {
-	f  *os.File
-	fd int // f's, taken once: Fd may be called on it no more after
+	f *os.File
+	// raw lends f's descriptor for the length of one call, and not once
+	// f is closed: a closed Dir leaves every path to os.Root, which says
+	// it is closed, and never uses a number the kernel may have given to
+	// another file since.
+	raw    syscall.RawConn
+	closed atomic.Bool
 	// off is set once the kernel refused the call: it is not tried again.
 	off atomic.Bool
 }
@@ -34,19 +41,44 @@ func Open(root *os.Root) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Dir{f: f, fd: int(f.Fd())}, nil
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Dir{f: f, raw: raw}, nil
 }
 
-// Close closes the directory; a nil Dir has nothing to close.
+// Close closes the directory; closing it again, or a nil Dir, does
+// nothing.
 func (d *Dir) Close() error {
-	if d == nil {
+	if d == nil || d.closed.Swap(true) {
 		return nil
 	}
 	return d.f.Close()
 }
 
 // usable reports whether d resolves paths.
-func (d *Dir) usable() bool { return d != nil && supported && !d.off.Load() }
+func (d *Dir) usable() bool { return d != nil && supported && !d.off.Load() && !d.closed.Load() }
+
+// with runs fn with d's descriptor, held open meanwhile; false if d is
+// closed.
+func (d *Dir) with(fn func(root int)) bool {
+	return d.raw.Control(func(fd uintptr) { fn(int(fd)) }) == nil
+}
+
+// resolvable reports whether d resolves name as os.Root would: a
+// relative name, with no slash at its end, whose last component is a
+// name, neither "." nor "..": fstatat and renameat take the last
+// component as it is, and ".." there would be the folder's parent.
+// Every other name is left to os.Root, which refuses it or cleans it.
+func resolvable(name string) bool {
+	if name == "" || name[0] == '/' || name[len(name)-1] == '/' {
+		return false
+	}
+	_, base := split(name)
+	return base != "." && base != ".."
+}
 
 // split returns the directory part of a slash-separated name ("" for a
 // name of one component) and its last component.
@@ -61,20 +93,31 @@ func split(name string) (dir, base string) {
 // Lstat returns what name is, not following it if it is a symlink. ok is
 // false when d cannot resolve it: then the caller asks os.Root.
 func (d *Dir) Lstat(name string) (info fs.FileInfo, ok bool, err error) {
-	if !d.usable() {
+	if !d.usable() || !resolvable(name) {
 		return nil, false, nil
 	}
-	return d.lstat(name)
+	if !d.with(func(root int) { info, ok, err = d.lstat(root, name) }) {
+		return nil, false, nil
+	}
+	return info, ok, err
 }
 
 // Rename renames oldname to newname, as rename(2) does. ok is false when
 // d cannot resolve them: then the caller asks os.Root.
 func (d *Dir) Rename(oldname, newname string) (ok bool, err error) {
-	if !d.usable() {
+	if !d.usable() || !resolvable(oldname) || !resolvable(newname) {
 		return false, nil
 	}
-	return d.rename(oldname, newname)
+	if !d.with(func(root int) { ok, err = d.rename(root, oldname, newname) }) {
+		return false, nil
+	}
+	return ok, err
 }
+
+// ErrEscapes is the error of a path that leads out of the directory (by
+// a symlink): not EXDEV, which the kernel says for it, as that also
+// means a rename between two file systems.
+var ErrEscapes = errors.New("path escapes from the folder")
 
 // SameFile reports whether a and b describe one file, as os.SameFile does,
 // also when either came from a Dir's Lstat (os.SameFile tells only its

@@ -27,20 +27,22 @@ var how = unix.OpenHow{
 // (EAGAIN); os.Root then takes over.
 const retries = 4
 
-// parent returns a descriptor of the directory dir names beneath d ("" is
-// d itself, which needs no closing: closeFD says whether to close it). ok
-// is false when the kernel cannot resolve it.
-func (d *Dir) parent(dir string) (fd int, closeFD, ok bool, err error) {
+// parent returns a descriptor of the directory dir names beneath root
+// ("" is root itself, which needs no closing: closeFD says whether to
+// close it). ok is false when the kernel cannot resolve it.
+func (d *Dir) parent(root int, dir string) (fd int, closeFD, ok bool, err error) {
 	if dir == "" {
-		return d.fd, false, true, nil
+		return root, false, true, nil
 	}
 	for range retries {
-		fd, err = unix.Openat2(d.fd, dir, &how)
+		fd, err = unix.Openat2(root, dir, &how)
 		switch {
 		case err == nil:
 			return fd, true, true, nil
 		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
 			continue
+		case errors.Is(err, unix.EXDEV):
+			return -1, false, true, ErrEscapes
 		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.EINVAL):
 			// No openat2 here, or a sandbox that refuses it.
 			d.off.Store(true)
@@ -52,9 +54,9 @@ func (d *Dir) parent(dir string) (fd int, closeFD, ok bool, err error) {
 	return -1, false, false, nil
 }
 
-func (d *Dir) lstat(name string) (fs.FileInfo, bool, error) {
+func (d *Dir) lstat(root int, name string) (fs.FileInfo, bool, error) {
 	dir, base := split(name)
-	fd, closeFD, ok, err := d.parent(dir)
+	fd, closeFD, ok, err := d.parent(root, dir)
 	if !ok {
 		return nil, false, nil
 	}
@@ -87,10 +89,10 @@ func fstatat(fd int, name string, st *syscall.Stat_t) error {
 	}
 }
 
-func (d *Dir) rename(oldname, newname string) (bool, error) {
+func (d *Dir) rename(root int, oldname, newname string) (bool, error) {
 	odir, obase := split(oldname)
 	ndir, nbase := split(newname)
-	ofd, oclose, ok, err := d.parent(odir)
+	ofd, oclose, ok, err := d.parent(root, odir)
 	if !ok {
 		return false, nil
 	}
@@ -100,7 +102,7 @@ func (d *Dir) rename(oldname, newname string) (bool, error) {
 	if oclose {
 		defer unix.Close(ofd)
 	}
-	nfd, nclose, ok, err := d.parent(ndir)
+	nfd, nclose, ok, err := d.parent(root, ndir)
 	if !ok {
 		return false, nil
 	}

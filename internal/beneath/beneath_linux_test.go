@@ -47,14 +47,22 @@ func tree(t testing.TB) (string, *os.Root, *Dir) {
 // directory, or refused for leaving the folder.
 func TestLstatAsOSRootDoes(t *testing.T) {
 	_, root, d := tree(t)
+	// Names os.Root refuses or cleans, and Dir leaves to it: a last
+	// component ".." would be the folder's parent to fstatat.
+	left := map[string]bool{"..": true, "a/../..": true, "in/../..": true, "/plain": true, "a/b/": true, "in/": true,
+		"": true, ".": true, "a/.": true}
 	for _, name := range []string{
 		"plain", "a", "a/b", "a/b/file", "a/link", "in/b/file", "in", "missing", "a/missing", "missing/x",
 		"plain/x", "up/secret", "abs/secret", "up", "abs", "a/../plain", "../secret", "a/b/file/x",
+		"..", "a/../..", "in/../..", "/plain", "a/b/", "in/", "", ".", "a/.",
 	} {
 		want, werr := root.Lstat(name)
 		got, ok, err := d.Lstat(name)
+		if ok == left[name] {
+			t.Fatalf("%s: resolved beneath %v, want %v (the CI kernel has openat2)", name, ok, !left[name])
+		}
 		if !ok {
-			t.Fatalf("%s: openat2 not used on this kernel", name)
+			got, err = root.Lstat(name) // as RootFolder does
 		}
 		if (werr == nil) != (err == nil) {
 			t.Errorf("%s: got %v, os.Root %v", name, err, werr)
@@ -181,5 +189,30 @@ func TestSameFileAcrossLooks(t *testing.T) {
 		if got := SameFile(plain, look(name)); got != want {
 			t.Errorf("SameFile(plain, %s) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// A closed Dir resolves nothing, so os.Root answers that it is closed:
+// the descriptor's number may be another file's by then. Closing twice
+// is no error.
+func TestClosedDirResolvesNothing(t *testing.T) {
+	_, _, d := tree(t)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The number the directory had goes to another directory.
+	other, err := os.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, ok, err := d.Lstat("plain"); ok {
+		t.Fatalf("a closed Dir looked at a path: %v", err)
+	}
+	if ok, err := d.Rename("plain", "moved"); ok {
+		t.Fatalf("a closed Dir renamed a path: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
 	}
 }

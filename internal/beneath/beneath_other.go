@@ -8,8 +8,8 @@ import "io/fs"
 // one call.
 const supported = false
 
-func (d *Dir) lstat(string) (fs.FileInfo, bool, error) { return nil, false, nil }
+func (d *Dir) lstat(int, string) (fs.FileInfo, bool, error) { return nil, false, nil }
 
-func (d *Dir) rename(string, string) (bool, error) { return false, nil }
+func (d *Dir) rename(int, string, string) (bool, error) { return false, nil }
 
 func sameInode(fs.FileInfo, fs.FileInfo) (same, ok bool) { return false, false }
