@@ -182,11 +182,14 @@ func (n *Node) applyPending(ctx context.Context) (err error) {
 
 // leadInto is the windowLead of the window r returned last, staged holding
 // what the window before fetched for it. The next window is read ahead
-// from where r is, one chunk of it, while the window is applied: not if
-// nothing is left to read, nor once an op of the pass failed, as an origin
-// blocked in the window would make the read wrong, and a pass retried
-// every few seconds for an op whose content is missing would fetch a chunk
-// for nothing at every try.
+// from where r is, one chunk of it, while the window's last chunk is
+// applied: not if nothing is left to read, nor once an op of the pass
+// failed (checked when the read starts), as an origin blocked in the
+// window would make the read wrong, and a pass retried every few seconds
+// for an op whose content is missing would fetch a chunk for nothing at
+// every try. A failure in the last chunk itself is not known yet: a
+// window of one chunk (cut short by its byte bound) may still read ahead
+// once per pass, and what it fetched is removed with the next window.
 func (n *Node) leadInto(r *pendingReader, blocked *blocks, staged *stagedSet) windowLead {
 	lead := windowLead{staged: staged}
 	if !r.more() || blocked.some.Load() {
@@ -268,6 +271,7 @@ func (n *Node) applyWindow(ctx context.Context, ops, later []oplog.Op, applied m
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	chunks := make(chan stagedChunk, 1)
+	var ahead *stagedSet // the fetcher's; read once it has ended
 	go func() {
 		defer close(chunks)
 		for lo := 0; lo < len(ops); lo += applyChunk {
@@ -283,7 +287,7 @@ func (n *Node) applyWindow(ctx context.Context, ops, later []oplog.Op, applied m
 		// The last chunk is being applied: the next window's first one
 		// is fetched meanwhile.
 		if lead.ahead != nil && sctx.Err() == nil {
-			next = lead.ahead(sctx, seen)
+			ahead = lead.ahead(sctx, seen)
 		}
 	}()
 	defer func() {
@@ -291,9 +295,10 @@ func (n *Node) applyWindow(ctx context.Context, ops, later []oplog.Op, applied m
 		for range chunks { // let the fetcher end before returning
 		}
 		if err != nil {
-			n.dropStaged(next)
-			next = nil
+			n.dropStaged(ahead)
+			return
 		}
+		next = ahead
 	}()
 
 	for c := range chunks {

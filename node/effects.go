@@ -157,9 +157,9 @@ type stagedSet struct {
 	// Node.lstat), forgotten where the batch itself changed the folder.
 	names *lookups
 	// placedAs holds, for the op being carried out, what place put at a
-	// path: the temp file's Lstat just before the rename, which the
-	// rename keeps (see fillFromDisk). Anything else done at the path
-	// forgets it.
+	// path: the temp file's look, taken when it was written (tempInfo)
+	// or just before the rename, which the rename keeps (see
+	// fillFromDisk). Anything else done at the path forgets it.
 	placedAs map[string]fs.FileInfo
 	// tempInfo holds what a temp file of temp looked like once written,
 	// its mtime set to the wanting op's (see writeStaged).
@@ -356,7 +356,9 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 	// after the rename could already see a user's edit, which would then
 	// pass for the op's content. A fetched file was looked at once
 	// written, its mtime set to this op's if it wanted it.
+	// The look serves one try: one that fails may have changed the file.
 	temp, terr := staged.tempInfo[op.Hash], error(nil)
+	delete(staged.tempInfo, op.Hash)
 	if !fetched || temp == nil || !n.sameMTime(temp.ModTime().UnixNano(), op.MTime) {
 		mt := time.Unix(0, op.MTime)
 		n.folderRoot().Chtimes(name, mt, mt)
@@ -414,7 +416,6 @@ func (n *Node) place(ctx context.Context, p string, op oplog.Op, staged *stagedS
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	delete(staged.temp, op.Hash)
-	delete(staged.tempInfo, op.Hash)
 	staged.placed[op.Hash] = p
 	staged.touch(p)
 	staged.left(p, placed)

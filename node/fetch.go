@@ -523,8 +523,10 @@ func (n *Node) writeStaged(name string, h content.Hash, size int64, mode uint32,
 	if _, err := f.Write(b); err != nil {
 		return nil, fmt.Errorf("write %s: %w", name, err)
 	}
-	if mtime != 0 {
-		// Set before the file is flushed, so a crash keeps it too.
+	if mtime != 0 && batchSync {
+		// Set before the file is flushed, so a crash keeps it too. Only
+		// where the folder is flushed at once (Linux): NTFS sets a
+		// file's mtime again when a handle that wrote to it closes.
 		mt := time.Unix(0, mtime)
 		if n.folderRoot().Chtimes(name, mt, mt) == nil {
 			info, _ = f.Stat()

@@ -183,7 +183,9 @@ func (n *Node) observe(ctx context.Context, p string) ([]watcher.Observation, er
 
 // removeStaleTemps deletes staged downloads that are a day old, in the
 // staging directory and in the folder root (where earlier versions staged
-// them): younger ones are kept so an interrupted transfer resumes.
+// them): younger ones are kept so an interrupted transfer resumes. Age
+// is the mtime: a small staged file, complete, carries its op's, and is
+// fetched again if it was old.
 func (n *Node) removeStaleTemps() {
 	for _, dir := range []string{stagingDir, "."} {
 		d, err := n.folderRoot().Open(dir)

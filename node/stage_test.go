@@ -201,6 +201,43 @@ func TestSmallContentStagedWithItsModeAndMTime(t *testing.T) {
 	}
 }
 
+// A staged file's look serves one try at placing it: a try that set its
+// mtime and then failed (the path changed meanwhile) leaves the next op
+// that places it to set its own mtime, not to trust the look taken when
+// the file was written.
+func TestFailedPlaceLeavesNoStaleLook(t *testing.T) {
+	n := startNode(t, t.TempDir(), freeUDPPort(t))
+	ctx := context.Background()
+	data := []byte("placed by the second op\n")
+	h := content.Sum(data)
+	name := stagedName(h)
+	staged := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	info, err := n.writeStaged(name, h, int64(len(data)), 0o644, staged.UnixNano(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := newStagedSet()
+	set.temp[h], set.tempInfo = name, map[content.Hash]fs.FileInfo{h: info}
+	// The first op wants another mtime, and finds its path not as the
+	// decision saw it.
+	set.looks["first"] = look{exists: true, size: 99}
+	first := oplog.Op{Kind: oplog.KindWrite, Path: "first", Hash: h, Size: int64(len(data)), Mode: 0o644, MTime: staged.Add(time.Hour).UnixNano()}
+	if err := n.place(ctx, "first", first, set); !errors.Is(err, errChangedMeanwhile) {
+		t.Fatalf("placing over a changed path: %v, want errChangedMeanwhile", err)
+	}
+	second := oplog.Op{Kind: oplog.KindWrite, Path: "second", Hash: h, Size: int64(len(data)), Mode: 0o644, MTime: staged.UnixNano()}
+	if err := n.place(ctx, "second", second, set); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Lstat(filepath.Join(n.folder, "second"))
+	if err != nil || !st.ModTime().Equal(staged) {
+		t.Fatalf("second placed with mtime %v (%v), want %v", st.ModTime(), err, staged)
+	}
+	if as := set.placedAs["second"]; as == nil || !as.ModTime().Equal(st.ModTime()) {
+		t.Fatalf("the record would take %v, the file has %v", as, st.ModTime())
+	}
+}
+
 // TestStagingDirectoryReplacedIsMadeAgain: a file or a symlink where the
 // staging directory goes is removed, and the directory made, instead of
 // every fetch failing for good.
