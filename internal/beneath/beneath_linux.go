@@ -76,52 +76,45 @@ func (d *Dir) lstat(root int, name string) (fs.FileInfo, bool, error) {
 // fstatat is fstatat(2) of name in the directory fd, not following a
 // symlink.
 func fstatat(fd int, name string, st *syscall.Stat_t) error {
-	for {
-		var ust unix.Stat_t
-		err := unix.Fstatat(fd, name, &ust, unix.AT_SYMLINK_NOFOLLOW)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err == nil {
-			*st = statOf(&ust)
-		}
+	var ust unix.Stat_t
+	if err := ignoringEINTR(func() error { return unix.Fstatat(fd, name, &ust, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 		return err
+	}
+	*st = statOf(&ust)
+	return nil
+}
+
+// ignoringEINTR calls fn until it is not interrupted by a signal.
+func ignoringEINTR(fn func() error) error {
+	for {
+		if err := fn(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
 	}
 }
 
 func (d *Dir) rename(root int, oldname, newname string) (bool, error) {
-	odir, obase := split(oldname)
-	ndir, nbase := split(newname)
-	ofd, oclose, ok, err := d.parent(root, odir)
-	if !ok {
-		return false, nil
-	}
-	if err != nil {
-		return true, &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
-	}
-	if oclose {
-		defer unix.Close(ofd)
-	}
-	nfd, nclose, ok, err := d.parent(root, ndir)
-	if !ok {
-		return false, nil
-	}
-	if err != nil {
-		return true, &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
-	}
-	if nclose {
-		defer unix.Close(nfd)
-	}
-	for {
-		err := unix.Renameat(ofd, obase, nfd, nbase)
-		if errors.Is(err, unix.EINTR) {
-			continue
+	var fds [2]int
+	var bases [2]string
+	for i, name := range [2]string{oldname, newname} {
+		var dir string
+		dir, bases[i] = split(name)
+		fd, closeFD, ok, err := d.parent(root, dir)
+		if !ok {
+			return false, nil
 		}
 		if err != nil {
 			return true, &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
 		}
-		return true, nil
+		if closeFD {
+			defer unix.Close(fd)
+		}
+		fds[i] = fd
 	}
+	if err := ignoringEINTR(func() error { return unix.Renameat(fds[0], bases[0], fds[1], bases[1]) }); err != nil {
+		return true, &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
+	}
+	return true, nil
 }
 
 // fileInfo is what Lstat found, as os.Lstat reports it: Sys is the
