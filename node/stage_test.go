@@ -151,6 +151,20 @@ func (c *metaCounter) Chtimes(name string, atime, mtime time.Time) error {
 	return c.Folder.Chtimes(name, atime, mtime)
 }
 
+// stagedFor stages data as the fetcher does for an op of mode and mtime,
+// and returns a chunk's staged set holding it, with its look.
+func stagedFor(t *testing.T, n *runningNode, data []byte, mode uint32, mtime time.Time) *stagedSet {
+	t.Helper()
+	h := content.Sum(data)
+	info, err := n.writeStaged(stagedName(h), h, int64(len(data)), mode, mtime.UnixNano(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := newStagedSet()
+	set.temp[h], set.tempInfo = stagedName(h), map[content.Hash]fs.FileInfo{h: info}
+	return set
+}
+
 // TestSmallContentStagedWithItsModeAndMTime: a small content is staged
 // with the mode and mtime of the op that wants it, so placing it needs
 // neither a chmod nor a chtimes; an op that wants another mode or mtime
@@ -175,15 +189,10 @@ func TestSmallContentStagedWithItsModeAndMTime(t *testing.T) {
 		{0o604, staged, 1, 0},
 		{0o750, staged.Add(time.Hour), 0, 1},
 	} {
-		info, err := n.writeStaged(name, h, int64(len(data)), 0o750, staged.UnixNano(), bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
+		set := stagedFor(t, n, data, 0o750, staged)
 		if st, err := os.Lstat(filepath.Join(n.folder, name)); err != nil || st.Mode().Perm() != 0o750 || !st.ModTime().Equal(staged) {
 			t.Fatalf("staged file: %v, %v, %v; want mode 0750 and mtime %v", st.Mode(), st.ModTime(), err, staged)
 		}
-		set := newStagedSet()
-		set.temp[h], set.tempInfo = name, map[content.Hash]fs.FileInfo{h: info}
 		counting.chmods.Store(0)
 		counting.chtimes.Store(0)
 		p := fmt.Sprintf("bin/run%d", i)
@@ -210,14 +219,8 @@ func TestFailedPlaceLeavesNoStaleLook(t *testing.T) {
 	ctx := context.Background()
 	data := []byte("placed by the second op\n")
 	h := content.Sum(data)
-	name := stagedName(h)
 	staged := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
-	info, err := n.writeStaged(name, h, int64(len(data)), 0o644, staged.UnixNano(), bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := newStagedSet()
-	set.temp[h], set.tempInfo = name, map[content.Hash]fs.FileInfo{h: info}
+	set := stagedFor(t, n, data, 0o644, staged)
 	// The first op wants another mtime, and finds its path not as the
 	// decision saw it.
 	set.looks["first"] = look{exists: true, size: 99}
