@@ -68,13 +68,7 @@ func TestReceiveOpsCancelledAnnouncesWhatTheLogStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := oplog.ParseOriginKey(peer.Certificate.Leaf.RawSubjectPublicKeyInfo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.ops.AddOrigin(context.Background(), key, peer.ID); err != nil {
-		t.Fatal(err)
-	}
+	addOrigin(t, n.ops, peer)
 	ops := peerOps(peer.ID, 1, 3, 1, func(i int) string { return fmt.Sprintf("f%d.txt", i) }, func(i int) string { return unique("content") })
 	sealRuns(t, ops, func(certs.DeviceID) crypto.Signer { return peer.Signer() }, prevIn(t, n.ops))
 

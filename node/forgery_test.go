@@ -208,13 +208,7 @@ func TestVouchedOriginsAreBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	goneKey, err := oplog.ParseOriginKey(gone.Certificate.Leaf.RawSubjectPublicKeyInfo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.n.ops.AddOrigin(context.Background(), goneKey, gone.ID); err != nil {
-		t.Fatal(err)
-	}
+	goneKey := addOrigin(t, f.n.ops, gone)
 	keys = append(keys, goneKey.DER)
 	ops = append(ops, sealed(t, gone, oplog.Link{}, deleteOp(gone.ID, 1, "gone"))...)
 	mine := sealed(t, h, oplog.Link{}, deleteOp(h.ID, 1, "own"))

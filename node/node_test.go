@@ -289,10 +289,9 @@ type readSeekNopCloser struct{ *bytes.Reader }
 
 func (readSeekNopCloser) Close() error { return nil }
 
-// insertFrom stores ops as peer made them, sent by peer: peer's key is
-// recorded in l, and the ops (consecutive ops of peer) are chained after
-// what l holds of peer and signed, as peer's log would.
-func insertFrom(t testing.TB, l opLog, peer *certs.Identity, ops ...oplog.Op) []oplog.Op {
+// addOrigin records peer's key in l, as pairing with peer does, and
+// returns it.
+func addOrigin(t testing.TB, l opLog, peer *certs.Identity) oplog.OriginKey {
 	t.Helper()
 	key, err := oplog.ParseOriginKey(peer.Certificate.Leaf.RawSubjectPublicKeyInfo)
 	if err != nil {
@@ -301,6 +300,15 @@ func insertFrom(t testing.TB, l opLog, peer *certs.Identity, ops ...oplog.Op) []
 	if err := l.AddOrigin(context.Background(), key, peer.ID); err != nil {
 		t.Fatal(err)
 	}
+	return key
+}
+
+// insertFrom stores ops as peer made them, sent by peer: peer's key is
+// recorded in l, and the ops (consecutive ops of peer) are chained after
+// what l holds of peer and signed, as peer's log would.
+func insertFrom(t testing.TB, l opLog, peer *certs.Identity, ops ...oplog.Op) []oplog.Op {
+	t.Helper()
+	addOrigin(t, l, peer)
 	sealRuns(t, ops, func(certs.DeviceID) crypto.Signer { return peer.Signer() }, prevIn(t, l))
 	stored, err := l.Insert(context.Background(), peer.ID, ops...)
 	if err != nil {
