@@ -106,4 +106,63 @@ func BenchmarkLookUpContent(b *testing.B) {
 			i++
 		}
 	})
+	// A peer's batch of small contents, looked up at once: one op of
+	// the benchmark is one content.
+	b.Run("ContentFilesOf", func(b *testing.B) {
+		const batch = 256
+		hs := make([]content.Hash, 0, batch)
+		i := 0
+		for b.Loop() {
+			hs = append(hs, bt.Files[i%n].Hash)
+			i++
+			if len(hs) == batch {
+				if got, err := db.ContentFilesOf(ctx, hs); err != nil || len(got) != batch {
+					b.Fatal(len(got), err)
+				}
+				hs = hs[:0]
+			}
+		}
+	})
+}
+
+// BenchmarkLookUpNewPaths looks up paths nobody recorded among 10,000
+// records, as a daemon does for each file of a directory moved into its
+// folder: one by one (File) and a directory's worth at once (FilesAt).
+// One op of the benchmark is one path.
+func BenchmarkLookUpNewPaths(b *testing.B) {
+	ctx := context.Background()
+	db := newDB(b)
+	const n = 10000
+	bt := Batch{Files: make([]File, n)}
+	for i := range bt.Files {
+		bt.Files[i] = benchFile(i + 1)
+	}
+	if err := db.Apply(ctx, bt); err != nil {
+		b.Fatal(err)
+	}
+	path := func(i int) string { return fmt.Sprintf("moved-in/%07d", i) }
+	b.Run("File", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if _, ok, err := db.File(ctx, path(i)); err != nil || ok {
+				b.Fatal(ok, err)
+			}
+			i++
+		}
+	})
+	b.Run("FilesAt", func(b *testing.B) {
+		const batch = 1000
+		paths := make([]string, 0, batch)
+		i := 0
+		for b.Loop() {
+			paths = append(paths, path(i))
+			i++
+			if len(paths) == batch {
+				if got, err := db.FilesAt(ctx, paths); err != nil || len(got) != 0 {
+					b.Fatal(len(got), err)
+				}
+				paths = paths[:0]
+			}
+		}
+	})
 }

@@ -51,6 +51,14 @@ func (c *fileCache) get(path string) (f File, ok, hit bool, gen uint64) {
 	return File{}, false, false, c.gen
 }
 
+// generation returns the generation to pass to put after reading the
+// database.
+func (c *fileCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
 // put caches what the database said about path, unless a write began or
 // ended since gen was read (the answer may predate it).
 func (c *fileCache) put(path string, f File, ok bool, gen uint64) {

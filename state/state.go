@@ -70,7 +70,11 @@ type DB struct {
 	// contentFiles is ContentFiles' query: it runs for every content a
 	// peer asks for.
 	contentFiles *sql.Stmt
-	cache        fileCache
+	// filesAt and contentFilesOf are FilesAt's and ContentFilesOf's
+	// queries, for lookupGroup keys.
+	filesAt        *sql.Stmt
+	contentFilesOf *sql.Stmt
+	cache          fileCache
 	// filesGen advances after each write of file records or the applied
 	// vector (see FilesGeneration).
 	filesGen atomic.Uint64
@@ -366,6 +370,12 @@ func openAt(ctx context.Context, path string, target int, readOnly bool) (*DB, e
 		if err == nil {
 			db.contentFiles, err = sqldb.PrepareContext(ctx, `SELECT path, size, mtime_ns FROM files WHERE hash = ? AND deleted = 0 ORDER BY path`)
 		}
+		if err == nil {
+			db.filesAt, err = sqldb.PrepareContext(ctx, `SELECT `+fileColumns+` FROM files WHERE path IN `+inList)
+		}
+		if err == nil {
+			db.contentFilesOf, err = sqldb.PrepareContext(ctx, `SELECT hash, path, size, mtime_ns FROM files WHERE hash IN `+inList+` AND deleted = 0 ORDER BY hash, path`)
+		}
 		if err != nil {
 			sqldb.Close()
 			return nil, fmt.Errorf("state: open %s: %w", path, err)
@@ -492,7 +502,7 @@ func (db *DB) migrateOne(ctx context.Context, target int) (done bool, err error)
 
 // Close closes the database. Calls in progress may fail.
 func (db *DB) Close() error {
-	for _, st := range []*sql.Stmt{db.fileByPath, db.filesByHash, db.contentFiles} {
+	for _, st := range []*sql.Stmt{db.fileByPath, db.filesByHash, db.contentFiles, db.filesAt, db.contentFilesOf} {
 		if st != nil {
 			st.Close()
 		}
