@@ -384,6 +384,7 @@ func (n *Node) applyOps(ctx context.Context, batch *core.Batch, lo, hi int, own 
 		b, recs = state.Batch{Applied: map[certs.DeviceID]uint64{}}, batchRecords{}
 		return nil
 	}
+	n.warmRecords(ctx, batch, lo, hi)
 	for _, op := range own {
 		recs.add(core.RecordsFor(op, at)...)
 		b.Applied[op.Origin] = op.Seq

@@ -560,15 +560,13 @@ func (n *Node) recordFreshLocked(ctx context.Context, obs []watcher.Observation)
 		// recorded, observed with it or after.
 		n.loadIgnoreLocked(ctx)
 	}
-	known := make(map[string]state.File, len(obs))
-	for _, o := range obs {
-		f, ok, err := n.db.File(ctx, o.Path)
-		if err != nil {
-			return err
-		}
-		if ok {
-			known[o.Path] = f
-		}
+	paths := make([]string, len(obs))
+	for i, o := range obs {
+		paths[i] = o.Path
+	}
+	known, err := n.db.FilesAt(ctx, paths)
+	if err != nil {
+		return err
 	}
 	// What the rules ignore is never recorded, whoever looked at it (a
 	// path gone is what its record says it was).

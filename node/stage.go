@@ -96,7 +96,7 @@ func (n *Node) chunkWants(ctx context.Context, batch *core.Batch, lo, hi int, se
 	// In the log's order: what was written first is fetched first, and a
 	// simulated run fetches in one order.
 	order := slices.Sorted(maps.Values(last))
-	var wants []want
+	ops, paths := make([]oplog.Op, 0, len(order)), make([]string, 0, len(order))
 	for _, i := range order {
 		op, ok := carried[i]
 		if !ok {
@@ -109,6 +109,13 @@ func (n *Node) chunkWants(ctx context.Context, batch *core.Batch, lo, hi int, se
 		if checkPath(p) != nil || n.refused(p) {
 			continue
 		}
+		ops, paths = append(ops, op), append(paths, p)
+	}
+	// Read at once: where a record already holds the content, nothing is
+	// fetched. What cannot be read now is fetched.
+	recorded, _ := n.db.FilesAt(ctx, paths)
+	var wants []want
+	for k, op := range ops {
 		if lead.give(op.Hash, op.Size, staged) {
 			seen[op.Hash] = true
 			continue
@@ -119,7 +126,7 @@ func (n *Node) chunkWants(ctx context.Context, batch *core.Batch, lo, hi int, se
 		if op.Kind == oplog.KindRename && n.sourceUsable(ctx, op, nil, nil) {
 			continue
 		}
-		if cur, ok, _ := n.db.File(ctx, p); ok && !cur.Deleted && cur.Hash == op.Hash {
+		if cur, ok := recorded[paths[k]]; ok && !cur.Deleted && cur.Hash == op.Hash {
 			continue
 		}
 		seen[op.Hash] = true

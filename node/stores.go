@@ -40,8 +40,10 @@ type stateStore interface {
 	Apply(ctx context.Context, b state.Batch) error
 	Applied(ctx context.Context) (map[certs.DeviceID]uint64, error)
 	File(ctx context.Context, path string) (f state.File, ok bool, err error)
+	FilesAt(ctx context.Context, paths []string) (map[string]state.File, error)
 	FilesByHash(ctx context.Context, h content.Hash) ([]state.File, error)
 	ContentFiles(ctx context.Context, h content.Hash) ([]state.ContentFile, error)
+	ContentFilesOf(ctx context.Context, hs []content.Hash) (map[content.Hash][]state.ContentFile, error)
 	FilesUnder(ctx context.Context, dir string, fn func(state.File) error) error
 	Children(ctx context.Context, dir string, fn func(state.Child) error) error
 	EachHead(ctx context.Context, fn func(state.OpID) error) error
