@@ -14,6 +14,7 @@ import (
 	"github.com/drive-node/drive-node/internal/kick"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
+	"github.com/drive-node/drive-node/state"
 )
 
 // relayWait bounds how long a peer's request for a content this device
@@ -61,6 +62,36 @@ type relaySource struct{ n *Node }
 func (s relaySource) OpenContent(ctx context.Context, h content.Hash) (r io.ReadSeekCloser, size int64, err error) {
 	err = s.n.whileApplying(ctx, requestOf(ctx, h), func() error {
 		r, size, err = s.n.OpenContent(ctx, h)
+		return err
+	})
+	return r, size, err
+}
+
+// Batch implements quicnet.BatchSource: the files holding the contents
+// of a peer's batch are found with one look-up for all of them, not one
+// each.
+func (s relaySource) Batch(ctx context.Context, hs []content.Hash) quicnet.ContentSource {
+	found, err := s.n.db.ContentFilesOf(ctx, hs)
+	if err != nil {
+		s.n.log.Debug("looking up a batch of contents failed; each is looked up alone", "contents", len(hs), "err", err)
+		return s
+	}
+	return batchSource{s, found}
+}
+
+// batchSource serves a peer's batch of contents from what one look-up
+// found: a content it found no live file for is served from elsewhere
+// (see openContentFrom), as one looked up alone would be.
+type batchSource struct {
+	relaySource
+	found map[content.Hash][]state.ContentFile
+}
+
+// OpenContent implements quicnet.ContentSource.
+func (s batchSource) OpenContent(ctx context.Context, h content.Hash) (r io.ReadSeekCloser, size int64, err error) {
+	files := func(context.Context, content.Hash) ([]state.ContentFile, error) { return s.found[h], nil }
+	err = s.n.whileApplying(ctx, requestOf(ctx, h), func() error {
+		r, size, err = s.n.serveContent(ctx, h, files)
 		return err
 	})
 	return r, size, err

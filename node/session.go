@@ -16,6 +16,7 @@ import (
 	"github.com/drive-node/drive-node/internal/kick"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/quicnet"
+	"github.com/drive-node/drive-node/state"
 	"github.com/drive-node/drive-node/wire"
 )
 
@@ -699,20 +700,35 @@ func (n *Node) fetchers() []contentFetcher {
 // whose op was just sent, or the version store's copy. It never waits
 // (the transport is given relaySource, which does).
 func (n *Node) OpenContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
+	return n.serveContent(ctx, h, n.db.ContentFiles)
+}
+
+// serveContent is OpenContent with the records of the live files that
+// hold a content found by files.
+func (n *Node) serveContent(ctx context.Context, h content.Hash, files contentFilesFunc) (io.ReadSeekCloser, int64, error) {
 	if n.request.on() {
 		return nil, 0, fmt.Errorf("content %s: %w", h.Short(), ErrPausedOnRequest)
 	}
-	r, size, err := n.openContent(ctx, h)
+	r, size, err := n.openContentFrom(ctx, h, files)
 	if err != nil {
 		return nil, 0, err
 	}
 	return countedContent{r, &n.live.bytesOut}, size, nil
 }
 
+// contentFilesFunc finds the live files holding a content, as
+// state.DB.ContentFiles does.
+type contentFilesFunc func(ctx context.Context, h content.Hash) ([]state.ContentFile, error)
+
 // openContent is OpenContent without the pause and the count.
 func (n *Node) openContent(ctx context.Context, h content.Hash) (io.ReadSeekCloser, int64, error) {
+	return n.openContentFrom(ctx, h, n.db.ContentFiles)
+}
+
+// openContentFrom is openContent with the live files found by files.
+func (n *Node) openContentFrom(ctx context.Context, h content.Hash, find contentFilesFunc) (io.ReadSeekCloser, int64, error) {
 	n.noteActivity()
-	files, err := n.db.ContentFiles(ctx, h)
+	files, err := find(ctx, h)
 	if err != nil {
 		return nil, 0, err
 	}

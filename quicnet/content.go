@@ -336,8 +336,12 @@ func (p *Peer) serveContent(s *quic.Stream) {
 		// Small contents are gathered into few large writes.
 		bw := bufio.NewWriterSize(w, 64<<10)
 		bctx := context.WithValue(ctx, batchKey{}, true)
+		src := p.t.cfg.Content
+		if bs, ok := src.(BatchSource); ok {
+			src = bs.Batch(bctx, req.Hashes)
+		}
 		for _, h := range req.Hashes {
-			if !p.sendContent(bctx, bw, h, 0, -1) {
+			if !p.sendContent(bctx, bw, src, h, 0, -1) {
 				s.CancelWrite(codeStreamDone)
 				return
 			}
@@ -357,7 +361,7 @@ func (p *Peer) serveContent(s *quic.Stream) {
 // window explain a slow large transfer.
 func (p *Peer) sendTimed(ctx context.Context, w idleStream, h content.Hash, offset, length int64) {
 	start, before := time.Now(), p.conn.ConnectionStats()
-	if !p.sendContent(ctx, w, h, offset, length) {
+	if !p.sendContent(ctx, w, p.t.cfg.Content, h, offset, length) {
 		w.CancelWrite(codeStreamDone)
 	}
 	after := p.conn.ConnectionStats()
@@ -366,14 +370,14 @@ func (p *Peer) sendTimed(ctx context.Context, w idleStream, h content.Hash, offs
 		"cwnd", after.CongestionWindow, "srtt", after.SmoothedRTT)
 }
 
-// sendContent writes the response for h and, when this device has it,
+// sendContent writes the response for h and, when src has it,
 // length of its bytes from offset on, or all of them from offset on when
 // length is negative; a content that ends before is not found. It
 // reports false when the stream must end early: the write failed, or the
 // file changed or vanished under it (the receiver's hash check refuses
 // what it got and asks again).
-func (p *Peer) sendContent(ctx context.Context, w io.Writer, h content.Hash, offset, length int64) bool {
-	r, size, err := p.t.cfg.Content.OpenContent(ctx, h)
+func (p *Peer) sendContent(ctx context.Context, w io.Writer, src ContentSource, h content.Hash, offset, length int64) bool {
+	r, size, err := src.OpenContent(ctx, h)
 	if err == nil && length < 0 {
 		length = size - offset
 	}

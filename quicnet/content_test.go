@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -395,5 +397,69 @@ func TestFetchRangeWriteFails(t *testing.T) {
 		if _, err := pa.FetchRange(ctx, h, 5, 100, &buf); err != nil || !bytes.Equal(buf.Bytes(), data[5:105]) {
 			t.Fatalf("fetch after a failed one: %v", err)
 		}
+	}
+}
+
+// batchOnly is a BatchSource that holds its contents only for a batch:
+// alone, it has none. It records the hashes each Batch call was given.
+type batchOnly struct {
+	memContent
+	mu    sync.Mutex
+	calls [][]content.Hash
+}
+
+func (b *batchOnly) OpenContent(context.Context, content.Hash) (io.ReadSeekCloser, int64, error) {
+	return nil, 0, fs.ErrNotExist
+}
+
+func (b *batchOnly) Batch(_ context.Context, hs []content.Hash) ContentSource {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, slices.Clone(hs))
+	return b.memContent
+}
+
+// TestBatchOpenedThroughBatchSource serves a batch request from a
+// BatchSource: the transport asks it once, with every hash of the
+// request, and opens each content from the source it returns; a single
+// request still goes to the source itself.
+func TestBatchOpenedThroughBatchSource(t *testing.T) {
+	src := &batchOnly{memContent: memContent{}}
+	var hs []content.Hash
+	for i := range 5 {
+		b := fmt.Appendf(nil, "small content %d", i)
+		h := content.Sum(b)
+		src.memContent[h] = b
+		hs = append(hs, h)
+	}
+	a, b := pairedTestNodes(t, memContent{}, src)
+	if _, err := a.t.Dial(context.Background(), b.addr(), b.id.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitPeer(t, b)
+	pa := waitPeer(t, a)
+	ctx := context.Background()
+	got := 0
+	err := pa.FetchBatch(ctx, hs, func(i int, size int64, r io.Reader) error {
+		if size < 0 {
+			return nil // not found
+		}
+		if body, err := io.ReadAll(r); err != nil || content.Sum(body) != hs[i] {
+			t.Errorf("content %d: %d bytes, %v", i, len(body), err)
+		}
+		got++
+		return nil
+	})
+	if err != nil || got != len(hs) {
+		t.Fatalf("batch: %d of %d contents, %v", got, len(hs), err)
+	}
+	src.mu.Lock()
+	calls := src.calls
+	src.mu.Unlock()
+	if len(calls) != 1 || !slices.Equal(calls[0], hs) {
+		t.Errorf("Batch called with %v, want once with the request's %d hashes", calls, len(hs))
+	}
+	if _, err := pa.Fetch(ctx, hs[0], 0, io.Discard); err == nil {
+		t.Error("a single request was served from the batch's source")
 	}
 }

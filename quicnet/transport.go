@@ -93,6 +93,17 @@ type ContentSource interface {
 	OpenChunkList(ctx context.Context, h content.Hash) (io.ReadCloser, int64, error)
 }
 
+// BatchSource is a ContentSource that finds many contents at once for
+// less than it finds them one at a time.
+type BatchSource interface {
+	ContentSource
+	// Batch returns the source a batch request's contents hs are opened
+	// from: the transport calls its OpenContent for each of hs in turn,
+	// from one goroutine, with a context that ends when the request's
+	// stream does.
+	Batch(ctx context.Context, hs []content.Hash) ContentSource
+}
+
 // Config configures a Transport.
 type Config struct {
 	Identity *certs.Identity

@@ -1,0 +1,75 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/drive-node/drive-node/content"
+	"github.com/drive-node/drive-node/quicnet"
+)
+
+// TestBatchServedAsOneByOne serves a peer's batch through the source the
+// transport is given, found with one look-up, and compares every answer
+// with OpenContent's: contents held by one file and by two, one whose
+// file changed since it was recorded (served by neither), one nobody
+// has.
+func TestBatchServedAsOneByOne(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{"a.txt": "alpha", "b.txt": "beta", "sub/b-again.txt": "beta", "c.txt": "gamma"}
+	for name, body := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := startNode(t, dir, freeUDPPort(t))
+	ctx := context.Background()
+	hs := []content.Hash{content.Sum([]byte("alpha")), content.Sum([]byte("beta")), content.Sum([]byte("gamma")), content.Sum([]byte("nobody's"))}
+	waitFor(t, "every file recorded", func() string {
+		for _, h := range hs[:3] {
+			if fs, err := r.db.ContentFiles(ctx, h); err != nil || len(fs) == 0 {
+				return fmt.Sprintf("%s: %d files, %v", h.Short(), len(fs), err)
+			}
+		}
+		return ""
+	})
+	// c.txt changes under its record, keeping its size: neither way
+	// serves what it holds now as "gamma", recorded yet or not.
+	if err := os.WriteFile(filepath.Join(dir, "c.txt"), []byte("GAMMA"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var src quicnet.ContentSource = relaySource{r.Node}
+	batch := src.(quicnet.BatchSource).Batch(ctx, hs)
+	if _, ok := batch.(batchSource); !ok {
+		t.Fatalf("the batch is served by %T, not from one look-up", batch)
+	}
+	for _, h := range hs {
+		one, oneErr := read(r.OpenContent(ctx, h))
+		got, gotErr := read(batch.OpenContent(ctx, h))
+		if one != got || errors.Is(oneErr, fs.ErrNotExist) != errors.Is(gotErr, fs.ErrNotExist) {
+			t.Errorf("%s: the batch serves %q (%v), OpenContent %q (%v)", h.Short(), got, gotErr, one, oneErr)
+		}
+		if want := map[content.Hash]string{hs[0]: "alpha", hs[1]: "beta"}[h]; got != want {
+			t.Errorf("%s: the batch serves %q, want %q", h.Short(), got, want)
+		}
+	}
+}
+
+// read returns what an opened content holds.
+func read(r io.ReadSeekCloser, _ int64, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	return string(b), err
+}
