@@ -25,8 +25,9 @@ type File = folder.File
 
 // RootFolder is the Folder of the daemon: an os.Root, which refuses every
 // path that would leave the folder (through "..", or a symlink). Where
-// the kernel can, paths are looked at and renamed with it resolving them
-// beneath the folder, the same refusals at half the cost (see beneath).
+// the kernel can, paths are opened, looked at and renamed with it
+// resolving them beneath the folder, the same refusals at a fraction of
+// the cost (see beneath).
 type RootFolder struct {
 	*os.Root
 	beneath *beneath.Dir // nil: os.Root does it all
@@ -75,7 +76,12 @@ func (r RootFolder) Open(name string) (File, error) {
 // socket found there is an error wrapping safeopen.ErrNotRegular, never a
 // wait: anyone who can write in the folder can put one where a file was.
 func (r RootFolder) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
-	f, err := safeopen.In(r.Root, name, flag, perm)
+	f, err := safeopen.With(name, flag, func(flag int) (*os.File, error) {
+		if f, ok, err := r.beneath.OpenFile(name, flag, perm); ok {
+			return f, err
+		}
+		return r.Root.OpenFile(name, flag, perm)
+	})
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
 	}

@@ -1,7 +1,7 @@
-// Package beneath looks at and renames paths inside a directory with the
-// kernel resolving each path in one call, never outside the directory
-// (openat2 with RESOLVE_BENEATH, Linux 5.6 and later). It does what
-// os.Root's Lstat and Rename do, symlinks inside the directory followed
+// Package beneath opens, looks at and renames paths inside a directory
+// with the kernel resolving each path in one call, never outside the
+// directory (openat2 with RESOLVE_BENEATH, Linux 5.6 and later). It does
+// what os.Root's OpenFile, Lstat and Rename do, symlinks inside the directory followed
 // and those leading out of it refused, at about half the cost: os.Root
 // opens and closes each directory on the way, one system call or two
 // each.
@@ -29,6 +29,7 @@ type Dir struct {
 	// it is closed, and never uses a number the kernel may have given to
 	// another file since.
 	raw    syscall.RawConn
+	name   string // the os.Root's, which names the files opened in it
 	closed atomic.Bool
 	// off is set once the kernel refused the call: it is not tried again.
 	off atomic.Bool
@@ -46,7 +47,7 @@ func Open(root *os.Root) (*Dir, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Dir{f: f, raw: raw}, nil
+	return &Dir{f: f, raw: raw, name: root.Name()}, nil
 }
 
 // Close closes the directory; closing it again, or a nil Dir, does
@@ -112,6 +113,22 @@ func (d *Dir) Rename(oldname, newname string) (ok bool, err error) {
 		return false, nil
 	}
 	return ok, err
+}
+
+// OpenFile opens name as os.Root's OpenFile does, flag and perm as
+// os.OpenFile takes them: a symlink inside the directory is followed, one
+// leading out of it refused. ok is false when d cannot resolve it, or
+// the kernel refused in a way os.Root may not (a permission, a flag), or
+// perm holds more than permission bits (which os.Root refuses): then the
+// caller asks os.Root, which also gives the error to report.
+func (d *Dir) OpenFile(name string, flag int, perm fs.FileMode) (f *os.File, ok bool, err error) {
+	if !d.usable() || !resolvable(name) || perm&^fs.ModePerm != 0 {
+		return nil, false, nil
+	}
+	if !d.with(func(root int) { f, ok, err = d.openFile(root, name, flag, perm) }) {
+		return nil, false, nil
+	}
+	return f, ok, err
 }
 
 // ErrEscapes is the error of a path that leads out of the directory (by

@@ -73,6 +73,41 @@ func (d *Dir) lstat(root int, name string) (fs.FileInfo, bool, error) {
 	return &fileInfo{name: base, st: st}, true, nil
 }
 
+func (d *Dir) openFile(root int, name string, flag int, perm fs.FileMode) (*os.File, bool, error) {
+	// O_LARGEFILE as os.OpenFile adds it: openat2 adds it only where
+	// it is the default (64-bit systems), and a file over 2 GiB opened
+	// without it on a 32-bit ARM board is EOVERFLOW.
+	open := unix.OpenHow{
+		Flags:   uint64(flag) | unix.O_CLOEXEC | unix.O_LARGEFILE,
+		Mode:    uint64(perm),
+		Resolve: how.Resolve,
+	}
+	if flag&(os.O_CREATE|unix.O_TMPFILE) == 0 {
+		open.Mode = 0 // openat2 refuses a mode it would not use
+	}
+	for range retries {
+		fd, err := unix.Openat2(root, name, &open)
+		switch {
+		case err == nil:
+			return os.NewFile(uintptr(fd), d.name+"/"+name), true, nil
+		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
+			continue
+		case errors.Is(err, unix.EXDEV):
+			return nil, true, &fs.PathError{Op: "openat", Path: name, Err: ErrEscapes}
+		case errors.Is(err, unix.ENOSYS):
+			d.off.Store(true)
+			return nil, false, nil
+		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EINVAL):
+			// A sandbox refusing openat2, or a refusal os.Root's
+			// openat would meet too: it tells which.
+			return nil, false, nil
+		default:
+			return nil, true, &fs.PathError{Op: "openat", Path: name, Err: err}
+		}
+	}
+	return nil, false, nil
+}
+
 // fstatat is fstatat(2) of name in the directory fd, not following a
 // symlink.
 func fstatat(fd int, name string, st *syscall.Stat_t) error {

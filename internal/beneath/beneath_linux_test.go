@@ -129,6 +129,99 @@ func TestRenameStaysInside(t *testing.T) {
 	}
 }
 
+// OpenFile opens, reads and creates what os.Root's OpenFile does, and
+// fails where it fails, for the same reason as far as a caller tells
+// them apart; nothing it creates lies outside the folder.
+func TestOpenFileAsOSRootDoes(t *testing.T) {
+	dir, root, d := tree(t)
+	open := func(name string, flag int, perm fs.FileMode) (*os.File, error) {
+		t.Helper()
+		f, ok, err := d.OpenFile(name, flag, perm)
+		if !ok {
+			t.Fatalf("%s: openat2 not used on this kernel", name)
+		}
+		return f, err
+	}
+	same := func(what string, err, werr error) bool {
+		t.Helper()
+		if (werr == nil) != (err == nil) {
+			t.Errorf("%s: got %v, os.Root %v", what, err, werr)
+			return false
+		}
+		for _, target := range []error{fs.ErrNotExist, fs.ErrExist, syscall.ENOTDIR, syscall.EISDIR, syscall.ELOOP} {
+			if errors.Is(err, target) != errors.Is(werr, target) {
+				t.Errorf("%s: got %v, os.Root %v: they differ on %v", what, err, werr, target)
+			}
+		}
+		return err == nil
+	}
+	for _, name := range []string{"plain", "a", "a/b/file", "a/link", "in/b/file", "missing", "a/missing", "missing/x",
+		"plain/x", "up/secret", "abs/secret", "a/../plain", "a/b/file/x"} {
+		f, err := open(name, os.O_RDONLY, 0)
+		wf, werr := root.OpenFile(name, os.O_RDONLY, 0)
+		if same(name, err, werr) {
+			st, _ := f.Stat()
+			wst, _ := wf.Stat()
+			if !os.SameFile(st, wst) {
+				t.Errorf("%s: opened another file than os.Root", name)
+			}
+			if f.Name() != wf.Name() {
+				t.Errorf("%s: named %q, os.Root %q", name, f.Name(), wf.Name())
+			}
+		}
+		for _, f := range []*os.File{f, wf} {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	// Creating: with the mode asked for (the umask aside), through a
+	// symlink inside, never outside; O_EXCL refuses what exists.
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	for _, c := range []struct {
+		name string
+		flag int
+	}{
+		{"a/new", os.O_WRONLY | os.O_CREATE | os.O_TRUNC},
+		{"in/b/new", os.O_WRONLY | os.O_CREATE | os.O_TRUNC},
+		{"plain", os.O_WRONLY | os.O_CREATE | os.O_EXCL},
+		{"up/new", os.O_WRONLY | os.O_CREATE},
+		{"abs/new", os.O_WRONLY | os.O_CREATE},
+		{"missing/new", os.O_WRONLY | os.O_CREATE},
+	} {
+		f, err := open(c.name, c.flag, 0o640)
+		if err == nil {
+			st, _ := f.Stat()
+			if st.Mode() != 0o640 {
+				t.Errorf("%s: created %v, want -rw-r-----", c.name, st.Mode())
+			}
+			f.Close()
+		}
+		wf, werr := root.OpenFile(c.name, c.flag, 0o640)
+		if wf != nil {
+			wf.Close()
+		}
+		same(c.name+" created", err, werr)
+	}
+	if _, err := os.Lstat(filepath.Join(filepath.Dir(dir), "new")); err == nil {
+		t.Fatal("a file was created outside the folder")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "a/b/new")); err != nil {
+		t.Fatalf("a file created through the symlink inside is not where it leads: %v", err)
+	}
+	// A name os.Root refuses or cleans is left to it, and a mode of more
+	// than permissions, which it refuses.
+	for _, name := range []string{"", ".", "a/..", "/plain", "a/"} {
+		if _, ok, _ := d.OpenFile(name, os.O_RDONLY, 0); ok {
+			t.Errorf("%q: opened beneath, not left to os.Root", name)
+		}
+	}
+	if _, ok, _ := d.OpenFile("a/setgid", os.O_WRONLY|os.O_CREATE, 0o640|fs.ModeSetgid); ok {
+		t.Error("a setgid mode was not left to os.Root")
+	}
+}
+
 // A nil Dir resolves nothing: the caller uses os.Root.
 func TestNilDirResolvesNothing(t *testing.T) {
 	var d *Dir
@@ -137,6 +230,9 @@ func TestNilDirResolvesNothing(t *testing.T) {
 	}
 	if ok, _ := d.Rename("x", "y"); ok {
 		t.Fatal("a nil Dir renamed a path")
+	}
+	if _, ok, _ := d.OpenFile("x", os.O_RDONLY, 0); ok {
+		t.Fatal("a nil Dir opened a path")
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
@@ -215,4 +311,29 @@ func TestClosedDirResolvesNothing(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatalf("a second Close: %v", err)
 	}
+}
+
+// BenchmarkOpen opens a file two directories down the folder and closes
+// it, as a device serving a peer does for each content: through os.Root,
+// and beneath.
+func BenchmarkOpen(b *testing.B) {
+	_, root, d := tree(b)
+	b.Run("os.Root", func(b *testing.B) {
+		for b.Loop() {
+			f, err := root.OpenFile("a/b/file", os.O_RDONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	})
+	b.Run("beneath", func(b *testing.B) {
+		for b.Loop() {
+			f, _, err := d.OpenFile("a/b/file", os.O_RDONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	})
 }

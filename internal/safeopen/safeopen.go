@@ -20,7 +20,12 @@ var ErrNotRegular = errors.New("is not a regular file or a directory")
 // directory. Checking what was opened, not what a stat before saw, leaves
 // no window for a swap.
 func In(root *os.Root, name string, flag int, perm fs.FileMode) (*os.File, error) {
-	f, err := root.OpenFile(name, flag|nonblock, perm)
+	return With(name, flag, func(flag int) (*os.File, error) { return root.OpenFile(name, flag, perm) })
+}
+
+// With is In with open doing the open, given flag with O_NONBLOCK added.
+func With(name string, flag int, open func(flag int) (*os.File, error)) (*os.File, error) {
+	f, err := open(flag | nonblock)
 	if err != nil {
 		return nil, err
 	}
