@@ -527,8 +527,7 @@ func (n *Node) writeStaged(name string, h content.Hash, size int64, mode uint32,
 		// Set before the file is flushed, so a crash keeps it too. Only
 		// where the folder is flushed at once (Linux): NTFS sets a
 		// file's mtime again when a handle that wrote to it closes.
-		mt := time.Unix(0, mtime)
-		if n.folderRoot().Chtimes(name, mt, mt) == nil {
+		if setMTime(n.folderRoot(), f, name, time.Unix(0, mtime)) == nil {
 			info, _ = f.Stat()
 		}
 	}

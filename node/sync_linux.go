@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,4 +52,29 @@ func sameDevice(a, b fs.FileInfo) bool {
 	sa, ok := a.Sys().(*syscall.Stat_t)
 	sb, okb := b.Sys().(*syscall.Stat_t)
 	return !ok || !okb || sa.Dev == sb.Dev
+}
+
+// setMTime sets the access and modification times of f, open as name in
+// folder, to mt: through its descriptor (utimensat with no path), which
+// resolves no path again. A File that is no *os.File is set by name.
+func setMTime(folder Folder, f File, name string, mt time.Time) error {
+	osf, ok := f.(*os.File)
+	if !ok {
+		return folder.Chtimes(name, mt, mt)
+	}
+	raw, err := osf.SyscallConn()
+	if err != nil {
+		return err
+	}
+	ts := [2]unix.Timespec{unix.NsecToTimespec(mt.UnixNano()), unix.NsecToTimespec(mt.UnixNano())}
+	var errno syscall.Errno
+	if err := raw.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return &fs.PathError{Op: "utimensat", Path: name, Err: errno}
+	}
+	return nil
 }
