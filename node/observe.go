@@ -387,7 +387,54 @@ func (x dbIndex) Lookup(path string) (watcher.Known, bool) {
 	if err != nil || !ok || f.Deleted {
 		return watcher.Known{}, false
 	}
-	return watcher.Known{Dir: f.Dir, Size: f.Size, MTime: f.MTime, Inode: f.Inode, Hash: f.Hash, Mode: f.Mode}, true
+	return knownOf(f), true
+}
+
+// LookupAll implements watcher.BatchIndex: the records the apply is
+// about to write, then the database's, read at once.
+func (x dbIndex) LookupAll(paths []string) map[string]watcher.Known {
+	out := make(map[string]watcher.Known, len(paths))
+	held := make(map[string][]string, len(paths)) // the form recorded: as asked for
+	var ask []string
+	for _, p := range paths {
+		q := p
+		if x.nfc {
+			q = norm.NFC.String(p)
+		}
+		if k, ok := x.placing.get(q); ok {
+			out[p] = k
+			continue
+		}
+		if len(held[q]) == 0 {
+			ask = append(ask, q)
+		}
+		held[q] = append(held[q], p)
+	}
+	files, err := x.db.FilesAt(context.Background(), ask)
+	if err != nil {
+		// What the database cannot say in one read, it may one at a time.
+		for _, q := range ask {
+			for _, p := range held[q] {
+				if k, ok := x.Lookup(p); ok {
+					out[p] = k
+				}
+			}
+		}
+		return out
+	}
+	for q, f := range files {
+		if !f.Deleted {
+			for _, p := range held[q] {
+				out[p] = knownOf(f)
+			}
+		}
+	}
+	return out
+}
+
+// knownOf is what the watcher knows of a live record.
+func knownOf(f state.File) watcher.Known {
+	return watcher.Known{Dir: f.Dir, Size: f.Size, MTime: f.MTime, Inode: f.Inode, Hash: f.Hash, Mode: f.Mode}
 }
 
 // spellings returns dir as records may hold it: as given and, on a folder

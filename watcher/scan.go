@@ -762,6 +762,27 @@ func (w *Watcher) send(ctx context.Context, out chan<- []Observation, present, g
 	return nil
 }
 
+// lookupAll returns a lookup of the Index's records at the paths of obs:
+// read at once, where the Index can (BatchIndex), then answered from
+// what was read.
+func (w *Watcher) lookupAll(obs ...[]Observation) func(string) (Known, bool) {
+	bi, ok := w.o.Index.(BatchIndex)
+	if !ok {
+		return w.o.Index.Lookup
+	}
+	var paths []string
+	for _, list := range obs {
+		for _, o := range list {
+			paths = append(paths, o.Path)
+		}
+	}
+	found := bi.LookupAll(paths)
+	return func(p string) (Known, bool) {
+		k, ok := found[p]
+		return k, ok
+	}
+}
+
 // arrange orders observations for sending; joined[i] is true when list[i]
 // and list[i+1] must travel in the same slice.
 func (w *Watcher) arrange(present, gone []Observation) (list []Observation, joined []bool) {
@@ -785,12 +806,13 @@ func (w *Watcher) arrange(present, gone []Observation) (list []Observation, join
 	}
 	sort.Slice(pres, func(i, j int) bool { return pres[i].Path < pres[j].Path })
 	sort.Slice(gs, func(i, j int) bool { return gs[i].Path > gs[j].Path })
+	lookup := w.lookupAll(pres, gs)
 
 	// Recorded content of vanished files, to put a moved file next to
 	// where it came from.
 	from := map[content.Hash][]int{}
 	for i, g := range gs {
-		if k, ok := w.o.Index.Lookup(g.Path); ok && !k.Dir && !k.Hash.IsZero() {
+		if k, ok := lookup(g.Path); ok && !k.Dir && !k.Hash.IsZero() {
 			from[k.Hash] = append(from[k.Hash], i)
 		}
 	}
@@ -803,7 +825,7 @@ func (w *Watcher) arrange(present, gone []Observation) (list []Observation, join
 			list, joined = append(list, o), append(joined, false)
 			continue
 		}
-		k, known := w.o.Index.Lookup(o.Path)
+		k, known := lookup(o.Path)
 		if known && k.Dir { // a directory became a file: after what was in it
 			late = append(late, o)
 			continue

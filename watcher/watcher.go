@@ -122,6 +122,16 @@ type Index interface {
 	Children(dir string) (map[string]Known, error)
 }
 
+// BatchIndex is an Index that looks up many paths at once for less than
+// one at a time. The watcher looks up what it is about to report with
+// it: a directory moved in is thousands of paths.
+type BatchIndex interface {
+	Index
+	// LookupAll returns the live records at those of paths that have
+	// one, as Lookup would find them one by one.
+	LookupAll(paths []string) map[string]Known
+}
+
 // Options configures a Watcher.
 type Options struct {
 	// Root is the folder to watch.
