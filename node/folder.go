@@ -67,6 +67,11 @@ func (r RootFolder) Rename(oldname, newname string) error {
 	return r.Root.Rename(oldname, newname)
 }
 
+// NoSymlinkAbove reports whether the kernel found no symlink among the
+// existing directories above name, in one call (see beneath); false
+// when it did not tell.
+func (r RootFolder) NoSymlinkAbove(name string) bool { return r.beneath.NoSymlinkAbove(name) }
+
 // Open opens name for reading.
 func (r RootFolder) Open(name string) (File, error) {
 	return r.OpenFile(name, os.O_RDONLY, 0)

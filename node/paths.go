@@ -136,6 +136,9 @@ func windowsInvalid(name string) error {
 // retry.) It looks again for every op: a user may swap a directory for
 // a symlink while a chunk is applied.
 func (n *Node) throughSymlink(p string) error {
+	if f, ok := n.folderRoot().(interface{ NoSymlinkAbove(string) bool }); ok && f.NoSymlinkAbove(p) {
+		return nil // the kernel resolved the directories at once
+	}
 	dir := parentDir(p)
 	for dir != "" {
 		st, err := n.folderRoot().Lstat(dir)

@@ -131,6 +131,25 @@ func (d *Dir) OpenFile(name string, flag int, perm fs.FileMode) (f *os.File, ok 
 	return f, ok, err
 }
 
+// NoSymlinkAbove reports whether the kernel found no symlink among the
+// directories above name that exist, with one resolution. false says
+// only that it did not: one of them is a symlink, d cannot tell, or the
+// resolution failed otherwise; the caller then looks at each.
+func (d *Dir) NoSymlinkAbove(name string) bool {
+	if !d.usable() || !resolvable(name) {
+		return false
+	}
+	dir, _ := split(name)
+	if dir == "" {
+		return true
+	}
+	var none bool
+	if !d.with(func(root int) { none = d.noSymlinkAbove(root, dir) }) {
+		return false
+	}
+	return none
+}
+
 // ErrEscapes is the error of a path that leads out of the directory (by
 // a symlink): not EXDEV, which the kernel says for it, as that also
 // means a rename between two file systems.

@@ -54,6 +54,36 @@ func (d *Dir) parent(root int, dir string) (fd int, closeFD, ok bool, err error)
 	return -1, false, false, nil
 }
 
+// noSymlinks resolves a directory as how does, and through no symlink
+// at all.
+var noSymlinks = unix.OpenHow{
+	Flags:   how.Flags,
+	Resolve: how.Resolve | unix.RESOLVE_NO_SYMLINKS,
+}
+
+func (d *Dir) noSymlinkAbove(root int, dir string) bool {
+	for range retries {
+		fd, err := unix.Openat2(root, dir, &noSymlinks)
+		switch {
+		case err == nil:
+			unix.Close(fd)
+			return true
+		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
+			continue
+		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+			// The resolution stopped at a name missing, or at a file,
+			// every directory before it not a symlink.
+			return true
+		case errors.Is(err, unix.ENOSYS):
+			d.off.Store(true)
+			return false
+		default: // ELOOP: a symlink on the way; or the kernel cannot say
+			return false
+		}
+	}
+	return false
+}
+
 func (d *Dir) lstat(root int, name string) (fs.FileInfo, bool, error) {
 	dir, base := split(name)
 	fd, closeFD, ok, err := d.parent(root, dir)

@@ -222,6 +222,26 @@ func TestOpenFileAsOSRootDoes(t *testing.T) {
 	}
 }
 
+// NoSymlinkAbove says there is none only where looking at each existing
+// directory above the name finds none.
+func TestNoSymlinkAboveAsLooksDo(t *testing.T) {
+	_, root, d := tree(t)
+	looks := func(name string) bool { // what the caller does without it
+		for dir := filepath.Dir(name); dir != "."; dir = filepath.Dir(dir) {
+			if st, err := root.Lstat(dir); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for _, name := range []string{"x", "a/b/file", "a/link", "missing/x/y", "plain/x/y", "a/b/file/x",
+		"in/b/file", "a/link/x", "up/x", "abs/x", "in/missing/x"} {
+		if got, want := d.NoSymlinkAbove(name), looks(name); got != want {
+			t.Errorf("%s: NoSymlinkAbove %v, each directory looked at says %v", name, got, want)
+		}
+	}
+}
+
 // A nil Dir resolves nothing: the caller uses os.Root.
 func TestNilDirResolvesNothing(t *testing.T) {
 	var d *Dir
@@ -233,6 +253,9 @@ func TestNilDirResolvesNothing(t *testing.T) {
 	}
 	if _, ok, _ := d.OpenFile("x", os.O_RDONLY, 0); ok {
 		t.Fatal("a nil Dir opened a path")
+	}
+	if d.NoSymlinkAbove("a/x") {
+		t.Fatal("a nil Dir vouched for a path")
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)

@@ -18,3 +18,5 @@ func (d *Dir) rename(int, string, string) (bool, error) { return false, nil }
 func sameInode(fs.FileInfo, fs.FileInfo) (same, ok bool) { return false, false }
 
 func (d *Dir) openFile(int, string, int, fs.FileMode) (*os.File, bool, error) { return nil, false, nil }
+
+func (d *Dir) noSymlinkAbove(int, string) bool { return false }
