@@ -81,12 +81,20 @@ func (r RootFolder) Open(name string) (File, error) {
 // socket found there is an error wrapping safeopen.ErrNotRegular, never a
 // wait: anyone who can write in the folder can put one where a file was.
 func (r RootFolder) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
-	f, err := safeopen.With(name, flag, func(flag int) (*os.File, error) {
-		if f, ok, err := r.beneath.OpenFile(name, flag, perm); ok {
+	beneath := false
+	f, info, err := safeopen.With(name, flag, func(flag int) (*os.File, error) {
+		f, ok, err := r.beneath.OpenFile(name, flag, perm)
+		if beneath = ok; ok {
 			return f, err
 		}
 		return r.Root.OpenFile(name, flag, perm)
 	})
+	if err == nil && beneath && info.IsDir() {
+		// A directory is listed through os.Root, whose entries are
+		// looked at through it (see beneath.Dir.OpenFile).
+		f.Close()
+		f, err = safeopen.In(r.Root, name, flag, perm)
+	}
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
 	}

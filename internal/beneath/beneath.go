@@ -121,6 +121,10 @@ func (d *Dir) Rename(oldname, newname string) (ok bool, err error) {
 // the kernel refused in a way os.Root may not (a permission, a flag), or
 // perm holds more than permission bits (which os.Root refuses): then the
 // caller asks os.Root, which also gives the error to report.
+//
+// A directory opened so is not os.Root's: the Info of the entries its
+// ReadDir lists looks at them by path, through whatever is there by
+// then. A caller that lists a directory opens it through os.Root.
 func (d *Dir) OpenFile(name string, flag int, perm fs.FileMode) (f *os.File, ok bool, err error) {
 	if !d.usable() || !resolvable(name) || perm&^fs.ModePerm != 0 {
 		return nil, false, nil

@@ -119,7 +119,7 @@ func (d *Dir) openFile(root int, name string, flag int, perm fs.FileMode) (*os.F
 		fd, err := unix.Openat2(root, name, &open)
 		switch {
 		case err == nil:
-			return os.NewFile(uintptr(fd), d.name+"/"+name), true, nil
+			return os.NewFile(uintptr(fd), joinPath(d.name, name)), true, nil
 		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
 			continue
 		case errors.Is(err, unix.EXDEV):
@@ -127,15 +127,25 @@ func (d *Dir) openFile(root int, name string, flag int, perm fs.FileMode) (*os.F
 		case errors.Is(err, unix.ENOSYS):
 			d.off.Store(true)
 			return nil, false, nil
-		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EINVAL):
+		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENAMETOOLONG):
 			// A sandbox refusing openat2, or a refusal os.Root's
-			// openat would meet too: it tells which.
+			// openat would meet too: it tells which. A path of
+			// PATH_MAX bytes is too long for one call, not for
+			// os.Root's walk.
 			return nil, false, nil
 		default:
 			return nil, true, &fs.PathError{Op: "openat", Path: name, Err: err}
 		}
 	}
 	return nil, false, nil
+}
+
+// joinPath names a file opened in the directory dir as os.Root names it.
+func joinPath(dir, name string) string {
+	if dir != "" && dir[len(dir)-1] == '/' {
+		return dir + name
+	}
+	return dir + "/" + name
 }
 
 // fstatat is fstatat(2) of name in the directory fd, not following a

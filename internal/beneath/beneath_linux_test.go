@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -219,6 +220,32 @@ func TestOpenFileAsOSRootDoes(t *testing.T) {
 	}
 	if _, ok, _ := d.OpenFile("a/setgid", os.O_WRONLY|os.O_CREATE, 0o640|fs.ModeSetgid); ok {
 		t.Error("a setgid mode was not left to os.Root")
+	}
+}
+
+// A path of PATH_MAX bytes is too long for one openat2, not for os.Root,
+// which walks it a directory at a time: OpenFile leaves it to os.Root.
+func TestLongNameLeftToOSRoot(t *testing.T) {
+	_, root, d := tree(t)
+	name := ""
+	for len(name) < 3900 {
+		name = strings.TrimPrefix(name+"/"+strings.Repeat("d", 200), "/")
+		if err := root.Mkdir(name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name += "/" + strings.Repeat("f", 4096-len(name)-1)
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatalf("os.Root: %v", err)
+	}
+	f.Close()
+	f, ok, err := d.OpenFile(name, os.O_RDONLY, 0)
+	if ok {
+		t.Errorf("a name of %d bytes opened beneath: %v", len(name), err)
+		if f != nil {
+			f.Close()
+		}
 	}
 }
 

@@ -20,14 +20,16 @@ var ErrNotRegular = errors.New("is not a regular file or a directory")
 // directory. Checking what was opened, not what a stat before saw, leaves
 // no window for a swap.
 func In(root *os.Root, name string, flag int, perm fs.FileMode) (*os.File, error) {
-	return With(name, flag, func(flag int) (*os.File, error) { return root.OpenFile(name, flag, perm) })
+	f, _, err := With(name, flag, func(flag int) (*os.File, error) { return root.OpenFile(name, flag, perm) })
+	return f, err
 }
 
-// With is In with open doing the open, given flag with O_NONBLOCK added.
-func With(name string, flag int, open func(flag int) (*os.File, error)) (*os.File, error) {
+// With is In with open doing the open, given flag with O_NONBLOCK added;
+// it also returns what the check found the file to be.
+func With(name string, flag int, open func(flag int) (*os.File, error)) (*os.File, fs.FileInfo, error) {
 	f, err := open(flag | nonblock)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st, err := f.Stat()
 	if err == nil && !st.Mode().IsRegular() && !st.IsDir() {
@@ -35,7 +37,7 @@ func With(name string, flag int, open func(flag int) (*os.File, error)) (*os.Fil
 	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return f, nil
+	return f, st, nil
 }
