@@ -71,25 +71,34 @@ func (s relaySource) OpenContent(ctx context.Context, h content.Hash) (r io.Read
 // of a peer's batch are found with one look-up for all of them, not one
 // each.
 func (s relaySource) Batch(ctx context.Context, hs []content.Hash) quicnet.ContentSource {
+	gen := s.n.db.FilesGeneration()
 	found, err := s.n.db.ContentFilesOf(ctx, hs)
 	if err != nil {
 		s.n.log.Debug("looking up a batch of contents failed; each is looked up alone", "contents", len(hs), "err", err)
 		return s
 	}
-	return batchSource{s, found}
+	return batchSource{s, found, gen}
 }
 
 // batchSource serves a peer's batch of contents from what one look-up
-// found: a content it found no live file for is served from elsewhere
-// (see openContentFrom), as one looked up alone would be.
+// found. A content it found no live file for is looked up again alone
+// if records were written since (an apply may have placed it while the
+// batch was served), then served from elsewhere (see openContentFrom), as
+// one asked for alone would be.
 type batchSource struct {
 	relaySource
 	found map[content.Hash][]state.ContentFile
+	gen   uint64 // the records' generation before the look-up
 }
 
 // OpenContent implements quicnet.ContentSource.
 func (s batchSource) OpenContent(ctx context.Context, h content.Hash) (r io.ReadSeekCloser, size int64, err error) {
-	files := func(context.Context, content.Hash) ([]state.ContentFile, error) { return s.found[h], nil }
+	files := func(ctx context.Context, h content.Hash) ([]state.ContentFile, error) {
+		if held, ok := s.found[h]; ok || s.n.db.FilesGeneration() == s.gen {
+			return held, nil
+		}
+		return s.n.db.ContentFiles(ctx, h)
+	}
 	err = s.n.whileApplying(ctx, requestOf(ctx, h), func() error {
 		r, size, err = s.n.serveContent(ctx, h, files)
 		return err

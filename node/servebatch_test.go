@@ -52,6 +52,23 @@ func TestBatchServedAsOneByOne(t *testing.T) {
 	if _, ok := batch.(batchSource); !ok {
 		t.Fatalf("the batch is served by %T, not from one look-up", batch)
 	}
+	// A content recorded after the batch's look-up, while it is served,
+	// is served too, as it would be alone.
+	late := content.Sum([]byte("delta"))
+	lateBatch := src.(quicnet.BatchSource).Batch(ctx, []content.Hash{late})
+	if err := os.WriteFile(filepath.Join(dir, "d.txt"), []byte("delta"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "d.txt recorded", func() string {
+		if fs, err := r.db.ContentFiles(ctx, late); err != nil || len(fs) == 0 {
+			return fmt.Sprintf("%d files, %v", len(fs), err)
+		}
+		return ""
+	})
+	if got, err := read(lateBatch.OpenContent(ctx, late)); got != "delta" {
+		t.Errorf("a content recorded after the batch's look-up: %q, %v", got, err)
+	}
+
 	for _, h := range hs {
 		one, oneErr := read(r.OpenContent(ctx, h))
 		got, gotErr := read(batch.OpenContent(ctx, h))
