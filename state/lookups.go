@@ -36,8 +36,9 @@ func groupArgs[K any](keys []K, arg func(K) any, fn func(args []any) error) erro
 
 // FilesAt returns the records, tombstones included, at those of paths
 // that have one, as File would one by one: what File keeps at hand is
-// answered from there, the rest read a group at a time and kept. A
-// caller about to decide many paths asks for them all first.
+// answered from there, the rest read a group at a time and kept, unless
+// they are more than half of what File keeps. A caller about to decide
+// many paths asks for them all first.
 func (db *DB) FilesAt(ctx context.Context, paths []string) (map[string]File, error) {
 	if db.filesAt == nil { // an older schema, opened by a migration test
 		return nil, fmt.Errorf("state: %s: read %d records: schema not migrated", db.path, len(paths))
@@ -77,9 +78,13 @@ func (db *DB) FilesAt(ctx context.Context, paths []string) (map[string]File, err
 	if err != nil {
 		return nil, fmt.Errorf("state: %s: read %d records: %w", db.path, len(missed), err)
 	}
-	for _, p := range missed {
-		f, ok := out[p]
-		db.cache.put(p, f, ok, gen)
+	if len(missed) <= maxCachedFiles/2 {
+		// More would push out what was kept, as much as one batch
+		// can use again, and then itself.
+		for _, p := range missed {
+			f, ok := out[p]
+			db.cache.put(p, f, ok, gen)
+		}
 	}
 	return out, nil
 }

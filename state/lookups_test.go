@@ -101,3 +101,33 @@ func TestContentFilesOfAsContentFilesDoes(t *testing.T) {
 		t.Fatal("no content is held by two files: the test asks nothing of the order")
 	}
 }
+
+// TestFilesAtKeepsFewAtHand: what a small FilesAt reads is kept, and a
+// read of more paths than half of what is kept at hand keeps none of
+// them, so it does not push out what was kept before.
+func TestFilesAtKeepsFewAtHand(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	if err := db.Apply(ctx, Batch{Files: []File{benchFile(1), benchFile(2)}}); err != nil {
+		t.Fatal(err)
+	}
+	kept := func(p string) bool { _, _, hit, _ := db.cache.get(p); return hit }
+	if _, err := db.FilesAt(ctx, []string{benchFile(1).Path}); err != nil {
+		t.Fatal(err)
+	}
+	if !kept(benchFile(1).Path) {
+		t.Fatal("a small FilesAt kept nothing")
+	}
+	var many []string
+	for i := range maxCachedFiles {
+		many = append(many, fmt.Sprintf("moved-in/%d", i))
+	}
+	many = append(many, benchFile(2).Path)
+	got, err := db.FilesAt(ctx, many)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("FilesAt of %d paths found %d, %v", len(many), len(got), err)
+	}
+	if !kept(benchFile(1).Path) || kept(many[0]) || kept(benchFile(2).Path) {
+		t.Fatal("a large FilesAt changed what is kept at hand")
+	}
+}
