@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drive-node/drive-node/certs"
+	"github.com/drive-node/drive-node/content"
 	"github.com/drive-node/drive-node/oplog"
 	"github.com/drive-node/drive-node/state"
 )
@@ -271,11 +272,16 @@ func (n *Node) foldOrigin(ctx context.Context, o certs.DeviceID, limit uint64, f
 // keeps of the path is its content or was replaced by it (restore and
 // history read those ops back from the log, see loggedOps).
 func (n *Node) superseded(ctx context.Context, window []oplog.Op, f *folding) (drop []uint64, young int, err error) {
+	paths := make([]string, len(window))
+	for i, op := range window {
+		paths[i] = op.Path
+	}
+	recs, err := n.db.FilesAt(ctx, paths)
+	if err != nil {
+		return nil, 0, err
+	}
 	for _, op := range window {
-		rec, ok, err := n.db.File(ctx, op.Path)
-		if err != nil {
-			return nil, 0, err
-		}
+		rec, ok := recs[op.Path]
 		if !ok || !opSuperseded(op, rec) {
 			continue
 		}
@@ -348,14 +354,11 @@ func (n *Node) headSaw(op oplog.Op, rec state.File, f *folding) (int, error) {
 // path that op wrote or replaced: restoring to a time within it replays
 // op.
 func (n *Node) versionNeeds(ctx context.Context, op oplog.Op) (bool, error) {
-	vs, err := n.db.Versions(ctx, op.Path, false)
-	if err != nil {
-		return false, err
+	var h content.Hash // no content of a version is the op's but a write's
+	if op.Kind == oplog.KindWrite {
+		h = op.Hash
 	}
-	id := state.OpID{Origin: op.Origin, Seq: op.Seq}
-	return slices.ContainsFunc(vs, func(v state.Version) bool {
-		return v.By == id || op.Kind == oplog.KindWrite && v.Hash == op.Hash
-	}), nil
+	return n.db.KeepsVersionFor(ctx, op.Path, state.OpID{Origin: op.Origin, Seq: op.Seq}, h)
 }
 
 // seqSet is a set of sequences of one origin, a bit each: a pass holds

@@ -57,6 +57,7 @@ type stateStore interface {
 	AddVersions(ctx context.Context, vs []state.Version) error
 	Versions(ctx context.Context, path string, under bool) ([]state.Version, error)
 	VersionsByHash(ctx context.Context, h content.Hash) ([]state.Version, error)
+	KeepsVersionFor(ctx context.Context, path string, by state.OpID, h content.Hash) (bool, error)
 	AllVersions(ctx context.Context) ([]state.Version, error)
 	DropVersions(ctx context.Context, ids []int64) ([]content.Hash, error)
 	HasVersionContent(ctx context.Context, h content.Hash) (bool, error)

@@ -74,6 +74,9 @@ type DB struct {
 	// queries, for lookupGroup keys.
 	filesAt        *sql.Stmt
 	contentFilesOf *sql.Stmt
+	// keepsVersion is KeepsVersionFor's query: a fold asks it for every
+	// op it could remove.
+	keepsVersion *sql.Stmt
 	cache          fileCache
 	// filesGen advances after each write of file records or the applied
 	// vector (see FilesGeneration).
@@ -374,6 +377,9 @@ func openAt(ctx context.Context, path string, target int, readOnly bool) (*DB, e
 			db.filesAt, err = sqldb.PrepareContext(ctx, `SELECT `+fileColumns+` FROM files WHERE path IN `+inList)
 		}
 		if err == nil {
+			db.keepsVersion, err = sqldb.PrepareContext(ctx, `SELECT 1 FROM versions WHERE path = ? AND ((by_origin = ? AND by_seq = ?) OR hash = ?) LIMIT 1`)
+		}
+		if err == nil {
 			db.contentFilesOf, err = sqldb.PrepareContext(ctx, `SELECT hash, path, size, mtime_ns FROM files WHERE hash IN `+inList+` AND deleted = 0 ORDER BY hash, path`)
 		}
 		if err != nil {
@@ -502,7 +508,7 @@ func (db *DB) migrateOne(ctx context.Context, target int) (done bool, err error)
 
 // Close closes the database. Calls in progress may fail.
 func (db *DB) Close() error {
-	for _, st := range []*sql.Stmt{db.fileByPath, db.filesByHash, db.contentFiles, db.filesAt, db.contentFilesOf} {
+	for _, st := range []*sql.Stmt{db.fileByPath, db.filesByHash, db.contentFiles, db.filesAt, db.contentFilesOf, db.keepsVersion} {
 		if st != nil {
 			st.Close()
 		}

@@ -117,6 +117,24 @@ func (db *DB) Versions(ctx context.Context, path string, under bool) ([]Version,
 	return db.versions(ctx, fmt.Sprintf("list versions of %q", path), q+` ORDER BY kept_ns, id`, args...)
 }
 
+// KeepsVersionFor reports whether the store keeps a version of path
+// that the op by replaced, or, unless h is zero, one whose content is h:
+// what Versions would list, asked with one indexed look.
+func (db *DB) KeepsVersionFor(ctx context.Context, path string, by OpID, h content.Hash) (bool, error) {
+	if db.keepsVersion == nil { // an older schema, opened by a migration test
+		return false, fmt.Errorf("state: %s: find versions of %q: schema not migrated", db.path, path)
+	}
+	var one int
+	err := db.keepsVersion.QueryRowContext(ctx, path, by.Origin[:], u64(by.Seq), hashArg(h)).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("state: %s: find versions of %q: %w", db.path, path, err)
+	}
+	return true, nil
+}
+
 // VersionsByHash returns the stored versions whose content is h.
 func (db *DB) VersionsByHash(ctx context.Context, h content.Hash) ([]Version, error) {
 	return db.versions(ctx, "find versions of "+h.Short(), `SELECT `+versionColumns+` FROM versions WHERE hash = ? ORDER BY id`, h[:])

@@ -394,3 +394,39 @@ func TestDropVersionsFreesUnnamedContents(t *testing.T) {
 		t.Fatal("HasVersionContent(x) = false after a new version of x")
 	}
 }
+
+// TestKeepsVersionForAsVersionsSay asks KeepsVersionFor what a search of
+// Versions would answer: by the op that replaced a version, by its
+// content, on another path, with no content asked for, and with a
+// sequence past 2^63 (stored as a signed integer).
+func TestKeepsVersionForAsVersionsSay(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	vs := []Version{ver("a.txt", "one", 1, 1, 5), ver("a.txt", "two", 2, 2, 1<<63+3), ver("b.txt", "three", 3, 1, 6)}
+	if err := db.AddVersions(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	var zero content.Hash
+	for _, c := range []struct {
+		path string
+		by   OpID
+		h    content.Hash
+	}{
+		{"a.txt", OpID{dev(1), 5}, zero},
+		{"a.txt", OpID{dev(2), 1<<63 + 3}, zero},
+		{"a.txt", OpID{dev(1), 6}, zero},
+		{"a.txt", OpID{dev(3), 9}, content.Sum([]byte("two"))},
+		{"a.txt", OpID{dev(3), 9}, content.Sum([]byte("three"))},
+		{"b.txt", OpID{dev(1), 5}, zero},
+		{"c.txt", OpID{dev(1), 5}, content.Sum([]byte("one"))},
+	} {
+		want := false
+		for _, v := range listVersions(t, db, c.path, false) {
+			want = want || v.By == c.by || !c.h.IsZero() && v.Hash == c.h
+		}
+		got, err := db.KeepsVersionFor(ctx, c.path, c.by, c.h)
+		if err != nil || got != want {
+			t.Errorf("%s by %v content %s: %v, %v; Versions say %v", c.path, c.by, c.h.Short(), got, err, want)
+		}
+	}
+}
