@@ -72,6 +72,14 @@ func (r RootFolder) Rename(oldname, newname string) error {
 // when it did not tell.
 func (r RootFolder) NoSymlinkAbove(name string) bool { return r.beneath.NoSymlinkAbove(name) }
 
+// Link makes newname a hard link to oldname.
+func (r RootFolder) Link(oldname, newname string) error {
+	if ok, err := r.beneath.Link(oldname, newname); ok {
+		return err
+	}
+	return r.Root.Link(oldname, newname)
+}
+
 // Open opens name for reading.
 func (r RootFolder) Open(name string) (File, error) {
 	return r.OpenFile(name, os.O_RDONLY, 0)

@@ -1,10 +1,10 @@
-// Package beneath opens, looks at and renames paths inside a directory
-// with the kernel resolving each path in one call, never outside the
-// directory (openat2 with RESOLVE_BENEATH, Linux 5.6 and later). It does
-// what os.Root's OpenFile, Lstat and Rename do, symlinks inside the directory followed
-// and those leading out of it refused, at about half the cost: os.Root
-// opens and closes each directory on the way, one system call or two
-// each.
+// Package beneath opens, looks at, renames and links paths inside a
+// directory with the kernel resolving each path in one call, never
+// outside the directory (openat2 with RESOLVE_BENEATH, Linux 5.6 and
+// later). It does what os.Root's OpenFile, Lstat, Rename and Link do,
+// symlinks inside the directory followed and those leading out of it
+// refused, at about half the cost: os.Root opens and closes each
+// directory on the way, one system call or two each.
 //
 // Where the kernel cannot (another system, an older kernel, a sandbox
 // that refuses the call), every method says so, and the caller uses
@@ -110,6 +110,19 @@ func (d *Dir) Rename(oldname, newname string) (ok bool, err error) {
 		return false, nil
 	}
 	if !d.with(func(root int) { ok, err = d.rename(root, oldname, newname) }) {
+		return false, nil
+	}
+	return ok, err
+}
+
+// Link makes newname a hard link to oldname, as os.Root's Link does (a
+// symlink is linked, not followed). ok is false when d cannot resolve
+// them: then the caller asks os.Root.
+func (d *Dir) Link(oldname, newname string) (ok bool, err error) {
+	if !d.usable() || !resolvable(oldname) || !resolvable(newname) {
+		return false, nil
+	}
+	if !d.with(func(root int) { ok, err = d.link(root, oldname, newname) }) {
 		return false, nil
 	}
 	return ok, err

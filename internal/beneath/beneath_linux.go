@@ -169,6 +169,21 @@ func ignoringEINTR(fn func() error) error {
 }
 
 func (d *Dir) rename(root int, oldname, newname string) (bool, error) {
+	return d.twoNames(root, "rename", oldname, newname, func(fd0 int, base0 string, fd1 int, base1 string) error {
+		return unix.Renameat(fd0, base0, fd1, base1)
+	})
+}
+
+func (d *Dir) link(root int, oldname, newname string) (bool, error) {
+	return d.twoNames(root, "link", oldname, newname, func(fd0 int, base0 string, fd1 int, base1 string) error {
+		return unix.Linkat(fd0, base0, fd1, base1, 0) // a symlink is linked, not followed
+	})
+}
+
+// twoNames resolves the directories of oldname and newname beneath root
+// and calls call with each directory and last component; ok is false
+// when the kernel cannot resolve them. op names the call in an error.
+func (d *Dir) twoNames(root int, op, oldname, newname string, call func(fd0 int, base0 string, fd1 int, base1 string) error) (bool, error) {
 	var fds [2]int
 	var bases [2]string
 	for i, name := range [2]string{oldname, newname} {
@@ -179,15 +194,15 @@ func (d *Dir) rename(root int, oldname, newname string) (bool, error) {
 			return false, nil
 		}
 		if err != nil {
-			return true, &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
+			return true, &os.LinkError{Op: op, Old: oldname, New: newname, Err: err}
 		}
 		if closeFD {
 			defer unix.Close(fd)
 		}
 		fds[i] = fd
 	}
-	if err := ignoringEINTR(func() error { return unix.Renameat(fds[0], bases[0], fds[1], bases[1]) }); err != nil {
-		return true, &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
+	if err := ignoringEINTR(func() error { return call(fds[0], bases[0], fds[1], bases[1]) }); err != nil {
+		return true, &os.LinkError{Op: op, Old: oldname, New: newname, Err: err}
 	}
 	return true, nil
 }

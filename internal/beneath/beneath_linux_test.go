@@ -223,6 +223,50 @@ func TestOpenFileAsOSRootDoes(t *testing.T) {
 	}
 }
 
+// Link links within the folder, through a symlink inside it as os.Root
+// does, links a symlink itself rather than what it names, and refuses to
+// link anything out of the folder or in from outside.
+func TestLinkStaysInside(t *testing.T) {
+	dir, root, d := tree(t)
+	link := func(oldname, newname string) error {
+		t.Helper()
+		ok, err := d.Link(oldname, newname)
+		if !ok {
+			t.Fatalf("%s -> %s: openat2 not used on this kernel", oldname, newname)
+		}
+		return err
+	}
+	if err := link("in/b/file", "a/linked"); err != nil { // through the symlink "in", to a
+		t.Fatal(err)
+	}
+	a, _ := os.Lstat(filepath.Join(dir, "a/b/file"))
+	b, err := os.Lstat(filepath.Join(dir, "a/linked"))
+	if err != nil || !os.SameFile(a, b) {
+		t.Fatalf("a/linked is not a/b/file: %v", err)
+	}
+	if err := link("a/link", "a/link2"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(filepath.Join(dir, "a/link2")); err != nil || st.Mode()&fs.ModeSymlink == 0 {
+		t.Fatalf("linking a symlink followed it: %v, %v", st, err)
+	}
+	if err := link("a/linked", "a/b/file"); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("linking over a file: %v, want it refused as existing", err)
+	}
+	for _, c := range [][2]string{{"a/linked", "up/escaped"}, {"a/linked", "abs/escaped"}, {"up/secret", "stolen"}, {"abs/secret", "stolen"}} {
+		err := link(c[0], c[1])
+		werr := root.Link(c[0], c[1])
+		if err == nil || werr == nil {
+			t.Errorf("%s -> %s: %v, os.Root %v; want both refused", c[0], c[1], err, werr)
+		}
+	}
+	for _, p := range []string{"escaped", "folder/stolen"} {
+		if _, err := os.Lstat(filepath.Join(filepath.Dir(dir), p)); err == nil {
+			t.Fatalf("%s exists: a link left the folder", p)
+		}
+	}
+}
+
 // A path of PATH_MAX bytes is too long for one openat2, not for os.Root,
 // which walks it a directory at a time: OpenFile leaves it to os.Root.
 func TestLongNameLeftToOSRoot(t *testing.T) {
@@ -283,6 +327,9 @@ func TestNilDirResolvesNothing(t *testing.T) {
 	}
 	if d.NoSymlinkAbove("a/x") {
 		t.Fatal("a nil Dir vouched for a path")
+	}
+	if ok, _ := d.Link("x", "y"); ok {
+		t.Fatal("a nil Dir linked a path")
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)

@@ -20,3 +20,5 @@ func sameInode(fs.FileInfo, fs.FileInfo) (same, ok bool) { return false, false }
 func (d *Dir) openFile(int, string, int, fs.FileMode) (*os.File, bool, error) { return nil, false, nil }
 
 func (d *Dir) noSymlinkAbove(int, string) bool { return false }
+
+func (d *Dir) link(int, string, string) (bool, error) { return false, nil }
