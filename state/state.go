@@ -77,7 +77,7 @@ type DB struct {
 	// keepsVersion is KeepsVersionFor's query: a fold asks it for every
 	// op it could remove.
 	keepsVersion *sql.Stmt
-	cache          fileCache
+	cache        fileCache
 	// filesGen advances after each write of file records or the applied
 	// vector (see FilesGeneration).
 	filesGen atomic.Uint64
