@@ -73,25 +73,33 @@ func BenchmarkApplySingle(b *testing.B) {
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
 }
 
+// recordedDB returns a database holding the first n benchFiles, and
+// them.
+func recordedDB(b *testing.B, n int) (*DB, []File) {
+	b.Helper()
+	db := newDB(b)
+	bt := Batch{Files: make([]File, n)}
+	for i := range bt.Files {
+		bt.Files[i] = benchFile(i + 1)
+	}
+	if err := db.Apply(context.Background(), bt); err != nil {
+		b.Fatal(err)
+	}
+	return db, bt.Files
+}
+
 // BenchmarkLookUpContent finds the file holding one content among
 // 10,000 records, as a daemon does for every content a peer asks for:
 // with every column (FilesByHash) and with the three it needs
 // (ContentFiles).
 func BenchmarkLookUpContent(b *testing.B) {
 	ctx := context.Background()
-	db := newDB(b)
 	const n = 10000
-	bt := Batch{Files: make([]File, n)}
-	for i := range bt.Files {
-		bt.Files[i] = benchFile(i + 1)
-	}
-	if err := db.Apply(ctx, bt); err != nil {
-		b.Fatal(err)
-	}
+	db, files := recordedDB(b, n)
 	b.Run("FilesByHash", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
-			if fs, err := db.FilesByHash(ctx, bt.Files[i%n].Hash); err != nil || len(fs) != 1 {
+			if fs, err := db.FilesByHash(ctx, files[i%n].Hash); err != nil || len(fs) != 1 {
 				b.Fatal(len(fs), err)
 			}
 			i++
@@ -100,7 +108,7 @@ func BenchmarkLookUpContent(b *testing.B) {
 	b.Run("ContentFiles", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
-			if fs, err := db.ContentFiles(ctx, bt.Files[i%n].Hash); err != nil || len(fs) != 1 {
+			if fs, err := db.ContentFiles(ctx, files[i%n].Hash); err != nil || len(fs) != 1 {
 				b.Fatal(len(fs), err)
 			}
 			i++
@@ -113,7 +121,7 @@ func BenchmarkLookUpContent(b *testing.B) {
 		hs := make([]content.Hash, 0, batch)
 		i := 0
 		for b.Loop() {
-			hs = append(hs, bt.Files[i%n].Hash)
+			hs = append(hs, files[i%n].Hash)
 			i++
 			if len(hs) == batch {
 				if got, err := db.ContentFilesOf(ctx, hs); err != nil || len(got) != batch {
@@ -131,15 +139,7 @@ func BenchmarkLookUpContent(b *testing.B) {
 // One op of the benchmark is one path.
 func BenchmarkLookUpNewPaths(b *testing.B) {
 	ctx := context.Background()
-	db := newDB(b)
-	const n = 10000
-	bt := Batch{Files: make([]File, n)}
-	for i := range bt.Files {
-		bt.Files[i] = benchFile(i + 1)
-	}
-	if err := db.Apply(ctx, bt); err != nil {
-		b.Fatal(err)
-	}
+	db, _ := recordedDB(b, 10000)
 	path := func(i int) string { return fmt.Sprintf("moved-in/%07d", i) }
 	b.Run("File", func(b *testing.B) {
 		i := 0
