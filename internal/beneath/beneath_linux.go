@@ -23,8 +23,8 @@ var how = unix.OpenHow{
 	Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 }
 
-// retries bounds the tries of a resolution that met a concurrent rename
-// (EAGAIN); os.Root then takes over.
+// retries bounds openat2's tries of a resolution that met a signal or a
+// concurrent rename; os.Root then takes over.
 const retries = 4
 
 // parent returns a descriptor of the directory dir names beneath root
@@ -34,25 +34,40 @@ func (d *Dir) parent(root int, dir string) (fd int, closeFD, ok bool, err error)
 	if dir == "" {
 		return root, false, true, nil
 	}
+	fd, err = openat2(root, dir, &how)
+	switch {
+	case err == nil:
+		return fd, true, true, nil
+	case errors.Is(err, unix.EXDEV):
+		return -1, false, true, ErrEscapes
+	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.EINVAL):
+		// No openat2 here, or a sandbox that refuses it.
+		d.off.Store(true)
+		return -1, false, false, nil
+	case gaveUp(err):
+		return -1, false, false, nil
+	default:
+		return -1, false, true, err
+	}
+}
+
+// openat2 is unix.Openat2, tried again while a signal interrupts it or a
+// concurrent rename makes the kernel refuse to vouch for the resolution
+// (EAGAIN), up to retries times: then it returns that error (see gaveUp).
+func openat2(root int, name string, how *unix.OpenHow) (int, error) {
+	fd, err := -1, error(nil)
 	for range retries {
-		fd, err = unix.Openat2(root, dir, &how)
-		switch {
-		case err == nil:
-			return fd, true, true, nil
-		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
-			continue
-		case errors.Is(err, unix.EXDEV):
-			return -1, false, true, ErrEscapes
-		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.EINVAL):
-			// No openat2 here, or a sandbox that refuses it.
-			d.off.Store(true)
-			return -1, false, false, nil
-		default:
-			return -1, false, true, err
+		if fd, err = unix.Openat2(root, name, how); !gaveUp(err) {
+			break
 		}
 	}
-	return -1, false, false, nil
+	return fd, err
 }
+
+// gaveUp reports whether err is one openat2 tries again after, and
+// returns once its tries are spent: the caller leaves the path to
+// os.Root.
+func gaveUp(err error) bool { return errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) }
 
 // noSymlinks resolves a directory as how does, and through no symlink
 // at all.
@@ -62,26 +77,21 @@ var noSymlinks = unix.OpenHow{
 }
 
 func (d *Dir) noSymlinkAbove(root int, dir string) bool {
-	for range retries {
-		fd, err := unix.Openat2(root, dir, &noSymlinks)
-		switch {
-		case err == nil:
-			unix.Close(fd)
-			return true
-		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
-			continue
-		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
-			// The resolution stopped at a name missing, or at a file,
-			// every directory before it not a symlink.
-			return true
-		case errors.Is(err, unix.ENOSYS):
-			d.off.Store(true)
-			return false
-		default: // ELOOP: a symlink on the way; or the kernel cannot say
-			return false
-		}
+	fd, err := openat2(root, dir, &noSymlinks)
+	switch {
+	case err == nil:
+		unix.Close(fd)
+		return true
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+		// The resolution stopped at a name missing, or at a file,
+		// every directory before it not a symlink.
+		return true
+	case errors.Is(err, unix.ENOSYS):
+		d.off.Store(true)
+		return false
+	default: // ELOOP: a symlink on the way; or the kernel cannot say
+		return false
 	}
-	return false
 }
 
 func (d *Dir) lstat(root int, name string) (fs.FileInfo, bool, error) {
@@ -115,29 +125,23 @@ func (d *Dir) openFile(root int, name string, flag int, perm fs.FileMode) (*os.F
 	if flag&(os.O_CREATE|unix.O_TMPFILE) == 0 {
 		open.Mode = 0 // openat2 refuses a mode it would not use
 	}
-	for range retries {
-		fd, err := unix.Openat2(root, name, &open)
-		switch {
-		case err == nil:
-			return os.NewFile(uintptr(fd), joinPath(d.name, name)), true, nil
-		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
-			continue
-		case errors.Is(err, unix.EXDEV):
-			return nil, true, &fs.PathError{Op: "openat", Path: name, Err: ErrEscapes}
-		case errors.Is(err, unix.ENOSYS):
-			d.off.Store(true)
-			return nil, false, nil
-		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENAMETOOLONG):
-			// A sandbox refusing openat2, or a refusal os.Root's
-			// openat would meet too: it tells which. A path of
-			// PATH_MAX bytes is too long for one call, not for
-			// os.Root's walk.
-			return nil, false, nil
-		default:
-			return nil, true, &fs.PathError{Op: "openat", Path: name, Err: err}
-		}
+	fd, err := openat2(root, name, &open)
+	switch {
+	case err == nil:
+		return os.NewFile(uintptr(fd), joinPath(d.name, name)), true, nil
+	case errors.Is(err, unix.EXDEV):
+		return nil, true, &fs.PathError{Op: "openat", Path: name, Err: ErrEscapes}
+	case errors.Is(err, unix.ENOSYS):
+		d.off.Store(true)
+		return nil, false, nil
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENAMETOOLONG), gaveUp(err):
+		// A sandbox refusing openat2, or a refusal os.Root's openat
+		// would meet too: it tells which. A path of PATH_MAX bytes is
+		// too long for one call, not for os.Root's walk.
+		return nil, false, nil
+	default:
+		return nil, true, &fs.PathError{Op: "openat", Path: name, Err: err}
 	}
-	return nil, false, nil
 }
 
 // joinPath names a file opened in the directory dir as os.Root names it.
