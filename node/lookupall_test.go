@@ -18,12 +18,7 @@ import (
 func TestLookupAllAsLookupDoes(t *testing.T) {
 	dir := t.TempDir()
 	for _, name := range []string{"a.txt", "sub/b.txt", "doomed.txt"} {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		write(t, filepath.Join(dir, name), name)
 	}
 	r := startNode(t, dir, freeUDPPort(t))
 	ctx := context.Background()

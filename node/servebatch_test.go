@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -23,12 +22,7 @@ func TestBatchServedAsOneByOne(t *testing.T) {
 	dir := t.TempDir()
 	files := map[string]string{"a.txt": "alpha", "b.txt": "beta", "sub/b-again.txt": "beta", "c.txt": "gamma"}
 	for name, body := range files {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		write(t, filepath.Join(dir, name), body)
 	}
 	r := startNode(t, dir, freeUDPPort(t))
 	ctx := context.Background()
@@ -43,9 +37,7 @@ func TestBatchServedAsOneByOne(t *testing.T) {
 	})
 	// c.txt changes under its record, keeping its size: neither way
 	// serves what it holds now as "gamma", recorded yet or not.
-	if err := os.WriteFile(filepath.Join(dir, "c.txt"), []byte("GAMMA"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	write(t, filepath.Join(dir, "c.txt"), "GAMMA")
 
 	var src quicnet.ContentSource = relaySource{r.Node}
 	batch := src.(quicnet.BatchSource).Batch(ctx, hs)
@@ -56,9 +48,7 @@ func TestBatchServedAsOneByOne(t *testing.T) {
 	// is served too, as it would be alone.
 	late := content.Sum([]byte("delta"))
 	lateBatch := src.(quicnet.BatchSource).Batch(ctx, []content.Hash{late})
-	if err := os.WriteFile(filepath.Join(dir, "d.txt"), []byte("delta"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	write(t, filepath.Join(dir, "d.txt"), "delta")
 	waitFor(t, "d.txt recorded", func() string {
 		if fs, err := r.db.ContentFiles(ctx, late); err != nil || len(fs) == 0 {
 			return fmt.Sprintf("%d files, %v", len(fs), err)
