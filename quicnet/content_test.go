@@ -21,7 +21,7 @@ import (
 )
 
 // connectedPair returns a's peer for b, with b serving data.
-func connectedPair(t *testing.T, data memContent) *Peer {
+func connectedPair(t *testing.T, data ContentSource) *Peer {
 	t.Helper()
 	a, b := pairedTestNodes(t, memContent{}, data)
 	if _, err := a.t.Dial(context.Background(), b.addr(), b.id.ID); err != nil {
@@ -432,12 +432,7 @@ func TestBatchOpenedThroughBatchSource(t *testing.T) {
 		src.memContent[h] = b
 		hs = append(hs, h)
 	}
-	a, b := pairedTestNodes(t, memContent{}, src)
-	if _, err := a.t.Dial(context.Background(), b.addr(), b.id.ID); err != nil {
-		t.Fatal(err)
-	}
-	waitPeer(t, b)
-	pa := waitPeer(t, a)
+	pa := connectedPair(t, src)
 	ctx := context.Background()
 	got := 0
 	err := pa.FetchBatch(ctx, hs, func(i int, size int64, r io.Reader) error {
