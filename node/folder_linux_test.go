@@ -13,12 +13,7 @@ import (
 func TestOpenedDirectoryListsWhatItOpened(t *testing.T) {
 	top := t.TempDir()
 	dir := filepath.Join(top, "folder")
-	if err := os.MkdirAll(filepath.Join(dir, "a"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "a", "entry"), []byte("inside"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	write(t, filepath.Join(dir, "a", "entry"), "inside")
 	folder, err := OpenRootFolder(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -39,9 +34,7 @@ func TestOpenedDirectoryListsWhatItOpened(t *testing.T) {
 	if err := os.Symlink(top, filepath.Join(dir, "a")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(top, "entry"), []byte("outside the folder"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	write(t, filepath.Join(top, "entry"), "outside the folder")
 	info, err := entries[0].Info()
 	if err != nil || info.Size() != int64(len("inside")) {
 		t.Fatalf("the entry looks like %v, %v: not what the directory opened holds", info, err)
