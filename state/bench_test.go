@@ -166,3 +166,18 @@ func BenchmarkLookUpNewPaths(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkChildrenOfRoot lists the folder's children among 100,000
+// records in 50 directories of 2,000 (benchFile's layout, each holding
+// one subdirectory), as a walk of the digest or a scan does for every
+// directory: one query per subdirectory.
+func BenchmarkChildrenOfRoot(b *testing.B) {
+	db, _ := recordedDB(b, 100_000)
+	ctx := context.Background()
+	for b.Loop() {
+		n := 0
+		if err := db.Children(ctx, "", func(Child) error { n++; return nil }); err != nil || n != 51 {
+			b.Fatalf("%d children, %v", n, err)
+		}
+	}
+}

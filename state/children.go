@@ -24,6 +24,9 @@ type Child struct {
 	Implied bool
 }
 
+// childColumns are the columns Children reads.
+const childColumns = `path, dir, hash, size, mode, mtime_ns, inode`
+
 // childrenPage is how many rows one query of Children reads.
 const childrenPage = 512
 
@@ -44,7 +47,7 @@ func (db *DB) Children(ctx context.Context, dir string, fn func(Child) error) er
 		// before prefix's successor, dir+"0" ('0' follows '/').
 		from, inclusive, dirs := prefix, false, map[string]bool{}
 		for {
-			n, next, err := childrenFrom(ctx, tx, dir, prefix, from, inclusive, dirs, fn)
+			n, next, err := db.childrenFrom(ctx, tx, dir, prefix, from, inclusive, dirs, fn)
 			if err != nil || n == 0 {
 				return err
 			}
@@ -61,20 +64,24 @@ func (db *DB) Children(ctx context.Context, dir string, fn func(Child) error) er
 // the directories passed so far, carried from page to page: one holding
 // records is Implied unless it was passed (its record comes before its
 // contents, but siblings such as "a.txt" may come between).
-func childrenFrom(ctx context.Context, tx *sql.Tx, dir, prefix, from string, inclusive bool, dirs map[string]bool, fn func(Child) error) (int, string, error) {
-	cmp := ">"
-	if inclusive {
-		cmp = ">="
+func (db *DB) childrenFrom(ctx context.Context, tx *sql.Tx, dir, prefix, from string, inclusive bool, dirs map[string]bool, fn func(Child) error) (int, string, error) {
+	if !inclusive {
+		from += "\x00" // no path holds a NUL: ">" from is ">=" this
 	}
-	q := `SELECT path, dir, hash, size, mode, mtime_ns, inode FROM files WHERE path ` + cmp + ` ? AND deleted = 0`
-	args := []any{from}
-	if dir != "" {
-		q += ` AND path < ?`
-		args = append(args, dir+"0")
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	switch {
+	case db.children == nil && dir == "": // an older schema, opened by a migration test
+		rows, err = tx.QueryContext(ctx, `SELECT `+childColumns+` FROM files WHERE path >= ? AND deleted = 0 ORDER BY path LIMIT ?`, from, childrenPage)
+	case db.children == nil:
+		rows, err = tx.QueryContext(ctx, `SELECT `+childColumns+` FROM files WHERE path >= ? AND path < ? AND deleted = 0 ORDER BY path LIMIT ?`, from, dir+"0", childrenPage)
+	case dir == "":
+		rows, err = tx.StmtContext(ctx, db.childrenOfRoot).QueryContext(ctx, from, childrenPage)
+	default:
+		rows, err = tx.StmtContext(ctx, db.children).QueryContext(ctx, from, dir+"0", childrenPage)
 	}
-	q += ` ORDER BY path LIMIT ?`
-	args = append(args, childrenPage)
-	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return 0, "", err
 	}

@@ -77,7 +77,10 @@ type DB struct {
 	// keepsVersion is KeepsVersionFor's query: a fold asks it for every
 	// op it could remove.
 	keepsVersion *sql.Stmt
-	cache        fileCache
+	// children and childrenOfRoot are Children's page queries: a walk of
+	// a folder of a thousand directories asks one for each.
+	children, childrenOfRoot *sql.Stmt
+	cache                    fileCache
 	// filesGen advances after each write of file records or the applied
 	// vector (see FilesGeneration).
 	filesGen atomic.Uint64
@@ -380,6 +383,12 @@ func openAt(ctx context.Context, path string, target int, readOnly bool) (*DB, e
 			db.keepsVersion, err = sqldb.PrepareContext(ctx, `SELECT 1 FROM versions WHERE path = ? AND ((by_origin = ? AND by_seq = ?) OR hash = ?) LIMIT 1`)
 		}
 		if err == nil {
+			db.children, err = sqldb.PrepareContext(ctx, `SELECT `+childColumns+` FROM files WHERE path >= ? AND path < ? AND deleted = 0 ORDER BY path LIMIT ?`)
+		}
+		if err == nil {
+			db.childrenOfRoot, err = sqldb.PrepareContext(ctx, `SELECT `+childColumns+` FROM files WHERE path >= ? AND deleted = 0 ORDER BY path LIMIT ?`)
+		}
+		if err == nil {
 			db.contentFilesOf, err = sqldb.PrepareContext(ctx, `SELECT hash, path, size, mtime_ns FROM files WHERE hash IN `+inList+` AND deleted = 0 ORDER BY hash, path`)
 		}
 		if err != nil {
@@ -508,7 +517,7 @@ func (db *DB) migrateOne(ctx context.Context, target int) (done bool, err error)
 
 // Close closes the database. Calls in progress may fail.
 func (db *DB) Close() error {
-	for _, st := range []*sql.Stmt{db.fileByPath, db.filesByHash, db.contentFiles, db.filesAt, db.contentFilesOf, db.keepsVersion} {
+	for _, st := range []*sql.Stmt{db.fileByPath, db.filesByHash, db.contentFiles, db.filesAt, db.contentFilesOf, db.keepsVersion, db.children, db.childrenOfRoot} {
 		if st != nil {
 			st.Close()
 		}
