@@ -129,7 +129,7 @@ func (n *Node) walkDifferences(ctx context.Context, s *digestSession, limit int)
 			}
 			after = r.Entries[len(r.Entries)-1].Name
 		}
-		ours, err := n.dirChildren(ctx, dir, new(uint64))
+		ours, err := n.treeDir(ctx, dir)
 		if err != nil {
 			return nil, err
 		}

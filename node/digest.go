@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +72,9 @@ type digestState struct {
 	watch logWatch
 	// quiet is digestQuiet; tests shorten it.
 	quiet time.Duration
+	// summing is held by a computation: two would save the tree over
+	// each other and could leave a directory's stale hash unmarked.
+	summing sync.Mutex
 }
 
 // current returns the last digest computed (nil before the first) and
@@ -216,26 +217,6 @@ func (w *digestWatch) look(ctx context.Context, n *Node) {
 	n.writeDigestMeta(ctx, d) // with the count of writes it was computed at
 }
 
-// computeDigest sums the live records. The applied vector is read before
-// the records: a digest is then never credited with ops its records do
-// not reflect (the loop drops one whose records changed meanwhile).
-func (n *Node) computeDigest(ctx context.Context) (*ownDigest, error) {
-	stats, err := n.db.Stats(ctx)
-	if err != nil {
-		return nil, err
-	}
-	applied, err := n.db.Applied(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var files uint64
-	root, err := n.dirDigest(ctx, "", &files)
-	if err != nil {
-		return nil, err
-	}
-	return &ownDigest{Root: root, Files: files, Applied: applied, At: n.clock.Now(), Changes: stats.Changes}, nil
-}
-
 // storedDigest returns the digest the last run recorded if the records
 // have not been written since (their count of writes is the one it was
 // computed at), else nil.
@@ -265,56 +246,6 @@ func (n *Node) storedDigest(ctx context.Context) *ownDigest {
 		return nil
 	}
 	return &ownDigest{Root: digest.Hash(root), Files: sd.Files, Applied: applied, At: sd.At, Changes: stats.Changes}
-}
-
-// dirDigest returns the hash of the directory dir ("" for the folder)
-// and adds the live records under it to files (see dirChildren).
-func (n *Node) dirDigest(ctx context.Context, dir string, files *uint64) (digest.Hash, error) {
-	children, err := n.dirChildren(ctx, dir, files)
-	if err != nil {
-		return digest.Hash{}, err
-	}
-	return digest.DirHash(children), nil
-}
-
-// dirChildren returns the children of the directory dir ("" for the
-// folder), each with its hash, in the order the directory's hash takes
-// them, and adds the live records under dir to files. It reads one
-// directory's records at a time, depth first, so that it holds the
-// directories on one path, not the folder: the tree is the one
-// digest.Root sums from every entry.
-func (n *Node) dirChildren(ctx context.Context, dir string, files *uint64) ([]digest.Child, error) {
-	var kids []state.Child
-	if err := n.db.Children(ctx, dir, func(c state.Child) error {
-		kids = append(kids, c)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	// A directory known only from what it holds comes where its first
-	// record sorts ("a" after "a.txt"); a directory's hash takes its
-	// children in byte order of name.
-	slices.SortFunc(kids, func(a, b state.Child) int { return strings.Compare(a.Name, b.Name) })
-	children := make([]digest.Child, 0, len(kids))
-	for _, c := range kids {
-		if !c.Implied {
-			*files++
-		}
-		if !c.Dir {
-			children = append(children, digest.Child{Name: c.Name, Kind: digest.File, Hash: digest.FileHash(c.Hash, c.Mode)})
-			continue
-		}
-		sub := c.Name
-		if dir != "" {
-			sub = dir + "/" + c.Name
-		}
-		h, err := n.dirDigest(ctx, sub, files)
-		if err != nil {
-			return nil, err
-		}
-		children = append(children, digest.Child{Name: c.Name, Kind: digest.Dir, Hash: h})
-	}
-	return children, nil
 }
 
 // writeDigestMeta records d for status, which reads the database from
@@ -376,7 +307,7 @@ func (n *Node) digestChildren(ctx context.Context, dir, after string) (children 
 		}
 		found = ok && !f.Deleted
 	}
-	all, err := n.dirChildren(ctx, dir, new(uint64))
+	all, err := n.treeDir(ctx, dir)
 	if err != nil {
 		return nil, false, false, err
 	}

@@ -309,7 +309,43 @@ func migrations() [][]string {
 					changes = changes + 1;
 			END`,
 		},
+		// 12: the state digest's tree as last summed, and the
+		// directories whose records changed since, marked by triggers
+		// (see digesttree.go). A directory is the path up to its
+		// record's last slash: rtrim strips the last name, whose every
+		// character is among the path's own but for the slashes.
+		{
+			`CREATE TABLE digest_dirs (
+				parent TEXT NOT NULL,
+				name   TEXT NOT NULL,
+				hash   BLOB NOT NULL CHECK (length(hash) = 32),
+				PRIMARY KEY (parent, name)
+			) WITHOUT ROWID`,
+			`CREATE TABLE digest_dirty (
+				dir  TEXT    NOT NULL PRIMARY KEY,
+				mark INTEGER NOT NULL
+			) WITHOUT ROWID`,
+			`CREATE TRIGGER digest_dirty_insert AFTER INSERT ON files WHEN NEW.deleted = 0 BEGIN
+				` + markDirty("NEW") + `
+			END`,
+			`CREATE TRIGGER digest_dirty_delete AFTER DELETE ON files WHEN OLD.deleted = 0 BEGIN
+				` + markDirty("OLD") + `
+			END`,
+			`CREATE TRIGGER digest_dirty_update AFTER UPDATE ON files
+			WHEN (OLD.deleted = 0 OR NEW.deleted = 0) AND (OLD.path IS NOT NEW.path OR OLD.deleted IS NOT NEW.deleted
+				OR OLD.dir IS NOT NEW.dir OR OLD.hash IS NOT NEW.hash OR OLD.mode IS NOT NEW.mode) BEGIN
+				` + markDirty("OLD") + `
+				` + markDirty("NEW") + `
+			END`,
+		},
 	}
+}
+
+// markDirty is the trigger statement that marks the directory of the
+// record row (NEW or OLD) changed.
+func markDirty(row string) string {
+	return `INSERT INTO digest_dirty (dir, mark) VALUES (rtrim(rtrim(` + row + `.path, replace(` + row + `.path, '/', '')), '/'), 0)
+				ON CONFLICT (dir) DO UPDATE SET mark = mark + 1;`
 }
 
 // latestVersion is the schema version this code writes.
