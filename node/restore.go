@@ -396,7 +396,7 @@ func (n *Node) restoreTarget(ctx context.Context, dirs []string, req RestoreRequ
 	if err != nil {
 		return nil, nil, err
 	}
-	ops, err := n.loggedOps(ctx, times, func(oplog.Op) bool { return true })
+	ops, err := n.restoreOps(ctx, times, dirs)
 	if err != nil {
 		return nil, nil, err
 	}
