@@ -226,30 +226,40 @@ func (n *Node) treeDir(ctx context.Context, dir string) ([]digest.Child, error) 
 }
 
 // savedSubdirs returns a sub for dirChildren of dir that takes a
-// subdirectory's saved hash when it is not stale, and sums it otherwise
-// (without saving: a walk's answer does not write).
+// subdirectory's saved hash when it is not stale, and sums it otherwise,
+// from its records and the saved hashes below it that are not stale
+// either (without saving: a walk's answer does not write).
 func (n *Node) savedSubdirs(ctx context.Context, dir string) (func(p, name string) (digest.Hash, error), error) {
-	var sum func(p, name string) (digest.Hash, error)
-	sum = func(p, _ string) (digest.Hash, error) {
-		children, err := n.dirChildren(ctx, p, sum)
+	var whole func(p, name string) (digest.Hash, error)
+	whole = func(p, _ string) (digest.Hash, error) {
+		children, err := n.dirChildren(ctx, p, whole)
 		return digest.DirHash(children), err
 	}
 	if _, ok, err := n.db.DigestDirOf(ctx, ""); err != nil || !ok {
-		return sum, err
+		return whole, err
 	}
 	dirty, err := n.db.DirtyDirs(ctx)
 	if err != nil {
 		return nil, err
 	}
 	todo := stale(dirty)
-	saved, err := n.db.DigestSubdirs(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
-	return func(p, name string) (digest.Hash, error) {
-		if h, ok := saved[name]; ok && !todo[p] {
-			return digest.Hash(h), nil
+	// in returns the sub of directory d: saved hashes read once.
+	var in func(d string) func(p, name string) (digest.Hash, error)
+	in = func(d string) func(p, name string) (digest.Hash, error) {
+		var saved map[string][32]byte
+		return func(p, name string) (digest.Hash, error) {
+			if saved == nil {
+				var err error
+				if saved, err = n.db.DigestSubdirs(ctx, d); err != nil {
+					return digest.Hash{}, err
+				}
+			}
+			if h, ok := saved[name]; ok && !todo[p] {
+				return digest.Hash(h), nil
+			}
+			children, err := n.dirChildren(ctx, p, in(p))
+			return digest.DirHash(children), err
 		}
-		return sum(p, name)
-	}, nil
+	}
+	return in(dir), nil
 }

@@ -40,7 +40,7 @@ func TestDigestTreeFollowsChanges(t *testing.T) {
 	origin := certs.DeviceID{1}
 	seq := uint64(0)
 	live := map[string]state.File{}
-	dirs := []string{"", "a", "a/b", "a/b/c", "a/d", "e", "e/f g", "e/f g/h", "e.x"}
+	dirs := []string{"", "a", "a/b", "a/b/c", "a/b/d", "a/d", "e", "e/f g", "e/f g/h", "e.x"}
 	for round := range 60 {
 		var batch state.Batch
 		put := func(f state.File) {
