@@ -44,10 +44,17 @@ func restoreScope(dirs []string, renames []renameEdge) func(oplog.Op) bool {
 }
 
 // restoreOps returns the ops a restore of dirs to a moment replays (see
-// restoreScope), ordered as loggedOps orders them.
+// restoreScope), ordered as loggedOps orders them. The renames are read
+// in a pass of their own: when the log grew between the two passes, a
+// rename into dirs may have come without its source's ops, and the ops
+// are read again (all of them once the log keeps growing).
 func (n *Node) restoreOps(ctx context.Context, times recordTimes, dirs []string) ([]timedOp, error) {
-	var renames []renameEdge
-	if !slices.Contains(dirs, "") {
+	for range 3 {
+		if slices.Contains(dirs, "") {
+			break
+		}
+		count := n.ops.Count()
+		var renames []renameEdge
 		err := eachLogged(ctx, n.ops, func(op oplog.Op) {
 			if op.Kind == oplog.KindRename {
 				renames = append(renames, renameEdge{op.Path, op.NewPath})
@@ -56,6 +63,10 @@ func (n *Node) restoreOps(ctx context.Context, times recordTimes, dirs []string)
 		if err != nil {
 			return nil, err
 		}
+		ops, err := n.loggedOps(ctx, times, restoreScope(dirs, renames))
+		if err != nil || n.ops.Count() == count {
+			return ops, err
+		}
 	}
-	return n.loggedOps(ctx, times, restoreScope(dirs, renames))
+	return n.loggedOps(ctx, times, func(oplog.Op) bool { return true })
 }
