@@ -46,6 +46,15 @@ const DefaultFoldAge = time.Hour
 // less superseded than it will a moment later.
 const foldQuiet = 5 * time.Second
 
+// foldSettle is how long the log must have taken no op before a pass is
+// due for less growth than half the folder: a burst of changes that a
+// pass in its middle left partly unfolded (a pause of foldQuiet in a
+// rewrite of a million files) is folded once it is over, not at the next
+// burst. At least a sixteenth of the folder must have come since the
+// last pass, so that reading the log for it (a few CPU-seconds at a
+// million ops) is paid by that many ops.
+const foldSettle = time.Minute
+
 // foldWindow is how many ops a pass decides on and folds at a time, so
 // that it holds a bounded number of ops whatever the log's size.
 const foldWindow = 2048
@@ -59,9 +68,10 @@ const metaFoldedAt = "fold_count"
 
 // foldLoop runs a fold pass once the log has taken Config.FoldAfter ops
 // (and at least half the folder's record count) since the last pass, and
-// then none for foldQuiet; and again FoldAge after a pass that left ops
-// superseded too recently to fold. It waits on the log's growth and on
-// that one deadline, never on a ticker.
+// then none for foldQuiet; once it has taken a sixteenth of the folder
+// and then none for foldSettle; and again FoldAge after a pass that left
+// ops superseded too recently to fold. It waits on the log's growth and
+// on those deadlines, never on a ticker.
 func (n *Node) foldLoop(ctx context.Context) {
 	if n.cfg.FoldAfter < 0 {
 		return
@@ -72,13 +82,17 @@ func (n *Node) foldLoop(ctx context.Context) {
 	}
 	var aged <-chan time.Time // fires when ops a pass left young are old enough
 	ripe := false             // they are: a pass is due whatever the log's growth
+	settle := n.clock.NewTimer(n.foldSettle)
+	settle.Stop()
+	defer settle.Stop()
+	settled := false // the log took a tail and then nothing for foldSettle
 	for {
 		grown := n.logWatch.changed()
-		due, err := n.foldDue(ctx, last)
+		due, tail, err := n.foldDue(ctx, last)
 		if err != nil {
 			n.log.Warn("deciding whether to fold the op log failed", "err", err)
 		}
-		if due || ripe {
+		if due || ripe || settled {
 			count := n.ops.Count()
 			select {
 			case <-ctx.Done():
@@ -93,11 +107,22 @@ func (n *Node) foldLoop(ctx context.Context) {
 				n.log.Warn("folding the op log failed", "err", err)
 			}
 			// A failed pass waits for the log to grow again too.
-			last, ripe, aged = count, false, nil
+			last, ripe, settled, aged = count, false, false, nil
 			if res.Young > 0 {
 				aged = n.after(n.foldAge())
 			}
 			continue
+		}
+		// Each growth starts the quiet period again.
+		settle.Stop()
+		select {
+		case <-settle.C(): // fired while another case was taken: stale
+		default:
+		}
+		var quiet <-chan time.Time
+		if tail {
+			settle.Reset(n.foldSettle)
+			quiet = settle.C()
 		}
 		select {
 		case <-ctx.Done():
@@ -105,6 +130,8 @@ func (n *Node) foldLoop(ctx context.Context) {
 		case <-grown:
 		case <-aged:
 			ripe, aged = true, nil
+		case <-quiet:
+			settled = true
 		}
 	}
 }
@@ -123,21 +150,22 @@ func (n *Node) lastFold(ctx context.Context) (uint64, error) {
 }
 
 // foldDue reports whether the log has grown enough since the pass that
-// ended at Count last.
-func (n *Node) foldDue(ctx context.Context, last uint64) (bool, error) {
+// ended at Count last for a pass (due), or for one once it is settled
+// (tail, see foldSettle).
+func (n *Node) foldDue(ctx context.Context, last uint64) (due, tail bool, err error) {
 	after := uint64(n.cfg.FoldAfter)
 	if after == 0 {
 		after = DefaultFoldAfter
 	}
 	count := n.ops.Count()
 	if count < last+after {
-		return false, nil
+		return false, false, nil
 	}
 	st, err := n.db.Stats(ctx)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
-	return count >= last+uint64(st.Files)/2, nil
+	return count >= last+uint64(st.Files)/2, count >= last+uint64(st.Files)/16, nil
 }
 
 // FoldResult is what a fold pass did.

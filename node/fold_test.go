@@ -320,3 +320,35 @@ func TestSeqSetCountThrough(t *testing.T) {
 		}
 	}
 }
+
+// The tail of a burst of changes, too short for a pass by half the
+// folder (a pass in the burst's middle left it), is folded once the log
+// has been quiet for foldSettle.
+func TestFoldTakesABurstsTailOnceSettled(t *testing.T) {
+	const files = 64
+	a := t.TempDir()
+	for i := range files {
+		write(t, filepath.Join(a, fileName(i)), fmt.Sprint("first ", i))
+	}
+	na := startNodeConfig(t, a, freeUDPPort(t), func(cfg *Config) { cfg.FoldAfter, cfg.FoldAge = 4, -1 },
+		func(n *Node) { n.foldSettle = 300 * time.Millisecond })
+	// The start-up scan's ops are a pass's worth (half the folder): it
+	// folds nothing, and the log's count is where the next counts from.
+	waitFor(t, "a first pass", func() string {
+		if last, err := na.lastFold(context.Background()); err != nil || last < files {
+			return fmt.Sprintf("last fold at %d (%v)", last, err)
+		}
+		return ""
+	})
+	// Eight edits: more than a sixteenth of the folder and FoldAfter,
+	// far less than half.
+	for i := range 8 {
+		write(t, filepath.Join(a, fileName(i)), fmt.Sprint("second ", i))
+	}
+	waitFor(t, "the edits folded once the log settled", func() string {
+		if got := na.ops.Folded(na.ID()); got == 0 {
+			return fmt.Sprintf("nothing folded; log of %d ops", na.ops.Count())
+		}
+		return ""
+	})
+}

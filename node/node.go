@@ -141,6 +141,8 @@ type Node struct {
 	progress, stallResets  atomic.Uint64
 	busy                   atomic.Int32 // long local work under way (see busyWith)
 	stallAfter, stallCheck time.Duration
+	// foldSettle is the constant foldSettle; tests shorten it.
+	foldSettle time.Duration
 	// fetchWorkers bounds the fetches in flight; the simulation runs one
 	// at a time, so that a seed makes its changes in one order.
 	fetchWorkers int
@@ -297,6 +299,7 @@ func newNode(cfg Config) *Node {
 	n.events = NewEvents(EventRingSize, uint64(n.clock.Now().UnixMicro()), n.clock.Now)
 	n.ignoreRules.Store(newIgnoreRules(nil, nil, ""))
 	n.digests.quiet = digestQuiet
+	n.foldSettle = foldSettle
 	n.setAsideDue.Store(true)
 	return n
 }
