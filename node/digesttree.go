@@ -43,7 +43,7 @@ func (n *Node) computeDigest(ctx context.Context) (*ownDigest, error) {
 	if err != nil {
 		return nil, err
 	}
-	dirty, err := n.db.DirtyDirs(ctx)
+	dirty, err := n.db.DirtyDirs(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -94,9 +94,9 @@ func stale(dirty []state.DirtyDir) map[string]bool {
 // changed sums the stale directories again, deepest first, and returns
 // the folder's hash.
 func (s *treeSum) changed(ctx context.Context, dirty []state.DirtyDir) (digest.Hash, error) {
-	todo := stale(dirty)
-	order := make([]string, 0, len(todo))
-	for p := range todo {
+	tree := savedTree{n: s.n, stale: stale(dirty)}
+	order := make([]string, 0, len(tree.stale))
+	for p := range tree.stale {
 		order = append(order, p)
 	}
 	depth := func(p string) int {
@@ -107,25 +107,16 @@ func (s *treeSum) changed(ctx context.Context, dirty []state.DirtyDir) (digest.H
 	}
 	slices.SortFunc(order, func(a, b string) int { return cmp.Or(cmp.Compare(depth(b), depth(a)), strings.Compare(a, b)) })
 	summed := make(map[string]digest.Hash, len(order))
+	resum := func(p string) (digest.Hash, error) {
+		if h, ok := summed[p]; ok {
+			return h, nil
+		}
+		// Stale with nothing under it marked (never, as marks go), or
+		// not saved (an empty directory has no row): summed whole.
+		return s.dir(ctx, p)
+	}
 	for _, d := range order {
-		var saved map[string][32]byte // read once, if a subdirectory needs it
-		h, kids, err := s.n.treeChildren(ctx, d, func(sub, name string) (digest.Hash, error) {
-			if h, ok := summed[sub]; ok {
-				return h, nil
-			}
-			if saved == nil {
-				var err error
-				if saved, err = s.n.db.DigestSubdirs(ctx, d); err != nil {
-					return digest.Hash{}, err
-				}
-			}
-			if h, ok := saved[name]; ok && !todo[sub] {
-				return digest.Hash(h), nil
-			}
-			// Not saved (an empty directory has no row), or stale with
-			// nothing under it marked (never, as marks go): summed whole.
-			return s.dir(ctx, sub)
-		})
+		h, kids, err := s.n.treeChildren(ctx, d, tree.subdirsOf(ctx, d, resum))
 		if err != nil {
 			return digest.Hash{}, err
 		}
@@ -138,6 +129,36 @@ func (s *treeSum) changed(ctx context.Context, dirty []state.DirtyDir) (digest.H
 		}
 	}
 	return summed[""], nil
+}
+
+// savedTree is the digest's tree as saved, with the directories whose
+// saved hash may be wrong (see stale).
+type savedTree struct {
+	n     *Node
+	stale map[string]bool
+}
+
+// subdirsOf returns a sub for dirChildren of the directory d that takes a
+// subdirectory's saved hash unless it is stale, and otherwise the hash
+// other gives. The saved hashes in d are read once, at the first
+// subdirectory that is not stale.
+func (t savedTree) subdirsOf(ctx context.Context, d string, other func(p string) (digest.Hash, error)) func(p, name string) (digest.Hash, error) {
+	var saved map[string][32]byte
+	return func(p, name string) (digest.Hash, error) {
+		if t.stale[p] {
+			return other(p)
+		}
+		if saved == nil {
+			var err error
+			if saved, err = t.n.db.DigestSubdirs(ctx, d); err != nil {
+				return digest.Hash{}, err
+			}
+		}
+		if h, ok := saved[name]; ok {
+			return digest.Hash(h), nil
+		}
+		return other(p)
+	}
 }
 
 // dir sums the directory d and everything under it from its records,
@@ -238,28 +259,15 @@ func (n *Node) savedSubdirs(ctx context.Context, dir string) (func(p, name strin
 	if _, ok, err := n.db.DigestDirOf(ctx, ""); err != nil || !ok {
 		return whole, err
 	}
-	dirty, err := n.db.DirtyDirs(ctx)
+	dirty, err := n.db.DirtyDirs(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	todo := stale(dirty)
-	// in returns the sub of directory d: saved hashes read once.
-	var in func(d string) func(p, name string) (digest.Hash, error)
-	in = func(d string) func(p, name string) (digest.Hash, error) {
-		var saved map[string][32]byte
-		return func(p, name string) (digest.Hash, error) {
-			if saved == nil {
-				var err error
-				if saved, err = n.db.DigestSubdirs(ctx, d); err != nil {
-					return digest.Hash{}, err
-				}
-			}
-			if h, ok := saved[name]; ok && !todo[p] {
-				return digest.Hash(h), nil
-			}
-			children, err := n.dirChildren(ctx, p, in(p))
-			return digest.DirHash(children), err
-		}
+	tree := savedTree{n: n, stale: stale(dirty)}
+	var sum func(p string) (digest.Hash, error)
+	sum = func(p string) (digest.Hash, error) {
+		children, err := n.dirChildren(ctx, p, tree.subdirsOf(ctx, p, sum))
+		return digest.DirHash(children), err
 	}
-	return in(dir), nil
+	return tree.subdirsOf(ctx, dir, sum), nil
 }

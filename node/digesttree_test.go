@@ -126,7 +126,7 @@ func TestDigestTreeFollowsChanges(t *testing.T) {
 		if want := digest.Root(entries); d.Root != want || d.Files != uint64(len(entries)) {
 			t.Fatalf("round %d: summed %s over %d records, want %s over %d", round, d.Root.Short(), d.Files, want.Short(), len(entries))
 		}
-		if dirty, err := db.DirtyDirs(ctx); err != nil || len(dirty) != 0 {
+		if dirty, err := db.DirtyDirs(ctx, ""); err != nil || len(dirty) != 0 {
 			t.Fatalf("round %d: marks left after the sum: %v %v", round, dirty, err)
 		}
 		walks("after the sum")

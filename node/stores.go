@@ -51,7 +51,7 @@ type stateStore interface {
 	Stats(ctx context.Context) (state.Stats, error)
 	LiveEntries(ctx context.Context, dir string, fn func(state.LiveEntry) error) error
 	FilesGeneration() uint64
-	DirtyDirs(ctx context.Context) ([]state.DirtyDir, error)
+	DirtyDirs(ctx context.Context, under string) ([]state.DirtyDir, error)
 	DigestDirOf(ctx context.Context, p string) ([32]byte, bool, error)
 	DigestSubdirs(ctx context.Context, dir string) (map[string][32]byte, error)
 	SaveDigestTree(ctx context.Context, u state.DigestTreeUpdate) error

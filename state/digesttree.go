@@ -67,11 +67,24 @@ func splitDir(p string) (parent, name string) {
 }
 
 // DirtyDirs returns the directories marked changed since the tree was
-// last saved, with their marks.
-func (db *DB) DirtyDirs(ctx context.Context) ([]DirtyDir, error) {
+// last saved, with their marks: under and those below it ("" for all).
+// A walk of one directory needs only the marks beneath it, however many
+// a sync has left elsewhere.
+func (db *DB) DirtyDirs(ctx context.Context, under string) ([]DirtyDir, error) {
 	var out []DirtyDir
 	err := db.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT dir, mark FROM digest_dirty`)
+		var (
+			rows *sql.Rows
+			err  error
+		)
+		if under == "" {
+			rows, err = tx.QueryContext(ctx, `SELECT dir, mark FROM digest_dirty`)
+		} else {
+			// Below under lie the paths from under+"/" up to under+"0"
+			// ('0' follows '/').
+			rows, err = tx.QueryContext(ctx, `SELECT dir, mark FROM digest_dirty WHERE dir = ? OR (dir > ? AND dir < ?)`,
+				under, under+"/", under+"0")
+		}
 		if err != nil {
 			return err
 		}
@@ -86,7 +99,7 @@ func (db *DB) DirtyDirs(ctx context.Context) ([]DirtyDir, error) {
 		return rows.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("state: %s: read the changed directories: %w", db.path, err)
+		return nil, fmt.Errorf("state: %s: read the changed directories under %q: %w", db.path, under, err)
 	}
 	return out, nil
 }

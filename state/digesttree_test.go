@@ -12,7 +12,7 @@ import (
 // dirtyPaths is DirtyDirs' directories, sorted.
 func dirtyPaths(t *testing.T, db *DB) []string {
 	t.Helper()
-	dirty, err := db.DirtyDirs(context.Background())
+	dirty, err := db.DirtyDirs(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestChangesMarkTheirDirectory(t *testing.T) {
 	}
 	clear := func() {
 		t.Helper()
-		dirty, err := db.DirtyDirs(ctx)
+		dirty, err := db.DirtyDirs(ctx, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestChangesMarkTheirDirectory(t *testing.T) {
 
 	// A change made after a computation read the marks keeps its mark.
 	apply(file("a/b/new.txt", "n"))
-	seen, err := db.DirtyDirs(ctx)
+	seen, err := db.DirtyDirs(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +112,40 @@ func TestChangesMarkTheirDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("a reset", "", "a/b", "x")
+}
+
+// TestDirtyDirsUnder: the marks asked for under a directory are its own
+// and those below it, not a sibling's whose name only starts the same.
+func TestDirtyDirsUnder(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, testPath(t))
+	var files []File
+	for i, p := range []string{"top.txt", "a/f", "a/b/f", "a/b/c/f", "a.b/f", "a0/f", "ab/f", "b/a/f"} {
+		files = append(files, File{Path: p, Hash: content.Sum([]byte(p)), Size: 1, Mode: 0o644, MTime: 1, Origin: dev(1), Seq: uint64(i + 1)})
+	}
+	if err := db.Apply(ctx, Batch{Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	for under, want := range map[string][]string{
+		"":    {"", "a", "a.b", "a/b", "a/b/c", "a0", "ab", "b/a"},
+		"a":   {"a", "a/b", "a/b/c"},
+		"a/b": {"a/b", "a/b/c"},
+		"b":   {"b/a"},
+		"c":   nil,
+	} {
+		dirty, err := db.DirtyDirs(ctx, under)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range dirty {
+			got = append(got, d.Path)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("marks under %q: %q, want %q", under, got, want)
+		}
+	}
 }
 
 // TestDigestTreeSaved: saved hashes are read back by path and by parent,
