@@ -25,6 +25,13 @@ var idleFiles = flag.Int("idle.files", 2000, "files of 1 KiB (100 to a directory
 // alone.
 var idleSyncthing = flag.Bool("idle.syncthing", true, "measure Syncthing in the same run (false: drive-node alone)")
 
+// idleSeeded gives Syncthing the library in both its folders before it
+// starts, so that it only scans them and exchanges its indexes instead of
+// sending every file: the way to have Syncthing idle at a million files
+// within a run. drive-node syncs the library from A to B as usual. What is
+// measured is the same: two connected daemons with nothing left to do.
+var idleSeeded = flag.Bool("idle.seeded", false, "start Syncthing with the library already in both folders (drive-node still syncs it)")
+
 // idleWindow is how long the idle daemons are measured, the span the
 // issue compares the two tools over.
 const idleWindow = 120 * time.Second
@@ -172,18 +179,26 @@ func BenchmarkIdleCPU(b *testing.B) {
 
 	var st syncthingRun
 	if *idleSyncthing {
-		st = startIdleSyncthing(b)
+		st = startIdleSyncthing(b, n, *idleSeeded)
 		defer func() { st.hosts[0].KillAll(); st.hosts[1].KillAll() }()
 	}
 
+	start := time.Now()
 	writeIdleLibrary(b, d.stage, dirA, n)
-	if st.on() {
+	if st.on() && !*idleSeeded {
 		writeIdleLibrary(b, st.stage, st.a, n)
 	}
 	limit := 2*time.Minute + time.Duration(n/100)*time.Second
 	waitFiles(b, filepath.Join(dirB, "idle"), "", n, limit)
-	if st.on() {
+	b.Logf("drive-node: %d files on B after %v", n, time.Since(start).Round(time.Second))
+	if st.on() && !*idleSeeded {
 		waitFiles(b, filepath.Join(st.b, "idle"), "", n, limit)
+	}
+	if st.on() && *idleSeeded {
+		// Scanning and hashing a seeded folder takes Syncthing far longer
+		// than a transfer of the same files takes drive-node.
+		waitSyncthingInSync(b, st, n, 10*limit)
+		b.Logf("Syncthing: both seeded folders in sync after %v", time.Since(st.started).Round(time.Second))
 	}
 	dirs := []string{dirA, dirB}
 	connected := func(when string) {
@@ -251,6 +266,7 @@ type syncthingRun struct {
 	hosts       []*netlab.Host
 	a, b, stage string
 	pa, pb      *netlab.Process
+	started     time.Time
 }
 
 func (s syncthingRun) on() bool { return s.pa != nil }
@@ -264,8 +280,8 @@ func (s syncthingRun) cpu(b *testing.B) map[int]float64 {
 }
 
 // startIdleSyncthing starts two paired Syncthing daemons on a lab of
-// their own.
-func startIdleSyncthing(b *testing.B) syncthingRun {
+// their own; seeded, each folder holds the n files of the library first.
+func startIdleSyncthing(b *testing.B, n int, seeded bool) syncthingRun {
 	st := syncthing()
 	lab := netlab.New(b, 2)
 	r := syncthingRun{hosts: []*netlab.Host{lab.Host(0), lab.Host(1)}}
@@ -277,6 +293,83 @@ func startIdleSyncthing(b *testing.B) syncthingRun {
 		}
 	}
 	st.setup(b, lab, r.a, r.b)
+	if seeded {
+		writeIdleLibrary(b, r.stage, r.a, n)
+		writeIdleLibrary(b, r.stage, r.b, n)
+	}
+	r.started = time.Now()
 	r.pa, r.pb = st.start(b, r.hosts[0], r.a), st.start(b, r.hosts[1], r.b)
 	return r
+}
+
+// waitSyncthingInSync waits, polling every few seconds (each poll costs
+// Syncthing a count of its database), until both of st's daemons are
+// idle, need nothing, hold exactly the n files of the library (a conflict
+// copy would be one more) and see their peer complete.
+func waitSyncthingInSync(b *testing.B, st syncthingRun, n int, limit time.Duration) {
+	b.Helper()
+	deadline := time.Now().Add(limit)
+	for i := 0; ; {
+		ok, why := syncthingInSync(b, st.hosts[i], n)
+		if ok && i == len(st.hosts)-1 {
+			return
+		}
+		if ok {
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("Syncthing %d not in sync after %v: %s", i, limit, why)
+		}
+		time.Sleep(5 * time.Second) // a poll interval; each poll is a database count
+	}
+}
+
+// syncthingInSync reports whether the Syncthing on h is idle with the n
+// files of the library, needs nothing, and finds its connected peer
+// complete, as its REST API says.
+func syncthingInSync(b *testing.B, h *netlab.Host, n int) (bool, string) {
+	get := func(path string, v any) error {
+		out, err := h.Command(b.Context(), "curl", "-sf", "-H", "X-API-Key: drive-node-bench",
+			"http://127.0.0.1:8384"+path).Output()
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if err := json.Unmarshal(out, v); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return nil
+	}
+	var status struct {
+		State                                   string
+		GlobalFiles, LocalFiles, NeedTotalItems int
+	}
+	if err := get("/rest/db/status?folder=bench", &status); err != nil {
+		return false, err.Error()
+	}
+	if status.State != "idle" || status.NeedTotalItems != 0 || status.GlobalFiles != n || status.LocalFiles != n {
+		return false, fmt.Sprintf("folder %s, %d global files, %d local, %d items needed (want %d, %d, 0)",
+			status.State, status.GlobalFiles, status.LocalFiles, status.NeedTotalItems, n, n)
+	}
+	var conns struct {
+		Connections map[string]struct{ Connected bool }
+	}
+	if err := get("/rest/system/connections", &conns); err != nil {
+		return false, err.Error()
+	}
+	for id, c := range conns.Connections {
+		if !c.Connected {
+			continue
+		}
+		var done struct {
+			Completion float64
+			NeedItems  int
+		}
+		if err := get("/rest/db/completion?folder=bench&device="+id, &done); err != nil {
+			return false, err.Error()
+		}
+		return done.Completion == 100 && done.NeedItems == 0,
+			fmt.Sprintf("peer %.7s %.2f%% complete, needs %d items", id, done.Completion, done.NeedItems)
+	}
+	return false, "no peer connected"
 }
