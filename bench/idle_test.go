@@ -183,14 +183,14 @@ func BenchmarkIdleCPU(b *testing.B) {
 		defer func() { st.hosts[0].KillAll(); st.hosts[1].KillAll() }()
 	}
 
-	start := time.Now()
 	writeIdleLibrary(b, d.stage, dirA, n)
+	start := time.Now()
 	if st.on() && !*idleSeeded {
 		writeIdleLibrary(b, st.stage, st.a, n)
 	}
 	limit := 2*time.Minute + time.Duration(n/100)*time.Second
 	waitFiles(b, filepath.Join(dirB, "idle"), "", n, limit)
-	b.Logf("drive-node: %d files on B after %v", n, time.Since(start).Round(time.Second))
+	b.Logf("drive-node: %d files on B %v after they were moved into A", n, time.Since(start).Round(time.Second))
 	if st.on() && !*idleSeeded {
 		waitFiles(b, filepath.Join(st.b, "idle"), "", n, limit)
 	}
@@ -304,22 +304,33 @@ func startIdleSyncthing(b *testing.B, n int, seeded bool) syncthingRun {
 
 // waitSyncthingInSync waits, polling every few seconds (each poll costs
 // Syncthing a count of its database), until both of st's daemons are
-// idle, need nothing, hold exactly the n files of the library (a conflict
-// copy would be one more) and see their peer complete.
+// idle, need nothing, hold exactly the n files of the library and see
+// their peer complete, in one poll. It fails at once if a daemon stopped,
+// its folder is in error, or it holds more than the library (a conflict
+// copy).
 func waitSyncthingInSync(b *testing.B, st syncthingRun, n int, limit time.Duration) {
 	b.Helper()
 	deadline := time.Now().Add(limit)
-	for i := 0; ; {
-		ok, why := syncthingInSync(b, st.hosts[i], n)
-		if ok && i == len(st.hosts)-1 {
-			return
+	for {
+		if st.pa.Exited() || st.pb.Exited() {
+			b.Fatalf("a Syncthing stopped before it was in sync:\nA: %s\nB: %s", st.pa.Log(), st.pb.Log())
+		}
+		ok, why := true, ""
+		for i, h := range st.hosts {
+			in, reason, err := syncthingInSync(b, h, n)
+			if err != nil {
+				b.Fatalf("Syncthing %d: %v", i, err)
+			}
+			if !in {
+				ok, why = false, fmt.Sprintf("Syncthing %d: %s", i, reason)
+				break
+			}
 		}
 		if ok {
-			i++
-			continue
+			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("Syncthing %d not in sync after %v: %s", i, limit, why)
+			b.Fatalf("not in sync after %v: %s", limit, why)
 		}
 		time.Sleep(5 * time.Second) // a poll interval; each poll is a database count
 	}
@@ -327,10 +338,11 @@ func waitSyncthingInSync(b *testing.B, st syncthingRun, n int, limit time.Durati
 
 // syncthingInSync reports whether the Syncthing on h is idle with the n
 // files of the library, needs nothing, and finds its connected peer
-// complete, as its REST API says.
-func syncthingInSync(b *testing.B, h *netlab.Host, n int) (bool, string) {
+// complete, as its REST API says, and if not, why. The error is for what
+// waiting will not mend: a folder in error, more files than the library.
+func syncthingInSync(b *testing.B, h *netlab.Host, n int) (bool, string, error) {
 	get := func(path string, v any) error {
-		out, err := h.Command(b.Context(), "curl", "-sf", "-H", "X-API-Key: drive-node-bench",
+		out, err := h.Command(b.Context(), "curl", "-sf", "--max-time", "60", "-H", "X-API-Key: drive-node-bench",
 			"http://127.0.0.1:8384"+path).Output()
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
@@ -342,20 +354,26 @@ func syncthingInSync(b *testing.B, h *netlab.Host, n int) (bool, string) {
 	}
 	var status struct {
 		State                                   string
+		Error                                   string
 		GlobalFiles, LocalFiles, NeedTotalItems int
 	}
 	if err := get("/rest/db/status?folder=bench", &status); err != nil {
-		return false, err.Error()
+		return false, err.Error(), nil // starting, or busy: asked again
 	}
-	if status.State != "idle" || status.NeedTotalItems != 0 || status.GlobalFiles != n || status.LocalFiles != n {
+	switch {
+	case status.State == "error":
+		return false, "", fmt.Errorf("folder in error: %s", status.Error)
+	case status.GlobalFiles > n:
+		return false, "", fmt.Errorf("%d files, more than the library's %d (a conflict copy?)", status.GlobalFiles, n)
+	case status.State != "idle" || status.NeedTotalItems != 0 || status.GlobalFiles != n || status.LocalFiles != n:
 		return false, fmt.Sprintf("folder %s, %d global files, %d local, %d items needed (want %d, %d, 0)",
-			status.State, status.GlobalFiles, status.LocalFiles, status.NeedTotalItems, n, n)
+			status.State, status.GlobalFiles, status.LocalFiles, status.NeedTotalItems, n, n), nil
 	}
 	var conns struct {
 		Connections map[string]struct{ Connected bool }
 	}
 	if err := get("/rest/system/connections", &conns); err != nil {
-		return false, err.Error()
+		return false, err.Error(), nil
 	}
 	for id, c := range conns.Connections {
 		if !c.Connected {
@@ -366,10 +384,10 @@ func syncthingInSync(b *testing.B, h *netlab.Host, n int) (bool, string) {
 			NeedItems  int
 		}
 		if err := get("/rest/db/completion?folder=bench&device="+id, &done); err != nil {
-			return false, err.Error()
+			return false, err.Error(), nil
 		}
 		return done.Completion == 100 && done.NeedItems == 0,
-			fmt.Sprintf("peer %.7s %.2f%% complete, needs %d items", id, done.Completion, done.NeedItems)
+			fmt.Sprintf("peer %.7s %.2f%% complete, needs %d items", id, done.Completion, done.NeedItems), nil
 	}
-	return false, "no peer connected"
+	return false, "no peer connected", nil
 }
