@@ -226,9 +226,14 @@ func BenchmarkIdleCPU(b *testing.B) {
 	}
 	time.Sleep(idleSettle) // a span of the measurement's setup, not a wait for an event
 
+	opened := time.Now()
 	dnBefore, stBefore := hostsCPU(b, dnHosts...), st.cpu(b)
 	time.Sleep(idleWindow) // the measurement itself, not a wait for an event
 	dnAfter, stAfter := hostsCPU(b, dnHosts...), st.cpu(b)
+	// When, and which process: a periodic task of one daemon shows as
+	// one process's seconds, and its log says what ran then.
+	b.Logf("idle window %s to %s (UTC); drive-node A %.2f s, B %.2f s", opened.UTC().Format(time.TimeOnly),
+		time.Now().UTC().Format(time.TimeOnly), dnAfter[pa.Pid()]-dnBefore[pa.Pid()], dnAfter[pb.Pid()]-dnBefore[pb.Pid()])
 	if pa.Exited() || pb.Exited() {
 		b.Fatalf("a daemon stopped while idle:\nA: %s\nB: %s", pa.Log(), pb.Log())
 	}
