@@ -36,10 +36,66 @@ var idleSeeded = flag.Bool("idle.seeded", false, "start Syncthing with the libra
 // issue compares the two tools over.
 const idleWindow = 120 * time.Second
 
-// idleSettle is how long both tools are left alone after they agree,
-// before the window opens: the tail of the sync (an index or digest
-// exchange, a last database write) is not idleness.
-const idleSettle = 10 * time.Second
+// The window opens once both tools have been quiet for idleQuiet: each
+// used at most idleQuietCPU CPU-seconds, all its processes together, over
+// the last idleQuiet. The tail of a sync (a digest summed, a fold pass,
+// an index exchange, a database checkpoint) is not idleness, and at a
+// million files it takes minutes after the last file arrives; idleQuiet
+// is longer than the minute drive-node's fold waits for the log to
+// settle. A wait longer than idleQuietLimit fails the benchmark.
+const (
+	idleQuiet      = 90 * time.Second
+	idleQuietCPU   = 0.3
+	idleQuietLimit = 30 * time.Minute
+)
+
+// waitToolsQuiet waits until every tool's processes (by tool name, the hosts
+// they run on) have used at most idleQuietCPU CPU-seconds over the last
+// idleQuiet, reading their CPU time every 10 s.
+func waitToolsQuiet(b *testing.B, tools map[string][]*netlab.Host) {
+	b.Helper()
+	const every = 10 * time.Second
+	type reading struct {
+		at  time.Time
+		cpu map[string]map[int]float64
+	}
+	read := func() reading {
+		r := reading{at: time.Now(), cpu: map[string]map[int]float64{}}
+		for name, hosts := range tools {
+			r.cpu[name] = hostsCPU(b, hosts...)
+		}
+		return r
+	}
+	var past []reading
+	start := time.Now()
+	for {
+		now := read()
+		past = append(past, now)
+		for len(past) > 1 && now.at.Sub(past[1].at) >= idleQuiet {
+			past = past[1:]
+		}
+		if then := past[0]; now.at.Sub(then.at) >= idleQuiet {
+			quiet, why := true, ""
+			for name := range tools {
+				used := 0.0
+				for pid, c := range now.cpu[name] {
+					used += c - then.cpu[name][pid] // a process started since counts whole
+				}
+				if used > idleQuietCPU {
+					quiet, why = false, fmt.Sprintf("%s used %.2f CPU-s in the last %v", name, used, now.at.Sub(then.at).Round(time.Second))
+				}
+			}
+			if quiet {
+				b.Logf("both tools quiet %v after they were in sync", time.Since(start).Round(time.Second))
+				return
+			}
+			if time.Since(start) > idleQuietLimit {
+				b.Fatalf("not quiet after %v: %s", idleQuietLimit, why)
+			}
+		}
+		time.Sleep(every) // the reading interval of a wait for quiet, itself the condition
+	}
+}
 
 // cpuSeconds returns the user+system CPU time pid has used.
 func cpuSeconds(b *testing.B, pid int) float64 {
@@ -224,7 +280,11 @@ func BenchmarkIdleCPU(b *testing.B) {
 			})
 		}
 	}
-	time.Sleep(idleSettle) // a span of the measurement's setup, not a wait for an event
+	quietTools := map[string][]*netlab.Host{"drive-node": dnHosts}
+	if st.on() {
+		quietTools["Syncthing"] = st.hosts
+	}
+	waitToolsQuiet(b, quietTools)
 
 	opened := time.Now()
 	dnBefore, stBefore := hostsCPU(b, dnHosts...), st.cpu(b)
