@@ -9,10 +9,10 @@ import (
 	"github.com/drive-node/drive-node/content"
 )
 
-// dirtyPaths is DirtyDirs' directories, sorted.
-func dirtyPaths(t *testing.T, db *DB) []string {
+// dirtyPaths is DirtyDirs' directories under under, sorted.
+func dirtyPaths(t *testing.T, db *DB, under string) []string {
 	t.Helper()
-	dirty, err := db.DirtyDirs(context.Background(), "")
+	dirty, err := db.DirtyDirs(context.Background(), under)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +52,13 @@ func TestChangesMarkTheirDirectory(t *testing.T) {
 		if err := db.SaveDigestTree(ctx, DigestTreeUpdate{Done: dirty}); err != nil {
 			t.Fatal(err)
 		}
-		if got := dirtyPaths(t, db); len(got) != 0 {
+		if got := dirtyPaths(t, db, ""); len(got) != 0 {
 			t.Fatalf("marks left after a save at their marks: %q", got)
 		}
 	}
 	expect := func(step string, want ...string) {
 		t.Helper()
-		if got := dirtyPaths(t, db); !slices.Equal(got, want) {
+		if got := dirtyPaths(t, db, ""); !slices.Equal(got, want) {
 			t.Fatalf("after %s: marked %q, want %q", step, got, want)
 		}
 		clear()
@@ -133,16 +133,7 @@ func TestDirtyDirsUnder(t *testing.T) {
 		"b":   {"b/a"},
 		"c":   nil,
 	} {
-		dirty, err := db.DirtyDirs(ctx, under)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, d := range dirty {
-			got = append(got, d.Path)
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
+		if got := dirtyPaths(t, db, under); !slices.Equal(got, want) {
 			t.Errorf("marks under %q: %q, want %q", under, got, want)
 		}
 	}
