@@ -170,20 +170,29 @@ func peersConnected(b *testing.B, h *netlab.Host, bin, dir string) (bool, string
 		fmt.Sprintf("running %v, %d of %d peers connected", st.Running, connected, len(st.Peers))
 }
 
+// syncthingGet reads path from the REST API of the Syncthing on h (the
+// GUI address and key syncthingConfig sets) into v, giving up after 60 s.
+func syncthingGet(b *testing.B, h *netlab.Host, path string, v any) error {
+	out, err := h.Command(b.Context(), "curl", "-sf", "--max-time", "60", "-H", "X-API-Key: drive-node-bench",
+		"http://127.0.0.1:8384"+path).Output()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
 // syncthingConnected reports whether the Syncthing on h is connected to
 // its one peer, as its REST API (syncthingConfig's GUI address and key)
 // says.
 func syncthingConnected(b *testing.B, h *netlab.Host) (bool, string) {
-	out, err := h.Command(b.Context(), "curl", "-sf", "-H", "X-API-Key: drive-node-bench",
-		"http://127.0.0.1:8384/rest/system/connections").Output()
-	if err != nil {
-		return false, fmt.Sprintf("rest/system/connections: %v", err)
-	}
 	var st struct {
 		Connections map[string]struct{ Connected bool }
 	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		return false, fmt.Sprintf("rest/system/connections: %v", err)
+	if err := syncthingGet(b, h, "/rest/system/connections", &st); err != nil {
+		return false, err.Error()
 	}
 	connected := 0
 	for _, c := range st.Connections {
@@ -406,17 +415,7 @@ func waitSyncthingInSync(b *testing.B, st syncthingRun, n int, limit time.Durati
 // complete, as its REST API says, and if not, why. The error is for what
 // waiting will not mend: a folder in error, more files than the library.
 func syncthingInSync(b *testing.B, h *netlab.Host, n int) (bool, string, error) {
-	get := func(path string, v any) error {
-		out, err := h.Command(b.Context(), "curl", "-sf", "--max-time", "60", "-H", "X-API-Key: drive-node-bench",
-			"http://127.0.0.1:8384"+path).Output()
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		if err := json.Unmarshal(out, v); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		return nil
-	}
+	get := func(path string, v any) error { return syncthingGet(b, h, path, v) }
 	var status struct {
 		State                                   string
 		Error                                   string
