@@ -45,8 +45,9 @@ type Config struct {
 	Peers []string
 	// NoDiscovery turns mDNS discovery off (static peers only).
 	NoDiscovery bool
-	// RescanInterval is the period of the safety-net rescan (every sixth
-	// is a full scan).
+	// RescanInterval is the period of the safety-net rescan while every
+	// directory of the folder has a watch (at most 10 minutes while some
+	// has none); every sixth is a full scan. Default an hour.
 	RescanInterval time.Duration
 	// MinStateFree is how many bytes the node keeps free on the state
 	// dir's disk: below it, it pauses rather than risk a failed op log
@@ -144,7 +145,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Listen = ":22000"
 	}
 	if c.RescanInterval == 0 {
-		c.RescanInterval = 10 * time.Minute
+		c.RescanInterval = time.Hour
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

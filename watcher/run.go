@@ -19,6 +19,11 @@ type watchSet struct {
 	dirs     map[string]bool                // relative dirs with a watch
 	kids     map[string]map[string]struct{} // dir -> watched dirs directly in it
 	failures int
+	// unwatched counts the watches that failed since the latest scan of
+	// the whole folder began (which tries again every directory it
+	// lists): while it is not zero, some directory makes no event, and the
+	// periodic rescan comes sooner (see loop.rescanPeriod).
+	unwatched int
 }
 
 func newWatchSet(w *Watcher, fsw *fsnotify.Watcher) *watchSet {
@@ -33,7 +38,13 @@ func (s *watchSet) add(rel string, dir *os.Root) {
 		return
 	}
 	abs := s.w.abs(rel)
-	err := s.fsw.Add(abs)
+	var err error
+	if s.w.failWatch != nil {
+		err = s.w.failWatch(rel)
+	}
+	if err == nil {
+		err = s.fsw.Add(abs)
+	}
 	if err == nil && !s.w.leadsTo(rel, dir) {
 		// The path no longer leads to dir: the watch may be behind a
 		// symlink swapped in for a parent, outside the folder. What took
@@ -43,12 +54,13 @@ func (s *watchSet) add(rel string, dir *os.Root) {
 	}
 	if err != nil {
 		s.failures++
+		s.unwatched++
 		level := slog.LevelDebug
 		if s.failures == 1 || s.failures%1000 == 0 {
 			level = slog.LevelWarn
 		}
 		s.w.log.Log(context.Background(), level, "cannot watch a directory; changes in it are found by the periodic rescan",
-			"path", rel, "err", err, "failures", s.failures)
+			"path", rel, "err", err, "failures", s.failures, "rescan_every", min(s.w.o.RescanInterval, unwatchedRescanInterval))
 		return
 	}
 	s.dirs[rel] = true
@@ -108,18 +120,45 @@ type loop struct {
 	// base is what the last scan left for a rescan for lost events; nil
 	// if that must be a full scan (see lostScan).
 	base *scanBase
-	// rescanAt is when the periodic rescan is due; zero if disabled. It
+	// rescanFrom is when the period before the next periodic rescan
+	// began (see rescanDue); zero if the rescan is disabled. The rescan
 	// is one more deadline for the loop's only timer, rather than a
 	// ticker, so that next names every time the loop will wake.
-	rescanAt time.Time
+	rescanFrom time.Time
 	// sinceFull counts the periodic rescans since the last full scan.
 	sinceFull int
 }
 
 // fullRescanEvery is how often a periodic rescan is a full one: every
-// sixth, hourly at the default interval. The others compare with the
-// Index only what changed since the previous scan (see periodicScan).
+// sixth. The others compare with the Index only what changed since the
+// previous scan (see periodicScan).
 const fullRescanEvery = 6
+
+// unwatchedRescanInterval is the longest time between two periodic
+// rescans while some directory has no watch. While every directory has
+// one, the rescan is a net for what no event reported, which is rare,
+// and it comes every RescanInterval (an hour by default): at a million
+// files it stats every one, which an idle daemon should not do often.
+// Changes in a directory without a watch make no event at all, and the
+// rescan is the only way they are found.
+const unwatchedRescanInterval = 10 * time.Minute
+
+// rescanPeriod is the time from one periodic rescan to the next.
+func (l *loop) rescanPeriod() time.Duration {
+	p := l.w.o.RescanInterval
+	if l.ws.unwatched > 0 {
+		p = min(p, unwatchedRescanInterval)
+	}
+	return p
+}
+
+// rescanDue is when the periodic rescan is due; zero if disabled.
+func (l *loop) rescanDue() time.Time {
+	if l.rescanFrom.IsZero() {
+		return time.Time{}
+	}
+	return l.rescanFrom.Add(l.rescanPeriod())
+}
 
 // After events were lost (the kernel's queue overflowed), the folder is
 // rescanned (see loop.lostScan) once the burst that overflowed it is over:
@@ -200,7 +239,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 	w.scanOnce.Do(func() { close(w.scanned) })
 
 	if w.o.RescanInterval > 0 {
-		l.rescanAt = w.clk.Now().Add(w.o.RescanInterval)
+		l.rescanFrom = w.clk.Now()
 	}
 	timer := w.clk.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -245,8 +284,8 @@ func (w *Watcher) Run(ctx context.Context, out chan<- []Observation) error {
 					return err
 				}
 			}
-			if !l.rescanAt.IsZero() && !now.Before(l.rescanAt) {
-				l.rescanAt = now.Add(w.o.RescanInterval)
+			if due := l.rescanDue(); !due.IsZero() && !now.Before(due) {
+				l.rescanFrom = now
 				if err := l.periodicScan(ctx, out, now); err != nil {
 					return err
 				}
@@ -307,7 +346,7 @@ func (l *loop) next() time.Time {
 	if len(l.pending) > 0 {
 		t = l.flushAt()
 	}
-	for _, due := range []time.Time{l.retryAt, l.lost.due(), l.rescanAt} {
+	for _, due := range []time.Time{l.retryAt, l.lost.due(), l.rescanDue()} {
 		if !due.IsZero() && (t.IsZero() || due.Before(t)) {
 			t = due
 		}

@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -296,4 +297,65 @@ func TestScanWaitsStableForAFileWithAFutureMTime(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Scan did not finish")
 	}
+}
+
+// TestPeriodicRescanWhileADirectoryHasNoWatch: while every directory has a
+// watch, the periodic rescan comes every RescanInterval; a watch that
+// fails, here between two scans, brings it within unwatchedRescanInterval
+// of the previous one, the only way a change in that directory is found,
+// and so on while the directory is there. The rescan after it went finds
+// every directory watched, and the period is RescanInterval again.
+func TestPeriodicRescanWhileADirectoryHasNoWatch(t *testing.T) {
+	const interval = time.Hour
+	root := t.TempDir()
+	writeOld(t, filepath.Join(root, "seen/g"), "before")
+	h := startFake(t, root, newIndex(), 10*time.Millisecond, time.Second,
+		func(o *Options) { o.RescanInterval = interval },
+		func(w *Watcher) {
+			// Every periodic rescan compares the whole folder, so the
+			// fake clock's distance from the file system's does not count.
+			w.keepsCTime = func(string) bool { return false }
+			w.failWatch = func(rel string) error {
+				if rel == "blind" {
+					return errors.New("no inotify watch left")
+				}
+				return nil
+			}
+		})
+	start := h.clk.Now()
+	h.track("blind")
+	notBefore := func(path, data string, due time.Time) {
+		t.Helper()
+		h.advanceTo(due.Add(-time.Nanosecond))
+		h.mu.Lock()
+		o, ok := h.latest[path]
+		h.mu.Unlock()
+		if ok && hashOf(data)(o) {
+			t.Fatalf("%s reported as %q %v before the rescan due at %v", path, data, h.clk.Now().Sub(start), due.Sub(start))
+		}
+		h.advanceTo(due)
+		h.waitObs(path, hashOf(data))
+	}
+
+	h.advance(time.Minute)
+	writeOld(t, filepath.Join(root, "blind/f"), "first")
+	h.waitPending("blind")
+	h.advance(time.Second)
+	h.waitObs("blind/f", hashOf("first")) // found by the look at "blind" its event asked for
+	writeOld(t, filepath.Join(root, "blind/f"), "edited unheard")
+	notBefore("blind/f", "edited unheard", start.Add(unwatchedRescanInterval))
+	writeOld(t, filepath.Join(root, "blind/f"), "edited again")
+	notBefore("blind/f", "edited again", start.Add(2*unwatchedRescanInterval))
+
+	if err := os.RemoveAll(filepath.Join(root, "blind")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitPending("blind")
+	h.advance(time.Second)
+	h.waitObs("blind", gone)
+	recounted := start.Add(3 * unwatchedRescanInterval) // finds every directory watched
+	h.advanceTo(recounted)
+	h.unwatch() // what happens from now on makes no event
+	writeOld(t, filepath.Join(root, "seen/g"), "edited unheard")
+	notBefore("seen/g", "edited unheard", recounted.Add(interval))
 }

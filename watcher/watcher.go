@@ -150,9 +150,11 @@ type Options struct {
 	// start, and returns the size named (see content.Open, the default).
 	// The node's keeps each large content's chunk list as it goes.
 	Hash func(ctx context.Context, f *os.File) (content.Hash, int64, error)
-	// RescanInterval is the period of rescans, the safety net for lost
-	// events (every sixth is a full one, see loop.periodicScan); default
-	// 10 minutes, negative to disable.
+	// RescanInterval is the period of rescans, the safety net for events
+	// lost without a word (every sixth is a full one, see
+	// loop.periodicScan), while every directory has a watch; while some
+	// directory has none, the period is at most 10 minutes. Default an
+	// hour, negative to disable.
 	RescanInterval time.Duration
 	// Settle is how long events must have stopped before the paths they
 	// name are looked at; default 15 ms.
@@ -247,6 +249,9 @@ type Watcher struct {
 	// keepsCTime, if set, replaces the check of the folder's file system
 	// (see keepsCTime).
 	keepsCTime func(dir string) bool
+	// failWatch, if set, is asked before a watch is added on the
+	// directory rel; an error it returns is the watch's failure.
+	failWatch func(rel string) error
 }
 
 // New checks the options and returns a Watcher; nothing runs until Run or
@@ -276,7 +281,7 @@ func New(opts Options) (*Watcher, error) {
 		opts.Hash = content.Open
 	}
 	if opts.RescanInterval == 0 {
-		opts.RescanInterval = 10 * time.Minute
+		opts.RescanInterval = time.Hour
 	}
 	if opts.Settle <= 0 {
 		opts.Settle = 15 * time.Millisecond

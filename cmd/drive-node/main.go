@@ -175,7 +175,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Name, "name", "", "name shown to peers (default host name)")
 	fs.StringArrayVar(&cfg.Peers, "peer", nil, "static peer address HOST:PORT (repeatable)")
 	fs.BoolVar(&cfg.NoDiscovery, "no-discovery", false, "do not announce or look for peers with mDNS")
-	fs.DurationVar(&cfg.RescanInterval, "rescan", 10*time.Minute, "rescan period (every sixth rescan is a full one)")
+	fs.DurationVar(&cfg.RescanInterval, "rescan", time.Hour, "rescan period while every directory is watched, at most 10m while one is not (every sixth rescan is a full one)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.Int64Var(&maxMemory, "max-memory", 32, "soft memory limit in MiB (the Go heap is collected harder near it; 0 for none)")
@@ -211,7 +211,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	const maxMiB = 1 << 40
 	switch {
 	case cfg.RescanInterval <= 0:
-		return fmt.Errorf("--rescan %v: must be a positive duration, such as 10m", cfg.RescanInterval)
+		return fmt.Errorf("--rescan %v: must be a positive duration, such as 1h", cfg.RescanInterval)
 	case maxMemory < 0 || maxMemory > maxMiB:
 		return fmt.Errorf("--max-memory %d: must be between 0 (no limit) and %d MiB", maxMemory, int64(maxMiB))
 	case minStateFree < 0 || minStateFree > maxMiB:
