@@ -47,7 +47,8 @@ type Config struct {
 	NoDiscovery bool
 	// RescanInterval is the period of the safety-net rescan while every
 	// directory of the folder has a watch (at most 10 minutes while some
-	// has none); every sixth is a full scan. Default an hour.
+	// has none); every sixth is a full scan. Default an hour; negative
+	// turns the rescan off.
 	RescanInterval time.Duration
 	// MinStateFree is how many bytes the node keeps free on the state
 	// dir's disk: below it, it pauses rather than risk a failed op log

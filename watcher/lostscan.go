@@ -77,8 +77,8 @@ func (l *loop) lostScan(ctx context.Context, out chan<- []Observation, now time.
 // like lostScan's, which costs a listing of every directory and a look at
 // every file and, on a file system that keeps change times, reads from
 // the Index only what changed since the previous scan: a Pi tracking a
-// large library is not kept busy every few minutes reading the whole
-// database to find nothing. Every fullRescanEvery-th one, and whenever
+// large library is not kept busy reading the whole database to find
+// nothing. Every fullRescanEvery-th one, and whenever
 // lostScan would be a full one, it is a full scan, the net for what the
 // change-time reasoning does not cover (a clock stepped back and forth
 // between two scans, an Index that lost records).
@@ -89,7 +89,7 @@ func (l *loop) periodicScan(ctx context.Context, out chan<- []Observation, now t
 		base = nil
 	}
 	l.w.log.Debug("periodic rescan", "whole", base == nil)
-	// An idle daemon's log does not say so every ten minutes.
+	// An idle daemon's log does not say so at every rescan.
 	return l.rescanWith(ctx, out, base, slog.LevelDebug)
 }
 

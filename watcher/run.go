@@ -60,7 +60,7 @@ func (s *watchSet) add(rel string, dir *os.Root) {
 			level = slog.LevelWarn
 		}
 		s.w.log.Log(context.Background(), level, "cannot watch a directory; changes in it are found by the periodic rescan",
-			"path", rel, "err", err, "failures", s.failures, "rescan_every", min(s.w.o.RescanInterval, unwatchedRescanInterval))
+			"path", rel, "err", err, "failures", s.failures)
 		return
 	}
 	s.dirs[rel] = true
@@ -103,6 +103,23 @@ func (s *watchSet) drop(rel string) {
 	}
 	if m := s.kids[parentOf(rel)]; m != nil {
 		delete(m, rel)
+	}
+}
+
+// forgetDropped forgets the watches fsnotify no longer holds: those the
+// kernel removed without an event (fsnotify passes on no IN_UNMOUNT or
+// IN_IGNORED, as when a file system mounted inside the folder is
+// unmounted). The walk that follows a call watches those directories
+// again, or counts them among the unwatched.
+func (s *watchSet) forgetDropped() {
+	held := map[string]struct{}{}
+	for _, p := range s.fsw.WatchList() {
+		held[p] = struct{}{}
+	}
+	for rel := range s.dirs {
+		if _, ok := held[s.w.abs(rel)]; !ok {
+			s.drop(rel)
+		}
 	}
 }
 

@@ -661,6 +661,7 @@ func (w *Watcher) scan(ctx context.Context, out chan<- []Observation, ws *watchS
 	r.base = base
 	if ws != nil {
 		// The walk tries again every directory without a watch.
+		ws.forgetDropped()
 		ws.unwatched = 0
 		if st, err := root.Stat("."); err == nil {
 			r.next = w.newScanBase(st, began)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,11 +305,14 @@ func TestScanWaitsStableForAFileWithAFutureMTime(t *testing.T) {
 // fails, here between two scans, brings it within unwatchedRescanInterval
 // of the previous one, the only way a change in that directory is found,
 // and so on while the directory is there. The rescan after it went finds
-// every directory watched, and the period is RescanInterval again.
+// every directory watched, and the period is RescanInterval again, until
+// a rescan finds a watch the kernel dropped without a word and cannot
+// watch the directory again.
 func TestPeriodicRescanWhileADirectoryHasNoWatch(t *testing.T) {
 	const interval = time.Hour
 	root := t.TempDir()
 	writeOld(t, filepath.Join(root, "seen/g"), "before")
+	var seenFails atomic.Bool
 	h := startFake(t, root, newIndex(), 10*time.Millisecond, time.Second,
 		func(o *Options) { o.RescanInterval = interval },
 		func(w *Watcher) {
@@ -316,7 +320,7 @@ func TestPeriodicRescanWhileADirectoryHasNoWatch(t *testing.T) {
 			// fake clock's distance from the file system's does not count.
 			w.keepsCTime = func(string) bool { return false }
 			w.failWatch = func(rel string) error {
-				if rel == "blind" {
+				if rel == "blind" || rel == "seen" && seenFails.Load() {
 					return errors.New("no inotify watch left")
 				}
 				return nil
@@ -355,7 +359,14 @@ func TestPeriodicRescanWhileADirectoryHasNoWatch(t *testing.T) {
 	h.waitObs("blind", gone)
 	recounted := start.Add(3 * unwatchedRescanInterval) // finds every directory watched
 	h.advanceTo(recounted)
-	h.unwatch() // what happens from now on makes no event
+	// The kernel drops the watch on "seen" without an event (as when a
+	// file system mounted there is unmounted), and "seen" can no longer
+	// be watched: the next rescan, an interval later, finds the change and
+	// tries the watch again, which fails and shortens the period.
+	seenFails.Store(true)
+	h.unwatch("")
 	writeOld(t, filepath.Join(root, "seen/g"), "edited unheard")
 	notBefore("seen/g", "edited unheard", recounted.Add(interval))
+	writeOld(t, filepath.Join(root, "seen/g"), "edited again")
+	notBefore("seen/g", "edited again", recounted.Add(interval+unwatchedRescanInterval))
 }
