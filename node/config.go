@@ -15,6 +15,7 @@ import (
 	"github.com/drive-node/drive-node/internal/clock"
 	"github.com/drive-node/drive-node/internal/durable"
 	"github.com/drive-node/drive-node/node/internal/retention"
+	"github.com/drive-node/drive-node/watcher"
 )
 
 // StateDirName is the state directory's name when it lives in the folder.
@@ -102,6 +103,9 @@ type Config struct {
 	brake *BrakeRule
 }
 
+// DefaultRescanInterval is Config.RescanInterval when unset.
+const DefaultRescanInterval = watcher.DefaultRescanInterval
+
 // DefaultVersionsMaxShare is Config.VersionsMaxShare when unset.
 const DefaultVersionsMaxShare = 0.10
 
@@ -146,7 +150,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Listen = ":22000"
 	}
 	if c.RescanInterval == 0 {
-		c.RescanInterval = time.Hour
+		c.RescanInterval = DefaultRescanInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -254,6 +254,9 @@ type Watcher struct {
 	failWatch func(rel string) error
 }
 
+// DefaultRescanInterval is Options.RescanInterval when unset.
+const DefaultRescanInterval = time.Hour
+
 // New checks the options and returns a Watcher; nothing runs until Run or
 // Scan. It fails, naming the path, if Root is missing or not a directory.
 func New(opts Options) (*Watcher, error) {
@@ -281,7 +284,7 @@ func New(opts Options) (*Watcher, error) {
 		opts.Hash = content.Open
 	}
 	if opts.RescanInterval == 0 {
-		opts.RescanInterval = time.Hour
+		opts.RescanInterval = DefaultRescanInterval
 	}
 	if opts.Settle <= 0 {
 		opts.Settle = 15 * time.Millisecond

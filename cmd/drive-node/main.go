@@ -175,7 +175,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Name, "name", "", "name shown to peers (default host name)")
 	fs.StringArrayVar(&cfg.Peers, "peer", nil, "static peer address HOST:PORT (repeatable)")
 	fs.BoolVar(&cfg.NoDiscovery, "no-discovery", false, "do not announce or look for peers with mDNS")
-	fs.DurationVar(&cfg.RescanInterval, "rescan", time.Hour, "rescan period while every directory is watched, at most 10m while one is not (every sixth rescan is a full one)")
+	fs.DurationVar(&cfg.RescanInterval, "rescan", node.DefaultRescanInterval, "rescan period while every directory is watched, at most 10m while one is not (every sixth rescan is a full one)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.Int64Var(&maxMemory, "max-memory", 32, "soft memory limit in MiB (the Go heap is collected harder near it; 0 for none)")
