@@ -88,16 +88,18 @@ func (db *DB) childrenFrom(ctx context.Context, tx *sql.Tx, dir, prefix, from st
 	defer rows.Close()
 	n := 0
 	var next string
+	// Declared once, not per row: Scan's pointers make them escape, and
+	// a scan of the folder reads every record through here. The hash is
+	// copied out of the driver's buffer (RawBytes) rather than cloned.
+	var (
+		p                      string
+		isDir                  bool
+		hash                   sql.RawBytes
+		size, mode, mtime, ino int64
+	)
 	for rows.Next() {
 		n++
-		var (
-			p          string
-			c          Child
-			hash       []byte
-			mode       int64
-			mtime, ino int64
-		)
-		if err := rows.Scan(&p, &c.Dir, &hash, &c.Size, &mode, &mtime, &ino); err != nil {
+		if err := rows.Scan(&p, &isDir, &hash, &size, &mode, &mtime, &ino); err != nil {
 			return 0, "", err
 		}
 		name := strings.TrimPrefix(p, prefix)
@@ -115,10 +117,11 @@ func (db *DB) childrenFrom(ctx context.Context, tx *sql.Tx, dir, prefix, from st
 			}
 			return n, prefix + sub + "0", nil
 		}
-		if c.Hash, err = scanHash(hash); err != nil {
+		h, err := scanHash(hash)
+		if err != nil {
 			return 0, "", fmt.Errorf("record %q: %w", p, err)
 		}
-		c.Name, c.Mode, c.MTime, c.Inode = name, uint32(mode), mtime, uint64(ino)
+		c := Child{Name: name, Dir: isDir, Hash: h, Size: size, Mode: uint32(mode), MTime: mtime, Inode: uint64(ino)}
 		if c.Dir {
 			dirs[name] = true
 		}

@@ -125,7 +125,7 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, s
 		}
 		if !k.Hash.IsZero() { // permission bits alone changed
 			obs.Hash = k.Hash
-			return &obs, nil, nil
+			return reported(obs), nil, nil
 		}
 	}
 	now := w.clk.Now()
@@ -161,8 +161,12 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, s
 		return nil, later(as, w.clk.Now()), nil
 	}
 	obs.Hash = h
-	return &obs, nil, nil
+	return reported(obs), nil, nil
 }
+
+// reported returns a copy of o on the heap. lookFile's own o stays off
+// it: most files a scan looks at match their record and report nothing.
+func reported(o Observation) *Observation { return &o }
 
 // errUnread means that a file could not be read (or looked at) and is left
 // as recorded; lookFile has logged why.
