@@ -90,7 +90,8 @@ func (db *DB) childrenFrom(ctx context.Context, tx *sql.Tx, dir, prefix, from st
 	var next string
 	// Declared once, not per row: Scan's pointers make them escape, and
 	// a scan of the folder reads every record through here. The hash is
-	// copied out of the driver's buffer (RawBytes) rather than cloned.
+	// the driver's buffer (RawBytes), valid only until the next Next,
+	// Scan or Close: scanHash copies it before anything else runs.
 	var (
 		p                      string
 		isDir                  bool

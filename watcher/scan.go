@@ -164,8 +164,8 @@ func (w *Watcher) lookFile(ctx context.Context, dir *os.Root, rel, via string, s
 	return reported(obs), nil, nil
 }
 
-// reported returns a copy of o on the heap. lookFile's own o stays off
-// it: most files a scan looks at match their record and report nothing.
+// reported returns a copy of o on the heap. lookFile's own obs stays
+// off it: most files a scan looks at match their record and report nothing.
 func reported(o Observation) *Observation { return &o }
 
 // errUnread means that a file could not be read (or looked at) and is left
